@@ -1,1 +1,259 @@
-fn main(){}
+//! `candor`: the API gateway whose errors are the product.
+//!
+//! Run `candor --help` for the commands; `candor serve` with no configuration starts the
+//! embedded demo.
+
+use candor_catalog::{Catalog, Entry, codes};
+use candor_gateway::config::did_you_mean;
+use candor_gateway::{Config, Overrides, Server, demo, server};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// candor — an API gateway whose every error says what happened, with the values involved,
+/// every field at fault, a request id, whether to retry, and a troubleshooting page.
+#[derive(Parser)]
+#[command(name = "candor", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config it runs the embedded demo: the gateway on
+    /// 127.0.0.1:8080 in front of a small devices API kept in ./candor-data/.
+    Serve {
+        /// Configuration file (TOML). Reloaded on SIGHUP and whenever the file changes.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on, overriding the file's server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Address of the admin listener (health, catalog, error pages).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// Data directory of the demo mode.
+        #[arg(long, default_value = "candor-data")]
+        data_dir: PathBuf,
+    },
+    /// Check a configuration file and report every problem at once, with line and column.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read the error catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+        /// Include the operator catalog named by this configuration.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// List every error code with its status and title.
+    List,
+    /// Show one entry: what it means, its checklist, its retry class.
+    Show {
+        /// The code, e.g. route_not_found.
+        code: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, admin_listen, data_dir } => serve(config, Overrides { listen, admin_listen }, data_dir),
+        Command::Check { config } => check(&config),
+        Command::Catalog { command, config } => catalog(command, config.as_deref()),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
+}
+
+fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) -> ExitCode {
+    init_logging();
+    let demo_mode = config_path.is_none();
+    let loaded = match &config_path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => Some(c),
+            Err(report) => {
+                eprint!("{report}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let workers = loaded.as_ref().map_or(2, |c| c.server.workers);
+    let rt = match runtime(workers) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("candor: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let (config, path) = match loaded {
+            Some(c) => (c, config_path),
+            None => match start_demo(&data_dir, &overrides).await {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("candor: cannot start the demo: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let server = match Server::bind(config, path.clone(), overrides).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("candor: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = server.local_addr().expect("bound");
+        let scheme = if server.state().current().renderer().base_url().starts_with("https") { "https" } else { "http" };
+        println!("candor listening on {scheme}://{addr}");
+        if let Some(a) = server.admin_addr() {
+            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}})");
+        }
+        if demo_mode {
+            print_demo_tour(addr, &data_dir, path.as_deref());
+        }
+        server.run(server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn start_demo(data_dir: &Path, overrides: &Overrides) -> std::io::Result<(Config, Option<PathBuf>)> {
+    let renderer = candor_gateway::respond::Renderer::new(
+        std::sync::Arc::new(Catalog::builtin().clone()),
+        &format!("http://{}", overrides.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"))),
+    );
+    let api = demo::start(data_dir, renderer).await?;
+    let listen = overrides.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
+    let admin = overrides.admin_listen.unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
+    let path = data_dir.join("candor.toml");
+    std::fs::write(&path, demo::config_text(listen, admin, api))?;
+    let config = Config::load(&path).map_err(|r| std::io::Error::other(r.to_string()))?;
+    Ok((config, Some(path)))
+}
+
+fn print_demo_tour(addr: SocketAddr, data_dir: &Path, config: Option<&Path>) {
+    let base = format!("http://{addr}");
+    let json = "-H 'Content-Type: application/json'";
+    println!(
+        "\ncandor demo: the gateway in front of a small devices API (SQLite in {data}/).\n\
+config: {config} (edit it while candor runs: valid changes apply at once)\n\n\
+Try:\n\
+  # create a device (201), then list them\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
+  curl -i {base}/v1/customers/acme/devices\n\
+  # a typo in the path: 404 route_not_found that names the route you meant\n\
+  curl -i {base}/v1/customers/acme/device\n\
+  # every field problem at once: 400 validation_failed\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
+  # an API under maintenance: 503 with Retry-After\n\
+  curl -i {base}/v1/reports\n\
+  # what any error code means, and what to check\n\
+  curl -s {base}/errors/route_not_found\n",
+        data = data_dir.display(),
+        config = config.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+    );
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK — {} route{}, listening on {}{}",
+                path.display(),
+                c.routes.len(),
+                if c.routes.len() == 1 { "" } else { "s" },
+                c.server.listen,
+                c.server.admin_listen.map_or(String::new(), |a| format!(", admin on {a}")),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            print!("{report}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCode {
+    let catalog = match config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c.catalog,
+            Err(report) => {
+                print!("{report}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => std::sync::Arc::new(Catalog::builtin().clone()),
+    };
+    match command {
+        CatalogCommand::List => {
+            let width = catalog.entries().iter().map(|e| e.code.len()).max().unwrap_or(4);
+            println!("{:width$}  STATUS  RETRY         TITLE", "CODE");
+            for e in catalog.entries() {
+                println!("{:width$}  {:<6}  {:<12}  {}", e.code, e.status, e.retry.as_str(), e.title);
+            }
+            ExitCode::SUCCESS
+        }
+        CatalogCommand::Show { code } => match catalog.get(&code) {
+            Some(e) => {
+                print_entry(e);
+                ExitCode::SUCCESS
+            }
+            None => {
+                let all: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
+                let suggestion = did_you_mean(&code, &all);
+                let entry = catalog.get(codes::RESOURCE_NOT_FOUND).expect("built-in code");
+                let scope = suggestion.map_or(" in the catalog; `candor catalog list` shows every code".to_owned(), |s| {
+                    format!(" in the catalog; did you mean {s}?")
+                });
+                let detail = entry.message.render(&[("resource", "Error code"), ("id", &code), ("scope", &scope)]);
+                eprintln!("error[{}]: {detail}", entry.code);
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_entry(e: &Entry) {
+    println!("{} — {}", e.code, e.title);
+    println!("status: {}   type: {}   retry: {}", e.status, e.kind, e.retry.as_str());
+    println!("message: {}", e.message.source());
+    println!("\n{}\n", e.explanation);
+    println!("What to check:");
+    for (i, step) in e.checklist.iter().enumerate() {
+        println!("  {}. {step}", i + 1);
+    }
+    if !e.related.is_empty() {
+        println!("\nRelated: {}", e.related.join(", "));
+    }
+}

@@ -81,6 +81,7 @@ pub mod codes {
         UPSTREAM_UNREACHABLE = "upstream_unreachable";
         UPSTREAM_PROTOCOL_ERROR = "upstream_protocol_error";
         UPSTREAM_TIMEOUT = "upstream_timeout";
+        UPSTREAM_ERROR = "upstream_error";
         NO_HEALTHY_UPSTREAM = "no_healthy_upstream";
         UPSTREAM_OVERLOADED = "upstream_overloaded";
         SERVICE_UNAVAILABLE = "service_unavailable";

@@ -67,6 +67,12 @@ impl<'a> Problem<'a> {
         self
     }
 
+    /// Overrides the retry class (the entry's is the default).
+    pub fn retry(mut self, retry: crate::Retry) -> Self {
+        self.retry = retry.as_str();
+        self
+    }
+
     /// The field problems.
     pub fn errors(mut self, errors: Vec<FieldError>) -> Self {
         self.errors = errors;

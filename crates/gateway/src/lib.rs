@@ -1,1 +1,38 @@
-//! placeholder
+//! # candor-gateway
+//!
+//! The candor server. One module per pipeline stage, in request order:
+//!
+//! | stage | module | what it decides |
+//! | --- | --- | --- |
+//! | accept | [`server`] | listeners, TLS (h2 by ALPN), h2c, reload, graceful shutdown |
+//! | transport | [`transport`] | URI, header and body size limits |
+//! | parse | [`parse`] | the request target's encoding; one canonical path |
+//! | route | [`route`] | host, path and method; suggestions on a miss |
+//! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
+//! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
+//!
+//! [`pipeline`] strings the stages together, [`config`] loads and checks the TOML file,
+//! [`trail`] records each stage's decision, [`docs`] serves `/errors/{code}`, [`admin`] the
+//! admin listener and [`demo`] the built-in demo API.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod docs;
+pub mod error;
+pub mod forward;
+pub mod net;
+pub mod parse;
+pub mod pipeline;
+pub mod request_id;
+pub mod respond;
+pub mod route;
+pub mod server;
+pub mod tls;
+pub mod trail;
+pub mod transport;
+
+pub use config::{Config, ConfigReport};
+pub use error::GatewayError;
+pub use server::{Overrides, Server};

@@ -1,0 +1,326 @@
+//! A reader over a spanned TOML document that collects every problem instead of stopping at
+//! the first: unknown keys (with a did-you-mean), wrong types, values out of range.
+
+use super::ConfigProblem;
+use std::ops::Range;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Collects problems with their position in the source text.
+pub(crate) struct Problems<'s> {
+    src: &'s str,
+    pub(crate) list: Vec<ConfigProblem>,
+}
+
+impl<'s> Problems<'s> {
+    pub(crate) fn new(src: &'s str) -> Self {
+        Problems {
+            src,
+            list: Vec::new(),
+        }
+    }
+
+    /// Records a problem at byte range `span`.
+    pub(crate) fn at(&mut self, span: Range<usize>, key: &str, message: String) -> &mut ConfigProblem {
+        let (line, column) = line_col(self.src, span.start);
+        self.list.push(ConfigProblem {
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+            expected: None,
+            suggestion: None,
+        });
+        self.list.last_mut().expect("just pushed")
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..src.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Reads the keys of one table; unread keys are reported as unknown by [`TableReader::finish`].
+pub(crate) struct TableReader<'a, 'i> {
+    table: &'a DeTable<'i>,
+    path: String,
+    known: &'static [&'static str],
+    pub(crate) span: Range<usize>,
+}
+
+impl<'a, 'i> TableReader<'a, 'i> {
+    pub(crate) fn new(
+        table: &'a DeTable<'i>,
+        span: Range<usize>,
+        path: &str,
+        known: &'static [&'static str],
+    ) -> Self {
+        TableReader {
+            table,
+            path: path.to_owned(),
+            known,
+            span,
+        }
+    }
+
+    /// The dotted key path of `key` in this table, for messages.
+    pub(crate) fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+        debug_assert!(self.known.contains(&key), "{key} not declared known");
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    fn wrong_type(&self, p: &mut Problems<'_>, key: &str, v: &Spanned<DeValue<'_>>, expected: &str) {
+        p.at(
+            v.span(),
+            &self.key_path(key),
+            format!("expected {expected}, found {}", v.get_ref().type_str()),
+        )
+        .expected = Some(expected.to_owned());
+    }
+
+    pub(crate) fn string(&self, p: &mut Problems<'_>, key: &str) -> Option<(String, Range<usize>)> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some((s.to_string(), v.span())),
+            _ => {
+                self.wrong_type(p, key, v, "a string");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&self, p: &mut Problems<'_>, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(p, key, v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`.
+    pub(crate) fn integer(&self, p: &mut Problems<'_>, key: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.get(key)?;
+        let expected = format!("an integer from {min} to {max}");
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => {
+                self.wrong_type(p, key, v, &expected);
+                return None;
+            }
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                p.at(v.span(), &self.key_path(key), format!("{} is out of range", display(v.get_ref())))
+                    .expected = Some(expected);
+                None
+            }
+        }
+    }
+
+    /// A duration: a string such as "250ms", "60s", "5m", "1h", or an integer number of seconds.
+    pub(crate) fn duration(&self, p: &mut Problems<'_>, key: &str) -> Option<std::time::Duration> {
+        let v = self.get(key)?;
+        const EXPECTED: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or a number of seconds";
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| std::time::Duration::from_secs(n as u64)),
+            DeValue::String(s) => parse_duration(s),
+            _ => None,
+        };
+        if parsed.is_none() {
+            p.at(v.span(), &self.key_path(key), format!("{} is not a duration", display(v.get_ref())))
+                .expected = Some(EXPECTED.to_owned());
+        }
+        parsed
+    }
+
+    /// An array of strings, with each element's span.
+    pub(crate) fn strings(&self, p: &mut Problems<'_>, key: &str) -> Option<Vec<(String, Range<usize>)>> {
+        let v = self.get(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(p, key, v, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), item.span())),
+                other => {
+                    p.at(
+                        item.span(),
+                        &self.key_path(key),
+                        format!("expected a string, found {}", other.type_str()),
+                    )
+                    .expected = Some("an array of strings".into());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// A sub-table.
+    pub(crate) fn table(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        known: &'static [&'static str],
+    ) -> Option<TableReader<'a, 'i>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(TableReader::new(t, v.span(), &self.key_path(key), known)),
+            _ => {
+                self.wrong_type(p, key, v, "a table");
+                None
+            }
+        }
+    }
+
+    /// An array of tables (`[[key]]`).
+    pub(crate) fn tables(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        known: &'static [&'static str],
+    ) -> Vec<TableReader<'a, 'i>> {
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(p, key, v, &format!("an array of tables ([[{key}]])"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::Table(t) => out.push(TableReader::new(
+                    t,
+                    item.span(),
+                    &format!("{}[{i}]", self.key_path(key)),
+                    known,
+                )),
+                other => {
+                    p.at(
+                        item.span(),
+                        &self.key_path(key),
+                        format!("expected a table, found {}", other.type_str()),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Reports every key of the table that is not known, with the closest known key.
+    pub(crate) fn finish(self, p: &mut Problems<'_>) {
+        for (k, _) in self.table.iter() {
+            let name = k.get_ref().as_ref();
+            if self.known.contains(&name) {
+                continue;
+            }
+            let known = self.known;
+            let problem = p.at(k.span(), &self.key_path(name), format!("unknown key `{name}`"));
+            problem.expected = Some(format!("one of: {}", known.join(", ")));
+            problem.suggestion = did_you_mean(name, known);
+        }
+    }
+}
+
+fn display(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("\"{s}\""),
+        DeValue::Integer(i) => i.to_string(),
+        DeValue::Float(f) => f.to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        other => other.type_str().to_owned(),
+    }
+}
+
+/// Parses "250ms", "60s", "5m", "1h" (an integer and a unit).
+pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// The closest of `candidates` to `word` by edit distance, if it is close enough to be a typo.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_owned())
+}
+
+/// Levenshtein distance in characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("60s"), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn typos_are_suggested() {
+        assert_eq!(did_you_mean("methdos", &["methods", "path"]).as_deref(), Some("methods"));
+        assert_eq!(did_you_mean("zzzzzz", &["methods", "path"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 0), (1, 1));
+    }
+}

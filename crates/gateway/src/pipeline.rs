@@ -1,0 +1,294 @@
+//! The pipeline, in request order. Reading [`Pipeline::run`] top to bottom is reading what
+//! happens to a request:
+//!
+//! accept (server) → transport limits → parse target → gateway pages → route → route mode →
+//! forward → respond.
+//!
+//! Authentication, authorization, limits and validation slot in between route and forward.
+
+use crate::body::GatewayBody;
+use crate::config::{Config, RouteMode};
+use crate::error::{ErrorSource, GatewayError};
+use crate::forward::{Downstream, Forwarder, forward};
+use crate::parse::{check_query, parse_path};
+use crate::respond::{Renderer, X_REQUEST_ID};
+use crate::route::{RouteMiss, RouteTable, Suggestion, SuggestionReason};
+use crate::trail::Trail;
+use crate::{docs, request_id, transport};
+use candor_catalog::codes;
+use futures_util::FutureExt;
+use http::header::{ALLOW, RETRY_AFTER};
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One configuration generation, compiled: what a request is served with from start to end,
+/// even if the configuration is reloaded meanwhile.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Configuration generation (1 for the first).
+    pub generation: u64,
+    /// The configuration.
+    pub limits: crate::config::Limits,
+    routes: RouteTable,
+    renderer: Renderer,
+    log_requests: bool,
+    panic_path: Option<String>,
+    trusted_proxies: Vec<crate::net::IpNet>,
+}
+
+impl Pipeline {
+    /// Compiles `config`.
+    pub fn new(config: &Config, generation: u64) -> Self {
+        Pipeline {
+            generation,
+            limits: config.limits,
+            routes: RouteTable::new(&config.routes),
+            renderer: Renderer::new(config.catalog.clone(), &config.server.public_base_url),
+            log_requests: config.log.requests,
+            panic_path: config.debug.panic_path.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+        }
+    }
+
+    /// The renderer of this generation.
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    /// Serves one request; never fails and never panics outward: a panic in any stage
+    /// becomes `internal_error` with the request id.
+    pub async fn handle(
+        self: Arc<Self>,
+        forwarder: &Forwarder,
+        req: Request<Incoming>,
+        peer: std::net::SocketAddr,
+        tls: bool,
+    ) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if request_id::is_well_formed(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => request_id::new_ulid(),
+        };
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let mut trail = Trail::default();
+        let down = Downstream { peer, tls, trusted_proxies: &self.trusted_proxies };
+        let outcome = AssertUnwindSafe(self.run(forwarder, req, &down, &request_id, &mut trail))
+            .catch_unwind()
+            .await;
+        let (mut resp, error) = match outcome {
+            Ok(Ok(resp)) => (resp, None),
+            Ok(Err(err)) => {
+                trail.record(
+                    "respond",
+                    "error",
+                    Some(err.code),
+                    err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                );
+                (self.renderer.render(&err, uri.path(), &request_id), Some(err))
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let stage = trail.events().last().map_or("accept", |e| e.stage);
+                tracing::error!(target: "candor::panic", request_id = %request_id, panic = %what, after_stage = stage, "a pipeline stage panicked");
+                let err = GatewayError::new(codes::INTERNAL_ERROR)
+                    .param("stage", format!("after stage {stage}"))
+                    .source(ErrorSource::Internal);
+                trail.record("respond", "panic", Some(codes::INTERNAL_ERROR), vec![("panic", what)]);
+                (self.renderer.render(&err, uri.path(), &request_id), Some(err))
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+        }
+        let status = resp.status().as_u16();
+        if self.log_requests || error.is_some() {
+            let code = error.as_ref().map_or("", |e| e.code);
+            let source = error.as_ref().map_or("", |e| e.source.as_str());
+            tracing::info!(
+                target: "candor::request",
+                request_id = %request_id,
+                method = %method,
+                path = %uri.path(),
+                status,
+                code,
+                source,
+                duration_us = started.elapsed().as_micros() as u64,
+                config_generation = self.generation,
+                trail = %trail.to_json(),
+                "request"
+            );
+        }
+        resp
+    }
+
+    /// The stages, in order.
+    async fn run(
+        &self,
+        forwarder: &Forwarder,
+        req: Request<Incoming>,
+        down: &Downstream<'_>,
+        request_id: &str,
+        trail: &mut Trail,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let (parts, body) = req.into_parts();
+
+        // transport: sizes
+        transport::check_limits(&self.limits, &parts).inspect_err(|e| {
+            trail.record("transport", "reject", Some(e.code), Vec::new());
+        })?;
+
+        // parse: the request target's encoding and canonical path
+        let raw_path = parts.uri.path();
+        let target = parse_path(raw_path).map_err(|e| encoding_error(e, trail))?;
+        if let Some(q) = parts.uri.query() {
+            check_query(q, raw_path.len() + 1).map_err(|e| encoding_error(e, trail))?;
+        }
+
+        // the gateway's own pages
+        if docs::is_docs_path(&target.path) {
+            trail.record("route", "gateway_page", None, vec![("path", target.path.to_string())]);
+            return docs::serve(&self.renderer, &target.path, &parts.headers);
+        }
+        if self.panic_path.as_deref() == Some(&*target.path) {
+            trail.pass("route");
+            panic!("fault injection: debug.panic_path {} was requested", target.path);
+        }
+
+        // route
+        let host = parts
+            .uri
+            .host()
+            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+            .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h));
+        let host_lower = host.map(str::to_ascii_lowercase);
+        let route = match self.routes.lookup(host_lower.as_deref(), &target.path, &parts.method) {
+            Ok(route) => route,
+            Err(RouteMiss::MethodNotAllowed { route, allowed }) => {
+                trail.record("route", "reject", Some(codes::METHOD_NOT_ALLOWED), vec![("route", route.config.name.clone())]);
+                let list = allowed.join(", ");
+                let mut err = GatewayError::new(codes::METHOD_NOT_ALLOWED)
+                    .param("path", target.path.to_string())
+                    .param("method", parts.method.to_string())
+                    .param("allowed", list.clone())
+                    .extension("allowed", allowed.into());
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    err.headers.push((ALLOW, v));
+                }
+                return Err(err);
+            }
+            Err(RouteMiss::NotFound(suggestions)) => {
+                trail.record("route", "reject", Some(codes::ROUTE_NOT_FOUND), vec![("suggestions", suggestions.len().to_string())]);
+                return Err(not_found(&parts.method, &target.path, suggestions));
+            }
+        };
+        trail.record("route", "match", None, vec![("route", route.config.name.clone())]);
+
+        // route mode
+        match &route.config.mode {
+            RouteMode::Proxy => {}
+            RouteMode::NotImplemented => {
+                return Err(GatewayError::new(codes::NOT_IMPLEMENTED)
+                    .param("method", parts.method.to_string())
+                    .param("path", target.path.to_string())
+                    .param("route", route.config.name.clone()));
+            }
+            RouteMode::Maintenance { retry_after, until } => {
+                let mut err = GatewayError::new(codes::SERVICE_UNAVAILABLE)
+                    .param("route", route.config.name.clone())
+                    .param("until", until.as_ref().map_or(String::new(), |u| format!(" until {u}")))
+                    .param("retry_after", retry_after.to_string())
+                    .header(RETRY_AFTER, &retry_after.to_string())
+                    .extension("retry_after", (*retry_after).into());
+                if let Some(u) = until {
+                    err = err.extension("maintenance_until", u.clone().into());
+                }
+                return Err(err);
+            }
+        }
+
+        // forward: a path that needed no normalisation is read from the request itself
+        let forward_path = match target.forward {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(p) => Some(p),
+        };
+        let started = Instant::now();
+        let resp = forward(
+            forwarder,
+            &route.config,
+            parts,
+            body,
+            forward_path.as_deref(),
+            down,
+            request_id,
+            self.limits.max_body_bytes,
+        )
+        .await;
+        let facts = vec![("upstream_ms", started.elapsed().as_millis().to_string())];
+        match &resp {
+            Ok(r) => trail.record("forward", "response", None, [facts, vec![("status", r.status().as_u16().to_string())]].concat()),
+            Err(e) => trail.record("forward", "fail", Some(e.code), facts),
+        }
+        resp
+    }
+}
+
+fn encoding_error(e: crate::parse::EncodingError, trail: &mut Trail) -> GatewayError {
+    trail.record("parse", "reject", Some(codes::INVALID_URL_ENCODING), vec![("reason", e.reason.to_owned())]);
+    GatewayError::new(codes::INVALID_URL_ENCODING)
+        .param("reason", e.reason)
+        .param("position", e.position.to_string())
+        .param("bytes", e.bytes.clone())
+        .extension("position", e.position.into())
+        .extension("bytes", e.bytes.into())
+}
+
+fn not_found(method: &http::Method, path: &str, suggestions: Vec<Suggestion>) -> GatewayError {
+    let describe = |s: &Suggestion| {
+        let why = match s.reason {
+            SuggestionReason::TrailingSlash if s.path.ends_with('/') => "with a trailing slash",
+            SuggestionReason::TrailingSlash => "without the trailing slash",
+            SuggestionReason::LetterCase => "paths are case-sensitive",
+            SuggestionReason::Similar => "similar path",
+        };
+        let methods = if s.methods.is_empty() {
+            "any method".to_owned()
+        } else if s.accepts_method {
+            s.methods.join(", ")
+        } else {
+            format!("exists for {} only, not {method}", s.methods.join(", "))
+        };
+        format!("{} ({why}; {methods})", s.path)
+    };
+    let hint = match suggestions.as_slice() {
+        [] => String::new(),
+        [one] => format!(" Did you mean {}?", describe(one)),
+        [first, second, ..] => format!(" Did you mean {} or {}?", describe(first), describe(second)),
+    };
+    let list: Vec<serde_json::Value> = suggestions
+        .iter()
+        .map(|s| {
+            json!({
+                "path": s.path,
+                "methods": s.methods,
+                "reason": s.reason.as_str(),
+                "accepts_method": s.accepts_method,
+            })
+        })
+        .collect();
+    GatewayError::new(codes::ROUTE_NOT_FOUND)
+        .param("method", method.to_string())
+        .param("path", path.to_owned())
+        .param("hint", hint)
+        .extension("suggestions", list.into())
+}

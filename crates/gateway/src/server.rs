@@ -1,0 +1,312 @@
+//! Accept: listeners, TLS, HTTP/1.1 and HTTP/2 (h2 by ALPN over TLS, h2c by prior
+//! knowledge), configuration reload, and graceful shutdown.
+
+use crate::admin;
+use crate::config::{Config, ConfigReport};
+use crate::forward::Forwarder;
+use crate::pipeline::Pipeline;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Overrides from the command line, which win over the file on every reload.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(l) = self.listen {
+            let default_base = format!("{}://{}", if config.server.tls.is_some() { "https" } else { "http" }, config.server.listen);
+            if config.server.public_base_url == default_base {
+                config.server.public_base_url =
+                    format!("{}://{l}", if config.server.tls.is_some() { "https" } else { "http" });
+            }
+            config.server.listen = l;
+        }
+        if let Some(a) = self.admin_listen {
+            config.server.admin_listen = Some(a);
+        }
+    }
+}
+
+/// What every connection shares: the current pipeline (swapped atomically on reload), the
+/// TLS config and the upstream pool.
+pub struct State {
+    current: ArcSwap<Pipeline>,
+    tls: ArcSwap<Option<Arc<rustls::ServerConfig>>>,
+    forwarder: Forwarder,
+    generation: AtomicU64,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    drain_timeout: ArcSwap<Duration>,
+    /// The configuration's listeners as first bound; a reload cannot move them.
+    listen: SocketAddr,
+    admin_listen: Option<SocketAddr>,
+}
+
+impl State {
+    /// The pipeline new requests get.
+    pub fn current(&self) -> Arc<Pipeline> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the configuration file. A valid file replaces the running configuration for
+    /// new requests; an invalid one is refused with the full report and changes nothing.
+    pub fn reload(&self) -> Result<u64, ConfigReport> {
+        let Some(path) = &self.config_path else {
+            return Ok(self.generation.load(Ordering::Relaxed));
+        };
+        let mut config = Config::load(path).inspect_err(|report| {
+            tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
+        })?;
+        self.overrides.apply(&mut config);
+        if config.server.listen != self.listen || config.server.admin_listen != self.admin_listen {
+            tracing::warn!(target: "candor::config", "listen addresses changed in the file; they take effect at the next restart");
+        }
+        let tls = match &config.server.tls {
+            Some(files) => Some(crate::tls::server_config(files).map_err(|e| ConfigReport {
+                file: path.display().to_string(),
+                problems: vec![crate::config::ConfigProblem {
+                    line: 0,
+                    column: 0,
+                    key: "server.tls".into(),
+                    message: e,
+                    expected: None,
+                    suggestion: None,
+                }],
+            })?),
+            None => None,
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tls.store(Arc::new(tls));
+        self.drain_timeout.store(Arc::new(config.server.drain_timeout));
+        self.current.store(Arc::new(Pipeline::new(&config, generation)));
+        tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
+        Ok(generation)
+    }
+}
+
+/// A bound gateway, ready to serve.
+pub struct Server {
+    state: Arc<State>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Server {
+    /// Binds the listeners of `config` (after `overrides`). `config_path` is re-read on
+    /// reload.
+    pub async fn bind(mut config: Config, config_path: Option<PathBuf>, mut overrides: Overrides) -> std::io::Result<Server> {
+        overrides.apply(&mut config);
+        let listener = TcpListener::bind(config.server.listen).await?;
+        let admin = match config.server.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        // Port 0 asks the system for a free port: from now on the bound addresses are the
+        // configuration's, on this start and on every reload.
+        overrides.listen = Some(listener.local_addr()?);
+        if let Some(a) = &admin {
+            overrides.admin_listen = Some(a.local_addr()?);
+        }
+        overrides.apply(&mut config);
+        let tls = match &config.server.tls {
+            Some(files) => Some(crate::tls::server_config(files).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let state = Arc::new(State {
+            current: ArcSwap::from_pointee(Pipeline::new(&config, 1)),
+            tls: ArcSwap::from_pointee(tls),
+            forwarder: Forwarder::new(),
+            generation: AtomicU64::new(1),
+            config_path,
+            overrides,
+            drain_timeout: ArcSwap::from_pointee(config.server.drain_timeout),
+            listen: config.server.listen,
+            admin_listen: config.server.admin_listen,
+        });
+        Ok(Server { state, listener, admin })
+    }
+
+    /// The gateway listener's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The admin listener's address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The shared state (for reloads).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
+    /// for up to the configured drain timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { state, listener, admin } = self;
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(1 << 20)
+            .max_headers(1000);
+        builder.http2().timer(TokioTimer::new()).max_header_list_size(1 << 20);
+        if state.config_path.is_some() {
+            tokio::spawn(watch_config(state.clone()));
+            tokio::spawn(reload_on_sighup(state.clone()));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let admin_accept = async {
+                match &admin {
+                    Some(a) => a.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (stream, peer, is_admin) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, p)) => (s, p, false),
+                    Err(e) => { accept_error(e).await; continue; }
+                },
+                r = admin_accept => match r {
+                    Ok((s, p)) => (s, p, true),
+                    Err(e) => { accept_error(e).await; continue; }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                serve_connection(state, builder, stream, peer, is_admin, watcher).await;
+            });
+        }
+        drop(listener);
+        drop(admin);
+        let deadline = **state.drain_timeout.load();
+        tracing::info!(target: "candor::server", in_flight_connections = graceful.count(), deadline_s = deadline.as_secs(), "shutting down: draining");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!(target: "candor::server", "drained; exiting"),
+            () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
+        }
+    }
+}
+
+async fn accept_error(e: std::io::Error) {
+    // Out of file descriptors and similar: log, pause briefly, keep serving.
+    tracing::warn!(target: "candor::server", error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve_connection(
+    state: Arc<State>,
+    builder: auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    is_admin: bool,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let tls_config = if is_admin { None } else { state.tls.load_full().as_ref().clone() };
+    let tls = tls_config.is_some();
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| {
+        let state = svc_state.clone();
+        async move {
+            let pipeline = state.current();
+            let resp = if is_admin {
+                admin::handle(&state, &pipeline, req).await
+            } else {
+                pipeline.handle(&state.forwarder, req, peer, tls).await
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let result = match tls_config {
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc)).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc)).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads when the file's modification time or size changes (checked every second).
+async fn watch_config(state: Arc<State>) {
+    let Some(path) = state.config_path.clone() else { return };
+    let mut last = fingerprint(&path);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = fingerprint(&path);
+        if now != last && now.is_some() {
+            last = now;
+            let _ = state.reload();
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!(target: "candor::config", "SIGHUP: reloading configuration");
+        let _ = state.reload();
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_state: Arc<State>) {}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!(target: "candor::server", "SIGTERM received"),
+            _ = int.recv() => tracing::info!(target: "candor::server", "SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,55 @@
+//! The request trail: each stage records its decision (stage, outcome, catalog code and the
+//! facts behind it, never a secret). It is logged as one structured record per request and
+//! is the material for the event log and `candor explain` later.
+
+use serde::Serialize;
+
+/// One stage's decision.
+#[derive(Debug, Serialize)]
+pub struct TrailEvent {
+    /// Pipeline stage: transport, parse, route, forward, respond...
+    pub stage: &'static str,
+    /// What it decided: pass, reject, served, ...
+    pub outcome: &'static str,
+    /// The catalog code, when the decision was an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// The facts behind the decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<(&'static str, String)>,
+}
+
+/// The decisions taken for one request, in order.
+#[derive(Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct Trail {
+    events: Vec<TrailEvent>,
+}
+
+impl Trail {
+    /// Records that `stage` let the request through.
+    pub fn pass(&mut self, stage: &'static str) {
+        self.record(stage, "pass", None, Vec::new());
+    }
+
+    /// Records a decision.
+    pub fn record(
+        &mut self,
+        stage: &'static str,
+        outcome: &'static str,
+        code: Option<&'static str>,
+        facts: Vec<(&'static str, String)>,
+    ) {
+        self.events.push(TrailEvent { stage, outcome, code, facts });
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> &[TrailEvent] {
+        &self.events
+    }
+
+    /// The trail as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.events).unwrap_or_else(|_| "[]".into())
+    }
+}

@@ -1,0 +1,58 @@
+//! Transport stage: size limits on the request target, the header section and the body.
+
+use crate::config::Limits;
+use crate::error::GatewayError;
+use candor_catalog::codes;
+use http::request::Parts;
+
+/// Checks the limits that can be checked before reading the body.
+pub fn check_limits(limits: &Limits, parts: &Parts) -> Result<(), GatewayError> {
+    let target_len = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    if target_len > limits.max_uri_bytes {
+        return Err(GatewayError::new(codes::URI_TOO_LONG)
+            .param("length", target_len.to_string())
+            .param("limit", limits.max_uri_bytes.to_string())
+            .extension("limit", limits.max_uri_bytes.into()));
+    }
+    let mut total = 0usize;
+    let mut largest: (&str, usize) = ("", 0);
+    for (name, value) in &parts.headers {
+        // Name, ": ", value, CRLF: the size the header takes on the wire in HTTP/1.1.
+        let size = name.as_str().len() + value.len() + 4;
+        total += size;
+        if size > largest.1 {
+            largest = (name.as_str(), size);
+        }
+    }
+    if total > limits.max_header_bytes {
+        return Err(GatewayError::new(codes::HEADERS_TOO_LARGE)
+            .param("length", total.to_string())
+            .param("limit", limits.max_header_bytes.to_string())
+            .param("largest", format!(" The largest is {} ({} bytes).", largest.0, largest.1))
+            .extension("limit", limits.max_header_bytes.into())
+            .extension("largest_header", largest.0.into()));
+    }
+    if let Some(len) = content_length(parts)
+        && len > limits.max_body_bytes
+    {
+        return Err(payload_too_large(len.to_string(), limits.max_body_bytes));
+    }
+    Ok(())
+}
+
+/// The declared Content-Length, if any and well-formed.
+pub fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `payload_too_large` for a body of `length` (a number, or words such as "more than N").
+pub fn payload_too_large(length: String, limit: u64) -> GatewayError {
+    GatewayError::new(codes::PAYLOAD_TOO_LARGE)
+        .param("length", length)
+        .param("limit", limit.to_string())
+        .extension("limit", limit.into())
+}
