@@ -1,0 +1,447 @@
+//! Black-box test harness: starts the real `candor` binary on loopback ports, talks to it
+//! over raw sockets (so malformed requests can be sent), and runs small upstreams that
+//! behave well or badly.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_candor");
+
+/// A fresh directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "candor-test-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A running gateway; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub stdout: Vec<String>,
+}
+
+impl Gateway {
+    /// Starts `candor serve` with `config` (TOML text) on ephemeral ports.
+    pub fn start(config: &str) -> Gateway {
+        let dir = temp_dir("gw");
+        let path = dir.join("candor.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(dir, path, &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], true)
+    }
+
+    /// Starts the embedded demo (no --config) in a fresh data directory.
+    pub fn start_demo() -> Gateway {
+        let dir = temp_dir("demo");
+        let data = dir.join("data");
+        let args = ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+        Self::spawn(dir, data.join("candor.toml"), &args, false)
+    }
+
+    fn spawn(dir: PathBuf, config: PathBuf, args: &[&str], with_config: bool) -> Gateway {
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        if with_config {
+            cmd.arg("--config").arg(&config);
+        }
+        let mut child = cmd
+            .env("CANDOR_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("start candor");
+        let out = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(out);
+        let mut stdout = Vec::new();
+        let mut addr = None;
+        let mut admin = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while addr.is_none() || admin.is_none() {
+            assert!(Instant::now() < deadline, "candor did not start");
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                panic!("candor exited before listening: {log}");
+            }
+            if let Some(rest) = line.strip_prefix("candor listening on ") {
+                let a = rest.trim().split("://").nth(1).unwrap();
+                addr = Some(a.parse().unwrap());
+            } else if let Some(rest) = line.strip_prefix("candor admin listening on http://") {
+                admin = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
+            }
+            stdout.push(line);
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        Gateway { child, addr: addr.unwrap(), admin, dir, config, stdout }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Sends `req` and reads the whole response.
+    pub fn send(&self, req: &[u8]) -> Response {
+        send_raw(self.addr, req)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        request(self.addr, method, path, headers, body)
+    }
+
+    /// Polls `check` until it holds (for reloads), at most ~10 s.
+    pub fn eventually(&self, mut check: impl FnMut(&Gateway) -> bool) -> bool {
+        for _ in 0..100 {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds and sends a request with `Connection: close`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    send_raw(addr, &bytes)
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+pub fn send_raw(addr: SocketAddr, req: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(req).unwrap();
+    read_response(&mut s)
+}
+
+/// Reads one response; the connection must close after it or carry a length.
+pub fn read_response(s: &mut TcpStream) -> Response {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut chunk).expect("read head");
+        assert!(n > 0, "connection closed without a response; got {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut rest = buf[head_end + 4..].to_vec();
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = if let Some(len) = get("content-length") {
+        let len: usize = len.parse().unwrap();
+        while rest.len() < len {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "body cut short");
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest.truncate(len);
+        rest
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            if find(&rest, b"0\r\n\r\n").is_some() && dechunk(&rest).is_some() {
+                break dechunk(&rest).unwrap();
+            }
+            let n = s.read(&mut chunk).unwrap();
+            if n == 0 {
+                break dechunk(&rest).expect("complete chunked body");
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    } else if status == 204 || status == 304 {
+        Vec::new()
+    } else {
+        let _ = s.read_to_end(&mut rest);
+        rest
+    };
+    Response { status, headers, body }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let i = find(b, b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        b = &b[i + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if b.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+/// Asserts `resp` is a catalog error with `code`, checks the whole envelope, and returns
+/// the body. Every code a test produces is asserted through here (the coverage test reads
+/// these calls).
+pub fn assert_problem(resp: &Response, code: &str) -> Value {
+    let body = resp.json();
+    let entry = candor_catalog::Catalog::builtin().get(code).unwrap_or_else(|| panic!("{code} is not a catalog code"));
+    assert_eq!(body["code"], code, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/problem+json"), "{}", resp.text());
+    let rid = resp.header("x-request-id").expect("X-Request-Id on every error");
+    assert_eq!(body["request_id"], rid);
+    assert_eq!(body["status"], resp.status);
+    assert!(body["type"].as_str().unwrap().ends_with(&format!("/errors/{code}")), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let detail = body["detail"].as_str().unwrap();
+    assert!(!detail.contains('{') || detail.contains("{{"), "unfilled placeholder in detail: {detail}");
+    assert!(!detail.is_empty());
+    assert!(body["instance"].is_string());
+    assert!(body["errors"].is_array());
+    assert!(["never", "after_delay", "with_backoff", "after_reauth"].contains(&body["retry"].as_str().unwrap()));
+    if body["retry"] == entry.retry.as_str() || code == "upstream_error" {
+        // The entry's default, or an upstream-derived class.
+    } else {
+        panic!("retry {} differs from the entry's {}", body["retry"], entry.retry.as_str());
+    }
+    body
+}
+
+// ------------------------------------------------------------------ upstreams
+
+/// How a test upstream behaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    /// Answers 200 with a JSON echo of method, path, query and headers.
+    Echo,
+    /// Reads the request and closes the connection without answering.
+    Reset,
+    /// Reads the request and never answers.
+    Hang,
+    /// Answers bytes that are not HTTP.
+    Garbage,
+    /// Answers 500 text/plain "database is on fire".
+    PlainError,
+    /// Answers after a delay.
+    Slow(Duration),
+}
+
+/// An upstream on a loopback port, serving in a thread.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: std::sync::Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start(behaviour: Behaviour) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                h.fetch_add(1, Ordering::Relaxed);
+                std::thread::spawn(move || serve_upstream(conn, behaviour));
+            }
+        });
+        Upstream { addr, hits }
+    }
+
+    /// A loopback address with nothing listening.
+    pub fn refused() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Reads one request head and its body (by Content-Length or chunked).
+fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let line = lines.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[head_end + 4..].to_vec();
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        while body.len() < len {
+            let n = conn.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        while dechunk(&body).is_none() {
+            let n = conn.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body = dechunk(&body)?;
+    }
+    Some((line, headers, body))
+}
+
+fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
+    match behaviour {
+        Behaviour::Reset => {
+            let _ = read_request(&mut conn);
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        Behaviour::Hang => {
+            let _ = read_request(&mut conn);
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        Behaviour::Garbage => {
+            let _ = read_request(&mut conn);
+            let _ = conn.write_all(b"SMTP ready, not HTTP at all\r\n\r\n");
+        }
+        Behaviour::PlainError => {
+            while read_request(&mut conn).is_some() {
+                let body = "database is on fire";
+                let _ = write!(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        }
+        Behaviour::Echo | Behaviour::Slow(_) => {
+            while let Some((line, headers, body)) = read_request(&mut conn) {
+                if let Behaviour::Slow(d) = behaviour {
+                    std::thread::sleep(d);
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_owned();
+                let target = parts.next().unwrap_or("").to_owned();
+                let map: HashMap<String, Vec<String>> = headers.iter().fold(HashMap::new(), |mut m, (k, v)| {
+                    m.entry(k.clone()).or_default().push(v.clone());
+                    m
+                });
+                let doc = serde_json::json!({
+                    "method": method,
+                    "target": target,
+                    "headers": map,
+                    "body_len": body.len(),
+                    "body_sum": body.iter().map(|b| u64::from(*b)).sum::<u64>(),
+                });
+                let text = doc.to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Upstream: echo\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        }
+    }
+}
+
+/// A config with one route to `upstream` plus `extra` TOML appended.
+pub fn one_route(path: &str, upstream: &str, extra: &str) -> String {
+    format!("[[routes]]\nname = \"r\"\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}

@@ -1,0 +1,184 @@
+//! Forward stage and route modes, black-box: upstreams that refuse, close, hang, send
+//! garbage or answer errors; streaming; forwarded headers; panics.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn refused_connection_is_upstream_unreachable() {
+    let dead = Upstream::refused();
+    let gw = Gateway::start(&one_route("/a", &format!("http://{dead}"), ""));
+    let r = gw.get("/a");
+    let b = assert_problem(&r, "upstream_unreachable");
+    assert_eq!(r.status, 502);
+    assert_eq!(b["route"], "r");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("Route r could not connect to its upstream http://{dead}: ")), "{detail}");
+    assert!(detail.contains("refused"), "{detail}");
+    assert_eq!(b["retry"], "with_backoff");
+}
+
+#[test]
+fn closed_connection_and_garbage_are_protocol_errors() {
+    let closer = Upstream::start(Behaviour::Reset);
+    let garbage = Upstream::start(Behaviour::Garbage);
+    let config = format!(
+        "{}{}",
+        one_route("/close", &closer.url(), ""),
+        "[[routes]]\nname = \"g\"\npath = \"/garbage\"\nupstream = \"".to_owned() + &garbage.url() + "\"\n"
+    );
+    let gw = Gateway::start(&config);
+    let b = assert_problem(&gw.get("/close"), "upstream_protocol_error");
+    assert!(b["detail"].as_str().unwrap().contains("closed the connection before sending a complete response"), "{b}");
+    let r = gw.get("/garbage");
+    let b = assert_problem(&r, "upstream_protocol_error");
+    assert_eq!(r.status, 502);
+    assert!(b["detail"].as_str().unwrap().contains("not valid HTTP"), "{b}");
+}
+
+#[test]
+fn hanging_upstream_times_out_with_the_limit_stated() {
+    let hang = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&one_route("/slow", &hang.url(), "timeout = \"300ms\""));
+    let r = gw.get("/slow");
+    let b = assert_problem(&r, "upstream_timeout");
+    assert_eq!(r.status, 504);
+    assert_eq!(b["timeout_ms"], 300);
+    assert_eq!(
+        b["detail"],
+        format!("Route r: the upstream {} sent no response headers within 300 ms.", hang.url())
+    );
+}
+
+#[test]
+fn route_modes_answer_without_the_upstream() {
+    let config = r#"
+[[routes]]
+name = "firmware"
+path = "/v1/firmware"
+methods = ["PUT"]
+mode = "not_implemented"
+
+[[routes]]
+name = "reports"
+path = "/v1/reports"
+mode = "maintenance"
+retry_after = 90
+maintenance_until = "2026-12-01T06:00:00Z"
+"#;
+    let gw = Gateway::start(config);
+    let r = gw.request("PUT", "/v1/firmware", &[], b"{}");
+    let b = assert_problem(&r, "not_implemented");
+    assert_eq!(r.status, 501);
+    assert_eq!(b["detail"], "PUT /v1/firmware is declared but not implemented yet (route firmware).");
+
+    let r = gw.get("/v1/reports");
+    let b = assert_problem(&r, "service_unavailable");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("90"));
+    assert_eq!(b["retry_after"], 90);
+    assert_eq!(b["detail"], "reports is under maintenance until 2026-12-01T06:00:00Z; retry after 90 s.");
+}
+
+#[test]
+fn upstream_errors_pass_through_unless_wrapping_is_on() {
+    let up = Upstream::start(Behaviour::PlainError);
+    let config = format!(
+        "{}[[routes]]\nname = \"wrapped\"\npath = \"/wrapped\"\nupstream = \"{}\"\nwrap_upstream_errors = true\n",
+        one_route("/plain", &up.url(), ""),
+        up.url()
+    );
+    let gw = Gateway::start(&config);
+    let r = gw.get("/plain");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.text(), "database is on fire");
+    assert!(r.header("x-request-id").is_some());
+
+    let r = gw.get("/wrapped");
+    let b = assert_problem(&r, "upstream_error");
+    assert_eq!(r.status, 500, "upstream status kept");
+    assert_eq!(b["upstream"], "database is on fire");
+    assert_eq!(b["upstream_status"], 500);
+    assert_eq!(b["detail"], "The upstream of route wrapped answered 500 Internal Server Error; its response is under `upstream`.");
+}
+
+#[test]
+fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/echo", &up.url(), ""));
+    let r = gw.request(
+        "GET",
+        "/echo",
+        &[("X-Forwarded-For", "6.6.6.6"), ("Connection", "close, X-Private-Hop"), ("X-Private-Hop", "1"), ("Keep-Alive", "timeout=1"), ("TE", "trailers")],
+        b"",
+    );
+    let e = r.json();
+    let h = &e["headers"];
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1", "untrusted client's XFF replaced");
+    assert_eq!(h["x-forwarded-proto"][0], "http");
+    assert_eq!(h["x-forwarded-host"][0], gw.addr.to_string());
+    assert_eq!(h["host"][0], up.addr.to_string());
+    assert!(h.get("x-private-hop").is_none(), "{h}");
+    assert!(h.get("keep-alive").is_none(), "{h}");
+    assert!(h.get("te").is_none(), "{h}");
+    // And on the way back: the upstream's Keep-Alive does not reach the client.
+    assert!(r.header("keep-alive").is_none());
+    assert_eq!(r.header("x-upstream"), Some("echo"));
+
+    // Loopback trusted: incoming X-Forwarded-* are kept and extended.
+    let gw = Gateway::start(&format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}", one_route("/echo", &up.url(), "")));
+    let r = gw.request("GET", "/echo", &[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")], b"");
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"][0], "https");
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/upload", &up.url(), ""));
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let r = gw.request("POST", "/upload", &[], &body);
+    let e = r.json();
+    assert_eq!(e["body_len"], 3_000_000);
+    assert_eq!(e["body_sum"], body.iter().map(|b| u64::from(*b)).sum::<u64>());
+}
+
+#[test]
+fn keep_alive_connections_serve_many_requests() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/k", &up.url(), ""));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    for i in 0..20 {
+        use std::io::Write;
+        write!(s, "GET /k?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = read_response(&mut s);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["target"], format!("/k?i={i}"));
+    }
+    // The upstream pool reused its connection(s) rather than opening one per request.
+    assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+}
+
+#[test]
+fn a_panic_is_an_internal_error_and_the_gateway_survives() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!("[debug]\npanic_path = \"/boom\"\n{}", one_route("/ok", &up.url(), "")));
+    let r = gw.get("/boom");
+    let b = assert_problem(&r, "internal_error");
+    assert_eq!(r.status, 500);
+    let rid = b["request_id"].as_str().unwrap().to_owned();
+    // Same process, same listener, next request fine.
+    assert_eq!(gw.get("/ok").status, 200);
+    assert!(gw.eventually(|g| g.log().contains("a pipeline stage panicked") && g.log().contains(&rid)));
+    assert!(gw.child.id() > 0);
+}
+
+#[test]
+fn slow_but_in_time_upstream_is_fine() {
+    let up = Upstream::start(Behaviour::Slow(Duration::from_millis(200)));
+    let gw = Gateway::start(&one_route("/s", &up.url(), "timeout = \"5s\""));
+    assert_eq!(gw.get("/s").status, 200);
+}
