@@ -68,7 +68,19 @@ enum CatalogCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, admin_listen, data_dir } => serve(config, Overrides { listen, admin_listen }, data_dir),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+            data_dir,
+        } => serve(
+            config,
+            Overrides {
+                listen,
+                admin_listen,
+            },
+            data_dir,
+        ),
         Command::Check { config } => check(&config),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
     }
@@ -88,9 +100,14 @@ fn init_logging() {
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
     }
 }
 
@@ -134,7 +151,17 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
             }
         };
         let addr = server.local_addr().expect("bound");
-        let scheme = if server.state().current().renderer().base_url().starts_with("https") { "https" } else { "http" };
+        let scheme = if server
+            .state()
+            .current()
+            .renderer()
+            .base_url()
+            .starts_with("https")
+        {
+            "https"
+        } else {
+            "http"
+        };
         println!("candor listening on {scheme}://{addr}");
         if let Some(a) = server.admin_addr() {
             println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}})");
@@ -147,14 +174,26 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
     })
 }
 
-async fn start_demo(data_dir: &Path, overrides: &Overrides) -> std::io::Result<(Config, Option<PathBuf>)> {
+async fn start_demo(
+    data_dir: &Path,
+    overrides: &Overrides,
+) -> std::io::Result<(Config, Option<PathBuf>)> {
     let renderer = candor_gateway::respond::Renderer::new(
         std::sync::Arc::new(Catalog::builtin().clone()),
-        &format!("http://{}", overrides.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"))),
+        &format!(
+            "http://{}",
+            overrides
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"))
+        ),
     );
     let api = demo::start(data_dir, renderer).await?;
-    let listen = overrides.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
-    let admin = overrides.admin_listen.unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
+    let listen = overrides
+        .listen
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
+    let admin = overrides
+        .admin_listen
+        .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
     let path = data_dir.join("candor.toml");
     std::fs::write(&path, demo::config_text(listen, admin, api))?;
     let config = Config::load(&path).map_err(|r| std::io::Error::other(r.to_string()))?;
@@ -193,7 +232,9 @@ fn check(path: &Path) -> ExitCode {
                 c.routes.len(),
                 if c.routes.len() == 1 { "" } else { "s" },
                 c.server.listen,
-                c.server.admin_listen.map_or(String::new(), |a| format!(", admin on {a}")),
+                c.server
+                    .admin_listen
+                    .map_or(String::new(), |a| format!(", admin on {a}")),
             );
             ExitCode::SUCCESS
         }
@@ -217,10 +258,21 @@ fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCode {
     };
     match command {
         CatalogCommand::List => {
-            let width = catalog.entries().iter().map(|e| e.code.len()).max().unwrap_or(4);
+            let width = catalog
+                .entries()
+                .iter()
+                .map(|e| e.code.len())
+                .max()
+                .unwrap_or(4);
             println!("{:width$}  STATUS  RETRY         TITLE", "CODE");
             for e in catalog.entries() {
-                println!("{:width$}  {:<6}  {:<12}  {}", e.code, e.status, e.retry.as_str(), e.title);
+                println!(
+                    "{:width$}  {:<6}  {:<12}  {}",
+                    e.code,
+                    e.status,
+                    e.retry.as_str(),
+                    e.title
+                );
             }
             ExitCode::SUCCESS
         }
@@ -232,11 +284,19 @@ fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCode {
             None => {
                 let all: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
                 let suggestion = did_you_mean(&code, &all);
-                let entry = catalog.get(codes::RESOURCE_NOT_FOUND).expect("built-in code");
-                let scope = suggestion.map_or(" in the catalog; `candor catalog list` shows every code".to_owned(), |s| {
-                    format!(" in the catalog; did you mean {s}?")
-                });
-                let detail = entry.message.render(&[("resource", "Error code"), ("id", &code), ("scope", &scope)]);
+                let entry = catalog
+                    .get(codes::RESOURCE_NOT_FOUND)
+                    .expect("built-in code");
+                let hint = suggestion
+                    .map_or(" `candor catalog list` shows every code.".to_owned(), |s| {
+                        format!(" Did you mean {s}?")
+                    });
+                let detail = entry.message.render(&[
+                    ("resource", "Error code"),
+                    ("id", &code),
+                    ("scope", " in the catalog"),
+                    ("hint", &hint),
+                ]);
                 eprintln!("error[{}]: {detail}", entry.code);
                 ExitCode::FAILURE
             }
@@ -246,7 +306,12 @@ fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCode {
 
 fn print_entry(e: &Entry) {
     println!("{} — {}", e.code, e.title);
-    println!("status: {}   type: {}   retry: {}", e.status, e.kind, e.retry.as_str());
+    println!(
+        "status: {}   type: {}   retry: {}",
+        e.status,
+        e.kind,
+        e.retry.as_str()
+    );
     println!("message: {}", e.message.source());
     println!("\n{}\n", e.explanation);
     println!("What to check:");

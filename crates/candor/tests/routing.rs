@@ -43,7 +43,12 @@ upstream = "{u}/base"
 #[test]
 fn proxies_a_matching_route_and_keeps_request_ids() {
     let (gw, _up) = gateway();
-    let r = gw.request("GET", "/v1/customers/acme/devices?limit=5", &[("X-Request-Id", "client-req-42")], b"");
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices?limit=5",
+        &[("X-Request-Id", "client-req-42")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-request-id"), Some("client-req-42"));
     let echo = r.json();
@@ -51,7 +56,12 @@ fn proxies_a_matching_route_and_keeps_request_ids() {
     assert_eq!(echo["headers"]["x-request-id"][0], "client-req-42");
 
     // A malformed incoming id is replaced by a fresh ULID.
-    let r = gw.request("GET", "/v1/customers/acme/devices", &[("X-Request-Id", "bad id <script>")], b"");
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("X-Request-Id", "bad id <script>")],
+        b"",
+    );
     let rid = r.header("x-request-id").unwrap();
     assert_eq!(rid.len(), 26, "{rid}");
     assert_eq!(r.json()["headers"]["x-request-id"][0], rid);
@@ -66,7 +76,13 @@ fn wrong_path_gets_route_not_found_with_suggestions() {
     assert_eq!(r.status, 404);
     assert_eq!(b["suggestions"][0]["path"], "/v1/customers/acme/devices");
     assert_eq!(b["suggestions"][0]["reason"], "trailing_slash");
-    assert!(b["detail"].as_str().unwrap().contains("Did you mean /v1/customers/acme/devices (without the trailing slash"), "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean /v1/customers/acme/devices (without the trailing slash"),
+        "{b}"
+    );
     assert_eq!(b["instance"], "/v1/customers/acme/devices/");
 
     // letter case
@@ -75,22 +91,34 @@ fn wrong_path_gets_route_not_found_with_suggestions() {
     assert_eq!(b["suggestions"][0]["reason"], "letter_case");
 
     // a typo, with the methods the suggestion accepts
-    let b = assert_problem(&gw.request("PUT", "/v1/custmers/acme/devices/7", &[], b""), "route_not_found");
+    let b = assert_problem(
+        &gw.request("PUT", "/v1/custmers/acme/devices/7", &[], b""),
+        "route_not_found",
+    );
     assert_eq!(b["suggestions"][0]["path"], "/v1/customers/acme/devices/7");
     assert_eq!(b["suggestions"][0]["accepts_method"], false);
-    assert!(b["detail"].as_str().unwrap().contains("exists for GET, DELETE, HEAD only, not PUT"), "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exists for GET, DELETE, HEAD only, not PUT"),
+        "{b}"
+    );
 
     // nothing close: no suggestions, still a precise answer
     let b = assert_problem(&gw.get("/completely/elsewhere/entirely"), "route_not_found");
     assert_eq!(b["suggestions"], serde_json::json!([]));
-    assert_eq!(b["detail"], "No route matches GET /completely/elsewhere/entirely.");
+    assert_eq!(
+        b["detail"],
+        "No route matches GET /completely/elsewhere/entirely."
+    );
 
     // host-restricted route is not found on another host
     let r = gw.request("GET", "/v1/admin", &[], b"");
     assert_problem(&r, "route_not_found");
-    let mut raw = format!("GET /v1/admin HTTP/1.1\r\nHost: admin.example.com:8080\r\nConnection: close\r\n\r\n");
-    assert_eq!(gw.send(raw.as_bytes()).status, 200);
-    raw.clear();
+    let raw =
+        b"GET /v1/admin HTTP/1.1\r\nHost: admin.example.com:8080\r\nConnection: close\r\n\r\n";
+    assert_eq!(gw.send(raw).status, 200);
 }
 
 #[test]
@@ -101,7 +129,10 @@ fn wrong_method_gets_405_with_allow() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, DELETE, HEAD"));
     assert_eq!(b["allowed"], serde_json::json!(["GET", "DELETE", "HEAD"]));
-    assert_eq!(b["detail"], "/v1/customers/acme/devices/9 does not accept PATCH; it accepts GET, DELETE, HEAD.");
+    assert_eq!(
+        b["detail"],
+        "/v1/customers/acme/devices/9 does not accept PATCH; it accepts GET, DELETE, HEAD."
+    );
 }
 
 #[test]
@@ -113,15 +144,30 @@ fn bad_url_encoding_is_named() {
     assert_eq!(b["bytes"], "%zz");
     assert_eq!(b["position"], 16);
 
-    let b = assert_problem(&gw.get("/v1/customers/%C3%28/devices"), "invalid_url_encoding");
-    assert!(b["detail"].as_str().unwrap().contains("invalid UTF-8"), "{b}");
+    let b = assert_problem(
+        &gw.get("/v1/customers/%C3%28/devices"),
+        "invalid_url_encoding",
+    );
+    assert!(
+        b["detail"].as_str().unwrap().contains("invalid UTF-8"),
+        "{b}"
+    );
 
-    let b = assert_problem(&gw.get("/v1/customers/acme/devices?q=%G0"), "invalid_url_encoding");
+    let b = assert_problem(
+        &gw.get("/v1/customers/acme/devices?q=%G0"),
+        "invalid_url_encoding",
+    );
     assert_eq!(b["position"], 29);
 
     // Encoded dot segments cannot climb to another route.
     let b = assert_problem(&gw.get("/files/%2e%2e/v1/admin"), "invalid_url_encoding");
-    assert!(b["detail"].as_str().unwrap().contains("encoded dot segment"), "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("encoded dot segment"),
+        "{b}"
+    );
     let b = assert_problem(&gw.get("/files/x%00y"), "invalid_url_encoding");
     assert!(b["detail"].as_str().unwrap().contains("control"), "{b}");
     let hits = up.hits.load(std::sync::atomic::Ordering::Relaxed);
@@ -137,7 +183,11 @@ fn paths_are_normalised_before_routing_and_forwarding() {
     // Literal dot segments resolve inside the path and cannot leave the route's prefix.
     let r = gw.get("/files/../v1/customers/acme/devices");
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["target"], "/v1/customers/acme/devices", "resolved before routing, like a browser would");
+    assert_eq!(
+        r.json()["target"],
+        "/v1/customers/acme/devices",
+        "resolved before routing, like a browser would"
+    );
     let r = gw.get("/v1//customers/acme//devices");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["target"], "/v1/customers/acme/devices");
@@ -151,10 +201,20 @@ fn size_limits_are_stated() {
     let b = assert_problem(&r, "uri_too_long");
     assert_eq!(r.status, 414);
     assert_eq!(b["limit"], 512);
-    assert!(b["detail"].as_str().unwrap().contains("accepts at most 512 bytes"));
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accepts at most 512 bytes")
+    );
 
     let big = "x".repeat(3000);
-    let r = gw.request("GET", "/v1/customers/acme/devices", &[("X-Big-Cookie", &big)], b"");
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("X-Big-Cookie", &big)],
+        b"",
+    );
     let b = assert_problem(&r, "headers_too_large");
     assert_eq!(r.status, 431);
     assert_eq!(b["largest_header"], "x-big-cookie");
@@ -163,7 +223,10 @@ fn size_limits_are_stated() {
     let r = gw.request("POST", "/v1/customers/acme/devices", &[], &body);
     let b = assert_problem(&r, "payload_too_large");
     assert_eq!(r.status, 413);
-    assert_eq!(b["detail"], "The request body is 1500 bytes; this gateway accepts at most 1000 bytes.");
+    assert_eq!(
+        b["detail"],
+        "The request body is 1500 bytes; this gateway accepts at most 1000 bytes."
+    );
 
     // Without Content-Length the limit is enforced while streaming.
     let mut req = b"POST /v1/customers/acme/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -175,7 +238,10 @@ fn size_limits_are_stated() {
     req.extend_from_slice(b"0\r\n\r\n");
     let r = gw.send(&req);
     let b = assert_problem(&r, "payload_too_large");
-    assert!(b["detail"].as_str().unwrap().contains("more than 1000"), "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("more than 1000"),
+        "{b}"
+    );
     // A body within the limit streams through.
     let r = gw.request("POST", "/v1/customers/acme/devices", &[], &[b'c'; 900]);
     assert_eq!(r.json()["body_len"], 900);
@@ -185,8 +251,15 @@ fn size_limits_are_stated() {
 #[test]
 fn every_response_carries_a_request_id() {
     let (gw, _up) = gateway();
-    for path in ["/v1/customers/a/devices", "/nope", "/errors/route_not_found"] {
+    for path in [
+        "/v1/customers/a/devices",
+        "/nope",
+        "/errors/route_not_found",
+    ] {
         let r = gw.get(path);
-        assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()), "{path}");
+        assert!(
+            r.header("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{path}"
+        );
     }
 }

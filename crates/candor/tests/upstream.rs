@@ -14,7 +14,12 @@ fn refused_connection_is_upstream_unreachable() {
     assert_eq!(r.status, 502);
     assert_eq!(b["route"], "r");
     let detail = b["detail"].as_str().unwrap();
-    assert!(detail.starts_with(&format!("Route r could not connect to its upstream http://{dead}: ")), "{detail}");
+    assert!(
+        detail.starts_with(&format!(
+            "Route r could not connect to its upstream http://{dead}: "
+        )),
+        "{detail}"
+    );
     assert!(detail.contains("refused"), "{detail}");
     assert_eq!(b["retry"], "with_backoff");
 }
@@ -26,15 +31,26 @@ fn closed_connection_and_garbage_are_protocol_errors() {
     let config = format!(
         "{}{}",
         one_route("/close", &closer.url(), ""),
-        "[[routes]]\nname = \"g\"\npath = \"/garbage\"\nupstream = \"".to_owned() + &garbage.url() + "\"\n"
+        "[[routes]]\nname = \"g\"\npath = \"/garbage\"\nupstream = \"".to_owned()
+            + &garbage.url()
+            + "\"\n"
     );
     let gw = Gateway::start(&config);
     let b = assert_problem(&gw.get("/close"), "upstream_protocol_error");
-    assert!(b["detail"].as_str().unwrap().contains("closed the connection before sending a complete response"), "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("closed the connection before sending a complete response"),
+        "{b}"
+    );
     let r = gw.get("/garbage");
     let b = assert_problem(&r, "upstream_protocol_error");
     assert_eq!(r.status, 502);
-    assert!(b["detail"].as_str().unwrap().contains("not valid HTTP"), "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("not valid HTTP"),
+        "{b}"
+    );
 }
 
 #[test]
@@ -47,7 +63,10 @@ fn hanging_upstream_times_out_with_the_limit_stated() {
     assert_eq!(b["timeout_ms"], 300);
     assert_eq!(
         b["detail"],
-        format!("Route r: the upstream {} sent no response headers within 300 ms.", hang.url())
+        format!(
+            "Route r: the upstream {} sent no response headers within 300 ms.",
+            hang.url()
+        )
     );
 }
 
@@ -71,14 +90,20 @@ maintenance_until = "2026-12-01T06:00:00Z"
     let r = gw.request("PUT", "/v1/firmware", &[], b"{}");
     let b = assert_problem(&r, "not_implemented");
     assert_eq!(r.status, 501);
-    assert_eq!(b["detail"], "PUT /v1/firmware is declared but not implemented yet (route firmware).");
+    assert_eq!(
+        b["detail"],
+        "PUT /v1/firmware is declared but not implemented yet (route firmware)."
+    );
 
     let r = gw.get("/v1/reports");
     let b = assert_problem(&r, "service_unavailable");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("90"));
     assert_eq!(b["retry_after"], 90);
-    assert_eq!(b["detail"], "reports is under maintenance until 2026-12-01T06:00:00Z; retry after 90 s.");
+    assert_eq!(
+        b["detail"],
+        "reports is under maintenance until 2026-12-01T06:00:00Z; retry after 90 s."
+    );
 }
 
 #[test]
@@ -101,7 +126,10 @@ fn upstream_errors_pass_through_unless_wrapping_is_on() {
     assert_eq!(r.status, 500, "upstream status kept");
     assert_eq!(b["upstream"], "database is on fire");
     assert_eq!(b["upstream_status"], 500);
-    assert_eq!(b["detail"], "The upstream of route wrapped answered 500 Internal Server Error; its response is under `upstream`.");
+    assert_eq!(
+        b["detail"],
+        "The upstream of route wrapped answered 500 Internal Server Error; its response is under `upstream`."
+    );
 }
 
 #[test]
@@ -111,12 +139,21 @@ fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop() {
     let r = gw.request(
         "GET",
         "/echo",
-        &[("X-Forwarded-For", "6.6.6.6"), ("Connection", "close, X-Private-Hop"), ("X-Private-Hop", "1"), ("Keep-Alive", "timeout=1"), ("TE", "trailers")],
+        &[
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("Connection", "close, X-Private-Hop"),
+            ("X-Private-Hop", "1"),
+            ("Keep-Alive", "timeout=1"),
+            ("TE", "trailers"),
+        ],
         b"",
     );
     let e = r.json();
     let h = &e["headers"];
-    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1", "untrusted client's XFF replaced");
+    assert_eq!(
+        h["x-forwarded-for"][0], "127.0.0.1",
+        "untrusted client's XFF replaced"
+    );
     assert_eq!(h["x-forwarded-proto"][0], "http");
     assert_eq!(h["x-forwarded-host"][0], gw.addr.to_string());
     assert_eq!(h["host"][0], up.addr.to_string());
@@ -128,8 +165,19 @@ fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop() {
     assert_eq!(r.header("x-upstream"), Some("echo"));
 
     // Loopback trusted: incoming X-Forwarded-* are kept and extended.
-    let gw = Gateway::start(&format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}", one_route("/echo", &up.url(), "")));
-    let r = gw.request("GET", "/echo", &[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")], b"");
+    let gw = Gateway::start(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}",
+        one_route("/echo", &up.url(), "")
+    ));
+    let r = gw.request(
+        "GET",
+        "/echo",
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        b"",
+    );
     let h = &r.json()["headers"];
     assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"][0], "https");
@@ -143,7 +191,10 @@ fn large_bodies_stream_both_ways() {
     let r = gw.request("POST", "/upload", &[], &body);
     let e = r.json();
     assert_eq!(e["body_len"], 3_000_000);
-    assert_eq!(e["body_sum"], body.iter().map(|b| u64::from(*b)).sum::<u64>());
+    assert_eq!(
+        e["body_sum"],
+        body.iter().map(|b| u64::from(*b)).sum::<u64>()
+    );
 }
 
 #[test]
@@ -165,14 +216,19 @@ fn keep_alive_connections_serve_many_requests() {
 #[test]
 fn a_panic_is_an_internal_error_and_the_gateway_survives() {
     let up = Upstream::start(Behaviour::Echo);
-    let gw = Gateway::start(&format!("[debug]\npanic_path = \"/boom\"\n{}", one_route("/ok", &up.url(), "")));
+    let gw = Gateway::start(&format!(
+        "[debug]\npanic_path = \"/boom\"\n{}",
+        one_route("/ok", &up.url(), "")
+    ));
     let r = gw.get("/boom");
     let b = assert_problem(&r, "internal_error");
     assert_eq!(r.status, 500);
     let rid = b["request_id"].as_str().unwrap().to_owned();
     // Same process, same listener, next request fine.
     assert_eq!(gw.get("/ok").status, 200);
-    assert!(gw.eventually(|g| g.log().contains("a pipeline stage panicked") && g.log().contains(&rid)));
+    assert!(
+        gw.eventually(|g| g.log().contains("a pipeline stage panicked") && g.log().contains(&rid))
+    );
     assert!(gw.child.id() > 0);
 }
 

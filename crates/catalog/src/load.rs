@@ -108,7 +108,11 @@ impl Catalog {
         let mut seen_here: Vec<String> = Vec::new();
         for (i, raw) in raw.error.into_iter().enumerate() {
             let Some(code) = raw.code.clone() else {
-                out.push(problem(&format!("#{}", i + 1), Some("code"), "missing".into()));
+                out.push(problem(
+                    &format!("#{}", i + 1),
+                    Some("code"),
+                    "missing".into(),
+                ));
                 continue;
             };
             if code.is_empty()
@@ -184,7 +188,10 @@ fn build(
     let mut ok = true;
     let mut need = |field: &'static str, present: bool| {
         if !present && base.is_none() {
-            report(Some(field), "missing (a new entry needs every field)".into());
+            report(
+                Some(field),
+                "missing (a new entry needs every field)".into(),
+            );
             ok = false;
         }
     };
@@ -197,7 +204,10 @@ fn build(
     need("retry", raw.retry.is_some());
     let status = raw.status.or(base.map(|b| b.status)).unwrap_or(500);
     if !(400..=599).contains(&status) {
-        report(Some("status"), format!("{status} is not an error status (400-599)"));
+        report(
+            Some("status"),
+            format!("{status} is not an error status (400-599)"),
+        );
         ok = false;
     }
     let retry = match raw.retry.as_deref() {
@@ -222,7 +232,11 @@ fn build(
                                 Some("message"),
                                 format!(
                                     "placeholder {{{p}}} is not supplied by the gateway for this code; available: {}",
-                                    allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(", ")
+                                    allowed
+                                        .iter()
+                                        .map(|a| format!("{{{a}}}"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ),
                             );
                             ok = false;
@@ -240,7 +254,10 @@ fn build(
         None => base.map(|b| b.message.clone()),
     };
     let checklist = raw.checklist.or(base.map(|b| b.checklist.clone()));
-    if checklist.as_ref().is_some_and(|c| c.iter().all(|s| s.trim().is_empty())) {
+    if checklist
+        .as_ref()
+        .is_some_and(|c| c.iter().all(|s| s.trim().is_empty()))
+    {
         report(Some("checklist"), "needs at least one step".into());
         ok = false;
     }
@@ -324,7 +341,10 @@ code = "Bad-Code"
         let problems = Catalog::load(Some(("ops.toml", src))).unwrap_err();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         let all = text.join("\n");
-        assert!(all.contains("placeholder {nonsense} is not supplied"), "{all}");
+        assert!(
+            all.contains("placeholder {nonsense} is not supplied"),
+            "{all}"
+        );
         assert!(all.contains("`sometimes` is not one of"), "{all}");
         assert!(all.contains("200 is not an error status"), "{all}");
         assert!(all.contains("needs at least one step"), "{all}");

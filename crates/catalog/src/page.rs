@@ -79,6 +79,9 @@ mod tests {
         let html = entry_html(e, "http://h/");
         assert!(html.contains("<ol>\n<li>Compare the path"));
         assert!(html.contains("href=\"http://h/errors/method_not_allowed\""));
-        assert_eq!(escape_html("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -82,7 +82,14 @@ impl<'a> Problem<'a> {
     /// Adds an extension member. Members that would shadow a standard one are ignored.
     pub fn extension(mut self, name: &str, value: Value) -> Self {
         const RESERVED: &[&str] = &[
-            "type", "title", "status", "detail", "instance", "code", "request_id", "retry",
+            "type",
+            "title",
+            "status",
+            "detail",
+            "instance",
+            "code",
+            "request_id",
+            "retry",
             "errors",
         ];
         if !RESERVED.contains(&name) {

@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_templates() {
-        assert_eq!(Template::compile("x {oops").unwrap_err().reason, "unclosed '{'");
+        assert_eq!(
+            Template::compile("x {oops").unwrap_err().reason,
+            "unclosed '{'"
+        );
         assert!(Template::compile("x {Bad}").is_err());
         assert!(Template::compile("x } y").is_err());
         assert!(Template::compile("ü {a} é").is_ok());

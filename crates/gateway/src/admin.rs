@@ -9,7 +9,7 @@ use crate::request_id::new_ulid;
 use crate::respond::X_REQUEST_ID;
 use crate::server::State;
 use candor_catalog::{codes, page};
-use http::header::{CONTENT_TYPE, ALLOW};
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -17,7 +17,11 @@ use serde_json::json;
 const ENDPOINTS: &[&str] = &["/health", "/catalog", "/errors/{code}"];
 
 /// Serves one admin request.
-pub async fn handle(state: &State, pipeline: &Pipeline, req: Request<Incoming>) -> Response<GatewayBody> {
+pub async fn handle(
+    state: &State,
+    pipeline: &Pipeline,
+    req: Request<Incoming>,
+) -> Response<GatewayBody> {
     let request_id = new_ulid();
     let path = req.uri().path().to_owned();
     let result = route(state, pipeline, &req, &path);
@@ -33,11 +37,17 @@ pub async fn handle(state: &State, pipeline: &Pipeline, req: Request<Incoming>) 
 
 fn json_response(v: serde_json::Value) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::full(v.to_string()));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-fn route(state: &State, pipeline: &Pipeline, req: &Request<Incoming>, path: &str) -> Result<Response<GatewayBody>, GatewayError> {
+fn route(
+    state: &State,
+    pipeline: &Pipeline,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Result<Response<GatewayBody>, GatewayError> {
     let known = path == "/health" || path == "/catalog" || docs::is_docs_path(path);
     if known && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(GatewayError::new(codes::METHOD_NOT_ALLOWED)
@@ -53,13 +63,23 @@ fn route(state: &State, pipeline: &Pipeline, req: &Request<Incoming>, path: &str
             "config_generation": state.current().generation,
         }))),
         "/catalog" => Ok(json_response(
-            pipeline.renderer().catalog().entries().iter().map(page::entry_json).collect::<Vec<_>>().into(),
+            pipeline
+                .renderer()
+                .catalog()
+                .entries()
+                .iter()
+                .map(page::entry_json)
+                .collect::<Vec<_>>()
+                .into(),
         )),
         p if docs::is_docs_path(p) => docs::serve(pipeline.renderer(), p, req.headers()),
         _ => Err(GatewayError::new(codes::ROUTE_NOT_FOUND)
             .param("method", req.method().to_string())
             .param("path", path.to_owned())
-            .param("hint", format!(" The admin listener serves {}.", ENDPOINTS.join(", ")))
+            .param(
+                "hint",
+                format!(" The admin listener serves {}.", ENDPOINTS.join(", ")),
+            )
             .extension("suggestions", json!([]))),
     }
 }

@@ -85,7 +85,12 @@ impl std::error::Error for BodyTooLarge {}
 impl UpstreamBody {
     /// Wraps `inner`; `exceeded` is set if more than `limit` bytes arrive.
     pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        UpstreamBody { inner, limit, seen: 0, exceeded }
+        UpstreamBody {
+            inner,
+            limit,
+            seen: 0,
+            exceeded,
+        }
     }
 }
 

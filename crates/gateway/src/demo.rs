@@ -48,12 +48,17 @@ pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<Socke
          );",
     )
     .map_err(std::io::Error::other)?;
-    let api = Arc::new(DemoApi { db: Mutex::new(conn), renderer });
+    let api = Arc::new(DemoApi {
+        db: Mutex::new(conn),
+        renderer,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let api = api.clone();
             tokio::spawn(async move {
@@ -73,12 +78,17 @@ pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<Socke
 fn json_response(status: StatusCode, v: &Value) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::full(v.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn field(location: &str, name: &str, reason: &str, detail: String) -> FieldError {
-    let pointer = if location == "body" { format!("#/{name}") } else { name.to_owned() };
+    let pointer = if location == "body" {
+        format!("#/{name}")
+    } else {
+        name.to_owned()
+    };
     FieldError {
         location: location.into(),
         pointer,
@@ -120,7 +130,9 @@ fn db_error(e: impl std::fmt::Display) -> GatewayError {
 impl DemoApi {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GatewayBody> {
         let request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if request_id::is_well_formed(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            Some(v) if request_id::is_well_formed(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
             _ => request_id::new_ulid(),
         };
         let path = req.uri().path().to_owned();
@@ -134,7 +146,11 @@ impl DemoApi {
         resp
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>, path: &str) -> Result<Response<GatewayBody>, GatewayError> {
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (req.method().clone(), segs.as_slice()) {
             (m, ["v1", "customers", customer, "devices"]) => {
@@ -150,7 +166,12 @@ impl DemoApi {
             (m, ["v1", "customers", customer, "devices", id]) => {
                 check_customer(customer)?;
                 let id: i64 = id.parse().map_err(|_| {
-                    validation_failed(vec![field("path", "device", "type", format!("must be a whole number; the path has `{id}`"))])
+                    validation_failed(vec![field(
+                        "path",
+                        "device",
+                        "type",
+                        format!("must be a whole number; the path has `{id}`"),
+                    )])
                 })?;
                 let customer = (*customer).to_owned();
                 if m == Method::DELETE {
@@ -162,7 +183,10 @@ impl DemoApi {
             _ => Err(GatewayError::new(codes::ROUTE_NOT_FOUND)
                 .param("method", req.method().to_string())
                 .param("path", path.to_owned())
-                .param("hint", " The demo API serves /v1/customers/{customer}/devices[/{id}].")),
+                .param(
+                    "hint",
+                    " The demo API serves /v1/customers/{customer}/devices[/{id}].",
+                )),
         }
     }
 
@@ -172,7 +196,10 @@ impl DemoApi {
     {
         tokio::task::spawn_blocking(move || f(&self))
             .await
-            .unwrap_or_else(|e| Err(GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("demo API: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(GatewayError::new(codes::INTERNAL_ERROR)
+                    .param("stage", format!("demo API: {e}")))
+            })
     }
 
     fn list(&self, customer: &str) -> Result<Response<GatewayBody>, GatewayError> {
@@ -185,7 +212,10 @@ impl DemoApi {
             .map_err(db_error)?
             .collect::<Result<_, _>>()
             .map_err(db_error)?;
-        Ok(json_response(StatusCode::OK, &json!({ "object": "list", "data": rows })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "object": "list", "data": rows }),
+        ))
     }
 
     fn get(&self, customer: &str, id: i64) -> Result<Response<GatewayBody>, GatewayError> {
@@ -205,7 +235,10 @@ impl DemoApi {
     fn delete(&self, customer: &str, id: i64) -> Result<Response<GatewayBody>, GatewayError> {
         let db = self.db.lock().map_err(db_error)?;
         let n = db
-            .execute("DELETE FROM devices WHERE customer = ?1 AND id = ?2", params![customer, id])
+            .execute(
+                "DELETE FROM devices WHERE customer = ?1 AND id = ?2",
+                params![customer, id],
+            )
             .map_err(db_error)?;
         if n == 0 {
             return Err(not_found(customer, id));
@@ -233,7 +266,12 @@ impl DemoApi {
                 .param("value", serial.clone())
                 .param("existing_id", id.to_string())
                 .extension("existing_id", id.into())
-                .field(field("body", "serial", "duplicate", format!("`{serial}` is already used by device {id}"))));
+                .field(field(
+                    "body",
+                    "serial",
+                    "duplicate",
+                    format!("`{serial}` is already used by device {id}"),
+                )));
         }
         db.execute(
             "INSERT INTO devices (customer, name, serial, kind) VALUES (?1, ?2, ?3, ?4)",
@@ -261,12 +299,18 @@ fn not_found(customer: &str, id: i64) -> GatewayError {
         .param("resource", "Device")
         .param("id", id.to_string())
         .param("scope", format!(" for customer {customer}"))
+        .param(
+            "hint",
+            format!(" GET /v1/customers/{customer}/devices lists the devices that do."),
+        )
 }
 
 fn check_customer(customer: &str) -> Result<(), GatewayError> {
     if customer.is_empty()
         || customer.len() > 64
-        || !customer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !customer
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(validation_failed(vec![field(
             "path",
@@ -283,13 +327,22 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let path = req.uri().path().to_owned();
     match content_type.as_deref() {
         Some("application/json") => {}
         other => {
             return Err(GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
-                .param("content_type", other.map_or("(no Content-Type header)".to_owned(), str::to_owned))
+                .param(
+                    "content_type",
+                    other.map_or("(no Content-Type header)".to_owned(), str::to_owned),
+                )
                 .param("path", path)
                 .param("accepted", "application/json")
                 .extension("accepted", json!(["application/json"])));
@@ -298,7 +351,9 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
     let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|_| crate::transport::payload_too_large(format!("more than {MAX_BODY}"), MAX_BODY as u64))?
+        .map_err(|_| {
+            crate::transport::payload_too_large(format!("more than {MAX_BODY}"), MAX_BODY as u64)
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         let reason = match e.classify() {
@@ -342,12 +397,25 @@ fn validate_device(body: &Value) -> Result<(String, String, String), GatewayErro
                 None
             }
             Some(Value::String(s)) if s.chars().count() > max => {
-                fields.push(field("body", name, "length", format!("must be at most {max} characters; it has {}", s.chars().count())));
+                fields.push(field(
+                    "body",
+                    name,
+                    "length",
+                    format!(
+                        "must be at most {max} characters; it has {}",
+                        s.chars().count()
+                    ),
+                ));
                 None
             }
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
-                fields.push(field("body", name, "type", format!("must be a string; it is {}", json_type(other))));
+                fields.push(field(
+                    "body",
+                    name,
+                    "type",
+                    format!("must be a string; it is {}", json_type(other)),
+                ));
                 None
             }
         }
@@ -355,21 +423,38 @@ fn validate_device(body: &Value) -> Result<(String, String, String), GatewayErro
     let name = text("name", 64, &mut fields);
     let serial = text("serial", 32, &mut fields);
     if let Some(s) = &serial
-        && !(s.len() >= 4 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-'))
+        && !(s.len() >= 4
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-'))
     {
-        fields.push(field("body", "serial", "format", format!("must be 4 to 32 characters A-Z, 0-9 or '-'; it is `{s}`")));
+        fields.push(field(
+            "body",
+            "serial",
+            "format",
+            format!("must be 4 to 32 characters A-Z, 0-9 or '-'; it is `{s}`"),
+        ));
     }
     let kind = match obj.get("kind") {
         None => Some("sensor".to_owned()),
         Some(Value::String(k)) if KINDS.contains(&k.as_str()) => Some(k.clone()),
         Some(other) => {
-            fields.push(field("body", "kind", "enum", format!("must be one of {}; it is {other}", KINDS.join(", "))));
+            fields.push(field(
+                "body",
+                "kind",
+                "enum",
+                format!("must be one of {}; it is {other}", KINDS.join(", ")),
+            ));
             None
         }
     };
     for key in obj.keys() {
         if !["name", "serial", "kind"].contains(&key.as_str()) {
-            fields.push(field("body", key, "unknown", "is not a device field (name, serial, kind)".into()));
+            fields.push(field(
+                "body",
+                key,
+                "unknown",
+                "is not a device field (name, serial, kind)".into(),
+            ));
         }
     }
     match (name, serial, kind) {
@@ -443,11 +528,23 @@ mod tests {
 
     #[test]
     fn every_device_problem_is_reported() {
-        let err = validate_device(&json!({"name": "  ", "serial": "ab c", "kind": "toaster", "colour": 1})).unwrap_err();
-        let reasons: Vec<(&str, &str)> = err.fields.iter().map(|f| (f.name.as_str(), f.reason.as_str())).collect();
+        let err = validate_device(
+            &json!({"name": "  ", "serial": "ab c", "kind": "toaster", "colour": 1}),
+        )
+        .unwrap_err();
+        let reasons: Vec<(&str, &str)> = err
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.reason.as_str()))
+            .collect();
         assert_eq!(
             reasons,
-            vec![("name", "blank"), ("serial", "format"), ("kind", "enum"), ("colour", "unknown")]
+            vec![
+                ("name", "blank"),
+                ("serial", "format"),
+                ("kind", "enum"),
+                ("colour", "unknown")
+            ]
         );
         let err = validate_device(&json!({})).unwrap_err();
         assert_eq!(err.fields.len(), 2);

@@ -18,19 +18,29 @@ fn wants_html(headers: &HeaderMap) -> bool {
 
 fn page_response(content_type: &'static str, body: String) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::full(body));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     resp
 }
 
 /// Whether `path` belongs to the error pages.
 pub fn is_docs_path(path: &str) -> bool {
-    path == ERRORS_PREFIX || path.strip_prefix(ERRORS_PREFIX).is_some_and(|r| r.starts_with('/'))
+    path == ERRORS_PREFIX
+        || path
+            .strip_prefix(ERRORS_PREFIX)
+            .is_some_and(|r| r.starts_with('/'))
 }
 
 /// Serves `/errors` (the index) and `/errors/{code}`.
-pub fn serve(renderer: &Renderer, path: &str, headers: &HeaderMap) -> Result<Response<GatewayBody>, GatewayError> {
+pub fn serve(
+    renderer: &Renderer,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Response<GatewayBody>, GatewayError> {
     let catalog = renderer.catalog();
     let code = path
         .strip_prefix(ERRORS_PREFIX)
@@ -53,25 +63,32 @@ pub fn serve(renderer: &Renderer, path: &str, headers: &HeaderMap) -> Result<Res
             return Ok(page_response("text/html; charset=utf-8", html));
         }
         let list: Vec<serde_json::Value> = catalog.entries().iter().map(page::entry_json).collect();
-        return Ok(page_response("application/json", serde_json::Value::from(list).to_string()));
+        return Ok(page_response(
+            "application/json",
+            serde_json::Value::from(list).to_string(),
+        ));
     }
     match catalog.get(code) {
         Some(entry) if wants_html(headers) => Ok(page_response(
             "text/html; charset=utf-8",
             page::entry_html(entry, renderer.base_url()),
         )),
-        Some(entry) => Ok(page_response("application/json", page::entry_json(entry).to_string())),
+        Some(entry) => Ok(page_response(
+            "application/json",
+            page::entry_json(entry).to_string(),
+        )),
         None => {
             let all: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
             let suggestion = did_you_mean(code, &all);
-            let scope = match &suggestion {
-                Some(s) => format!(" in the catalog; did you mean {s}?"),
-                None => " in the catalog".to_owned(),
+            let hint = match &suggestion {
+                Some(s) => format!(" Did you mean {s}?"),
+                None => format!(" {ERRORS_PREFIX} lists every code."),
             };
             let mut err = GatewayError::new(codes::RESOURCE_NOT_FOUND)
                 .param("resource", "Error code")
                 .param("id", code.to_owned())
-                .param("scope", scope);
+                .param("scope", " in the catalog")
+                .param("hint", hint);
             if let Some(s) = suggestion {
                 err = err.extension("suggestions", vec![s].into());
             }

@@ -97,8 +97,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn set_forwarded(headers: &mut HeaderMap, down: &Downstream<'_>, original_host: Option<HeaderValue>) {
-    let trusted = down.trusted_proxies.iter().any(|n| n.contains(down.peer.ip()));
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    down: &Downstream<'_>,
+    original_host: Option<HeaderValue>,
+) {
+    let trusted = down
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(down.peer.ip()));
     let peer = down.peer.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if trusted => format!("{prior}, {peer}"),
@@ -119,7 +126,8 @@ fn set_forwarded(headers: &mut HeaderMap, down: &Downstream<'_>, original_host: 
 }
 
 fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-    let mut pq = String::with_capacity(up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    let mut pq =
+        String::with_capacity(up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(&up.base_path);
     pq.push_str(path);
     if let Some(q) = query {
@@ -179,16 +187,18 @@ pub async fn forward(
             .param("stage", "forward: route has no upstream")
             .source(ErrorSource::Internal)
     })?;
-    let uri = upstream_uri(up, path.unwrap_or(parts.uri.path()), parts.uri.query()).map_err(|e| {
-        GatewayError::new(codes::INTERNAL_ERROR)
-            .param("stage", format!("forward: building the upstream URL: {e}"))
-            .source(ErrorSource::Internal)
-    })?;
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let uri =
+        upstream_uri(up, path.unwrap_or(parts.uri.path()), parts.uri.query()).map_err(|e| {
+            GatewayError::new(codes::INTERNAL_ERROR)
+                .param("stage", format!("forward: building the upstream URL: {e}"))
+                .source(ErrorSource::Internal)
+        })?;
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     remove_hop_by_hop(&mut parts.headers);
     set_forwarded(&mut parts.headers, down, original_host.clone());
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -220,7 +230,9 @@ pub async fn forward(
             }
             let cause = error_chain(&e);
             if e.is_connect() {
-                return Err(upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause));
+                return Err(
+                    upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
+                );
             }
             let words = match find_hyper_error(&e) {
                 Some(h) if h.is_incomplete_message() => {
@@ -234,7 +246,9 @@ pub async fn forward(
                 }
                 _ => format!("failed the exchange ({cause})"),
             };
-            return Err(upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param("cause", words));
+            return Err(
+                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param("cause", words)
+            );
         }
         Ok(Ok(resp)) => resp,
     };
@@ -280,7 +294,13 @@ async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<Incoming>) -> G
     upstream_error(codes::UPSTREAM_ERROR, route, up)
         .param(
             "upstream_status",
-            format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_owned(),
+            format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_owned(),
         )
         .status(status)
         .retry(retry)
@@ -297,7 +317,6 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +324,10 @@ mod tests {
     #[test]
     fn hop_by_hop_fields_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
@@ -320,8 +342,16 @@ mod tests {
         let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        let down = Downstream { peer: "192.0.2.9:5000".parse().unwrap(), tls: false, trusted_proxies: &trusted };
-        set_forwarded(&mut h, &down, Some(HeaderValue::from_static("api.example.com")));
+        let down = Downstream {
+            peer: "192.0.2.9:5000".parse().unwrap(),
+            tls: false,
+            trusted_proxies: &trusted,
+        };
+        set_forwarded(
+            &mut h,
+            &down,
+            Some(HeaderValue::from_static("api.example.com")),
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -329,7 +359,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let down = Downstream { peer: "10.1.1.1:5000".parse().unwrap(), tls: false, trusted_proxies: &trusted };
+        let down = Downstream {
+            peer: "10.1.1.1:5000".parse().unwrap(),
+            tls: false,
+            trusted_proxies: &trusted,
+        };
         set_forwarded(&mut h, &down, None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
         assert_eq!(h["x-forwarded-proto"], "https");

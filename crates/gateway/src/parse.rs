@@ -49,7 +49,10 @@ fn scan(s: &str, offset: usize, mut on_byte: impl FnMut(u8, usize)) -> Result<()
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            match (b.get(i + 1).and_then(|&x| hex(x)), b.get(i + 2).and_then(|&x| hex(x))) {
+            match (
+                b.get(i + 1).and_then(|&x| hex(x)),
+                b.get(i + 2).and_then(|&x| hex(x)),
+            ) {
                 (Some(h), Some(l)) => {
                     on_byte(h * 16 + l, i);
                     i += 3;
@@ -87,7 +90,9 @@ pub fn parse_path(path: &str) -> Result<Target<'_>, EncodingError> {
     // Fast path: nothing to decode and nothing to normalise.
     let b = path.as_bytes();
     let plain = b.first() == Some(&b'/')
-        && !b.iter().any(|&c| c == b'%' || raw_byte_problem(c).is_some())
+        && !b
+            .iter()
+            .any(|&c| c == b'%' || raw_byte_problem(c).is_some())
         && !path.contains("//")
         && !path.split('/').any(|s| s == "." || s == "..");
     if plain {
@@ -204,7 +209,10 @@ mod tests {
     fn normalises_dots_and_slashes() {
         assert_eq!(ok("/a//b"), ("/a/b".into(), "/a/b".into()));
         assert_eq!(ok("/a/./b/../c"), ("/a/c".into(), "/a/c".into()));
-        assert_eq!(ok("/../../etc/passwd"), ("/etc/passwd".into(), "/etc/passwd".into()));
+        assert_eq!(
+            ok("/../../etc/passwd"),
+            ("/etc/passwd".into(), "/etc/passwd".into())
+        );
         assert_eq!(ok("/a/b/"), ("/a/b/".into(), "/a/b/".into()));
         assert_eq!(ok("/a/%7Eb"), ("/a/~b".into(), "/a/%7Eb".into()));
         assert_eq!(ok("/a/x%2Fy"), ("/a/x%2Fy".into(), "/a/x%2Fy".into()));
@@ -214,7 +222,10 @@ mod tests {
     #[test]
     fn refuses_bad_encodings() {
         let e = parse_path("/a/%zz").unwrap_err();
-        assert_eq!((e.reason, e.position, e.bytes.as_str()), ("'%' not followed by two hex digits", 3, "%zz"));
+        assert_eq!(
+            (e.reason, e.position, e.bytes.as_str()),
+            ("'%' not followed by two hex digits", 3, "%zz")
+        );
         let e = parse_path("/a/%2e%2e/admin").unwrap_err();
         assert!(e.reason.starts_with("encoded dot segment"));
         let e = parse_path("/a/%C3%28").unwrap_err();

@@ -78,7 +78,11 @@ impl Pipeline {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let mut trail = Trail::default();
-        let down = Downstream { peer, tls, trusted_proxies: &self.trusted_proxies };
+        let down = Downstream {
+            peer,
+            tls,
+            trusted_proxies: &self.trusted_proxies,
+        };
         let outcome = AssertUnwindSafe(self.run(forwarder, req, &down, &request_id, &mut trail))
             .catch_unwind()
             .await;
@@ -91,7 +95,10 @@ impl Pipeline {
                     Some(err.code),
                     err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
                 );
-                (self.renderer.render(&err, uri.path(), &request_id), Some(err))
+                (
+                    self.renderer.render(&err, uri.path(), &request_id),
+                    Some(err),
+                )
             }
             Err(panic) => {
                 let what = panic
@@ -104,8 +111,16 @@ impl Pipeline {
                 let err = GatewayError::new(codes::INTERNAL_ERROR)
                     .param("stage", format!("after stage {stage}"))
                     .source(ErrorSource::Internal);
-                trail.record("respond", "panic", Some(codes::INTERNAL_ERROR), vec![("panic", what)]);
-                (self.renderer.render(&err, uri.path(), &request_id), Some(err))
+                trail.record(
+                    "respond",
+                    "panic",
+                    Some(codes::INTERNAL_ERROR),
+                    vec![("panic", what)],
+                );
+                (
+                    self.renderer.render(&err, uri.path(), &request_id),
+                    Some(err),
+                )
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -157,25 +172,50 @@ impl Pipeline {
 
         // the gateway's own pages
         if docs::is_docs_path(&target.path) {
-            trail.record("route", "gateway_page", None, vec![("path", target.path.to_string())]);
+            trail.record(
+                "route",
+                "gateway_page",
+                None,
+                vec![("path", target.path.to_string())],
+            );
             return docs::serve(&self.renderer, &target.path, &parts.headers);
         }
         if self.panic_path.as_deref() == Some(&*target.path) {
             trail.pass("route");
-            panic!("fault injection: debug.panic_path {} was requested", target.path);
+            panic!(
+                "fault injection: debug.panic_path {} was requested",
+                target.path
+            );
         }
 
         // route
         let host = parts
             .uri
             .host()
-            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
-            .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h));
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .map(|h| {
+                h.rsplit_once(':')
+                    .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                    .map_or(h, |(h, _)| h)
+            });
         let host_lower = host.map(str::to_ascii_lowercase);
-        let route = match self.routes.lookup(host_lower.as_deref(), &target.path, &parts.method) {
+        let route = match self
+            .routes
+            .lookup(host_lower.as_deref(), &target.path, &parts.method)
+        {
             Ok(route) => route,
             Err(RouteMiss::MethodNotAllowed { route, allowed }) => {
-                trail.record("route", "reject", Some(codes::METHOD_NOT_ALLOWED), vec![("route", route.config.name.clone())]);
+                trail.record(
+                    "route",
+                    "reject",
+                    Some(codes::METHOD_NOT_ALLOWED),
+                    vec![("route", route.config.name.clone())],
+                );
                 let list = allowed.join(", ");
                 let mut err = GatewayError::new(codes::METHOD_NOT_ALLOWED)
                     .param("path", target.path.to_string())
@@ -188,11 +228,21 @@ impl Pipeline {
                 return Err(err);
             }
             Err(RouteMiss::NotFound(suggestions)) => {
-                trail.record("route", "reject", Some(codes::ROUTE_NOT_FOUND), vec![("suggestions", suggestions.len().to_string())]);
+                trail.record(
+                    "route",
+                    "reject",
+                    Some(codes::ROUTE_NOT_FOUND),
+                    vec![("suggestions", suggestions.len().to_string())],
+                );
                 return Err(not_found(&parts.method, &target.path, suggestions));
             }
         };
-        trail.record("route", "match", None, vec![("route", route.config.name.clone())]);
+        trail.record(
+            "route",
+            "match",
+            None,
+            vec![("route", route.config.name.clone())],
+        );
 
         // route mode
         match &route.config.mode {
@@ -206,7 +256,12 @@ impl Pipeline {
             RouteMode::Maintenance { retry_after, until } => {
                 let mut err = GatewayError::new(codes::SERVICE_UNAVAILABLE)
                     .param("route", route.config.name.clone())
-                    .param("until", until.as_ref().map_or(String::new(), |u| format!(" until {u}")))
+                    .param(
+                        "until",
+                        until
+                            .as_ref()
+                            .map_or(String::new(), |u| format!(" until {u}")),
+                    )
                     .param("retry_after", retry_after.to_string())
                     .header(RETRY_AFTER, &retry_after.to_string())
                     .extension("retry_after", (*retry_after).into());
@@ -236,7 +291,12 @@ impl Pipeline {
         .await;
         let facts = vec![("upstream_ms", started.elapsed().as_millis().to_string())];
         match &resp {
-            Ok(r) => trail.record("forward", "response", None, [facts, vec![("status", r.status().as_u16().to_string())]].concat()),
+            Ok(r) => trail.record(
+                "forward",
+                "response",
+                None,
+                [facts, vec![("status", r.status().as_u16().to_string())]].concat(),
+            ),
             Err(e) => trail.record("forward", "fail", Some(e.code), facts),
         }
         resp
@@ -244,7 +304,12 @@ impl Pipeline {
 }
 
 fn encoding_error(e: crate::parse::EncodingError, trail: &mut Trail) -> GatewayError {
-    trail.record("parse", "reject", Some(codes::INVALID_URL_ENCODING), vec![("reason", e.reason.to_owned())]);
+    trail.record(
+        "parse",
+        "reject",
+        Some(codes::INVALID_URL_ENCODING),
+        vec![("reason", e.reason.to_owned())],
+    );
     GatewayError::new(codes::INVALID_URL_ENCODING)
         .param("reason", e.reason)
         .param("position", e.position.to_string())
@@ -273,7 +338,9 @@ fn not_found(method: &http::Method, path: &str, suggestions: Vec<Suggestion>) ->
     let hint = match suggestions.as_slice() {
         [] => String::new(),
         [one] => format!(" Did you mean {}?", describe(one)),
-        [first, second, ..] => format!(" Did you mean {} or {}?", describe(first), describe(second)),
+        [first, second, ..] => {
+            format!(" Did you mean {} or {}?", describe(first), describe(second))
+        }
     };
     let list: Vec<serde_json::Value> = suggestions
         .iter()

@@ -41,7 +41,12 @@ impl Renderer {
     }
 
     /// The body of `err` as JSON text, and its status.
-    pub fn problem_json(&self, err: &GatewayError, instance: &str, request_id: &str) -> (StatusCode, String) {
+    pub fn problem_json(
+        &self,
+        err: &GatewayError,
+        instance: &str,
+        request_id: &str,
+    ) -> (StatusCode, String) {
         let entry = self
             .catalog
             .get(err.code)
@@ -49,9 +54,9 @@ impl Renderer {
             .expect("internal_error is a built-in code");
         let params: Vec<(&str, &str)> = err.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let detail = entry.message.render(&params);
-        let status = err
-            .status
-            .unwrap_or_else(|| StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        let status = err.status.unwrap_or_else(|| {
+            StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let mut problem = Problem::new(entry, &self.base_url, &detail, instance, request_id)
             .status(status.as_u16())
             .errors(err.fields.clone());
@@ -65,7 +70,12 @@ impl Renderer {
     }
 
     /// The complete response for `err`.
-    pub fn render(&self, err: &GatewayError, instance: &str, request_id: &str) -> Response<GatewayBody> {
+    pub fn render(
+        &self,
+        err: &GatewayError,
+        instance: &str,
+        request_id: &str,
+    ) -> Response<GatewayBody> {
         let (status, body) = self.problem_json(err, instance, request_id);
         let mut resp = Response::new(GatewayBody::full(body));
         *resp.status_mut() = status;

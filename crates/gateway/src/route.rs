@@ -28,9 +28,16 @@ impl PathPattern {
         };
         let mut segments = Vec::new();
         let trailing_slash = s.len() > 1 && s.ends_with('/');
-        let body = if trailing_slash { &rest[..rest.len() - 1] } else { rest };
+        let body = if trailing_slash {
+            &rest[..rest.len() - 1]
+        } else {
+            rest
+        };
         if body.is_empty() {
-            return Ok(PathPattern { segments, trailing_slash: false });
+            return Ok(PathPattern {
+                segments,
+                trailing_slash: false,
+            });
         }
         let parts: Vec<&str> = body.split('/').collect();
         for (i, seg) in parts.iter().enumerate() {
@@ -45,8 +52,11 @@ impl PathPattern {
                     Some(n) => (n, true),
                     None => (name, false),
                 };
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("parameter name `{name}` must be letters, digits or '_'"));
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(format!(
+                        "parameter name `{name}` must be letters, digits or '_'"
+                    ));
                 }
                 if rest {
                     if i + 1 != parts.len() || trailing_slash {
@@ -57,12 +67,17 @@ impl PathPattern {
                     segments.push(PatternSegment::Param(name.to_owned()));
                 }
             } else if seg.contains(['{', '}']) {
-                return Err(format!("segment `{seg}` mixes text and a parameter; a parameter is a whole segment"));
+                return Err(format!(
+                    "segment `{seg}` mixes text and a parameter; a parameter is a whole segment"
+                ));
             } else {
                 segments.push(PatternSegment::Literal((*seg).to_owned()));
             }
         }
-        Ok(PathPattern { segments, trailing_slash })
+        Ok(PathPattern {
+            segments,
+            trailing_slash,
+        })
     }
 
     /// Whether the pattern ends with `{*rest}`.
@@ -74,12 +89,16 @@ impl PathPattern {
     pub fn same_shape(&self, other: &PathPattern) -> bool {
         self.trailing_slash == other.trailing_slash
             && self.segments.len() == other.segments.len()
-            && self.segments.iter().zip(&other.segments).all(|(a, b)| match (a, b) {
-                (PatternSegment::Literal(x), PatternSegment::Literal(y)) => x == y,
-                (PatternSegment::Param(_), PatternSegment::Param(_)) => true,
-                (PatternSegment::Rest(_), PatternSegment::Rest(_)) => true,
-                _ => false,
-            })
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| match (a, b) {
+                    (PatternSegment::Literal(x), PatternSegment::Literal(y)) => x == y,
+                    (PatternSegment::Param(_), PatternSegment::Param(_)) => true,
+                    (PatternSegment::Rest(_), PatternSegment::Rest(_)) => true,
+                    _ => false,
+                })
     }
 
     /// Matches the segments of a normalised path; `fold_case` compares literals ignoring case.
@@ -186,7 +205,9 @@ impl Route {
 
     fn method_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.config.methods.iter().map(|m| m.to_string()).collect();
-        if self.config.methods.contains(&Method::GET) && !self.config.methods.contains(&Method::HEAD) {
+        if self.config.methods.contains(&Method::GET)
+            && !self.config.methods.contains(&Method::HEAD)
+        {
             names.push("HEAD".into());
         }
         names
@@ -254,7 +275,10 @@ impl RouteTable {
         let routes = configs
             .iter()
             .map(|c| {
-                let mut r = Route { config: c.clone(), allow: None };
+                let mut r = Route {
+                    config: c.clone(),
+                    allow: None,
+                };
                 let names = r.method_names();
                 if !names.is_empty() {
                     r.allow = HeaderValue::from_str(&names.join(", ")).ok();
@@ -266,7 +290,12 @@ impl RouteTable {
     }
 
     /// Finds the route for `method` `path` on `host`. `path` is normalised and decoded.
-    pub fn lookup<'t>(&'t self, host: Option<&str>, path: &str, method: &Method) -> Result<&'t Route, RouteMiss<'t>> {
+    pub fn lookup<'t>(
+        &'t self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+    ) -> Result<&'t Route, RouteMiss<'t>> {
         let (segs, trailing) = split(path);
         let mut path_match: Option<&Route> = None;
         for r in self.for_host(host) {
@@ -293,7 +322,10 @@ impl RouteTable {
         Err(RouteMiss::NotFound(self.suggest(host, path, method)))
     }
 
-    fn for_host<'a, 'h>(&'a self, host: Option<&'h str>) -> impl Iterator<Item = &'a Route> + use<'a, 'h> {
+    fn for_host<'a, 'h>(
+        &'a self,
+        host: Option<&'h str>,
+    ) -> impl Iterator<Item = &'a Route> + use<'a, 'h> {
         self.routes
             .iter()
             .filter(move |r| r.config.host.as_deref().is_none_or(|h| Some(h) == host))
@@ -315,9 +347,19 @@ impl RouteTable {
         for r in self.for_host(host) {
             let pat = &r.config.pattern;
             if path != "/" && pat.matches(&segs, !trailing, false) {
-                push(&mut out, r, pat.instantiate(&segs), SuggestionReason::TrailingSlash);
+                push(
+                    &mut out,
+                    r,
+                    pat.instantiate(&segs),
+                    SuggestionReason::TrailingSlash,
+                );
             } else if pat.matches(&segs, trailing, true) || pat.matches(&segs, !trailing, true) {
-                push(&mut out, r, pat.instantiate(&segs), SuggestionReason::LetterCase);
+                push(
+                    &mut out,
+                    r,
+                    pat.instantiate(&segs),
+                    SuggestionReason::LetterCase,
+                );
             }
         }
         let mut similar: Vec<(usize, &Route, String)> = Vec::new();
@@ -344,7 +386,11 @@ fn split(path: &str) -> (Vec<&str>, bool) {
         return (Vec::new(), false);
     }
     let trailing = body.ends_with('/');
-    let body = if trailing { &body[..body.len() - 1] } else { body };
+    let body = if trailing {
+        &body[..body.len() - 1]
+    } else {
+        body
+    };
     (body.split('/').collect(), trailing)
 }
 
@@ -383,12 +429,26 @@ upstream = "http://127.0.0.1:1"
     #[test]
     fn matches_params_rest_and_host() {
         let t = table();
-        assert!(t.lookup(None, "/v1/customers/42/devices", &Method::GET).is_ok());
-        assert!(t.lookup(None, "/v1/customers/42/devices", &Method::HEAD).is_ok());
+        assert!(
+            t.lookup(None, "/v1/customers/42/devices", &Method::GET)
+                .is_ok()
+        );
+        assert!(
+            t.lookup(None, "/v1/customers/42/devices", &Method::HEAD)
+                .is_ok()
+        );
         assert!(t.lookup(None, "/static/a/b/c.css", &Method::PUT).is_ok());
-        assert!(t.lookup(Some("admin.example.com"), "/v1/admin", &Method::GET).is_ok());
-        assert!(t.lookup(Some("api.example.com"), "/v1/admin", &Method::GET).is_err());
-        let r = t.lookup(None, "/v1/customers/42/devices/7", &Method::GET).unwrap();
+        assert!(
+            t.lookup(Some("admin.example.com"), "/v1/admin", &Method::GET)
+                .is_ok()
+        );
+        assert!(
+            t.lookup(Some("api.example.com"), "/v1/admin", &Method::GET)
+                .is_err()
+        );
+        let r = t
+            .lookup(None, "/v1/customers/42/devices/7", &Method::GET)
+            .unwrap();
         assert_eq!(
             r.config.pattern.captures("/v1/customers/42/devices/7"),
             vec![("customer", "42"), ("device", "7")]
@@ -433,10 +493,25 @@ upstream = "http://127.0.0.1:1"
 
     #[test]
     fn bad_patterns_are_explained() {
-        assert!(PathPattern::parse("v1").unwrap_err().contains("must start with '/'"));
-        assert!(PathPattern::parse("/a/{*r}/b").unwrap_err().contains("last segment"));
-        assert!(PathPattern::parse("/a/x{id}").unwrap_err().contains("whole segment"));
+        assert!(
+            PathPattern::parse("v1")
+                .unwrap_err()
+                .contains("must start with '/'")
+        );
+        assert!(
+            PathPattern::parse("/a/{*r}/b")
+                .unwrap_err()
+                .contains("last segment")
+        );
+        assert!(
+            PathPattern::parse("/a/x{id}")
+                .unwrap_err()
+                .contains("whole segment")
+        );
         assert!(PathPattern::parse("/a//b").is_err());
-        assert_eq!(PathPattern::parse("/a/{b}/").unwrap().to_string(), "/a/{b}/");
+        assert_eq!(
+            PathPattern::parse("/a/{b}/").unwrap().to_string(),
+            "/a/{b}/"
+        );
     }
 }

@@ -31,10 +31,24 @@ pub struct Overrides {
 impl Overrides {
     fn apply(&self, config: &mut Config) {
         if let Some(l) = self.listen {
-            let default_base = format!("{}://{}", if config.server.tls.is_some() { "https" } else { "http" }, config.server.listen);
+            let default_base = format!(
+                "{}://{}",
+                if config.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                config.server.listen
+            );
             if config.server.public_base_url == default_base {
-                config.server.public_base_url =
-                    format!("{}://{l}", if config.server.tls.is_some() { "https" } else { "http" });
+                config.server.public_base_url = format!(
+                    "{}://{l}",
+                    if config.server.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    }
+                );
             }
             config.server.listen = l;
         }
@@ -94,8 +108,10 @@ impl State {
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.tls.store(Arc::new(tls));
-        self.drain_timeout.store(Arc::new(config.server.drain_timeout));
-        self.current.store(Arc::new(Pipeline::new(&config, generation)));
+        self.drain_timeout
+            .store(Arc::new(config.server.drain_timeout));
+        self.current
+            .store(Arc::new(Pipeline::new(&config, generation)));
         tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
         Ok(generation)
     }
@@ -111,7 +127,11 @@ pub struct Server {
 impl Server {
     /// Binds the listeners of `config` (after `overrides`). `config_path` is re-read on
     /// reload.
-    pub async fn bind(mut config: Config, config_path: Option<PathBuf>, mut overrides: Overrides) -> std::io::Result<Server> {
+    pub async fn bind(
+        mut config: Config,
+        config_path: Option<PathBuf>,
+        mut overrides: Overrides,
+    ) -> std::io::Result<Server> {
         overrides.apply(&mut config);
         let listener = TcpListener::bind(config.server.listen).await?;
         let admin = match config.server.admin_listen {
@@ -140,7 +160,11 @@ impl Server {
             listen: config.server.listen,
             admin_listen: config.server.admin_listen,
         });
-        Ok(Server { state, listener, admin })
+        Ok(Server {
+            state,
+            listener,
+            admin,
+        })
     }
 
     /// The gateway listener's address.
@@ -161,7 +185,11 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
     /// for up to the configured drain timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { state, listener, admin } = self;
+        let Server {
+            state,
+            listener,
+            admin,
+        } = self;
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -170,7 +198,10 @@ impl Server {
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(1 << 20)
             .max_headers(1000);
-        builder.http2().timer(TokioTimer::new()).max_header_list_size(1 << 20);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(1 << 20);
         if state.config_path.is_some() {
             tokio::spawn(watch_config(state.clone()));
             tokio::spawn(reload_on_sighup(state.clone()));
@@ -227,7 +258,11 @@ async fn serve_connection(
     is_admin: bool,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let tls_config = if is_admin { None } else { state.tls.load_full().as_ref().clone() };
+    let tls_config = if is_admin {
+        None
+    } else {
+        state.tls.load_full().as_ref().clone()
+    };
     let tls = tls_config.is_some();
     let svc_state = state.clone();
     let svc = service_fn(move |req| {
@@ -246,7 +281,11 @@ async fn serve_connection(
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc)).await,
+                Ok(Ok(tls_stream)) => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(tls_stream), svc))
+                        .await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
                     return;
@@ -254,7 +293,11 @@ async fn serve_connection(
                 Err(_) => return,
             }
         }
-        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc)).await,
+        None => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                .await
+        }
     };
     if let Err(e) = result {
         tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
@@ -268,7 +311,9 @@ fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 
 /// Reloads when the file's modification time or size changes (checked every second).
 async fn watch_config(state: Arc<State>) {
-    let Some(path) = state.config_path.clone() else { return };
+    let Some(path) = state.config_path.clone() else {
+        return;
+    };
     let mut last = fingerprint(&path);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -283,7 +328,9 @@ async fn watch_config(state: Arc<State>) {
 #[cfg(unix)]
 async fn reload_on_sighup(state: Arc<State>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
     while hup.recv().await.is_some() {
         tracing::info!(target: "candor::config", "SIGHUP: reloading configuration");
         let _ = state.reload();

@@ -13,7 +13,10 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not valid PEM: {e}", files.cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no CERTIFICATE block", files.cert.display()));
+        return Err(format!(
+            "{} holds no CERTIFICATE block",
+            files.cert.display()
+        ));
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| format!("{} is not valid PEM: {e}", files.key.display()))?

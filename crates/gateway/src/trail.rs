@@ -40,7 +40,12 @@ impl Trail {
         code: Option<&'static str>,
         facts: Vec<(&'static str, String)>,
     ) {
-        self.events.push(TrailEvent { stage, outcome, code, facts });
+        self.events.push(TrailEvent {
+            stage,
+            outcome,
+            code,
+            facts,
+        });
     }
 
     /// The events so far.

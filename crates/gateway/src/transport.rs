@@ -28,7 +28,10 @@ pub fn check_limits(limits: &Limits, parts: &Parts) -> Result<(), GatewayError> 
         return Err(GatewayError::new(codes::HEADERS_TOO_LARGE)
             .param("length", total.to_string())
             .param("limit", limits.max_header_bytes.to_string())
-            .param("largest", format!(" The largest is {} ({} bytes).", largest.0, largest.1))
+            .param(
+                "largest",
+                format!(" The largest is {} ({} bytes).", largest.0, largest.1),
+            )
             .extension("limit", limits.max_header_bytes.into())
             .extension("largest_header", largest.0.into()));
     }

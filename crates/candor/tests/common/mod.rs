@@ -29,7 +29,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A running gateway; killed when dropped.
@@ -48,14 +50,33 @@ impl Gateway {
         let dir = temp_dir("gw");
         let path = dir.join("candor.toml");
         std::fs::write(&path, config).unwrap();
-        Self::spawn(dir, path, &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], true)
+        Self::spawn(
+            dir,
+            path,
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            true,
+        )
     }
 
     /// Starts the embedded demo (no --config) in a fresh data directory.
     pub fn start_demo() -> Gateway {
         let dir = temp_dir("demo");
         let data = dir.join("data");
-        let args = ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         Self::spawn(dir, data.join("candor.toml"), &args, false)
     }
 
@@ -98,7 +119,14 @@ impl Gateway {
             let mut sink = Vec::new();
             let _ = reader.read_to_end(&mut sink);
         });
-        Gateway { child, addr: addr.unwrap(), admin, dir, config, stdout }
+        Gateway {
+            child,
+            addr: addr.unwrap(),
+            admin,
+            dir,
+            config,
+            stdout,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -111,7 +139,11 @@ impl Gateway {
 
     /// Sends a signal with kill(1).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -124,7 +156,13 @@ impl Gateway {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         request(self.addr, method, path, headers, body)
     }
 
@@ -148,7 +186,13 @@ impl Drop for Gateway {
 }
 
 /// Builds and sends a request with `Connection: close`.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -172,11 +216,18 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -184,7 +235,8 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -204,13 +256,22 @@ pub fn read_response(s: &mut TcpStream) -> Response {
             break i;
         }
         let n = s.read(&mut chunk).expect("read head");
-        assert!(n > 0, "connection closed without a response; got {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed without a response; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -243,7 +304,11 @@ pub fn read_response(s: &mut TcpStream) -> Response {
         let _ = s.read_to_end(&mut rest);
         rest
     };
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
@@ -254,7 +319,11 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let i = find(b, b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..i]).ok()?.split(';').next()?.trim(),
+            16,
+        )
+        .ok()?;
         b = &b[i + 2..];
         if size == 0 {
             return Some(out);
@@ -272,24 +341,51 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 /// these calls).
 pub fn assert_problem(resp: &Response, code: &str) -> Value {
     let body = resp.json();
-    let entry = candor_catalog::Catalog::builtin().get(code).unwrap_or_else(|| panic!("{code} is not a catalog code"));
+    let entry = candor_catalog::Catalog::builtin()
+        .get(code)
+        .unwrap_or_else(|| panic!("{code} is not a catalog code"));
     assert_eq!(body["code"], code, "{}", resp.text());
-    assert_eq!(resp.header("content-type"), Some("application/problem+json"), "{}", resp.text());
-    let rid = resp.header("x-request-id").expect("X-Request-Id on every error");
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        resp.text()
+    );
+    let rid = resp
+        .header("x-request-id")
+        .expect("X-Request-Id on every error");
     assert_eq!(body["request_id"], rid);
     assert_eq!(body["status"], resp.status);
-    assert!(body["type"].as_str().unwrap().ends_with(&format!("/errors/{code}")), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/errors/{code}")),
+        "{body}"
+    );
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
     let detail = body["detail"].as_str().unwrap();
-    assert!(!detail.contains('{') || detail.contains("{{"), "unfilled placeholder in detail: {detail}");
+    for p in entry.message.placeholders() {
+        assert!(
+            !detail.contains(&format!("{{{p}}}")),
+            "unfilled placeholder {{{p}}} in detail: {detail}"
+        );
+    }
     assert!(!detail.is_empty());
     assert!(body["instance"].is_string());
     assert!(body["errors"].is_array());
-    assert!(["never", "after_delay", "with_backoff", "after_reauth"].contains(&body["retry"].as_str().unwrap()));
+    assert!(
+        ["never", "after_delay", "with_backoff", "after_reauth"]
+            .contains(&body["retry"].as_str().unwrap())
+    );
     if body["retry"] == entry.retry.as_str() || code == "upstream_error" {
         // The entry's default, or an upstream-derived class.
     } else {
-        panic!("retry {} differs from the entry's {}", body["retry"], entry.retry.as_str());
+        panic!(
+            "retry {} differs from the entry's {}",
+            body["retry"],
+            entry.retry.as_str()
+        );
     }
     body
 }
@@ -347,7 +443,10 @@ impl Upstream {
 }
 
 /// Reads one request head and its body (by Content-Length or chunked).
-fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// Request line, headers, body.
+type RawRequest = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(conn: &mut TcpStream) -> Option<RawRequest> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     let head_end = loop {
@@ -408,7 +507,11 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
         Behaviour::PlainError => {
             while read_request(&mut conn).is_some() {
                 let body = "database is on fire";
-                let _ = write!(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
             }
         }
         Behaviour::Echo | Behaviour::Slow(_) => {
@@ -419,10 +522,11 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
                 let mut parts = line.split_whitespace();
                 let method = parts.next().unwrap_or("").to_owned();
                 let target = parts.next().unwrap_or("").to_owned();
-                let map: HashMap<String, Vec<String>> = headers.iter().fold(HashMap::new(), |mut m, (k, v)| {
-                    m.entry(k.clone()).or_default().push(v.clone());
-                    m
-                });
+                let map: HashMap<String, Vec<String>> =
+                    headers.iter().fold(HashMap::new(), |mut m, (k, v)| {
+                        m.entry(k.clone()).or_default().push(v.clone());
+                        m
+                    });
                 let doc = serde_json::json!({
                     "method": method,
                     "target": target,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 /// The whole, validated configuration, with the files it names already loaded.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Listeners and process-wide settings.
     pub server: ServerConfig,
@@ -181,7 +181,12 @@ pub struct ConfigReport {
 impl fmt::Display for ConfigReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(f, "{}: {n} problem{}", self.file, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "  {}:{}:{}: ", self.file, p.line, p.column)?;
             if !p.key.is_empty() {
@@ -308,7 +313,9 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         .as_ref()
         .and_then(|s| socket_addr(s, p, "listen"))
         .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
-    let admin_listen = server.as_ref().and_then(|s| socket_addr(s, p, "admin_listen"));
+    let admin_listen = server
+        .as_ref()
+        .and_then(|s| socket_addr(s, p, "admin_listen"));
     let workers = server
         .as_ref()
         .and_then(|s| s.integer(p, "workers", 1, 256))
@@ -322,8 +329,8 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         let key = t.string(p, "key");
         for (name, v) in [("cert", &cert), ("key", &key)] {
             if v.is_none() && t.get(name).is_none() {
-                p.at(t.span.clone(), &t.key_path(name), "missing".into()).expected =
-                    Some("the path of a PEM file".into());
+                p.at(t.span.clone(), &t.key_path(name), "missing".into())
+                    .expected = Some("the path of a PEM file".into());
             }
         }
         let files = TlsFiles {
@@ -344,7 +351,11 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         .and_then(|s| {
             let (u, span) = s.string(p, "public_base_url")?;
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                p.at(span, &s.key_path("public_base_url"), format!("`{u}` is not an http(s) URL"));
+                p.at(
+                    span,
+                    &s.key_path("public_base_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                );
             }
             Some(u.trim_end_matches('/').to_owned())
         })
@@ -377,7 +388,11 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         None => Arc::new(Catalog::builtin().clone()),
         Some((path, span)) => match std::fs::read_to_string(path) {
             Err(e) => {
-                p.at(span.clone(), "server.catalog", format!("cannot read {}: {e}", path.display()));
+                p.at(
+                    span.clone(),
+                    "server.catalog",
+                    format!("cannot read {}: {e}", path.display()),
+                );
                 Arc::new(Catalog::builtin().clone())
             }
             Ok(text) => match Catalog::load(Some((&path.display().to_string(), &text))) {
@@ -403,7 +418,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         if let Some(n) = l.integer(p, "max_header_bytes", 1024, 1 << 20) {
             limits.max_header_bytes = n as usize;
         }
-        if let Some(n) = l.integer(p, "max_body_bytes", 0, i64::MAX) {
+        if let Some(n) = l.integer(p, "max_body_bytes", 0, 1 << 40) {
             limits.max_body_bytes = n as u64;
         }
         l.finish(p);
@@ -480,21 +495,26 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         Some((path, span)) => match PathPattern::parse(&path) {
             Ok(pat) => {
                 if pat.to_string() == ERRORS_PREFIX || pat.to_string().starts_with("/errors/") {
-                    p.at(span, &r.key_path("path"), format!("{ERRORS_PREFIX}/ is reserved for the gateway's error pages"));
+                    p.at(
+                        span,
+                        &r.key_path("path"),
+                        format!("{ERRORS_PREFIX}/ is reserved for the gateway's error pages"),
+                    );
                 }
                 Some(pat)
             }
             Err(e) => {
                 p.at(span, &r.key_path("path"), e).expected = Some(
-                    "a path such as \"/v1/customers/{customer}/devices\" or \"/static/{*rest}\"".into(),
+                    "a path such as \"/v1/customers/{customer}/devices\" or \"/static/{*rest}\""
+                        .into(),
                 );
                 None
             }
         },
         None => {
             if r.get("path").is_none() {
-                p.at(r.span.clone(), &r.key_path("path"), "missing".into()).expected =
-                    Some("the route's path pattern".into());
+                p.at(r.span.clone(), &r.key_path("path"), "missing".into())
+                    .expected = Some("the route's path pattern".into());
             }
             None
         }
@@ -505,7 +525,11 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
             if METHODS.contains(&m.as_str()) {
                 methods.push(Method::from_bytes(m.as_bytes()).expect("known method"));
             } else {
-                let problem = p.at(span, &r.key_path("methods"), format!("`{m}` is not an HTTP method"));
+                let problem = p.at(
+                    span,
+                    &r.key_path("methods"),
+                    format!("`{m}` is not an HTTP method"),
+                );
                 problem.suggestion = did_you_mean(&m.to_ascii_uppercase(), METHODS);
                 problem.expected = Some(format!("one of {}", METHODS.join(", ")));
             }
@@ -514,15 +538,21 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
     let mode_word = r.string(p, "mode");
     let retry_after = r.integer(p, "retry_after", 0, 86_400 * 7).unwrap_or(300) as u64;
     let until = r.string(p, "maintenance_until").map(|(s, _)| s);
+    let mut mode_known = true;
     let mode = match mode_word.as_ref().map(|(m, s)| (m.as_str(), s)) {
         None | Some(("proxy", _)) => RouteMode::Proxy,
         Some(("not_implemented", _)) => RouteMode::NotImplemented,
         Some(("maintenance", _)) => RouteMode::Maintenance { retry_after, until },
         Some((other, span)) => {
             let modes = &["proxy", "not_implemented", "maintenance"];
-            let problem = p.at(span.clone(), &r.key_path("mode"), format!("unknown mode `{other}`"));
+            let problem = p.at(
+                span.clone(),
+                &r.key_path("mode"),
+                format!("unknown mode `{other}`"),
+            );
             problem.suggestion = did_you_mean(other, modes);
             problem.expected = Some("proxy, not_implemented or maintenance".into());
+            mode_known = false;
             RouteMode::Proxy
         }
     };
@@ -536,16 +566,25 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
             }
         },
         None => {
-            if mode == RouteMode::Proxy && r.get("upstream").is_none() {
-                p.at(r.span.clone(), &r.key_path("upstream"), format!("route `{name}` forwards requests but has no upstream"))
-                    .expected = Some("an upstream URL, or mode = \"not_implemented\" / \"maintenance\"".into());
+            if mode == RouteMode::Proxy && mode_known && r.get("upstream").is_none() {
+                p.at(
+                    r.span.clone(),
+                    &r.key_path("upstream"),
+                    format!("route `{name}` forwards requests but has no upstream"),
+                )
+                .expected =
+                    Some("an upstream URL, or mode = \"not_implemented\" / \"maintenance\"".into());
             }
             None
         }
     };
     let timeout = r.duration(p, "timeout").unwrap_or(Duration::from_secs(60));
     if timeout.is_zero() {
-        p.at(r.get("timeout").map_or(r.span.clone(), |v| v.span()), &r.key_path("timeout"), "must be more than zero".into());
+        p.at(
+            r.get("timeout").map_or(r.span.clone(), |v| v.span()),
+            &r.key_path("timeout"),
+            "must be more than zero".into(),
+        );
     }
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
@@ -567,15 +606,23 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
 
 fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("`{s}` has no scheme"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no scheme"))?;
     if scheme != http::uri::Scheme::HTTP {
         return Err(format!(
             "`{scheme}` upstreams are not supported yet; only http:// (TLS to upstreams is planned)"
         ));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| format!("`{s}` has no host"))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no host"))?;
     if uri.query().is_some() {
-        return Err(format!("`{s}` has a query string; an upstream is a base URL"));
+        return Err(format!(
+            "`{s}` has a query string; an upstream is a base URL"
+        ));
     }
     Ok(Upstream {
         scheme,
@@ -631,7 +678,13 @@ retry_after = 120
         assert_eq!(c.routes[0].upstream.as_ref().unwrap().base_path, "/api");
         assert_eq!(c.routes[0].timeout, Duration::from_secs(2));
         assert_eq!(c.limits.max_uri_bytes, 1024);
-        assert!(matches!(c.routes[1].mode, RouteMode::Maintenance { retry_after: 120, .. }));
+        assert!(matches!(
+            c.routes[1].mode,
+            RouteMode::Maintenance {
+                retry_after: 120,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -656,14 +709,34 @@ mode = "maintainance"
         .unwrap_err();
         let text = report.to_string();
         assert!(text.starts_with("t.toml: 8 problems"), "{text}");
-        assert!(text.contains("t.toml:2:10: server.listen: `nowhere` is not an address"), "{text}");
-        assert!(text.contains("t.toml:3:1: server.wrokers: unknown key `wrokers`; did you mean `workers`?"), "{text}");
+        assert!(
+            text.contains("t.toml:2:10: server.listen: `nowhere` is not an address"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t.toml:3:1: server.wrokers: unknown key `wrokers`; did you mean `workers`?"
+            ),
+            "{text}"
+        );
         assert!(text.contains("t.toml:6:8: routes[0].path:"), "{text}");
-        assert!(text.contains("routes[0].methdos: unknown key `methdos`; did you mean `methods`?"), "{text}");
-        assert!(text.contains("`ftp` upstreams are not supported yet"), "{text}");
-        assert!(text.contains("`GTE` is not an HTTP method; did you mean `GET`?"), "{text}");
+        assert!(
+            text.contains("routes[0].methdos: unknown key `methdos`; did you mean `methods`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`ftp` upstreams are not supported yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`GTE` is not an HTTP method; did you mean `GET`?"),
+            "{text}"
+        );
         assert!(text.contains("\"soon\" is not a duration"), "{text}");
-        assert!(text.contains("unknown mode `maintainance`; did you mean `maintenance`?"), "{text}");
+        assert!(
+            text.contains("unknown mode `maintainance`; did you mean `maintenance`?"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -685,6 +758,10 @@ mode = "maintainance"
     #[test]
     fn proxy_route_needs_an_upstream() {
         let report = check("[[routes]]\nname = \"x\"\npath = \"/a\"\n").unwrap_err();
-        assert!(report.to_string().contains("route `x` forwards requests but has no upstream"));
+        assert!(
+            report
+                .to_string()
+                .contains("route `x` forwards requests but has no upstream")
+        );
     }
 }

@@ -21,7 +21,12 @@ impl<'s> Problems<'s> {
     }
 
     /// Records a problem at byte range `span`.
-    pub(crate) fn at(&mut self, span: Range<usize>, key: &str, message: String) -> &mut ConfigProblem {
+    pub(crate) fn at(
+        &mut self,
+        span: Range<usize>,
+        key: &str,
+        message: String,
+    ) -> &mut ConfigProblem {
         let (line, column) = line_col(self.src, span.start);
         self.list.push(ConfigProblem {
             line,
@@ -84,11 +89,17 @@ impl<'a, 'i> TableReader<'a, 'i> {
             .map(|(_, v)| v)
     }
 
-    fn wrong_type(&self, p: &mut Problems<'_>, key: &str, v: &Spanned<DeValue<'_>>, expected: &str) {
+    fn wrong_type(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        expected: &str,
+    ) {
         p.at(
             v.span(),
             &self.key_path(key),
-            format!("expected {expected}, found {}", v.get_ref().type_str()),
+            format!("wrong type: found {}", v.get_ref().type_str()),
         )
         .expected = Some(expected.to_owned());
     }
@@ -116,7 +127,13 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 
     /// An integer in `min..=max`.
-    pub(crate) fn integer(&self, p: &mut Problems<'_>, key: &str, min: i64, max: i64) -> Option<i64> {
+    pub(crate) fn integer(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let v = self.get(key)?;
         let expected = format!("an integer from {min} to {max}");
         let n = match v.get_ref() {
@@ -129,8 +146,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
         match n {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                p.at(v.span(), &self.key_path(key), format!("{} is out of range", display(v.get_ref())))
-                    .expected = Some(expected);
+                p.at(
+                    v.span(),
+                    &self.key_path(key),
+                    format!("{} is out of range", display(v.get_ref())),
+                )
+                .expected = Some(expected);
                 None
             }
         }
@@ -139,7 +160,8 @@ impl<'a, 'i> TableReader<'a, 'i> {
     /// A duration: a string such as "250ms", "60s", "5m", "1h", or an integer number of seconds.
     pub(crate) fn duration(&self, p: &mut Problems<'_>, key: &str) -> Option<std::time::Duration> {
         let v = self.get(key)?;
-        const EXPECTED: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or a number of seconds";
+        const EXPECTED: &str =
+            "a duration such as \"500ms\", \"30s\", \"5m\" or a number of seconds";
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
                 .ok()
@@ -149,14 +171,22 @@ impl<'a, 'i> TableReader<'a, 'i> {
             _ => None,
         };
         if parsed.is_none() {
-            p.at(v.span(), &self.key_path(key), format!("{} is not a duration", display(v.get_ref())))
-                .expected = Some(EXPECTED.to_owned());
+            p.at(
+                v.span(),
+                &self.key_path(key),
+                format!("{} is not a duration", display(v.get_ref())),
+            )
+            .expected = Some(EXPECTED.to_owned());
         }
         parsed
     }
 
     /// An array of strings, with each element's span.
-    pub(crate) fn strings(&self, p: &mut Problems<'_>, key: &str) -> Option<Vec<(String, Range<usize>)>> {
+    pub(crate) fn strings(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+    ) -> Option<Vec<(String, Range<usize>)>> {
         let v = self.get(key)?;
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(p, key, v, "an array of strings");
@@ -239,7 +269,11 @@ impl<'a, 'i> TableReader<'a, 'i> {
                 continue;
             }
             let known = self.known;
-            let problem = p.at(k.span(), &self.key_path(name), format!("unknown key `{name}`"));
+            let problem = p.at(
+                k.span(),
+                &self.key_path(name),
+                format!("unknown key `{name}`"),
+            );
             problem.expected = Some(format!("one of: {}", known.join(", ")));
             problem.suggestion = did_you_mean(name, known);
         }
@@ -304,16 +338,28 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_duration("60s"), Some(std::time::Duration::from_secs(60)));
-        assert_eq!(parse_duration("2m"), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("60s"),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Some(std::time::Duration::from_secs(120))
+        );
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("5 parsecs"), None);
     }
 
     #[test]
     fn typos_are_suggested() {
-        assert_eq!(did_you_mean("methdos", &["methods", "path"]).as_deref(), Some("methods"));
+        assert_eq!(
+            did_you_mean("methdos", &["methods", "path"]).as_deref(),
+            Some("methods")
+        );
         assert_eq!(did_you_mean("zzzzzz", &["methods", "path"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -1,0 +1,145 @@
+//! The embedded demo: `candor serve` with no configuration, black-box.
+
+mod common;
+use common::*;
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[test]
+fn demo_serves_the_devices_api_through_the_gateway() {
+    let gw = Gateway::start_demo();
+    let banner = gw.stdout.join("");
+    assert!(
+        banner.contains("candor listening on http://127.0.0.1:"),
+        "{banner}"
+    );
+
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        br#"{"name":"Hall sensor","serial":"SN-0001"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v1/customers/acme/devices/{id}").as_str())
+    );
+
+    let r = gw.get("/v1/customers/acme/devices");
+    assert_eq!(r.json()["data"][0]["serial"], "SN-0001");
+    let r = gw.get(&format!("/v1/customers/acme/devices/{id}"));
+    assert_eq!(r.json()["name"], "Hall sensor");
+
+    // duplicate
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        br#"{"name":"Again","serial":"SN-0001"}"#,
+    );
+    let b = assert_problem(&r, "duplicate_resource");
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        b["detail"],
+        format!("A device with serial SN-0001 already exists (id {id}).")
+    );
+    assert_eq!(b["errors"][0]["pointer"], "#/serial");
+
+    // every field problem at once
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        br#"{"serial":"x y","kind":"toaster"}"#,
+    );
+    let b = assert_problem(&r, "validation_failed");
+    let fields: Vec<(String, String)> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("name".into(), "required".into()),
+            ("serial".into(), "format".into()),
+            ("kind".into(), "enum".into())
+        ]
+    );
+    assert_eq!(b["errors"][0]["in"], "body");
+
+    // body that is not what its Content-Type says, with position
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        b"{\n  \"name\": \"x\",\n  oops\n}",
+    );
+    let b = assert_problem(&r, "malformed_body");
+    assert_eq!(
+        (b["line"].as_u64(), b["column"].as_u64()),
+        (Some(3), Some(3))
+    );
+
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[("Content-Type", "text/plain")],
+        b"name=x",
+    );
+    let b = assert_problem(&r, "unsupported_media_type");
+    assert_eq!(r.status, 415);
+    assert_eq!(b["accepted"], serde_json::json!(["application/json"]));
+
+    // missing resource, and a path parameter of the wrong type
+    let b = assert_problem(
+        &gw.get("/v1/customers/acme/devices/999"),
+        "resource_not_found",
+    );
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Device 999 does not exist for customer acme."),
+        "{b}"
+    );
+    let b = assert_problem(
+        &gw.get("/v1/customers/acme/devices/abc"),
+        "validation_failed",
+    );
+    assert_eq!(b["errors"][0]["in"], "path");
+
+    // the gateway's own answers in the demo
+    assert_problem(&gw.get("/v1/customers/acme/device"), "route_not_found");
+    assert_problem(&gw.get("/v1/reports"), "service_unavailable");
+    assert_problem(
+        &gw.request("PUT", "/v1/customers/acme/devices/1/firmware", &[], b"{}"),
+        "not_implemented",
+    );
+    assert_problem(&gw.get("/v0/anything"), "upstream_unreachable");
+
+    // delete, then it is gone; data lives in SQLite under the data directory
+    assert_eq!(
+        gw.request(
+            "DELETE",
+            &format!("/v1/customers/acme/devices/{id}"),
+            &[],
+            b""
+        )
+        .status,
+        204
+    );
+    assert_problem(
+        &gw.get(&format!("/v1/customers/acme/devices/{id}")),
+        "resource_not_found",
+    );
+    assert!(gw.dir.join("data/demo.sqlite").exists());
+}
