@@ -263,3 +263,50 @@ fn every_response_carries_a_request_id() {
         );
     }
 }
+
+#[test]
+fn malformed_request_lines_are_answered_through_the_catalog() {
+    let (gw, up) = gateway();
+    let r = gw.send(b"GET /v1/customers/a b/devices HTTP/1.1\r\nHost: x\r\n\r\n");
+    let b = assert_problem(&r, "invalid_url_encoding");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        b["detail"],
+        "The request target is not a valid URL: raw space (encode it as %20) at byte 15 (0x20)."
+    );
+    assert_eq!(b["instance"], "/v1/customers/a b/devices");
+    assert_eq!(r.header("connection"), Some("close"));
+
+    let b = assert_problem(
+        &gw.send(b"GET /v1/a\x07 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "invalid_url_encoding",
+    );
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("raw control character"),
+        "{b}"
+    );
+
+    let r = gw.send(b"HELLO THERE\r\n\r\n");
+    let b = assert_problem(&r, "malformed_request");
+    assert_eq!(
+        b["detail"],
+        "The request is not valid HTTP/1.1: there is no protocol version after the request target (request line starts with \"HELLO THERE\")."
+    );
+    let b = assert_problem(
+        &gw.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n"),
+        "malformed_request",
+    );
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no space after the method"),
+        "{b}"
+    );
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The listener keeps serving.
+    assert_eq!(gw.get("/v1/customers/a/devices").status, 200);
+}

@@ -294,6 +294,14 @@ async fn serve_connection(
             }
         }
         None => {
+            let stream = if is_admin {
+                stream
+            } else {
+                match refuse_bad_request_line(&state, stream).await {
+                    Some(s) => s,
+                    None => return,
+                }
+            };
             watcher
                 .watch(builder.serve_connection(TokioIo::new(stream), svc))
                 .await
@@ -302,6 +310,51 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Looks at the first request line of a plaintext connection before the HTTP parser does
+/// (without consuming it) and answers a malformed one through the catalog. Returns whether
+/// the stream back when the HTTP parser should take over.
+async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option<TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = [0u8; 4096];
+    let n = match tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(Ok(_)) | Err(_) => return None,
+        Ok(Err(_)) => return Some(stream),
+    };
+    let Some((err, target)) = crate::transport::check_request_line(&buf[..n]) else {
+        return Some(stream);
+    };
+    let request_id = crate::request_id::new_ulid();
+    let pipeline = state.current();
+    let (status, body) = pipeline.renderer().problem_json(&err, &target, &request_id);
+    tracing::info!(target: "candor::request", request_id = %request_id, status = status.as_u16(), code = err.code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        crate::respond::PROBLEM_JSON,
+        body.len()
+    );
+    let out = &mut stream;
+    let _ = out.write_all(head.as_bytes()).await;
+    let _ = out.write_all(body.as_bytes()).await;
+    let _ = out.shutdown().await;
+    // Read what the client already sent so that closing does not reset the connection
+    // before it has read the answer.
+    let mut sink = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            use tokio::io::AsyncReadExt;
+            match out.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    None
 }
 
 fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {

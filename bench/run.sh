@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark: nginx, HAProxy and candor proxying to one upstream (nginx
+# serving a fixed 1 KiB body), plus the upstream directly. One run, same machine, same load.
+#
+# Each proxy runs one worker pinned to core 0; wrk and the upstream share core 1. Reported
+# per target: requests/s, and proxy CPU seconds per 100k requests read from /proc (user +
+# system time of the proxy's processes). The ratios candor/nginx and candor/HAProxy are what
+# to compare across runs: this machine is shared and noisy, absolute numbers drift.
+#
+# Usage: bench/run.sh [seconds per measurement, default 10] [rounds, default 3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+ROUNDS=${2:-3}
+CONNS=${CONNS:-32}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+# Debian starts the packaged services on install; stop them so only ours run.
+(systemctl stop nginx haproxy || service nginx stop || true; service haproxy stop || true) >/dev/null 2>&1 || true
+
+cargo build --release --locked -q
+CANDOR=$PWD/target/release/candor
+
+WORK=$(mktemp -d /tmp/candor-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; CANDOR_PORT=18083
+
+head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
+
+cat > "$WORK/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $WORK/upstream.pid;
+error_log $WORK/upstream.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP_PORT reuseport;
+    location / { root $WORK; try_files /1k.txt =404; default_type text/plain; }
+  }
+}
+CONF
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$UP_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+CONF
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 10000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  option forwardfor
+  http-request set-header X-Request-Id %[uuid]
+  default_backend be
+backend be
+  server up 127.0.0.1:$UP_PORT
+CONF
+
+cat > "$WORK/candor.toml" <<CONF
+[server]
+listen = "127.0.0.1:$CANDOR_PORT"
+workers = 1
+
+[log]
+requests = false
+
+[[routes]]
+name = "plain"
+path = "/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+CONF
+
+taskset -c "$LOAD_CPU" "$NGINX" -c "$WORK/upstream.conf" & PIDS+=($!)
+taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" & NGINX_PID=$!; PIDS+=($NGINX_PID)
+taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db & HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
+CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/candor.toml" >/dev/null & CANDOR_PID=$!; PIDS+=($CANDOR_PID)
+
+for port in $UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT; do
+  for _ in $(seq 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  curl -fs -o /dev/null "http://127.0.0.1:$port/" || { echo "port $port did not come up"; exit 1; }
+done
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { # user+system ticks of a pid and its threads
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+measure() { # name port pid -> "rps cpu_per_100k"
+  local name=$1 port=$2 pid=$3
+  local before after out reqs rps
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$port/")
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses" >&2; echo "$out" >&2; exit 1; fi
+  if [ -n "$pid" ]; then
+    awk -v a="$after" -v b="$before" -v t="$TICKS" -v r="$reqs" -v rps="$rps" \
+      'BEGIN { printf "%s %.3f\n", rps, (a - b) / t / r * 100000 }'
+  else
+    echo "$rps -"
+  fi
+}
+
+declare -A RPS CPU
+for round in $(seq "$ROUNDS"); do
+  for target in direct nginx haproxy candor; do
+    case $target in
+      direct) r=$(measure direct $UP_PORT "") ;;
+      nginx) r=$(measure nginx $NGINX_PORT $NGINX_PID) ;;
+      haproxy) r=$(measure haproxy $HAPROXY_PORT $HAPROXY_PID) ;;
+      candor) r=$(measure candor $CANDOR_PORT $CANDOR_PID) ;;
+    esac
+    RPS[$target]="${RPS[$target]:-} ${r% *}"
+    CPU[$target]="${CPU[$target]:-} ${r#* }"
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | grep -v '^-$' | sort -g | awk '{a[NR]=$1} END { if (NR==0) print "-"; else print a[int((NR+1)/2)] }'; }
+
+echo
+echo "candor bench: $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS, 1 KiB body, proxies on core $PROXY_CPU, load+upstream on core $LOAD_CPU (medians)"
+echo
+printf '| %-8s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
+printf '| %-8s | %12s | %26s |\n' -------- ------------ --------------------------
+for t in direct nginx haproxy candor; do
+  printf '| %-8s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
+done
+cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(echo "${CPU[haproxy]}" | median)
+echo
+awk -v c="$cn" -v n="$ng" -v h="$hp" 'BEGIN { printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h }'
