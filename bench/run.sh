@@ -89,7 +89,7 @@ CONF
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 10000
+  maxconn 4000
 defaults
   mode http
   timeout connect 5s

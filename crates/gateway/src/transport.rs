@@ -105,7 +105,7 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
     }
     let bad = target
         .iter()
-        .position(|&b| b == b' ' || b < 0x20 || b == 0x7f)?;
+        .position(|&b| b <= b' ' || b == 0x7f)?;
     let reason = if target[bad] == b' ' {
         "raw space (encode it as %20)"
     } else {
