@@ -31,7 +31,7 @@ use std::time::Instant;
 pub struct Pipeline {
     /// Configuration generation (1 for the first).
     pub generation: u64,
-    /// The configuration.
+    /// Request size limits of this generation.
     pub limits: crate::config::Limits,
     routes: RouteTable,
     renderer: Renderer,

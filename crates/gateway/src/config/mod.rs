@@ -9,7 +9,7 @@ use crate::net::IpNet;
 use crate::route::PathPattern;
 use candor_catalog::Catalog;
 use http::Method;
-use reader::{Problems, TableReader, line_col};
+use reader::{Problems, TableReader};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -630,11 +630,6 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         base_path: uri.path().trim_end_matches('/').to_owned(),
         display: s.to_owned(),
     })
-}
-
-/// 1-based line and column of byte `offset` in `text` (exposed for tools that report spans).
-pub fn position(text: &str, offset: usize) -> (usize, usize) {
-    line_col(text, offset)
 }
 
 #[cfg(test)]
