@@ -484,6 +484,7 @@ pub fn config_text(listen: SocketAddr, admin: SocketAddr, api: SocketAddr) -> St
 [server]
 listen = "{listen}"
 admin_listen = "{admin}"
+data_dir = "."
 
 [[routes]]
 name = "devices"

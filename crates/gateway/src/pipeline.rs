@@ -6,6 +6,8 @@
 //!
 //! Authentication, authorization, limits and validation slot in between route and forward.
 
+use crate::authenticate::{TokenPolicy, authenticate};
+use crate::authorize::authorize;
 use crate::body::GatewayBody;
 use crate::config::{Config, RouteMode};
 use crate::error::{ErrorSource, GatewayError};
@@ -13,6 +15,8 @@ use crate::forward::{Downstream, Forwarder, forward};
 use crate::parse::{check_query, parse_path};
 use crate::respond::{Renderer, X_REQUEST_ID};
 use crate::route::{RouteMiss, RouteTable, Suggestion, SuggestionReason};
+use crate::store::Identity;
+use crate::token_endpoint::{FailedAttempts, JWKS_PATH, TOKEN_PATH};
 use crate::trail::Trail;
 use crate::{docs, request_id, transport};
 use candor_catalog::codes;
@@ -38,12 +42,33 @@ pub struct Pipeline {
     log_requests: bool,
     panic_path: Option<String>,
     trusted_proxies: Vec<crate::net::IpNet>,
+    services: Arc<Services>,
+    tokens: TokenPolicy,
 }
+
+/// What outlives configuration reloads: the identity store and the failed-attempt counters.
+#[derive(Debug)]
+pub struct Services {
+    /// Accounts, clients, keys.
+    pub identity: Arc<Identity>,
+    /// Failed token-endpoint attempts.
+    pub failures: FailedAttempts,
+}
+
+static X_CANDOR_CLIENT: http::HeaderName = http::HeaderName::from_static("x-candor-client");
+static X_CANDOR_ACCOUNT: http::HeaderName = http::HeaderName::from_static("x-candor-account");
+static X_CANDOR_SCOPES: http::HeaderName = http::HeaderName::from_static("x-candor-scopes");
 
 impl Pipeline {
     /// Compiles `config`.
-    pub fn new(config: &Config, generation: u64) -> Self {
+    pub fn new(config: &Config, generation: u64, services: Arc<Services>) -> Self {
         Pipeline {
+            services,
+            tokens: TokenPolicy::new(
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+                config.auth.leeway.as_secs() as i64,
+            ),
             generation,
             limits: config.limits,
             routes: RouteTable::new(&config.routes),
@@ -156,7 +181,11 @@ impl Pipeline {
         request_id: &str,
         trail: &mut Trail,
     ) -> Result<Response<GatewayBody>, GatewayError> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Identity headers come from the gateway only, never from the client.
+        for h in [&X_CANDOR_CLIENT, &X_CANDOR_ACCOUNT, &X_CANDOR_SCOPES] {
+            parts.headers.remove(h);
+        }
 
         // transport: sizes
         transport::check_limits(&self.limits, &parts).inspect_err(|e| {
@@ -179,6 +208,29 @@ impl Pipeline {
                 vec![("path", target.path.to_string())],
             );
             return docs::serve(&self.renderer, &target.path, &parts.headers);
+        }
+        if *target.path == *TOKEN_PATH {
+            trail.record(
+                "route",
+                "gateway_page",
+                None,
+                vec![("path", TOKEN_PATH.to_owned())],
+            );
+            let s = &self.services;
+            return crate::token_endpoint::serve(
+                &s.identity,
+                &self.tokens,
+                &s.failures,
+                parts,
+                body,
+                down.peer.ip(),
+            )
+            .await;
+        }
+        if *target.path == *JWKS_PATH
+            && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+        {
+            return Ok(crate::token_endpoint::serve_jwks(&self.services.identity));
         }
         if self.panic_path.as_deref() == Some(&*target.path) {
             trail.pass("route");
@@ -269,6 +321,52 @@ impl Pipeline {
                     err = err.extension("maintenance_until", u.clone().into());
                 }
                 return Err(err);
+            }
+        }
+
+        // authenticate, authorize
+        if let Some(auth) = &route.config.auth {
+            let snapshot = self.services.identity.snapshot();
+            let principal =
+                authenticate(&parts.headers, auth, &self.tokens, &snapshot, &target.path)
+                    .inspect_err(|e| {
+                        trail.record("authenticate", "reject", Some(e.code), Vec::new());
+                    })?;
+            trail.record(
+                "authenticate",
+                "pass",
+                None,
+                vec![
+                    ("client", principal.client_id.clone()),
+                    ("account", principal.account.clone().unwrap_or_default()),
+                ],
+            );
+            let params = route.config.pattern.captures(&target.path);
+            authorize(
+                &principal,
+                auth,
+                &snapshot,
+                &parts.headers,
+                &params,
+                &target.path,
+            )
+            .inspect_err(|e| {
+                trail.record("authorize", "reject", Some(e.code), Vec::new());
+            })?;
+            trail.pass("authorize");
+            let h = &mut parts.headers;
+            if let Ok(v) = HeaderValue::from_str(&principal.client_id) {
+                h.insert(X_CANDOR_CLIENT.clone(), v);
+            }
+            if let Some(v) = principal
+                .account
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
+                h.insert(X_CANDOR_ACCOUNT.clone(), v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&principal.scopes.join(" ")) {
+                h.insert(X_CANDOR_SCOPES.clone(), v);
             }
         }
 

@@ -4,7 +4,7 @@
 use crate::admin;
 use crate::config::{Config, ConfigReport};
 use crate::forward::Forwarder;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Services};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -62,6 +62,7 @@ impl Overrides {
 /// TLS config and the upstream pool.
 pub struct State {
     current: ArcSwap<Pipeline>,
+    services: Arc<Services>,
     tls: ArcSwap<Option<Arc<rustls::ServerConfig>>>,
     forwarder: Forwarder,
     generation: AtomicU64,
@@ -71,6 +72,7 @@ pub struct State {
     /// The configuration's listeners as first bound; a reload cannot move them.
     listen: SocketAddr,
     admin_listen: Option<SocketAddr>,
+    data_dir: PathBuf,
 }
 
 impl State {
@@ -110,8 +112,14 @@ impl State {
         self.tls.store(Arc::new(tls));
         self.drain_timeout
             .store(Arc::new(config.server.drain_timeout));
-        self.current
-            .store(Arc::new(Pipeline::new(&config, generation)));
+        if config.server.data_dir != self.data_dir {
+            tracing::warn!(target: "candor::config", "server.data_dir changed in the file; it takes effect at the next restart");
+        }
+        self.current.store(Arc::new(Pipeline::new(
+            &config,
+            generation,
+            self.services.clone(),
+        )));
         tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
         Ok(generation)
     }
@@ -149,8 +157,23 @@ impl Server {
             Some(files) => Some(crate::tls::server_config(files).map_err(std::io::Error::other)?),
             None => None,
         };
+        let identity = crate::store::Identity::open(&config.server.data_dir).map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot open the data directory {}: {e}",
+                config.server.data_dir.display()
+            ))
+        })?;
+        let services = Arc::new(Services {
+            identity: Arc::new(identity),
+            failures: crate::token_endpoint::FailedAttempts::new(
+                config.auth.max_failed_attempts,
+                config.auth.failed_attempts_window.as_secs() as i64,
+            ),
+        });
         let state = Arc::new(State {
-            current: ArcSwap::from_pointee(Pipeline::new(&config, 1)),
+            current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
+            services,
+            data_dir: config.server.data_dir.clone(),
             tls: ArcSwap::from_pointee(tls),
             forwarder: Forwarder::new(),
             generation: AtomicU64::new(1),
@@ -202,6 +225,7 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(1 << 20);
+        tokio::spawn(refresh_identity(state.clone()));
         if state.config_path.is_some() {
             tokio::spawn(watch_config(state.clone()));
             tokio::spawn(reload_on_sighup(state.clone()));
@@ -355,6 +379,30 @@ async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option
     })
     .await;
     None
+}
+
+/// Picks up writes to the identity store by other processes (the `candor accounts ...`
+/// commands), once a second.
+async fn refresh_identity(state: Arc<State>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let identity = state.services.identity.clone();
+        match tokio::task::spawn_blocking(move || identity.refresh()).await {
+            Ok(Ok(true)) => tracing::info!(target: "candor::store", "identity snapshot reloaded"),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "candor::store", error = %e, "identity refresh failed; keeping the current snapshot")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The identity store, for the admin listener.
+impl State {
+    /// Accounts, clients and keys.
+    pub fn identity(&self) -> &crate::store::Identity {
+        &self.services.identity
+    }
 }
 
 fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {

@@ -153,7 +153,11 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::NotFound { resource, id } => write!(f, "{resource} {id} does not exist"),
-            StoreError::Duplicate { resource, field, value } => {
+            StoreError::Duplicate {
+                resource,
+                field,
+                value,
+            } => {
                 write!(f, "a {resource} with {field} {value} already exists")
             }
             StoreError::Invalid { field, reason } => write!(f, "{field} {reason}"),
@@ -229,35 +233,57 @@ fn now_rfc3339() -> String {
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/candor.sqlite` and applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Backend(format!("{}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", data_dir.display())))?;
         let conn = Connection::open(data_dir.join("candor.sqlite"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
         conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);")?;
         for (version, sql) in MIGRATIONS {
             let done: Option<i64> = conn
-                .query_row("SELECT version FROM schema_migrations WHERE version = ?1", params![version], |r| r.get(0))
+                .query_row(
+                    "SELECT version FROM schema_migrations WHERE version = ?1",
+                    params![version],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if done.is_none() {
                 let tx = conn.unchecked_transaction()?;
                 tx.execute_batch(sql)?;
-                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_rfc3339()])?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, now_rfc3339()],
+                )?;
                 tx.commit()?;
             }
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store lock poisoned".into()))?;
         f(&conn)
     }
 
-    fn write(&self, f: impl FnOnce(&Connection) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             f(&tx)?;
-            tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'", [])?;
+            tx.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+                [],
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -265,7 +291,10 @@ impl SqliteStore {
 }
 
 fn split_list(s: String) -> Vec<String> {
-    s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl IdentityStore for SqliteStore {
@@ -325,7 +354,13 @@ impl IdentityStore for SqliteStore {
     }
 
     fn generation(&self) -> Result<i64, StoreError> {
-        self.with(|c| Ok(c.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0))?))
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
     }
 
     fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
@@ -344,9 +379,15 @@ impl IdentityStore for SqliteStore {
 
     fn set_account_status(&self, id: &str, status: AccountStatus) -> Result<(), StoreError> {
         self.write(|c| {
-            let n = c.execute("UPDATE accounts SET status = ?2 WHERE id = ?1", params![id, status.as_str()])?;
+            let n = c.execute(
+                "UPDATE accounts SET status = ?2 WHERE id = ?1",
+                params![id, status.as_str()],
+            )?;
             if n == 0 {
-                return Err(StoreError::NotFound { resource: "Account", id: id.to_owned() });
+                return Err(StoreError::NotFound {
+                    resource: "Account",
+                    id: id.to_owned(),
+                });
             }
             Ok(())
         })
@@ -368,9 +409,15 @@ impl IdentityStore for SqliteStore {
 
     fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<(), StoreError> {
         self.write(|c| {
-            let n = c.execute("UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1", params![client_id, secret_hash])?;
+            let n = c.execute(
+                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+                params![client_id, secret_hash],
+            )?;
             if n == 0 {
-                return Err(StoreError::NotFound { resource: "Client", id: client_id.to_owned() });
+                return Err(StoreError::NotFound {
+                    resource: "Client",
+                    id: client_id.to_owned(),
+                });
             }
             Ok(())
         })
@@ -378,9 +425,15 @@ impl IdentityStore for SqliteStore {
 
     fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         self.write(|c| {
-            let n = c.execute("DELETE FROM clients WHERE client_id = ?1", params![client_id])?;
+            let n = c.execute(
+                "DELETE FROM clients WHERE client_id = ?1",
+                params![client_id],
+            )?;
             if n == 0 {
-                return Err(StoreError::NotFound { resource: "Client", id: client_id.to_owned() });
+                return Err(StoreError::NotFound {
+                    resource: "Client",
+                    id: client_id.to_owned(),
+                });
             }
             Ok(())
         })
@@ -412,14 +465,23 @@ impl IdentityStore for SqliteStore {
 pub fn random_token(bytes: usize) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buf).expect("system randomness");
-    buf.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect()
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system randomness");
+    buf.iter()
+        .map(|b| ALPHABET[usize::from(b & 31)] as char)
+        .collect()
 }
 
 /// Hashes a secret with argon2id (PHC string).
 pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut raw = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| StoreError::Backend("no system randomness".into()))?;
+    let salt =
+        SaltString::encode_b64(&raw).map_err(|e| StoreError::Backend(format!("salt: {e}")))?;
     argon2::Argon2::default()
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -430,7 +492,11 @@ pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(hash)
-        .map(|h| argon2::Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(secret.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -444,7 +510,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("generation", &self.generation).finish()
+        f.debug_struct("Identity")
+            .field("generation", &self.generation)
+            .finish()
     }
 }
 
@@ -490,12 +558,25 @@ impl Identity {
 
     /// Creates an account.
     pub fn add_account(&self, new: NewAccount) -> Result<Account, StoreError> {
-        let id = new.id.unwrap_or_else(|| format!("acct_{}", random_token(12)));
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(StoreError::Invalid { field: "id", reason: "must be 1 to 64 letters, digits, '-' or '_'".into() });
+        let id = new
+            .id
+            .unwrap_or_else(|| format!("acct_{}", random_token(12)));
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(StoreError::Invalid {
+                field: "id",
+                reason: "must be 1 to 64 letters, digits, '-' or '_'".into(),
+            });
         }
         if new.name.trim().is_empty() {
-            return Err(StoreError::Invalid { field: "name", reason: "must not be blank".into() });
+            return Err(StoreError::Invalid {
+                field: "name",
+                reason: "must not be blank".into(),
+            });
         }
         let account = Account {
             id,
@@ -509,27 +590,44 @@ impl Identity {
     }
 
     /// Suspends, reactivates or deletes an account.
-    pub fn set_account_status(&self, id: &str, status: AccountStatus) -> Result<Account, StoreError> {
+    pub fn set_account_status(
+        &self,
+        id: &str,
+        status: AccountStatus,
+    ) -> Result<Account, StoreError> {
         self.after_write(self.store.set_account_status(id, status))?;
         self.snapshot()
             .accounts
             .get(id)
             .cloned()
-            .ok_or_else(|| StoreError::NotFound { resource: "Account", id: id.to_owned() })
+            .ok_or_else(|| StoreError::NotFound {
+                resource: "Account",
+                id: id.to_owned(),
+            })
     }
 
     /// Creates a client; returns it with its secret, which is shown once and never stored.
     pub fn add_client(&self, new: NewClient) -> Result<(Client, String), StoreError> {
         if !(30..=86_400).contains(&new.token_lifetime) {
-            return Err(StoreError::Invalid { field: "token_lifetime", reason: "must be from 30 to 86400 seconds".into() });
+            return Err(StoreError::Invalid {
+                field: "token_lifetime",
+                reason: "must be from 30 to 86400 seconds".into(),
+            });
         }
         for s in &new.scopes {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-                return Err(StoreError::Invalid { field: "scopes", reason: format!("`{s}` is not a valid scope token") });
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                return Err(StoreError::Invalid {
+                    field: "scopes",
+                    reason: format!("`{s}` is not a valid scope token"),
+                });
             }
         }
         let secret = format!("cs_{}", random_token(32));
-        let totp_secret = new.second_factor.then(|| crate::totp::new_secret());
+        let totp_secret = new.second_factor.then(crate::totp::new_secret);
         let client = Client {
             client_id: format!("cl_{}", random_token(16)),
             secret_hash: hash_secret(&secret)?,
@@ -547,7 +645,10 @@ impl Identity {
     /// Gives a client a new secret; returns it once.
     pub fn rotate_client_secret(&self, client_id: &str) -> Result<String, StoreError> {
         let secret = format!("cs_{}", random_token(32));
-        self.after_write(self.store.set_client_secret(client_id, &hash_secret(&secret)?))?;
+        self.after_write(
+            self.store
+                .set_client_secret(client_id, &hash_secret(&secret)?),
+        )?;
         Ok(secret)
     }
 
@@ -597,7 +698,11 @@ mod tests {
     use super::*;
 
     fn temp() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("candor-store-{}-{}", std::process::id(), random_token(6)));
+        let d = std::env::temp_dir().join(format!(
+            "candor-store-{}-{}",
+            std::process::id(),
+            random_token(6)
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -607,31 +712,59 @@ mod tests {
         let dir = temp();
         let id = Identity::open(&dir).unwrap();
         let first_kid = id.snapshot().active_key().unwrap().kid.clone();
-        let acct = id.add_account(NewAccount { id: Some("acme".into()), name: "Acme".into(), quota_per_day: None }).unwrap();
+        let acct = id
+            .add_account(NewAccount {
+                id: Some("acme".into()),
+                name: "Acme".into(),
+                quota_per_day: None,
+            })
+            .unwrap();
         assert_eq!(acct.status, AccountStatus::Active);
         assert!(matches!(
-            id.add_account(NewAccount { id: Some("acme".into()), name: "Again".into(), quota_per_day: None }),
+            id.add_account(NewAccount {
+                id: Some("acme".into()),
+                name: "Again".into(),
+                quota_per_day: None
+            }),
             Err(StoreError::Duplicate { .. })
         ));
         let (client, secret) = id
-            .add_client(NewClient { account_id: "acme".into(), scopes: vec!["devices:read".into()], token_lifetime: 300, second_factor: false })
+            .add_client(NewClient {
+                account_id: "acme".into(),
+                scopes: vec!["devices:read".into()],
+                token_lifetime: 300,
+                second_factor: false,
+            })
             .unwrap();
         assert!(!client.secret_hash.contains(&secret));
         assert!(verify_secret(&secret, &client.secret_hash));
         assert!(!verify_secret("cs_wrong", &client.secret_hash));
         assert!(matches!(
-            id.add_client(NewClient { account_id: "nobody".into(), scopes: vec![], token_lifetime: 300, second_factor: false }),
+            id.add_client(NewClient {
+                account_id: "nobody".into(),
+                scopes: vec![],
+                token_lifetime: 300,
+                second_factor: false
+            }),
             Err(StoreError::NotFound { .. })
         ));
-        id.set_account_status("acme", AccountStatus::Suspended).unwrap();
+        id.set_account_status("acme", AccountStatus::Suspended)
+            .unwrap();
         let kid = id.rotate_signing_key().unwrap();
         let snap = id.snapshot();
         assert_eq!(snap.active_key().unwrap().kid, kid);
-        assert!(snap.signing_keys.iter().any(|k| k.kid == first_kid && k.retired_at.is_some()));
+        assert!(
+            snap.signing_keys
+                .iter()
+                .any(|k| k.kid == first_kid && k.retired_at.is_some())
+        );
 
         // Another process's view sees the same data after a refresh, and migrations run once.
         let other = Identity::open(&dir).unwrap();
-        assert_eq!(other.snapshot().accounts["acme"].status, AccountStatus::Suspended);
+        assert_eq!(
+            other.snapshot().accounts["acme"].status,
+            AccountStatus::Suspended
+        );
         other.revoke("jti-1", crate::time::unix_now() + 60).unwrap();
         assert!(id.refresh().unwrap());
         assert!(id.snapshot().revoked.contains_key("jti-1"));

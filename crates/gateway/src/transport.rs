@@ -103,9 +103,7 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
             .collect();
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
     }
-    let bad = target
-        .iter()
-        .position(|&b| b <= b' ' || b == 0x7f)?;
+    let bad = target.iter().position(|&b| b <= b' ' || b == 0x7f)?;
     let reason = if target[bad] == b' ' {
         "raw space (encode it as %20)"
     } else {

@@ -28,6 +28,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Fault injection for operators.
     pub debug: DebugConfig,
+    /// Token issuing and checking.
+    pub auth: AuthSettings,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
@@ -53,6 +55,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// The operator's catalog file, if any.
     pub catalog_file: Option<PathBuf>,
+    /// Where accounts, clients and keys are kept (SQLite).
+    pub data_dir: PathBuf,
 }
 
 /// `[server.tls]`: PEM files.
@@ -90,6 +94,21 @@ impl Default for Limits {
 pub struct LogConfig {
     /// Log the trail of every request, not only of failed ones.
     pub requests: bool,
+}
+
+/// `[auth]`: how candor issues and checks tokens.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens and required of presented ones.
+    pub issuer: String,
+    /// `aud` of issued tokens and required of presented ones.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Failed client authentications allowed per window, per client id and per address.
+    pub max_failed_attempts: u32,
+    /// The window for counting failed attempts.
+    pub failed_attempts_window: Duration,
 }
 
 /// `[debug]`
@@ -150,6 +169,8 @@ pub struct RouteConfig {
     pub wrap_upstream_errors: bool,
     /// Send the client's Host header upstream instead of the upstream's authority.
     pub preserve_host: bool,
+    /// Credentials the route requires, if any.
+    pub auth: Option<crate::authenticate::AuthConfig>,
 }
 
 /// One problem in a configuration file.
@@ -207,7 +228,14 @@ impl fmt::Display for ConfigReport {
 
 impl std::error::Error for ConfigReport {}
 
-const TOP: &[&str] = &["server", "limits", "log", "debug", "routes"];
+const TOP: &[&str] = &["server", "limits", "log", "debug", "auth", "routes"];
+const AUTH: &[&str] = &[
+    "issuer",
+    "audience",
+    "leeway",
+    "max_failed_attempts",
+    "failed_attempts_window",
+];
 const SERVER: &[&str] = &[
     "listen",
     "admin_listen",
@@ -217,6 +245,7 @@ const SERVER: &[&str] = &[
     "drain_timeout",
     "catalog",
     "tls",
+    "data_dir",
 ];
 const TLS: &[&str] = &["cert", "key"];
 const LIMITS: &[&str] = &["max_uri_bytes", "max_header_bytes", "max_body_bytes"];
@@ -234,6 +263,11 @@ const ROUTE: &[&str] = &[
     "maintenance_until",
     "wrap_upstream_errors",
     "preserve_host",
+    "auth",
+    "auth_scheme",
+    "scopes",
+    "account_param",
+    "account_header",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
@@ -406,8 +440,45 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             },
         },
     };
+    let data_dir = server
+        .as_ref()
+        .and_then(|s| s.string(p, "data_dir"))
+        .map_or_else(|| dir.join("candor-data"), |(d, _)| dir.join(d));
     if let Some(s) = server {
         s.finish(p);
+    }
+    let mut auth = AuthSettings {
+        issuer: public_base_url.clone(),
+        audience: "candor".into(),
+        leeway: Duration::from_secs(30),
+        max_failed_attempts: 5,
+        failed_attempts_window: Duration::from_secs(300),
+    };
+    if let Some(a) = top.table(p, "auth", AUTH) {
+        if let Some((v, _)) = a.string(p, "issuer") {
+            auth.issuer = v;
+        }
+        if let Some((v, _)) = a.string(p, "audience") {
+            auth.audience = v;
+        }
+        if let Some(d) = a.duration(p, "leeway") {
+            if d > Duration::from_secs(300) {
+                p.at(
+                    a.get("leeway").map_or(a.span.clone(), |v| v.span()),
+                    "auth.leeway",
+                    "is more than 5 minutes; a leeway that large lets expired tokens through"
+                        .into(),
+                );
+            }
+            auth.leeway = d;
+        }
+        if let Some(n) = a.integer(p, "max_failed_attempts", 1, 1000) {
+            auth.max_failed_attempts = n as u32;
+        }
+        if let Some(d) = a.duration(p, "failed_attempts_window") {
+            auth.failed_attempts_window = d;
+        }
+        a.finish(p);
     }
 
     let mut limits = Limits::default();
@@ -476,10 +547,12 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             drain_timeout,
             tls,
             catalog_file: catalog_file.map(|(f, _)| f),
+            data_dir,
         },
         limits,
         log,
         debug,
+        auth,
         routes,
         catalog,
     })
@@ -586,6 +659,7 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
             "must be more than zero".into(),
         );
     }
+    let auth = read_route_auth(r, p, pattern.as_ref());
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
     if p.list.len() > before {
@@ -601,6 +675,110 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         mode,
         wrap_upstream_errors,
         preserve_host,
+        auth,
+    })
+}
+
+fn read_route_auth(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    pattern: Option<&PathPattern>,
+) -> Option<crate::authenticate::AuthConfig> {
+    use crate::authenticate::{AccountSource, AuthConfig};
+    let kind = r.string(p, "auth");
+    let scheme = r.string(p, "auth_scheme");
+    let scopes = r.strings(p, "scopes");
+    let account_param = r.string(p, "account_param");
+    let account_header = r.string(p, "account_header");
+    let enabled = match &kind {
+        None => false,
+        Some((k, _)) if k == "none" => false,
+        Some((k, _)) if k == "bearer" => true,
+        Some((k, span)) => {
+            let problem = p.at(
+                span.clone(),
+                &r.key_path("auth"),
+                format!("unknown auth `{k}`"),
+            );
+            problem.suggestion = did_you_mean(k, &["bearer", "none"]);
+            problem.expected = Some("\"bearer\" or \"none\"".into());
+            return None;
+        }
+    };
+    if !enabled {
+        for (key, present) in [
+            ("auth_scheme", scheme.is_some()),
+            ("scopes", scopes.is_some()),
+            ("account_param", account_param.is_some()),
+            ("account_header", account_header.is_some()),
+        ] {
+            if present {
+                p.at(
+                    r.get(key).map_or(r.span.clone(), |v| v.span()),
+                    &r.key_path(key),
+                    format!("{key} needs auth = \"bearer\" on this route"),
+                );
+            }
+        }
+        return None;
+    }
+    let scheme = match scheme {
+        Some((s, span)) => {
+            let s = s.trim_end_matches(':').to_owned();
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                p.at(
+                    span,
+                    &r.key_path("auth_scheme"),
+                    format!("`{s}` is not a scheme word"),
+                )
+                .expected = Some("a word such as \"Bearer\" or \"TOK\"".into());
+            }
+            s
+        }
+        None => "Bearer".to_owned(),
+    };
+    let account = match (account_param, account_header) {
+        (Some(_), Some((_, span))) => {
+            p.at(
+                span,
+                &r.key_path("account_header"),
+                "a route names its account in a path parameter or a header, not both".into(),
+            );
+            None
+        }
+        (Some((name, span)), None) => {
+            let known = pattern.is_some_and(|pat| pat.to_string().contains(&format!("{{{name}}}")));
+            if pattern.is_some() && !known {
+                p.at(
+                    span,
+                    &r.key_path("account_param"),
+                    format!("the path has no parameter {{{name}}}"),
+                );
+            }
+            Some(AccountSource::PathParam(name))
+        }
+        (None, Some((name, span))) => {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                p.at(
+                    span,
+                    &r.key_path("account_header"),
+                    format!("`{name}` is not a header name"),
+                );
+            }
+            Some(AccountSource::Header(name.to_ascii_lowercase()))
+        }
+        (None, None) => None,
+    };
+    Some(AuthConfig {
+        scheme,
+        scopes: scopes
+            .map(|v| v.into_iter().map(|(s, _)| s).collect())
+            .unwrap_or_default(),
+        account,
     })
 }
 

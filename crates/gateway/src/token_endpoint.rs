@@ -1,0 +1,515 @@
+//! The token endpoint, `POST /oauth/token` (RFC 6749 §4.4 client credentials, responses per
+//! §5.1, errors per §5.2 alongside the catalog fields), and the public keys at
+//! `/.well-known/jwks.json`.
+
+use crate::authenticate::TokenPolicy;
+use crate::body::GatewayBody;
+use crate::error::GatewayError;
+use crate::jwt::{self, Claims};
+use crate::store::{AccountStatus, Identity, verify_secret};
+use crate::time::unix_now;
+use base64::Engine;
+use bytes::Bytes;
+use candor_catalog::{FieldError, codes};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/oauth/token";
+/// Path of the JWK set.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Counts failed client authentications per client id and per source address.
+#[derive(Debug)]
+pub struct FailedAttempts {
+    max: u32,
+    window: i64,
+    counts: Mutex<HashMap<String, (u32, i64)>>,
+}
+
+impl FailedAttempts {
+    /// At most `max` failures per `window` seconds.
+    pub fn new(max: u32, window: i64) -> Self {
+        FailedAttempts {
+            max,
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds until `key` may try again, if it is blocked.
+    fn blocked(&self, key: &str, now: i64) -> Option<i64> {
+        let counts = self.counts.lock().ok()?;
+        let (n, start) = counts.get(key)?;
+        (*n >= self.max && now < start + self.window).then(|| start + self.window - now)
+    }
+
+    fn fail(&self, key: String, now: i64) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if counts.len() > 100_000 {
+                counts.retain(|_, (_, start)| now < *start + self.window);
+            }
+            let e = counts.entry(key).or_insert((0, now));
+            if now >= e.1 + self.window {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+    }
+
+    fn succeed(&self, key: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.remove(key);
+        }
+    }
+}
+
+/// Adds the RFC 6749 §5.2 members.
+fn oauth(err: GatewayError, error: &'static str, description: &str) -> GatewayError {
+    err.extension("error", error.into())
+        .extension("error_description", description.to_owned().into())
+}
+
+fn invalid_request(field: &str, reason: &str, detail: String) -> GatewayError {
+    let summary = format!("{field} {detail}");
+    oauth(
+        GatewayError::new(codes::VALIDATION_FAILED)
+            .param("count", "1")
+            .param("summary", summary.clone())
+            .field(FieldError {
+                location: "body".into(),
+                pointer: field.to_owned(),
+                name: field.to_owned(),
+                reason: reason.to_owned(),
+                detail,
+            }),
+        "invalid_request",
+        &summary,
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded`.
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, GatewayError> {
+    let decode = |s: &str, field: &str| -> Result<String, GatewayError> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = s
+                        .get(i + 1..i + 3)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    let Some(b) = hex else {
+                        return Err(invalid_request(
+                            field,
+                            "format",
+                            "has a '%' not followed by two hex digits".into(),
+                        ));
+                    };
+                    out.push(b);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out)
+            .map_err(|_| invalid_request(field, "format", "is not UTF-8 once decoded".into()))
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|_| invalid_request("(body)", "format", "is not UTF-8".into()))?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for part in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let k = decode(k, "(parameter name)")?;
+        let v = decode(v, &k)?;
+        if pairs.iter().any(|(x, _)| *x == k) {
+            return Err(invalid_request(
+                &k,
+                "repeated",
+                "is sent more than once; each parameter may appear once".into(),
+            ));
+        }
+        pairs.push((k, v));
+    }
+    Ok(pairs)
+}
+
+fn json_no_store(status: StatusCode, v: &serde_json::Value) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(v.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Serves `GET /.well-known/jwks.json`.
+pub fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(
+        jwt::jwks(&identity.snapshot()).to_string(),
+    ));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// Serves `POST /oauth/token`.
+pub async fn serve(
+    identity: &Identity,
+    policy: &TokenPolicy,
+    failures: &FailedAttempts,
+    parts: http::request::Parts,
+    body: Incoming,
+    peer: IpAddr,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    if parts.method != Method::POST {
+        return Err(GatewayError::new(codes::METHOD_NOT_ALLOWED)
+            .param("path", TOKEN_PATH)
+            .param("method", parts.method.to_string())
+            .param("allowed", "POST")
+            .extension("allowed", json!(["POST"]))
+            .header(http::header::ALLOW, "POST"));
+    }
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        let shown = if content_type.is_empty() {
+            "(no Content-Type header)"
+        } else {
+            content_type
+        };
+        return Err(oauth(
+            GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
+                .param("content_type", shown.to_owned())
+                .param("path", TOKEN_PATH)
+                .param("accepted", "application/x-www-form-urlencoded")
+                .extension("accepted", json!(["application/x-www-form-urlencoded"])),
+            "invalid_request",
+            "the token endpoint accepts application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            crate::transport::payload_too_large(
+                format!("more than {MAX_FORM_BYTES}"),
+                MAX_FORM_BYTES as u64,
+            )
+        })?
+        .to_bytes();
+    let form = parse_form(&bytes)?;
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+
+    let grant_type = match param("grant_type") {
+        None | Some("") => {
+            return Err(invalid_request(
+                "grant_type",
+                "required",
+                format!("is required; use {GRANT_CLIENT_CREDENTIALS}"),
+            ));
+        }
+        Some(g) => g,
+    };
+    if grant_type != GRANT_CLIENT_CREDENTIALS {
+        let shown: String = grant_type.chars().take(80).collect();
+        return Err(oauth(
+            GatewayError::new(codes::UNSUPPORTED_GRANT_TYPE)
+                .param("grant_type", shown)
+                .param("supported", GRANT_CLIENT_CREDENTIALS)
+                .extension("supported", json!([GRANT_CLIENT_CREDENTIALS])),
+            "unsupported_grant_type",
+            "supported: client_credentials",
+        ));
+    }
+
+    // Client authentication: HTTP Basic or body parameters, not both (RFC 6749 §2.3).
+    let basic = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let (client_id, secret, used_basic) = match (basic, param("client_id"), param("client_secret"))
+    {
+        (Some(_), _, Some(_)) => {
+            return Err(invalid_request("client_secret", "conflict", "is sent while the Authorization header also authenticates the client; use one method".into()));
+        }
+        (Some(h), _, None) => {
+            let decoded = h
+                .split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+                .and_then(|(_, b64)| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_owned(), p.to_owned())));
+            let Some((id, pw)) = decoded else {
+                let err = GatewayError::new(codes::INVALID_CLIENT)
+                    .param("client_id", "(unreadable)")
+                    .header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+                return Err(oauth(
+                    err,
+                    "invalid_client",
+                    "the Authorization header is not HTTP Basic client_id:client_secret",
+                ));
+            };
+            let form_decode = |s: &str| {
+                parse_form(format!("x={s}").as_bytes())
+                    .ok()
+                    .and_then(|v| v.into_iter().next())
+                    .map(|(_, v)| v)
+            };
+            (
+                form_decode(&id).unwrap_or(id),
+                form_decode(&pw).unwrap_or(pw),
+                true,
+            )
+        }
+        (None, Some(id), Some(pw)) => (id.to_owned(), pw.to_owned(), false),
+        (None, _, _) => {
+            let err = GatewayError::new(codes::INVALID_CLIENT).param(
+                "client_id",
+                param("client_id").unwrap_or("(none)").to_owned(),
+            );
+            return Err(oauth(
+                err,
+                "invalid_client",
+                "no client credentials: send HTTP Basic, or client_id and client_secret",
+            ));
+        }
+    };
+
+    let now = unix_now();
+    let ip_key = format!("ip:{peer}");
+    let client_key = format!("client:{client_id}");
+    for key in [&client_key, &ip_key] {
+        if let Some(wait) = failures.blocked(key, now) {
+            let subject = if key.starts_with("ip:") {
+                format!("address {peer}")
+            } else {
+                format!("client_id {client_id}")
+            };
+            return Err(oauth(
+                GatewayError::new(codes::TOO_MANY_FAILED_ATTEMPTS)
+                    .param("subject", subject)
+                    .param("retry_after", wait.to_string())
+                    .header(RETRY_AFTER, &wait.to_string())
+                    .extension("retry_after", wait.into()),
+                "invalid_client",
+                "too many failed attempts",
+            ));
+        }
+    }
+
+    let snapshot = identity.snapshot();
+    let client = snapshot.clients.get(&client_id).cloned();
+    let hash = client.as_ref().map(|c| c.secret_hash.clone());
+    // argon2 is deliberately slow: keep it off the async workers. An unknown client is
+    // checked against a dummy hash so that timing does not tell which ids exist.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_secret(&secret, &h),
+        None => {
+            let _ = verify_secret(&secret, DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some(client) = client.filter(|_| ok) else {
+        failures.fail(client_key, now);
+        failures.fail(ip_key, now);
+        let shown: String = client_id.chars().take(64).collect();
+        let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
+        if used_basic {
+            err = err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+        }
+        return Err(oauth(err, "invalid_client", "client authentication failed"));
+    };
+
+    if let Some(secret) = &client.totp_secret {
+        match param("totp") {
+            None | Some("") => {
+                return Err(oauth(
+                    GatewayError::new(codes::SECOND_FACTOR_REQUIRED)
+                        .param("client_id", client.client_id.clone()),
+                    "invalid_request",
+                    "this client requires a one-time code in the totp parameter",
+                ));
+            }
+            Some(code) if !crate::totp::verify(secret, code, now) => {
+                failures.fail(client_key, now);
+                failures.fail(ip_key, now);
+                return Err(oauth(
+                    GatewayError::new(codes::SECOND_FACTOR_INVALID)
+                        .param("client_id", client.client_id.clone()),
+                    "invalid_grant",
+                    "the one-time code is not valid",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    failures.succeed(&client_key);
+    failures.succeed(&ip_key);
+
+    match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
+        Some(AccountStatus::Active) => {}
+        other => {
+            let state = if other == Some(AccountStatus::Suspended) {
+                "suspended"
+            } else {
+                "deleted"
+            };
+            return Err(oauth(
+                GatewayError::new(codes::ACCOUNT_INACTIVE)
+                    .param("account", client.account_id.clone())
+                    .param("state", state)
+                    .extension("account_status", state.into()),
+                "unauthorized_client",
+                "the client's account is not active",
+            ));
+        }
+    }
+
+    let max_minutes = (client.token_lifetime / 60).max(1);
+    let lifetime = match param("validity") {
+        None => client.token_lifetime,
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(m) if (1..=max_minutes).contains(&i64::from(m)) => i64::from(m) * 60,
+            _ => {
+                let shown: String = v.chars().take(40).collect();
+                return Err(oauth(
+                    GatewayError::new(codes::INVALID_TOKEN_VALIDITY)
+                        .param("value", format!("`{shown}`"))
+                        .param("min", "1")
+                        .param("max", max_minutes.to_string())
+                        .extension("min", 1.into())
+                        .extension("max", max_minutes.into()),
+                    "invalid_request",
+                    "validity is a whole number of minutes within the client's bounds",
+                ));
+            }
+        },
+    };
+
+    let scopes: Vec<String> = match param("scope") {
+        None | Some("") => client.scopes.clone(),
+        Some(requested) => {
+            let requested: Vec<String> = requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let not_allowed: Vec<&String> = requested
+                .iter()
+                .filter(|s| !client.scopes.contains(s))
+                .collect();
+            if !not_allowed.is_empty() {
+                let list = not_allowed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let err = invalid_request(
+                    "scope",
+                    "not_allowed",
+                    format!("asks for {list}, which this client may not be granted"),
+                );
+                return Err(err.extension("error", "invalid_scope".into()));
+            }
+            requested
+        }
+    };
+
+    let Some(key) = snapshot.active_key() else {
+        return Err(GatewayError::new(codes::INTERNAL_ERROR)
+            .param("stage", "token endpoint: no signing key"));
+    };
+    let claims = Claims {
+        iss: policy.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud: policy.audience.clone(),
+        exp: now + lifetime,
+        iat: now,
+        nbf: None,
+        jti: crate::request_id::new_ulid(),
+        scope: scopes.join(" "),
+        account: Some(client.account_id.clone()),
+    };
+    let token = jwt::issue(key, &claims).map_err(|e| {
+        GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("token endpoint: {e}"))
+    })?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": claims.scope,
+        }),
+    ))
+}
+
+/// argon2id of a random string nobody knows, for checking unknown client ids in the same
+/// time as known ones.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Rkzkjb2y3HfcWckB5UzPrB4gWx6lqS+mrOpbTI2fXvA";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_and_refuse_repeats() {
+        let f = parse_form(b"grant_type=client_credentials&scope=a+b%3Ac").unwrap();
+        assert_eq!(f[1], ("scope".into(), "a b:c".into()));
+        let err = parse_form(b"a=1&a=2").unwrap_err();
+        assert_eq!(err.fields[0].reason, "repeated");
+        assert!(parse_form(b"a=%zz").is_err());
+    }
+
+    #[test]
+    fn attempts_are_counted_per_window() {
+        let f = FailedAttempts::new(2, 60);
+        f.fail("k".into(), 100);
+        assert_eq!(f.blocked("k", 101), None);
+        f.fail("k".into(), 101);
+        assert_eq!(f.blocked("k", 110), Some(50));
+        assert_eq!(f.blocked("k", 161), None);
+        f.succeed("k");
+        assert_eq!(f.blocked("k", 110), None);
+    }
+}
