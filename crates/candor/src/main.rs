@@ -5,6 +5,7 @@
 
 use candor_catalog::{Catalog, Entry, codes};
 use candor_gateway::config::did_you_mean;
+use candor_gateway::store::{Account, AccountStatus, Identity, NewAccount, NewClient, StoreError};
 use candor_gateway::{Config, Overrides, Server, demo, server};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -44,6 +45,27 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage accounts (SQLite in the data directory; a running gateway picks changes up).
+    Accounts {
+        #[command(subcommand)]
+        command: AccountCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage OAuth clients of accounts. A client's secret is printed once, at creation.
+    Clients {
+        #[command(subcommand)]
+        command: ClientCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage the gateway's token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeyCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Read the error catalog.
     Catalog {
         #[command(subcommand)]
@@ -52,6 +74,99 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+}
+
+/// Where the identity store is.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Use the data directory named by this configuration (server.data_dir).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// The data directory (default: candor-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account.
+    Add {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Id (default: generated). Letters, digits, '-' and '_'.
+        #[arg(long)]
+        id: Option<String>,
+        /// Requests per day.
+        #[arg(long)]
+        quota_per_day: Option<i64>,
+    },
+    /// List accounts.
+    List,
+    /// Show one account and its clients.
+    Show {
+        /// Account id.
+        id: String,
+    },
+    /// Suspend an account: its tokens stop working at once.
+    Suspend {
+        /// Account id.
+        id: String,
+    },
+    /// Reactivate a suspended account.
+    Activate {
+        /// Account id.
+        id: String,
+    },
+    /// Delete an account (its id is kept so it is never reused).
+    Delete {
+        /// Account id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client; prints its id and secret (the secret only now).
+    Add {
+        /// Owning account.
+        #[arg(long)]
+        account: String,
+        /// Scopes it may be granted, space- or comma-separated.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Token lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        lifetime: i64,
+        /// Require a TOTP second factor at the token endpoint.
+        #[arg(long)]
+        second_factor: bool,
+    },
+    /// List clients.
+    List,
+    /// Show one client (never its secret).
+    Show {
+        /// client_id
+        id: String,
+    },
+    /// Give a client a new secret; prints it once. The old one stops working.
+    Rotate {
+        /// client_id
+        id: String,
+    },
+    /// Delete a client.
+    Delete {
+        /// client_id
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// List signing keys.
+    List,
+    /// Create a new signing key; the old one keeps verifying tokens it signed.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +198,9 @@ fn main() -> ExitCode {
         ),
         Command::Check { config } => check(&config),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
+        Command::Accounts { command, store } => with_identity(&store, |id| accounts(id, command)),
+        Command::Clients { command, store } => with_identity(&store, |id| clients(id, command)),
+        Command::Keys { command, store } => with_identity(&store, |id| keys(id, command)),
     }
 }
 
@@ -321,4 +439,202 @@ fn print_entry(e: &Entry) {
     if !e.related.is_empty() {
         println!("\nRelated: {}", e.related.join(", "));
     }
+}
+
+/// Prints a store failure as its catalog error and turns it into an exit code.
+fn store_failure(e: &StoreError) -> ExitCode {
+    let err = e.to_gateway_error();
+    let entry = Catalog::builtin().get(err.code).expect("built-in code");
+    let params: Vec<(&str, &str)> = err.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    eprintln!("error[{}]: {}", entry.code, entry.message.render(&params));
+    ExitCode::FAILURE
+}
+
+fn with_identity(
+    args: &StoreArgs,
+    f: impl FnOnce(&Identity) -> Result<(), StoreError>,
+) -> ExitCode {
+    let dir = match (&args.data_dir, &args.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => match Config::load(c) {
+            Ok(config) => config.server.data_dir,
+            Err(report) => {
+                eprint!("{report}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => PathBuf::from("candor-data"),
+    };
+    match Identity::open(&dir).and_then(|id| f(&id)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => store_failure(&e),
+    }
+}
+
+fn print_account(a: &Account) {
+    println!(
+        "{:<24} {:<10} {:<28} {}",
+        a.id,
+        a.status.as_str(),
+        a.name,
+        a.quota_per_day
+            .map_or("no quota".to_owned(), |q| format!("{q} requests/day"))
+    );
+}
+
+fn accounts(identity: &Identity, command: AccountCommand) -> Result<(), StoreError> {
+    let status = |id: &str, s: AccountStatus| {
+        identity
+            .set_account_status(id, s)
+            .map(|a| print_account(&a))
+    };
+    match command {
+        AccountCommand::Add {
+            name,
+            id,
+            quota_per_day,
+        } => {
+            let a = identity.add_account(NewAccount {
+                id,
+                name,
+                quota_per_day,
+            })?;
+            print_account(&a);
+            Ok(())
+        }
+        AccountCommand::List => {
+            let snap = identity.snapshot();
+            let mut all: Vec<&Account> = snap.accounts.values().collect();
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            println!("{:<24} {:<10} {:<28} QUOTA", "ID", "STATUS", "NAME");
+            all.into_iter().for_each(print_account);
+            Ok(())
+        }
+        AccountCommand::Show { id } => {
+            let snap = identity.snapshot();
+            let a = snap.accounts.get(&id).ok_or(StoreError::NotFound {
+                resource: "Account",
+                id: id.clone(),
+            })?;
+            print_account(a);
+            println!("created: {}", a.created_at);
+            let mut clients: Vec<&String> = snap
+                .clients
+                .values()
+                .filter(|c| c.account_id == id)
+                .map(|c| &c.client_id)
+                .collect();
+            clients.sort();
+            println!(
+                "clients: {}",
+                if clients.is_empty() {
+                    "none".to_owned()
+                } else {
+                    clients
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+            Ok(())
+        }
+        AccountCommand::Suspend { id } => status(&id, AccountStatus::Suspended),
+        AccountCommand::Activate { id } => status(&id, AccountStatus::Active),
+        AccountCommand::Delete { id } => status(&id, AccountStatus::Deleted),
+    }
+}
+
+fn print_client(c: &candor_gateway::store::Client) {
+    println!(
+        "{:<22} account {:<16} lifetime {:>5} s  second factor {:<3}  scopes: {}",
+        c.client_id,
+        c.account_id,
+        c.token_lifetime,
+        if c.totp_secret.is_some() { "yes" } else { "no" },
+        if c.scopes.is_empty() {
+            "(none)".to_owned()
+        } else {
+            c.scopes.join(" ")
+        }
+    );
+}
+
+fn clients(identity: &Identity, command: ClientCommand) -> Result<(), StoreError> {
+    match command {
+        ClientCommand::Add {
+            account,
+            scopes,
+            lifetime,
+            second_factor,
+        } => {
+            let scopes = scopes
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let (client, secret) = identity.add_client(NewClient {
+                account_id: account,
+                scopes,
+                token_lifetime: lifetime,
+                second_factor,
+            })?;
+            print_client(&client);
+            println!("client_id:     {}", client.client_id);
+            println!("client_secret: {secret}");
+            if let Some(totp) = &client.totp_secret {
+                println!("totp_secret:   {totp}   (base32, for an authenticator app)");
+            }
+            println!(
+                "The secret is shown only now; store it. `candor clients rotate` makes a new one."
+            );
+            Ok(())
+        }
+        ClientCommand::List => {
+            let snap = identity.snapshot();
+            let mut all: Vec<_> = snap.clients.values().collect();
+            all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+            all.into_iter().for_each(print_client);
+            Ok(())
+        }
+        ClientCommand::Show { id } => {
+            let snap = identity.snapshot();
+            let c = snap.clients.get(&id).ok_or(StoreError::NotFound {
+                resource: "Client",
+                id: id.clone(),
+            })?;
+            print_client(c);
+            println!("created: {}", c.created_at);
+            Ok(())
+        }
+        ClientCommand::Rotate { id } => {
+            let secret = identity.rotate_client_secret(&id)?;
+            println!("client_id:     {id}");
+            println!("client_secret: {secret}");
+            println!("The old secret no longer works. The new one is shown only now.");
+            Ok(())
+        }
+        ClientCommand::Delete { id } => {
+            identity.delete_client(&id)?;
+            println!("deleted client {id}");
+            Ok(())
+        }
+    }
+}
+
+fn keys(identity: &Identity, command: KeyCommand) -> Result<(), StoreError> {
+    if let KeyCommand::Rotate = command {
+        let kid = identity.rotate_signing_key()?;
+        println!("new signing key {kid}; earlier keys keep verifying the tokens they signed");
+    }
+    let snap = identity.snapshot();
+    println!("{:<16} {:<6} {:<22} STATE", "KID", "ALG", "CREATED");
+    for k in &snap.signing_keys {
+        let state = k
+            .retired_at
+            .as_ref()
+            .map_or("signing".to_owned(), |r| format!("retired {r}"));
+        println!("{:<16} {:<6} {:<22} {state}", k.kid, k.alg, k.created_at);
+    }
+    Ok(())
 }

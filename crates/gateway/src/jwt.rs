@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// Longest token accepted before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The longest lifetime candor gives a token (a client's maximum, in seconds). A token
+/// claiming more was not made by the token endpoint, whatever its signature says.
+pub const MAX_LIFETIME: i64 = 86_400;
+
 /// Claims of a token issued by candor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -209,6 +213,15 @@ pub fn verify(
             actual: claims.aud,
             expected: expect.audience.to_owned(),
         });
+    }
+    if claims.exp - claims.iat > MAX_LIFETIME
+        || claims.exp - expect.now > MAX_LIFETIME + expect.leeway
+    {
+        return Err(TokenError::Invalid(format!(
+            "its lifetime of {} is longer than any this gateway issues (at most {})",
+            crate::time::human_seconds(claims.exp - claims.iat.min(expect.now)),
+            crate::time::human_seconds(MAX_LIFETIME)
+        )));
     }
     if claims.exp + expect.leeway <= expect.now {
         return Err(TokenError::Expired {

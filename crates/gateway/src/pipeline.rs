@@ -65,7 +65,11 @@ impl Pipeline {
         Pipeline {
             services,
             tokens: TokenPolicy::new(
-                config.auth.issuer.clone(),
+                config
+                    .auth
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| config.server.public_base_url.clone()),
                 config.auth.audience.clone(),
                 config.auth.leeway.as_secs() as i64,
             ),

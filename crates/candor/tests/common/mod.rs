@@ -47,9 +47,16 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `candor serve` with `config` (TOML text) on ephemeral ports.
     pub fn start(config: &str) -> Gateway {
+        Self::start_after(config, |_| {})
+    }
+
+    /// Like [`Gateway::start`], running `prepare` with the config file's path first (to
+    /// create accounts and clients with the CLI, say).
+    pub fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
         let dir = temp_dir("gw");
         let path = dir.join("candor.toml");
         std::fs::write(&path, config).unwrap();
+        prepare(&path);
         Self::spawn(
             dir,
             path,

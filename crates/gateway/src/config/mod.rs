@@ -99,8 +99,8 @@ pub struct LogConfig {
 /// `[auth]`: how candor issues and checks tokens.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
-    /// `iss` of issued tokens and required of presented ones.
-    pub issuer: String,
+    /// `iss` of issued tokens and required of presented ones (default: the public base URL).
+    pub issuer: Option<String>,
     /// `aud` of issued tokens and required of presented ones.
     pub audience: String,
     /// Clock skew allowed on `exp` and `nbf`.
@@ -448,7 +448,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         s.finish(p);
     }
     let mut auth = AuthSettings {
-        issuer: public_base_url.clone(),
+        issuer: None,
         audience: "candor".into(),
         leeway: Duration::from_secs(30),
         max_failed_attempts: 5,
@@ -456,7 +456,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     };
     if let Some(a) = top.table(p, "auth", AUTH) {
         if let Some((v, _)) = a.string(p, "issuer") {
-            auth.issuer = v;
+            auth.issuer = Some(v);
         }
         if let Some((v, _)) = a.string(p, "audience") {
             auth.audience = v;
