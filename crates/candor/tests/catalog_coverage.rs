@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 /// authorization, rate limits, content negotiation, health checks, concurrency limits,
 /// and the resource errors of the admin API).
 const OWNED_BY_LATER_WORK: &[&str] = &[
-    "https_required",
-    "access_restricted",
     "not_acceptable",
     "api_key_invalid",
     "api_key_restriction_missing",

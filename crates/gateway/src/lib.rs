@@ -8,6 +8,7 @@
 //! | transport | [`transport`] | URI, header and body size limits |
 //! | parse | [`parse`] | the request target's encoding; one canonical path |
 //! | route | [`route`] | host, path and method; suggestions on a miss |
+//! | transport policy | [`policy`] | HTTPS only, allowed and denied client networks |
 //! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
 //! | authorize | [`authorize`] | scopes, the account the request names, account state |
 //! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
@@ -32,6 +33,7 @@ pub mod jwt;
 pub mod net;
 pub mod parse;
 pub mod pipeline;
+pub mod policy;
 pub mod request_id;
 pub mod respond;
 pub mod route;

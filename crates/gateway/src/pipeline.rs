@@ -328,6 +328,41 @@ impl Pipeline {
             }
         }
 
+        // transport policy
+        if !route.config.access.is_empty() {
+            let client =
+                crate::policy::client_ip(down.peer.ip(), &parts.headers, &self.trusted_proxies);
+            let https = crate::policy::is_https(
+                down.tls,
+                down.peer.ip(),
+                &parts.headers,
+                &self.trusted_proxies,
+            );
+            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            match crate::policy::check(&route.config.access, https, client, host, pq, &target.path)
+            {
+                Ok(crate::policy::Decision::Pass) => trail.pass("policy"),
+                Ok(crate::policy::Decision::Redirect(url)) => {
+                    trail.record("policy", "redirect", None, vec![("location", url.clone())]);
+                    let mut resp = Response::new(GatewayBody::empty());
+                    *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+                    if let Ok(v) = HeaderValue::from_str(&url) {
+                        resp.headers_mut().insert(http::header::LOCATION, v);
+                    }
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    trail.record(
+                        "policy",
+                        "reject",
+                        Some(e.code),
+                        vec![("client_ip", client.to_string())],
+                    );
+                    return Err(e);
+                }
+            }
+        }
+
         // authenticate, authorize
         if let Some(auth) = &route.config.auth {
             let snapshot = self.services.identity.snapshot();

@@ -30,6 +30,8 @@ pub struct Config {
     pub debug: DebugConfig,
     /// Token issuing and checking.
     pub auth: AuthSettings,
+    /// The transport policy every route starts from.
+    pub access: crate::policy::AccessPolicy,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
@@ -171,6 +173,8 @@ pub struct RouteConfig {
     pub preserve_host: bool,
     /// Credentials the route requires, if any.
     pub auth: Option<crate::authenticate::AuthConfig>,
+    /// The route's transport policy, merged with the global one.
+    pub access: crate::policy::AccessPolicy,
 }
 
 /// One problem in a configuration file.
@@ -228,7 +232,10 @@ impl fmt::Display for ConfigReport {
 
 impl std::error::Error for ConfigReport {}
 
-const TOP: &[&str] = &["server", "limits", "log", "debug", "auth", "routes"];
+const TOP: &[&str] = &[
+    "server", "limits", "log", "debug", "auth", "access", "routes",
+];
+const ACCESS: &[&str] = &["require_https", "redirect_to_https", "allow", "deny"];
 const AUTH: &[&str] = &[
     "issuer",
     "audience",
@@ -268,6 +275,10 @@ const ROUTE: &[&str] = &[
     "scopes",
     "account_param",
     "account_header",
+    "require_https",
+    "redirect_to_https",
+    "allow",
+    "deny",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
@@ -507,9 +518,18 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         d.finish(p);
     }
 
+    let access = match top.table(p, "access", ACCESS) {
+        Some(a) => {
+            let policy = read_access(&a, p);
+            a.finish(p);
+            policy
+        }
+        None => crate::policy::AccessPolicy::default(),
+    };
     let mut routes: Vec<RouteConfig> = Vec::new();
     for r in top.tables(p, "routes", ROUTE) {
-        if let Some(route) = read_route(&r, p, routes.len()) {
+        if let Some(mut route) = read_route(&r, p, routes.len()) {
+            route.access = access.merged(&route.access);
             let clash = routes.iter().find(|o| {
                 o.host == route.host
                     && o.pattern.same_shape(&route.pattern)
@@ -553,6 +573,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         log,
         debug,
         auth,
+        access,
         routes,
         catalog,
     })
@@ -660,6 +681,7 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         );
     }
     let auth = read_route_auth(r, p, pattern.as_ref());
+    let access = read_access(r, p);
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
     if p.list.len() > before {
@@ -676,7 +698,32 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         wrap_upstream_errors,
         preserve_host,
         auth,
+        access,
     })
+}
+
+fn read_access(t: &TableReader<'_, '_>, p: &mut Problems<'_>) -> crate::policy::AccessPolicy {
+    let mut nets = |key: &str| -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (item, span) in t.strings(p, key).unwrap_or_default() {
+            match IpNet::parse(&item) {
+                Ok(n) => out.push(n),
+                Err(e) => {
+                    p.at(span, &t.key_path(key), e).expected =
+                        Some("an address or CIDR, e.g. \"10.0.0.0/8\"".into());
+                }
+            }
+        }
+        out
+    };
+    let allow = nets("allow");
+    let deny = nets("deny");
+    crate::policy::AccessPolicy {
+        require_https: t.boolean(p, "require_https").unwrap_or(false),
+        redirect_to_https: t.boolean(p, "redirect_to_https").unwrap_or(false),
+        allow,
+        deny,
+    }
 }
 
 fn read_route_auth(
