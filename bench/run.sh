@@ -115,10 +115,21 @@ workers = 1
 requests = false
 
 [[routes]]
+name = "jwt"
+path = "/jwt/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+auth = "bearer"
+scopes = ["bench:read"]
+
+[[routes]]
 name = "plain"
 path = "/{*rest}"
 upstream = "http://127.0.0.1:$UP_PORT"
 CONF
+"$CANDOR" accounts add --config "$WORK/candor.toml" --id bench --name Bench >/dev/null
+CLIENT=$("$CANDOR" clients add --config "$WORK/candor.toml" --account bench --scopes bench:read --lifetime 7200)
+CLIENT_ID=$(echo "$CLIENT" | awk '/^client_id:/ {print $2}')
+CLIENT_SECRET=$(echo "$CLIENT" | awk '/^client_secret:/ {print $2}')
 
 taskset -c "$LOAD_CPU" "$NGINX" -c "$WORK/upstream.conf" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" & NGINX_PID=$!; PIDS+=($NGINX_PID)
@@ -133,17 +144,20 @@ for port in $UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT; do
   curl -fs -o /dev/null "http://127.0.0.1:$port/" || { echo "port $port did not come up"; exit 1; }
 done
 
+TOKEN=$(curl -fs -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d validity=120 \
+  "http://127.0.0.1:$CANDOR_PORT/oauth/token" | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -fs -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CANDOR_PORT/jwt/" || { echo "JWT route refused the token"; exit 1; }
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { # user+system ticks of a pid and its threads
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-measure() { # name port pid -> "rps cpu_per_100k"
-  local name=$1 port=$2 pid=$3
+measure() { # name port pid [path] [header] -> "rps cpu_per_100k"
+  local name=$1 port=$2 pid=$3 path=${4:-/} header=${5:-X-Bench: 1}
   local before after out reqs rps
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1 # warm-up
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$port/")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$header" "http://127.0.0.1:$port$path")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -158,12 +172,13 @@ measure() { # name port pid -> "rps cpu_per_100k"
 
 declare -A RPS CPU
 for round in $(seq "$ROUNDS"); do
-  for target in direct nginx haproxy candor; do
+  for target in direct nginx haproxy candor candor-jwt; do
     case $target in
       direct) r=$(measure direct $UP_PORT "") ;;
       nginx) r=$(measure nginx $NGINX_PORT $NGINX_PID) ;;
       haproxy) r=$(measure haproxy $HAPROXY_PORT $HAPROXY_PID) ;;
       candor) r=$(measure candor $CANDOR_PORT $CANDOR_PID) ;;
+      candor-jwt) r=$(measure candor-jwt $CANDOR_PORT $CANDOR_PID /jwt/ "Authorization: Bearer $TOKEN") ;;
     esac
     RPS[$target]="${RPS[$target]:-} ${r% *}"
     CPU[$target]="${CPU[$target]:-} ${r#* }"
@@ -175,11 +190,14 @@ median() { tr ' ' '\n' | grep -v '^$' | grep -v '^-$' | sort -g | awk '{a[NR]=$1
 echo
 echo "candor bench: $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS, 1 KiB body, proxies on core $PROXY_CPU, load+upstream on core $LOAD_CPU (medians)"
 echo
-printf '| %-8s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
-printf '| %-8s | %12s | %26s |\n' -------- ------------ --------------------------
-for t in direct nginx haproxy candor; do
-  printf '| %-8s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
+printf '| %-10s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
+printf '| %-10s | %12s | %26s |\n' ---------- ------------ --------------------------
+for t in direct nginx haproxy candor candor-jwt; do
+  printf '| %-10s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
 done
 cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(echo "${CPU[haproxy]}" | median)
+cj=$(echo "${CPU[candor-jwt]}" | median)
 echo
-awk -v c="$cn" -v n="$ng" -v h="$hp" 'BEGIN { printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h }'
+awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" 'BEGIN {
+  printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
+  printf "CPU per request: candor JWT+scope route / candor plain route = %.2f (target: <= 1.5)\n", j / c }'

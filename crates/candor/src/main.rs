@@ -251,10 +251,10 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
         }
     };
     rt.block_on(async move {
-        let (config, path) = match loaded {
-            Some(c) => (c, config_path),
+        let (config, path, demo_client) = match loaded {
+            Some(c) => (c, config_path, None),
             None => match start_demo(&data_dir, &overrides).await {
-                Ok(v) => v,
+                Ok((c, p, creds)) => (c, p, Some(creds)),
                 Err(e) => {
                     eprintln!("candor: cannot start the demo: {e}");
                     return ExitCode::FAILURE;
@@ -284,8 +284,8 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
         if let Some(a) = server.admin_addr() {
             println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}})");
         }
-        if demo_mode {
-            print_demo_tour(addr, &data_dir, path.as_deref());
+        if let (true, Some(creds)) = (demo_mode, demo_client) {
+            print_demo_tour(addr, &data_dir, path.as_deref(), &creds);
         }
         server.run(server::shutdown_signal()).await;
         ExitCode::SUCCESS
@@ -295,7 +295,7 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
 async fn start_demo(
     data_dir: &Path,
     overrides: &Overrides,
-) -> std::io::Result<(Config, Option<PathBuf>)> {
+) -> std::io::Result<(Config, Option<PathBuf>, (String, String))> {
     let renderer = candor_gateway::respond::Renderer::new(
         std::sync::Arc::new(Catalog::builtin().clone()),
         &format!(
@@ -315,23 +315,37 @@ async fn start_demo(
     let path = data_dir.join("candor.toml");
     std::fs::write(&path, demo::config_text(listen, admin, api))?;
     let config = Config::load(&path).map_err(|r| std::io::Error::other(r.to_string()))?;
-    Ok((config, Some(path)))
+    let creds = demo::demo_credentials(data_dir).map_err(std::io::Error::other)?;
+    Ok((config, Some(path), creds))
 }
 
-fn print_demo_tour(addr: SocketAddr, data_dir: &Path, config: Option<&Path>) {
+fn print_demo_tour(
+    addr: SocketAddr,
+    data_dir: &Path,
+    config: Option<&Path>,
+    (client_id, secret): &(String, String),
+) {
     let base = format!("http://{addr}");
     let json = "-H 'Content-Type: application/json'";
+    let auth = "-H \"Authorization: Bearer $TOKEN\"";
     println!(
         "\ncandor demo: the gateway in front of a small devices API (SQLite in {data}/).\n\
-config: {config} (edit it while candor runs: valid changes apply at once)\n\n\
+config: {config} (edit it while candor runs: valid changes apply at once)\n\
+demo client of account acme (scopes devices:read devices:write):\n\
+  client_id:     {client_id}\n\
+  client_secret: {secret}\n\n\
 Try:\n\
-  # create a device (201), then list them\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
+  # get a token (client credentials), then create a device (201) and list them\n\
+  TOKEN=$(curl -s -u {client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
+  curl -i {base}/v1/customers/acme/devices {auth}\n\
+  # no token, and another customer's account: 401 credentials_missing, 403 account_mismatch\n\
   curl -i {base}/v1/customers/acme/devices\n\
+  curl -i {base}/v1/customers/globex/devices {auth}\n\
   # a typo in the path: 404 route_not_found that names the route you meant\n\
   curl -i {base}/v1/customers/acme/device\n\
   # every field problem at once: 400 validation_failed\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
   # an API under maintenance: 503 with Retry-After\n\
   curl -i {base}/v1/reports\n\
   # what any error code means, and what to check\n\

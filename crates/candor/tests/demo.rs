@@ -8,11 +8,41 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 #[test]
 fn demo_serves_the_devices_api_through_the_gateway() {
     let gw = Gateway::start_demo();
-    let banner = gw.stdout.join("");
+    let banner = gw.stdout.lock().unwrap().join("");
     assert!(
         banner.contains("candor listening on http://127.0.0.1:"),
         "{banner}"
     );
+    let client_id = gw.printed("client_id:");
+    let secret = gw.printed("client_secret:");
+    assert!(gw.printed("TOKEN=$(curl").contains(&client_id));
+
+    // Requests without a token are refused before the demo API sees them.
+    assert_problem(&gw.get("/v1/customers/acme/devices"), "credentials_missing");
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{client_id}:{secret}")
+        )
+    );
+    let r = gw.request(
+        "POST",
+        "/oauth/token",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Authorization", &basic),
+        ],
+        b"grant_type=client_credentials",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let auth = ("Authorization", bearer.as_str());
+    assert_problem(
+        &gw.request("GET", "/v1/customers/globex/devices", &[auth], b""),
+        "account_mismatch",
+    );
+    let gw = Authed { gw: &gw, auth };
 
     let r = gw.request(
         "POST",
@@ -141,5 +171,23 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         &gw.get(&format!("/v1/customers/acme/devices/{id}")),
         "resource_not_found",
     );
-    assert!(gw.dir.join("data/demo.sqlite").exists());
+    assert!(gw.gw.dir.join("data/demo.sqlite").exists());
+}
+
+/// The demo gateway with the token attached to every request.
+struct Authed<'a> {
+    gw: &'a Gateway,
+    auth: (&'a str, &'a str),
+}
+
+impl Authed<'_> {
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut h = headers.to_vec();
+        h.push(self.auth);
+        self.gw.request(method, path, &h, body)
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
 }

@@ -474,6 +474,39 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// The demo's account and client, created on first start. The client's secret is stored
+/// hashed, so every start gives the demo client a new secret to print.
+pub fn demo_credentials(data_dir: &Path) -> Result<(String, String), crate::store::StoreError> {
+    use crate::store::{Identity, NewAccount, NewClient, StoreError};
+    let identity = Identity::open(data_dir)?;
+    for (id, name) in [("acme", "Acme Corp (demo)"), ("globex", "Globex (demo)")] {
+        match identity.add_account(NewAccount {
+            id: Some(id.into()),
+            name: name.into(),
+            quota_per_day: None,
+        }) {
+            Ok(_) | Err(StoreError::Duplicate { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let id_file = data_dir.join("demo-client-id");
+    if let Ok(client_id) = std::fs::read_to_string(&id_file) {
+        let client_id = client_id.trim().to_owned();
+        if identity.snapshot().clients.contains_key(&client_id) {
+            let secret = identity.rotate_client_secret(&client_id)?;
+            return Ok((client_id, secret));
+        }
+    }
+    let (client, secret) = identity.add_client(NewClient {
+        account_id: "acme".into(),
+        scopes: vec!["devices:read".into(), "devices:write".into()],
+        token_lifetime: 300,
+        second_factor: false,
+    })?;
+    std::fs::write(&id_file, &client.client_id).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((client.client_id, secret))
+}
+
 /// The demo configuration, pointing at the demo API on `api`.
 pub fn config_text(listen: SocketAddr, admin: SocketAddr, api: SocketAddr) -> String {
     format!(
@@ -487,18 +520,44 @@ admin_listen = "{admin}"
 data_dir = "."
 
 [[routes]]
-name = "devices"
+name = "devices-list"
 path = "/v1/customers/{{customer}}/devices"
-methods = ["GET", "POST"]
+methods = ["GET"]
 upstream = "http://{api}"
 timeout = "10s"
+auth = "bearer"
+scopes = ["devices:read"]
+account_param = "customer"
 
 [[routes]]
-name = "device"
-path = "/v1/customers/{{customer}}/devices/{{device}}"
-methods = ["GET", "DELETE"]
+name = "devices-create"
+path = "/v1/customers/{{customer}}/devices"
+methods = ["POST"]
 upstream = "http://{api}"
 timeout = "10s"
+auth = "bearer"
+scopes = ["devices:write"]
+account_param = "customer"
+
+[[routes]]
+name = "device-read"
+path = "/v1/customers/{{customer}}/devices/{{device}}"
+methods = ["GET"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:read"]
+account_param = "customer"
+
+[[routes]]
+name = "device-delete"
+path = "/v1/customers/{{customer}}/devices/{{device}}"
+methods = ["DELETE"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:write"]
+account_param = "customer"
 
 [[routes]]
 name = "firmware"

@@ -41,7 +41,8 @@ pub struct Gateway {
     pub admin: Option<SocketAddr>,
     pub dir: PathBuf,
     pub config: PathBuf,
-    pub stdout: Vec<String>,
+    /// Everything the gateway printed on stdout, as it arrives.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -121,10 +122,14 @@ impl Gateway {
             }
             stdout.push(line);
         }
-        // Keep draining stdout so the child never blocks on a full pipe.
+        // Keep reading stdout so the child never blocks on a full pipe.
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(stdout));
+        let sink = stdout.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
         });
         Gateway {
             child,
@@ -138,6 +143,23 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Waits for a stdout line starting with `prefix` and returns the rest of it.
+    pub fn printed(&self, prefix: &str) -> String {
+        for _ in 0..100 {
+            if let Some(l) = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.trim_start().strip_prefix(prefix))
+            {
+                return l.trim().to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("candor never printed `{prefix}`")
     }
 
     pub fn log(&self) -> String {
