@@ -59,8 +59,15 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Manage the gateway's token signing keys.
+    /// Manage API keys of accounts. A key is printed once, at creation.
     Keys {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage the gateway's token signing keys.
+    SigningKeys {
         #[command(subcommand)]
         command: KeyCommand,
         #[command(flatten)]
@@ -162,6 +169,40 @@ enum ClientCommand {
 }
 
 #[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key; prints it once.
+    Add {
+        /// Owning account.
+        #[arg(long)]
+        account: String,
+        /// Scopes it grants, space- or comma-separated.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Expiry, as a duration from now ("30d", "12h", "90m", "3600s").
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// A client network the key may be used from (repeatable).
+        #[arg(long = "allow-ip")]
+        allow_ip: Vec<String>,
+        /// A Referer pattern the key may be used with, `*` matching any text (repeatable).
+        #[arg(long = "allow-referer")]
+        allow_referer: Vec<String>,
+    },
+    /// List API keys (never their secrets).
+    List,
+    /// Show one API key.
+    Show {
+        /// The key id (the part after ck_).
+        id: String,
+    },
+    /// Delete an API key: it stops working at once.
+    Delete {
+        /// The key id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// List signing keys.
     List,
@@ -200,7 +241,8 @@ fn main() -> ExitCode {
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
         Command::Accounts { command, store } => with_identity(&store, |id| accounts(id, command)),
         Command::Clients { command, store } => with_identity(&store, |id| clients(id, command)),
-        Command::Keys { command, store } => with_identity(&store, |id| keys(id, command)),
+        Command::Keys { command, store } => with_identity(&store, |id| api_keys(id, command)),
+        Command::SigningKeys { command, store } => with_identity(&store, |id| keys(id, command)),
     }
 }
 
@@ -651,4 +693,103 @@ fn keys(identity: &Identity, command: KeyCommand) -> Result<(), StoreError> {
         println!("{:<16} {:<6} {:<22} {state}", k.kid, k.alg, k.created_at);
     }
     Ok(())
+}
+
+fn parse_lifetime(s: &str) -> Result<i64, StoreError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| StoreError::Invalid {
+        field: "expires_in",
+        reason: format!("`{s}` is not a duration such as 30d, 12h, 90m or 3600s"),
+    })?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(StoreError::Invalid {
+                field: "expires_in",
+                reason: format!("unit `{unit}` is not s, m, h or d"),
+            });
+        }
+    };
+    Ok(n * factor)
+}
+
+fn print_api_key(k: &candor_gateway::store::ApiKey) {
+    let expiry = k
+        .expires_at
+        .map_or("never".to_owned(), candor_gateway::time::rfc3339);
+    println!(
+        "ck_{:<12} account {:<16} expires {:<22} scopes: {}",
+        k.id,
+        k.account_id,
+        expiry,
+        if k.scopes.is_empty() {
+            "(none)".to_owned()
+        } else {
+            k.scopes.join(" ")
+        }
+    );
+    if !k.allowed_ips.is_empty() {
+        println!("    allowed addresses: {}", k.allowed_ips.join(" "));
+    }
+    if !k.allowed_referers.is_empty() {
+        println!("    allowed referers:  {}", k.allowed_referers.join(" "));
+    }
+}
+
+fn api_keys(identity: &Identity, command: ApiKeyCommand) -> Result<(), StoreError> {
+    match command {
+        ApiKeyCommand::Add {
+            account,
+            scopes,
+            expires_in,
+            allow_ip,
+            allow_referer,
+        } => {
+            let new = candor_gateway::store::NewApiKey {
+                account_id: account,
+                scopes: scopes
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                expires_in: expires_in.as_deref().map(parse_lifetime).transpose()?,
+                allowed_ips: allow_ip,
+                allowed_referers: allow_referer,
+            };
+            let (key, full) = identity.add_api_key(new)?;
+            print_api_key(&key);
+            println!("api_key: {full}");
+            println!("The key is shown only now; store it. Only a hash of it is kept.");
+            Ok(())
+        }
+        ApiKeyCommand::List => {
+            let snap = identity.snapshot();
+            let mut all: Vec<_> = snap.api_keys.values().collect();
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            all.into_iter().for_each(print_api_key);
+            Ok(())
+        }
+        ApiKeyCommand::Show { id } => {
+            let id = id.trim_start_matches("ck_").to_owned();
+            let snap = identity.snapshot();
+            let k = snap.api_keys.get(&id).ok_or(StoreError::NotFound {
+                resource: "API key",
+                id: id.clone(),
+            })?;
+            print_api_key(k);
+            println!("created: {}", k.created_at);
+            Ok(())
+        }
+        ApiKeyCommand::Delete { id } => {
+            let id = id.trim_start_matches("ck_").to_owned();
+            identity.delete_api_key(&id)?;
+            println!("deleted API key ck_{id}");
+            Ok(())
+        }
+    }
 }

@@ -10,9 +10,6 @@ use std::collections::BTreeSet;
 /// and the resource errors of the admin API).
 const OWNED_BY_LATER_WORK: &[&str] = &[
     "not_acceptable",
-    "api_key_invalid",
-    "api_key_restriction_missing",
-    "api_key_restriction_mismatch",
     "invalid_grant",
     "assertion_replayed",
     "quota_exceeded",

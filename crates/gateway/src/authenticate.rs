@@ -24,6 +24,26 @@ pub struct AuthConfig {
     pub scopes: Vec<String>,
     /// Where the request names its account, if it does.
     pub account: Option<AccountSource>,
+    /// Set when the route takes API keys instead of bearer tokens.
+    pub api_key: Option<ApiKeySource>,
+}
+
+/// Where a request carries its API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// A header, e.g. `X-Api-Key`.
+    Header(String),
+    /// A query parameter, e.g. `api_key`.
+    Query(String),
+}
+
+impl ApiKeySource {
+    fn describe(&self) -> String {
+        match self {
+            ApiKeySource::Header(h) => format!("the {h} header"),
+            ApiKeySource::Query(q) => format!("the {q} query parameter"),
+        }
+    }
 }
 
 /// Where a request names the account it acts for.
@@ -267,6 +287,198 @@ pub fn authenticate(
     })
 }
 
+/// Length of a full API key: `ck_` + 10 + `_` + 32.
+const API_KEY_LEN: usize = 46;
+
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|kv| match kv.split_once('=') {
+        Some((k, v)) if k == name => Some(v),
+        None if kv == name => Some(""),
+        _ => None,
+    })
+}
+
+/// Whether `value` matches `pattern`, where `*` matches any run of characters.
+fn glob(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !value.starts_with(first)
+        || !value[first.len()..].ends_with(last)
+        || value.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &value[first.len()..value.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Reads and checks the API key of a request: its form, that it exists and matches, its
+/// expiry, and the address and referer restrictions (naming the request's value, never the
+/// allow-list).
+pub fn authenticate_api_key(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    source: &ApiKeySource,
+    snapshot: &Snapshot,
+    client_ip: std::net::IpAddr,
+    path: &str,
+) -> Result<Principal, GatewayError> {
+    const SCHEME: &str = "ApiKey";
+    let raw = match source {
+        ApiKeySource::Header(h) => headers
+            .get(h.as_str())
+            .map(|v| v.to_str().unwrap_or("\u{fffd}").trim().to_owned()),
+        ApiKeySource::Query(q) => query
+            .and_then(|q2| query_param(q2, q))
+            .map(|v| v.replace("%5F", "_").replace("%5f", "_")),
+    };
+    let Some(key) = raw.filter(|k| !k.is_empty()) else {
+        let err = GatewayError::new(codes::CREDENTIALS_MISSING)
+            .param("path", path.to_owned())
+            .param("scheme", format!("API key (in {})", source.describe()))
+            .extension("expected_in", source.describe().into());
+        return Err(challenge(err, SCHEME, None, ""));
+    };
+    let fail = |reason: &'static str, text: String| Err(malformed(SCHEME, reason, text));
+    if key.starts_with('"') || key.starts_with('\'') {
+        return fail(
+            "quoted",
+            "the API key is in quotes; send it without quotes".into(),
+        );
+    }
+    if let Some(i) = key
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return fail(
+            "bad_characters",
+            format!(
+                "character {} of the API key is not a letter, digit or '_'",
+                i + 1
+            ),
+        );
+    }
+    if key.len() < API_KEY_LEN {
+        return fail(
+            "too_short",
+            format!(
+                "the API key is {} characters; candor keys have {API_KEY_LEN} (was it cut short?)",
+                key.len()
+            ),
+        );
+    }
+    if key.len() > API_KEY_LEN {
+        return fail(
+            "too_long",
+            format!(
+                "the API key is {} characters; candor keys have {API_KEY_LEN}",
+                key.len()
+            ),
+        );
+    }
+    let invalid = |hint: String, text: String| {
+        let err = GatewayError::new(codes::API_KEY_INVALID)
+            .param("key_hint", hint)
+            .param("reason_text", text.clone());
+        Err(challenge(
+            err,
+            SCHEME,
+            Some("invalid_token"),
+            &format!("The API key is not valid: {text}"),
+        ))
+    };
+    let id = match key.strip_prefix("ck_").and_then(|r| r.split_once('_')) {
+        Some((id, secret)) if id.len() == 10 && secret.len() == 32 => id,
+        _ => {
+            return invalid(
+                "(unrecognised)".into(),
+                "it is not a candor API key (ck_<id>_<secret>)".into(),
+            );
+        }
+    };
+    let hint = format!("ck_{id}");
+    let Some(record) = snapshot.api_keys.get(id) else {
+        return invalid(
+            hint.clone(),
+            format!("no key has the id {hint}; it may have been deleted"),
+        );
+    };
+    let digest = crate::store::sha256_hex(&key);
+    let same = digest.len() == record.secret_hash.len()
+        && digest
+            .bytes()
+            .zip(record.secret_hash.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return invalid(
+            hint,
+            "its secret part does not match; copy the whole key".into(),
+        );
+    }
+    let now = unix_now();
+    if let Some(exp) = record.expires_at
+        && exp <= now
+    {
+        return invalid(
+            hint,
+            format!(
+                "it expired {} ago at {}",
+                human_seconds(now - exp),
+                rfc3339(exp)
+            ),
+        );
+    }
+    if !record.allowed_referers.is_empty() {
+        match headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok())
+        {
+            None => {
+                return Err(GatewayError::new(codes::API_KEY_RESTRICTION_MISSING)
+                    .param("restriction", "referer")
+                    .extension("restriction", "referer".into()));
+            }
+            Some(r) if !record.allowed_referers.iter().any(|p| glob(p, r)) => {
+                let shown: String = r.chars().take(200).collect();
+                return Err(GatewayError::new(codes::API_KEY_RESTRICTION_MISMATCH)
+                    .param("restriction", "referer")
+                    .param("value", shown)
+                    .extension("restriction", "referer".into()));
+            }
+            Some(_) => {}
+        }
+    }
+    if !record.allowed_ips.is_empty()
+        && !record
+            .allowed_ips
+            .iter()
+            .filter_map(|n| crate::net::IpNet::parse(n).ok())
+            .any(|n| n.contains(client_ip))
+    {
+        return Err(GatewayError::new(codes::API_KEY_RESTRICTION_MISMATCH)
+            .param("restriction", "client address")
+            .param("value", client_ip.to_string())
+            .extension("restriction", "address".into()));
+    }
+    Ok(Principal {
+        client_id: hint,
+        account: Some(record.account_id.clone()),
+        scopes: record.scopes.clone(),
+        jti: String::new(),
+        exp: record.expires_at.unwrap_or(i64::MAX),
+    })
+}
+
 fn token_error(e: TokenError, scheme: &str) -> GatewayError {
     let now = unix_now();
     match e {
@@ -349,6 +561,7 @@ mod tests {
             scheme: "Bearer".into(),
             scopes: vec![],
             account: None,
+            api_key: None,
         }
     }
 
@@ -408,6 +621,21 @@ mod tests {
             read_credentials(&h, &auth(), "/x").unwrap(),
             "abcdefghijklmnopqrstuvwxyz"
         );
+    }
+
+    #[test]
+    fn referer_patterns() {
+        assert!(glob(
+            "https://app.example.com/*",
+            "https://app.example.com/page?x=1"
+        ));
+        assert!(glob("*.example.com*", "https://shop.example.com/"));
+        assert!(!glob(
+            "https://app.example.com/*",
+            "https://evil.com/https://app.example.com/"
+        ));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("a*b*c", "acb"));
     }
 
     #[test]

@@ -366,11 +366,27 @@ impl Pipeline {
         // authenticate, authorize
         if let Some(auth) = &route.config.auth {
             let snapshot = self.services.identity.snapshot();
-            let principal =
-                authenticate(&parts.headers, auth, &self.tokens, &snapshot, &target.path)
-                    .inspect_err(|e| {
-                        trail.record("authenticate", "reject", Some(e.code), Vec::new());
-                    })?;
+            let principal = match &auth.api_key {
+                Some(source) => {
+                    let client = crate::policy::client_ip(
+                        down.peer.ip(),
+                        &parts.headers,
+                        &self.trusted_proxies,
+                    );
+                    crate::authenticate::authenticate_api_key(
+                        &parts.headers,
+                        parts.uri.query(),
+                        source,
+                        &snapshot,
+                        client,
+                        &target.path,
+                    )
+                }
+                None => authenticate(&parts.headers, auth, &self.tokens, &snapshot, &target.path),
+            }
+            .inspect_err(|e| {
+                trail.record("authenticate", "reject", Some(e.code), Vec::new());
+            })?;
             trail.record(
                 "authenticate",
                 "pass",

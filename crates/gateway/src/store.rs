@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Versioned schema migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_identity.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_identity.sql")),
+    (2, include_str!("../migrations/0002_api_keys.sql")),
+];
 
 /// An account's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +85,51 @@ pub struct Client {
     pub created_at: String,
 }
 
+/// An API key. The full key is `ck_{id}_{secret}`; only a SHA-256 of it is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The identifiable part, shown in listings and error messages.
+    pub id: String,
+    /// Hex SHA-256 of the full key.
+    pub secret_hash: String,
+    /// Owning account.
+    pub account_id: String,
+    /// Scopes the key grants.
+    pub scopes: Vec<String>,
+    /// Unix seconds after which the key stops working.
+    pub expires_at: Option<i64>,
+    /// Client networks the key may be used from (empty: any).
+    pub allowed_ips: Vec<String>,
+    /// Referer patterns the key may be used with (empty: any); `*` matches any text.
+    pub allowed_referers: Vec<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// What a new API key needs (its secret is generated).
+#[derive(Clone, Debug, Default)]
+pub struct NewApiKey {
+    /// Owning account.
+    pub account_id: String,
+    /// Scopes it grants.
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds, if it expires.
+    pub expires_in: Option<i64>,
+    /// Allowed client networks.
+    pub allowed_ips: Vec<String>,
+    /// Allowed referer patterns.
+    pub allowed_referers: Vec<String>,
+}
+
+/// Hex SHA-256, for API keys.
+pub fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One of the gateway's token signing keys.
 #[derive(Clone, Debug)]
 pub struct SigningKeyRecord {
@@ -110,6 +158,8 @@ pub struct Snapshot {
     pub signing_keys: Vec<SigningKeyRecord>,
     /// Revoked token ids.
     pub revoked: HashMap<String, String>,
+    /// API keys by id.
+    pub api_keys: HashMap<String, ApiKey>,
 }
 
 impl Snapshot {
@@ -219,6 +269,10 @@ pub trait IdentityStore: Send + Sync {
     fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Records a revoked token id until `expires_at` (Unix seconds).
     fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Creates an API key.
+    fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// Deletes an API key.
+    fn delete_api_key(&self, id: &str) -> Result<(), StoreError>;
 }
 
 /// The SQLite implementation, one file in the data directory.
@@ -343,6 +397,22 @@ impl IdentityStore for SqliteStore {
             })? {
                 snap.signing_keys.push(k?);
             }
+            let mut stmt = c.prepare("SELECT id, secret_hash, account_id, scopes, expires_at, allowed_ips, allowed_referers, created_at FROM api_keys")?;
+            for k in stmt.query_map([], |r| {
+                Ok(ApiKey {
+                    id: r.get(0)?,
+                    secret_hash: r.get(1)?,
+                    account_id: r.get(2)?,
+                    scopes: split_list(r.get(3)?),
+                    expires_at: r.get(4)?,
+                    allowed_ips: split_list(r.get(5)?),
+                    allowed_referers: split_list(r.get(6)?),
+                    created_at: r.get(7)?,
+                })
+            })? {
+                let k = k?;
+                snap.api_keys.insert(k.id.clone(), k);
+            }
             let now = crate::time::unix_now();
             let mut stmt = c.prepare("SELECT jti, revoked_at FROM revocations WHERE expires_at > ?1")?;
             for r in stmt.query_map(params![now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
@@ -446,6 +516,33 @@ impl IdentityStore for SqliteStore {
                 "INSERT INTO signing_keys (kid, alg, private_pkcs8, public_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
                 params![key.kid, key.alg, key.private_pkcs8, key.public_key, key.created_at],
             )?;
+            Ok(())
+        })
+    }
+
+    fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
+        self.write(|c| {
+            let account: Option<String> = c.query_row("SELECT id FROM accounts WHERE id = ?1", params![k.account_id], |r| r.get(0)).optional()?;
+            if account.is_none() {
+                return Err(StoreError::NotFound { resource: "Account", id: k.account_id.clone() });
+            }
+            c.execute(
+                "INSERT INTO api_keys (id, secret_hash, account_id, scopes, expires_at, allowed_ips, allowed_referers, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![k.id, k.secret_hash, k.account_id, k.scopes.join(" "), k.expires_at, k.allowed_ips.join(" "), k.allowed_referers.join(" "), k.created_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            let n = c.execute("DELETE FROM api_keys WHERE id = ?1", params![id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    resource: "API key",
+                    id: id.to_owned(),
+                });
+            }
             Ok(())
         })
     }
@@ -675,6 +772,51 @@ impl Identity {
         };
         self.after_write(self.store.rotate_signing_key(&key))?;
         Ok(key.kid)
+    }
+
+    /// Creates an API key; returns it with the full key, shown once and never stored.
+    pub fn add_api_key(&self, new: NewApiKey) -> Result<(ApiKey, String), StoreError> {
+        for ip in &new.allowed_ips {
+            crate::net::IpNet::parse(ip).map_err(|e| StoreError::Invalid {
+                field: "allowed_ips",
+                reason: e,
+            })?;
+        }
+        for r in &new.allowed_referers {
+            if r.is_empty() || r.contains(char::is_whitespace) {
+                return Err(StoreError::Invalid {
+                    field: "allowed_referers",
+                    reason: format!("`{r}` is not a referer pattern"),
+                });
+            }
+        }
+        if let Some(e) = new.expires_in
+            && e <= 0
+        {
+            return Err(StoreError::Invalid {
+                field: "expires_in",
+                reason: "must be a positive number of seconds".into(),
+            });
+        }
+        let id = random_token(10);
+        let full = format!("ck_{id}_{}", random_token(32));
+        let key = ApiKey {
+            id,
+            secret_hash: sha256_hex(&full),
+            account_id: new.account_id,
+            scopes: new.scopes,
+            expires_at: new.expires_in.map(|e| crate::time::unix_now() + e),
+            allowed_ips: new.allowed_ips,
+            allowed_referers: new.allowed_referers,
+            created_at: now_rfc3339(),
+        };
+        self.after_write(self.store.insert_api_key(&key))?;
+        Ok((key, full))
+    }
+
+    /// Deletes an API key.
+    pub fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
+        self.after_write(self.store.delete_api_key(id))
     }
 
     /// Revokes a token id until it would have expired anyway.

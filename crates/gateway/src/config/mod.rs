@@ -275,6 +275,8 @@ const ROUTE: &[&str] = &[
     "scopes",
     "account_param",
     "account_header",
+    "api_key_header",
+    "api_key_query",
     "require_https",
     "redirect_to_https",
     "allow",
@@ -731,27 +733,56 @@ fn read_route_auth(
     p: &mut Problems<'_>,
     pattern: Option<&PathPattern>,
 ) -> Option<crate::authenticate::AuthConfig> {
-    use crate::authenticate::{AccountSource, AuthConfig};
+    use crate::authenticate::{AccountSource, ApiKeySource, AuthConfig};
     let kind = r.string(p, "auth");
+    let key_header = r.string(p, "api_key_header");
+    let key_query = r.string(p, "api_key_query");
     let scheme = r.string(p, "auth_scheme");
     let scopes = r.strings(p, "scopes");
     let account_param = r.string(p, "account_param");
     let account_header = r.string(p, "account_header");
-    let enabled = match &kind {
-        None => false,
-        Some((k, _)) if k == "none" => false,
-        Some((k, _)) if k == "bearer" => true,
+    let (enabled, api_key) = match &kind {
+        None => (false, false),
+        Some((k, _)) if k == "none" => (false, false),
+        Some((k, _)) if k == "bearer" => (true, false),
+        Some((k, _)) if k == "api_key" => (true, true),
         Some((k, span)) => {
             let problem = p.at(
                 span.clone(),
                 &r.key_path("auth"),
                 format!("unknown auth `{k}`"),
             );
-            problem.suggestion = did_you_mean(k, &["bearer", "none"]);
-            problem.expected = Some("\"bearer\" or \"none\"".into());
+            problem.suggestion = did_you_mean(k, &["bearer", "api_key", "none"]);
+            problem.expected = Some("\"bearer\", \"api_key\" or \"none\"".into());
             return None;
         }
     };
+    for (key, v) in [
+        ("api_key_header", &key_header),
+        ("api_key_query", &key_query),
+    ] {
+        if let Some((_, span)) = v
+            && !api_key
+        {
+            p.at(
+                span.clone(),
+                &r.key_path(key),
+                format!("{key} needs auth = \"api_key\" on this route"),
+            );
+        }
+    }
+    if let (Some(_), Some((_, span))) = (&key_header, &key_query) {
+        p.at(
+            span.clone(),
+            &r.key_path("api_key_query"),
+            "a route reads its API key from a header or a query parameter, not both".into(),
+        );
+    }
+    let api_key = api_key.then(|| match (&key_header, &key_query) {
+        (_, Some((q, _))) => ApiKeySource::Query(q.clone()),
+        (Some((h, _)), None) => ApiKeySource::Header(h.to_ascii_lowercase()),
+        (None, None) => ApiKeySource::Header("x-api-key".into()),
+    });
     if !enabled {
         for (key, present) in [
             ("auth_scheme", scheme.is_some()),
@@ -826,6 +857,7 @@ fn read_route_auth(
             .map(|v| v.into_iter().map(|(s, _)| s).collect())
             .unwrap_or_default(),
         account,
+        api_key,
     })
 }
 
