@@ -156,6 +156,14 @@ enum ClientCommand {
         /// client_id
         id: String,
     },
+    /// Register the public keys (a JWK set file) the client signs JWT-bearer assertions with.
+    SetKeys {
+        /// client_id
+        id: String,
+        /// A JWK set: {"keys": [...]} with Ed25519 (OKP), P-256 (EC) or RSA public keys.
+        #[arg(long)]
+        jwks: PathBuf,
+    },
     /// Give a client a new secret; prints it once. The old one stops working.
     Rotate {
         /// client_id
@@ -661,6 +669,18 @@ fn clients(identity: &Identity, command: ClientCommand) -> Result<(), StoreError
             })?;
             print_client(c);
             println!("created: {}", c.created_at);
+            Ok(())
+        }
+        ClientCommand::SetKeys { id, jwks } => {
+            let text = std::fs::read_to_string(&jwks).map_err(|e| StoreError::Invalid {
+                field: "jwks",
+                reason: format!("cannot read {}: {e}", jwks.display()),
+            })?;
+            let n = identity.set_client_keys(&id, &text)?;
+            println!(
+                "client {id}: {n} assertion key{} registered; it may use the jwt-bearer grant",
+                if n == 1 { "" } else { "s" }
+            );
             Ok(())
         }
         ClientCommand::Rotate { id } => {

@@ -47,14 +47,14 @@ fn value_of(out: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key} in {out}"))
 }
 
-fn setup_with(extra_routes: &str) -> Setup {
+fn setup_with(max_failed_attempts: u32) -> Setup {
     let up = Upstream::start(Behaviour::Echo);
     let u = up.url();
     let config = format!(
         r#"
 [auth]
 audience = "devices-api"
-max_failed_attempts = 3
+max_failed_attempts = {max_failed_attempts}
 
 [[routes]]
 name = "devices"
@@ -90,7 +90,6 @@ auth_scheme = "TOK"
 name = "open"
 path = "/open"
 upstream = "{u}"
-{extra_routes}
 "#
     );
     let mut out = String::new();
@@ -126,7 +125,7 @@ upstream = "{u}"
 }
 
 fn setup() -> Setup {
-    setup_with("")
+    setup_with(3)
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -273,7 +272,7 @@ fn token_endpoint_refusals() {
     assert_eq!(b["error"], "unsupported_grant_type");
     assert_eq!(
         b["detail"],
-        "The grant type password is not supported; use client_credentials."
+        "The grant type password is not supported; use client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer."
     );
 
     let b = assert_problem(&token_request(&s, &[]), "validation_failed");
@@ -970,4 +969,164 @@ fn api_keys() {
     for k in &keys {
         assert!(!log.contains(&k[14..]), "an API key secret reached the log");
     }
+}
+
+/// Signs an assertion with `sign`, for `alg` and `kid`.
+fn assertion(alg: &str, kid: &str, claims: &Value, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+    let input = format!(
+        "{}.{}",
+        B64.encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig))
+}
+
+#[test]
+fn jwt_bearer_assertions() {
+    use ring::signature::{self, KeyPair};
+    let s = setup_with(100);
+    let rng = ring::rand::SystemRandom::new();
+    let ed = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    let ec_alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let ec = signature::EcdsaKeyPair::from_pkcs8(
+        ec_alg,
+        signature::EcdsaKeyPair::generate_pkcs8(ec_alg, &rng)
+            .unwrap()
+            .as_ref(),
+        &rng,
+    )
+    .unwrap();
+    let rsa = signature::RsaKeyPair::from_pkcs8(&std::fs::read(fixture("rsa-client.pk8")).unwrap())
+        .unwrap();
+    let rsa_jwk: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("rsa-client.jwks.json")).unwrap())
+            .unwrap();
+    let p = ec.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": B64.encode(ed.public_key().as_ref())},
+        {"kty": "EC", "crv": "P-256", "kid": "ec-1", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])},
+        rsa_jwk["keys"][0].clone(),
+    ]});
+    let file = s.gw.dir.join("client.jwks.json");
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    let out = cli(
+        &s.gw,
+        &[
+            "clients",
+            "set-keys",
+            &s.client_id,
+            "--jwks",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("3 assertion keys registered"), "{out}");
+
+    let token_url = format!("http://{}/oauth/token", s.gw.addr);
+    let now = unix_now();
+    let claims = |jti: &str| serde_json::json!({"iss": s.client_id, "sub": s.client_id, "aud": token_url, "exp": now + 120, "iat": now, "jti": jti});
+    let sign_ed = |m: &[u8]| ed.sign(m).as_ref().to_vec();
+    let sign_ec = |m: &[u8]| ec.sign(&rng, m).unwrap().as_ref().to_vec();
+    let sign_rsa = |m: &[u8]| {
+        let mut sig = vec![0; rsa.public().modulus_len()];
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig)
+            .unwrap();
+        sig
+    };
+    let grant = |a: &str| {
+        s.gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", a),
+            ])
+            .as_bytes(),
+        )
+    };
+    // The running gateway picks the keys up within a second; probing earlier would count
+    // as failed attempts.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for (alg, kid, sign, jti) in [
+        (
+            "EdDSA",
+            "ed-1",
+            &sign_ed as &dyn Fn(&[u8]) -> Vec<u8>,
+            "a-1",
+        ),
+        ("ES256", "ec-1", &sign_ec, "a-2"),
+        ("RS256", "rsa-1", &sign_rsa, "a-3"),
+    ] {
+        let r = grant(&assertion(alg, kid, &claims(jti), sign));
+        assert_eq!(r.status, 200, "{alg}: {}", r.text());
+        let t = r.json()["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            bearer(&s, "/v1/customers/acme/devices", &format!("Bearer {t}")).status,
+            200
+        );
+    }
+
+    // Reused jti.
+    let r = grant(&assertion("EdDSA", "ed-1", &claims("a-1"), &sign_ed));
+    let b = assert_problem(&r, "assertion_replayed");
+    assert_eq!(
+        b["detail"],
+        "An assertion with jti a-1 was already used; each assertion may be used once."
+    );
+    assert_eq!(b["error"], "invalid_grant");
+
+    let bad = |c: Value, alg: &str, kid: &str| {
+        let r = grant(&assertion(alg, kid, &c, &sign_ed));
+        let b = assert_problem(&r, "invalid_grant");
+        assert_eq!(b["error"], "invalid_grant");
+        b["detail"].as_str().unwrap().to_owned()
+    };
+    let mut c = claims("b-1");
+    c["aud"] = "https://elsewhere.example/token".into();
+    assert!(
+        bad(c, "EdDSA", "ed-1").contains(&format!("it must be this token endpoint, {token_url}"))
+    );
+    let mut c = claims("b-2");
+    c.as_object_mut().unwrap().remove("exp");
+    assert!(bad(c, "EdDSA", "ed-1").contains("it has no exp"));
+    let mut c = claims("b-3");
+    c["exp"] = (now + 3600).into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("assertions may live at most 5 min"));
+    let mut c = claims("b-4");
+    c["exp"] = (now - 600).into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("it expired 10 min"));
+    let mut c = claims("b-5");
+    c.as_object_mut().unwrap().remove("jti");
+    assert!(bad(c, "EdDSA", "ed-1").contains("it has no jti"));
+    let mut c = claims("b-6");
+    c["sub"] = "someone-else".into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("differ"));
+    assert!(bad(claims("b-7"), "ES256", "ed-1").contains("the registered key signs with EdDSA"));
+    assert!(bad(claims("b-8"), "EdDSA", "ec-1").contains("the registered key signs with ES256"));
+    assert!(bad(claims("b-9"), "EdDSA", "nope").contains("is not among the registered keys"));
+    let forged = assertion("EdDSA", "ed-1", &claims("b-10"), &|m: &[u8]| {
+        let other = signature::Ed25519KeyPair::from_pkcs8(
+            signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .unwrap()
+                .as_ref(),
+        )
+        .unwrap();
+        other.sign(m).as_ref().to_vec()
+    });
+    let b = assert_problem(&grant(&forged), "invalid_grant");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not match"),
+        "{b}"
+    );
+    let b = assert_problem(&grant("not-a-jwt"), "invalid_grant");
+    assert!(b["detail"].as_str().unwrap().contains("not a JWT"), "{b}");
 }

@@ -53,6 +53,8 @@ pub struct Services {
     pub identity: Arc<Identity>,
     /// Failed token-endpoint attempts.
     pub failures: FailedAttempts,
+    /// Used JWT-bearer assertion ids.
+    pub replay: crate::token_endpoint::ReplayCache,
 }
 
 static X_CANDOR_CLIENT: http::HeaderName = http::HeaderName::from_static("x-candor-client");
@@ -225,6 +227,7 @@ impl Pipeline {
                 &s.identity,
                 &self.tokens,
                 &s.failures,
+                &s.replay,
                 parts,
                 body,
                 down.peer.ip(),

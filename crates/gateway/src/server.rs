@@ -165,6 +165,7 @@ impl Server {
         })?;
         let services = Arc::new(Services {
             identity: Arc::new(identity),
+            replay: crate::token_endpoint::ReplayCache::default(),
             failures: crate::token_endpoint::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,

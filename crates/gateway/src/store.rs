@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_identity.sql")),
     (2, include_str!("../migrations/0002_api_keys.sql")),
+    (3, include_str!("../migrations/0003_client_keys.sql")),
 ];
 
 /// An account's state.
@@ -83,6 +84,8 @@ pub struct Client {
     pub totp_secret: Option<String>,
     /// RFC 3339 creation time.
     pub created_at: String,
+    /// Public keys (a JWK set) for JWT-bearer assertions, if registered.
+    pub jwks: Option<String>,
 }
 
 /// An API key. The full key is `ck_{id}_{secret}`; only a SHA-256 of it is stored.
@@ -265,6 +268,8 @@ pub trait IdentityStore: Send + Sync {
     fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<(), StoreError>;
     /// Deletes a client.
     fn delete_client(&self, client_id: &str) -> Result<(), StoreError>;
+    /// Registers a client's assertion keys (a JWK set as JSON).
+    fn set_client_keys(&self, client_id: &str, jwks: &str) -> Result<(), StoreError>;
     /// Adds a signing key and retires the others.
     fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Records a revoked token id until `expires_at` (Unix seconds).
@@ -368,7 +373,7 @@ impl IdentityStore for SqliteStore {
                 let a = a?;
                 snap.accounts.insert(a.id.clone(), a);
             }
-            let mut stmt = c.prepare("SELECT client_id, secret_hash, account_id, scopes, grant_types, token_lifetime, totp_secret, created_at FROM clients")?;
+            let mut stmt = c.prepare("SELECT client_id, secret_hash, account_id, scopes, grant_types, token_lifetime, totp_secret, created_at, jwks FROM clients")?;
             for cl in stmt.query_map([], |r| {
                 Ok(Client {
                     client_id: r.get(0)?,
@@ -379,6 +384,7 @@ impl IdentityStore for SqliteStore {
                     token_lifetime: r.get(5)?,
                     totp_secret: r.get(6)?,
                     created_at: r.get(7)?,
+                    jwks: r.get(8)?,
                 })
             })? {
                 let cl = cl?;
@@ -470,8 +476,8 @@ impl IdentityStore for SqliteStore {
                 return Err(StoreError::NotFound { resource: "Account", id: cl.account_id.clone() });
             }
             c.execute(
-                "INSERT INTO clients (client_id, secret_hash, account_id, scopes, grant_types, token_lifetime, totp_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![cl.client_id, cl.secret_hash, cl.account_id, cl.scopes.join(" "), cl.grant_types.join(" "), cl.token_lifetime, cl.totp_secret, cl.created_at],
+                "INSERT INTO clients (client_id, secret_hash, account_id, scopes, grant_types, token_lifetime, totp_secret, created_at, jwks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![cl.client_id, cl.secret_hash, cl.account_id, cl.scopes.join(" "), cl.grant_types.join(" "), cl.token_lifetime, cl.totp_secret, cl.created_at, cl.jwks],
             )?;
             Ok(())
         })
@@ -488,6 +494,19 @@ impl IdentityStore for SqliteStore {
                     resource: "Client",
                     id: client_id.to_owned(),
                 });
+            }
+            Ok(())
+        })
+    }
+
+    fn set_client_keys(&self, client_id: &str, jwks: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            let n = c.execute(
+                "UPDATE clients SET jwks = ?2, grant_types = 'client_credentials urn:ietf:params:oauth:grant-type:jwt-bearer' WHERE client_id = ?1",
+                params![client_id, jwks],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound { resource: "Client", id: client_id.to_owned() });
             }
             Ok(())
         })
@@ -734,6 +753,7 @@ impl Identity {
             token_lifetime: new.token_lifetime,
             totp_secret,
             created_at: now_rfc3339(),
+            jwks: None,
         };
         self.after_write(self.store.insert_client(&client))?;
         Ok((client, secret))
@@ -747,6 +767,16 @@ impl Identity {
                 .set_client_secret(client_id, &hash_secret(&secret)?),
         )?;
         Ok(secret)
+    }
+
+    /// Registers the public keys a client signs JWT-bearer assertions with.
+    pub fn set_client_keys(&self, client_id: &str, jwks: &str) -> Result<usize, StoreError> {
+        let keys = crate::jwk::parse_set(jwks).map_err(|reason| StoreError::Invalid {
+            field: "jwks",
+            reason,
+        })?;
+        self.after_write(self.store.set_client_keys(client_id, jwks))?;
+        Ok(keys.len())
     }
 
     /// Deletes a client.

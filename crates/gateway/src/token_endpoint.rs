@@ -28,6 +28,34 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The longest an assertion may live (RFC 7523 §3: exp "bounded").
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+/// JWT-bearer assertion ids already used, kept until the assertion would have expired.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayCache {
+    /// Records `key` until `exp`; false if it was already there.
+    fn first_use(&self, key: String, exp: i64, now: i64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        if seen.len() > 100_000 {
+            seen.retain(|_, e| *e > now);
+        }
+        match seen.get(&key) {
+            Some(e) if *e > now => false,
+            _ => {
+                seen.insert(key, exp);
+                true
+            }
+        }
+    }
+}
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// Counts failed client authentications per client id and per source address.
@@ -175,10 +203,12 @@ pub fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
 }
 
 /// Serves `POST /oauth/token`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     identity: &Identity,
     policy: &TokenPolicy,
     failures: &FailedAttempts,
+    replay: &ReplayCache,
     parts: http::request::Parts,
     body: Incoming,
     peer: IpAddr,
@@ -242,122 +272,67 @@ pub async fn serve(
         }
         Some(g) => g,
     };
-    if grant_type != GRANT_CLIENT_CREDENTIALS {
-        let shown: String = grant_type.chars().take(80).collect();
-        return Err(oauth(
-            GatewayError::new(codes::UNSUPPORTED_GRANT_TYPE)
-                .param("grant_type", shown)
-                .param("supported", GRANT_CLIENT_CREDENTIALS)
-                .extension("supported", json!([GRANT_CLIENT_CREDENTIALS])),
-            "unsupported_grant_type",
-            "supported: client_credentials",
-        ));
-    }
-
-    // Client authentication: HTTP Basic or body parameters, not both (RFC 6749 §2.3).
-    let basic = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let (client_id, secret, used_basic) = match (basic, param("client_id"), param("client_secret"))
-    {
-        (Some(_), _, Some(_)) => {
-            return Err(invalid_request("client_secret", "conflict", "is sent while the Authorization header also authenticates the client; use one method".into()));
-        }
-        (Some(h), _, None) => {
-            let decoded = h
-                .split_once(' ')
-                .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
-                .and_then(|(_, b64)| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64.trim())
-                        .ok()
-                })
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_owned(), p.to_owned())));
-            let Some((id, pw)) = decoded else {
-                let err = GatewayError::new(codes::INVALID_CLIENT)
-                    .param("client_id", "(unreadable)")
-                    .header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
-                return Err(oauth(
-                    err,
-                    "invalid_client",
-                    "the Authorization header is not HTTP Basic client_id:client_secret",
-                ));
-            };
-            let form_decode = |s: &str| {
-                parse_form(format!("x={s}").as_bytes())
-                    .ok()
-                    .and_then(|v| v.into_iter().next())
-                    .map(|(_, v)| v)
-            };
-            (
-                form_decode(&id).unwrap_or(id),
-                form_decode(&pw).unwrap_or(pw),
-                true,
-            )
-        }
-        (None, Some(id), Some(pw)) => (id.to_owned(), pw.to_owned(), false),
-        (None, _, _) => {
-            let err = GatewayError::new(codes::INVALID_CLIENT).param(
-                "client_id",
-                param("client_id").unwrap_or("(none)").to_owned(),
-            );
-            return Err(oauth(
-                err,
-                "invalid_client",
-                "no client credentials: send HTTP Basic, or client_id and client_secret",
-            ));
-        }
-    };
-
     let now = unix_now();
     let ip_key = format!("ip:{peer}");
-    let client_key = format!("client:{client_id}");
-    for key in [&client_key, &ip_key] {
-        if let Some(wait) = failures.blocked(key, now) {
-            let subject = if key.starts_with("ip:") {
-                format!("address {peer}")
-            } else {
-                format!("client_id {client_id}")
-            };
+    let client = match grant_type {
+        GRANT_CLIENT_CREDENTIALS => {
+            authenticate_client(identity, failures, &parts, &form, peer).await?
+        }
+        GRANT_JWT_BEARER => {
+            if let Some(wait) = failures.blocked(&ip_key, now) {
+                return Err(too_many(format!("address {peer}"), wait));
+            }
+            let token_url = format!("{}{TOKEN_PATH}", policy.issuer.trim_end_matches('/'));
+            let assertion = param("assertion").unwrap_or("");
+            if assertion.is_empty() {
+                return Err(invalid_request(
+                    "assertion",
+                    "required",
+                    "is required with the jwt-bearer grant: a JWT signed with your registered key"
+                        .into(),
+                ));
+            }
+            match verify_assertion(
+                assertion,
+                &identity.snapshot(),
+                &token_url,
+                policy.leeway,
+                now,
+                replay,
+            ) {
+                Ok(c) => c,
+                Err(failure) => {
+                    let (err, client_id) = *failure;
+                    if err.code == codes::INVALID_GRANT {
+                        failures.fail(ip_key.clone(), now);
+                        if let Some(id) = client_id {
+                            failures.fail(format!("client:{id}"), now);
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        other => {
+            let shown: String = other.chars().take(80).collect();
             return Err(oauth(
-                GatewayError::new(codes::TOO_MANY_FAILED_ATTEMPTS)
-                    .param("subject", subject)
-                    .param("retry_after", wait.to_string())
-                    .header(RETRY_AFTER, &wait.to_string())
-                    .extension("retry_after", wait.into()),
-                "invalid_client",
-                "too many failed attempts",
+                GatewayError::new(codes::UNSUPPORTED_GRANT_TYPE)
+                    .param("grant_type", shown)
+                    .param(
+                        "supported",
+                        format!("{GRANT_CLIENT_CREDENTIALS} or {GRANT_JWT_BEARER}"),
+                    )
+                    .extension(
+                        "supported",
+                        json!([GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER]),
+                    ),
+                "unsupported_grant_type",
+                "supported: client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer",
             ));
         }
-    }
-
-    let snapshot = identity.snapshot();
-    let client = snapshot.clients.get(&client_id).cloned();
-    let hash = client.as_ref().map(|c| c.secret_hash.clone());
-    // argon2 is deliberately slow: keep it off the async workers. An unknown client is
-    // checked against a dummy hash so that timing does not tell which ids exist.
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => verify_secret(&secret, &h),
-        None => {
-            let _ = verify_secret(&secret, DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let Some(client) = client.filter(|_| ok) else {
-        failures.fail(client_key, now);
-        failures.fail(ip_key, now);
-        let shown: String = client_id.chars().take(64).collect();
-        let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
-        if used_basic {
-            err = err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
-        }
-        return Err(oauth(err, "invalid_client", "client authentication failed"));
     };
+    let client_key = format!("client:{}", client.client_id);
+    let snapshot = identity.snapshot();
 
     if let Some(secret) = &client.totp_secret {
         match param("totp") {
@@ -481,6 +456,296 @@ pub async fn serve(
             "scope": claims.scope,
         }),
     ))
+}
+
+fn too_many(subject: String, wait: i64) -> GatewayError {
+    oauth(
+        GatewayError::new(codes::TOO_MANY_FAILED_ATTEMPTS)
+            .param("subject", subject)
+            .param("retry_after", wait.to_string())
+            .header(RETRY_AFTER, &wait.to_string())
+            .extension("retry_after", wait.into()),
+        "invalid_client",
+        "too many failed attempts",
+    )
+}
+
+/// Client authentication for the client-credentials grant: HTTP Basic or body parameters.
+async fn authenticate_client(
+    identity: &Identity,
+    failures: &FailedAttempts,
+    parts: &http::request::Parts,
+    form: &[(String, String)],
+    peer: IpAddr,
+) -> Result<crate::store::Client, GatewayError> {
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // Client authentication: HTTP Basic or body parameters, not both (RFC 6749 §2.3).
+    let basic = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let (client_id, secret, used_basic) = match (basic, param("client_id"), param("client_secret"))
+    {
+        (Some(_), _, Some(_)) => {
+            return Err(invalid_request("client_secret", "conflict", "is sent while the Authorization header also authenticates the client; use one method".into()));
+        }
+        (Some(h), _, None) => {
+            let decoded = h
+                .split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+                .and_then(|(_, b64)| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_owned(), p.to_owned())));
+            let Some((id, pw)) = decoded else {
+                let err = GatewayError::new(codes::INVALID_CLIENT)
+                    .param("client_id", "(unreadable)")
+                    .header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+                return Err(oauth(
+                    err,
+                    "invalid_client",
+                    "the Authorization header is not HTTP Basic client_id:client_secret",
+                ));
+            };
+            let form_decode = |s: &str| {
+                parse_form(format!("x={s}").as_bytes())
+                    .ok()
+                    .and_then(|v| v.into_iter().next())
+                    .map(|(_, v)| v)
+            };
+            (
+                form_decode(&id).unwrap_or(id),
+                form_decode(&pw).unwrap_or(pw),
+                true,
+            )
+        }
+        (None, Some(id), Some(pw)) => (id.to_owned(), pw.to_owned(), false),
+        (None, _, _) => {
+            let err = GatewayError::new(codes::INVALID_CLIENT).param(
+                "client_id",
+                param("client_id").unwrap_or("(none)").to_owned(),
+            );
+            return Err(oauth(
+                err,
+                "invalid_client",
+                "no client credentials: send HTTP Basic, or client_id and client_secret",
+            ));
+        }
+    };
+
+    let now = unix_now();
+    let ip_key = format!("ip:{peer}");
+    let client_key = format!("client:{client_id}");
+    for key in [&client_key, &ip_key] {
+        if let Some(wait) = failures.blocked(key, now) {
+            let subject = if key.starts_with("ip:") {
+                format!("address {peer}")
+            } else {
+                format!("client_id {client_id}")
+            };
+            return Err(too_many(subject, wait));
+        }
+    }
+
+    let snapshot = identity.snapshot();
+    let client = snapshot.clients.get(&client_id).cloned();
+    let hash = client.as_ref().map(|c| c.secret_hash.clone());
+    // argon2 is deliberately slow: keep it off the async workers. An unknown client is
+    // checked against a dummy hash so that timing does not tell which ids exist.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_secret(&secret, &h),
+        None => {
+            let _ = verify_secret(&secret, DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some(client) = client.filter(|_| ok) else {
+        failures.fail(client_key, now);
+        failures.fail(ip_key, now);
+        let shown: String = client_id.chars().take(64).collect();
+        let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
+        if used_basic {
+            err = err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+        }
+        return Err(oauth(err, "invalid_client", "client authentication failed"));
+    };
+    Ok(client)
+}
+
+fn invalid_grant(text: String) -> GatewayError {
+    oauth(
+        GatewayError::new(codes::INVALID_GRANT).param("reason_text", text.clone()),
+        "invalid_grant",
+        &text,
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct AssertionHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    jti: Option<String>,
+}
+
+/// A failed assertion check, with the client id it claimed (for counting attempts).
+type AssertionFailure = Box<(GatewayError, Option<String>)>;
+
+/// Checks a JWT-bearer assertion (RFC 7523 §3) and returns its client.
+fn verify_assertion(
+    assertion: &str,
+    snapshot: &crate::store::Snapshot,
+    token_url: &str,
+    leeway: i64,
+    now: i64,
+    replay: &ReplayCache,
+) -> Result<crate::store::Client, AssertionFailure> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let fail = |text: String| -> AssertionFailure { Box::new((invalid_grant(text), None)) };
+    if assertion.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(fail(format!(
+            "the assertion is {} bytes; at most {} are accepted",
+            assertion.len(),
+            jwt::MAX_TOKEN_BYTES
+        )));
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    if parts.len() != 3 {
+        return Err(fail(format!(
+            "the assertion is not a JWT: it has {} dot-separated segments, not 3",
+            parts.len()
+        )));
+    }
+    let decode = |s: &str, what: &str| -> Result<Vec<u8>, AssertionFailure> {
+        B64.decode(s)
+            .map_err(|_| fail(format!("the assertion's {what} is not base64url")))
+    };
+    let header: AssertionHeader = serde_json::from_slice(&decode(parts[0], "header")?)
+        .map_err(|_| fail("the assertion's header is not a JSON object".into()))?;
+    let claims: AssertionClaims = serde_json::from_slice(&decode(parts[1], "payload")?)
+        .map_err(|_| fail("the assertion's payload is not a JSON object of claims".into()))?;
+    let Some(iss) = claims.iss.filter(|s| !s.is_empty()) else {
+        return Err(fail(
+            "the assertion has no iss; it must be your client_id".into(),
+        ));
+    };
+    let shown: String = iss.chars().take(64).collect();
+    if claims.sub.as_deref() != Some(iss.as_str()) {
+        return Err(fail(format!(
+            "its iss ({shown}) and sub ({}) differ; both must be your client_id",
+            claims.sub.as_deref().unwrap_or("missing")
+        )));
+    }
+    let Some(client) = snapshot.clients.get(&iss) else {
+        return Err(fail(format!("no client has the id {shown}")));
+    };
+    let blame =
+        |text: String| -> AssertionFailure { Box::new((invalid_grant(text), Some(iss.clone()))) };
+    let Some(jwks) = &client.jwks else {
+        return Err(blame(format!(
+            "client {shown} has no registered keys; register them with `candor clients set-keys`"
+        )));
+    };
+    let keys = crate::jwk::parse_set(jwks).map_err(|e| {
+        blame(format!(
+            "client {shown}'s registered keys are unusable: {e}"
+        ))
+    })?;
+    let key = crate::jwk::select(&keys, header.kid.as_deref())
+        .map_err(|e| blame(format!("the assertion: {e}")))?;
+    let alg = header.alg.unwrap_or_default();
+    if alg != key.alg {
+        let a: String = alg
+            .chars()
+            .take(16)
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        return Err(blame(format!(
+            "its alg `{a}` is not allowed; the registered key signs with {}",
+            key.alg
+        )));
+    }
+    let sig = decode(parts[2], "signature")?;
+    if !key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig) {
+        return Err(blame(
+            "its signature does not match the registered key".into(),
+        ));
+    }
+    let audiences: Vec<String> = match &claims.aud {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(v)) => v
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.iter().any(|a| a == token_url) {
+        let got = if audiences.is_empty() {
+            "missing".to_owned()
+        } else {
+            audiences.join(", ")
+        };
+        return Err(blame(format!(
+            "its aud is {got}; it must be this token endpoint, {token_url}"
+        )));
+    }
+    let Some(exp) = claims.exp else {
+        return Err(blame("it has no exp; assertions must expire".into()));
+    };
+    if exp + leeway <= now {
+        return Err(blame(format!(
+            "it expired {} ago",
+            crate::time::human_seconds(now - exp)
+        )));
+    }
+    if exp - now > MAX_ASSERTION_LIFETIME + leeway {
+        return Err(blame(format!(
+            "its exp is {} from now; assertions may live at most {}",
+            crate::time::human_seconds(exp - now),
+            crate::time::human_seconds(MAX_ASSERTION_LIFETIME)
+        )));
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now + leeway
+    {
+        return Err(blame(format!(
+            "it is not valid before {}",
+            crate::time::rfc3339(nbf)
+        )));
+    }
+    let Some(jti) = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256) else {
+        return Err(blame(
+            "it has no jti (or one over 256 characters); each assertion needs a unique id".into(),
+        ));
+    };
+    if !replay.first_use(format!("{iss}\u{0}{jti}"), exp + leeway, now) {
+        let shown_jti: String = jti.chars().take(64).collect();
+        let err = oauth(
+            GatewayError::new(codes::ASSERTION_REPLAYED).param("jti", shown_jti),
+            "invalid_grant",
+            "the assertion was already used",
+        );
+        return Err(Box::new((err, Some(iss.clone()))));
+    }
+    Ok(client.clone())
 }
 
 /// argon2id of a random string nobody knows, for checking unknown client ids in the same
