@@ -332,7 +332,8 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
         };
         println!("candor listening on {scheme}://{addr}");
         if let Some(a) = server.admin_addr() {
-            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}})");
+            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and the admin API)");
+            println!("admin API token: in {}", server.state().admin_token_file.display());
         }
         if let (true, Some(creds)) = (demo_mode, demo_client) {
             print_demo_tour(addr, &data_dir, path.as_deref(), &creds);

@@ -73,7 +73,7 @@ fn demo_serves_the_devices_api_through_the_gateway() {
     assert_eq!(r.status, 409);
     assert_eq!(
         b["detail"],
-        format!("A device with serial SN-0001 already exists (id {id}).")
+        format!("A device with serial SN-0001 already exists (device {id}).")
     );
     assert_eq!(b["errors"][0]["pointer"], "#/serial");
 

@@ -7,11 +7,9 @@ use crate::body::GatewayBody;
 use crate::error::GatewayError;
 use crate::request_id;
 use crate::respond::{Renderer, X_REQUEST_ID};
-use bytes::Bytes;
 use candor_catalog::{FieldError, codes};
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -157,7 +155,7 @@ impl DemoApi {
                 check_customer(customer)?;
                 let customer = (*customer).to_owned();
                 if m == Method::POST {
-                    let body = read_json(req).await?;
+                    let body = crate::negotiate::read_json(req, MAX_BODY).await?;
                     self.blocking(move |api| api.create(&customer, &body)).await
                 } else {
                     self.blocking(move |api| api.list(&customer)).await
@@ -261,10 +259,10 @@ impl DemoApi {
             .map_err(db_error)?;
         if let Some(id) = existing {
             return Err(GatewayError::new(codes::DUPLICATE_RESOURCE)
-                .param("resource", "device")
+                .param("resource", "A device")
                 .param("field", "serial")
                 .param("value", serial.clone())
-                .param("existing_id", id.to_string())
+                .param("existing", format!(" (device {id})"))
                 .extension("existing_id", id.into())
                 .field(field(
                     "body",
@@ -320,58 +318,6 @@ fn check_customer(customer: &str) -> Result<(), GatewayError> {
         )]));
     }
     Ok(())
-}
-
-async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    let path = req.uri().path().to_owned();
-    match content_type.as_deref() {
-        Some("application/json") => {}
-        other => {
-            return Err(GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
-                .param(
-                    "content_type",
-                    other.map_or("(no Content-Type header)".to_owned(), str::to_owned),
-                )
-                .param("path", path)
-                .param("accepted", "application/json")
-                .extension("accepted", json!(["application/json"])));
-        }
-    }
-    let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
-            crate::transport::payload_too_large(format!("more than {MAX_BODY}"), MAX_BODY as u64)
-        })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let reason = match e.classify() {
-            serde_json::error::Category::Eof => "the body ends early",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Io => "read error",
-        };
-        let text = e.to_string();
-        let what = text.split(" at line").next().unwrap_or(&text).to_owned();
-        GatewayError::new(codes::MALFORMED_BODY)
-            .param("format", "JSON")
-            .param("reason", format!("{reason} ({what})"))
-            .param("line", e.line().to_string())
-            .param("column", e.column().to_string())
-            .extension("line", e.line().into())
-            .extension("column", e.column().into())
-    })
 }
 
 /// Checks a device document, reporting every problem.

@@ -31,6 +31,7 @@ pub mod error;
 pub mod forward;
 pub mod jwk;
 pub mod jwt;
+pub mod negotiate;
 pub mod net;
 pub mod parse;
 pub mod pipeline;

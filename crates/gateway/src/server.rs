@@ -73,6 +73,9 @@ pub struct State {
     listen: SocketAddr,
     admin_listen: Option<SocketAddr>,
     data_dir: PathBuf,
+    admin_token: String,
+    /// Where the admin token is kept.
+    pub admin_token_file: PathBuf,
 }
 
 impl State {
@@ -171,7 +174,15 @@ impl Server {
                 config.auth.failed_attempts_window.as_secs() as i64,
             ),
         });
+        let admin_token_file = config
+            .server
+            .admin_token_file
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.join("admin.token"));
+        let admin_token = crate::admin::load_or_create_token(&admin_token_file)?;
         let state = Arc::new(State {
+            admin_token,
+            admin_token_file,
             current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
             services,
             data_dir: config.server.data_dir.clone(),
@@ -398,11 +409,21 @@ async fn refresh_identity(state: Arc<State>) {
     }
 }
 
-/// The identity store, for the admin listener.
+/// The identity store and admin credential, for the admin listener.
 impl State {
     /// Accounts, clients and keys.
     pub fn identity(&self) -> &crate::store::Identity {
         &self.services.identity
+    }
+
+    /// Accounts, clients and keys, shared.
+    pub fn identity_arc(&self) -> Arc<crate::store::Identity> {
+        self.services.identity.clone()
+    }
+
+    /// The admin API's bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 }
 

@@ -881,10 +881,20 @@ impl StoreError {
                 field,
                 value,
             } => GatewayError::new(codes::DUPLICATE_RESOURCE)
-                .param("resource", *resource)
+                .param(
+                    "resource",
+                    format!(
+                        "{} {resource}",
+                        if resource.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "An"
+                        } else {
+                            "A"
+                        }
+                    ),
+                )
                 .param("field", *field)
                 .param("value", value.clone())
-                .param("existing_id", value.clone()),
+                .param("existing", ""),
             StoreError::Invalid { field, reason } => GatewayError::new(codes::VALIDATION_FAILED)
                 .param("count", "1")
                 .param("summary", format!("{field} {reason}"))

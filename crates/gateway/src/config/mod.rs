@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub catalog_file: Option<PathBuf>,
     /// Where accounts, clients and keys are kept (SQLite).
     pub data_dir: PathBuf,
+    /// The file holding the admin API's token (default: `<data_dir>/admin.token`).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[server.tls]`: PEM files.
@@ -253,6 +255,7 @@ const SERVER: &[&str] = &[
     "catalog",
     "tls",
     "data_dir",
+    "admin_token_file",
 ];
 const TLS: &[&str] = &["cert", "key"];
 const LIMITS: &[&str] = &["max_uri_bytes", "max_header_bytes", "max_body_bytes"];
@@ -453,6 +456,10 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             },
         },
     };
+    let admin_token_file = server
+        .as_ref()
+        .and_then(|s| s.string(p, "admin_token_file"))
+        .map(|(f, _)| dir.join(f));
     let data_dir = server
         .as_ref()
         .and_then(|s| s.string(p, "data_dir"))
@@ -570,6 +577,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             tls,
             catalog_file: catalog_file.map(|(f, _)| f),
             data_dir,
+            admin_token_file,
         },
         limits,
         log,

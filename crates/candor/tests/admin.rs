@@ -1,0 +1,218 @@
+//! The admin listener and its administration API, black-box.
+
+mod common;
+use common::*;
+
+struct Admin {
+    gw: Gateway,
+    token: String,
+}
+
+impl Admin {
+    fn start() -> Admin {
+        let gw = Gateway::start("");
+        let file = gw.printed("admin API token: in ");
+        let token = std::fs::read_to_string(file).unwrap().trim().to_owned();
+        Admin { gw, token }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        let auth = format!("Bearer {}", self.token);
+        let mut h = vec![("Authorization", auth.as_str())];
+        if body.is_some() {
+            h.push(("Content-Type", "application/json"));
+        }
+        request(
+            self.gw.admin.unwrap(),
+            method,
+            path,
+            &h,
+            body.unwrap_or("").as_bytes(),
+        )
+    }
+}
+
+#[test]
+fn admin_api_needs_the_admin_token() {
+    let a = Admin::start();
+    let admin = a.gw.admin.unwrap();
+    let r = request(admin, "GET", "/accounts", &[], b"");
+    assert_problem(&r, "credentials_missing");
+    assert_eq!(r.status, 401);
+    let r = request(
+        admin,
+        "GET",
+        "/accounts",
+        &[("Authorization", "Bearer adm_not_the_right_token_at_all")],
+        b"",
+    );
+    let b = assert_problem(&r, "token_invalid");
+    assert_eq!(
+        b["detail"],
+        "The access token is not valid: it is not this gateway's admin token."
+    );
+    // Health stays open for load balancers.
+    assert_eq!(request(admin, "GET", "/health", &[], b"").status, 200);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(a.gw.printed("admin API token: in "))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the token file is readable by its owner only"
+        );
+    }
+}
+
+#[test]
+fn accounts_clients_and_keys_over_http() {
+    let a = Admin::start();
+    let r = a.call(
+        "POST",
+        "/accounts",
+        Some(r#"{"id":"acme","name":"Acme Corp"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "active");
+    let r = a.call("POST", "/accounts", Some(r#"{"id":"acme","name":"Again"}"#));
+    let b = assert_problem(&r, "duplicate_resource");
+    assert_eq!(b["detail"], "An account with id acme already exists.");
+
+    let r = a.call("POST", "/accounts", Some(r#"{"id":5,"colour":"red"}"#));
+    let b = assert_problem(&r, "validation_failed");
+    let names: Vec<&str> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["colour", "id", "name"]);
+    let b = assert_problem(
+        &a.call("POST", "/accounts", Some("{\"name\": ")),
+        "malformed_body",
+    );
+    assert_eq!(b["line"], 1);
+    let r = request(
+        a.gw.admin.unwrap(),
+        "POST",
+        "/accounts",
+        &[
+            ("Authorization", &format!("Bearer {}", a.token)),
+            ("Content-Type", "text/plain"),
+        ],
+        b"name=x",
+    );
+    assert_problem(&r, "unsupported_media_type");
+    let b = assert_problem(
+        &a.call("GET", "/accounts/nobody", None),
+        "resource_not_found",
+    );
+    assert_eq!(b["detail"], "Account nobody does not exist.");
+    let r = a.call("PATCH", "/accounts", None);
+    assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_problem(&a.call("GET", "/nothing-here", None), "route_not_found");
+
+    let r = a.call(
+        "POST",
+        "/clients",
+        Some(r#"{"account":"acme","scopes":["devices:read"]}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let c = r.json();
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(c.get("secret_hash").is_none());
+    let listed = a.call("GET", "/clients", None).text();
+    assert!(
+        listed.contains(&id) && !listed.contains(&secret),
+        "listings never show secrets"
+    );
+    let b = assert_problem(
+        &a.call("POST", "/clients", Some(r#"{"account":"ghost"}"#)),
+        "resource_not_found",
+    );
+    assert_eq!(b["detail"], "Account ghost does not exist.");
+
+    // The client works at the token endpoint; a token can be revoked over the API.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{id}:{secret}")
+        )
+    );
+    let token_of = || {
+        a.gw.request(
+            "POST",
+            "/oauth/token",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Authorization", &basic),
+            ],
+            b"grant_type=client_credentials",
+        )
+    };
+    let r = token_of();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rotated = a
+        .call("POST", &format!("/clients/{id}/rotate"), None)
+        .json();
+    assert_ne!(rotated["client_secret"], secret);
+    assert_problem(&token_of(), "invalid_client");
+
+    let r = a.call(
+        "POST",
+        "/keys",
+        Some(r#"{"account":"acme","scopes":["reports:read"],"allowed_ips":["10.0.0.0/8"]}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let key = r.json();
+    assert!(
+        key["api_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(key["id"].as_str().unwrap())
+    );
+    let b = assert_problem(
+        &a.call(
+            "POST",
+            "/keys",
+            Some(r#"{"account":"acme","allowed_ips":["ten"]}"#),
+        ),
+        "validation_failed",
+    );
+    assert_eq!(b["errors"][0]["name"], "allowed_ips");
+    assert_eq!(
+        a.call(
+            "DELETE",
+            &format!("/keys/{}", key["id"].as_str().unwrap()),
+            None
+        )
+        .status,
+        200
+    );
+
+    let r = a.call("POST", "/accounts/acme/suspend", None);
+    assert_eq!(r.json()["status"], "suspended");
+    let kid = a.call("POST", "/signing-keys/rotate", None).json()["kid"].clone();
+    let keys = a.call("GET", "/signing-keys", None).json();
+    assert_eq!(keys["data"][0]["kid"], kid);
+    let r = a.call("POST", "/tokens/revoke", Some(r#"{"jti":"01JABC"}"#));
+    assert_eq!(r.json()["revoked"], "01JABC");
+    let b = assert_problem(
+        &a.call("POST", "/tokens/revoke", Some(r#"{"expires_at":"soon"}"#)),
+        "validation_failed",
+    );
+    assert_eq!(b["errors"].as_array().unwrap().len(), 2);
+    assert!(
+        !a.gw.log().contains(&a.token),
+        "the admin token never reaches the log"
+    );
+}
