@@ -122,6 +122,7 @@ fn check_admin(state: &State, req: &Request<Incoming>, path: &str) -> Result<(),
         scopes: vec![],
         account: None,
         api_key: None,
+        issuers: Vec::new(),
     };
     let presented = read_credentials(req.headers(), &auth, path)?;
     let expected = state.admin_token();

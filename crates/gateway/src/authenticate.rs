@@ -3,6 +3,7 @@
 //! by hash until they expire, so a repeated token costs about a hash lookup.
 
 use crate::error::GatewayError;
+use crate::issuers::ExternalKeys;
 use crate::jwt::{self, Claims, Expectations, TokenError};
 use crate::store::Snapshot;
 use crate::time::{human_seconds, rfc3339, unix_now};
@@ -10,7 +11,7 @@ use candor_catalog::codes;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Shortest credential accepted: shorter ones are cut-and-paste accidents.
 pub const MIN_CREDENTIAL_BYTES: usize = 16;
@@ -26,7 +27,13 @@ pub struct AuthConfig {
     pub account: Option<AccountSource>,
     /// Set when the route takes API keys instead of bearer tokens.
     pub api_key: Option<ApiKeySource>,
+    /// Issuers whose tokens the route accepts: `self` (this gateway) and/or the `issuer`
+    /// of configured external issuers.
+    pub issuers: Vec<String>,
 }
+
+/// The word for this gateway in a route's `issuers`.
+pub const SELF_ISSUER: &str = "self";
 
 /// Where a request carries its API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +86,8 @@ pub struct TokenPolicy {
     pub audience: String,
     /// Allowed clock skew in seconds.
     pub leeway: i64,
+    /// External issuers, by `iss`.
+    pub external: Vec<crate::issuers::ExternalIssuer>,
     cache: Mutex<HashMap<[u8; 32], Claims>>,
 }
 
@@ -86,16 +95,28 @@ const CACHE_CAPACITY: usize = 10_000;
 
 impl TokenPolicy {
     /// A policy with an empty cache.
-    pub fn new(issuer: String, audience: String, leeway: i64) -> Self {
+    pub fn new(
+        issuer: String,
+        audience: String,
+        leeway: i64,
+        external: Vec<crate::issuers::ExternalIssuer>,
+    ) -> Self {
         TokenPolicy {
             issuer,
             audience,
             leeway,
+            external,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    fn verify(&self, token: &str, snapshot: &Snapshot) -> Result<Claims, TokenError> {
+    fn verify(
+        &self,
+        token: &str,
+        snapshot: &Snapshot,
+        accepted: &[String],
+        keys: &Arc<ExternalKeys>,
+    ) -> Result<Claims, TokenError> {
         let now = unix_now();
         let hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
@@ -114,13 +135,51 @@ impl TokenPolicy {
                 return Ok(claims);
             }
         }
-        let expect = Expectations {
-            issuer: &self.issuer,
-            audience: &self.audience,
-            leeway: self.leeway,
-            now,
+        let claimed = jwt::peek_issuer(token).unwrap_or_default();
+        let external = self
+            .external
+            .iter()
+            .find(|i| i.issuer == claimed && accepted.contains(&i.issuer));
+        let claims = match external {
+            Some(issuer) => {
+                let set = keys.keys(&issuer.issuer).unwrap_or_default();
+                let kid = jwt::peek_kid(token);
+                let known = kid
+                    .as_deref()
+                    .is_none_or(|k| set.iter().any(|v| v.kid.as_deref() == Some(k)));
+                if !known && keys.may_refetch(issuer) {
+                    // A key the issuer rotated in: fetch its set again for the next request.
+                    let (keys, issuer) = (keys.clone(), issuer.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = keys.refresh(&issuer).await {
+                            tracing::warn!(target: "candor::issuers", issuer = %issuer.issuer, error = %e, "JWK set refetch failed");
+                        }
+                    });
+                }
+                jwt::verify_external(token, &set, issuer, self.leeway, now)?
+            }
+            None if accepted.iter().any(|a| a == SELF_ISSUER) => {
+                let expect = Expectations {
+                    issuer: &self.issuer,
+                    audience: &self.audience,
+                    leeway: self.leeway,
+                    now,
+                };
+                jwt::verify(token, snapshot, &expect)?
+            }
+            None => {
+                let shown: String = claimed.chars().take(80).collect();
+                return Err(TokenError::WrongAudience {
+                    what: "issuer",
+                    actual: if shown.is_empty() {
+                        "(no issuer)".into()
+                    } else {
+                        shown
+                    },
+                    expected: accepted.join(" or "),
+                });
+            }
         };
-        let claims = jwt::verify(token, snapshot, &expect)?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_CAPACITY {
                 c.retain(|_, v| v.exp + self.leeway > now);
@@ -266,12 +325,13 @@ pub fn authenticate(
     auth: &AuthConfig,
     policy: &TokenPolicy,
     snapshot: &Snapshot,
+    external: &Arc<ExternalKeys>,
     path: &str,
 ) -> Result<Principal, GatewayError> {
     let token = read_credentials(headers, auth, path)?;
     let scheme = auth.scheme.as_str();
     let claims = policy
-        .verify(token, snapshot)
+        .verify(token, snapshot, &auth.issuers, external)
         .map_err(|e| token_error(e, scheme))?;
     Ok(Principal {
         client_id: claims.sub,
@@ -562,6 +622,7 @@ mod tests {
             scopes: vec![],
             account: None,
             api_key: None,
+            issuers: vec![SELF_ISSUER.into()],
         }
     }
 

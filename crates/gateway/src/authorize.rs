@@ -96,7 +96,10 @@ pub fn authorize(
         let state = match snapshot.accounts.get(id).map(|a| a.status) {
             Some(AccountStatus::Active) => None,
             Some(AccountStatus::Suspended) => Some("suspended"),
-            Some(AccountStatus::Deleted) | None => Some("deleted"),
+            Some(AccountStatus::Deleted) => Some("deleted"),
+            // An account this gateway does not manage (named by an external issuer's token)
+            // has no state here to check.
+            None => None,
         };
         if let Some(state) = state {
             return Err(GatewayError::new(codes::ACCOUNT_INACTIVE)

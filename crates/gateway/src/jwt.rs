@@ -240,6 +240,136 @@ pub fn verify(
     Ok(claims)
 }
 
+/// The `iss` a token claims, read without verifying anything (to pick the issuer whose keys
+/// will verify it).
+pub fn peek_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = B64.decode(payload).ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+/// The key id a token's header names, if it parses.
+pub fn peek_kid(token: &str) -> Option<String> {
+    let header: RawHeader = segment(token.split('.').next()?, "header").ok()?;
+    header.kid
+}
+
+/// Verifies a token of an external issuer with that issuer's keys.
+pub fn verify_external(
+    token: &str,
+    keys: &[crate::jwk::VerifyingKey],
+    issuer: &crate::issuers::ExternalIssuer,
+    leeway: i64,
+    now: i64,
+) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Invalid(format!(
+            "it is {} bytes; tokens are at most {MAX_TOKEN_BYTES}",
+            token.len()
+        )));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Err(TokenError::NotAJwt(format!(
+            "it has {} dot-separated segments; a JWT has 3",
+            parts.len()
+        )));
+    }
+    let header: RawHeader = segment(parts[0], "header")?;
+    let key = crate::jwk::select(keys, header.kid.as_deref())
+        .map_err(|e| TokenError::Invalid(format!("{e} of issuer {}", issuer.issuer)))?;
+    let alg = header.alg.unwrap_or_default();
+    if alg != key.alg {
+        let shown: String = alg
+            .chars()
+            .take(16)
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        return Err(TokenError::Invalid(format!(
+            "its algorithm `{shown}` is not allowed; the issuer's key signs with {}",
+            key.alg
+        )));
+    }
+    let sig = B64
+        .decode(parts[2])
+        .map_err(|_| TokenError::Invalid("its signature is not base64url".into()))?;
+    if !key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig) {
+        return Err(TokenError::Invalid(
+            "its signature does not match its contents".into(),
+        ));
+    }
+    let payload: serde_json::Value = segment(parts[1], "payload")?;
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let int = |name: &str| payload.get(name).and_then(serde_json::Value::as_i64);
+    let iss = text("iss").unwrap_or_default();
+    if iss != issuer.issuer {
+        return Err(TokenError::WrongAudience {
+            what: "issuer",
+            actual: iss,
+            expected: issuer.issuer.clone(),
+        });
+    }
+    let audiences: Vec<String> = match payload.get("aud") {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(v)) => v
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.contains(&issuer.audience) {
+        let actual = if audiences.is_empty() {
+            "(no audience)".to_owned()
+        } else {
+            audiences.join(", ")
+        };
+        return Err(TokenError::WrongAudience {
+            what: "audience",
+            actual,
+            expected: issuer.audience.clone(),
+        });
+    }
+    let exp = int("exp").ok_or_else(|| TokenError::Invalid("it has no exp".into()))?;
+    let iat = int("iat").unwrap_or(exp);
+    if exp + leeway <= now {
+        return Err(TokenError::Expired { exp, iat });
+    }
+    if let Some(nbf) = int("nbf")
+        && nbf > now + leeway
+    {
+        return Err(TokenError::NotYetValid { nbf });
+    }
+    let scope = match (payload.get("scope"), payload.get("scp")) {
+        (Some(serde_json::Value::String(s)), _) => s.clone(),
+        (_, Some(serde_json::Value::Array(v))) => v
+            .iter()
+            .filter_map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    Ok(Claims {
+        iss,
+        sub: text("sub").unwrap_or_default(),
+        aud: issuer.audience.clone(),
+        exp,
+        iat,
+        nbf: int("nbf"),
+        jti: text("jti").unwrap_or_default(),
+        scope,
+        account: text(&issuer.account_claim),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

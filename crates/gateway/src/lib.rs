@@ -29,6 +29,7 @@ pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod forward;
+pub mod issuers;
 pub mod jwk;
 pub mod jwt;
 pub mod negotiate;

@@ -55,6 +55,8 @@ pub struct Services {
     pub failures: FailedAttempts,
     /// Used JWT-bearer assertion ids.
     pub replay: crate::token_endpoint::ReplayCache,
+    /// External issuers' keys.
+    pub external: Arc<crate::issuers::ExternalKeys>,
 }
 
 static X_CANDOR_CLIENT: http::HeaderName = http::HeaderName::from_static("x-candor-client");
@@ -74,6 +76,7 @@ impl Pipeline {
                     .unwrap_or_else(|| config.server.public_base_url.clone()),
                 config.auth.audience.clone(),
                 config.auth.leeway.as_secs() as i64,
+                config.auth.issuers.clone(),
             ),
             generation,
             limits: config.limits,
@@ -83,6 +86,11 @@ impl Pipeline {
             panic_path: config.debug.panic_path.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
+    }
+
+    /// The external issuers of this generation.
+    pub fn external_issuers(&self) -> &[crate::issuers::ExternalIssuer] {
+        &self.tokens.external
     }
 
     /// The renderer of this generation.
@@ -385,7 +393,14 @@ impl Pipeline {
                         &target.path,
                     )
                 }
-                None => authenticate(&parts.headers, auth, &self.tokens, &snapshot, &target.path),
+                None => authenticate(
+                    &parts.headers,
+                    auth,
+                    &self.tokens,
+                    &snapshot,
+                    &self.services.external,
+                    &target.path,
+                ),
             }
             .inspect_err(|e| {
                 trail.record("authenticate", "reject", Some(e.code), Vec::new());

@@ -169,6 +169,7 @@ impl Server {
         let services = Arc::new(Services {
             identity: Arc::new(identity),
             replay: crate::token_endpoint::ReplayCache::default(),
+            external: Arc::new(crate::issuers::ExternalKeys::default()),
             failures: crate::token_endpoint::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,
@@ -238,6 +239,11 @@ impl Server {
             .timer(TokioTimer::new())
             .max_header_list_size(1 << 20);
         tokio::spawn(refresh_identity(state.clone()));
+        let issuers_state = state.clone();
+        tokio::spawn(crate::issuers::keep_fresh(
+            state.services.external.clone(),
+            move || issuers_state.current().external_issuers().to_vec(),
+        ));
         if state.config_path.is_some() {
             tokio::spawn(watch_config(state.clone()));
             tokio::spawn(reload_on_sighup(state.clone()));

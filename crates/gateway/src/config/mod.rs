@@ -113,6 +113,8 @@ pub struct AuthSettings {
     pub max_failed_attempts: u32,
     /// The window for counting failed attempts.
     pub failed_attempts_window: Duration,
+    /// External issuers whose tokens routes may accept.
+    pub issuers: Vec<crate::issuers::ExternalIssuer>,
 }
 
 /// `[debug]`
@@ -244,6 +246,16 @@ const AUTH: &[&str] = &[
     "leeway",
     "max_failed_attempts",
     "failed_attempts_window",
+    "issuers",
+];
+const ISSUER: &[&str] = &[
+    "issuer",
+    "audience",
+    "jwks_file",
+    "jwks_url",
+    "ca_file",
+    "account_claim",
+    "refresh",
 ];
 const SERVER: &[&str] = &[
     "listen",
@@ -280,6 +292,7 @@ const ROUTE: &[&str] = &[
     "account_header",
     "api_key_header",
     "api_key_query",
+    "issuers",
     "require_https",
     "redirect_to_https",
     "allow",
@@ -473,6 +486,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         leeway: Duration::from_secs(30),
         max_failed_attempts: 5,
         failed_attempts_window: Duration::from_secs(300),
+        issuers: Vec::new(),
     };
     if let Some(a) = top.table(p, "auth", AUTH) {
         if let Some((v, _)) = a.string(p, "issuer") {
@@ -497,6 +511,24 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         }
         if let Some(d) = a.duration(p, "failed_attempts_window") {
             auth.failed_attempts_window = d;
+        }
+        for t in a.tables(p, "issuers", ISSUER) {
+            if let Some(i) = read_issuer(&t, p, dir) {
+                if auth.issuers.iter().any(|o| o.issuer == i.issuer)
+                    || i.issuer == crate::authenticate::SELF_ISSUER
+                {
+                    p.at(
+                        t.span.clone(),
+                        &t.key_path("issuer"),
+                        format!(
+                            "issuer `{}` is listed twice (or is the reserved word self)",
+                            i.issuer
+                        ),
+                    );
+                }
+                auth.issuers.push(i);
+            }
+            t.finish(p);
         }
         a.finish(p);
     }
@@ -538,6 +570,30 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let mut routes: Vec<RouteConfig> = Vec::new();
     for r in top.tables(p, "routes", ROUTE) {
         if let Some(mut route) = read_route(&r, p, routes.len()) {
+            if let Some(a) = &route.auth {
+                for i in &a.issuers {
+                    if i != crate::authenticate::SELF_ISSUER
+                        && !auth.issuers.iter().any(|x| &x.issuer == i)
+                    {
+                        let known: Vec<&str> = auth
+                            .issuers
+                            .iter()
+                            .map(|x| x.issuer.as_str())
+                            .chain([crate::authenticate::SELF_ISSUER])
+                            .collect();
+                        let problem = p.at(
+                            r.get("issuers").map_or(r.span.clone(), |v| v.span()),
+                            &r.key_path("issuers"),
+                            format!("`{i}` is not a configured issuer"),
+                        );
+                        problem.suggestion = did_you_mean(i, &known);
+                        problem.expected = Some(format!(
+                            "self, or the issuer of an [[auth.issuers]] entry ({})",
+                            known.join(", ")
+                        ));
+                    }
+                }
+            }
             route.access = access.merged(&route.access);
             let clash = routes.iter().find(|o| {
                 o.host == route.host
@@ -745,6 +801,7 @@ fn read_route_auth(
     let kind = r.string(p, "auth");
     let key_header = r.string(p, "api_key_header");
     let key_query = r.string(p, "api_key_query");
+    let issuers = r.strings(p, "issuers");
     let scheme = r.string(p, "auth_scheme");
     let scopes = r.strings(p, "scopes");
     let account_param = r.string(p, "account_param");
@@ -866,6 +923,80 @@ fn read_route_auth(
             .unwrap_or_default(),
         account,
         api_key,
+        issuers: issuers.map_or_else(
+            || vec![crate::authenticate::SELF_ISSUER.to_owned()],
+            |v| v.into_iter().map(|(s, _)| s).collect(),
+        ),
+    })
+}
+
+fn read_issuer(
+    t: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    dir: &Path,
+) -> Option<crate::issuers::ExternalIssuer> {
+    use crate::issuers::{ExternalIssuer, JwksSource};
+    let before = p.list.len();
+    let issuer = t.string(p, "issuer").map(|(s, _)| s);
+    let audience = t.string(p, "audience").map(|(s, _)| s);
+    for (key, v) in [("issuer", &issuer), ("audience", &audience)] {
+        if v.is_none() && t.get(key).is_none() {
+            p.at(t.span.clone(), &t.key_path(key), "missing".into());
+        }
+    }
+    let file = t.string(p, "jwks_file");
+    let url = t.string(p, "jwks_url");
+    let jwks = match (file, url) {
+        (Some((f, _)), None) => Some(JwksSource::File(dir.join(f))),
+        (None, Some((u, span))) => match u.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Some(JwksSource::Url(uri))
+            }
+            _ => {
+                p.at(
+                    span,
+                    &t.key_path("jwks_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                )
+                .expected =
+                    Some("a URL such as \"https://idp.example.com/.well-known/jwks.json\"".into());
+                None
+            }
+        },
+        (Some(_), Some((_, span))) => {
+            p.at(
+                span,
+                &t.key_path("jwks_url"),
+                "an issuer's keys come from jwks_file or jwks_url, not both".into(),
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                t.span.clone(),
+                &t.key_path("jwks_url"),
+                "missing: an issuer needs jwks_file or jwks_url".into(),
+            );
+            None
+        }
+    };
+    let ca_file = t.string(p, "ca_file").map(|(f, _)| dir.join(f));
+    let account_claim = t
+        .string(p, "account_claim")
+        .map_or_else(|| "account".to_owned(), |(s, _)| s);
+    let refresh = t.duration(p, "refresh").unwrap_or(Duration::from_secs(600));
+    if p.list.len() > before {
+        return None;
+    }
+    Some(ExternalIssuer {
+        issuer: issuer?,
+        audience: audience?,
+        jwks: jwks?,
+        ca_file,
+        account_claim,
+        refresh,
     })
 }
 
