@@ -1130,3 +1130,67 @@ fn jwt_bearer_assertions() {
     let b = assert_problem(&grant("not-a-jwt"), "invalid_grant");
     assert!(b["detail"].as_str().unwrap().contains("not a JWT"), "{b}");
 }
+
+#[test]
+fn account_quota_survives_a_restart() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n",
+        up.url()
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "small",
+                "--name",
+                "Small",
+                "--quota-per-day",
+                "3",
+            ],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "small"]);
+    });
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    };
+    let auth = format!("Bearer {}", token(&s));
+    for _ in 0..3 {
+        assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    }
+    let r = bearer(&s, "/q", &auth);
+    let b = assert_problem(&r, "quota_exceeded");
+    assert_eq!(r.status, 403);
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait));
+    assert!(
+        b["detail"].as_str().unwrap().starts_with(
+            "Account small has used its quota of 3 requests per day (UTC); it resets at "
+        ),
+        "{b}"
+    );
+
+    // The day's count is saved: a restart does not hand out a fresh quota.
+    let Setup {
+        gw,
+        up,
+        client_id,
+        secret,
+    } = s;
+    let s = Setup {
+        gw: gw.restart(),
+        up,
+        client_id,
+        secret,
+    };
+    // (The restarted gateway listens on a new port, so it is a new issuer: a new token.)
+    let auth = format!("Bearer {}", token(&s));
+    assert_problem(&bearer(&s, "/q", &auth), "quota_exceeded");
+}

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 /// and the resource errors of the admin API).
 const OWNED_BY_LATER_WORK: &[&str] = &[
     "not_acceptable",
-    "quota_exceeded",
     "rate_limited",
     "no_healthy_upstream",
     "upstream_overloaded",

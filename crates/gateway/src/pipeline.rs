@@ -57,6 +57,8 @@ pub struct Services {
     pub replay: crate::token_endpoint::ReplayCache,
     /// External issuers' keys.
     pub external: Arc<crate::issuers::ExternalKeys>,
+    /// Account quota counters.
+    pub quotas: crate::quota::Quotas,
 }
 
 static X_CANDOR_CLIENT: http::HeaderName = http::HeaderName::from_static("x-candor-client");
@@ -426,6 +428,18 @@ impl Pipeline {
             .inspect_err(|e| {
                 trail.record("authorize", "reject", Some(e.code), Vec::new());
             })?;
+            if let Some(account) = principal
+                .account
+                .as_ref()
+                .and_then(|a| snapshot.accounts.get(a))
+            {
+                self.services
+                    .quotas
+                    .count(account, crate::time::unix_now())
+                    .inspect_err(|e| {
+                        trail.record("limit", "reject", Some(e.code), Vec::new());
+                    })?;
+            }
             trail.pass("authorize");
             let h = &mut parts.headers;
             if let Ok(v) = HeaderValue::from_str(&principal.client_id) {

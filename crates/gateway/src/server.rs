@@ -166,10 +166,13 @@ impl Server {
                 config.server.data_dir.display()
             ))
         })?;
+        let quotas = crate::quota::Quotas::load(&identity)
+            .map_err(|e| std::io::Error::other(format!("cannot read quota usage: {e}")))?;
         let services = Arc::new(Services {
             identity: Arc::new(identity),
             replay: crate::token_endpoint::ReplayCache::default(),
             external: Arc::new(crate::issuers::ExternalKeys::default()),
+            quotas,
             failures: crate::token_endpoint::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,
@@ -277,12 +280,14 @@ impl Server {
         }
         drop(listener);
         drop(admin);
+        persist_quotas(&state).await;
         let deadline = **state.drain_timeout.load();
         tracing::info!(target: "candor::server", in_flight_connections = graceful.count(), deadline_s = deadline.as_secs(), "shutting down: draining");
         tokio::select! {
             () = graceful.shutdown() => tracing::info!(target: "candor::server", "drained; exiting"),
             () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
         }
+        persist_quotas(&state).await;
     }
 }
 
@@ -399,11 +404,30 @@ async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option
     None
 }
 
+/// Writes changed quota counts to the store.
+async fn persist_quotas(state: &Arc<State>) {
+    let services = state.services.clone();
+    match tokio::task::spawn_blocking(move || services.quotas.persist(&services.identity)).await {
+        Ok(Err(e)) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Err(e) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Ok(Ok(_)) => {}
+    }
+}
+
 /// Picks up writes to the identity store by other processes (the `candor accounts ...`
 /// commands), once a second.
 async fn refresh_identity(state: Arc<State>) {
+    let mut ticks: u64 = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            persist_quotas(&state).await;
+        }
         let identity = state.services.identity.clone();
         match tokio::task::spawn_blocking(move || identity.refresh()).await {
             Ok(Ok(true)) => tracing::info!(target: "candor::store", "identity snapshot reloaded"),

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_identity.sql")),
     (2, include_str!("../migrations/0002_api_keys.sql")),
     (3, include_str!("../migrations/0003_client_keys.sql")),
+    (4, include_str!("../migrations/0004_quota_usage.sql")),
 ];
 
 /// An account's state.
@@ -278,6 +279,10 @@ pub trait IdentityStore: Send + Sync {
     fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
     /// Deletes an API key.
     fn delete_api_key(&self, id: &str) -> Result<(), StoreError>;
+    /// Requests counted per account on `day` (days since the epoch, UTC).
+    fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Records an account's count for `day`. Not a data change: no generation bump.
+    fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError>;
 }
 
 /// The SQLite implementation, one file in the data directory.
@@ -549,6 +554,25 @@ impl IdentityStore for SqliteStore {
                 "INSERT INTO api_keys (id, secret_hash, account_id, scopes, expires_at, allowed_ips, allowed_referers, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![k.id, k.secret_hash, k.account_id, k.scopes.join(" "), k.expires_at, k.allowed_ips.join(" "), k.allowed_referers.join(" "), k.created_at],
             )?;
+            Ok(())
+        })
+    }
+
+    fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT account_id, count FROM quota_usage WHERE day = ?1")?;
+            let rows = stmt.query_map(params![day], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO quota_usage (account_id, day, count) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, day) DO UPDATE SET count = excluded.count",
+                params![account, day, count],
+            )?;
+            c.execute("DELETE FROM quota_usage WHERE day < ?1", params![day - 7])?;
             Ok(())
         })
     }
@@ -847,6 +871,16 @@ impl Identity {
     /// Deletes an API key.
     pub fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
         self.after_write(self.store.delete_api_key(id))
+    }
+
+    /// Requests counted per account on `day`.
+    pub fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.store.quota_usage(day)
+    }
+
+    /// Records an account's request count for `day`.
+    pub fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError> {
+        self.store.save_quota_usage(account, day, count)
     }
 
     /// Revokes a token id until it would have expired anyway.

@@ -72,6 +72,26 @@ impl Gateway {
         )
     }
 
+    /// Stops this gateway with SIGTERM, waits for it, and starts it again on the same
+    /// configuration and data directory.
+    pub fn restart(mut self) -> Gateway {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        Self::spawn(
+            dir,
+            config,
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            true,
+        )
+    }
+
     /// Starts the embedded demo (no --config) in a fresh data directory.
     pub fn start_demo() -> Gateway {
         let dir = temp_dir("demo");
