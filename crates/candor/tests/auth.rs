@@ -375,9 +375,10 @@ fn unknown_client_and_inactive_account() {
         b["detail"],
         "Client authentication failed for client_id cl_nobody."
     );
-    assert!(
-        r.header("www-authenticate").is_none(),
-        "no Basic challenge when Basic was not used"
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"candor\""),
+        "every 401 carries a challenge"
     );
 
     let t = token(&s);
@@ -431,7 +432,10 @@ fn second_factor() {
     // A new client reaches the running gateway within a second or so; probing without a code
     // counts no failed attempt once it is known (second_factor_required is not a failure).
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let b = assert_problem(&ask(&[]), "second_factor_required");
+    let r = ask(&[]);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let b = assert_problem(&r, "second_factor_required");
     assert_eq!(
         b["detail"],
         format!("Client {id} requires a one-time code and the request carried none.")

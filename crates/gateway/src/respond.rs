@@ -88,6 +88,13 @@ impl Renderer {
         for (k, v) in &err.headers {
             h.append(k.clone(), v.clone());
         }
+        // Every 401 names a way to authenticate (RFC 9110 §15.5.2).
+        if status == StatusCode::UNAUTHORIZED && !h.contains_key(http::header::WWW_AUTHENTICATE) {
+            h.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"candor\""),
+            );
+        }
         resp
     }
 }

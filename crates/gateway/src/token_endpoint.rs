@@ -103,8 +103,21 @@ impl FailedAttempts {
     }
 }
 
-/// Adds the RFC 6749 §5.2 members.
+/// Adds the RFC 6749 §5.2 members, and the Basic challenge every 401 of this endpoint
+/// carries (RFC 9110 §15.5.2).
 fn oauth(err: GatewayError, error: &'static str, description: &str) -> GatewayError {
+    let unauthorized = [
+        codes::INVALID_CLIENT,
+        codes::SECOND_FACTOR_REQUIRED,
+        codes::SECOND_FACTOR_INVALID,
+    ]
+    .contains(&err.code);
+    let has_challenge = err.headers.iter().any(|(k, _)| k == WWW_AUTHENTICATE);
+    let err = if unauthorized && !has_challenge {
+        err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"")
+    } else {
+        err
+    };
     err.extension("error", error.into())
         .extension("error_description", description.to_owned().into())
 }

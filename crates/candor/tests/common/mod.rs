@@ -422,6 +422,24 @@ pub fn assert_problem(resp: &Response, code: &str) -> Value {
     }
     assert!(!detail.is_empty());
     assert!(body["instance"].is_string());
+    if resp.status == 401 {
+        assert!(
+            resp.header("www-authenticate").is_some(),
+            "a 401 without WWW-Authenticate: {body}"
+        );
+    }
+    if resp.status == 405 {
+        assert!(
+            resp.header("allow").is_some(),
+            "a 405 without Allow: {body}"
+        );
+    }
+    if body["retry"] == "after_delay" {
+        assert!(
+            resp.header("retry-after").is_some(),
+            "retry after_delay without Retry-After: {body}"
+        );
+    }
     assert!(body["errors"].is_array());
     assert!(
         ["never", "after_delay", "with_backoff", "after_reauth"]
