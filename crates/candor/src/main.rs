@@ -203,6 +203,12 @@ enum ApiKeyCommand {
         /// The key id (the part after ck_).
         id: String,
     },
+    /// Give an API key a new secret; prints it once. The old key stops working at once;
+    /// account, scopes, expiry and restrictions stay.
+    Rotate {
+        /// The key id.
+        id: String,
+    },
     /// Delete an API key: it stops working at once.
     Delete {
         /// The key id.
@@ -804,6 +810,13 @@ fn api_keys(identity: &Identity, command: ApiKeyCommand) -> Result<(), StoreErro
             })?;
             print_api_key(k);
             println!("created: {}", k.created_at);
+            Ok(())
+        }
+        ApiKeyCommand::Rotate { id } => {
+            let id = id.trim_start_matches("ck_").to_owned();
+            let full = identity.rotate_api_key(&id)?;
+            println!("api_key: {full}");
+            println!("The key is shown only now; the previous one no longer works.");
             Ok(())
         }
         ApiKeyCommand::Delete { id } => {

@@ -189,6 +189,19 @@ fn accounts_clients_and_keys_over_http() {
         "validation_failed",
     );
     assert_eq!(b["errors"][0]["name"], "allowed_ips");
+    let key_path = format!("/keys/{}", key["id"].as_str().unwrap());
+    let shown = a.call("GET", &key_path, None);
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    assert_eq!(shown.json()["allowed_ips"][0], "10.0.0.0/8");
+    assert!(shown.json().get("api_key").is_none(), "a key is shown once");
+    let rotated = a.call("POST", &format!("{key_path}/rotate"), None).json();
+    let new_key = rotated["api_key"].as_str().unwrap();
+    assert!(new_key.starts_with(key["id"].as_str().unwrap()));
+    assert_ne!(new_key, key["api_key"].as_str().unwrap());
+    assert_problem(
+        &a.call("POST", "/keys/ck_nosuchkey0/rotate", None),
+        "resource_not_found",
+    );
     assert_eq!(
         a.call(
             "DELETE",

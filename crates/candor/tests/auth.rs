@@ -886,7 +886,8 @@ fn api_keys() {
     };
     let r = call(&keys[0], &[]);
     assert_eq!(r.status, 200, "{}", r.text());
-    let id = &keys[0][..13];
+    let id = keys[0][..13].to_owned();
+    let id = id.as_str();
     assert_eq!(r.json()["headers"]["x-candor-client"][0], id);
     assert_eq!(r.json()["headers"]["x-candor-account"][0], "acme");
     let r = gw.get(&format!("/k/query?api_key={}&x=1", keys[0]));
@@ -962,13 +963,35 @@ fn api_keys() {
 
     assert_problem(&call(&keys[4], &[]), "insufficient_scope");
 
+    // Rotation: same id, new secret; the old key stops working, the new one works.
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", id, "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rotated = value_of(&String::from_utf8_lossy(&out.stdout), "api_key:");
+    assert_eq!(&rotated[..13], id);
+    assert_ne!(rotated, keys[0]);
+    assert!(gw.eventually(|_| call(&keys[0], &[]).status == 401));
+    let b = assert_problem(&call(&keys[0], &[]), "api_key_invalid");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("secret part does not match"),
+        "{b}"
+    );
+    assert_eq!(call(&rotated, &[]).status, 200);
+    keys.push(rotated.clone());
+
     let out = Command::new(BIN)
         .args(["keys", "delete", id, "--config"])
         .arg(&gw.config)
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(gw.eventually(|_| call(&keys[0], &[]).status == 401));
+    assert!(gw.eventually(|_| call(&rotated, &[]).status == 401));
     let log = gw.log();
     for k in &keys {
         assert!(!log.contains(&k[14..]), "an API key secret reached the log");

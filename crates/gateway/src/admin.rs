@@ -305,12 +305,30 @@ async fn route(
             _ => Err(method_not_allowed(path, &method, &["GET", "POST"])),
         },
         (Some("keys"), Some(id), None, 2) => {
-            if method != Method::DELETE {
-                return Err(method_not_allowed(path, &method, &["DELETE"]));
+            let owned = id.trim_start_matches("ck_").to_owned();
+            match method {
+                Method::GET => {
+                    let snap = identity.snapshot();
+                    let k = snap
+                        .api_keys
+                        .get(&owned)
+                        .ok_or_else(|| missing("API key", &owned))?;
+                    Ok(json_response(StatusCode::OK, api_key_json(k)))
+                }
+                Method::DELETE => {
+                    blocking(identity, move |i| i.delete_api_key(&owned)).await?;
+                    Ok(json_response(StatusCode::OK, json!({ "deleted": id })))
+                }
+                _ => Err(method_not_allowed(path, &method, &["GET", "DELETE"])),
+            }
+        }
+        (Some("keys"), Some(id), Some("rotate"), 3) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
             }
             let owned = id.trim_start_matches("ck_").to_owned();
-            blocking(identity, move |i| i.delete_api_key(&owned)).await?;
-            Ok(json_response(StatusCode::OK, json!({ "deleted": id })))
+            let full = blocking(identity, move |i| i.rotate_api_key(&owned)).await?;
+            Ok(json_response(StatusCode::OK, json!({ "api_key": full })))
         }
         (Some("signing-keys"), None, _, 1) if read_only => {
             let snap = identity.snapshot();

@@ -279,6 +279,8 @@ pub trait IdentityStore: Send + Sync {
     fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
     /// Deletes an API key.
     fn delete_api_key(&self, id: &str) -> Result<(), StoreError>;
+    /// Replaces an API key's secret hash (rotation).
+    fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError>;
     /// Requests counted per account on `day` (days since the epoch, UTC).
     fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// Records an account's count for `day`. Not a data change: no generation bump.
@@ -590,6 +592,22 @@ impl IdentityStore for SqliteStore {
         })
     }
 
+    fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            let n = c.execute(
+                "UPDATE api_keys SET secret_hash = ?2 WHERE id = ?1",
+                params![id, secret_hash],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    resource: "API key",
+                    id: id.to_owned(),
+                });
+            }
+            Ok(())
+        })
+    }
+
     fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
         self.write(|c| {
             c.execute(
@@ -853,7 +871,7 @@ impl Identity {
             });
         }
         let id = random_token(10);
-        let full = format!("ck_{id}_{}", random_token(32));
+        let full = api_key_text(&id);
         let key = ApiKey {
             id,
             secret_hash: sha256_hex(&full),
@@ -866,6 +884,14 @@ impl Identity {
         };
         self.after_write(self.store.insert_api_key(&key))?;
         Ok((key, full))
+    }
+
+    /// Gives an API key a new secret part, keeping its id, account, scopes and restrictions;
+    /// returns the new full key once. The old key stops working at once.
+    pub fn rotate_api_key(&self, id: &str) -> Result<String, StoreError> {
+        let full = api_key_text(id);
+        self.after_write(self.store.set_api_key_secret(id, &sha256_hex(&full)))?;
+        Ok(full)
     }
 
     /// Deletes an API key.
@@ -887,6 +913,11 @@ impl Identity {
     pub fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
         self.after_write(self.store.revoke(jti, expires_at))
     }
+}
+
+/// A full API key for key id `id`: `ck_{id}_{secret}` with a fresh random secret.
+fn api_key_text(id: &str) -> String {
+    format!("ck_{id}_{}", random_token(32))
 }
 
 /// Ids of the accounts of a snapshot that a set of clients belong to (for listings).
