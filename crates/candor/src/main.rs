@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc: a request allocates and frees dozens of small buffers (header maps, URIs, body
+/// chunks); mimalloc serves them in fewer cycles than the system allocator (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// candor — an API gateway whose every error says what happened, with the values involved,
 /// every field at fault, a request id, whether to retry, and a troubleshooting page.
 #[derive(Parser)]

@@ -74,6 +74,20 @@ pub struct Downstream<'a> {
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field it names, plus
 /// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names (standard names compare as
+    // enum tags) spares a hashed lookup per hop-by-hop name on the common path.
+    let hop_by_hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TE
+            || n == header::TRAILER
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -111,7 +125,7 @@ fn set_forwarded(
         Some(prior) if trusted => format!("{prior}, {peer}"),
         _ => peer,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -179,7 +193,7 @@ pub async fn forward(
     body: Incoming,
     path: Option<&str>,
     down: &Downstream<'_>,
-    request_id: &str,
+    request_id: &HeaderValue,
     max_body: u64,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let up = route.upstream.as_ref().ok_or_else(|| {
@@ -201,13 +215,13 @@ pub async fn forward(
     });
     remove_hop_by_hop(&mut parts.headers);
     set_forwarded(&mut parts.headers, down, original_host.clone());
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
     let host = if route.preserve_host {
         original_host
     } else {
-        HeaderValue::from_str(up.authority.as_str()).ok()
+        Some(up.host_header.clone())
     };
     if let Some(h) = host {
         parts.headers.insert(header::HOST, h);
@@ -256,9 +270,7 @@ pub async fn forward(
     if route.wrap_upstream_errors && resp.status().as_u16() >= 400 && !is_problem(resp.headers()) {
         return Err(wrap(route, up, resp).await);
     }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
+    // The response's X-Request-Id is set by the pipeline, on every response alike.
     Ok(resp.map(GatewayBody::Upstream))
 }
 

@@ -110,11 +110,19 @@ impl Pipeline {
         tls: bool,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
-        let request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if request_id::is_well_formed(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+        // The id as text (for the envelope and the log) and as a header value, made once.
+        let (request_id, rid_header) = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if request_id::is_well_formed(v.as_bytes()) => (
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                v.clone(),
+            ),
+            _ => {
+                let id = request_id::new_ulid();
+                // A ULID is Crockford base32: always a valid header value.
+                let header = HeaderValue::from_str(&id)
+                    .unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
+                (id, header)
             }
-            _ => request_id::new_ulid(),
         };
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -124,7 +132,7 @@ impl Pipeline {
             tls,
             trusted_proxies: &self.trusted_proxies,
         };
-        let outcome = AssertUnwindSafe(self.run(forwarder, req, &down, &request_id, &mut trail))
+        let outcome = AssertUnwindSafe(self.run(forwarder, req, &down, &rid_header, &mut trail))
             .catch_unwind()
             .await;
         let (mut resp, error) = match outcome {
@@ -164,9 +172,7 @@ impl Pipeline {
                 )
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-        }
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), rid_header);
         let status = resp.status().as_u16();
         if self.log_requests || error.is_some() {
             let code = error.as_ref().map_or("", |e| e.code);
@@ -194,13 +200,19 @@ impl Pipeline {
         forwarder: &Forwarder,
         req: Request<Incoming>,
         down: &Downstream<'_>,
-        request_id: &str,
+        rid_header: &HeaderValue,
         trail: &mut Trail,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let (mut parts, body) = req.into_parts();
         // Identity headers come from the gateway only, never from the client.
-        for h in [&X_CANDOR_CLIENT, &X_CANDOR_ACCOUNT, &X_CANDOR_SCOPES] {
-            parts.headers.remove(h);
+        if parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-candor-"))
+        {
+            for h in [&X_CANDOR_CLIENT, &X_CANDOR_ACCOUNT, &X_CANDOR_SCOPES] {
+                parts.headers.remove(h);
+            }
         }
 
         // transport: sizes
@@ -272,7 +284,13 @@ impl Pipeline {
                     .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
                     .map_or(h, |(h, _)| h)
             });
-        let host_lower = host.map(str::to_ascii_lowercase);
+        let host_lower: Option<std::borrow::Cow<'_, str>> = host.map(|h| {
+            if h.bytes().any(|b| b.is_ascii_uppercase()) {
+                h.to_ascii_lowercase().into()
+            } else {
+                h.into()
+            }
+        });
         let route = match self
             .routes
             .lookup(host_lower.as_deref(), &target.path, &parts.method)
@@ -470,18 +488,17 @@ impl Pipeline {
             body,
             forward_path.as_deref(),
             down,
-            request_id,
+            rid_header,
             self.limits.max_body_bytes,
         )
         .await;
-        let facts = vec![("upstream_ms", started.elapsed().as_millis().to_string())];
+        let mut facts = Vec::with_capacity(2);
+        facts.push(("upstream_ms", started.elapsed().as_millis().to_string()));
         match &resp {
-            Ok(r) => trail.record(
-                "forward",
-                "response",
-                None,
-                [facts, vec![("status", r.status().as_u16().to_string())]].concat(),
-            ),
+            Ok(r) => {
+                facts.push(("status", r.status().as_u16().to_string()));
+                trail.record("forward", "response", None, facts);
+            }
             Err(e) => trail.record("forward", "fail", Some(e.code), facts),
         }
         resp

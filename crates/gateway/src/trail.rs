@@ -20,10 +20,19 @@ pub struct TrailEvent {
 }
 
 /// The decisions taken for one request, in order.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(transparent)]
 pub struct Trail {
     events: Vec<TrailEvent>,
+}
+
+impl Default for Trail {
+    /// An empty trail with room for a proxied request's usual events (one allocation).
+    fn default() -> Self {
+        Trail {
+            events: Vec::with_capacity(8),
+        }
+    }
 }
 
 impl Trail {

@@ -148,6 +148,8 @@ pub struct Upstream {
     pub scheme: http::uri::Scheme,
     /// host:port
     pub authority: http::uri::Authority,
+    /// The authority as a Host header value, made once.
+    pub host_header: http::HeaderValue,
     /// Path prefix prepended to the request path ("" for none).
     pub base_path: String,
     /// As written in the config.
@@ -1020,8 +1022,11 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
             "`{s}` has a query string; an upstream is a base URL"
         ));
     }
+    let host_header = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| format!("`{s}` has a host that is not a valid Host header"))?;
     Ok(Upstream {
         scheme,
+        host_header,
         authority,
         base_path: uri.path().trim_end_matches('/').to_owned(),
         display: s.to_owned(),
