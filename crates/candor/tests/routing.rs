@@ -310,3 +310,43 @@ fn malformed_request_lines_are_answered_through_the_catalog() {
     // The listener keeps serving.
     assert_eq!(gw.get("/v1/customers/a/devices").status, 200);
 }
+
+#[test]
+fn malformed_header_lines_name_the_line_and_field_never_the_value() {
+    let (gw, up) = gateway();
+    let r = gw.send(
+        b"GET /v1/customers/a/devices HTTP/1.1\r\nHost: x\r\nX Api Key: sk_live_secret\r\n\r\n",
+    );
+    let b = assert_problem(&r, "malformed_header");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        b["detail"],
+        "Request header line 2 (\"X Api Key\") is not a valid HTTP field: the field name contains a space; names are letters, digits and !#$%&'*+-.^_`|~."
+    );
+    assert_eq!(b["line"], 2);
+    assert_eq!(b["instance"], "/v1/customers/a/devices");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(!r.text().contains("sk_live_secret"));
+
+    // A token read from a file with its newline pasted into the middle of the header.
+    let r = gw.send(
+        b"GET /v1/customers/a/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\rdef\r\n\r\n",
+    );
+    let b = assert_problem(&r, "malformed_header");
+    assert_eq!(
+        b["detail"],
+        "Request header line 2 (\"Authorization\") is not a valid HTTP field: its value contains the control character 0x0D."
+    );
+    assert!(!r.text().contains("abc"));
+    let b = assert_problem(
+        &gw.send(b"GET / HTTP/1.1\r\nHost: x\r\nAccept : */*\r\n\r\n"),
+        "malformed_header",
+    );
+    assert!(
+        b["detail"].as_str().unwrap().contains("whitespace between"),
+        "{b}"
+    );
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(!gw.log().contains("sk_live_secret"));
+    assert_eq!(gw.get("/v1/customers/a/devices").status, 200);
+}

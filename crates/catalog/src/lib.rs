@@ -49,6 +49,7 @@ pub mod codes {
         HEADERS_TOO_LARGE = "headers_too_large";
         PAYLOAD_TOO_LARGE = "payload_too_large";
         MALFORMED_REQUEST = "malformed_request";
+        MALFORMED_HEADER = "malformed_header";
         INVALID_URL_ENCODING = "invalid_url_encoding";
         ROUTE_NOT_FOUND = "route_not_found";
         METHOD_NOT_ALLOWED = "method_not_allowed";

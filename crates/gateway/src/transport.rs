@@ -103,7 +103,10 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
             .collect();
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
     }
-    let bad = target.iter().position(|&b| b <= b' ' || b == 0x7f)?;
+    let Some(bad) = target.iter().position(|&b| b <= b' ' || b == 0x7f) else {
+        return check_header_lines(&buf[end + 1..])
+            .map(|e| (e, String::from_utf8_lossy(target).into_owned()));
+    };
     let reason = if target[bad] == b' ' {
         "raw space (encode it as %20)"
     } else {
@@ -117,6 +120,81 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
         .extension("bytes", format!("0x{:02X}", target[bad]).into());
     let shown = String::from_utf8_lossy(target).into_owned();
     Some((err, shown))
+}
+
+/// Checks the header lines that are complete in `buf` (what follows the request line), up
+/// to the empty line that ends them: each must be a field name (an HTTP token), a colon and a
+/// value without control characters. The error names the line and the field, never the
+/// value (it may be a credential).
+fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
+    let mut rest = buf;
+    let mut number = 0usize;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+        rest = &rest[end + 1..];
+        if line.is_empty() {
+            return None;
+        }
+        number += 1;
+        let shown = |part: &[u8]| -> String {
+            let s: String = String::from_utf8_lossy(&part[..part.len().min(40)])
+                .escape_debug()
+                .collect();
+            format!("\"{s}\"")
+        };
+        let fail = |field: String, reason: String| {
+            Some(
+                GatewayError::new(codes::MALFORMED_HEADER)
+                    .param("line", number.to_string())
+                    .param("field", field)
+                    .param("reason", reason)
+                    .extension("line", number.into()),
+            )
+        };
+        if line[0] == b' ' || line[0] == b'\t' {
+            return fail(
+                "(continuation)".into(),
+                "it starts with a space or tab, folding the previous header onto a new line (obsolete since RFC 9112; send the value on one line)".into(),
+            );
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return fail(shown(line), "there is no colon after the field name".into());
+        };
+        let name = &line[..colon];
+        if name.is_empty() {
+            return fail("\"\"".into(), "the field name is empty".into());
+        }
+        if name.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return fail(
+                shown(name.trim_ascii_end()),
+                "there is whitespace between the field name and the colon".into(),
+            );
+        }
+        let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        if let Some(b) = name.iter().find(|b| !is_tchar(b)) {
+            let what = if *b == b' ' {
+                "a space".to_owned()
+            } else {
+                format!("the byte 0x{b:02X}")
+            };
+            return fail(
+                shown(name),
+                format!(
+                    "the field name contains {what}; names are letters, digits and !#$%&'*+-.^_`|~"
+                ),
+            );
+        }
+        if let Some(b) = line[colon + 1..]
+            .iter()
+            .find(|&&b| (b < b' ' && b != b'\t') || b == 0x7f)
+        {
+            return fail(
+                shown(name),
+                format!("its value contains the control character 0x{b:02X}"),
+            );
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -147,6 +225,44 @@ mod tests {
         assert_eq!(code(b"GARBAGE\r\n"), Some(codes::MALFORMED_REQUEST));
         assert_eq!(code(b"GET /a SMTP/9\r\n"), Some(codes::MALFORMED_REQUEST));
         assert_eq!(code(b"G(T /a HTTP/1.1\r\n"), Some(codes::MALFORMED_REQUEST));
+        let header = |h: &[u8]| {
+            let mut req = b"GET /a HTTP/1.1\r\nHost: x\r\n".to_vec();
+            req.extend_from_slice(h);
+            check_request_line(&req).map(|(e, t)| {
+                assert_eq!(t, "/a");
+                let get = |k| e.params.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+                (e.code, get("line"), get("field"), get("reason"))
+            })
+        };
+        assert_eq!(header(b"Accept: */*\r\n\r\n"), None);
+        assert_eq!(header(b"Accept: */*\r\n"), None, "more may follow");
+        assert_eq!(header(b"X-Ok: tab\there\r\n"), None);
+        let (c, line, field, reason) = header(b"X Api Key: secret\r\n\r\n").unwrap();
+        assert_eq!(
+            (c, line.as_str(), field.as_str()),
+            (codes::MALFORMED_HEADER, "2", "\"X Api Key\"")
+        );
+        assert!(reason.contains("a space"), "{reason}");
+        assert!(
+            header(b"Accept */*\r\n\r\n")
+                .unwrap()
+                .3
+                .contains("no colon")
+        );
+        assert!(
+            header(b"Accept : x\r\n\r\n")
+                .unwrap()
+                .3
+                .contains("whitespace")
+        );
+        assert!(header(b": x\r\n\r\n").unwrap().3.contains("empty"));
+        assert!(header(b" folded\r\n\r\n").unwrap().3.contains("folding"));
+        let (_, _, field, reason) = header(b"Authorization: Bearer a\x01b\r\n\r\n").unwrap();
+        assert_eq!(field, "\"Authorization\"");
+        assert!(
+            reason.contains("0x01") && !reason.contains("Bearer"),
+            "{reason}"
+        );
         let (e, target) = check_request_line(b"GET /a/b c HTTP/1.1\r\n").unwrap();
         assert_eq!(target, "/a/b c");
         assert!(e.params.contains(&("position", "4".to_owned())));
