@@ -115,19 +115,93 @@ async fn tls_terminates_with_h2_by_alpn_and_http11() {
 }
 
 #[test]
-fn plaintext_to_a_tls_listener_does_not_hang_or_crash() {
+fn plaintext_to_a_tls_listener_is_told_to_use_https() {
     let up = Upstream::start(Behaviour::Echo);
     let gw = Gateway::start(&tls_config_text(&up));
+    let r = gw.send(b"GET /t?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let b = assert_problem(&r, "https_required");
+    assert_eq!(
+        b["detail"],
+        "This API only accepts HTTPS; the request to /t arrived over plain HTTP."
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // Neither a lone handshake byte nor bytes that are not HTTP upset it.
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
-        .unwrap();
-    s.write_all(b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    assert!(!buf.starts_with(b"HTTP/1.1 200"));
-    // The gateway is still serving.
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.write_all(b"\x16").unwrap();
     drop(s);
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{buf:?}");
+}
+
+/// Sends `raw` over TLS (HTTP/1.1 by ALPN) and reads until the gateway closes.
+async fn tls_raw(gw: &Gateway, raw: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    tls.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tls.read_to_end(&mut out),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[tokio::test]
+async fn malformed_requests_over_tls_are_answered_through_the_catalog() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&tls_config_text(&up));
+    let (status, b) = tls_raw(&gw, b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(
+        (status, b["code"].as_str()),
+        (400, Some("invalid_url_encoding"))
+    );
+    let (status, b) = tls_raw(&gw, b"GET /a HTTP/1.1\r\nHost: x\r\nX Key: v\r\n\r\n").await;
+    assert_eq!(
+        (status, b["code"].as_str()),
+        (400, Some("malformed_header"))
+    );
+    assert!(b["type"].as_str().unwrap().starts_with("https://"), "{b}");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // A well-formed request on a TLS connection still reaches the upstream whole.
+    let (status, b) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let mut tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
+        tls.write_all(
+            b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    };
+    assert_eq!(status, 200, "{b}");
+    let echo: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (echo["body_len"].as_u64(), echo["body_sum"].as_u64()),
+        (Some(5), Some(532)),
+        "hello"
+    );
 }

@@ -3,9 +3,12 @@
 
 use crate::admin;
 use crate::config::{Config, ConfigReport};
+use crate::error::GatewayError;
 use crate::forward::Forwarder;
 use crate::pipeline::{Pipeline, Services};
+use crate::prefixed::Prefixed;
 use arc_swap::ArcSwap;
+use candor_catalog::codes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Overrides from the command line, which win over the file on every reload.
@@ -326,9 +330,17 @@ async fn serve_connection(
     });
     let result = match tls_config {
         Some(cfg) => {
+            let stream = match refuse_plain_http(&state, stream).await {
+                Some(s) => s,
+                None => return,
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
+                    let Some(tls_stream) = refuse_bad_first_request(&state, tls_stream).await
+                    else {
+                        return;
+                    };
                     watcher
                         .watch(builder.serve_connection(TokioIo::new(tls_stream), svc))
                         .await
@@ -359,13 +371,12 @@ async fn serve_connection(
     }
 }
 
-/// Looks at the first request line of a plaintext connection before the HTTP parser does
-/// (without consuming it) and answers a malformed one through the catalog. Returns whether
-/// the stream back when the HTTP parser should take over.
-async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option<TcpStream> {
-    use tokio::io::AsyncWriteExt;
+/// Looks at the first request line and headers of a plaintext connection before the HTTP
+/// parser does (without consuming them) and answers a malformed one through the catalog (the
+/// parser would answer a bare 400). Returns the stream when the HTTP parser should take over.
+async fn refuse_bad_request_line(state: &State, stream: TcpStream) -> Option<TcpStream> {
     let mut buf = [0u8; 4096];
-    let n = match tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut buf)).await {
+    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.peek(&mut buf)).await {
         Ok(Ok(n)) if n > 0 => n,
         Ok(Ok(_)) | Err(_) => return None,
         Ok(Err(_)) => return Some(stream),
@@ -373,9 +384,60 @@ async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option
     let Some((err, target)) = crate::transport::check_request_line(&buf[..n]) else {
         return Some(stream);
     };
+    answer_and_close(state, stream, &err, &target).await;
+    None
+}
+
+/// The same check on a TLS connection, after the handshake: the first bytes are read, checked
+/// and put back in front of the stream for the HTTP parser.
+async fn refuse_bad_first_request<S>(state: &State, mut stream: S) -> Option<Prefixed<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return None,
+    };
+    buf.truncate(n);
+    if let Some((err, target)) = crate::transport::check_request_line(&buf) {
+        answer_and_close(state, stream, &err, &target).await;
+        return None;
+    }
+    Some(Prefixed::new(buf, stream))
+}
+
+/// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
+/// connection starts with a handshake record, byte 0x16). Anything else that is not TLS is
+/// closed. Returns the stream when it starts like TLS.
+async fn refuse_plain_http(state: &State, stream: TcpStream) -> Option<TcpStream> {
+    let mut buf = [0u8; 1024];
+    let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(Ok(_)) | Err(_) => return None,
+        Ok(Err(_)) => return Some(stream),
+    };
+    if buf[0] == 0x16 {
+        return Some(stream);
+    }
+    if let Some(path) = crate::transport::plain_http_path(&buf[..n]) {
+        let err = GatewayError::new(codes::HTTPS_REQUIRED).param("path", path.clone());
+        answer_and_close(state, stream, &err, &path).await;
+    }
+    None
+}
+
+/// How long a new connection may take to send its first bytes.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers `err` outside the HTTP parser, then closes the connection.
+async fn answer_and_close<S>(state: &State, mut stream: S, err: &GatewayError, target: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let request_id = crate::request_id::new_ulid();
     let pipeline = state.current();
-    let (status, body) = pipeline.renderer().problem_json(&err, &target, &request_id);
+    let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
     tracing::info!(target: "candor::request", request_id = %request_id, status = status.as_u16(), code = err.code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
@@ -384,24 +446,21 @@ async fn refuse_bad_request_line(state: &State, mut stream: TcpStream) -> Option
         crate::respond::PROBLEM_JSON,
         body.len()
     );
-    let out = &mut stream;
-    let _ = out.write_all(head.as_bytes()).await;
-    let _ = out.write_all(body.as_bytes()).await;
-    let _ = out.shutdown().await;
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
     // Read what the client already sent so that closing does not reset the connection
     // before it has read the answer.
     let mut sink = [0u8; 8192];
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         loop {
-            use tokio::io::AsyncReadExt;
-            match out.read(&mut sink).await {
+            match stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
     })
     .await;
-    None
 }
 
 /// Writes changed quota counts to the store.

@@ -122,6 +122,34 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
     Some((err, shown))
 }
 
+/// The path of a plain HTTP request line at the start of `buf` (sent to a TLS listener), or
+/// `None` when `buf` does not start like an HTTP request.
+pub fn plain_http_path(buf: &[u8]) -> Option<String> {
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let mut words = line.split(|&b| b == b' ');
+    let method = words.next()?;
+    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if method.is_empty() || !method.iter().all(is_tchar) {
+        return None;
+    }
+    let target = words.next()?;
+    let path = if target.starts_with(b"/") {
+        target
+    } else {
+        // absolute form: http://host/path
+        let rest = target.strip_prefix(b"http://")?;
+        let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        if slash == rest.len() {
+            b"/"
+        } else {
+            &rest[slash..]
+        }
+    };
+    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+    Some(String::from_utf8_lossy(path).into_owned())
+}
+
 /// Checks the header lines that are complete in `buf` (what follows the request line), up
 /// to the empty line that ends them: each must be a field name (an HTTP token), a colon and a
 /// value without control characters. The error names the line and the field, never the
@@ -263,6 +291,16 @@ mod tests {
             reason.contains("0x01") && !reason.contains("Bearer"),
             "{reason}"
         );
+        assert_eq!(
+            plain_http_path(b"GET /v1/x?y=1 HTTP/1.1\r\n").as_deref(),
+            Some("/v1/x")
+        );
+        assert_eq!(
+            plain_http_path(b"GET http://h/a HTTP/1.1").as_deref(),
+            Some("/a")
+        );
+        assert_eq!(plain_http_path(b"\x16\x03\x01"), None);
+        assert_eq!(plain_http_path(b"SSH-2.0-OpenSSH"), None);
         let (e, target) = check_request_line(b"GET /a/b c HTTP/1.1\r\n").unwrap();
         assert_eq!(target, "/a/b c");
         assert!(e.params.contains(&("position", "4".to_owned())));
