@@ -209,8 +209,46 @@ fn keep_alive_connections_serve_many_requests() {
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["target"], format!("/k?i={i}"));
     }
-    // The upstream pool reused its connection(s) rather than opening one per request.
-    assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+    // The upstream pool reused its connection rather than opening one per request.
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn pooled_connections_the_upstream_closed_are_not_used() {
+    let up = Upstream::start(Behaviour::CloseAfterOne);
+    let gw = Gateway::start(&one_route("/c", &up.url(), ""));
+    for _ in 0..5 {
+        let r = gw.get("/c");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "ok");
+        // The upstream closes its side meanwhile, as an idle timeout would.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 5);
+}
+
+#[test]
+fn a_response_read_half_way_does_not_return_its_connection() {
+    // A client that leaves after the head of a large response: the upstream connection still
+    // carries the rest of that body, so it must not serve another request.
+    let up = Upstream::start(Behaviour::Big(8 << 20));
+    let gw = Gateway::start(&one_route("/big", &up.url(), ""));
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 64];
+        let _ = s.read(&mut head).unwrap();
+    }
+    for _ in 0..3 {
+        let r = gw.get("/big");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 8 << 20);
+        assert!(r.body.iter().all(|b| *b == b'y'));
+    }
+    // The connection that served whole responses was reused; the half-read one was not.
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub enum GatewayBody {
     /// A body the gateway wrote (error documents, pages).
     Full(Option<Bytes>),
     /// The upstream's body, streamed.
-    Upstream(Incoming),
+    Upstream(crate::pool::PooledBody),
 }
 
 impl GatewayBody {

@@ -6,6 +6,7 @@ use crate::body::{GatewayBody, UpstreamBody};
 use crate::config::{RouteConfig, Upstream};
 use crate::error::{ErrorSource, GatewayError};
 use crate::net::IpNet;
+use crate::pool::{Pool, PooledBody, SendError};
 use crate::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::transport::payload_too_large;
 use bytes::Bytes;
@@ -14,9 +15,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,30 +31,15 @@ const WRAP_BODY_LIMIT: usize = 64 * 1024;
 
 /// The shared upstream client: one keep-alive pool for the whole process, kept across
 /// configuration reloads.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
-}
-
-impl Default for Forwarder {
-    fn default() -> Self {
-        Self::new()
-    }
+    pool: Pool,
 }
 
 impl Forwarder {
-    /// A client with TCP_NODELAY and pooled keep-alive connections.
+    /// A forwarder with an empty pool.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Forwarder { client }
+        Self::default()
     }
 }
 
@@ -148,11 +131,8 @@ fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, h
         pq.push('?');
         pq.push_str(q);
     }
-    Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(pq)
-        .build()
+    // Origin form: the connection already goes to the upstream's address.
+    Uri::builder().path_and_query(pq).build()
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -165,22 +145,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = err.source();
     }
-    // The outermost layer only says "client error (Connect)"; the rest narrows to the cause.
-    if parts.len() > 1 {
-        parts.remove(0);
-    }
     parts.join(": ")
-}
-
-fn find_hyper_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            return Some(h);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// Forwards the request to `route`'s upstream; `path` is the normalised path when it
@@ -231,34 +196,30 @@ pub async fn forward(
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = Request::from_parts(parts, UpstreamBody::new(body, max_body, exceeded.clone()));
 
-    let result = tokio::time::timeout(route.timeout, fwd.client.request(req)).await;
+    let result = tokio::time::timeout(route.timeout, fwd.pool.send(&up.authority, req)).await;
     let mut resp = match result {
         Err(_) => {
             return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, up)
                 .param("timeout", human_duration(route.timeout))
                 .extension("timeout_ms", (route.timeout.as_millis() as u64).into()));
         }
-        Ok(Err(e)) => {
+        Ok(Err(SendError::Connect(cause))) => {
+            return Err(
+                upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
+            );
+        }
+        Ok(Err(SendError::Exchange(e))) => {
             if exceeded.load(Ordering::Relaxed) {
                 return Err(payload_too_large(format!("more than {max_body}"), max_body));
             }
-            let cause = error_chain(&e);
-            if e.is_connect() {
-                return Err(
-                    upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
-                );
-            }
-            let words = match find_hyper_error(&e) {
-                Some(h) if h.is_incomplete_message() => {
-                    "closed the connection before sending a complete response".to_owned()
-                }
-                Some(h) if h.is_parse() || h.is_parse_status() => {
-                    format!("sent a response that is not valid HTTP ({h})")
-                }
-                Some(h) if h.is_body_write_aborted() || h.is_user() => {
-                    format!("could not receive the request body ({cause})")
-                }
-                _ => format!("failed the exchange ({cause})"),
+            let words = if e.is_incomplete_message() {
+                "closed the connection before sending a complete response".to_owned()
+            } else if e.is_parse() || e.is_parse_status() {
+                format!("sent a response that is not valid HTTP ({e})")
+            } else if e.is_body_write_aborted() || e.is_user() {
+                format!("could not receive the request body ({})", error_chain(&e))
+            } else {
+                format!("failed the exchange ({})", error_chain(&e))
             };
             return Err(
                 upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param("cause", words)
@@ -289,7 +250,7 @@ fn is_problem(h: &HeaderMap) -> bool {
 }
 
 /// Puts a non-catalog upstream error into the envelope: status kept, body under `upstream`.
-async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<Incoming>) -> GatewayError {
+async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<PooledBody>) -> GatewayError {
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), WRAP_BODY_LIMIT);
     let bytes = match tokio::time::timeout(route.timeout, body.collect()).await {

@@ -37,6 +37,7 @@ pub mod net;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
 pub mod prefixed;
 pub mod quota;
 pub mod request_id;

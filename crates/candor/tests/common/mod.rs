@@ -474,6 +474,11 @@ pub enum Behaviour {
     PlainError,
     /// Answers after a delay.
     Slow(Duration),
+    /// Answers one request as if keeping the connection alive, then closes it 50 ms later
+    /// (as an upstream's idle timeout does).
+    CloseAfterOne,
+    /// Answers every request with a body of this many bytes (b'y'), keeping the connection.
+    Big(usize),
 }
 
 /// An upstream on a loopback port, serving in a thread.
@@ -570,6 +575,24 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
         Behaviour::Garbage => {
             let _ = read_request(&mut conn);
             let _ = conn.write_all(b"SMTP ready, not HTTP at all\r\n\r\n");
+        }
+        Behaviour::Big(n) => {
+            let body = vec![b'y'; n];
+            while read_request(&mut conn).is_some() {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+                if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
+                    return;
+                }
+            }
+        }
+        Behaviour::CloseAfterOne => {
+            if read_request(&mut conn).is_some() {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
         }
         Behaviour::PlainError => {
             while read_request(&mut conn).is_some() {
