@@ -48,6 +48,7 @@ type IdleLists = HashMap<Authority, Vec<Idle>>;
 #[derive(Clone, Default)]
 pub struct Pool {
     idle: Arc<Mutex<IdleLists>>,
+    reaper: Arc<std::sync::OnceLock<()>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -116,6 +117,10 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+        drop(idle);
+        self.reaper.get_or_init(|| {
+            tokio::spawn(reap(Arc::downgrade(&self.idle)));
+        });
     }
 
     fn pooled(
@@ -132,6 +137,21 @@ impl Pool {
             resp.body_mut().release();
         }
         resp
+    }
+}
+
+/// Closes connections idle for longer than [`IDLE_TIMEOUT`] (dropping the sender ends the
+/// connection's task and its socket), and forgets upstreams with none left. Ends with the
+/// pool.
+async fn reap(idle: std::sync::Weak<Mutex<IdleLists>>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 4).await;
+        let Some(idle) = idle.upgrade() else { return };
+        let Ok(mut lists) = idle.lock() else { return };
+        for list in lists.values_mut() {
+            list.retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
+        }
+        lists.retain(|_, list| !list.is_empty());
     }
 }
 
