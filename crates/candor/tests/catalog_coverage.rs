@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-/// Codes raised by stages that are not built yet (authentication, token endpoint,
-/// authorization, rate limits, content negotiation, health checks, concurrency limits,
-/// and the resource errors of the admin API).
+/// Codes raised by stages that are not built yet: content negotiation, rate limits,
+/// upstream health checks, concurrency limits, resource conflicts and operations a mode
+/// does not support.
 const OWNED_BY_LATER_WORK: &[&str] = &[
     "not_acceptable",
     "rate_limited",
