@@ -354,6 +354,23 @@ impl SqliteStore {
             Ok(())
         })
     }
+
+    /// Runs `sql`, which changes the one row of `resource` `id`; `NotFound` when none was.
+    fn change_one(
+        &self,
+        resource: &'static str,
+        id: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        self.write(|c| match c.execute(sql, params)? {
+            0 => Err(StoreError::NotFound {
+                resource,
+                id: id.to_owned(),
+            }),
+            _ => Ok(()),
+        })
+    }
 }
 
 fn split_list(s: String) -> Vec<String> {
@@ -461,19 +478,12 @@ impl IdentityStore for SqliteStore {
     }
 
     fn set_account_status(&self, id: &str, status: AccountStatus) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute(
-                "UPDATE accounts SET status = ?2 WHERE id = ?1",
-                params![id, status.as_str()],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    resource: "Account",
-                    id: id.to_owned(),
-                });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "Account",
+            id,
+            "UPDATE accounts SET status = ?2 WHERE id = ?1",
+            params![id, status.as_str()],
+        )
     }
 
     fn insert_client(&self, cl: &Client) -> Result<(), StoreError> {
@@ -491,48 +501,30 @@ impl IdentityStore for SqliteStore {
     }
 
     fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute(
-                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
-                params![client_id, secret_hash],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    resource: "Client",
-                    id: client_id.to_owned(),
-                });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "Client",
+            client_id,
+            "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+            params![client_id, secret_hash],
+        )
     }
 
     fn set_client_keys(&self, client_id: &str, jwks: &str) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute(
-                "UPDATE clients SET jwks = ?2, grant_types = 'client_credentials urn:ietf:params:oauth:grant-type:jwt-bearer' WHERE client_id = ?1",
-                params![client_id, jwks],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound { resource: "Client", id: client_id.to_owned() });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "Client",
+            client_id,
+            "UPDATE clients SET jwks = ?2, grant_types = 'client_credentials urn:ietf:params:oauth:grant-type:jwt-bearer' WHERE client_id = ?1",
+            params![client_id, jwks],
+        )
     }
 
     fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute(
-                "DELETE FROM clients WHERE client_id = ?1",
-                params![client_id],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    resource: "Client",
-                    id: client_id.to_owned(),
-                });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "Client",
+            client_id,
+            "DELETE FROM clients WHERE client_id = ?1",
+            params![client_id],
+        )
     }
 
     fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
@@ -580,32 +572,21 @@ impl IdentityStore for SqliteStore {
     }
 
     fn delete_api_key(&self, id: &str) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute("DELETE FROM api_keys WHERE id = ?1", params![id])?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    resource: "API key",
-                    id: id.to_owned(),
-                });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "API key",
+            id,
+            "DELETE FROM api_keys WHERE id = ?1",
+            params![id],
+        )
     }
 
     fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError> {
-        self.write(|c| {
-            let n = c.execute(
-                "UPDATE api_keys SET secret_hash = ?2 WHERE id = ?1",
-                params![id, secret_hash],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    resource: "API key",
-                    id: id.to_owned(),
-                });
-            }
-            Ok(())
-        })
+        self.change_one(
+            "API key",
+            id,
+            "UPDATE api_keys SET secret_hash = ?2 WHERE id = ?1",
+            params![id, secret_hash],
+        )
     }
 
     fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
