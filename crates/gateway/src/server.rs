@@ -2,13 +2,15 @@
 //! knowledge), configuration reload, and graceful shutdown.
 
 use crate::admin;
+use crate::body::GatewayBody;
 use crate::config::{Config, ConfigReport};
 use crate::error::GatewayError;
 use crate::forward::Forwarder;
+use crate::guard::{self, HeadGuard};
 use crate::pipeline::{Pipeline, Services};
-use crate::prefixed::Prefixed;
 use arc_swap::ArcSwap;
 use candor_catalog::codes;
+use http::{HeaderValue, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -315,10 +317,20 @@ async fn serve_connection(
         state.tls.load_full().as_ref().clone()
     };
     let tls = tls_config.is_some();
+    let conn = Arc::new(guard::Shared::default());
     let svc_state = state.clone();
+    let svc_conn = conn.clone();
     let svc = service_fn(move |req| {
         let state = svc_state.clone();
+        // A request head the guard refused: its stand-in is answered with the error.
+        let refused = match is_admin {
+            false => svc_conn.next_request().map(|r| refusal(&state, r)),
+            true => None,
+        };
         async move {
+            if let Some(resp) = refused {
+                return Ok::<_, Infallible>(resp);
+            }
             let pipeline = state.current();
             let resp = if is_admin {
                 admin::handle(&state, &pipeline, req).await
@@ -328,6 +340,10 @@ async fn serve_connection(
             Ok::<_, Infallible>(resp)
         }
     });
+    let limits = {
+        let l = &state.current().limits;
+        (l.max_uri_bytes, l.max_header_bytes)
+    };
     let result = match tls_config {
         Some(cfg) => {
             let stream = match refuse_plain_http(&state, stream).await {
@@ -337,12 +353,9 @@ async fn serve_connection(
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let Some(tls_stream) = refuse_bad_first_request(&state, tls_stream).await
-                    else {
-                        return;
-                    };
+                    let io = HeadGuard::new(tls_stream, conn, limits);
                     watcher
-                        .watch(builder.serve_connection(TokioIo::new(tls_stream), svc))
+                        .watch(builder.serve_connection(TokioIo::new(io), svc))
                         .await
                 }
                 Ok(Err(e)) => {
@@ -352,17 +365,15 @@ async fn serve_connection(
                 Err(_) => return,
             }
         }
-        None => {
-            let stream = if is_admin {
-                stream
-            } else {
-                match refuse_bad_request_line(&state, stream).await {
-                    Some(s) => s,
-                    None => return,
-                }
-            };
+        None if is_admin => {
             watcher
                 .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                .await
+        }
+        None => {
+            let io = HeadGuard::new(stream, conn, limits);
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(io), svc))
                 .await
         }
     };
@@ -371,40 +382,21 @@ async fn serve_connection(
     }
 }
 
-/// Looks at the first request line and headers of a plaintext connection before the HTTP
-/// parser does (without consuming them) and answers a malformed one through the catalog (the
-/// parser would answer a bare 400). Returns the stream when the HTTP parser should take over.
-async fn refuse_bad_request_line(state: &State, stream: TcpStream) -> Option<TcpStream> {
-    let mut buf = [0u8; 4096];
-    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.peek(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        Ok(Ok(_)) | Err(_) => return None,
-        Ok(Err(_)) => return Some(stream),
-    };
-    let Some((err, target)) = crate::transport::check_request_line(&buf[..n]) else {
-        return Some(stream);
-    };
-    answer_and_close(state, stream, &err, &target).await;
-    None
+/// The answer to a request head the guard refused (see [`guard`]): the catalog error, with
+/// a new request id, closing the connection.
+fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
+    let request_id = crate::request_id::new_ulid();
+    let pipeline = state.current();
+    let mut resp = pipeline.renderer().render(&r.error, &r.target, &request_id);
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    log_refusal(&request_id, resp.status().as_u16(), r.error.code);
+    resp
 }
 
-/// The same check on a TLS connection, after the handshake: the first bytes are read, checked
-/// and put back in front of the stream for the HTTP parser.
-async fn refuse_bad_first_request<S>(state: &State, mut stream: S) -> Option<Prefixed<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 4096];
-    let n = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.read(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        _ => return None,
-    };
-    buf.truncate(n);
-    if let Some((err, target)) = crate::transport::check_request_line(&buf) {
-        answer_and_close(state, stream, &err, &target).await;
-        return None;
-    }
-    Some(Prefixed::new(buf, stream))
+/// The request log line of a request refused before it was parsed.
+fn log_refusal(request_id: &str, status: u16, code: &str) {
+    tracing::info!(target: "candor::request", request_id = %request_id, status, code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
 }
 
 /// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
@@ -427,9 +419,6 @@ async fn refuse_plain_http(state: &State, stream: TcpStream) -> Option<TcpStream
     None
 }
 
-/// How long a new connection may take to send its first bytes.
-const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Answers `err` outside the HTTP parser, then closes the connection.
 async fn answer_and_close<S>(state: &State, mut stream: S, err: &GatewayError, target: &str)
 where
@@ -438,7 +427,7 @@ where
     let request_id = crate::request_id::new_ulid();
     let pipeline = state.current();
     let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
-    tracing::info!(target: "candor::request", request_id = %request_id, status = status.as_u16(), code = err.code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
+    log_refusal(&request_id, status.as_u16(), err.code);
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
         status.as_u16(),
