@@ -228,6 +228,33 @@ fn pooled_connections_the_upstream_closed_are_not_used() {
 }
 
 #[test]
+fn a_connection_still_sending_a_request_body_serves_no_other_request() {
+    // The upstream answers before reading the body, and the client stops sending half way
+    // but keeps its connection open: the upstream connection is still busy writing that
+    // body, so the next request must get another connection, not wait behind it.
+    use std::io::{Read, Write};
+    let up = Upstream::start(Behaviour::EarlyAnswer);
+    let gw = Gateway::start(&one_route("/up", &up.url(), "timeout = \"2s\""));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    s.write_all(&[b'z'; 1000]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.text().as_str()), (200, "early"));
+    for _ in 0..3 {
+        let r = gw.get("/up");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "early");
+    }
+    // The stalled upload's connection and one connection for the three GETs.
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let mut one = [0u8; 1];
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let _ = s.read(&mut one);
+}
+
+#[test]
 fn a_response_read_half_way_does_not_return_its_connection() {
     // A client that leaves after the head of a large response: the upstream connection still
     // carries the rest of that body, so it must not serve another request.

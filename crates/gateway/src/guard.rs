@@ -292,7 +292,7 @@ impl Scanner {
         let target = head[..line_end]
             .split(|&b| b == b' ')
             .nth(1)
-            .map(|t| String::from_utf8_lossy(&t[..t.len().min(max_uri)]).into_owned())
+            .map(|t| crate::transport::path_of(&t[..t.len().min(max_uri)]))
             .unwrap_or_default();
         (err, target)
     }

@@ -103,7 +103,27 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, authority: &Authority, sender: SendRequest<UpstreamBody>) {
+    /// Returns a connection whose response has been read. The request body may still be
+    /// on its way (an upstream can answer before reading it all): such a connection is
+    /// parked only once its request is fully written, so no later request queues behind a
+    /// body that may never end.
+    fn checkin(&self, authority: &Authority, mut sender: SendRequest<UpstreamBody>) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match sender.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => self.park(authority, sender),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => {
+                let (pool, authority) = (self.clone(), authority.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await {
+                        pool.park(&authority, sender);
+                    }
+                });
+            }
+        }
+    }
+
+    fn park(&self, authority: &Authority, sender: SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }

@@ -104,8 +104,7 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
     }
     let Some(bad) = target.iter().position(|&b| b <= b' ' || b == 0x7f) else {
-        return check_header_lines(&buf[end + 1..])
-            .map(|e| (e, String::from_utf8_lossy(target).into_owned()));
+        return check_header_lines(&buf[end + 1..]).map(|e| (e, path_of(target)));
     };
     let reason = if target[bad] == b' ' {
         "raw space (encode it as %20)"
@@ -118,8 +117,14 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
         .param("bytes", format!("0x{:02X}", target[bad]))
         .extension("position", bad.into())
         .extension("bytes", format!("0x{:02X}", target[bad]).into());
-    let shown = String::from_utf8_lossy(target).into_owned();
-    Some((err, shown))
+    Some((err, path_of(target)))
+}
+
+/// The path of a request target, without its query (which may carry a credential), for
+/// the `instance` member.
+pub fn path_of(target: &[u8]) -> String {
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    String::from_utf8_lossy(path).into_owned()
 }
 
 /// The path of a plain HTTP request line at the start of `buf` (sent to a TLS listener), or
@@ -164,11 +169,18 @@ fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
             return None;
         }
         number += 1;
+        // What is shown of a line that is not `name: value`: the text before its first
+        // space, tab or `=` (the rest may be a credential whose colon was forgotten).
         let shown = |part: &[u8]| -> String {
-            let s: String = String::from_utf8_lossy(&part[..part.len().min(40)])
+            let cut = part
+                .iter()
+                .position(|&b| matches!(b, b' ' | b'\t' | b'='))
+                .unwrap_or(part.len());
+            let s: String = String::from_utf8_lossy(&part[..cut.min(40)])
                 .escape_debug()
                 .collect();
-            format!("\"{s}\"")
+            let more = if cut < part.len() { " …" } else { "" };
+            format!("\"{s}{more}\"")
         };
         let fail = |field: String, reason: String| {
             Some(
@@ -268,8 +280,25 @@ mod tests {
         let (c, line, field, reason) = header(b"X Api Key: secret\r\n\r\n").unwrap();
         assert_eq!(
             (c, line.as_str(), field.as_str()),
-            (codes::MALFORMED_HEADER, "2", "\"X Api Key\"")
+            (codes::MALFORMED_HEADER, "2", "\"X …\"")
         );
+        // A credential whose colon was forgotten is not repeated.
+        for (line, field) in [
+            (
+                &b"Authorization Bearer abc:def\r\n\r\n"[..],
+                "\"Authorization …\"",
+            ),
+            (b"X-Api-Key sk_live_abc\r\n\r\n", "\"X-Api-Key …\""),
+            (b"token=abc\r\n\r\n", "\"token …\""),
+        ] {
+            let (_, _, shown, reason) = header(line).unwrap();
+            assert_eq!(shown, field);
+            assert!(!reason.contains("abc"), "{reason}");
+        }
+        // The query of the target is not repeated in `instance`.
+        let (_, target) =
+            check_request_line(b"GET /a?key=s3cret HTTP/1.1\r\nBad Line\r\n\r\n").unwrap();
+        assert_eq!(target, "/a");
         assert!(reason.contains("a space"), "{reason}");
         assert!(
             header(b"Accept */*\r\n\r\n")

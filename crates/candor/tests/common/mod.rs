@@ -479,6 +479,9 @@ pub enum Behaviour {
     CloseAfterOne,
     /// Answers every request with a body of this many bytes (b'y'), keeping the connection.
     Big(usize),
+    /// Answers 200 "early" as soon as a request head arrives, without reading the body; a
+    /// connection whose request had a body is then only read from, never answered again.
+    EarlyAnswer,
 }
 
 /// An upstream on a loopback port, serving in a thread.
@@ -581,6 +584,33 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
             while read_request(&mut conn).is_some() {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
                 if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
+                    return;
+                }
+            }
+        }
+        Behaviour::EarlyAnswer => {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let Some(end) = find(&buf, b"\r\n\r\n") else {
+                    match conn.read(&mut chunk) {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                buf.drain(..end + 4);
+                let has_body =
+                    head.contains("content-length:") && !head.contains("content-length: 0");
+                if conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                    .is_err()
+                {
+                    return;
+                }
+                if has_body {
+                    while matches!(conn.read(&mut chunk), Ok(n) if n > 0) {}
                     return;
                 }
             }
