@@ -232,7 +232,7 @@ fn a_connection_still_sending_a_request_body_serves_no_other_request() {
     // The upstream answers before reading the body, and the client stops sending half way
     // but keeps its connection open: the upstream connection is still busy writing that
     // body, so the next request must get another connection, not wait behind it.
-    use std::io::{Read, Write};
+    use std::io::Write;
     let up = Upstream::start(Behaviour::EarlyAnswer);
     let gw = Gateway::start(&one_route("/up", &up.url(), "timeout = \"2s\""));
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
@@ -249,9 +249,8 @@ fn a_connection_still_sending_a_request_body_serves_no_other_request() {
     }
     // The stalled upload's connection and one connection for the three GETs.
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 2);
-    let mut one = [0u8; 1];
-    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let _ = s.read(&mut one);
+    // The stalled upload stays open until here.
+    drop(s);
 }
 
 #[test]

@@ -108,7 +108,7 @@ enum Chunk {
 }
 
 /// One step of the chunked-body scanner.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum ChunkStep {
     /// Consumed everything it was given; the body goes on.
     More,
@@ -253,7 +253,7 @@ impl Scanner {
                                         }
                                         None => {
                                             *line = Line::Open(rest.len());
-                                            not_a_method(rest)
+                                            crate::transport::check_request_start(rest)
                                         }
                                     };
                                 if refusal.is_some() {
@@ -296,29 +296,6 @@ impl Scanner {
             .unwrap_or_default();
         (err, target)
     }
-}
-
-/// `malformed_request` when the first bytes of an incomplete request line cannot start an
-/// HTTP/1 request (only the first 64 bytes are looked at).
-fn not_a_method(start: &[u8]) -> Option<Refusal> {
-    let start = &start[..start.len().min(64)];
-    let method = start.split(|&b| b == b' ').next().unwrap_or_default();
-    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    if method.iter().all(is_tchar) {
-        return None;
-    }
-    let reason = if start.first() == Some(&0x16) {
-        "it starts like a TLS handshake, but this listener speaks plain HTTP (use http://, or the TLS listener)"
-    } else {
-        "the method is not an HTTP token"
-    };
-    let shown: String = String::from_utf8_lossy(&start[..start.len().min(12)])
-        .escape_debug()
-        .collect();
-    let err = GatewayError::new(codes::MALFORMED_REQUEST)
-        .param("reason", reason.to_owned())
-        .param("start", format!("\"{shown}\""));
-    Some((err, String::new()))
 }
 
 /// The length of the request head at the start of `data` (through the empty line that ends

@@ -70,25 +70,11 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
     if line.is_empty() || line.starts_with(b"PRI * HTTP/2.0") {
         return None;
     }
-    let start = {
-        let shown: String = String::from_utf8_lossy(&line[..line.len().min(12)])
-            .escape_debug()
-            .collect();
-        format!("\"{shown}\"")
-    };
-    let malformed = |reason: String| {
-        Some((
-            GatewayError::new(codes::MALFORMED_REQUEST)
-                .param("reason", reason)
-                .param("start", start.clone()),
-            String::new(),
-        ))
-    };
+    let malformed = |reason: String| Some(malformed_request(reason, line));
     let Some(sp1) = line.iter().position(|&b| b == b' ') else {
         return malformed("there is no space after the method".into());
     };
     let method = &line[..sp1];
-    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
     if method.is_empty() || !method.iter().all(is_tchar) {
         return malformed("the method is not an HTTP token".into());
     }
@@ -98,9 +84,7 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
     };
     let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
     if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
-        let v: String = String::from_utf8_lossy(&version[..version.len().min(16)])
-            .escape_debug()
-            .collect();
+        let v = escaped(version, 16);
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
     }
     let Some(bad) = target.iter().position(|&b| b <= b' ' || b == 0x7f) else {
@@ -120,6 +104,43 @@ pub fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
     Some((err, path_of(target)))
 }
 
+/// `malformed_request` for the first bytes of a request line that is not complete yet, when
+/// they cannot start an HTTP/1 request (only the first 64 bytes are looked at): a client
+/// speaking another protocol may otherwise wait forever for an answer.
+pub fn check_request_start(start: &[u8]) -> Option<(GatewayError, String)> {
+    let start = &start[..start.len().min(64)];
+    let method = start.split(|&b| b == b' ').next().unwrap_or_default();
+    if method.iter().all(is_tchar) {
+        return None;
+    }
+    let reason = if start.first() == Some(&0x16) {
+        "it starts like a TLS handshake, but this listener speaks plain HTTP (use http://, or the TLS listener)"
+    } else {
+        "the method is not an HTTP token"
+    };
+    Some(malformed_request(reason.to_owned(), start))
+}
+
+/// `malformed_request` with `reason`, for a request line starting with `line`.
+fn malformed_request(reason: String, line: &[u8]) -> (GatewayError, String) {
+    let err = GatewayError::new(codes::MALFORMED_REQUEST)
+        .param("reason", reason)
+        .param("start", format!("\"{}\"", escaped(line, 12)));
+    (err, String::new())
+}
+
+/// Whether `b` may appear in an HTTP token (RFC 9110 §5.6.2): methods and field names.
+pub fn is_tchar(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
+}
+
+/// At most `max` bytes of `bytes`, as text with control characters escaped.
+fn escaped(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max)])
+        .escape_debug()
+        .collect()
+}
+
 /// The path of a request target, without its query (which may carry a credential), for
 /// the `instance` member.
 pub fn path_of(target: &[u8]) -> String {
@@ -134,7 +155,6 @@ pub fn plain_http_path(buf: &[u8]) -> Option<String> {
     let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
     let mut words = line.split(|&b| b == b' ');
     let method = words.next()?;
-    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
     if method.is_empty() || !method.iter().all(is_tchar) {
         return None;
     }
@@ -176,9 +196,7 @@ fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
                 .iter()
                 .position(|&b| matches!(b, b' ' | b'\t' | b'='))
                 .unwrap_or(part.len());
-            let s: String = String::from_utf8_lossy(&part[..cut.min(40)])
-                .escape_debug()
-                .collect();
+            let s = escaped(&part[..cut], 40);
             let more = if cut < part.len() { " …" } else { "" };
             format!("\"{s}{more}\"")
         };
@@ -210,7 +228,6 @@ fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
                 "there is whitespace between the field name and the colon".into(),
             );
         }
-        let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
         if let Some(b) = name.iter().find(|b| !is_tchar(b)) {
             let what = if *b == b' ' {
                 "a space".to_owned()
