@@ -52,6 +52,13 @@ pub mod totp;
 pub mod trail;
 pub mod transport;
 
-pub use config::{Config, ConfigReport};
+pub use config::{Config, ConfigReport, did_you_mean};
 pub use error::GatewayError;
-pub use server::{Overrides, Server};
+pub use jwt::Claims;
+pub use respond::Renderer;
+pub use server::{Overrides, Server, shutdown_signal};
+pub use store::{
+    Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
+};
+pub use time::{rfc3339, unix_now};
+pub use totp::code_at as totp_code_at;

@@ -661,6 +661,16 @@ impl Identity {
         Identity::with_store(Box::new(SqliteStore::open(data_dir)?))
     }
 
+    /// Signs `claims` as this gateway's token endpoint would, with the active signing key
+    /// (for tools that mint tokens, e.g. to test a route).
+    pub fn sign(&self, claims: &crate::jwt::Claims) -> Result<String, String> {
+        let snapshot = self.snapshot();
+        let key = snapshot
+            .active_key()
+            .ok_or_else(|| "no active signing key".to_owned())?;
+        crate::jwt::issue(key, claims)
+    }
+
     /// Wraps any store.
     pub fn with_store(store: Box<dyn IdentityStore>) -> Result<Identity, StoreError> {
         let identity = Identity {
