@@ -4,9 +4,10 @@
 //! embedded demo.
 
 use candor_catalog::{Catalog, Entry, codes};
-use candor_gateway::config::did_you_mean;
-use candor_gateway::store::{Account, AccountStatus, Identity, NewAccount, NewClient, StoreError};
-use candor_gateway::{Config, Overrides, Server, demo, server};
+use candor_gateway::{
+    Account, AccountStatus, Identity, NewAccount, NewClient, StoreError, did_you_mean,
+};
+use candor_gateway::{Config, Overrides, Server, demo};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -349,7 +350,7 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
         if let (true, Some(creds)) = (demo_mode, demo_client) {
             print_demo_tour(addr, &data_dir, path.as_deref(), &creds);
         }
-        server.run(server::shutdown_signal()).await;
+        server.run(candor_gateway::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }
@@ -358,7 +359,7 @@ async fn start_demo(
     data_dir: &Path,
     overrides: &Overrides,
 ) -> std::io::Result<(Config, Option<PathBuf>, (String, String))> {
-    let renderer = candor_gateway::respond::Renderer::new(
+    let renderer = candor_gateway::Renderer::new(
         std::sync::Arc::new(Catalog::builtin().clone()),
         &format!(
             "http://{}",
@@ -621,7 +622,7 @@ fn accounts(identity: &Identity, command: AccountCommand) -> Result<(), StoreErr
     }
 }
 
-fn print_client(c: &candor_gateway::store::Client) {
+fn print_client(c: &candor_gateway::Client) {
     println!(
         "{:<22} account {:<16} lifetime {:>5} s  second factor {:<3}  scopes: {}",
         c.client_id,
@@ -750,10 +751,10 @@ fn parse_lifetime(s: &str) -> Result<i64, StoreError> {
     Ok(n * factor)
 }
 
-fn print_api_key(k: &candor_gateway::store::ApiKey) {
+fn print_api_key(k: &candor_gateway::ApiKey) {
     let expiry = k
         .expires_at
-        .map_or("never".to_owned(), candor_gateway::time::rfc3339);
+        .map_or("never".to_owned(), candor_gateway::rfc3339);
     println!(
         "ck_{:<12} account {:<16} expires {:<22} scopes: {}",
         k.id,
@@ -782,7 +783,7 @@ fn api_keys(identity: &Identity, command: ApiKeyCommand) -> Result<(), StoreErro
             allow_ip,
             allow_referer,
         } => {
-            let new = candor_gateway::store::NewApiKey {
+            let new = candor_gateway::NewApiKey {
                 account_id: account,
                 scopes: scopes
                     .split([' ', ','])

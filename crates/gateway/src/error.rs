@@ -27,7 +27,7 @@ impl ErrorSource {
 }
 
 /// An error answer on its way to the client. Rendering happens in one place,
-/// [`crate::respond::Renderer`], from the catalog entry named by `code`.
+/// [`crate::stages::respond::Renderer`], from the catalog entry named by `code`.
 #[derive(Debug)]
 pub struct GatewayError {
     /// The catalog code.

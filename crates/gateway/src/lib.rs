@@ -1,64 +1,63 @@
 //! # candor-gateway
 //!
-//! The candor server. One module per pipeline stage, in request order:
+//! The candor server. A request passes the areas below top to bottom; each area is a folder
+//! whose module doc says what it is for and what it may depend on.
+//!
+//! | area | module | what it holds |
+//! | --- | --- | --- |
+//! | accept | `http` | listeners, TLS, the head guard, bodies, request ids, client addresses, reload, shutdown |
+//! | the pipeline | `pipeline` | one configuration generation compiled; the request context; the trail; `Pipeline::run`, the stages as a list |
+//! | stages | `stages` | one module per stage, in request order (below) |
+//! | upstream | `upstream` | the connection pool |
+//! | identity | `identity` | accounts, clients, keys (SQLite + snapshot), tokens, JWK sets, external issuers, TOTP, the token endpoint |
+//! | limits | `limits` | quotas, failed attempts, the assertion replay cache |
+//! | config | `config` | the TOML file: root, report, reader, one file per section |
+//! | admin | [`admin`](crate) | the admin listener and the gateway's own error pages |
+//! | demo | [`demo`] | the demo devices API |
+//!
+//! The stages, in request order (`stages/`):
 //!
 //! | stage | module | what it decides |
 //! | --- | --- | --- |
-//! | accept | [`server`] | listeners, TLS (h2 by ALPN), h2c, reload, graceful shutdown |
-//! | transport | [`transport`] | URI, header and body size limits |
-//! | parse | [`parse`] | the request target's encoding; one canonical path |
-//! | route | [`route`] | host, path and method; suggestions on a miss |
-//! | transport policy | [`policy`] | HTTPS only, allowed and denied client networks |
-//! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
-//! | authorize | [`authorize`] | scopes, the account the request names, account state |
-//! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
-//! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
+//! | transport | `stages::transport` | URI, header and body size limits |
+//! | parse | `stages::parse` | the request target's encoding; one canonical path |
+//! | route | `stages::route` | host, path and method; suggestions on a miss; the gateway's own endpoints |
+//! | policy | `stages::policy` | the route's mode, HTTPS only, allowed and denied client networks |
+//! | negotiate | (to come) | Accept and Content-Type |
+//! | authenticate | `stages::authenticate` | the credentials a route requires, each refusal precise |
+//! | authorize | `stages::authorize` | scopes, the account the request names, account state |
+//! | limit | `stages::limit` | the account's daily quota (rate limits to come) |
+//! | validate | (to come) | the request against the route's contract |
+//! | forward | `stages::forward` | the upstream exchange, its failures, hop-by-hop headers |
+//! | respond | `stages::respond` | errors rendered from the catalog as RFC 9457 documents |
 //!
-//! [`pipeline`] strings the stages together, [`config`] loads and checks the TOML file,
-//! [`trail`] records each stage's decision, [`docs`] serves `/errors/{code}`, [`admin`] the
-//! admin listener and [`demo`] the built-in demo API. [`store`] keeps accounts, clients and
-//! signing keys (SQLite, read through an in-memory snapshot), [`token_endpoint`] issues
-//! tokens ([`jwt`]), [`totp`] checks second factors.
+//! [`GatewayError`] is the one error type: its catalog code, source and retry class.
+//!
+//! Where things go: a new stage is a module in `stages/` and a variant of the plan's
+//! `Stage` enum (`pipeline/plan.rs`); a new section of the file is a file in `config/`
+//! returning that stage's config type; a new upstream feature goes in `upstream/`.
+//!
+//! The public surface is what the `candor` binary and its tests use, re-exported here.
 
-pub mod admin;
-pub mod authenticate;
-pub mod authorize;
-pub mod body;
-pub mod config;
+mod admin;
+mod config;
 pub mod demo;
-pub mod docs;
-pub mod error;
-pub mod forward;
-pub mod guard;
-pub mod issuers;
-pub mod jwk;
-pub mod jwt;
-pub mod negotiate;
-pub mod net;
-pub mod parse;
-pub mod pipeline;
-pub mod policy;
-pub mod pool;
-pub mod quota;
-pub mod request_id;
-pub mod respond;
-pub mod route;
-pub mod server;
-pub mod store;
-pub mod time;
-pub mod tls;
-pub mod token_endpoint;
-pub mod totp;
-pub mod trail;
-pub mod transport;
+mod error;
+mod http;
+mod identity;
+mod limits;
+mod pipeline;
+mod stages;
+mod time;
+mod upstream;
 
 pub use config::{Config, ConfigReport, did_you_mean};
 pub use error::GatewayError;
-pub use jwt::Claims;
-pub use respond::Renderer;
-pub use server::{Overrides, Server, shutdown_signal};
-pub use store::{
+pub use http::server::{Overrides, Server, shutdown_signal};
+pub use identity::jwt::Claims;
+pub use identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
 };
+pub use identity::totp::code_at as totp_code_at;
+pub use stages::respond::Renderer;
 pub use time::{rfc3339, unix_now};
-pub use totp::code_at as totp_code_at;

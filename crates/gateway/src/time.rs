@@ -33,7 +33,7 @@ pub fn rfc3339(t: i64) -> String {
 }
 
 /// "37 s", "5 min 3 s", "2 h 1 min", "3 d 4 h".
-pub fn human_seconds(s: i64) -> String {
+pub(crate) fn human_seconds(s: i64) -> String {
     let s = s.abs();
     match s {
         0..=59 => format!("{s} s"),

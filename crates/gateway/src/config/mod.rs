@@ -3,10 +3,11 @@
 
 mod reader;
 
-pub use reader::{did_you_mean, edit_distance};
+pub use reader::did_you_mean;
+pub(crate) use reader::edit_distance;
 
-use crate::net::IpNet;
-use crate::route::PathPattern;
+use crate::http::address::IpNet;
+use crate::stages::route::PathPattern;
 use candor_catalog::Catalog;
 use http::Method;
 use reader::{Problems, TableReader};
@@ -31,7 +32,7 @@ pub struct Config {
     /// Token issuing and checking.
     pub auth: AuthSettings,
     /// The transport policy every route starts from.
-    pub access: crate::policy::AccessPolicy,
+    pub access: crate::stages::policy::AccessPolicy,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
@@ -114,7 +115,7 @@ pub struct AuthSettings {
     /// The window for counting failed attempts.
     pub failed_attempts_window: Duration,
     /// External issuers whose tokens routes may accept.
-    pub issuers: Vec<crate::issuers::ExternalIssuer>,
+    pub issuers: Vec<crate::identity::issuers::ExternalIssuer>,
 }
 
 /// `[debug]`
@@ -178,9 +179,9 @@ pub struct RouteConfig {
     /// Send the client's Host header upstream instead of the upstream's authority.
     pub preserve_host: bool,
     /// Credentials the route requires, if any.
-    pub auth: Option<crate::authenticate::AuthConfig>,
+    pub auth: Option<crate::stages::authenticate::AuthConfig>,
     /// The route's transport policy, merged with the global one.
-    pub access: crate::policy::AccessPolicy,
+    pub access: crate::stages::policy::AccessPolicy,
 }
 
 /// One problem in a configuration file.
@@ -304,7 +305,7 @@ const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
 /// The path prefix where the gateway serves its own error pages.
-pub const ERRORS_PREFIX: &str = "/errors";
+pub(crate) const ERRORS_PREFIX: &str = "/errors";
 
 impl Config {
     /// Reads and validates the file at `path`; files it names are resolved against its folder.
@@ -402,7 +403,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             cert: dir.join(cert?.0),
             key: dir.join(key?.0),
         };
-        if let Err(e) = crate::tls::server_config(&files) {
+        if let Err(e) = crate::http::tls::server_config(&files) {
             p.at(t.span.clone(), &t.key_path("cert"), e);
         }
         Some(files)
@@ -517,7 +518,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         for t in a.tables(p, "issuers", ISSUER) {
             if let Some(i) = read_issuer(&t, p, dir) {
                 if auth.issuers.iter().any(|o| o.issuer == i.issuer)
-                    || i.issuer == crate::authenticate::SELF_ISSUER
+                    || i.issuer == crate::stages::authenticate::SELF_ISSUER
                 {
                     p.at(
                         t.span.clone(),
@@ -567,21 +568,21 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
             a.finish(p);
             policy
         }
-        None => crate::policy::AccessPolicy::default(),
+        None => crate::stages::policy::AccessPolicy::default(),
     };
     let mut routes: Vec<RouteConfig> = Vec::new();
     for r in top.tables(p, "routes", ROUTE) {
         if let Some(mut route) = read_route(&r, p, routes.len()) {
             if let Some(a) = &route.auth {
                 for i in &a.issuers {
-                    if i != crate::authenticate::SELF_ISSUER
+                    if i != crate::stages::authenticate::SELF_ISSUER
                         && !auth.issuers.iter().any(|x| &x.issuer == i)
                     {
                         let known: Vec<&str> = auth
                             .issuers
                             .iter()
                             .map(|x| x.issuer.as_str())
-                            .chain([crate::authenticate::SELF_ISSUER])
+                            .chain([crate::stages::authenticate::SELF_ISSUER])
                             .collect();
                         let problem = p.at(
                             r.get("issuers").map_or(r.span.clone(), |v| v.span()),
@@ -770,7 +771,10 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
     })
 }
 
-fn read_access(t: &TableReader<'_, '_>, p: &mut Problems<'_>) -> crate::policy::AccessPolicy {
+fn read_access(
+    t: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+) -> crate::stages::policy::AccessPolicy {
     let mut nets = |key: &str| -> Vec<IpNet> {
         let mut out = Vec::new();
         for (item, span) in t.strings(p, key).unwrap_or_default() {
@@ -786,7 +790,7 @@ fn read_access(t: &TableReader<'_, '_>, p: &mut Problems<'_>) -> crate::policy::
     };
     let allow = nets("allow");
     let deny = nets("deny");
-    crate::policy::AccessPolicy {
+    crate::stages::policy::AccessPolicy {
         require_https: t.boolean(p, "require_https").unwrap_or(false),
         redirect_to_https: t.boolean(p, "redirect_to_https").unwrap_or(false),
         allow,
@@ -798,8 +802,8 @@ fn read_route_auth(
     r: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     pattern: Option<&PathPattern>,
-) -> Option<crate::authenticate::AuthConfig> {
-    use crate::authenticate::{AccountSource, ApiKeySource, AuthConfig};
+) -> Option<crate::stages::authenticate::AuthConfig> {
+    use crate::stages::authenticate::{AccountSource, ApiKeySource, AuthConfig};
     let kind = r.string(p, "auth");
     let key_header = r.string(p, "api_key_header");
     let key_query = r.string(p, "api_key_query");
@@ -926,7 +930,7 @@ fn read_route_auth(
         account,
         api_key,
         issuers: issuers.map_or_else(
-            || vec![crate::authenticate::SELF_ISSUER.to_owned()],
+            || vec![crate::stages::authenticate::SELF_ISSUER.to_owned()],
             |v| v.into_iter().map(|(s, _)| s).collect(),
         ),
     })
@@ -936,8 +940,8 @@ fn read_issuer(
     t: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     dir: &Path,
-) -> Option<crate::issuers::ExternalIssuer> {
-    use crate::issuers::{ExternalIssuer, JwksSource};
+) -> Option<crate::identity::issuers::ExternalIssuer> {
+    use crate::identity::issuers::{ExternalIssuer, JwksSource};
     let before = p.list.len();
     let issuer = t.string(p, "issuer").map(|(s, _)| s);
     let audience = t.string(p, "audience").map(|(s, _)| s);

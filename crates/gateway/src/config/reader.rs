@@ -317,7 +317,7 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
 }
 
 /// Levenshtein distance in characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];

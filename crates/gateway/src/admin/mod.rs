@@ -1,0 +1,646 @@
+//! The admin listener: health, the catalog, the error pages, and the administration API for
+//! accounts, clients, API keys, signing keys and token revocation. Everything it refuses
+//! goes through the catalog like the gateway's own errors.
+//!
+//! The administration API requires `Authorization: Bearer <admin token>`. The token is read
+//! from `server.admin_token_file`, or generated on first start into
+//! `<data_dir>/admin.token` (readable by its owner only).
+
+pub(crate) mod pages;
+
+use crate::http::body::GatewayBody;
+use crate::stages::authenticate::{AuthConfig, challenge, read_credentials};
+
+use crate::error::GatewayError;
+use crate::http::request_id::new_ulid;
+use crate::http::server::State;
+use crate::identity::store::{
+    Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
+};
+use crate::pipeline::Pipeline;
+use crate::stages::respond::X_REQUEST_ID;
+use candor_catalog::{FieldError, codes, page};
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const ENDPOINTS: &[&str] = &[
+    "/health",
+    "/catalog",
+    "/errors/{code}",
+    "/accounts",
+    "/clients",
+    "/keys",
+    "/signing-keys",
+    "/tokens/revoke",
+];
+const MAX_BODY: usize = 64 * 1024;
+
+/// Reads the admin token from `file`, or creates one there.
+pub(crate) fn load_or_create_token(file: &std::path::Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(t) if t.trim().len() >= 16 => Ok(t.trim().to_owned()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{} holds no usable admin token (16 characters at least)",
+            file.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = format!("adm_{}", crate::identity::store::random_token(40));
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(file)?, token.as_bytes())?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Serves one admin request.
+pub(crate) async fn handle(
+    state: &State,
+    pipeline: &Pipeline,
+    req: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v) if crate::http::request_id::is_well_formed(v.as_bytes()) => {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+        _ => new_ulid(),
+    };
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let mut resp = match route(state, pipeline, req, &path).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(target: "candor::admin", request_id = %request_id, method = %method, path = %path, code = e.code, "admin request refused");
+            pipeline.renderer().render(&e, &path, &request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn method_not_allowed(path: &str, method: &Method, allowed: &[&str]) -> GatewayError {
+    let list = allowed.join(", ");
+    GatewayError::new(codes::METHOD_NOT_ALLOWED)
+        .param("path", path.to_owned())
+        .param("method", method.to_string())
+        .param("allowed", list.clone())
+        .extension("allowed", json!(allowed))
+        .header(ALLOW, &list)
+}
+
+fn not_found_route(method: &Method, path: &str) -> GatewayError {
+    GatewayError::new(codes::ROUTE_NOT_FOUND)
+        .param("method", method.to_string())
+        .param("path", path.to_owned())
+        .param(
+            "hint",
+            format!(" The admin listener serves {}.", ENDPOINTS.join(", ")),
+        )
+        .extension("suggestions", json!([]))
+}
+
+fn check_admin(state: &State, req: &Request<Incoming>, path: &str) -> Result<(), GatewayError> {
+    let auth = AuthConfig {
+        scheme: "Bearer".into(),
+        scopes: vec![],
+        account: None,
+        api_key: None,
+        issuers: Vec::new(),
+    };
+    let presented = read_credentials(req.headers(), &auth, path)?;
+    let expected = state.admin_token();
+    let same = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        let text = "it is not this gateway's admin token".to_owned();
+        let err = GatewayError::new(codes::TOKEN_INVALID).param("reason_text", text.clone());
+        return Err(challenge(err, "Bearer", Some("invalid_token"), &text));
+    }
+    Ok(())
+}
+
+async fn route(
+    state: &State,
+    pipeline: &Pipeline,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let method = req.method().clone();
+    let read_only = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/health" | "/catalog" if !read_only => {
+            return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
+        }
+        "/health" => {
+            return Ok(json_response(
+                StatusCode::OK,
+                json!({ "status": "ok", "config_generation": state.current().generation }),
+            ));
+        }
+        "/catalog" => {
+            let entries: Vec<Value> = pipeline
+                .renderer()
+                .catalog()
+                .entries()
+                .iter()
+                .map(page::entry_json)
+                .collect();
+            return Ok(json_response(StatusCode::OK, entries.into()));
+        }
+        p if pages::is_docs_path(p) => {
+            if !read_only {
+                return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
+            }
+            return pages::serve(pipeline.renderer(), p, req.headers());
+        }
+        _ => {}
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let known = matches!(
+        segs.first(),
+        Some(&("accounts" | "clients" | "keys" | "signing-keys" | "tokens"))
+    );
+    if !known {
+        return Err(not_found_route(&method, path));
+    }
+    check_admin(state, &req, path)?;
+    let identity = state.identity_arc();
+    let segs: Vec<String> = segs.iter().map(|s| (*s).to_owned()).collect();
+    let seg = |i: usize| segs.get(i).map(String::as_str);
+    match (seg(0), seg(1), seg(2), segs.len()) {
+        (Some("accounts"), None, _, 1) => match method {
+            Method::GET => Ok(list_accounts(&identity)),
+            Method::POST => {
+                let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                let new = account_body(&body)?;
+                let a = blocking(identity, move |id| id.add_account(new)).await?;
+                Ok(json_response(StatusCode::CREATED, account_json(&a)))
+            }
+            _ => Err(method_not_allowed(path, &method, &["GET", "POST"])),
+        },
+        (Some("accounts"), Some(id), None, 2) => match method {
+            Method::GET => {
+                let snap = identity.snapshot();
+                let a = snap
+                    .accounts
+                    .get(id)
+                    .ok_or_else(|| missing("Account", id))?;
+                Ok(json_response(StatusCode::OK, account_json(a)))
+            }
+            Method::DELETE => set_status(identity, id, AccountStatus::Deleted).await,
+            _ => Err(method_not_allowed(path, &method, &["GET", "DELETE"])),
+        },
+        (Some("accounts"), Some(id), Some(action @ ("suspend" | "activate")), 3) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let status = if action == "suspend" {
+                AccountStatus::Suspended
+            } else {
+                AccountStatus::Active
+            };
+            set_status(identity, id, status).await
+        }
+        (Some("clients"), None, _, 1) => match method {
+            Method::GET => {
+                let snap = identity.snapshot();
+                let mut all: Vec<&Client> = snap.clients.values().collect();
+                all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "data": all.into_iter().map(client_json).collect::<Vec<_>>() }),
+                ))
+            }
+            Method::POST => {
+                let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                let new = client_body(&body)?;
+                let (c, secret) = blocking(identity, move |id| id.add_client(new)).await?;
+                let mut v = client_json(&c);
+                v["client_secret"] = secret.into();
+                if let Some(t) = &c.totp_secret {
+                    v["totp_secret"] = t.clone().into();
+                }
+                Ok(json_response(StatusCode::CREATED, v))
+            }
+            _ => Err(method_not_allowed(path, &method, &["GET", "POST"])),
+        },
+        (Some("clients"), Some(id), None, 2) => match method {
+            Method::GET => {
+                let snap = identity.snapshot();
+                let c = snap.clients.get(id).ok_or_else(|| missing("Client", id))?;
+                Ok(json_response(StatusCode::OK, client_json(c)))
+            }
+            Method::DELETE => {
+                let id = id.to_owned();
+                blocking(identity, move |i| i.delete_client(&id)).await?;
+                Ok(json_response(StatusCode::OK, json!({ "deleted": seg(1) })))
+            }
+            _ => Err(method_not_allowed(path, &method, &["GET", "DELETE"])),
+        },
+        (Some("clients"), Some(id), Some("rotate"), 3) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let owned = id.to_owned();
+            let secret = blocking(identity, move |i| i.rotate_client_secret(&owned)).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "client_id": id, "client_secret": secret }),
+            ))
+        }
+        (Some("clients"), Some(id), Some("keys"), 3) => {
+            if method != Method::PUT {
+                return Err(method_not_allowed(path, &method, &["PUT"]));
+            }
+            let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+            let owned = id.to_owned();
+            let n = blocking(identity, move |i| {
+                i.set_client_keys(&owned, &body.to_string())
+            })
+            .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "client_id": id, "assertion_keys": n }),
+            ))
+        }
+        (Some("keys"), None, _, 1) => match method {
+            Method::GET => {
+                let snap = identity.snapshot();
+                let mut all: Vec<&ApiKey> = snap.api_keys.values().collect();
+                all.sort_by(|a, b| a.id.cmp(&b.id));
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "data": all.into_iter().map(api_key_json).collect::<Vec<_>>() }),
+                ))
+            }
+            Method::POST => {
+                let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                let new = api_key_body(&body)?;
+                let (k, full) = blocking(identity, move |i| i.add_api_key(new)).await?;
+                let mut v = api_key_json(&k);
+                v["api_key"] = full.into();
+                Ok(json_response(StatusCode::CREATED, v))
+            }
+            _ => Err(method_not_allowed(path, &method, &["GET", "POST"])),
+        },
+        (Some("keys"), Some(id), None, 2) => {
+            let owned = id.trim_start_matches("ck_").to_owned();
+            match method {
+                Method::GET => {
+                    let snap = identity.snapshot();
+                    let k = snap
+                        .api_keys
+                        .get(&owned)
+                        .ok_or_else(|| missing("API key", &owned))?;
+                    Ok(json_response(StatusCode::OK, api_key_json(k)))
+                }
+                Method::DELETE => {
+                    blocking(identity, move |i| i.delete_api_key(&owned)).await?;
+                    Ok(json_response(StatusCode::OK, json!({ "deleted": id })))
+                }
+                _ => Err(method_not_allowed(path, &method, &["GET", "DELETE"])),
+            }
+        }
+        (Some("keys"), Some(id), Some("rotate"), 3) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let owned = id.trim_start_matches("ck_").to_owned();
+            let full = blocking(identity, move |i| i.rotate_api_key(&owned)).await?;
+            Ok(json_response(StatusCode::OK, json!({ "api_key": full })))
+        }
+        (Some("signing-keys"), None, _, 1) if read_only => {
+            let snap = identity.snapshot();
+            let keys: Vec<Value> = snap
+                .signing_keys
+                .iter()
+                .map(|k| json!({ "kid": k.kid, "alg": k.alg, "created_at": k.created_at, "retired_at": k.retired_at }))
+                .collect();
+            Ok(json_response(StatusCode::OK, json!({ "data": keys })))
+        }
+        (Some("signing-keys"), Some("rotate"), None, 2) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let kid = blocking(identity, |i| i.rotate_signing_key()).await?;
+            Ok(json_response(StatusCode::OK, json!({ "kid": kid })))
+        }
+        (Some("tokens"), Some("revoke"), None, 2) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+            let mut fields = Vec::new();
+            let jti = text_field(&body, "jti", true, &mut fields);
+            let exp = match body.get("expires_at") {
+                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+                None => Some(crate::time::unix_now() + crate::identity::jwt::MAX_LIFETIME),
+                Some(other) => {
+                    fields.push(body_field(
+                        "expires_at",
+                        "type",
+                        format!("must be Unix seconds; it is {other}"),
+                    ));
+                    None
+                }
+            };
+            if !fields.is_empty() {
+                return Err(validation(fields));
+            }
+            let (jti, exp) = (jti.unwrap_or_default(), exp.unwrap_or_default());
+            let j = jti.clone();
+            blocking(identity, move |i| i.revoke(&j, exp)).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "revoked": jti, "until": crate::time::rfc3339(exp) }),
+            ))
+        }
+        _ if segs.len() > 1
+            && matches!(segs[0].as_str(), "accounts" | "clients" | "keys")
+            && segs.len() == 2 =>
+        {
+            Err(missing(
+                if segs[0] == "accounts" {
+                    "Account"
+                } else {
+                    "Client"
+                },
+                &segs[1],
+            ))
+        }
+        _ => Err(not_found_route(&method, path)),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    identity: Arc<Identity>,
+    f: impl FnOnce(&Identity) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(move || f(&identity))
+        .await
+        .map_err(|e| {
+            GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("admin API: {e}"))
+        })?
+        .map_err(|e| e.to_gateway_error())
+}
+
+fn missing(resource: &'static str, id: &str) -> GatewayError {
+    StoreError::NotFound {
+        resource,
+        id: id.to_owned(),
+    }
+    .to_gateway_error()
+}
+
+async fn set_status(
+    identity: Arc<Identity>,
+    id: &str,
+    status: AccountStatus,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let id = id.to_owned();
+    let a = blocking(identity, move |i| i.set_account_status(&id, status)).await?;
+    Ok(json_response(StatusCode::OK, account_json(&a)))
+}
+
+fn list_accounts(identity: &Identity) -> Response<GatewayBody> {
+    let snap = identity.snapshot();
+    let mut all: Vec<&Account> = snap.accounts.values().collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    json_response(
+        StatusCode::OK,
+        json!({ "data": all.into_iter().map(account_json).collect::<Vec<_>>() }),
+    )
+}
+
+fn account_json(a: &Account) -> Value {
+    json!({ "id": a.id, "name": a.name, "status": a.status.as_str(), "quota_per_day": a.quota_per_day, "created_at": a.created_at })
+}
+
+fn client_json(c: &Client) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "account": c.account_id,
+        "scopes": c.scopes,
+        "grant_types": c.grant_types,
+        "token_lifetime": c.token_lifetime,
+        "second_factor": c.totp_secret.is_some(),
+        "assertion_keys": c.jwks.is_some(),
+        "created_at": c.created_at,
+    })
+}
+
+fn api_key_json(k: &ApiKey) -> Value {
+    json!({
+        "id": format!("ck_{}", k.id),
+        "account": k.account_id,
+        "scopes": k.scopes,
+        "expires_at": k.expires_at.map(crate::time::rfc3339),
+        "allowed_ips": k.allowed_ips,
+        "allowed_referers": k.allowed_referers,
+        "created_at": k.created_at,
+    })
+}
+
+fn body_field(name: &str, reason: &str, detail: String) -> FieldError {
+    FieldError {
+        location: "body".into(),
+        pointer: format!("#/{name}"),
+        name: name.into(),
+        reason: reason.into(),
+        detail,
+    }
+}
+
+fn validation(fields: Vec<FieldError>) -> GatewayError {
+    let summary = fields
+        .iter()
+        .map(|f| format!("{} {}", f.name, f.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut err = GatewayError::new(codes::VALIDATION_FAILED)
+        .param("count", fields.len().to_string())
+        .param("summary", summary);
+    err.fields = fields;
+    err
+}
+
+fn text_field(
+    body: &Value,
+    name: &str,
+    required: bool,
+    fields: &mut Vec<FieldError>,
+) -> Option<String> {
+    match body.get(name) {
+        None | Some(Value::Null) if required => {
+            fields.push(body_field(name, "required", "is required".into()));
+            None
+        }
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            fields.push(body_field(name, "blank", "must not be blank".into()));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            fields.push(body_field(
+                name,
+                "type",
+                format!("must be a string; it is {other}"),
+            ));
+            None
+        }
+    }
+}
+
+fn list_field(body: &Value, name: &str, fields: &mut Vec<FieldError>) -> Vec<String> {
+    match body.get(name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        Some(other) => {
+            fields.push(body_field(
+                name,
+                "type",
+                format!("must be an array of strings; it is {other}"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn int_field(body: &Value, name: &str, fields: &mut Vec<FieldError>) -> Option<i64> {
+    match body.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+        Some(other) => {
+            fields.push(body_field(
+                name,
+                "type",
+                format!("must be a whole number; it is {other}"),
+            ));
+            None
+        }
+    }
+}
+
+fn object(body: &Value, known: &[&str]) -> Vec<FieldError> {
+    match body.as_object() {
+        None => vec![FieldError {
+            location: "body".into(),
+            pointer: "#".into(),
+            name: "(body)".into(),
+            reason: "type".into(),
+            detail: "must be a JSON object".into(),
+        }],
+        Some(map) => map
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| {
+                body_field(
+                    k,
+                    "unknown",
+                    format!("is not a field here ({})", known.join(", ")),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn account_body(body: &Value) -> Result<NewAccount, GatewayError> {
+    let mut fields = object(body, &["id", "name", "quota_per_day"]);
+    let id = text_field(body, "id", false, &mut fields);
+    let name = text_field(body, "name", true, &mut fields);
+    let quota_per_day = int_field(body, "quota_per_day", &mut fields);
+    if !fields.is_empty() {
+        return Err(validation(fields));
+    }
+    Ok(NewAccount {
+        id,
+        name: name.unwrap_or_default(),
+        quota_per_day,
+    })
+}
+
+fn client_body(body: &Value) -> Result<NewClient, GatewayError> {
+    let mut fields = object(
+        body,
+        &["account", "scopes", "token_lifetime", "second_factor"],
+    );
+    let account = text_field(body, "account", true, &mut fields);
+    let scopes = list_field(body, "scopes", &mut fields);
+    let token_lifetime = int_field(body, "token_lifetime", &mut fields).unwrap_or(300);
+    let second_factor = match body.get("second_factor") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            fields.push(body_field(
+                "second_factor",
+                "type",
+                format!("must be true or false; it is {other}"),
+            ));
+            false
+        }
+    };
+    if !fields.is_empty() {
+        return Err(validation(fields));
+    }
+    Ok(NewClient {
+        account_id: account.unwrap_or_default(),
+        scopes,
+        token_lifetime,
+        second_factor,
+    })
+}
+
+fn api_key_body(body: &Value) -> Result<NewApiKey, GatewayError> {
+    let mut fields = object(
+        body,
+        &[
+            "account",
+            "scopes",
+            "expires_in",
+            "allowed_ips",
+            "allowed_referers",
+        ],
+    );
+    let account = text_field(body, "account", true, &mut fields);
+    let scopes = list_field(body, "scopes", &mut fields);
+    let expires_in = int_field(body, "expires_in", &mut fields);
+    let allowed_ips = list_field(body, "allowed_ips", &mut fields);
+    let allowed_referers = list_field(body, "allowed_referers", &mut fields);
+    if !fields.is_empty() {
+        return Err(validation(fields));
+    }
+    Ok(NewApiKey {
+        account_id: account.unwrap_or_default(),
+        scopes,
+        expires_in,
+        allowed_ips,
+        allowed_referers,
+    })
+}

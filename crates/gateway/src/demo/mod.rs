@@ -1,0 +1,561 @@
+//! The built-in demo API: a small REST resource (`/v1/customers/{customer}/devices`) kept in
+//! SQLite, served on a loopback port behind the gateway. It answers its own errors through
+//! the same catalog (`resource_not_found`, `duplicate_resource`, `validation_failed`,
+//! `malformed_body`, `unsupported_media_type`).
+
+use crate::error::GatewayError;
+use crate::http::body::GatewayBody;
+use crate::http::request_id;
+use crate::stages::respond::{Renderer, X_REQUEST_ID};
+use candor_catalog::{FieldError, codes};
+use http::header::{CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const KINDS: &[&str] = &["sensor", "gateway", "camera"];
+const MAX_BODY: usize = 64 * 1024;
+
+/// The demo API's state.
+struct DemoApi {
+    db: Mutex<Connection>,
+    renderer: Renderer,
+}
+
+/// Opens (or creates) the database under `data_dir` and serves the demo API on an
+/// ephemeral loopback port; returns that port's address.
+pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<SocketAddr> {
+    std::fs::create_dir_all(data_dir)?;
+    let conn = Connection::open(data_dir.join("demo.sqlite")).map_err(std::io::Error::other)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE IF NOT EXISTS devices (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             customer TEXT NOT NULL,
+             name TEXT NOT NULL,
+             serial TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+             UNIQUE (customer, serial)
+         );",
+    )
+    .map_err(std::io::Error::other)?;
+    let api = Arc::new(DemoApi {
+        db: Mutex::new(conn),
+        renderer,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let api = api.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn field(location: &str, name: &str, reason: &str, detail: String) -> FieldError {
+    let pointer = if location == "body" {
+        format!("#/{name}")
+    } else {
+        name.to_owned()
+    };
+    FieldError {
+        location: location.into(),
+        pointer,
+        name: name.into(),
+        reason: reason.into(),
+        detail,
+    }
+}
+
+fn validation_failed(fields: Vec<FieldError>) -> GatewayError {
+    let summary = fields
+        .iter()
+        .map(|f| format!("{} {}", f.name, f.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut err = GatewayError::new(codes::VALIDATION_FAILED)
+        .param("count", fields.len().to_string())
+        .param("summary", summary);
+    err.fields = fields;
+    err
+}
+
+fn device_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "customer": row.get::<_, String>(1)?,
+        "name": row.get::<_, String>(2)?,
+        "serial": row.get::<_, String>(3)?,
+        "kind": row.get::<_, String>(4)?,
+        "created_at": row.get::<_, String>(5)?,
+    }))
+}
+
+fn db_error(e: impl std::fmt::Display) -> GatewayError {
+    tracing::error!(target: "candor::demo", error = %e, "demo database error");
+    GatewayError::new(codes::INTERNAL_ERROR).param("stage", "demo API database")
+}
+
+impl DemoApi {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GatewayBody> {
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if request_id::is_well_formed(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => request_id::new_ulid(),
+        };
+        let path = req.uri().path().to_owned();
+        let mut resp = match self.clone().route(req, &path).await {
+            Ok(r) => r,
+            Err(e) => self.renderer.render(&e, &path, &request_id),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+        }
+        resp
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (req.method().clone(), segs.as_slice()) {
+            (m, ["v1", "customers", customer, "devices"]) => {
+                check_customer(customer)?;
+                let customer = (*customer).to_owned();
+                if m == Method::POST {
+                    let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                    self.blocking(move |api| api.create(&customer, &body)).await
+                } else {
+                    self.blocking(move |api| api.list(&customer)).await
+                }
+            }
+            (m, ["v1", "customers", customer, "devices", id]) => {
+                check_customer(customer)?;
+                let id: i64 = id.parse().map_err(|_| {
+                    validation_failed(vec![field(
+                        "path",
+                        "device",
+                        "type",
+                        format!("must be a whole number; the path has `{id}`"),
+                    )])
+                })?;
+                let customer = (*customer).to_owned();
+                if m == Method::DELETE {
+                    self.blocking(move |api| api.delete(&customer, id)).await
+                } else {
+                    self.blocking(move |api| api.get(&customer, id)).await
+                }
+            }
+            _ => Err(GatewayError::new(codes::ROUTE_NOT_FOUND)
+                .param("method", req.method().to_string())
+                .param("path", path.to_owned())
+                .param(
+                    "hint",
+                    " The demo API serves /v1/customers/{customer}/devices[/{id}].",
+                )),
+        }
+    }
+
+    async fn blocking<F>(self: Arc<Self>, f: F) -> Result<Response<GatewayBody>, GatewayError>
+    where
+        F: FnOnce(&DemoApi) -> Result<Response<GatewayBody>, GatewayError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(move || f(&self))
+            .await
+            .unwrap_or_else(|e| {
+                Err(GatewayError::new(codes::INTERNAL_ERROR)
+                    .param("stage", format!("demo API: {e}")))
+            })
+    }
+
+    fn list(&self, customer: &str) -> Result<Response<GatewayBody>, GatewayError> {
+        let db = self.db.lock().map_err(db_error)?;
+        let mut stmt = db
+            .prepare("SELECT id, customer, name, serial, kind, created_at FROM devices WHERE customer = ?1 ORDER BY id")
+            .map_err(db_error)?;
+        let rows: Vec<Value> = stmt
+            .query_map(params![customer], device_json)
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "object": "list", "data": rows }),
+        ))
+    }
+
+    fn get(&self, customer: &str, id: i64) -> Result<Response<GatewayBody>, GatewayError> {
+        let db = self.db.lock().map_err(db_error)?;
+        let row = db
+            .query_row(
+                "SELECT id, customer, name, serial, kind, created_at FROM devices WHERE customer = ?1 AND id = ?2",
+                params![customer, id],
+                device_json,
+            )
+            .optional()
+            .map_err(db_error)?;
+        row.map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(|| not_found(customer, id))
+    }
+
+    fn delete(&self, customer: &str, id: i64) -> Result<Response<GatewayBody>, GatewayError> {
+        let db = self.db.lock().map_err(db_error)?;
+        let n = db
+            .execute(
+                "DELETE FROM devices WHERE customer = ?1 AND id = ?2",
+                params![customer, id],
+            )
+            .map_err(db_error)?;
+        if n == 0 {
+            return Err(not_found(customer, id));
+        }
+        let mut resp = Response::new(GatewayBody::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        Ok(resp)
+    }
+
+    fn create(&self, customer: &str, body: &Value) -> Result<Response<GatewayBody>, GatewayError> {
+        let (name, serial, kind) = validate_device(body)?;
+        let db = self.db.lock().map_err(db_error)?;
+        let existing: Option<i64> = db
+            .query_row(
+                "SELECT id FROM devices WHERE customer = ?1 AND serial = ?2",
+                params![customer, serial],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        if let Some(id) = existing {
+            return Err(GatewayError::new(codes::DUPLICATE_RESOURCE)
+                .param("resource", "A device")
+                .param("field", "serial")
+                .param("value", serial.clone())
+                .param("existing", format!(" (device {id})"))
+                .extension("existing_id", id.into())
+                .field(field(
+                    "body",
+                    "serial",
+                    "duplicate",
+                    format!("`{serial}` is already used by device {id}"),
+                )));
+        }
+        db.execute(
+            "INSERT INTO devices (customer, name, serial, kind) VALUES (?1, ?2, ?3, ?4)",
+            params![customer, name, serial, kind],
+        )
+        .map_err(db_error)?;
+        let id = db.last_insert_rowid();
+        let device = db
+            .query_row(
+                "SELECT id, customer, name, serial, kind, created_at FROM devices WHERE id = ?1",
+                params![id],
+                device_json,
+            )
+            .map_err(db_error)?;
+        let mut resp = json_response(StatusCode::CREATED, &device);
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/customers/{customer}/devices/{id}")) {
+            resp.headers_mut().insert(LOCATION, v);
+        }
+        Ok(resp)
+    }
+}
+
+fn not_found(customer: &str, id: i64) -> GatewayError {
+    GatewayError::new(codes::RESOURCE_NOT_FOUND)
+        .param("resource", "Device")
+        .param("id", id.to_string())
+        .param("scope", format!(" for customer {customer}"))
+        .param(
+            "hint",
+            format!(" GET /v1/customers/{customer}/devices lists the devices that do."),
+        )
+}
+
+fn check_customer(customer: &str) -> Result<(), GatewayError> {
+    if customer.is_empty()
+        || customer.len() > 64
+        || !customer
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(validation_failed(vec![field(
+            "path",
+            "customer",
+            "format",
+            "must be 1 to 64 letters, digits, '-' or '_'".into(),
+        )]));
+    }
+    Ok(())
+}
+
+/// Checks a device document, reporting every problem.
+fn validate_device(body: &Value) -> Result<(String, String, String), GatewayError> {
+    let Some(obj) = body.as_object() else {
+        return Err(validation_failed(vec![FieldError {
+            location: "body".into(),
+            pointer: "#".into(),
+            name: "(body)".into(),
+            reason: "type".into(),
+            detail: format!("must be a JSON object; the body is {}", json_type(body)),
+        }]));
+    };
+    let mut fields = Vec::new();
+    let text = |name: &str, max: usize, fields: &mut Vec<FieldError>| -> Option<String> {
+        match obj.get(name) {
+            None | Some(Value::Null) => {
+                fields.push(field("body", name, "required", "is required".into()));
+                None
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                fields.push(field("body", name, "blank", "must not be blank".into()));
+                None
+            }
+            Some(Value::String(s)) if s.chars().count() > max => {
+                fields.push(field(
+                    "body",
+                    name,
+                    "length",
+                    format!(
+                        "must be at most {max} characters; it has {}",
+                        s.chars().count()
+                    ),
+                ));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                fields.push(field(
+                    "body",
+                    name,
+                    "type",
+                    format!("must be a string; it is {}", json_type(other)),
+                ));
+                None
+            }
+        }
+    };
+    let name = text("name", 64, &mut fields);
+    let serial = text("serial", 32, &mut fields);
+    if let Some(s) = &serial
+        && !(s.len() >= 4
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        fields.push(field(
+            "body",
+            "serial",
+            "format",
+            format!("must be 4 to 32 characters A-Z, 0-9 or '-'; it is `{s}`"),
+        ));
+    }
+    let kind = match obj.get("kind") {
+        None => Some("sensor".to_owned()),
+        Some(Value::String(k)) if KINDS.contains(&k.as_str()) => Some(k.clone()),
+        Some(other) => {
+            fields.push(field(
+                "body",
+                "kind",
+                "enum",
+                format!("must be one of {}; it is {other}", KINDS.join(", ")),
+            ));
+            None
+        }
+    };
+    for key in obj.keys() {
+        if !["name", "serial", "kind"].contains(&key.as_str()) {
+            fields.push(field(
+                "body",
+                key,
+                "unknown",
+                "is not a device field (name, serial, kind)".into(),
+            ));
+        }
+    }
+    match (name, serial, kind) {
+        (Some(n), Some(s), Some(k)) if fields.is_empty() => Ok((n, s, k)),
+        _ => Err(validation_failed(fields)),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The demo's account and client, created on first start. The client's secret is stored
+/// hashed, so every start gives the demo client a new secret to print.
+pub fn demo_credentials(
+    data_dir: &Path,
+) -> Result<(String, String), crate::identity::store::StoreError> {
+    use crate::identity::store::{Identity, NewAccount, NewClient, StoreError};
+    let identity = Identity::open(data_dir)?;
+    for (id, name) in [("acme", "Acme Corp (demo)"), ("globex", "Globex (demo)")] {
+        match identity.add_account(NewAccount {
+            id: Some(id.into()),
+            name: name.into(),
+            quota_per_day: None,
+        }) {
+            Ok(_) | Err(StoreError::Duplicate { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let id_file = data_dir.join("demo-client-id");
+    if let Ok(client_id) = std::fs::read_to_string(&id_file) {
+        let client_id = client_id.trim().to_owned();
+        if identity.snapshot().clients.contains_key(&client_id) {
+            let secret = identity.rotate_client_secret(&client_id)?;
+            return Ok((client_id, secret));
+        }
+    }
+    let (client, secret) = identity.add_client(NewClient {
+        account_id: "acme".into(),
+        scopes: vec!["devices:read".into(), "devices:write".into()],
+        token_lifetime: 300,
+        second_factor: false,
+    })?;
+    std::fs::write(&id_file, &client.client_id).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((client.client_id, secret))
+}
+
+/// The demo configuration, pointing at the demo API on `api`.
+pub fn config_text(listen: SocketAddr, admin: SocketAddr, api: SocketAddr) -> String {
+    format!(
+        r#"# candor demo configuration, written by `candor serve` when started without --config.
+# Edit it while the gateway runs: a valid change is applied at once, an invalid one is
+# reported and the running configuration stays.
+
+[server]
+listen = "{listen}"
+admin_listen = "{admin}"
+data_dir = "."
+
+[[routes]]
+name = "devices-list"
+path = "/v1/customers/{{customer}}/devices"
+methods = ["GET"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:read"]
+account_param = "customer"
+
+[[routes]]
+name = "devices-create"
+path = "/v1/customers/{{customer}}/devices"
+methods = ["POST"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:write"]
+account_param = "customer"
+
+[[routes]]
+name = "device-read"
+path = "/v1/customers/{{customer}}/devices/{{device}}"
+methods = ["GET"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:read"]
+account_param = "customer"
+
+[[routes]]
+name = "device-delete"
+path = "/v1/customers/{{customer}}/devices/{{device}}"
+methods = ["DELETE"]
+upstream = "http://{api}"
+timeout = "10s"
+auth = "bearer"
+scopes = ["devices:write"]
+account_param = "customer"
+
+[[routes]]
+name = "firmware"
+path = "/v1/customers/{{customer}}/devices/{{device}}/firmware"
+methods = ["PUT"]
+mode = "not_implemented"
+
+[[routes]]
+name = "reports"
+path = "/v1/reports"
+methods = ["GET"]
+mode = "maintenance"
+retry_after = 600
+maintenance_until = "the reporting backend migration ends"
+
+[[routes]]
+name = "legacy"
+path = "/v0/{{*rest}}"
+upstream = "http://127.0.0.1:9"
+timeout = "2s"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_problem_is_reported() {
+        let err = validate_device(
+            &json!({"name": "  ", "serial": "ab c", "kind": "toaster", "colour": 1}),
+        )
+        .unwrap_err();
+        let reasons: Vec<(&str, &str)> = err
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("name", "blank"),
+                ("serial", "format"),
+                ("kind", "enum"),
+                ("colour", "unknown")
+            ]
+        );
+        let err = validate_device(&json!({})).unwrap_err();
+        assert_eq!(err.fields.len(), 2);
+        assert!(validate_device(&json!({"name": "Hall sensor", "serial": "SN-0001"})).is_ok());
+    }
+}

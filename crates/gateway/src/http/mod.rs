@@ -1,0 +1,23 @@
+//! Speaking HTTP to clients: listeners and accept, TLS, the head guard in front of hyper,
+//! bodies, request ids and client addresses.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`server`] | listeners, accept, connections, reload, graceful shutdown |
+//! | [`guard`] | every HTTP/1 request head checked before hyper parses it |
+//! | [`tls`] | rustls from PEM files, ALPN |
+//! | [`body`] | the body type that streams both ways |
+//! | [`json_body`] | JSON request bodies for the admin and demo APIs |
+//! | [`request_id`] | `X-Request-Id`: kept when well formed, else a new ULID |
+//! | [`address`] | IP networks, the client's address behind trusted proxies |
+//!
+//! May depend on: `pipeline` (the server hands requests to it), `admin`, `config`,
+//! `identity` and `limits` (for their background tasks), the catalog.
+
+pub(crate) mod address;
+pub(crate) mod body;
+pub(crate) mod guard;
+pub(crate) mod json_body;
+pub(crate) mod request_id;
+pub(crate) mod server;
+pub(crate) mod tls;

@@ -1,0 +1,55 @@
+//! Request ids: an incoming well-formed `X-Request-Id` is kept, anything else is replaced by
+//! a new ULID (sortable by time, 26 characters of Crockford base32).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Whether an incoming id can be kept: 1 to 128 characters of letters, digits, `-_.:`.
+pub(crate) fn is_well_formed(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A new ULID.
+pub(crate) fn new_ulid() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let value: u128 = (u128::from(millis & ((1 << 48) - 1)) << 80)
+        | (u128::from(fastrand::u64(..)) << 16)
+        | u128::from(fastrand::u16(..));
+    let mut out = [0u8; 26];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (25 - i);
+        *slot = CROCKFORD[((value >> shift) & 31) as usize];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulids_are_sortable_and_valid() {
+        let a = new_ulid();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_ulid();
+        assert_eq!(a.len(), 26);
+        assert!(a < b);
+        assert!(is_well_formed(a.as_bytes()));
+    }
+
+    #[test]
+    fn incoming_ids() {
+        assert!(is_well_formed(b"abc-123_x.y:z"));
+        assert!(!is_well_formed(b""));
+        assert!(!is_well_formed(b"has space"));
+        assert!(!is_well_formed(b"<script>"));
+        assert!(!is_well_formed(&[b'a'; 129]));
+    }
+}

@@ -1,0 +1,567 @@
+//! Accept: listeners, TLS, HTTP/1.1 and HTTP/2 (h2 by ALPN over TLS, h2c by prior
+//! knowledge), configuration reload, and graceful shutdown.
+
+use crate::admin;
+use crate::config::{Config, ConfigReport};
+use crate::error::GatewayError;
+use crate::http::body::GatewayBody;
+use crate::http::guard::{self, HeadGuard};
+use crate::pipeline::{Pipeline, Services};
+use crate::stages::forward::Forwarder;
+use arc_swap::ArcSwap;
+use candor_catalog::codes;
+use http::{HeaderValue, Response};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Overrides from the command line, which win over the file on every reload.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(l) = self.listen {
+            let default_base = format!(
+                "{}://{}",
+                if config.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                config.server.listen
+            );
+            if config.server.public_base_url == default_base {
+                config.server.public_base_url = format!(
+                    "{}://{l}",
+                    if config.server.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    }
+                );
+            }
+            config.server.listen = l;
+        }
+        if let Some(a) = self.admin_listen {
+            config.server.admin_listen = Some(a);
+        }
+    }
+}
+
+/// What every connection shares: the current pipeline (swapped atomically on reload), the
+/// TLS config and the upstream pool.
+pub struct State {
+    current: ArcSwap<Pipeline>,
+    services: Arc<Services>,
+    tls: ArcSwap<Option<Arc<rustls::ServerConfig>>>,
+    forwarder: Forwarder,
+    generation: AtomicU64,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    drain_timeout: ArcSwap<Duration>,
+    /// The configuration's listeners as first bound; a reload cannot move them.
+    listen: SocketAddr,
+    admin_listen: Option<SocketAddr>,
+    data_dir: PathBuf,
+    admin_token: String,
+    /// Where the admin token is kept.
+    pub admin_token_file: PathBuf,
+}
+
+impl State {
+    /// The pipeline new requests get.
+    pub fn current(&self) -> Arc<Pipeline> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the configuration file. A valid file replaces the running configuration for
+    /// new requests; an invalid one is refused with the full report and changes nothing.
+    pub fn reload(&self) -> Result<u64, ConfigReport> {
+        let Some(path) = &self.config_path else {
+            return Ok(self.generation.load(Ordering::Relaxed));
+        };
+        let mut config = Config::load(path).inspect_err(|report| {
+            tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
+        })?;
+        self.overrides.apply(&mut config);
+        if config.server.listen != self.listen || config.server.admin_listen != self.admin_listen {
+            tracing::warn!(target: "candor::config", "listen addresses changed in the file; they take effect at the next restart");
+        }
+        let tls = match &config.server.tls {
+            Some(files) => {
+                Some(
+                    crate::http::tls::server_config(files).map_err(|e| ConfigReport {
+                        file: path.display().to_string(),
+                        problems: vec![crate::config::ConfigProblem {
+                            line: 0,
+                            column: 0,
+                            key: "server.tls".into(),
+                            message: e,
+                            expected: None,
+                            suggestion: None,
+                        }],
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tls.store(Arc::new(tls));
+        self.drain_timeout
+            .store(Arc::new(config.server.drain_timeout));
+        if config.server.data_dir != self.data_dir {
+            tracing::warn!(target: "candor::config", "server.data_dir changed in the file; it takes effect at the next restart");
+        }
+        self.current.store(Arc::new(Pipeline::new(
+            &config,
+            generation,
+            self.services.clone(),
+        )));
+        tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
+        Ok(generation)
+    }
+}
+
+/// A bound gateway, ready to serve.
+pub struct Server {
+    state: Arc<State>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Server {
+    /// Binds the listeners of `config` (after `overrides`). `config_path` is re-read on
+    /// reload.
+    pub async fn bind(
+        mut config: Config,
+        config_path: Option<PathBuf>,
+        mut overrides: Overrides,
+    ) -> std::io::Result<Server> {
+        overrides.apply(&mut config);
+        let listener = TcpListener::bind(config.server.listen).await?;
+        let admin = match config.server.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        // Port 0 asks the system for a free port: from now on the bound addresses are the
+        // configuration's, on this start and on every reload.
+        overrides.listen = Some(listener.local_addr()?);
+        if let Some(a) = &admin {
+            overrides.admin_listen = Some(a.local_addr()?);
+        }
+        overrides.apply(&mut config);
+        let tls = match &config.server.tls {
+            Some(files) => {
+                Some(crate::http::tls::server_config(files).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let identity =
+            crate::identity::store::Identity::open(&config.server.data_dir).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot open the data directory {}: {e}",
+                    config.server.data_dir.display()
+                ))
+            })?;
+        let quotas = crate::limits::quota::Quotas::load(&identity)
+            .map_err(|e| std::io::Error::other(format!("cannot read quota usage: {e}")))?;
+        let services = Arc::new(Services {
+            identity: Arc::new(identity),
+            replay: crate::limits::attempts::ReplayCache::default(),
+            external: Arc::new(crate::identity::issuers::ExternalKeys::default()),
+            quotas,
+            failures: crate::limits::attempts::FailedAttempts::new(
+                config.auth.max_failed_attempts,
+                config.auth.failed_attempts_window.as_secs() as i64,
+            ),
+        });
+        let admin_token_file = config
+            .server
+            .admin_token_file
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.join("admin.token"));
+        let admin_token = crate::admin::load_or_create_token(&admin_token_file)?;
+        let state = Arc::new(State {
+            admin_token,
+            admin_token_file,
+            current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
+            services,
+            data_dir: config.server.data_dir.clone(),
+            tls: ArcSwap::from_pointee(tls),
+            forwarder: Forwarder::new(),
+            generation: AtomicU64::new(1),
+            config_path,
+            overrides,
+            drain_timeout: ArcSwap::from_pointee(config.server.drain_timeout),
+            listen: config.server.listen,
+            admin_listen: config.server.admin_listen,
+        });
+        Ok(Server {
+            state,
+            listener,
+            admin,
+        })
+    }
+
+    /// The gateway listener's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The admin listener's address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The shared state (for reloads).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
+    /// for up to the configured drain timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            state,
+            listener,
+            admin,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(1 << 20)
+            .max_headers(1000);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(1 << 20);
+        tokio::spawn(refresh_identity(state.clone()));
+        let issuers_state = state.clone();
+        tokio::spawn(crate::identity::issuers::keep_fresh(
+            state.services.external.clone(),
+            move || issuers_state.current().external_issuers().to_vec(),
+        ));
+        if state.config_path.is_some() {
+            tokio::spawn(watch_config(state.clone()));
+            tokio::spawn(reload_on_sighup(state.clone()));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let admin_accept = async {
+                match &admin {
+                    Some(a) => a.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (stream, peer, is_admin) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, p)) => (s, p, false),
+                    Err(e) => { accept_error(e).await; continue; }
+                },
+                r = admin_accept => match r {
+                    Ok((s, p)) => (s, p, true),
+                    Err(e) => { accept_error(e).await; continue; }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                serve_connection(state, builder, stream, peer, is_admin, watcher).await;
+            });
+        }
+        drop(listener);
+        drop(admin);
+        persist_quotas(&state).await;
+        let deadline = **state.drain_timeout.load();
+        tracing::info!(target: "candor::server", in_flight_connections = graceful.count(), deadline_s = deadline.as_secs(), "shutting down: draining");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!(target: "candor::server", "drained; exiting"),
+            () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
+        }
+        persist_quotas(&state).await;
+    }
+}
+
+async fn accept_error(e: std::io::Error) {
+    // Out of file descriptors and similar: log, pause briefly, keep serving.
+    tracing::warn!(target: "candor::server", error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve_connection(
+    state: Arc<State>,
+    builder: auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    is_admin: bool,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let tls_config = if is_admin {
+        None
+    } else {
+        state.tls.load_full().as_ref().clone()
+    };
+    let tls = tls_config.is_some();
+    let conn = Arc::new(guard::Shared::default());
+    let svc_state = state.clone();
+    let svc_conn = conn.clone();
+    let svc = service_fn(move |req| {
+        let state = svc_state.clone();
+        // A request head the guard refused: its stand-in is answered with the error.
+        let refused = match is_admin {
+            false => svc_conn.next_request().map(|r| refusal(&state, r)),
+            true => None,
+        };
+        async move {
+            if let Some(resp) = refused {
+                return Ok::<_, Infallible>(resp);
+            }
+            let pipeline = state.current();
+            let resp = if is_admin {
+                admin::handle(&state, &pipeline, req).await
+            } else {
+                pipeline.handle(&state.forwarder, req, peer, tls).await
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let limits = {
+        let l = &state.current().limits;
+        (l.max_uri_bytes, l.max_header_bytes)
+    };
+    let result = match tls_config {
+        Some(cfg) => {
+            let stream = match refuse_plain_http(&state, stream).await {
+                Some(s) => s,
+                None => return,
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    let io = HeadGuard::new(tls_stream, conn, limits);
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(io), svc))
+                        .await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        None if is_admin => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                .await
+        }
+        None => {
+            let io = HeadGuard::new(stream, conn, limits);
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(io), svc))
+                .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The answer to a request head the guard refused (see [`guard`]): the catalog error, with
+/// a new request id, closing the connection.
+fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
+    let request_id = crate::http::request_id::new_ulid();
+    let pipeline = state.current();
+    let mut resp = pipeline.renderer().render(&r.error, &r.target, &request_id);
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    log_refusal(&request_id, resp.status().as_u16(), r.error.code);
+    resp
+}
+
+/// The request log line of a request refused before it was parsed.
+fn log_refusal(request_id: &str, status: u16, code: &str) {
+    tracing::info!(target: "candor::request", request_id = %request_id, status, code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
+}
+
+/// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
+/// connection starts with a handshake record, byte 0x16). Anything else that is not TLS is
+/// closed. Returns the stream when it starts like TLS.
+async fn refuse_plain_http(state: &State, stream: TcpStream) -> Option<TcpStream> {
+    let mut buf = [0u8; 1024];
+    let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(Ok(_)) | Err(_) => return None,
+        Ok(Err(_)) => return Some(stream),
+    };
+    if buf[0] == 0x16 {
+        return Some(stream);
+    }
+    if let Some(path) = crate::stages::transport::plain_http_path(&buf[..n]) {
+        let err = GatewayError::new(codes::HTTPS_REQUIRED).param("path", path.clone());
+        answer_and_close(state, stream, &err, &path).await;
+    }
+    None
+}
+
+/// Answers `err` outside the HTTP parser, then closes the connection.
+async fn answer_and_close<S>(state: &State, mut stream: S, err: &GatewayError, target: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request_id = crate::http::request_id::new_ulid();
+    let pipeline = state.current();
+    let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
+    log_refusal(&request_id, status.as_u16(), err.code);
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        crate::stages::respond::PROBLEM_JSON,
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // Read what the client already sent so that closing does not reset the connection
+    // before it has read the answer.
+    let mut sink = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes changed quota counts to the store.
+async fn persist_quotas(state: &Arc<State>) {
+    let services = state.services.clone();
+    match tokio::task::spawn_blocking(move || services.quotas.persist(&services.identity)).await {
+        Ok(Err(e)) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Err(e) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Ok(Ok(_)) => {}
+    }
+}
+
+/// Picks up writes to the identity store by other processes (the `candor accounts ...`
+/// commands), once a second.
+async fn refresh_identity(state: Arc<State>) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            persist_quotas(&state).await;
+        }
+        let identity = state.services.identity.clone();
+        match tokio::task::spawn_blocking(move || identity.refresh()).await {
+            Ok(Ok(true)) => tracing::info!(target: "candor::store", "identity snapshot reloaded"),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "candor::store", error = %e, "identity refresh failed; keeping the current snapshot")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The identity store and admin credential, for the admin listener.
+impl State {
+    /// Accounts, clients and keys.
+    pub fn identity(&self) -> &crate::identity::store::Identity {
+        &self.services.identity
+    }
+
+    /// Accounts, clients and keys, shared.
+    pub fn identity_arc(&self) -> Arc<crate::identity::store::Identity> {
+        self.services.identity.clone()
+    }
+
+    /// The admin API's bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+}
+
+fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads when the file's modification time or size changes (checked every second).
+async fn watch_config(state: Arc<State>) {
+    let Some(path) = state.config_path.clone() else {
+        return;
+    };
+    let mut last = fingerprint(&path);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = fingerprint(&path);
+        if now != last && now.is_some() {
+            last = now;
+            let _ = state.reload();
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(target: "candor::config", "SIGHUP: reloading configuration");
+        let _ = state.reload();
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_state: Arc<State>) {}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!(target: "candor::server", "SIGTERM received"),
+            _ = int.recv() => tracing::info!(target: "candor::server", "SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,711 @@
+//! The token endpoint, `POST /oauth/token` (RFC 6749 §4.4 client credentials, responses per
+//! §5.1, errors per §5.2 alongside the catalog fields), and the public keys at
+//! `/.well-known/jwks.json`.
+
+use crate::error::GatewayError;
+use crate::http::body::GatewayBody;
+use crate::identity::jwt::{self, Claims};
+use crate::identity::store::{AccountStatus, Identity, verify_secret};
+use crate::limits::attempts::{FailedAttempts, ReplayCache};
+use crate::stages::authenticate::TokenPolicy;
+use crate::time::unix_now;
+use base64::Engine;
+use bytes::Bytes;
+use candor_catalog::{FieldError, codes};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::net::IpAddr;
+
+/// Path of the token endpoint.
+pub(crate) const TOKEN_PATH: &str = "/oauth/token";
+/// Path of the JWK set.
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The longest an assertion may live (RFC 7523 §3: exp "bounded").
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Adds the RFC 6749 §5.2 members, and the Basic challenge every 401 of this endpoint
+/// carries (RFC 9110 §15.5.2).
+fn oauth(err: GatewayError, error: &'static str, description: &str) -> GatewayError {
+    let unauthorized = [
+        codes::INVALID_CLIENT,
+        codes::SECOND_FACTOR_REQUIRED,
+        codes::SECOND_FACTOR_INVALID,
+    ]
+    .contains(&err.code);
+    let has_challenge = err.headers.iter().any(|(k, _)| k == WWW_AUTHENTICATE);
+    let err = if unauthorized && !has_challenge {
+        err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"")
+    } else {
+        err
+    };
+    err.extension("error", error.into())
+        .extension("error_description", description.to_owned().into())
+}
+
+fn invalid_request(field: &str, reason: &str, detail: String) -> GatewayError {
+    let summary = format!("{field} {detail}");
+    oauth(
+        GatewayError::new(codes::VALIDATION_FAILED)
+            .param("count", "1")
+            .param("summary", summary.clone())
+            .field(FieldError {
+                location: "body".into(),
+                pointer: field.to_owned(),
+                name: field.to_owned(),
+                reason: reason.to_owned(),
+                detail,
+            }),
+        "invalid_request",
+        &summary,
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded`.
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, GatewayError> {
+    let decode = |s: &str, field: &str| -> Result<String, GatewayError> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = s
+                        .get(i + 1..i + 3)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    let Some(b) = hex else {
+                        return Err(invalid_request(
+                            field,
+                            "format",
+                            "has a '%' not followed by two hex digits".into(),
+                        ));
+                    };
+                    out.push(b);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out)
+            .map_err(|_| invalid_request(field, "format", "is not UTF-8 once decoded".into()))
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|_| invalid_request("(body)", "format", "is not UTF-8".into()))?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for part in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let k = decode(k, "(parameter name)")?;
+        let v = decode(v, &k)?;
+        if pairs.iter().any(|(x, _)| *x == k) {
+            return Err(invalid_request(
+                &k,
+                "repeated",
+                "is sent more than once; each parameter may appear once".into(),
+            ));
+        }
+        pairs.push((k, v));
+    }
+    Ok(pairs)
+}
+
+fn json_no_store(status: StatusCode, v: &serde_json::Value) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(v.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Serves `GET /.well-known/jwks.json`.
+pub(crate) fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(
+        jwt::jwks(&identity.snapshot()).to_string(),
+    ));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// Serves `POST /oauth/token`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve(
+    identity: &Identity,
+    policy: &TokenPolicy,
+    failures: &FailedAttempts,
+    replay: &ReplayCache,
+    parts: http::request::Parts,
+    body: Incoming,
+    peer: IpAddr,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    if parts.method != Method::POST {
+        return Err(GatewayError::new(codes::METHOD_NOT_ALLOWED)
+            .param("path", TOKEN_PATH)
+            .param("method", parts.method.to_string())
+            .param("allowed", "POST")
+            .extension("allowed", json!(["POST"]))
+            .header(http::header::ALLOW, "POST"));
+    }
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        let shown = if content_type.is_empty() {
+            "(no Content-Type header)"
+        } else {
+            content_type
+        };
+        return Err(oauth(
+            GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
+                .param("content_type", shown.to_owned())
+                .param("path", TOKEN_PATH)
+                .param("accepted", "application/x-www-form-urlencoded")
+                .extension("accepted", json!(["application/x-www-form-urlencoded"])),
+            "invalid_request",
+            "the token endpoint accepts application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            crate::stages::transport::payload_too_large(
+                format!("more than {MAX_FORM_BYTES}"),
+                MAX_FORM_BYTES as u64,
+            )
+        })?
+        .to_bytes();
+    let form = parse_form(&bytes)?;
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+
+    let grant_type = match param("grant_type") {
+        None | Some("") => {
+            return Err(invalid_request(
+                "grant_type",
+                "required",
+                format!("is required; use {GRANT_CLIENT_CREDENTIALS}"),
+            ));
+        }
+        Some(g) => g,
+    };
+    let now = unix_now();
+    let ip_key = format!("ip:{peer}");
+    let client = match grant_type {
+        GRANT_CLIENT_CREDENTIALS => {
+            authenticate_client(identity, failures, &parts, &form, peer).await?
+        }
+        GRANT_JWT_BEARER => {
+            if let Some(wait) = failures.blocked(&ip_key, now) {
+                return Err(too_many(format!("address {peer}"), wait));
+            }
+            let token_url = format!("{}{TOKEN_PATH}", policy.issuer.trim_end_matches('/'));
+            let assertion = param("assertion").unwrap_or("");
+            if assertion.is_empty() {
+                return Err(invalid_request(
+                    "assertion",
+                    "required",
+                    "is required with the jwt-bearer grant: a JWT signed with your registered key"
+                        .into(),
+                ));
+            }
+            match verify_assertion(
+                assertion,
+                &identity.snapshot(),
+                &token_url,
+                policy.leeway,
+                now,
+                replay,
+            ) {
+                Ok(c) => c,
+                Err(failure) => {
+                    let (err, client_id) = *failure;
+                    if err.code == codes::INVALID_GRANT {
+                        failures.fail(ip_key.clone(), now);
+                        if let Some(id) = client_id {
+                            failures.fail(format!("client:{id}"), now);
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        other => {
+            let shown: String = other.chars().take(80).collect();
+            return Err(oauth(
+                GatewayError::new(codes::UNSUPPORTED_GRANT_TYPE)
+                    .param("grant_type", shown)
+                    .param(
+                        "supported",
+                        format!("{GRANT_CLIENT_CREDENTIALS} or {GRANT_JWT_BEARER}"),
+                    )
+                    .extension(
+                        "supported",
+                        json!([GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER]),
+                    ),
+                "unsupported_grant_type",
+                "supported: client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer",
+            ));
+        }
+    };
+    let client_key = format!("client:{}", client.client_id);
+    let snapshot = identity.snapshot();
+
+    if let Some(secret) = &client.totp_secret {
+        match param("totp") {
+            None | Some("") => {
+                return Err(oauth(
+                    GatewayError::new(codes::SECOND_FACTOR_REQUIRED)
+                        .param("client_id", client.client_id.clone()),
+                    "invalid_request",
+                    "this client requires a one-time code in the totp parameter",
+                ));
+            }
+            Some(code) if !crate::identity::totp::verify(secret, code, now) => {
+                failures.fail(client_key, now);
+                failures.fail(ip_key, now);
+                return Err(oauth(
+                    GatewayError::new(codes::SECOND_FACTOR_INVALID)
+                        .param("client_id", client.client_id.clone()),
+                    "invalid_grant",
+                    "the one-time code is not valid",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    failures.succeed(&client_key);
+    failures.succeed(&ip_key);
+
+    match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
+        Some(AccountStatus::Active) => {}
+        other => {
+            let state = if other == Some(AccountStatus::Suspended) {
+                "suspended"
+            } else {
+                "deleted"
+            };
+            return Err(oauth(
+                GatewayError::new(codes::ACCOUNT_INACTIVE)
+                    .param("account", client.account_id.clone())
+                    .param("state", state)
+                    .extension("account_status", state.into()),
+                "unauthorized_client",
+                "the client's account is not active",
+            ));
+        }
+    }
+
+    let max_minutes = (client.token_lifetime / 60).max(1);
+    let lifetime = match param("validity") {
+        None => client.token_lifetime,
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(m) if (1..=max_minutes).contains(&i64::from(m)) => i64::from(m) * 60,
+            _ => {
+                let shown: String = v.chars().take(40).collect();
+                return Err(oauth(
+                    GatewayError::new(codes::INVALID_TOKEN_VALIDITY)
+                        .param("value", format!("`{shown}`"))
+                        .param("min", "1")
+                        .param("max", max_minutes.to_string())
+                        .extension("min", 1.into())
+                        .extension("max", max_minutes.into()),
+                    "invalid_request",
+                    "validity is a whole number of minutes within the client's bounds",
+                ));
+            }
+        },
+    };
+
+    let scopes: Vec<String> = match param("scope") {
+        None | Some("") => client.scopes.clone(),
+        Some(requested) => {
+            let requested: Vec<String> = requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let not_allowed: Vec<&String> = requested
+                .iter()
+                .filter(|s| !client.scopes.contains(s))
+                .collect();
+            if !not_allowed.is_empty() {
+                let list = not_allowed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let err = invalid_request(
+                    "scope",
+                    "not_allowed",
+                    format!("asks for {list}, which this client may not be granted"),
+                );
+                return Err(err.extension("error", "invalid_scope".into()));
+            }
+            requested
+        }
+    };
+
+    let Some(key) = snapshot.active_key() else {
+        return Err(GatewayError::new(codes::INTERNAL_ERROR)
+            .param("stage", "token endpoint: no signing key"));
+    };
+    let claims = Claims {
+        iss: policy.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud: policy.audience.clone(),
+        exp: now + lifetime,
+        iat: now,
+        nbf: None,
+        jti: crate::http::request_id::new_ulid(),
+        scope: scopes.join(" "),
+        account: Some(client.account_id.clone()),
+    };
+    let token = jwt::issue(key, &claims).map_err(|e| {
+        GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("token endpoint: {e}"))
+    })?;
+    Ok(json_no_store(
+        StatusCode::OK,
+        &json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": claims.scope,
+        }),
+    ))
+}
+
+fn too_many(subject: String, wait: i64) -> GatewayError {
+    oauth(
+        GatewayError::new(codes::TOO_MANY_FAILED_ATTEMPTS)
+            .param("subject", subject)
+            .param("retry_after", wait.to_string())
+            .header(RETRY_AFTER, &wait.to_string())
+            .extension("retry_after", wait.into()),
+        "invalid_client",
+        "too many failed attempts",
+    )
+}
+
+/// Client authentication for the client-credentials grant: HTTP Basic or body parameters.
+async fn authenticate_client(
+    identity: &Identity,
+    failures: &FailedAttempts,
+    parts: &http::request::Parts,
+    form: &[(String, String)],
+    peer: IpAddr,
+) -> Result<crate::identity::store::Client, GatewayError> {
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // Client authentication: HTTP Basic or body parameters, not both (RFC 6749 §2.3).
+    let basic = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let (client_id, secret, used_basic) = match (basic, param("client_id"), param("client_secret"))
+    {
+        (Some(_), _, Some(_)) => {
+            return Err(invalid_request("client_secret", "conflict", "is sent while the Authorization header also authenticates the client; use one method".into()));
+        }
+        (Some(h), _, None) => {
+            let decoded = h
+                .split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+                .and_then(|(_, b64)| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once(':').map(|(i, p)| (i.to_owned(), p.to_owned())));
+            let Some((id, pw)) = decoded else {
+                let err = GatewayError::new(codes::INVALID_CLIENT)
+                    .param("client_id", "(unreadable)")
+                    .header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+                return Err(oauth(
+                    err,
+                    "invalid_client",
+                    "the Authorization header is not HTTP Basic client_id:client_secret",
+                ));
+            };
+            let form_decode = |s: &str| {
+                parse_form(format!("x={s}").as_bytes())
+                    .ok()
+                    .and_then(|v| v.into_iter().next())
+                    .map(|(_, v)| v)
+            };
+            (
+                form_decode(&id).unwrap_or(id),
+                form_decode(&pw).unwrap_or(pw),
+                true,
+            )
+        }
+        (None, Some(id), Some(pw)) => (id.to_owned(), pw.to_owned(), false),
+        (None, _, _) => {
+            let err = GatewayError::new(codes::INVALID_CLIENT).param(
+                "client_id",
+                param("client_id").unwrap_or("(none)").to_owned(),
+            );
+            return Err(oauth(
+                err,
+                "invalid_client",
+                "no client credentials: send HTTP Basic, or client_id and client_secret",
+            ));
+        }
+    };
+
+    let now = unix_now();
+    let ip_key = format!("ip:{peer}");
+    let client_key = format!("client:{client_id}");
+    for key in [&client_key, &ip_key] {
+        if let Some(wait) = failures.blocked(key, now) {
+            let subject = if key.starts_with("ip:") {
+                format!("address {peer}")
+            } else {
+                format!("client_id {client_id}")
+            };
+            return Err(too_many(subject, wait));
+        }
+    }
+
+    let snapshot = identity.snapshot();
+    let client = snapshot.clients.get(&client_id).cloned();
+    let hash = client.as_ref().map(|c| c.secret_hash.clone());
+    // argon2 is deliberately slow: keep it off the async workers. An unknown client is
+    // checked against a dummy hash so that timing does not tell which ids exist.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_secret(&secret, &h),
+        None => {
+            let _ = verify_secret(&secret, DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some(client) = client.filter(|_| ok) else {
+        failures.fail(client_key, now);
+        failures.fail(ip_key, now);
+        let shown: String = client_id.chars().take(64).collect();
+        let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
+        if used_basic {
+            err = err.header(WWW_AUTHENTICATE, "Basic realm=\"candor\"");
+        }
+        return Err(oauth(err, "invalid_client", "client authentication failed"));
+    };
+    Ok(client)
+}
+
+fn invalid_grant(text: String) -> GatewayError {
+    oauth(
+        GatewayError::new(codes::INVALID_GRANT).param("reason_text", text.clone()),
+        "invalid_grant",
+        &text,
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct AssertionHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    jti: Option<String>,
+}
+
+/// A failed assertion check, with the client id it claimed (for counting attempts).
+type AssertionFailure = Box<(GatewayError, Option<String>)>;
+
+/// Checks a JWT-bearer assertion (RFC 7523 §3) and returns its client.
+fn verify_assertion(
+    assertion: &str,
+    snapshot: &crate::identity::store::Snapshot,
+    token_url: &str,
+    leeway: i64,
+    now: i64,
+    replay: &ReplayCache,
+) -> Result<crate::identity::store::Client, AssertionFailure> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let fail = |text: String| -> AssertionFailure { Box::new((invalid_grant(text), None)) };
+    if assertion.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(fail(format!(
+            "the assertion is {} bytes; at most {} are accepted",
+            assertion.len(),
+            jwt::MAX_TOKEN_BYTES
+        )));
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    if parts.len() != 3 {
+        return Err(fail(format!(
+            "the assertion is not a JWT: it has {} dot-separated segments, not 3",
+            parts.len()
+        )));
+    }
+    let decode = |s: &str, what: &str| -> Result<Vec<u8>, AssertionFailure> {
+        B64.decode(s)
+            .map_err(|_| fail(format!("the assertion's {what} is not base64url")))
+    };
+    let header: AssertionHeader = serde_json::from_slice(&decode(parts[0], "header")?)
+        .map_err(|_| fail("the assertion's header is not a JSON object".into()))?;
+    let claims: AssertionClaims = serde_json::from_slice(&decode(parts[1], "payload")?)
+        .map_err(|_| fail("the assertion's payload is not a JSON object of claims".into()))?;
+    let Some(iss) = claims.iss.filter(|s| !s.is_empty()) else {
+        return Err(fail(
+            "the assertion has no iss; it must be your client_id".into(),
+        ));
+    };
+    let shown: String = iss.chars().take(64).collect();
+    if claims.sub.as_deref() != Some(iss.as_str()) {
+        return Err(fail(format!(
+            "its iss ({shown}) and sub ({}) differ; both must be your client_id",
+            claims.sub.as_deref().unwrap_or("missing")
+        )));
+    }
+    let Some(client) = snapshot.clients.get(&iss) else {
+        return Err(fail(format!("no client has the id {shown}")));
+    };
+    let blame =
+        |text: String| -> AssertionFailure { Box::new((invalid_grant(text), Some(iss.clone()))) };
+    let Some(jwks) = &client.jwks else {
+        return Err(blame(format!(
+            "client {shown} has no registered keys; register them with `candor clients set-keys`"
+        )));
+    };
+    let keys = crate::identity::jwk::parse_set(jwks).map_err(|e| {
+        blame(format!(
+            "client {shown}'s registered keys are unusable: {e}"
+        ))
+    })?;
+    let key = crate::identity::jwk::select(&keys, header.kid.as_deref())
+        .map_err(|e| blame(format!("the assertion: {e}")))?;
+    let alg = header.alg.unwrap_or_default();
+    if alg != key.alg {
+        let a: String = alg
+            .chars()
+            .take(16)
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        return Err(blame(format!(
+            "its alg `{a}` is not allowed; the registered key signs with {}",
+            key.alg
+        )));
+    }
+    let sig = decode(parts[2], "signature")?;
+    if !key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig) {
+        return Err(blame(
+            "its signature does not match the registered key".into(),
+        ));
+    }
+    let audiences: Vec<String> = match &claims.aud {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(v)) => v
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.iter().any(|a| a == token_url) {
+        let got = if audiences.is_empty() {
+            "missing".to_owned()
+        } else {
+            audiences.join(", ")
+        };
+        return Err(blame(format!(
+            "its aud is {got}; it must be this token endpoint, {token_url}"
+        )));
+    }
+    let Some(exp) = claims.exp else {
+        return Err(blame("it has no exp; assertions must expire".into()));
+    };
+    if exp + leeway <= now {
+        return Err(blame(format!(
+            "it expired {} ago",
+            crate::time::human_seconds(now - exp)
+        )));
+    }
+    if exp - now > MAX_ASSERTION_LIFETIME + leeway {
+        return Err(blame(format!(
+            "its exp is {} from now; assertions may live at most {}",
+            crate::time::human_seconds(exp - now),
+            crate::time::human_seconds(MAX_ASSERTION_LIFETIME)
+        )));
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now + leeway
+    {
+        return Err(blame(format!(
+            "it is not valid before {}",
+            crate::time::rfc3339(nbf)
+        )));
+    }
+    let Some(jti) = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256) else {
+        return Err(blame(
+            "it has no jti (or one over 256 characters); each assertion needs a unique id".into(),
+        ));
+    };
+    if !replay.first_use(format!("{iss}\u{0}{jti}"), exp + leeway, now) {
+        let shown_jti: String = jti.chars().take(64).collect();
+        let err = oauth(
+            GatewayError::new(codes::ASSERTION_REPLAYED).param("jti", shown_jti),
+            "invalid_grant",
+            "the assertion was already used",
+        );
+        return Err(Box::new((err, Some(iss.clone()))));
+    }
+    Ok(client.clone())
+}
+
+/// argon2id of a random string nobody knows, for checking unknown client ids in the same
+/// time as known ones.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Rkzkjb2y3HfcWckB5UzPrB4gWx6lqS+mrOpbTI2fXvA";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_and_refuse_repeats() {
+        let f = parse_form(b"grant_type=client_credentials&scope=a+b%3Ac").unwrap();
+        assert_eq!(f[1], ("scope".into(), "a b:c".into()));
+        let err = parse_form(b"a=1&a=2").unwrap_err();
+        assert_eq!(err.fields[0].reason, "repeated");
+        assert!(parse_form(b"a=%zz").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! Forward stage: send the request to the route's upstream over a shared keep-alive pool
+//! and stream the answer back; every failure becomes its own catalog code naming the route
+//! and the cause.
+
+use crate::config::{RouteConfig, Upstream};
+use crate::error::{ErrorSource, GatewayError};
+use crate::http::address::IpNet;
+use crate::http::body::{GatewayBody, UpstreamBody};
+use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
+use crate::stages::transport::payload_too_large;
+use crate::upstream::pool::{Pool, PooledBody, SendError};
+use bytes::Bytes;
+use candor_catalog::{Retry, codes};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The most of an upstream error body kept when wrapping it into the envelope.
+const WRAP_BODY_LIMIT: usize = 64 * 1024;
+
+/// The shared upstream client: one keep-alive pool for the whole process, kept across
+/// configuration reloads.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarder {
+    pool: Pool,
+}
+
+impl Forwarder {
+    /// A forwarder with an empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What the forward stage needs to know about the downstream connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Downstream<'a> {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: &'a [IpNet],
+}
+
+/// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field it names, plus
+/// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names (standard names compare as
+    // enum tags) spares a hashed lookup per hop-by-hop name on the common path.
+    let hop_by_hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TE
+            || n == header::TRAILER
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(n);
+    }
+}
+
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    down: &Downstream<'_>,
+    original_host: Option<HeaderValue>,
+) {
+    let trusted = down
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(down.peer.ip()));
+    let peer = down.peer.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if trusted => format!("{prior}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if down.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST))
+        && let Some(h) = original_host
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
+    }
+}
+
+fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let mut pq =
+        String::with_capacity(up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(&up.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    // Origin form: the connection already goes to the upstream's address.
+    Uri::builder().path_and_query(pq).build()
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Forwards the request to `route`'s upstream; `path` is the normalised path when it
+/// differs from the request's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn forward(
+    fwd: &Forwarder,
+    route: &RouteConfig,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    path: Option<&str>,
+    down: &Downstream<'_>,
+    request_id: &HeaderValue,
+    max_body: u64,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let up = route.upstream.as_ref().ok_or_else(|| {
+        GatewayError::new(codes::INTERNAL_ERROR)
+            .param("stage", "forward: route has no upstream")
+            .source(ErrorSource::Internal)
+    })?;
+    let uri =
+        upstream_uri(up, path.unwrap_or(parts.uri.path()), parts.uri.query()).map_err(|e| {
+            GatewayError::new(codes::INTERNAL_ERROR)
+                .param("stage", format!("forward: building the upstream URL: {e}"))
+                .source(ErrorSource::Internal)
+        })?;
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    remove_hop_by_hop(&mut parts.headers);
+    set_forwarded(&mut parts.headers, down, original_host.clone());
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    let host = if route.preserve_host {
+        original_host
+    } else {
+        Some(up.host_header.clone())
+    };
+    if let Some(h) = host {
+        parts.headers.insert(header::HOST, h);
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let req = Request::from_parts(parts, UpstreamBody::new(body, max_body, exceeded.clone()));
+
+    let result = tokio::time::timeout(route.timeout, fwd.pool.send(&up.authority, req)).await;
+    let mut resp = match result {
+        Err(_) => {
+            return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, up)
+                .param("timeout", human_duration(route.timeout))
+                .extension("timeout_ms", (route.timeout.as_millis() as u64).into()));
+        }
+        Ok(Err(SendError::Connect(cause))) => {
+            return Err(
+                upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
+            );
+        }
+        Ok(Err(SendError::Exchange(e))) => {
+            if exceeded.load(Ordering::Relaxed) {
+                return Err(payload_too_large(format!("more than {max_body}"), max_body));
+            }
+            let words = if e.is_incomplete_message() {
+                "closed the connection before sending a complete response".to_owned()
+            } else if e.is_parse() || e.is_parse_status() {
+                format!("sent a response that is not valid HTTP ({e})")
+            } else if e.is_body_write_aborted() || e.is_user() {
+                format!("could not receive the request body ({})", error_chain(&e))
+            } else {
+                format!("failed the exchange ({})", error_chain(&e))
+            };
+            return Err(
+                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param("cause", words)
+            );
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    remove_hop_by_hop(resp.headers_mut());
+    if route.wrap_upstream_errors && resp.status().as_u16() >= 400 && !is_problem(resp.headers()) {
+        return Err(wrap(route, up, resp).await);
+    }
+    // The response's X-Request-Id is set by the pipeline, on every response alike.
+    Ok(resp.map(GatewayBody::Upstream))
+}
+
+fn upstream_error(code: &'static str, route: &RouteConfig, up: &Upstream) -> GatewayError {
+    GatewayError::new(code)
+        .param("route", route.name.clone())
+        .param("upstream", up.display.clone())
+        .extension("route", route.name.clone().into())
+        .source(ErrorSource::Upstream)
+}
+
+fn is_problem(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+}
+
+/// Puts a non-catalog upstream error into the envelope: status kept, body under `upstream`.
+async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<PooledBody>) -> GatewayError {
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), WRAP_BODY_LIMIT);
+    let bytes = match tokio::time::timeout(route.timeout, body.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        _ => Bytes::from_static(b""),
+    };
+    let upstream_value = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned().into());
+    let retry = match status.as_u16() {
+        429 => Retry::AfterDelay,
+        502..=504 => Retry::WithBackoff,
+        _ => Retry::Never,
+    };
+    upstream_error(codes::UPSTREAM_ERROR, route, up)
+        .param(
+            "upstream_status",
+            format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_owned(),
+        )
+        .status(status)
+        .retry(retry)
+        .extension("upstream_status", status.as_u16().into())
+        .extension("upstream", upstream_value)
+}
+
+/// "60 s", "250 ms".
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_listed_proxies() {
+        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        let down = Downstream {
+            peer: "192.0.2.9:5000".parse().unwrap(),
+            tls: false,
+            trusted_proxies: &trusted,
+        };
+        set_forwarded(
+            &mut h,
+            &down,
+            Some(HeaderValue::from_static("api.example.com")),
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let down = Downstream {
+            peer: "10.1.1.1:5000".parse().unwrap(),
+            tls: false,
+            trusted_proxies: &trusted,
+        };
+        set_forwarded(&mut h, &down, None);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

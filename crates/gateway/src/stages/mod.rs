@@ -1,0 +1,32 @@
+//! The pipeline stages, one module each, in request order. A stage decides: it reads the
+//! request (and what earlier stages found, in the request context), records its decision in
+//! the trail, and lets the request through or refuses it with a catalog error. Stages do no
+//! I/O of their own except `forward`, which talks to the upstream.
+//!
+//! | stage | module | what it decides |
+//! | --- | --- | --- |
+//! | transport | [`transport`] | URI, header and body size limits |
+//! | parse | [`parse`] | the request target's encoding; one canonical path |
+//! | route | [`route`] | host, path and method; suggestions on a miss |
+//! | transport policy | [`policy`] | the route's mode, HTTPS only, allowed and denied client networks |
+//! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
+//! | authorize | [`authorize`] | scopes, the account the request names, account state |
+//! | limit | [`limit`] | the account's daily quota |
+//! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
+//! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
+//!
+//! Content negotiation (`negotiate`, between policy and authenticate) and request
+//! validation (`validate`, after limit) take their places in this list when they are built.
+//!
+//! May depend on: `http` (addresses, bodies), `identity` (snapshot, tokens), `limits`,
+//! `upstream` (forward only), the catalog. Not on `config`'s reader, `admin` or `demo`.
+
+pub(crate) mod authenticate;
+pub(crate) mod authorize;
+pub(crate) mod forward;
+pub(crate) mod limit;
+pub(crate) mod parse;
+pub(crate) mod policy;
+pub(crate) mod respond;
+pub(crate) mod route;
+pub(crate) mod transport;

@@ -1,0 +1,271 @@
+//! Upstream connections: HTTP/1.1 keep-alive connections per upstream address, reused across
+//! requests and configuration reloads.
+//!
+//! A connection goes back to the pool when the response body it carried has been read to the
+//! end; a body dropped half-read takes its connection with it (what is left of the response
+//! cannot be skipped safely). A request that a pooled connection closed under before it was
+//! written is sent again on another connection; once any of it is written it never is.
+
+use crate::http::body::UpstreamBody;
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// How many idle connections are kept per upstream address.
+const MAX_IDLE_PER_UPSTREAM: usize = 1024;
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting (resolving the name and the TCP handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be made: the cause, in words.
+    Connect(String),
+    /// The connection was made (or reused) and the exchange failed.
+    Exchange(hyper::Error),
+}
+
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+type IdleLists = HashMap<Authority, Vec<Idle>>;
+
+/// The pool: idle connections by upstream address.
+#[derive(Clone, Default)]
+pub(crate) struct Pool {
+    idle: Arc<Mutex<IdleLists>>,
+    reaper: Arc<std::sync::OnceLock<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle: usize = self
+            .idle
+            .lock()
+            .map_or(0, |m| m.values().map(Vec::len).sum());
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
+
+impl Pool {
+    /// Sends `req` (origin-form target, Host set) to `authority` on a pooled connection or a
+    /// new one.
+    pub(crate) async fn send(
+        &self,
+        authority: &Authority,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        while let Some(mut sender) = self.checkout(authority) {
+            // An idle connection is ready at once; one that closed meanwhile says so here.
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.pooled(authority, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    // Not written: the connection closed first; try another.
+                    Some(r) => req = r,
+                    None => return Err(SendError::Exchange(e.into_error())),
+                },
+            }
+        }
+        let mut sender = connect(authority).await?;
+        sender.ready().await.map_err(SendError::Exchange)?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(SendError::Exchange)?;
+        Ok(self.pooled(authority, sender, resp))
+    }
+
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(authority)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < IDLE_TIMEOUT && !entry.sender.is_closed() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose response has been read. The request body may still be
+    /// on its way (an upstream can answer before reading it all): such a connection is
+    /// parked only once its request is fully written, so no later request queues behind a
+    /// body that may never end.
+    fn checkin(&self, authority: &Authority, mut sender: SendRequest<UpstreamBody>) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match sender.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => self.park(authority, sender),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => {
+                let (pool, authority) = (self.clone(), authority.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(())) = tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await {
+                        pool.park(&authority, sender);
+                    }
+                });
+            }
+        }
+    }
+
+    fn park(&self, authority: &Authority, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let list = idle.entry(authority.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+        drop(idle);
+        self.reaper.get_or_init(|| {
+            tokio::spawn(reap(Arc::downgrade(&self.idle)));
+        });
+    }
+
+    fn pooled(
+        &self,
+        authority: &Authority,
+        sender: SendRequest<UpstreamBody>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let mut resp = resp.map(|inner| PooledBody {
+            inner,
+            home: Some((self.clone(), authority.clone(), sender)),
+        });
+        if resp.body().inner.is_end_stream() {
+            resp.body_mut().release();
+        }
+        resp
+    }
+}
+
+/// Closes connections idle for longer than [`IDLE_TIMEOUT`] (dropping the sender ends the
+/// connection's task and its socket), and forgets upstreams with none left. Ends with the
+/// pool.
+async fn reap(idle: std::sync::Weak<Mutex<IdleLists>>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 4).await;
+        let Some(idle) = idle.upgrade() else { return };
+        let Ok(mut lists) = idle.lock() else { return };
+        for list in lists.values_mut() {
+            list.retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
+        }
+        lists.retain(|_, list| !list.is_empty());
+    }
+}
+
+async fn connect(authority: &Authority) -> Result<SendRequest<UpstreamBody>, SendError> {
+    // Authority::host keeps the brackets of an IPv6 literal; the resolver does not want them.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let addr = (host, authority.port_u16().unwrap_or(80));
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(SendError::Connect(connect_cause(&e))),
+        Err(_) => {
+            return Err(SendError::Connect(format!(
+                "no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(SendError::Exchange)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(target: "candor::upstream", error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// The cause of a failed connect, in words: "connection refused", "name not resolved: ...".
+fn connect_cause(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => {
+            "connection refused: nothing accepts connections at that address".to_owned()
+        }
+        ErrorKind::TimedOut => format!("the TCP handshake timed out ({e})"),
+        // Resolver failures carry no OS error number; socket failures do.
+        _ if e.raw_os_error().is_none() => format!("the name could not be resolved ({e})"),
+        _ => format!("tcp connect error ({e})"),
+    }
+}
+
+/// An upstream response body; its connection returns to the pool when it has been read to
+/// the end.
+pub struct PooledBody {
+    inner: Incoming,
+    home: Option<(Pool, Authority, SendRequest<UpstreamBody>)>,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("pooled", &self.home.is_some())
+            .finish()
+    }
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((pool, authority, sender)) = self.home.take() {
+            pool.checkin(&authority, sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(Some(Err(_))) => this.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
