@@ -51,7 +51,7 @@ mod stages;
 mod time;
 mod upstream;
 
-pub use config::{Config, ConfigReport, did_you_mean};
+pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
 pub use http::server::{Overrides, Server, shutdown_signal};
 pub use identity::jwt::Claims;

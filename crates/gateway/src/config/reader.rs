@@ -2,6 +2,7 @@
 //! the first: unknown keys (with a did-you-mean), wrong types, values out of range.
 
 use super::ConfigProblem;
+use crate::stages::route::edit_distance;
 use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -316,22 +317,6 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
         .map(|(_, c)| c.to_owned())
 }
 
-/// Levenshtein distance in characters.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,7 +346,6 @@ mod tests {
             Some("methods")
         );
         assert_eq!(did_you_mean("zzzzzz", &["methods", "path"]), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -1,9 +1,53 @@
 //! Route stage: match host, path and method against the configured routes; on a miss, work
 //! out what the caller probably meant.
 
-use crate::config::{RouteConfig, edit_distance};
+use crate::upstream::Upstream;
 use http::{HeaderValue, Method};
 use std::fmt;
+use std::time::Duration;
+
+/// What a route does with a matched request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteMode {
+    /// Forward to the upstream.
+    Proxy,
+    /// Declared but not implemented: `not_implemented` 501.
+    NotImplemented,
+    /// Under maintenance: `service_unavailable` 503 with `Retry-After`.
+    Maintenance {
+        /// Seconds for `Retry-After`.
+        retry_after: u64,
+        /// When maintenance is expected to end, in words or RFC 3339, if known.
+        until: Option<String>,
+    },
+}
+
+/// `[[routes]]`
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// Name used in errors and logs.
+    pub name: String,
+    /// Host the route is limited to (lower case, no port), if any.
+    pub host: Option<String>,
+    /// The path pattern.
+    pub pattern: PathPattern,
+    /// Accepted methods; empty means any. HEAD is accepted wherever GET is.
+    pub methods: Vec<Method>,
+    /// Where to forward (required in proxy mode).
+    pub upstream: Option<Upstream>,
+    /// How long to wait for the upstream's response headers.
+    pub timeout: Duration,
+    /// What to do with matched requests.
+    pub mode: RouteMode,
+    /// Wrap upstream error responses that are not problem documents into the envelope.
+    pub wrap_upstream_errors: bool,
+    /// Send the client's Host header upstream instead of the upstream's authority.
+    pub preserve_host: bool,
+    /// Credentials the route requires, if any.
+    pub auth: Option<crate::stages::authenticate::AuthConfig>,
+    /// The route's transport policy, merged with the global one.
+    pub access: crate::stages::policy::AccessPolicy,
+}
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.
 /// A trailing slash is significant, as it is for most upstreams.
@@ -394,9 +438,30 @@ fn split(path: &str) -> (Vec<&str>, bool) {
     (body.split('/').collect(), trailing)
 }
 
+/// Levenshtein distance in characters (route suggestions and the config's did-you-mean).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edit_distance_counts_characters() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
     use crate::config::Config;
     use std::path::Path;
 

@@ -1,9 +1,29 @@
 //! Transport stage: size limits on the request target, the header section and the body.
 
-use crate::config::Limits;
 use crate::error::GatewayError;
 use candor_catalog::codes;
 use http::request::Parts;
+
+/// `[limits]`
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest accepted request target (path and query), in bytes.
+    pub max_uri_bytes: usize,
+    /// Largest accepted header section (names and values), in bytes.
+    pub max_header_bytes: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
 
 /// Checks the limits that can be checked before reading the body.
 pub(crate) fn check_limits(limits: &Limits, parts: &Parts) -> Result<(), GatewayError> {

@@ -1,0 +1,168 @@
+//! `[auth]` and `[[auth.issuers]]`: how candor issues and checks tokens, and the external
+//! issuers routes may accept.
+
+use super::reader::{Problems, TableReader};
+use std::path::Path;
+use std::time::Duration;
+
+const AUTH: &[&str] = &[
+    "issuer",
+    "audience",
+    "leeway",
+    "max_failed_attempts",
+    "failed_attempts_window",
+    "issuers",
+];
+const ISSUER: &[&str] = &[
+    "issuer",
+    "audience",
+    "jwks_file",
+    "jwks_url",
+    "ca_file",
+    "account_claim",
+    "refresh",
+];
+
+/// `[auth]`: how candor issues and checks tokens.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens and required of presented ones (default: the public base URL).
+    pub issuer: Option<String>,
+    /// `aud` of issued tokens and required of presented ones.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Failed client authentications allowed per window, per client id and per address.
+    pub max_failed_attempts: u32,
+    /// The window for counting failed attempts.
+    pub failed_attempts_window: Duration,
+    /// External issuers whose tokens routes may accept.
+    pub issuers: Vec<crate::identity::issuers::ExternalIssuer>,
+}
+
+/// Reads `[auth]`.
+pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> AuthSettings {
+    let mut auth = AuthSettings {
+        issuer: None,
+        audience: "candor".into(),
+        leeway: Duration::from_secs(30),
+        max_failed_attempts: 5,
+        failed_attempts_window: Duration::from_secs(300),
+        issuers: Vec::new(),
+    };
+    if let Some(a) = top.table(p, "auth", AUTH) {
+        if let Some((v, _)) = a.string(p, "issuer") {
+            auth.issuer = Some(v);
+        }
+        if let Some((v, _)) = a.string(p, "audience") {
+            auth.audience = v;
+        }
+        if let Some(d) = a.duration(p, "leeway") {
+            if d > Duration::from_secs(300) {
+                p.at(
+                    a.get("leeway").map_or(a.span.clone(), |v| v.span()),
+                    "auth.leeway",
+                    "is more than 5 minutes; a leeway that large lets expired tokens through"
+                        .into(),
+                );
+            }
+            auth.leeway = d;
+        }
+        if let Some(n) = a.integer(p, "max_failed_attempts", 1, 1000) {
+            auth.max_failed_attempts = n as u32;
+        }
+        if let Some(d) = a.duration(p, "failed_attempts_window") {
+            auth.failed_attempts_window = d;
+        }
+        for t in a.tables(p, "issuers", ISSUER) {
+            if let Some(i) = read_issuer(&t, p, dir) {
+                if auth.issuers.iter().any(|o| o.issuer == i.issuer)
+                    || i.issuer == crate::stages::authenticate::SELF_ISSUER
+                {
+                    p.at(
+                        t.span.clone(),
+                        &t.key_path("issuer"),
+                        format!(
+                            "issuer `{}` is listed twice (or is the reserved word self)",
+                            i.issuer
+                        ),
+                    );
+                }
+                auth.issuers.push(i);
+            }
+            t.finish(p);
+        }
+        a.finish(p);
+    }
+    auth
+}
+
+fn read_issuer(
+    t: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    dir: &Path,
+) -> Option<crate::identity::issuers::ExternalIssuer> {
+    use crate::identity::issuers::{ExternalIssuer, JwksSource};
+    let before = p.list.len();
+    let issuer = t.string(p, "issuer").map(|(s, _)| s);
+    let audience = t.string(p, "audience").map(|(s, _)| s);
+    for (key, v) in [("issuer", &issuer), ("audience", &audience)] {
+        if v.is_none() && t.get(key).is_none() {
+            p.at(t.span.clone(), &t.key_path(key), "missing".into());
+        }
+    }
+    let file = t.string(p, "jwks_file");
+    let url = t.string(p, "jwks_url");
+    let jwks = match (file, url) {
+        (Some((f, _)), None) => Some(JwksSource::File(dir.join(f))),
+        (None, Some((u, span))) => match u.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Some(JwksSource::Url(uri))
+            }
+            _ => {
+                p.at(
+                    span,
+                    &t.key_path("jwks_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                )
+                .expected =
+                    Some("a URL such as \"https://idp.example.com/.well-known/jwks.json\"".into());
+                None
+            }
+        },
+        (Some(_), Some((_, span))) => {
+            p.at(
+                span,
+                &t.key_path("jwks_url"),
+                "an issuer's keys come from jwks_file or jwks_url, not both".into(),
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                t.span.clone(),
+                &t.key_path("jwks_url"),
+                "missing: an issuer needs jwks_file or jwks_url".into(),
+            );
+            None
+        }
+    };
+    let ca_file = t.string(p, "ca_file").map(|(f, _)| dir.join(f));
+    let account_claim = t
+        .string(p, "account_claim")
+        .map_or_else(|| "account".to_owned(), |(s, _)| s);
+    let refresh = t.duration(p, "refresh").unwrap_or(Duration::from_secs(600));
+    if p.list.len() > before {
+        return None;
+    }
+    Some(ExternalIssuer {
+        issuer: issuer?,
+        audience: audience?,
+        jwks: jwks?,
+        ca_file,
+        account_claim,
+        refresh,
+    })
+}

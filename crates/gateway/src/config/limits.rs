@@ -1,0 +1,24 @@
+//! `[limits]`: request size limits, read into the transport stage's [`Limits`].
+
+use super::reader::{Problems, TableReader};
+pub(crate) use crate::stages::transport::Limits;
+
+const LIMITS: &[&str] = &["max_uri_bytes", "max_header_bytes", "max_body_bytes"];
+
+/// Reads `[limits]`.
+pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(l) = top.table(p, "limits", LIMITS) {
+        if let Some(n) = l.integer(p, "max_uri_bytes", 256, 1 << 20) {
+            limits.max_uri_bytes = n as usize;
+        }
+        if let Some(n) = l.integer(p, "max_header_bytes", 1024, 1 << 20) {
+            limits.max_header_bytes = n as usize;
+        }
+        if let Some(n) = l.integer(p, "max_body_bytes", 0, 1 << 40) {
+            limits.max_body_bytes = n as u64;
+        }
+        l.finish(p);
+    }
+    limits
+}

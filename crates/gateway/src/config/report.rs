@@ -1,0 +1,59 @@
+//! The report of a configuration file's problems: every one at once, each with line,
+//! column, key, what was expected and a did-you-mean.
+
+use std::fmt;
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path, e.g. `routes[2].timeout`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What was expected, if that can be said.
+    pub expected: Option<String>,
+    /// The key or value probably meant.
+    pub suggestion: Option<String>,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Clone, Debug)]
+pub struct ConfigReport {
+    /// The file's name as given.
+    pub file: String,
+    /// The problems, in file order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "  {}:{}:{}: ", self.file, p.line, p.column)?;
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            write!(f, "{}", p.message)?;
+            if let Some(s) = &p.suggestion {
+                write!(f, "; did you mean `{s}`?")?;
+            }
+            if let Some(e) = &p.expected {
+                write!(f, " (expected {e})")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigReport {}

@@ -1,0 +1,396 @@
+//! `[[routes]]`: each route's host, path, methods, upstream, mode, credentials and policy,
+//! read into the route stage's `RouteConfig`; overlapping routes and reserved paths are
+//! refused here.
+
+use super::auth::AuthSettings;
+use super::did_you_mean;
+use super::reader::{Problems, TableReader};
+use crate::stages::policy::AccessPolicy;
+use crate::stages::route::PathPattern;
+pub(crate) use crate::stages::route::{RouteConfig, RouteMode};
+pub(crate) use crate::upstream::Upstream;
+use http::Method;
+use std::time::Duration;
+
+const ROUTE: &[&str] = &[
+    "name",
+    "host",
+    "path",
+    "methods",
+    "upstream",
+    "timeout",
+    "mode",
+    "retry_after",
+    "maintenance_until",
+    "wrap_upstream_errors",
+    "preserve_host",
+    "auth",
+    "auth_scheme",
+    "scopes",
+    "account_param",
+    "account_header",
+    "api_key_header",
+    "api_key_query",
+    "issuers",
+    "require_https",
+    "redirect_to_https",
+    "allow",
+    "deny",
+];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
+/// The path prefix where the gateway serves its own error pages.
+pub(crate) const ERRORS_PREFIX: &str = "/errors";
+
+/// Reads every `[[routes]]` table, merging each route's policy into `access`.
+pub(super) fn read(
+    top: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    access: &AccessPolicy,
+    auth: &AuthSettings,
+) -> Vec<RouteConfig> {
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for r in top.tables(p, "routes", ROUTE) {
+        if let Some(mut route) = read_route(&r, p, routes.len()) {
+            if let Some(a) = &route.auth {
+                for i in &a.issuers {
+                    if i != crate::stages::authenticate::SELF_ISSUER
+                        && !auth.issuers.iter().any(|x| &x.issuer == i)
+                    {
+                        let known: Vec<&str> = auth
+                            .issuers
+                            .iter()
+                            .map(|x| x.issuer.as_str())
+                            .chain([crate::stages::authenticate::SELF_ISSUER])
+                            .collect();
+                        let problem = p.at(
+                            r.get("issuers").map_or(r.span.clone(), |v| v.span()),
+                            &r.key_path("issuers"),
+                            format!("`{i}` is not a configured issuer"),
+                        );
+                        problem.suggestion = did_you_mean(i, &known);
+                        problem.expected = Some(format!(
+                            "self, or the issuer of an [[auth.issuers]] entry ({})",
+                            known.join(", ")
+                        ));
+                    }
+                }
+            }
+            route.access = access.merged(&route.access);
+            let clash = routes.iter().find(|o| {
+                o.host == route.host
+                    && o.pattern.same_shape(&route.pattern)
+                    && (o.methods.is_empty()
+                        || route.methods.is_empty()
+                        || o.methods.iter().any(|m| route.methods.contains(m)))
+            });
+            if let Some(o) = clash {
+                p.at(
+                    r.get("path").map_or(r.span.clone(), |v| v.span()),
+                    &r.key_path("path"),
+                    format!(
+                        "route `{}` overlaps route `{}` ({}) for the same methods; the second could never match",
+                        route.name,
+                        o.name,
+                        o.pattern
+                    ),
+                );
+            }
+            routes.push(route);
+        }
+        r.finish(p);
+    }
+    routes
+}
+
+fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Option<RouteConfig> {
+    let before = p.list.len();
+    let name = r
+        .string(p, "name")
+        .map_or_else(|| format!("routes[{index}]"), |(n, _)| n);
+    let host = r.string(p, "host").map(|(h, _)| h.to_ascii_lowercase());
+    let pattern = match r.string(p, "path") {
+        Some((path, span)) => match PathPattern::parse(&path) {
+            Ok(pat) => {
+                if pat.to_string() == ERRORS_PREFIX || pat.to_string().starts_with("/errors/") {
+                    p.at(
+                        span,
+                        &r.key_path("path"),
+                        format!("{ERRORS_PREFIX}/ is reserved for the gateway's error pages"),
+                    );
+                }
+                Some(pat)
+            }
+            Err(e) => {
+                p.at(span, &r.key_path("path"), e).expected = Some(
+                    "a path such as \"/v1/customers/{customer}/devices\" or \"/static/{*rest}\""
+                        .into(),
+                );
+                None
+            }
+        },
+        None => {
+            if r.get("path").is_none() {
+                p.at(r.span.clone(), &r.key_path("path"), "missing".into())
+                    .expected = Some("the route's path pattern".into());
+            }
+            None
+        }
+    };
+    let mut methods = Vec::new();
+    if let Some(list) = r.strings(p, "methods") {
+        for (m, span) in list {
+            if METHODS.contains(&m.as_str()) {
+                methods.push(Method::from_bytes(m.as_bytes()).expect("known method"));
+            } else {
+                let problem = p.at(
+                    span,
+                    &r.key_path("methods"),
+                    format!("`{m}` is not an HTTP method"),
+                );
+                problem.suggestion = did_you_mean(&m.to_ascii_uppercase(), METHODS);
+                problem.expected = Some(format!("one of {}", METHODS.join(", ")));
+            }
+        }
+    }
+    let mode_word = r.string(p, "mode");
+    let retry_after = r.integer(p, "retry_after", 0, 86_400 * 7).unwrap_or(300) as u64;
+    let until = r.string(p, "maintenance_until").map(|(s, _)| s);
+    let mut mode_known = true;
+    let mode = match mode_word.as_ref().map(|(m, s)| (m.as_str(), s)) {
+        None | Some(("proxy", _)) => RouteMode::Proxy,
+        Some(("not_implemented", _)) => RouteMode::NotImplemented,
+        Some(("maintenance", _)) => RouteMode::Maintenance { retry_after, until },
+        Some((other, span)) => {
+            let modes = &["proxy", "not_implemented", "maintenance"];
+            let problem = p.at(
+                span.clone(),
+                &r.key_path("mode"),
+                format!("unknown mode `{other}`"),
+            );
+            problem.suggestion = did_you_mean(other, modes);
+            problem.expected = Some("proxy, not_implemented or maintenance".into());
+            mode_known = false;
+            RouteMode::Proxy
+        }
+    };
+    let upstream = match r.string(p, "upstream") {
+        Some((u, span)) => match parse_upstream(&u) {
+            Ok(up) => Some(up),
+            Err(e) => {
+                p.at(span, &r.key_path("upstream"), e).expected =
+                    Some("an http URL such as \"http://127.0.0.1:9000\"".into());
+                None
+            }
+        },
+        None => {
+            if mode == RouteMode::Proxy && mode_known && r.get("upstream").is_none() {
+                p.at(
+                    r.span.clone(),
+                    &r.key_path("upstream"),
+                    format!("route `{name}` forwards requests but has no upstream"),
+                )
+                .expected =
+                    Some("an upstream URL, or mode = \"not_implemented\" / \"maintenance\"".into());
+            }
+            None
+        }
+    };
+    let timeout = r.duration(p, "timeout").unwrap_or(Duration::from_secs(60));
+    if timeout.is_zero() {
+        p.at(
+            r.get("timeout").map_or(r.span.clone(), |v| v.span()),
+            &r.key_path("timeout"),
+            "must be more than zero".into(),
+        );
+    }
+    let auth = read_route_auth(r, p, pattern.as_ref());
+    let access = super::access::read(r, p);
+    let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
+    let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
+    if p.list.len() > before {
+        return None;
+    }
+    Some(RouteConfig {
+        name,
+        host,
+        pattern: pattern?,
+        methods,
+        upstream,
+        timeout,
+        mode,
+        wrap_upstream_errors,
+        preserve_host,
+        auth,
+        access,
+    })
+}
+
+fn read_route_auth(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    pattern: Option<&PathPattern>,
+) -> Option<crate::stages::authenticate::AuthConfig> {
+    use crate::stages::authenticate::{AccountSource, ApiKeySource, AuthConfig};
+    let kind = r.string(p, "auth");
+    let key_header = r.string(p, "api_key_header");
+    let key_query = r.string(p, "api_key_query");
+    let issuers = r.strings(p, "issuers");
+    let scheme = r.string(p, "auth_scheme");
+    let scopes = r.strings(p, "scopes");
+    let account_param = r.string(p, "account_param");
+    let account_header = r.string(p, "account_header");
+    let (enabled, api_key) = match &kind {
+        None => (false, false),
+        Some((k, _)) if k == "none" => (false, false),
+        Some((k, _)) if k == "bearer" => (true, false),
+        Some((k, _)) if k == "api_key" => (true, true),
+        Some((k, span)) => {
+            let problem = p.at(
+                span.clone(),
+                &r.key_path("auth"),
+                format!("unknown auth `{k}`"),
+            );
+            problem.suggestion = did_you_mean(k, &["bearer", "api_key", "none"]);
+            problem.expected = Some("\"bearer\", \"api_key\" or \"none\"".into());
+            return None;
+        }
+    };
+    for (key, v) in [
+        ("api_key_header", &key_header),
+        ("api_key_query", &key_query),
+    ] {
+        if let Some((_, span)) = v
+            && !api_key
+        {
+            p.at(
+                span.clone(),
+                &r.key_path(key),
+                format!("{key} needs auth = \"api_key\" on this route"),
+            );
+        }
+    }
+    if let (Some(_), Some((_, span))) = (&key_header, &key_query) {
+        p.at(
+            span.clone(),
+            &r.key_path("api_key_query"),
+            "a route reads its API key from a header or a query parameter, not both".into(),
+        );
+    }
+    let api_key = api_key.then(|| match (&key_header, &key_query) {
+        (_, Some((q, _))) => ApiKeySource::Query(q.clone()),
+        (Some((h, _)), None) => ApiKeySource::Header(h.to_ascii_lowercase()),
+        (None, None) => ApiKeySource::Header("x-api-key".into()),
+    });
+    if !enabled {
+        for (key, present) in [
+            ("auth_scheme", scheme.is_some()),
+            ("scopes", scopes.is_some()),
+            ("account_param", account_param.is_some()),
+            ("account_header", account_header.is_some()),
+        ] {
+            if present {
+                p.at(
+                    r.get(key).map_or(r.span.clone(), |v| v.span()),
+                    &r.key_path(key),
+                    format!("{key} needs auth = \"bearer\" on this route"),
+                );
+            }
+        }
+        return None;
+    }
+    let scheme = match scheme {
+        Some((s, span)) => {
+            let s = s.trim_end_matches(':').to_owned();
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                p.at(
+                    span,
+                    &r.key_path("auth_scheme"),
+                    format!("`{s}` is not a scheme word"),
+                )
+                .expected = Some("a word such as \"Bearer\" or \"TOK\"".into());
+            }
+            s
+        }
+        None => "Bearer".to_owned(),
+    };
+    let account = match (account_param, account_header) {
+        (Some(_), Some((_, span))) => {
+            p.at(
+                span,
+                &r.key_path("account_header"),
+                "a route names its account in a path parameter or a header, not both".into(),
+            );
+            None
+        }
+        (Some((name, span)), None) => {
+            let known = pattern.is_some_and(|pat| pat.to_string().contains(&format!("{{{name}}}")));
+            if pattern.is_some() && !known {
+                p.at(
+                    span,
+                    &r.key_path("account_param"),
+                    format!("the path has no parameter {{{name}}}"),
+                );
+            }
+            Some(AccountSource::PathParam(name))
+        }
+        (None, Some((name, span))) => {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                p.at(
+                    span,
+                    &r.key_path("account_header"),
+                    format!("`{name}` is not a header name"),
+                );
+            }
+            Some(AccountSource::Header(name.to_ascii_lowercase()))
+        }
+        (None, None) => None,
+    };
+    Some(AuthConfig {
+        scheme,
+        scopes: scopes
+            .map(|v| v.into_iter().map(|(s, _)| s).collect())
+            .unwrap_or_default(),
+        account,
+        api_key,
+        issuers: issuers.map_or_else(
+            || vec![crate::stages::authenticate::SELF_ISSUER.to_owned()],
+            |v| v.into_iter().map(|(s, _)| s).collect(),
+        ),
+    })
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no scheme"))?;
+    if scheme != http::uri::Scheme::HTTP {
+        return Err(format!(
+            "`{scheme}` upstreams are not supported yet; only http:// (TLS to upstreams is planned)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!(
+            "`{s}` has a query string; an upstream is a base URL"
+        ));
+    }
+    let host_header = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| format!("`{s}` has a host that is not a valid Host header"))?;
+    Ok(Upstream {
+        host_header,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        display: s.to_owned(),
+    })
+}
