@@ -147,6 +147,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn check(text: &str) -> Result<Config, ConfigReport> {
         Config::parse("t.toml", text, Path::new("."))
