@@ -231,9 +231,7 @@ impl Scanner {
                     match head_end(rest, *scanned) {
                         Ok(end) => {
                             let head = &rest[..end];
-                            if let Some(refusal) =
-                                crate::stages::transport::check_request_line(head)
-                            {
+                            if let Some(refusal) = crate::http::grammar::check_request_line(head) {
                                 return (off, Some(refusal));
                             }
                             self.framing = framing_after(head);
@@ -249,13 +247,13 @@ impl Scanner {
                                     match rest[searched..].iter().position(|&b| b == b'\n') {
                                         Some(p) => {
                                             *line = Line::Checked;
-                                            crate::stages::transport::check_request_line(
+                                            crate::http::grammar::check_request_line(
                                                 &rest[..searched + p + 1],
                                             )
                                         }
                                         None => {
                                             *line = Line::Open(rest.len());
-                                            crate::stages::transport::check_request_start(rest)
+                                            crate::http::grammar::check_request_start(rest)
                                         }
                                     };
                                 if refusal.is_some() {
@@ -294,7 +292,7 @@ impl Scanner {
         let target = head[..line_end]
             .split(|&b| b == b' ')
             .nth(1)
-            .map(|t| crate::stages::transport::path_of(&t[..t.len().min(max_uri)]))
+            .map(|t| crate::http::grammar::path_of(&t[..t.len().min(max_uri)]))
             .unwrap_or_default();
         (err, target)
     }

@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | [`server`] | listeners, accept, connections, reload, graceful shutdown |
 //! | [`guard`] | every HTTP/1 request head checked before hyper parses it |
+//! | [`grammar`] | the HTTP/1 request-line and header-line grammar the guard applies |
 //! | [`tls`] | rustls from PEM files, ALPN |
 //! | [`body`] | the body type that streams both ways |
 //! | [`json_body`] | JSON request bodies for the admin and demo APIs |
@@ -16,6 +17,7 @@
 
 pub(crate) mod address;
 pub(crate) mod body;
+pub(crate) mod grammar;
 pub(crate) mod guard;
 pub(crate) mod json_body;
 pub(crate) mod request_id;

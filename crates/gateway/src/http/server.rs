@@ -419,7 +419,7 @@ async fn refuse_plain_http(state: &State, stream: TcpStream) -> Option<TcpStream
     if buf[0] == 0x16 {
         return Some(stream);
     }
-    if let Some(path) = crate::stages::transport::plain_http_path(&buf[..n]) {
+    if let Some(path) = crate::http::grammar::plain_http_path(&buf[..n]) {
         let err = GatewayError::new(codes::HTTPS_REQUIRED).param("path", path.clone());
         answer_and_close(state, stream, &err, &path).await;
     }
