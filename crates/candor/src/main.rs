@@ -331,13 +331,7 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
             }
         };
         let addr = server.local_addr().expect("bound");
-        let scheme = if server
-            .state()
-            .current()
-            .renderer()
-            .base_url()
-            .starts_with("https")
-        {
+        let scheme = if server.public_base_url().starts_with("https") {
             "https"
         } else {
             "http"
@@ -345,7 +339,7 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides, data_dir: PathBuf) 
         println!("candor listening on {scheme}://{addr}");
         if let Some(a) = server.admin_addr() {
             println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and the admin API)");
-            println!("admin API token: in {}", server.state().admin_token_file.display());
+            println!("admin API token: in {}", server.admin_token_file().display());
         }
         if let (true, Some(creds)) = (demo_mode, demo_client) {
             print_demo_tour(addr, &data_dir, path.as_deref(), &creds);
@@ -431,6 +425,22 @@ fn check(path: &Path) -> ExitCode {
                     .admin_listen
                     .map_or(String::new(), |a| format!(", admin on {a}")),
             );
+            // Each route's plan: what its requests pass, in order.
+            for plan in c.route_plans() {
+                let methods = if plan.methods.is_empty() {
+                    "any".to_owned()
+                } else {
+                    plan.methods.join(",")
+                };
+                let host = plan.host.map_or(String::new(), |h| format!("{h} "));
+                println!(
+                    "  {:<24} {:<10} {host}{}  {}",
+                    plan.name,
+                    methods,
+                    plan.path,
+                    plan.stages.join(" → ")
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(report) => {

@@ -59,5 +59,6 @@ pub use identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
 };
 pub use identity::totp::code_at as totp_code_at;
+pub use pipeline::plan::RoutePlan;
 pub use stages::respond::Renderer;
 pub use time::{rfc3339, unix_now};

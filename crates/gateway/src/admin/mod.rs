@@ -12,16 +12,18 @@ use crate::http::body::GatewayBody;
 use crate::stages::authenticate::{AuthConfig, challenge, read_credentials};
 
 use crate::error::GatewayError;
-use crate::http::request_id::new_ulid;
+use crate::http::body::json_response;
+use crate::http::request_id::RequestId;
 use crate::http::server::State;
 use crate::identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
 };
 use crate::pipeline::Pipeline;
 use crate::stages::respond::X_REQUEST_ID;
+use crate::stages::route::method_not_allowed;
 use candor_catalog::{FieldError, codes, page};
-use http::header::{ALLOW, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -68,43 +70,18 @@ pub(crate) async fn handle(
     pipeline: &Pipeline,
     req: Request<Incoming>,
 ) -> Response<GatewayBody> {
-    let request_id = match req.headers().get(&X_REQUEST_ID) {
-        Some(v) if crate::http::request_id::is_well_formed(v.as_bytes()) => {
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
-        _ => new_ulid(),
-    };
+    let rid = RequestId::of(req.headers());
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut resp = match route(state, pipeline, req, &path).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(target: "candor::admin", request_id = %request_id, method = %method, path = %path, code = e.code, "admin request refused");
-            pipeline.renderer().render(&e, &path, &request_id)
+            tracing::info!(target: "candor::admin", request_id = %rid.text, method = %method, path = %path, code = e.code, "admin request refused");
+            pipeline.renderer().render(&e, &path, &rid.text)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
     resp
-}
-
-fn json_response(status: StatusCode, v: Value) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::full(v.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn method_not_allowed(path: &str, method: &Method, allowed: &[&str]) -> GatewayError {
-    let list = allowed.join(", ");
-    GatewayError::new(codes::METHOD_NOT_ALLOWED)
-        .param("path", path.to_owned())
-        .param("method", method.to_string())
-        .param("allowed", list.clone())
-        .extension("allowed", json!(allowed))
-        .header(ALLOW, &list)
 }
 
 fn not_found_route(method: &Method, path: &str) -> GatewayError {
@@ -168,7 +145,7 @@ async fn route(
                 .iter()
                 .map(page::entry_json)
                 .collect();
-            return Ok(json_response(StatusCode::OK, entries.into()));
+            return Ok(json_response(StatusCode::OK, Value::from(entries)));
         }
         p if pages::is_docs_path(p) => {
             if !read_only {

@@ -16,7 +16,19 @@ pub struct DebugConfig {
 pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> DebugConfig {
     let mut debug = DebugConfig::default();
     if let Some(d) = top.table(p, "debug", DEBUG) {
-        debug.panic_path = d.string(p, "panic_path").map(|(s, _)| s);
+        if let Some((path, span)) = d.string(p, "panic_path") {
+            // The path is a route of its own: a literal path, no parameters.
+            if !path.starts_with('/') || path.contains(['{', '}', '?', '#']) {
+                p.at(
+                    span,
+                    "debug.panic_path",
+                    format!("`{path}` is not a literal path"),
+                )
+                .expected = Some("a path such as \"/debug/panic\"".into());
+            } else {
+                debug.panic_path = Some(path);
+            }
+        }
         d.finish(p);
     }
     debug

@@ -43,6 +43,21 @@ const METHODS: &[&str] = &[
 /// The path prefix where the gateway serves its own error pages.
 pub(crate) const ERRORS_PREFIX: &str = "/errors";
 
+/// What the gateway serves at `path` itself, if anything: those paths are built-in routes
+/// at the head of the route table, and a configured route there could never match.
+fn reserved(path: &str) -> Option<String> {
+    use crate::identity::token_endpoint::{JWKS_PATH, TOKEN_PATH};
+    if path == ERRORS_PREFIX || path.starts_with("/errors/") {
+        Some(format!("the gateway's error pages ({ERRORS_PREFIX}/)"))
+    } else if path == TOKEN_PATH {
+        Some(format!("the gateway's token endpoint ({TOKEN_PATH})"))
+    } else if path == JWKS_PATH {
+        Some(format!("the gateway's JWK set ({JWKS_PATH})"))
+    } else {
+        None
+    }
+}
+
 /// Reads every `[[routes]]` table, merging each route's policy into `access`.
 pub(super) fn read(
     top: &TableReader<'_, '_>,
@@ -113,12 +128,8 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
     let pattern = match r.string(p, "path") {
         Some((path, span)) => match PathPattern::parse(&path) {
             Ok(pat) => {
-                if pat.to_string() == ERRORS_PREFIX || pat.to_string().starts_with("/errors/") {
-                    p.at(
-                        span,
-                        &r.key_path("path"),
-                        format!("{ERRORS_PREFIX}/ is reserved for the gateway's error pages"),
-                    );
+                if let Some(what) = reserved(&pat.to_string()) {
+                    p.at(span, &r.key_path("path"), format!("is reserved for {what}"));
                 }
                 Some(pat)
             }

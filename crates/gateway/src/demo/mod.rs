@@ -5,10 +5,12 @@
 
 use crate::error::GatewayError;
 use crate::http::body::GatewayBody;
-use crate::http::request_id;
+use crate::http::body::json_response;
+use crate::http::request_id::RequestId;
+
 use crate::stages::respond::{Renderer, X_REQUEST_ID};
 use candor_catalog::{FieldError, codes};
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::LOCATION;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -73,14 +75,6 @@ pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<Socke
     Ok(addr)
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::full(v.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
 fn field(location: &str, name: &str, reason: &str, detail: String) -> FieldError {
     let pointer = if location == "body" {
         format!("#/{name}")
@@ -127,20 +121,13 @@ fn db_error(e: impl std::fmt::Display) -> GatewayError {
 
 impl DemoApi {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GatewayBody> {
-        let request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if request_id::is_well_formed(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-            _ => request_id::new_ulid(),
-        };
+        let rid = RequestId::of(req.headers());
         let path = req.uri().path().to_owned();
         let mut resp = match self.clone().route(req, &path).await {
             Ok(r) => r,
-            Err(e) => self.renderer.render(&e, &path, &request_id),
+            Err(e) => self.renderer.render(&e, &path, &rid.text),
         };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-        }
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
         resp
     }
 
@@ -212,7 +199,7 @@ impl DemoApi {
             .map_err(db_error)?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "object": "list", "data": rows }),
+            json!({ "object": "list", "data": rows }),
         ))
     }
 

@@ -1,5 +1,7 @@
-//! IP networks (CIDR) for trusted-proxy and access lists.
+//! Client addresses: IP networks (CIDR) for trusted-proxy and access lists, the client's
+//! address behind trusted proxies, and whether it reached the edge over HTTPS.
 
+use http::HeaderMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -64,9 +66,60 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
+/// untrusted address in X-Forwarded-For.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|n| n.contains(peer)) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|a| !trusted.iter().any(|n| n.contains(**a)))
+        .copied()
+        .or(chain.first().copied())
+        .unwrap_or(peer)
+}
+
+/// Whether the request reached the edge over HTTPS (directly, or per a trusted proxy).
+pub(crate) fn is_https(tls: bool, peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    tls || (trusted.iter().any(|n| n.contains(peer))
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn client_address_behind_trusted_proxies() {
+        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 10.0.0.7"),
+        );
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap(),
+            "untrusted peers cannot claim an address"
+        );
+    }
 
     #[test]
     fn cidr_matching() {

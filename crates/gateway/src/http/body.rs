@@ -128,3 +128,18 @@ impl Body for UpstreamBody {
         self.inner.size_hint()
     }
 }
+
+/// A JSON document (`application/json`) with `status`: the one way the admin API, the demo
+/// API and the token endpoint answer with data.
+pub(crate) fn json_response(
+    status: http::StatusCode,
+    v: impl std::borrow::Borrow<serde_json::Value>,
+) -> http::Response<GatewayBody> {
+    let mut resp = http::Response::new(GatewayBody::full(v.borrow().to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}

@@ -1,6 +1,8 @@
 //! Request ids: an incoming well-formed `X-Request-Id` is kept, anything else is replaced by
 //! a new ULID (sortable by time, 26 characters of Crockford base32).
 
+use crate::stages::respond::X_REQUEST_ID;
+use http::{HeaderMap, HeaderValue};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -28,6 +30,38 @@ pub(crate) fn new_ulid() -> String {
         *slot = CROCKFORD[((value >> shift) & 31) as usize];
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The id of one request, as text (for the envelope and the log) and as a header value,
+/// each made once.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId {
+    /// The id as text.
+    pub(crate) text: String,
+    /// The id as an `X-Request-Id` value.
+    pub(crate) header: HeaderValue,
+}
+
+impl RequestId {
+    /// The request's own `X-Request-Id` when well formed, else a new ULID.
+    pub(crate) fn of(headers: &HeaderMap) -> RequestId {
+        match headers.get(&X_REQUEST_ID) {
+            Some(v) if is_well_formed(v.as_bytes()) => RequestId {
+                text: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                header: v.clone(),
+            },
+            _ => RequestId::new(),
+        }
+    }
+
+    /// A new id.
+    pub(crate) fn new() -> RequestId {
+        let text = new_ulid();
+        // A ULID is Crockford base32: always a valid header value.
+        let header = HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
+        RequestId { text, header }
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Overrides {
 
 /// What every connection shares: the current pipeline (swapped atomically on reload), the
 /// TLS config and the upstream pool.
-pub struct State {
+pub(crate) struct State {
     current: ArcSwap<Pipeline>,
     services: Arc<Services>,
     tls: ArcSwap<Option<Arc<rustls::ServerConfig>>>,
@@ -86,13 +86,13 @@ pub struct State {
 
 impl State {
     /// The pipeline new requests get.
-    pub fn current(&self) -> Arc<Pipeline> {
+    pub(crate) fn current(&self) -> Arc<Pipeline> {
         self.current.load_full()
     }
 
     /// Re-reads the configuration file. A valid file replaces the running configuration for
     /// new requests; an invalid one is refused with the full report and changes nothing.
-    pub fn reload(&self) -> Result<u64, ConfigReport> {
+    pub(crate) fn reload(&self) -> Result<u64, ConfigReport> {
         let Some(path) = &self.config_path else {
             return Ok(self.generation.load(Ordering::Relaxed));
         };
@@ -185,7 +185,7 @@ impl Server {
             identity: Arc::new(identity),
             replay: crate::limits::attempts::ReplayCache::default(),
             external: Arc::new(crate::identity::issuers::ExternalKeys::default()),
-            quotas,
+            quotas: Arc::new(quotas),
             failures: crate::limits::attempts::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,
@@ -229,9 +229,14 @@ impl Server {
         self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
-    /// The shared state (for reloads).
-    pub fn state(&self) -> Arc<State> {
-        self.state.clone()
+    /// The base of the `type` URLs in error bodies.
+    pub fn public_base_url(&self) -> String {
+        self.state.current().renderer().base_url().to_owned()
+    }
+
+    /// Where the admin API's token is kept.
+    pub fn admin_token_file(&self) -> &std::path::Path {
+        &self.state.admin_token_file
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
@@ -254,7 +259,13 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(1 << 20);
-        tokio::spawn(refresh_identity(state.clone()));
+        tokio::spawn(crate::identity::store::keep_fresh(
+            state.services.identity.clone(),
+        ));
+        tokio::spawn(crate::limits::quota::keep_saved(
+            state.services.quotas.clone(),
+            state.services.identity.clone(),
+        ));
         let issuers_state = state.clone();
         tokio::spawn(crate::identity::issuers::keep_fresh(
             state.services.external.clone(),
@@ -293,14 +304,14 @@ impl Server {
         }
         drop(listener);
         drop(admin);
-        persist_quotas(&state).await;
+        crate::limits::quota::persist(&state.services.quotas, &state.services.identity).await;
         let deadline = **state.drain_timeout.load();
         tracing::info!(target: "candor::server", in_flight_connections = graceful.count(), deadline_s = deadline.as_secs(), "shutting down: draining");
         tokio::select! {
             () = graceful.shutdown() => tracing::info!(target: "candor::server", "drained; exiting"),
             () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
         }
-        persist_quotas(&state).await;
+        crate::limits::quota::persist(&state.services.quotas, &state.services.identity).await;
     }
 }
 
@@ -459,55 +470,15 @@ where
     .await;
 }
 
-/// Writes changed quota counts to the store.
-async fn persist_quotas(state: &Arc<State>) {
-    let services = state.services.clone();
-    match tokio::task::spawn_blocking(move || services.quotas.persist(&services.identity)).await {
-        Ok(Err(e)) => {
-            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
-        }
-        Err(e) => {
-            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
-        }
-        Ok(Ok(_)) => {}
-    }
-}
-
-/// Picks up writes to the identity store by other processes (the `candor accounts ...`
-/// commands), once a second.
-async fn refresh_identity(state: Arc<State>) {
-    let mut ticks: u64 = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        ticks += 1;
-        if ticks.is_multiple_of(5) {
-            persist_quotas(&state).await;
-        }
-        let identity = state.services.identity.clone();
-        match tokio::task::spawn_blocking(move || identity.refresh()).await {
-            Ok(Ok(true)) => tracing::info!(target: "candor::store", "identity snapshot reloaded"),
-            Ok(Err(e)) => {
-                tracing::warn!(target: "candor::store", error = %e, "identity refresh failed; keeping the current snapshot")
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The identity store and admin credential, for the admin listener.
 impl State {
-    /// Accounts, clients and keys.
-    pub fn identity(&self) -> &crate::identity::store::Identity {
-        &self.services.identity
-    }
-
     /// Accounts, clients and keys, shared.
-    pub fn identity_arc(&self) -> Arc<crate::identity::store::Identity> {
+    pub(crate) fn identity_arc(&self) -> Arc<crate::identity::store::Identity> {
         self.services.identity.clone()
     }
 
     /// The admin API's bearer token.
-    pub fn admin_token(&self) -> &str {
+    pub(crate) fn admin_token(&self) -> &str {
         &self.admin_token
     }
 }

@@ -76,21 +76,21 @@ pub(crate) async fn keep_fresh(keys: Arc<ExternalKeys>, issuers: impl Fn() -> Ve
 
 /// The keys of every external issuer, as last fetched.
 #[derive(Debug, Default)]
-pub struct ExternalKeys {
+pub(crate) struct ExternalKeys {
     sets: ArcSwap<HashMap<String, Arc<Vec<VerifyingKey>>>>,
     fetched: Mutex<HashMap<String, Instant>>,
 }
 
 impl ExternalKeys {
     /// The keys of `issuer`, if fetched.
-    pub fn keys(&self, issuer: &str) -> Option<Arc<Vec<VerifyingKey>>> {
+    pub(crate) fn keys(&self, issuer: &str) -> Option<Arc<Vec<VerifyingKey>>> {
         self.sets.load().get(issuer).cloned()
     }
 
     /// Whether `issuer` may be refetched now (for an unknown key id); marks it fetched.
     /// Unknown key ids refetch at most every 30 s (or the issuer's refresh interval if
     /// shorter), so a stream of made-up key ids cannot turn into a stream of fetches.
-    pub fn may_refetch(&self, issuer: &ExternalIssuer) -> bool {
+    pub(crate) fn may_refetch(&self, issuer: &ExternalIssuer) -> bool {
         let Ok(mut f) = self.fetched.lock() else {
             return false;
         };
@@ -104,7 +104,7 @@ impl ExternalKeys {
     }
 
     /// Fetches `issuer`'s keys and stores them; on failure keeps what it had and says why.
-    pub async fn refresh(&self, issuer: &ExternalIssuer) -> Result<usize, String> {
+    pub(crate) async fn refresh(&self, issuer: &ExternalIssuer) -> Result<usize, String> {
         if let Ok(mut f) = self.fetched.lock() {
             f.insert(issuer.issuer.clone(), Instant::now());
         }

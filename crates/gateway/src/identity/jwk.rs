@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 /// A public key that verifies one algorithm.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyingKey {
+pub(crate) struct VerifyingKey {
     /// Key id, if the JWK has one.
     pub kid: Option<String>,
     /// `EdDSA`, `ES256` or `RS256`.
@@ -117,7 +117,7 @@ pub(crate) fn parse_set(text: &str) -> Result<Vec<VerifyingKey>, String> {
 
 impl VerifyingKey {
     /// Whether `sig` is this key's signature of `message`.
-    pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+    pub(crate) fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
         match &self.material {
             Material::Ed25519(x) => UnparsedPublicKey::new(&signature::ED25519, x)
                 .verify(message, sig)

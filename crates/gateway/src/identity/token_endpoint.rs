@@ -15,7 +15,7 @@ use candor_catalog::{FieldError, codes};
 use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -120,10 +120,8 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, GatewayError> {
 }
 
 fn json_no_store(status: StatusCode, v: &serde_json::Value) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::full(v.to_string()));
-    *resp.status_mut() = status;
+    let mut resp = crate::http::body::json_response(status, v);
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     resp
@@ -145,8 +143,7 @@ pub(crate) fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
     resp
 }
 
-/// Serves `POST /oauth/token`.
-#[allow(clippy::too_many_arguments)]
+/// Serves `POST /oauth/token` (the route stage has refused other methods).
 pub(crate) async fn serve(
     identity: &Identity,
     policy: &TokenPolicy,
@@ -156,14 +153,6 @@ pub(crate) async fn serve(
     body: Incoming,
     peer: IpAddr,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    if parts.method != Method::POST {
-        return Err(GatewayError::new(codes::METHOD_NOT_ALLOWED)
-            .param("path", TOKEN_PATH)
-            .param("method", parts.method.to_string())
-            .param("allowed", "POST")
-            .extension("allowed", json!(["POST"]))
-            .header(http::header::ALLOW, "POST"));
-    }
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 /// Counts failed client authentications per client id and per source address.
 #[derive(Debug)]
-pub struct FailedAttempts {
+pub(crate) struct FailedAttempts {
     max: u32,
     window: i64,
     counts: Mutex<HashMap<String, (u32, i64)>>,
@@ -15,7 +15,7 @@ pub struct FailedAttempts {
 
 impl FailedAttempts {
     /// At most `max` failures per `window` seconds.
-    pub fn new(max: u32, window: i64) -> Self {
+    pub(crate) fn new(max: u32, window: i64) -> Self {
         FailedAttempts {
             max,
             window,
@@ -52,7 +52,7 @@ impl FailedAttempts {
 
 /// JWT-bearer assertion ids already used, kept until the assertion would have expired.
 #[derive(Debug, Default)]
-pub struct ReplayCache {
+pub(crate) struct ReplayCache {
     seen: Mutex<HashMap<String, i64>>,
 }
 

@@ -6,11 +6,13 @@ use crate::identity::store::{Account, Identity, StoreError};
 use candor_catalog::codes;
 use http::header::RETRY_AFTER;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Request counts per account for the current day.
 #[derive(Debug, Default)]
-pub struct Quotas {
+pub(crate) struct Quotas {
     counts: Mutex<HashMap<String, (i64, i64, bool)>>,
 }
 
@@ -20,7 +22,7 @@ fn day_of(t: i64) -> i64 {
 
 impl Quotas {
     /// Loads today's counts from the store.
-    pub fn load(identity: &Identity) -> Result<Quotas, StoreError> {
+    pub(crate) fn load(identity: &Identity) -> Result<Quotas, StoreError> {
         let today = day_of(crate::time::unix_now());
         let counts = identity
             .quota_usage(today)?
@@ -33,7 +35,7 @@ impl Quotas {
     }
 
     /// Counts one request of `account`; `quota_exceeded` when the day's quota is used up.
-    pub fn count(&self, account: &Account, now: i64) -> Result<(), GatewayError> {
+    pub(crate) fn count(&self, account: &Account, now: i64) -> Result<(), GatewayError> {
         let Some(limit) = account.quota_per_day else {
             return Ok(());
         };
@@ -65,7 +67,7 @@ impl Quotas {
     }
 
     /// Writes the counts changed since the last call.
-    pub fn persist(&self, identity: &Identity) -> Result<usize, StoreError> {
+    pub(crate) fn persist(&self, identity: &Identity) -> Result<usize, StoreError> {
         let changed: Vec<(String, i64, i64)> = match self.counts.lock() {
             Ok(mut counts) => counts
                 .iter_mut()
@@ -81,5 +83,28 @@ impl Quotas {
             identity.save_quota_usage(account, *day, *count)?;
         }
         Ok(changed.len())
+    }
+}
+
+/// Writes changed quota counts to the store (off the runtime's threads); a failure is
+/// logged and the counts are written on the next try.
+pub(crate) async fn persist(quotas: &Arc<Quotas>, identity: &Arc<Identity>) {
+    let (quotas, identity) = (quotas.clone(), identity.clone());
+    match tokio::task::spawn_blocking(move || quotas.persist(&identity)).await {
+        Ok(Err(e)) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Err(e) => {
+            tracing::warn!(target: "candor::store", error = %e, "quota usage not saved; retrying")
+        }
+        Ok(Ok(_)) => {}
+    }
+}
+
+/// Saves quota usage every 5 s (and the server saves it once more at shutdown).
+pub(crate) async fn keep_saved(quotas: Arc<Quotas>, identity: Arc<Identity>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        persist(&quotas, &identity).await;
     }
 }

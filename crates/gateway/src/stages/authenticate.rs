@@ -5,7 +5,9 @@
 use crate::error::GatewayError;
 use crate::identity::issuers::ExternalKeys;
 use crate::identity::jwt::{self, Claims, Expectations, TokenError};
+use crate::identity::store::Identity;
 use crate::identity::store::Snapshot;
+use crate::pipeline::context::{Flow, RequestCtx};
 use crate::time::{human_seconds, rfc3339, unix_now};
 use candor_catalog::codes;
 use http::HeaderMap;
@@ -607,6 +609,59 @@ fn token_error(e: TokenError, scheme: &str) -> GatewayError {
                 Some("invalid_token"),
                 "The access token was revoked",
             )
+        }
+    }
+}
+
+/// The authenticate stage: the route's credentials (a bearer token or an API key), each
+/// refusal precise; the principal is kept in the context for the stages after it.
+pub(crate) fn run(
+    auth: &AuthConfig,
+    tokens: &TokenPolicy,
+    identity: &Identity,
+    external: &Arc<ExternalKeys>,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<Flow, GatewayError> {
+    let snapshot = ctx.snapshot(identity);
+    let principal = match &auth.api_key {
+        Some(source) => {
+            let client = ctx.client_ip();
+            authenticate_api_key(
+                &ctx.parts.headers,
+                ctx.parts.uri.query(),
+                source,
+                &snapshot,
+                client,
+                ctx.path(),
+            )
+        }
+        None => authenticate(
+            &ctx.parts.headers,
+            auth,
+            tokens,
+            &snapshot,
+            external,
+            ctx.path(),
+        ),
+    };
+    match principal {
+        Ok(principal) => {
+            ctx.trail.record(
+                "authenticate",
+                "pass",
+                None,
+                vec![
+                    ("client", principal.client_id.clone()),
+                    ("account", principal.account.clone().unwrap_or_default()),
+                ],
+            );
+            ctx.principal = Some(principal);
+            Ok(Flow::Continue)
+        }
+        Err(e) => {
+            ctx.trail
+                .record("authenticate", "reject", Some(e.code), Vec::new());
+            Err(e)
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Authorize stage: the authenticated principal against what the route requires — scopes,
 //! the account the request names, and that account's state.
 
+use crate::error::ErrorSource;
 use crate::error::GatewayError;
 use crate::identity::store::{AccountStatus, Snapshot};
+use crate::pipeline::context::{Flow, RequestCtx};
 use crate::stages::authenticate::{AccountSource, AuthConfig, Principal, challenge};
 use candor_catalog::{FieldError, codes};
 use http::HeaderMap;
@@ -109,4 +111,29 @@ pub(crate) fn authorize(
         }
     }
     Ok(())
+}
+
+/// The authorize stage: the principal the authenticate stage found against the route's
+/// scopes and account rules.
+pub(crate) fn run(auth: &AuthConfig, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+    let (Some(principal), Some(snapshot), Some(route)) = (&ctx.principal, &ctx.snapshot, ctx.route)
+    else {
+        return Err(GatewayError::new(codes::INTERNAL_ERROR)
+            .param("stage", "authorize: no authenticated principal")
+            .source(ErrorSource::Internal));
+    };
+    let path = ctx.path();
+    let params = route.config.pattern.captures(path);
+    let decision = authorize(principal, auth, snapshot, &ctx.parts.headers, &params, path);
+    match decision {
+        Ok(()) => {
+            ctx.trail.pass("authorize");
+            Ok(Flow::Continue)
+        }
+        Err(e) => {
+            ctx.trail
+                .record("authorize", "reject", Some(e.code), Vec::new());
+            Err(e)
+        }
+    }
 }

@@ -4,8 +4,9 @@
 
 use crate::config::{RouteConfig, Upstream};
 use crate::error::{ErrorSource, GatewayError};
-use crate::http::address::IpNet;
 use crate::http::body::{GatewayBody, UpstreamBody};
+use crate::pipeline::context::{Downstream, RequestCtx};
+use crate::stages::authenticate::Principal;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
 use crate::upstream::pool::{Pool, PooledBody, SendError};
@@ -15,7 +16,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,26 +32,15 @@ const WRAP_BODY_LIMIT: usize = 64 * 1024;
 /// The shared upstream client: one keep-alive pool for the whole process, kept across
 /// configuration reloads.
 #[derive(Clone, Debug, Default)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     pool: Pool,
 }
 
 impl Forwarder {
     /// A forwarder with an empty pool.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-}
-
-/// What the forward stage needs to know about the downstream connection.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Downstream<'a> {
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// Peers whose X-Forwarded-* headers are kept.
-    pub trusted_proxies: &'a [IpNet],
 }
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field it names, plus
@@ -148,19 +137,97 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Forwards the request to `route`'s upstream; `path` is the normalised path when it
-/// differs from the request's.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn forward(
+static X_CANDOR_CLIENT: HeaderName = HeaderName::from_static("x-candor-client");
+static X_CANDOR_ACCOUNT: HeaderName = HeaderName::from_static("x-candor-account");
+static X_CANDOR_SCOPES: HeaderName = HeaderName::from_static("x-candor-scopes");
+
+/// The forward stage: the request goes to `route`'s upstream, with the principal's identity
+/// headers; the answer streams back. Records the upstream's time and status.
+pub(crate) async fn run(
     fwd: &Forwarder,
     route: &RouteConfig,
-    mut parts: http::request::Parts,
-    body: Incoming,
-    path: Option<&str>,
-    down: &Downstream<'_>,
-    request_id: &HeaderValue,
+    ctx: &mut RequestCtx<'_>,
     max_body: u64,
 ) -> Result<Response<GatewayBody>, GatewayError> {
+    let (mut parts, body) = ctx.take_request()?;
+    identity_headers(&mut parts.headers, ctx.principal.as_ref());
+    let started = std::time::Instant::now();
+    let resp = forward(
+        fwd,
+        route,
+        Exchange {
+            parts,
+            body,
+            path: ctx.forward_path.as_deref(),
+            down: &ctx.down,
+            request_id: ctx.request_id,
+            max_body,
+        },
+    )
+    .await;
+    let mut facts = Vec::with_capacity(2);
+    facts.push(("upstream_ms", started.elapsed().as_millis().to_string()));
+    match &resp {
+        Ok(r) => {
+            facts.push(("status", r.status().as_u16().to_string()));
+            ctx.trail.record("forward", "response", None, facts);
+        }
+        Err(e) => ctx.trail.record("forward", "fail", Some(e.code), facts),
+    }
+    resp
+}
+
+/// Identity headers come from the gateway only, never from the client: whatever the client
+/// sent is removed, and the authenticated principal's are set.
+fn identity_headers(headers: &mut HeaderMap, principal: Option<&Principal>) {
+    if headers.keys().any(|k| k.as_str().starts_with("x-candor-")) {
+        for h in [&X_CANDOR_CLIENT, &X_CANDOR_ACCOUNT, &X_CANDOR_SCOPES] {
+            headers.remove(h);
+        }
+    }
+    let Some(principal) = principal else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&principal.client_id) {
+        headers.insert(X_CANDOR_CLIENT.clone(), v);
+    }
+    if let Some(v) = principal
+        .account
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        headers.insert(X_CANDOR_ACCOUNT.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&principal.scopes.join(" ")) {
+        headers.insert(X_CANDOR_SCOPES.clone(), v);
+    }
+}
+
+/// One exchange with the upstream: the request and what it is sent with.
+struct Exchange<'a> {
+    parts: http::request::Parts,
+    body: Incoming,
+    /// The normalised path when it differs from the request's.
+    path: Option<&'a str>,
+    down: &'a Downstream<'a>,
+    request_id: &'a HeaderValue,
+    max_body: u64,
+}
+
+/// Forwards the request to `route`'s upstream.
+async fn forward(
+    fwd: &Forwarder,
+    route: &RouteConfig,
+    exchange: Exchange<'_>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let Exchange {
+        mut parts,
+        body,
+        path,
+        down,
+        request_id,
+        max_body,
+    } = exchange;
     let up = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(codes::INTERNAL_ERROR)
             .param("stage", "forward: route has no upstream")
@@ -293,6 +360,7 @@ pub(crate) fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::address::IpNet;
 
     #[test]
     fn hop_by_hop_fields_go() {

@@ -1,6 +1,9 @@
 //! Parse stage: check the request target's encoding and normalise its path, so that routing
 //! sees one canonical form and cannot be steered by `%2e%2e`, `/../` or `//` tricks.
 
+use crate::error::GatewayError;
+use crate::pipeline::context::RequestCtx;
+use candor_catalog::codes;
 use std::borrow::Cow;
 
 /// A request target that passed the checks.
@@ -188,6 +191,48 @@ pub(crate) fn parse_path(path: &str) -> Result<Target<'_>, EncodingError> {
         path: Cow::Owned(join(&dec_refs)),
         forward: Cow::Owned(join(&raw_out)),
     })
+}
+
+/// The parse stage: refuses a target with a bad escape or character; keeps the canonical
+/// path (to route on) and the path to forward when normalising changed them.
+pub(crate) fn run(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
+    let raw_path = ctx.parts.uri.path();
+    let checked = parse_path(raw_path).and_then(|target| {
+        if let Some(q) = ctx.parts.uri.query() {
+            check_query(q, raw_path.len() + 1)?;
+        }
+        Ok(target)
+    });
+    match checked {
+        Ok(target) => {
+            // A path that needed no normalisation is read from the request itself.
+            let canonical = match target.path {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(p) => Some(p),
+            };
+            let forward = match target.forward {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(p) => Some(p),
+            };
+            ctx.canonical_path = canonical;
+            ctx.forward_path = forward;
+            Ok(())
+        }
+        Err(e) => {
+            ctx.trail.record(
+                "parse",
+                "reject",
+                Some(codes::INVALID_URL_ENCODING),
+                vec![("reason", e.reason.to_owned())],
+            );
+            Err(GatewayError::new(codes::INVALID_URL_ENCODING)
+                .param("reason", e.reason)
+                .param("position", e.position.to_string())
+                .param("bytes", e.bytes.clone())
+                .extension("position", e.position.into())
+                .extension("bytes", e.bytes.into()))
+        }
+    }
 }
 
 #[cfg(test)]

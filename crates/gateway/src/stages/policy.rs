@@ -1,10 +1,14 @@
 //! Transport policy stage: whether this route may be called over plain HTTP and from this
 //! client address. The client address honours the trusted-proxy list.
 
+use crate::config::RouteMode;
 use crate::error::GatewayError;
 use crate::http::address::IpNet;
+use crate::http::body::GatewayBody;
+use crate::pipeline::context::{Flow, RequestCtx};
 use candor_catalog::codes;
-use http::HeaderMap;
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response};
 use std::net::IpAddr;
 
 /// Who may call a route, and how.
@@ -39,37 +43,6 @@ impl AccessPolicy {
             deny: self.deny.iter().chain(&route.deny).copied().collect(),
         }
     }
-}
-
-/// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
-/// untrusted address in X-Forwarded-For.
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if !trusted.iter().any(|n| n.contains(peer)) {
-        return peer;
-    }
-    let chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
-        .collect();
-    chain
-        .iter()
-        .rev()
-        .find(|a| !trusted.iter().any(|n| n.contains(**a)))
-        .copied()
-        .or(chain.first().copied())
-        .unwrap_or(peer)
-}
-
-/// Whether the request reached the edge over HTTPS (directly, or per a trusted proxy).
-pub(crate) fn is_https(tls: bool, peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
-    tls || (trusted.iter().any(|n| n.contains(peer))
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
 }
 
 /// What the policy decided.
@@ -108,29 +81,77 @@ pub(crate) fn check(
     Ok(Decision::Pass)
 }
 
+/// The policy stage: HTTPS only (refused or redirected), allowed and denied networks.
+pub(crate) fn run(access: &AccessPolicy, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+    let client = ctx.client_ip();
+    let https = ctx.is_https();
+    let pq = ctx.parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let decision = check(access, https, client, ctx.host().as_deref(), pq, ctx.path());
+    match decision {
+        Ok(Decision::Pass) => {
+            ctx.trail.pass("policy");
+            Ok(Flow::Continue)
+        }
+        Ok(Decision::Redirect(url)) => {
+            let mut resp = Response::new(GatewayBody::empty());
+            *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            ctx.trail
+                .record("policy", "redirect", None, vec![("location", url)]);
+            Ok(Flow::Respond(Box::new(resp)))
+        }
+        Err(e) => {
+            ctx.trail.record(
+                "policy",
+                "reject",
+                Some(e.code),
+                vec![("client_ip", client.to_string())],
+            );
+            Err(e)
+        }
+    }
+}
+
+/// A route that does not forward: `not_implemented`, or `service_unavailable` with
+/// `Retry-After` while under maintenance.
+pub(crate) fn route_mode(mode: &RouteMode, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+    let route = ctx
+        .route
+        .map_or_else(String::new, |r| r.config.name.clone());
+    let err = match mode {
+        RouteMode::Proxy => return Ok(Flow::Continue),
+        RouteMode::NotImplemented => GatewayError::new(codes::NOT_IMPLEMENTED)
+            .param("method", ctx.parts.method.to_string())
+            .param("path", ctx.path().to_owned())
+            .param("route", route),
+        RouteMode::Maintenance { retry_after, until } => {
+            let mut err = GatewayError::new(codes::SERVICE_UNAVAILABLE)
+                .param("route", route)
+                .param(
+                    "until",
+                    until
+                        .as_ref()
+                        .map_or(String::new(), |u| format!(" until {u}")),
+                )
+                .param("retry_after", retry_after.to_string())
+                .header(RETRY_AFTER, &retry_after.to_string())
+                .extension("retry_after", (*retry_after).into());
+            if let Some(u) = until {
+                err = err.extension("maintenance_until", u.clone().into());
+            }
+            err
+        }
+    };
+    ctx.trail
+        .record("mode", "reject", Some(err.code), Vec::new());
+    Err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn client_address_behind_trusted_proxies() {
-        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.9, 10.0.0.7"),
-        );
-        assert_eq!(
-            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
-            "198.51.100.1".parse::<IpAddr>().unwrap(),
-            "untrusted peers cannot claim an address"
-        );
-    }
 
     #[test]
     fn allow_and_deny() {

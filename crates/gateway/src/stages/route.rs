@@ -1,7 +1,11 @@
 //! Route stage: match host, path and method against the configured routes; on a miss, work
 //! out what the caller probably meant.
 
+use crate::error::GatewayError;
+use crate::pipeline::context::RequestCtx;
 use crate::upstream::Upstream;
+use candor_catalog::codes;
+use http::header::ALLOW;
 use http::{HeaderValue, Method};
 use std::fmt;
 use std::time::Duration;
@@ -239,6 +243,19 @@ pub(crate) struct Route {
     pub config: RouteConfig,
     /// The `Allow` header value, precomputed.
     pub allow: Option<HeaderValue>,
+    /// Its position in the table (the index of its plan).
+    pub index: usize,
+    /// One of the gateway's own endpoints: never suggested, logged as a gateway page.
+    pub builtin: bool,
+}
+
+/// A route to put in the table.
+#[derive(Debug)]
+pub(crate) struct RouteEntry {
+    /// The route.
+    pub config: RouteConfig,
+    /// Whether it is one of the gateway's own endpoints.
+    pub builtin: bool,
 }
 
 impl Route {
@@ -314,14 +331,17 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles the configured routes.
-    pub(crate) fn new(configs: &[RouteConfig]) -> RouteTable {
-        let routes = configs
-            .iter()
-            .map(|c| {
+    /// Compiles the routes, in order: the first that matches wins.
+    pub(crate) fn new(entries: Vec<RouteEntry>) -> RouteTable {
+        let routes = entries
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| {
                 let mut r = Route {
-                    config: c.clone(),
+                    config: e.config,
                     allow: None,
+                    index,
+                    builtin: e.builtin,
                 };
                 let names = r.method_names();
                 if !names.is_empty() {
@@ -388,7 +408,7 @@ impl RouteTable {
             }
         };
         let (segs, trailing) = split(path);
-        for r in self.for_host(host) {
+        for r in self.for_host(host).filter(|r| !r.builtin) {
             let pat = &r.config.pattern;
             if path != "/" && pat.matches(&segs, !trailing, false) {
                 push(
@@ -408,7 +428,10 @@ impl RouteTable {
         }
         let mut similar: Vec<(usize, &Route, String)> = Vec::new();
         // A `{*rest}` route would echo the request back as its own "suggestion".
-        for r in self.for_host(host).filter(|r| !r.config.pattern.has_rest()) {
+        for r in self
+            .for_host(host)
+            .filter(|r| !r.builtin && !r.config.pattern.has_rest())
+        {
             let candidate = r.config.pattern.instantiate(&segs);
             let d = edit_distance(path, &candidate);
             if d > 0 && d <= 3.max(path.len() / 4) {
@@ -421,6 +444,113 @@ impl RouteTable {
         }
         out
     }
+}
+
+/// The route stage: finds the route for the request, or refuses it with
+/// `method_not_allowed` (naming every method the path accepts) or `route_not_found` (with
+/// what the caller probably meant).
+pub(crate) fn run<'t>(
+    table: &'t RouteTable,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<&'t Route, GatewayError> {
+    let found = table.lookup(ctx.host().as_deref(), ctx.path(), &ctx.parts.method);
+    match found {
+        Ok(route) if route.builtin => {
+            let path = ctx.path().to_owned();
+            ctx.trail
+                .record("route", "gateway_page", None, vec![("path", path)]);
+            Ok(route)
+        }
+        Ok(route) => {
+            ctx.trail.record(
+                "route",
+                "match",
+                None,
+                vec![("route", route.config.name.clone())],
+            );
+            Ok(route)
+        }
+        Err(RouteMiss::MethodNotAllowed { route, allowed }) => {
+            let err = method_not_allowed(ctx.path(), &ctx.parts.method, &allowed);
+            ctx.trail.record(
+                "route",
+                "reject",
+                Some(codes::METHOD_NOT_ALLOWED),
+                vec![("route", route.config.name.clone())],
+            );
+            Err(err)
+        }
+        Err(RouteMiss::NotFound(suggestions)) => {
+            let count = suggestions.len();
+            let err = not_found(&ctx.parts.method, ctx.path(), suggestions);
+            ctx.trail.record(
+                "route",
+                "reject",
+                Some(codes::ROUTE_NOT_FOUND),
+                vec![("suggestions", count.to_string())],
+            );
+            Err(err)
+        }
+    }
+}
+
+/// `method_not_allowed` for `method` on `path`, which accepts `allowed` (with `Allow`).
+pub(crate) fn method_not_allowed<S: AsRef<str>>(
+    path: &str,
+    method: &Method,
+    allowed: &[S],
+) -> GatewayError {
+    let names: Vec<&str> = allowed.iter().map(AsRef::as_ref).collect();
+    let list = names.join(", ");
+    GatewayError::new(codes::METHOD_NOT_ALLOWED)
+        .param("path", path.to_owned())
+        .param("method", method.to_string())
+        .param("allowed", list.clone())
+        .extension("allowed", names.into())
+        .header(ALLOW, &list)
+}
+
+/// `route_not_found`, with the suggestions in words and as data.
+fn not_found(method: &Method, path: &str, suggestions: Vec<Suggestion>) -> GatewayError {
+    let describe = |s: &Suggestion| {
+        let why = match s.reason {
+            SuggestionReason::TrailingSlash if s.path.ends_with('/') => "with a trailing slash",
+            SuggestionReason::TrailingSlash => "without the trailing slash",
+            SuggestionReason::LetterCase => "paths are case-sensitive",
+            SuggestionReason::Similar => "similar path",
+        };
+        let methods = if s.methods.is_empty() {
+            "any method".to_owned()
+        } else if s.accepts_method {
+            s.methods.join(", ")
+        } else {
+            format!("exists for {} only, not {method}", s.methods.join(", "))
+        };
+        format!("{} ({why}; {methods})", s.path)
+    };
+    let hint = match suggestions.as_slice() {
+        [] => String::new(),
+        [one] => format!(" Did you mean {}?", describe(one)),
+        [first, second, ..] => {
+            format!(" Did you mean {} or {}?", describe(first), describe(second))
+        }
+    };
+    let list: Vec<serde_json::Value> = suggestions
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "path": s.path,
+                "methods": s.methods,
+                "reason": s.reason.as_str(),
+                "accepts_method": s.accepts_method,
+            })
+        })
+        .collect();
+    GatewayError::new(codes::ROUTE_NOT_FOUND)
+        .param("method", method.to_string())
+        .param("path", path.to_owned())
+        .param("hint", hint)
+        .extension("suggestions", list.into())
 }
 
 /// Splits a normalised path into segments and whether it ends with '/'.
@@ -488,7 +618,15 @@ upstream = "http://127.0.0.1:1"
             Path::new("."),
         )
         .unwrap();
-        RouteTable::new(&c.routes)
+        RouteTable::new(
+            c.routes
+                .iter()
+                .map(|r| RouteEntry {
+                    config: r.clone(),
+                    builtin: false,
+                })
+                .collect(),
+        )
     }
 
     #[test]

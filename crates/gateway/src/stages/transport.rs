@@ -1,6 +1,7 @@
 //! Transport stage: size limits on the request target, the header section and the body.
 
 use crate::error::GatewayError;
+use crate::pipeline::context::RequestCtx;
 use candor_catalog::codes;
 use http::request::Parts;
 
@@ -78,4 +79,12 @@ pub(crate) fn payload_too_large(length: String, limit: u64) -> GatewayError {
         .param("length", length)
         .param("limit", limit.to_string())
         .extension("limit", limit.into())
+}
+
+/// The transport stage: refuses a request over the size limits.
+pub(crate) fn run(limits: &Limits, ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
+    check_limits(limits, &ctx.parts).inspect_err(|e| {
+        ctx.trail
+            .record("transport", "reject", Some(e.code), Vec::new());
+    })
 }

@@ -961,6 +961,22 @@ impl StoreError {
     }
 }
 
+/// Picks up writes to the store by other processes (the `candor accounts ...` commands),
+/// once a second; a failed read keeps the current snapshot.
+pub(crate) async fn keep_fresh(identity: Arc<Identity>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let identity = identity.clone();
+        match tokio::task::spawn_blocking(move || identity.refresh()).await {
+            Ok(Ok(true)) => tracing::info!(target: "candor::store", "identity snapshot reloaded"),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "candor::store", error = %e, "identity refresh failed; keeping the current snapshot")
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,223 @@
+//! Each route's plan, compiled when the configuration loads: the stages its requests pass
+//! after routing, in request order, and the endpoint that answers them. The plan is the one
+//! list of what a route does; `Pipeline::run` walks it.
+//!
+//! The gateway's own endpoints (error pages, token endpoint, JWK set, the fault-injection
+//! path) are routes too: built-in entries at the head of the route table, reserved in the
+//! configuration, answered by their own [`Endpoint`].
+
+use super::Pipeline;
+use super::context::{Flow, RequestCtx};
+use crate::config::{Config, ERRORS_PREFIX, RouteConfig, RouteMode};
+use crate::error::GatewayError;
+use crate::identity::token_endpoint::{JWKS_PATH, TOKEN_PATH};
+use crate::stages::authenticate::AuthConfig;
+use crate::stages::policy::AccessPolicy;
+use crate::stages::route::{PathPattern, RouteEntry};
+use crate::stages::{authenticate, authorize, limit, policy};
+use http::Method;
+use std::time::Duration;
+
+/// A stage of a route's plan, with the part of the route's configuration it applies.
+/// Negotiate (between policy and authenticate) and validate (after limit) join this list
+/// when they are built.
+#[derive(Debug)]
+pub(crate) enum Stage {
+    /// HTTPS only, allowed and denied networks.
+    Policy(AccessPolicy),
+    /// A route that does not forward: `not_implemented` or `service_unavailable`.
+    Mode(RouteMode),
+    /// The credentials the route requires.
+    Authenticate(AuthConfig),
+    /// Scopes, the account the request names, the account's state.
+    Authorize(AuthConfig),
+    /// The authenticated account's quota.
+    Limit,
+}
+
+impl Stage {
+    /// The stage's name, as the trail and `candor check` print it.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Stage::Policy(_) => "policy",
+            Stage::Mode(_) => "mode",
+            Stage::Authenticate(_) => "authenticate",
+            Stage::Authorize(_) => "authorize",
+            Stage::Limit => "limit",
+        }
+    }
+
+    /// Runs the stage on `ctx`.
+    pub(crate) fn run(&self, p: &Pipeline, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+        match self {
+            Stage::Policy(access) => policy::run(access, ctx),
+            Stage::Mode(mode) => policy::route_mode(mode, ctx),
+            Stage::Authenticate(auth) => authenticate::run(
+                auth,
+                &p.tokens,
+                &p.services.identity,
+                &p.services.external,
+                ctx,
+            ),
+            Stage::Authorize(auth) => authorize::run(auth, ctx),
+            Stage::Limit => limit::run(&p.services.quotas, ctx),
+        }
+    }
+}
+
+/// What answers a request once its plan's stages let it through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Forward to the route's upstream.
+    Proxy,
+    /// `/errors` and `/errors/{code}`: the troubleshooting pages.
+    ErrorPages,
+    /// `POST /oauth/token`.
+    Token,
+    /// `GET /.well-known/jwks.json`.
+    Jwks,
+    /// `debug.panic_path`: panics inside the pipeline, on purpose.
+    FaultInjection,
+}
+
+/// One route's plan.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The stages after routing, in order.
+    pub(crate) stages: Vec<Stage>,
+    /// What answers.
+    pub(crate) endpoint: Endpoint,
+}
+
+impl Plan {
+    /// The plan of an operator's route.
+    fn of_route(route: &RouteConfig) -> Plan {
+        let mut stages = Vec::new();
+        if !route.access.is_empty() {
+            stages.push(Stage::Policy(route.access.clone()));
+        }
+        if route.mode != RouteMode::Proxy {
+            stages.push(Stage::Mode(route.mode.clone()));
+        }
+        if let Some(auth) = &route.auth {
+            stages.push(Stage::Authenticate(auth.clone()));
+            stages.push(Stage::Authorize(auth.clone()));
+            stages.push(Stage::Limit);
+        }
+        Plan {
+            stages,
+            endpoint: Endpoint::Proxy,
+        }
+    }
+
+    /// The stage names, in order, ending with the endpoint (for logs and `candor check`).
+    pub(crate) fn describe(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.stages.iter().map(Stage::name).collect();
+        names.push(match self.endpoint {
+            Endpoint::Proxy => "forward",
+            Endpoint::ErrorPages => "error_pages",
+            Endpoint::Token => "token_endpoint",
+            Endpoint::Jwks => "jwks",
+            Endpoint::FaultInjection => "fault_injection",
+        });
+        names
+    }
+}
+
+/// A built-in route: any host, no upstream.
+fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
+    Some(RouteConfig {
+        name: name.to_owned(),
+        host: None,
+        pattern: PathPattern::parse(path).ok()?,
+        methods: methods.to_vec(),
+        upstream: None,
+        timeout: Duration::from_secs(60),
+        mode: RouteMode::Proxy,
+        wrap_upstream_errors: false,
+        preserve_host: false,
+        auth: None,
+        access: AccessPolicy::default(),
+    })
+}
+
+/// The route table's entries and their plans, by index: the gateway's own endpoints first
+/// (the configuration reserves their paths), then the configured routes in file order.
+pub(crate) fn compile(config: &Config) -> (Vec<RouteEntry>, Vec<Plan>) {
+    let mut entries = Vec::with_capacity(config.routes.len() + 4);
+    let mut plans = Vec::with_capacity(config.routes.len() + 4);
+    let errors_pattern = format!("{ERRORS_PREFIX}/{{*code}}");
+    let mut own = vec![
+        (
+            builtin("candor.error_pages", &errors_pattern, &[Method::GET]),
+            Endpoint::ErrorPages,
+        ),
+        (
+            builtin("candor.token_endpoint", TOKEN_PATH, &[Method::POST]),
+            Endpoint::Token,
+        ),
+        (
+            builtin("candor.jwks", JWKS_PATH, &[Method::GET]),
+            Endpoint::Jwks,
+        ),
+    ];
+    if let Some(path) = &config.debug.panic_path {
+        own.push((
+            builtin("candor.fault_injection", path, &[]),
+            Endpoint::FaultInjection,
+        ));
+    }
+    for (route, endpoint) in own {
+        if let Some(config) = route {
+            entries.push(RouteEntry {
+                config,
+                builtin: true,
+            });
+            plans.push(Plan {
+                stages: Vec::new(),
+                endpoint,
+            });
+        }
+    }
+    for route in &config.routes {
+        plans.push(Plan::of_route(route));
+        entries.push(RouteEntry {
+            config: route.clone(),
+            builtin: false,
+        });
+    }
+    (entries, plans)
+}
+
+/// One route's plan in words, as `candor check` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// The route's name (`candor.*` for the gateway's own endpoints).
+    pub name: String,
+    /// The host it is limited to, if any.
+    pub host: Option<String>,
+    /// Its path pattern.
+    pub path: String,
+    /// Its methods (empty: any).
+    pub methods: Vec<String>,
+    /// Its stages after routing, in order, ending with what answers.
+    pub stages: Vec<&'static str>,
+}
+
+impl Config {
+    /// Every route's plan, in the order the route table tries them.
+    pub fn route_plans(&self) -> Vec<RoutePlan> {
+        let (entries, plans) = compile(self);
+        entries
+            .iter()
+            .zip(&plans)
+            .map(|(e, plan)| RoutePlan {
+                name: e.config.name.clone(),
+                host: e.config.host.clone(),
+                path: e.config.pattern.to_string(),
+                methods: e.config.methods.iter().map(|m| m.to_string()).collect(),
+                stages: plan.describe(),
+            })
+            .collect()
+    }
+}
