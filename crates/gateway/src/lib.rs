@@ -56,7 +56,8 @@ pub use error::GatewayError;
 pub use http::server::{Overrides, Server, shutdown_signal};
 pub use identity::jwt::Claims;
 pub use identity::store::{
-    Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
+    Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, Snapshot,
+    StoreError,
 };
 pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
