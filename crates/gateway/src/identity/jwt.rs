@@ -376,13 +376,11 @@ mod tests {
     use crate::identity::store::Identity;
 
     fn setup() -> (Identity, std::sync::Arc<Snapshot>) {
-        let dir = std::env::temp_dir().join(format!(
-            "candor-jwt-{}-{}",
-            std::process::id(),
-            crate::identity::store::random_token(6)
-        ));
-        let id = Identity::open(&dir).unwrap();
+        let dir = crate::identity::store::ScratchDir::new("jwt");
+        let id = Identity::open(&dir.0).unwrap();
         let snap = id.snapshot();
+        // The SQLite file stays open through `id`; on Unix the directory can go now.
+        drop(dir);
         (id, snap)
     }
 

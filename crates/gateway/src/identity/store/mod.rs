@@ -263,24 +263,43 @@ pub trait IdentityStore: Send + Sync {
     fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError>;
 }
 
+/// A data directory for one unit test, removed when dropped.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) struct ScratchDir(pub(crate) std::path::PathBuf);
 
-    fn temp() -> std::path::PathBuf {
+#[cfg(test)]
+impl ScratchDir {
+    /// A new, empty directory under the system's temporary directory.
+    pub(crate) fn new(name: &str) -> ScratchDir {
         let d = std::env::temp_dir().join(format!(
-            "candor-store-{}-{}",
+            "candor-{name}-{}-{}",
             std::process::id(),
             random_token(6)
         ));
         std::fs::create_dir_all(&d).unwrap();
-        d
+        ScratchDir(d)
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> ScratchDir {
+        ScratchDir::new("store")
     }
 
     #[test]
     fn accounts_clients_and_keys_round_trip() {
         let dir = temp();
-        let id = Identity::open(&dir).unwrap();
+        let id = Identity::open(&dir.0).unwrap();
         let first_kid = id.snapshot().active_key().unwrap().kid.clone();
         let acct = id
             .add_account(NewAccount {
@@ -330,7 +349,7 @@ mod tests {
         );
 
         // Another process's view sees the same data after a refresh, and migrations run once.
-        let other = Identity::open(&dir).unwrap();
+        let other = Identity::open(&dir.0).unwrap();
         assert_eq!(
             other.snapshot().accounts["acme"].status,
             AccountStatus::Suspended
