@@ -8,6 +8,11 @@
 # to compare across runs: this machine is shared and noisy, absolute numbers drift.
 #
 # Usage: bench/run.sh [seconds per measurement, default 10] [rounds, default 3]
+#
+# Ports come from UP_PORT, NGINX_PORT, HAPROXY_PORT, CANDOR_PORT (and BASELINE_PORT) when
+# set; otherwise free loopback ports are picked, so the script runs beside other servers.
+# BASELINE=/path/to/an/older/candor adds that binary as target `baseline` (same config,
+# same run): the way to check that a change keeps the plain route's CPU per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -41,7 +46,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-UP_PORT=18080; NGINX_PORT=18081; HAPROXY_PORT=18082; CANDOR_PORT=18083
+free_port() { # a loopback port nothing listens on now
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+UP_PORT=${UP_PORT:-$(free_port)}
+NGINX_PORT=${NGINX_PORT:-$(free_port)}
+HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
+CANDOR_PORT=${CANDOR_PORT:-$(free_port)}
+BASELINE=${BASELINE:-}
+BASELINE_PORT=${BASELINE_PORT:-$(free_port)}
+for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
+done
 
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
 
@@ -135,8 +151,19 @@ taskset -c "$LOAD_CPU" "$NGINX" -c "$WORK/upstream.conf" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" & NGINX_PID=$!; PIDS+=($NGINX_PID)
 taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db & HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/candor.toml" >/dev/null & CANDOR_PID=$!; PIDS+=($CANDOR_PID)
+TARGETS="direct nginx haproxy candor candor-jwt"
+PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT"
+BASELINE_PID=
+if [ -n "$BASELINE" ]; then
+  # The older binary with the same routes, on its own port and data directory.
+  mkdir -p "$WORK/baseline"
+  sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor.toml" > "$WORK/baseline/candor.toml"
+  CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
+  TARGETS="direct nginx haproxy baseline candor candor-jwt"
+  PORTS="$PORTS $BASELINE_PORT"
+fi
 
-for port in $UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT; do
+for port in $PORTS; do
   for _ in $(seq 100); do
     curl -fs -o /dev/null "http://127.0.0.1:$port/" && break
     sleep 0.1
@@ -172,8 +199,9 @@ measure() { # name port pid [path] [header] -> "rps cpu_per_100k"
 
 declare -A RPS CPU
 for round in $(seq "$ROUNDS"); do
-  for target in direct nginx haproxy candor candor-jwt; do
+  for target in $TARGETS; do
     case $target in
+      baseline) r=$(measure baseline $BASELINE_PORT $BASELINE_PID) ;;
       direct) r=$(measure direct $UP_PORT "") ;;
       nginx) r=$(measure nginx $NGINX_PORT $NGINX_PID) ;;
       haproxy) r=$(measure haproxy $HAPROXY_PORT $HAPROXY_PID) ;;
@@ -192,7 +220,7 @@ echo "candor bench: $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS, 1 KiB body,
 echo
 printf '| %-10s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
 printf '| %-10s | %12s | %26s |\n' ---------- ------------ --------------------------
-for t in direct nginx haproxy candor candor-jwt; do
+for t in $TARGETS; do
   printf '| %-10s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
 done
 cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(echo "${CPU[haproxy]}" | median)
@@ -201,3 +229,7 @@ echo
 awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
   printf "CPU per request: candor JWT+scope route / candor plain route = %.2f (target: <= 1.5)\n", j / c }'
+if [ -n "$BASELINE" ]; then
+  bl=$(echo "${CPU[baseline]}" | median)
+  awk -v c="$cn" -v b="$bl" 'BEGIN { printf "CPU per request: candor plain route / baseline plain route = %.3f (target: <= 1.03)\n", c / b }'
+fi
