@@ -1,0 +1,116 @@
+//! `candor accounts`: customer accounts.
+
+use candor_gateway::{Account, AccountStatus, Identity, NewAccount, StoreError};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Create an account.
+    Add {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Id (default: generated). Letters, digits, '-' and '_'.
+        #[arg(long)]
+        id: Option<String>,
+        /// Requests per day.
+        #[arg(long)]
+        quota_per_day: Option<i64>,
+    },
+    /// List accounts.
+    List,
+    /// Show one account and its clients.
+    Show {
+        /// Account id.
+        id: String,
+    },
+    /// Suspend an account: its tokens stop working at once.
+    Suspend {
+        /// Account id.
+        id: String,
+    },
+    /// Reactivate a suspended account.
+    Activate {
+        /// Account id.
+        id: String,
+    },
+    /// Delete an account (its id is kept so it is never reused).
+    Delete {
+        /// Account id.
+        id: String,
+    },
+}
+
+pub(crate) fn print_account(a: &Account) {
+    println!(
+        "{:<24} {:<10} {:<28} {}",
+        a.id,
+        a.status.as_str(),
+        a.name,
+        a.quota_per_day
+            .map_or("no quota".to_owned(), |q| format!("{q} requests/day"))
+    );
+}
+
+pub(crate) fn accounts(identity: &Identity, command: AccountCommand) -> Result<(), StoreError> {
+    let status = |id: &str, s: AccountStatus| {
+        identity
+            .set_account_status(id, s)
+            .map(|a| print_account(&a))
+    };
+    match command {
+        AccountCommand::Add {
+            name,
+            id,
+            quota_per_day,
+        } => {
+            let a = identity.add_account(NewAccount {
+                id,
+                name,
+                quota_per_day,
+            })?;
+            print_account(&a);
+            Ok(())
+        }
+        AccountCommand::List => {
+            let snap = identity.snapshot();
+            let mut all: Vec<&Account> = snap.accounts.values().collect();
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            println!("{:<24} {:<10} {:<28} QUOTA", "ID", "STATUS", "NAME");
+            all.into_iter().for_each(print_account);
+            Ok(())
+        }
+        AccountCommand::Show { id } => {
+            let snap = identity.snapshot();
+            let a = snap.accounts.get(&id).ok_or(StoreError::NotFound {
+                resource: "Account",
+                id: id.clone(),
+            })?;
+            print_account(a);
+            println!("created: {}", a.created_at);
+            let mut clients: Vec<&String> = snap
+                .clients
+                .values()
+                .filter(|c| c.account_id == id)
+                .map(|c| &c.client_id)
+                .collect();
+            clients.sort();
+            println!(
+                "clients: {}",
+                if clients.is_empty() {
+                    "none".to_owned()
+                } else {
+                    clients
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+            Ok(())
+        }
+        AccountCommand::Suspend { id } => status(&id, AccountStatus::Suspended),
+        AccountCommand::Activate { id } => status(&id, AccountStatus::Active),
+        AccountCommand::Delete { id } => status(&id, AccountStatus::Deleted),
+    }
+}

@@ -1,0 +1,19 @@
+//! One module per command; `main.rs` holds only the command line.
+
+mod accounts;
+mod api_keys;
+mod catalog;
+mod check;
+mod clients;
+mod serve;
+mod signing_keys;
+mod store;
+
+pub(crate) use accounts::*;
+pub(crate) use api_keys::*;
+pub(crate) use catalog::*;
+pub(crate) use check::*;
+pub(crate) use clients::*;
+pub(crate) use serve::*;
+pub(crate) use signing_keys::*;
+pub(crate) use store::*;
