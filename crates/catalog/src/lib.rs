@@ -48,6 +48,7 @@ pub mod codes {
         URI_TOO_LONG = "uri_too_long";
         HEADERS_TOO_LARGE = "headers_too_large";
         PAYLOAD_TOO_LARGE = "payload_too_large";
+        REQUEST_TIMEOUT = "request_timeout";
         MALFORMED_REQUEST = "malformed_request";
         MALFORMED_HEADER = "malformed_header";
         INVALID_URL_ENCODING = "invalid_url_encoding";

@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | `[server]`, `[server.tls]` | `server.rs` | `ServerConfig`, and the operator's catalog |
 //! | `[limits]` | `limits.rs` | the transport stage's `Limits` |
+//! | `[timeouts]` | `timeouts.rs` | `Timeouts`: every wait on a client |
 //! | `[log]` | `log.rs` | `LogConfig` |
 //! | `[debug]` | `debug.rs` | `DebugConfig` |
 //! | `[auth]`, `[[auth.issuers]]` | `auth.rs` | `AuthSettings`, external issuers |
@@ -26,6 +27,7 @@ mod reader;
 mod report;
 mod routes;
 mod server;
+mod timeouts;
 
 pub(crate) use auth::AuthSettings;
 pub(crate) use debug::DebugConfig;
@@ -35,6 +37,7 @@ pub use reader::did_you_mean;
 pub use report::{ConfigProblem, ConfigReport};
 pub(crate) use routes::{ERRORS_PREFIX, RouteConfig, RouteMode, Upstream};
 pub(crate) use server::{ServerConfig, TlsFiles};
+pub(crate) use timeouts::Timeouts;
 
 use candor_catalog::Catalog;
 use reader::{Problems, TableReader};
@@ -49,6 +52,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Request size limits.
     pub limits: Limits,
+    /// How long the gateway waits for clients.
+    pub timeouts: Timeouts,
     /// Logging.
     pub log: LogConfig,
     /// Fault injection for operators.
@@ -64,7 +69,7 @@ pub struct Config {
 }
 
 const TOP: &[&str] = &[
-    "server", "limits", "log", "debug", "auth", "access", "routes",
+    "server", "limits", "timeouts", "log", "debug", "auth", "access", "routes",
 ];
 
 impl Config {
@@ -125,6 +130,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let (server, catalog) = server::read(top, p, dir);
     let auth = auth::read(top, p, dir);
     let limits = limits::read(top, p);
+    let timeouts = timeouts::read(top, p);
     let log = log::read(top, p);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
@@ -135,6 +141,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     Some(Config {
         server,
         limits,
+        timeouts,
         log,
         debug,
         auth,

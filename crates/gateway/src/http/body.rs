@@ -60,6 +60,44 @@ impl Body for GatewayBody {
     }
 }
 
+/// A response body on its way to the client, carrying the connection's in-flight mark:
+/// when hyper has sent it to the end and drops it, the connection counts as idle again.
+#[derive(Debug)]
+pub(crate) struct ClientBody {
+    inner: GatewayBody,
+    _in_flight: crate::http::guard::InFlight,
+}
+
+impl ClientBody {
+    /// `inner`, keeping `in_flight` until it has been sent.
+    pub(crate) fn new(inner: GatewayBody, in_flight: crate::http::guard::InFlight) -> Self {
+        ClientBody {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The request body on its way upstream, counting bytes so that a body without
 /// Content-Length is cut off at the size limit.
 #[derive(Debug)]

@@ -17,14 +17,46 @@ use candor_catalog::codes;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The largest request head the guard holds back; hyper's read buffer is 1 MiB.
+/// The largest request head the guard ever holds back; hyper's read buffer is 1 MiB. The
+/// bound in force is smaller: the configured limits (see [`HeadGuard::new`]).
 pub(crate) const MAX_HEAD_BYTES: usize = (1 << 20) - 8 * 1024;
+
+/// A held buffer larger than this is given back to the allocator once emptied, so that an
+/// idle keep-alive connection holds no more than a few KiB.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// The configured waits on the client that the guard enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Waits {
+    /// First request: from accept to the end of its head. Later ones: from the first byte
+    /// of the head to its end.
+    pub(crate) head: Duration,
+    /// From the end of a response to the first byte of the next request.
+    pub(crate) keepalive: Duration,
+}
+
+/// What a running timer waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// The end of a request head.
+    Head,
+    /// The first byte of the next request.
+    Idle,
+}
+
+/// A running timer, and the number of responses completed when it was armed.
+#[derive(Debug)]
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    wait: Wait,
+    epoch: u64,
+}
 
 /// What the guard put in place of a rejected head. Nothing in it comes from the client, and
 /// the service tells it from a client's request by its position on the connection.
@@ -50,9 +82,39 @@ pub(crate) struct Rejection {
 pub(crate) struct Shared {
     rejection: OnceLock<Rejection>,
     requests: AtomicU64,
+    /// Requests whose response has not been sent to the end yet: while there are any, the
+    /// connection is not idle and no head or keep-alive timer runs.
+    in_flight: AtomicUsize,
+    /// Responses sent to the end so far (a timer armed before the last one is stale).
+    responses_done: AtomicU64,
+    /// The guard, waiting for the connection to become idle.
+    idle_waker: Mutex<Option<Waker>>,
+}
+
+/// A request being served; dropped when its response has been sent to the end (it rides
+/// on the response body), which starts the keep-alive timer.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        shared.responses_done.fetch_add(1, Ordering::Release);
+        if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(w) = shared.idle_waker.lock().ok().and_then(|mut w| w.take())
+        {
+            w.wake();
+        }
+    }
 }
 
 impl Shared {
+    /// Marks a request as being served until the returned token is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
     /// Called by the service once per HTTP/1 request, in order: the rejection to answer
     /// instead of this request, when it is the guard's stand-in.
     pub(crate) fn next_request(&self) -> Option<&Rejection> {
@@ -183,6 +245,8 @@ struct Scanner {
     /// The configured request-target and header-section limits (for the details of
     /// `uri_too_long` and `headers_too_large`).
     limits: (usize, usize),
+    /// The longest head held back before it is refused as too large.
+    max_head: usize,
 }
 
 /// A rejected head: the error and the request target as far as it is known.
@@ -260,7 +324,7 @@ impl Scanner {
                                     return (off, refusal);
                                 }
                             }
-                            if rest.len() > MAX_HEAD_BYTES {
+                            if rest.len() > self.max_head {
                                 return (off, Some(self.too_large(rest)));
                             }
                             return (off, None);
@@ -272,11 +336,11 @@ impl Scanner {
         (off, None)
     }
 
-    /// `uri_too_long` or `headers_too_large` for a head that grew past [`MAX_HEAD_BYTES`]
-    /// without ending.
+    /// `uri_too_long` or `headers_too_large` for a head that grew past the bound without
+    /// ending.
     fn too_large(&self, head: &[u8]) -> Refusal {
         let (max_uri, max_headers) = self.limits;
-        let more = format!("more than {MAX_HEAD_BYTES}");
+        let more = format!("more than {}", self.max_head);
         let Some(line_end) = head.iter().position(|&b| b == b'\n') else {
             let err = GatewayError::new(codes::URI_TOO_LONG)
                 .param("length", more)
@@ -296,6 +360,23 @@ impl Scanner {
             .unwrap_or_default();
         (err, target)
     }
+}
+
+/// `request_timeout` for a head that did not end in time; its target, when the request line
+/// is complete.
+fn head_timed_out(head: &[u8], waited: Duration) -> Refusal {
+    let target = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .and_then(|end| head[..end].split(|&b| b == b' ').nth(1))
+        .map(|t| crate::http::grammar::path_of(&t[..t.len().min(8192)]))
+        .unwrap_or_default();
+    let err = GatewayError::new(codes::REQUEST_TIMEOUT)
+        .param("part", "head")
+        .param("timeout", crate::stages::forward::human_duration(waited))
+        .param("limit_name", "timeouts.request_head")
+        .extension("timeout_ms", (waited.as_millis() as u64).into());
+    (err, target)
 }
 
 /// The length of the request head at the start of `data` (through the empty line that ends
@@ -385,11 +466,20 @@ pub(crate) struct HeadGuard<S> {
     client_done: bool,
     /// After a rejection, while closing: how long to keep reading.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    waits: Waits,
+    /// The head or keep-alive timer, while one runs.
+    deadline: Option<Deadline>,
+    /// A timer expired with nothing to answer: the connection ends.
+    closed: bool,
 }
 
 impl<S> HeadGuard<S> {
-    /// Guards `inner`; `limits` are the configured request-target and header-section limits.
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, limits: (usize, usize)) -> Self {
+    /// Guards `inner`, accepted just now; `limits` are the configured request-target and
+    /// header-section limits, which also bound the bytes held for an incomplete head.
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, limits: (usize, usize), waits: Waits) -> Self {
+        // The raw head carries a colon, a space and CRLF per line on top of what the
+        // limits count; anything longer is refused without waiting for its end.
+        let max_head = (limits.0 + 2 * limits.1 + 8 * 1024).min(MAX_HEAD_BYTES);
         HeadGuard {
             inner,
             shared,
@@ -397,12 +487,85 @@ impl<S> HeadGuard<S> {
                 framing: NEW_HEAD,
                 heads: 0,
                 limits,
+                max_head,
             },
             held: Vec::new(),
             pos: 0,
             ready: 0,
             client_done: false,
             linger: None,
+            waits,
+            // The first request's head is timed from accept.
+            deadline: Some(Deadline {
+                sleep: Box::pin(tokio::time::sleep(waits.head)),
+                wait: Wait::Head,
+                epoch: 0,
+            }),
+            closed: false,
+        }
+    }
+
+    /// Called when reading from the client would wait: runs the head or keep-alive timer
+    /// while the connection is waiting for a request (none is being served). Returns the
+    /// wait that expired, if one did.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Wait> {
+        if !matches!(self.scanner.framing, Framing::Head { .. }) {
+            self.deadline = None;
+            return None;
+        }
+        if self.shared.in_flight.load(Ordering::Acquire) > 0 {
+            // Busy: no timer until the last response ends, which wakes this task.
+            self.deadline = None;
+            if let Ok(mut w) = self.shared.idle_waker.lock() {
+                *w = Some(cx.waker().clone());
+            }
+            if self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                return None;
+            }
+        }
+        let collecting = self.held.len() > self.ready;
+        let wait = if self.scanner.heads == 0 || collecting {
+            Wait::Head
+        } else {
+            Wait::Idle
+        };
+        let epoch = self.shared.responses_done.load(Ordering::Acquire);
+        let stale = match &self.deadline {
+            // The first head stays timed from accept.
+            Some(d) => d.wait != wait || (d.epoch != epoch && self.scanner.heads > 0),
+            None => true,
+        };
+        if stale {
+            let limit = match wait {
+                Wait::Head => self.waits.head,
+                Wait::Idle => self.waits.keepalive,
+            };
+            self.deadline = Some(Deadline {
+                sleep: Box::pin(tokio::time::sleep(limit)),
+                wait,
+                epoch,
+            });
+        }
+        let d = self.deadline.as_mut()?;
+        match d.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.deadline = None;
+                Some(wait)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// A timer expired: an incomplete head is answered with `request_timeout`; an idle
+    /// connection (or one that never sent a byte) is closed without an answer.
+    fn expire(&mut self, wait: Wait) {
+        let collecting = self.held.len() > self.ready;
+        if wait == Wait::Head && collecting {
+            let refusal = head_timed_out(&self.held[self.ready..], self.waits.head);
+            self.refuse(refusal);
+        } else {
+            tracing::debug!(target: "candor::server", waited = ?wait, "client connection idle; closing");
+            self.closed = true;
         }
     }
 
@@ -450,10 +613,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                 buf.put_slice(&this.held[this.pos..this.pos + n]);
                 this.pos += n;
                 if this.pos == this.held.len() {
-                    this.held.clear();
+                    if this.held.capacity() > KEEP_CAPACITY {
+                        this.held = Vec::new();
+                    } else {
+                        this.held.clear();
+                    }
                     this.pos = 0;
                     this.ready = 0;
                 }
+                return Poll::Ready(Ok(()));
+            }
+            if this.closed {
                 return Poll::Ready(Ok(()));
             }
             match this.scanner.framing {
@@ -471,7 +641,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                 let mut scratch = [0u8; 8192];
                 let mut rb = ReadBuf::new(&mut scratch);
                 match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => match this.poll_deadline(cx) {
+                        Some(wait) => {
+                            this.expire(wait);
+                            continue;
+                        }
+                        None => return Poll::Pending,
+                    },
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                         // The client closed in the middle of a head: the parser sees it.
@@ -492,6 +668,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
             let before = buf.filled().len();
             match Pin::new(&mut this.inner).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) => {}
+                Poll::Pending => match this.poll_deadline(cx) {
+                    Some(wait) => {
+                        this.expire(wait);
+                        continue;
+                    }
+                    None => return Poll::Pending,
+                },
                 other => return other,
             }
             let got = buf.filled().len() - before;
@@ -564,6 +747,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
 mod tests {
     use super::*;
 
+    const WAITS: Waits = Waits {
+        head: Duration::from_secs(10),
+        keepalive: Duration::from_secs(60),
+    };
+
     /// Feeds `input` to a scanner in pieces of `step` bytes, the way the guard does (an
     /// incomplete head is offered again with more bytes). Returns the bytes handed out, the
     /// number of heads passed and the refused code, if any.
@@ -572,6 +760,7 @@ mod tests {
             framing: NEW_HEAD,
             heads: 0,
             limits: (8192, 32768),
+            max_head: MAX_HEAD_BYTES,
         };
         let (mut out, mut held) = (Vec::new(), Vec::new());
         for piece in input.chunks(step) {
@@ -644,7 +833,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let shared = Arc::new(Shared::default());
         let input: &[u8] = b"GET /a HTTP/1.1\r\n\r\nGET /b c HTTP/1.1\r\n\r\n";
-        let mut g = HeadGuard::new(input, shared.clone(), (8192, 32768));
+        let mut g = HeadGuard::new(input, shared.clone(), (8192, 32768), WAITS);
         let mut out = Vec::new();
         let mut buf = [0u8; 256];
         while out.len() < 19 + STAND_IN.len() {

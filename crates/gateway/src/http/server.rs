@@ -4,7 +4,7 @@
 use crate::admin;
 use crate::config::{Config, ConfigReport};
 use crate::error::GatewayError;
-use crate::http::body::GatewayBody;
+use crate::http::body::{ClientBody, GatewayBody};
 use crate::http::guard::{self, HeadGuard};
 use crate::pipeline::{Pipeline, Services};
 use crate::stages::forward::Forwarder;
@@ -340,38 +340,48 @@ async fn serve_connection(
     let svc_conn = conn.clone();
     let svc = service_fn(move |req| {
         let state = svc_state.clone();
+        // Until its response has been sent, the connection is busy, not idle.
+        let in_flight = svc_conn.begin();
         // A request head the guard refused: its stand-in is answered with the error.
-        let refused = match is_admin {
-            false => svc_conn.next_request().map(|r| refusal(&state, r)),
-            true => None,
-        };
+        let refused = svc_conn.next_request().map(|r| refusal(&state, r));
         async move {
-            if let Some(resp) = refused {
-                return Ok::<_, Infallible>(resp);
-            }
-            let pipeline = state.current();
-            let resp = if is_admin {
-                admin::handle(&state, &pipeline, req).await
-            } else {
-                pipeline.handle(&state.forwarder, req, peer, tls).await
+            let resp = match refused {
+                Some(resp) => resp,
+                None => {
+                    let pipeline = state.current();
+                    if is_admin {
+                        admin::handle(&state, &pipeline, req).await
+                    } else {
+                        pipeline.handle(&state.forwarder, req, peer, tls).await
+                    }
+                }
             };
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|b| ClientBody::new(b, in_flight)))
         }
     });
-    let limits = {
-        let l = &state.current().limits;
-        (l.max_uri_bytes, l.max_header_bytes)
+    let (limits, timeouts) = {
+        let p = state.current();
+        (
+            (p.limits.max_uri_bytes, p.limits.max_header_bytes),
+            p.timeouts,
+        )
+    };
+    let waits = guard::Waits {
+        head: timeouts.request_head,
+        keepalive: timeouts.keepalive,
     };
     let result = match tls_config {
         Some(cfg) => {
-            let stream = match refuse_plain_http(&state, stream).await {
+            // The handshake, and the peek before it, end within tls_handshake of accept.
+            let handshake_deadline = tokio::time::Instant::now() + timeouts.tls_handshake;
+            let stream = match refuse_plain_http(&state, stream, handshake_deadline).await {
                 Some(s) => s,
                 None => return,
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let io = HeadGuard::new(tls_stream, conn, limits);
+                    let io = HeadGuard::new(tls_stream, conn, limits, waits);
                     watcher
                         .watch(builder.serve_connection(TokioIo::new(io), svc))
                         .await
@@ -380,16 +390,14 @@ async fn serve_connection(
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    tracing::debug!(target: "candor::server", peer = %peer, "TLS handshake timed out");
+                    return;
+                }
             }
         }
-        None if is_admin => {
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(stream), svc))
-                .await
-        }
         None => {
-            let io = HeadGuard::new(stream, conn, limits);
+            let io = HeadGuard::new(stream, conn, limits, waits);
             watcher
                 .watch(builder.serve_connection(TokioIo::new(io), svc))
                 .await
@@ -420,9 +428,13 @@ fn log_refusal(request_id: &str, status: u16, code: &str) {
 /// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
 /// connection starts with a handshake record, byte 0x16). Anything else that is not TLS is
 /// closed. Returns the stream when it starts like TLS.
-async fn refuse_plain_http(state: &State, stream: TcpStream) -> Option<TcpStream> {
+async fn refuse_plain_http(
+    state: &State,
+    stream: TcpStream,
+    deadline: tokio::time::Instant,
+) -> Option<TcpStream> {
     let mut buf = [0u8; 1024];
-    let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut buf)).await {
+    let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
         Ok(Ok(n)) if n > 0 => n,
         Ok(Ok(_)) | Err(_) => return None,
         Ok(Err(_)) => return Some(stream),

@@ -49,6 +49,8 @@ pub(crate) struct Pipeline {
     pub(crate) generation: u64,
     /// Request size limits of this generation.
     pub(crate) limits: crate::config::Limits,
+    /// Waits on clients of this generation (new connections take them).
+    pub(crate) timeouts: crate::config::Timeouts,
     routes: RouteTable,
     /// Each route's plan, by the route's index in the table.
     plans: Vec<Plan>,
@@ -92,6 +94,7 @@ impl Pipeline {
             ),
             generation,
             limits: config.limits,
+            timeouts: config.timeouts,
             routes: RouteTable::new(entries),
             plans,
             renderer: Renderer::new(config.catalog.clone(), &config.server.public_base_url),

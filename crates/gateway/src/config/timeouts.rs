@@ -1,0 +1,57 @@
+//! `[timeouts]`: how long the gateway waits for a client, each wait starting at accept.
+
+use super::reader::{Problems, TableReader};
+use std::time::Duration;
+
+const TIMEOUTS: &[&str] = &["tls_handshake", "request_head", "keepalive"];
+
+/// `[timeouts]`: every wait on a client is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept to the end of the TLS handshake.
+    pub tls_handshake: Duration,
+    /// For a connection's first request, from accept to the end of its head; for later
+    /// requests, from the first byte of the head to its end (`request_timeout` 408).
+    pub request_head: Duration,
+    /// How long a connection may stay idle between the end of a response and the first
+    /// byte of the next request (then it is closed, without an answer).
+    pub keepalive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tls_handshake: Duration::from_secs(10),
+            request_head: Duration::from_secs(10),
+            keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reads `[timeouts]`; each must be between 100 ms and 1 h.
+pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Timeouts {
+    let mut t = Timeouts::default();
+    let Some(table) = top.table(p, "timeouts", TIMEOUTS) else {
+        return t;
+    };
+    for (key, slot) in [
+        ("tls_handshake", &mut t.tls_handshake),
+        ("request_head", &mut t.request_head),
+        ("keepalive", &mut t.keepalive),
+    ] {
+        if let Some(d) = table.duration(p, key) {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                p.at(
+                    table.get(key).map_or(table.span.clone(), |v| v.span()),
+                    &table.key_path(key),
+                    format!("{d:?} is outside the accepted range"),
+                )
+                .expected = Some("between \"100ms\" and \"1h\"".into());
+            } else {
+                *slot = d;
+            }
+        }
+    }
+    table.finish(p);
+    t
+}
