@@ -254,7 +254,7 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(1 << 20)
-            .max_headers(1000);
+            .max_headers(crate::upstream::pool::MAX_RESPONSE_HEADERS);
         builder
             .http2()
             .timer(TokioTimer::new())

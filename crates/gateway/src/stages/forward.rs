@@ -239,12 +239,13 @@ async fn forward(
                 .param("stage", format!("forward: building the upstream URL: {e}"))
                 .source(ErrorSource::Internal)
         })?;
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // With an absolute-form target the target's authority is the host, not the Host
+    // header (RFC 9112 §3.2.2): the same host the request was routed on.
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     remove_hop_by_hop(&mut parts.headers);
     set_forwarded(&mut parts.headers, down, original_host.clone());
     parts
@@ -294,6 +295,11 @@ async fn forward(
         }
         Ok(Ok(resp)) => resp,
     };
+    // A response framed by Transfer-Encoding is not framed by its Content-Length too
+    // (RFC 9112 §6.3): passing the length on would cut the body the client gets.
+    if resp.headers().contains_key(header::TRANSFER_ENCODING) {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     remove_hop_by_hop(resp.headers_mut());
     if route.wrap_upstream_errors && resp.status().as_u16() >= 400 && !is_problem(resp.headers()) {
         return Err(wrap(route, up, resp).await);

@@ -25,6 +25,10 @@ use tokio::net::TcpStream;
 const MAX_IDLE_PER_UPSTREAM: usize = 1024;
 /// How long an idle connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most header fields an upstream response may have (the server side allows the same
+/// number on requests).
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 1000;
+
 /// How long connecting (resolving the name and the TCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,7 +197,10 @@ async fn connect(authority: &Authority) -> Result<SendRequest<UpstreamBody>, Sen
         }
     };
     let _ = stream.set_nodelay(true);
+    // As many response headers as clients may send (hyper's default is 100: an upstream
+    // setting many cookies would otherwise fail as a protocol error).
     let (sender, conn) = http1::Builder::new()
+        .max_headers(MAX_RESPONSE_HEADERS)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Exchange)?;
