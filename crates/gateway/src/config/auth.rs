@@ -13,6 +13,9 @@ const AUTH: &[&str] = &[
     "failed_attempts_window",
     "issuers",
 ];
+/// The shortest refresh period of an external issuer's JWK set.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
+
 const ISSUER: &[&str] = &[
     "issuer",
     "audience",
@@ -153,7 +156,20 @@ fn read_issuer(
     let account_claim = t
         .string(p, "account_claim")
         .map_or_else(|| "account".to_owned(), |(s, _)| s);
-    let refresh = t.duration(p, "refresh").unwrap_or(Duration::from_secs(600));
+    let mut refresh = t.duration(p, "refresh").unwrap_or(Duration::from_secs(600));
+    if refresh < MIN_REFRESH {
+        // Too short a period would fetch the JWK set on every request with an unknown kid.
+        p.at(
+            t.get("refresh").map_or(t.span.clone(), |v| v.span()),
+            &t.key_path("refresh"),
+            format!(
+                "{refresh:?} is shorter than {}s: the JWK set would be fetched again and again",
+                MIN_REFRESH.as_secs()
+            ),
+        )
+        .expected = Some("a duration of at least \"1s\", e.g. \"10m\"".into());
+        refresh = MIN_REFRESH;
+    }
     if p.list.len() > before {
         return None;
     }

@@ -149,6 +149,25 @@ struct RawHeader {
     kid: Option<String>,
 }
 
+/// Whether `token` is shaped like a JWT at all (three segments, a JSON header and payload),
+/// before asking who issued it: a token that is not one is malformed, whatever the route
+/// accepts.
+pub(crate) fn check_shape(token: &str) -> Result<(), TokenError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        let n = token.split('.').count();
+        return Err(TokenError::NotAJwt(format!(
+            "it has {n} dot-separated segment{}; a JWT has 3",
+            if n == 1 { "" } else { "s" }
+        )));
+    };
+    segment::<RawHeader>(h, "header")?;
+    segment::<serde_json::Value>(p, "payload")?;
+    Ok(())
+}
+
 /// Verifies a token issued by candor against the snapshot's keys and `expect`.
 pub(crate) fn verify(
     token: &str,

@@ -170,6 +170,7 @@ impl TokenPolicy {
                 jwt::verify(token, snapshot, &expect)?
             }
             None => {
+                jwt::check_shape(token)?;
                 let shown: String = claimed.chars().take(80).collect();
                 return Err(TokenError::WrongAudience {
                     what: "issuer",
@@ -256,6 +257,21 @@ pub(crate) fn read_credentials<'h>(
         ));
     }
     let Some((word, credentials)) = value.split_once(' ') else {
+        if value.eq_ignore_ascii_case(scheme)
+            || value.eq_ignore_ascii_case("Bearer")
+            || value.eq_ignore_ascii_case("Basic")
+        {
+            // The type is there; what follows it is not.
+            let shown: String = value.chars().take(20).collect();
+            return Err(malformed(
+                scheme,
+                "missing_credentials",
+                format!(
+                    "it names the type `{}` but no credentials follow; send `Authorization: {scheme} <token>`",
+                    quoted(&shown)
+                ),
+            ));
+        }
         return Err(malformed(
             scheme,
             "missing_scheme",
