@@ -1,7 +1,8 @@
-//! The admin listener and its administration API, black-box.
+//! The admin listener, black-box: health and catalog open to load balancers, and the
+//! administration API behind the admin token (accounts, clients, API keys, signing keys,
+//! revocation).
 
-mod common;
-use common::*;
+use crate::harness::*;
 
 struct Admin {
     gw: Gateway,
@@ -228,4 +229,33 @@ fn accounts_clients_and_keys_over_http() {
         !a.gw.log().contains(&a.token),
         "the admin token never reaches the log"
     );
+}
+
+#[test]
+fn admin_listener() {
+    let gw = Gateway::start("");
+    let admin = gw.admin.unwrap();
+    let r = request(admin, "GET", "/health", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    assert!(r.header("x-request-id").is_some());
+    let r = request(admin, "GET", "/catalog", &[], b"");
+    assert!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["code"] == "internal_error")
+    );
+    let r = request(admin, "POST", "/health", &[], b"");
+    assert_eq!(
+        assert_problem(&r, "method_not_allowed")["allowed"],
+        serde_json::json!(["GET", "HEAD"])
+    );
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let b = assert_problem(
+        &request(admin, "GET", "/metricz", &[], b""),
+        "route_not_found",
+    );
+    assert!(b["detail"].as_str().unwrap().contains("/health"), "{b}");
 }

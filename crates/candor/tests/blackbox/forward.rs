@@ -1,8 +1,7 @@
 //! Forward stage and route modes, black-box: upstreams that refuse, close, hang, send
 //! garbage or answer errors; streaming; forwarded headers; panics.
 
-mod common;
-use common::*;
+use crate::harness::*;
 use std::time::Duration;
 
 #[test]

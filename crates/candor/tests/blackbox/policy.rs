@@ -1,8 +1,7 @@
 //! Transport policy, black-box: HTTPS-only routes, redirects, allowed and denied networks,
 //! and the client address behind trusted proxies.
 
-mod common;
-use common::*;
+use crate::harness::*;
 
 #[test]
 fn https_required_and_redirect() {

@@ -1,22 +1,63 @@
-//! Black-box test harness: starts the real `candor` binary on loopback ports, talks to it
-//! over raw sockets (so malformed requests can be sent), and runs small upstreams that
-//! behave well or badly.
+//! The harness: starts the real `candor` binary on loopback ports, talks to it over raw
+//! sockets (so malformed requests can be sent), runs small upstreams that behave well or
+//! badly, and sets up accounts and clients with the CLI. Everything a test writes lives in a
+//! [`TempDir`] that is removed when the test ends.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
-
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_candor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_candor");
 
-/// A fresh directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A directory in the system temp directory, removed with everything in it when dropped.
+/// Whoever starts processes that write into it owns it and stops them first (see
+/// [`Gateway`]'s `Drop`).
+#[derive(Debug)]
+pub(crate) struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Moves the directory out, leaving `self` owning nothing (to hand it to a successor).
+    fn take(&mut self) -> TempDir {
+        TempDir {
+            path: std::mem::take(&mut self.path),
+        }
+    }
+}
+
+impl Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A fresh directory for one test, removed when the returned guard is dropped.
+pub(crate) fn temp_dir(name: &str) -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "candor-test-{}-{}-{name}",
@@ -25,35 +66,36 @@ pub fn temp_dir(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir { path: dir }
 }
 
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("tests/blackbox/fixtures")
         .join(name)
 }
 
-/// A running gateway; killed when dropped.
-pub struct Gateway {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub admin: Option<SocketAddr>,
-    pub dir: PathBuf,
-    pub config: PathBuf,
+/// A running gateway; killed and waited for when dropped, then its directory is removed.
+pub(crate) struct Gateway {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) admin: Option<SocketAddr>,
+    /// The configuration, the data directory and the gateway's stderr log.
+    pub(crate) dir: TempDir,
+    pub(crate) config: PathBuf,
     /// Everything the gateway printed on stdout, as it arrives.
-    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
     /// Starts `candor serve` with `config` (TOML text) on ephemeral ports.
-    pub fn start(config: &str) -> Gateway {
+    pub(crate) fn start(config: &str) -> Gateway {
         Self::start_after(config, |_| {})
     }
 
     /// Like [`Gateway::start`], running `prepare` with the config file's path first (to
     /// create accounts and clients with the CLI, say).
-    pub fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+    pub(crate) fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
         let dir = temp_dir("gw");
         let path = dir.join("candor.toml");
         std::fs::write(&path, config).unwrap();
@@ -74,10 +116,10 @@ impl Gateway {
 
     /// Stops this gateway with SIGTERM, waits for it, and starts it again on the same
     /// configuration and data directory.
-    pub fn restart(mut self) -> Gateway {
+    pub(crate) fn restart(mut self) -> Gateway {
         self.signal("TERM");
         let _ = self.child.wait();
-        let (dir, config) = (self.dir.clone(), self.config.clone());
+        let (dir, config) = (self.dir.take(), self.config.clone());
         Self::spawn(
             dir,
             config,
@@ -93,7 +135,7 @@ impl Gateway {
     }
 
     /// Starts the embedded demo (no --config) in a fresh data directory.
-    pub fn start_demo() -> Gateway {
+    pub(crate) fn start_demo() -> Gateway {
         let dir = temp_dir("demo");
         let data = dir.join("data");
         let args = [
@@ -108,7 +150,7 @@ impl Gateway {
         Self::spawn(dir, data.join("candor.toml"), &args, false)
     }
 
-    fn spawn(dir: PathBuf, config: PathBuf, args: &[&str], with_config: bool) -> Gateway {
+    fn spawn(dir: TempDir, config: PathBuf, args: &[&str], with_config: bool) -> Gateway {
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(args);
@@ -124,24 +166,17 @@ impl Gateway {
         let out = child.stdout.take().unwrap();
         let mut reader = BufReader::new(out);
         let mut stdout = Vec::new();
-        let mut addr = None;
-        let mut admin = None;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while addr.is_none() || admin.is_none() {
-            assert!(Instant::now() < deadline, "candor did not start");
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap() == 0 {
+        let started = Self::read_addresses(&mut reader, &mut stdout);
+        let (addr, admin) = match started {
+            Ok(addresses) => addresses,
+            Err(why) => {
+                // Stop it before its directory goes.
+                let _ = child.kill();
+                let _ = child.wait();
                 let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-                panic!("candor exited before listening: {log}");
+                panic!("{why}: {log}");
             }
-            if let Some(rest) = line.strip_prefix("candor listening on ") {
-                let a = rest.trim().split("://").nth(1).unwrap();
-                addr = Some(a.parse().unwrap());
-            } else if let Some(rest) = line.strip_prefix("candor admin listening on http://") {
-                admin = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
-            }
-            stdout.push(line);
-        }
+        };
         // Keep reading stdout so the child never blocks on a full pipe.
         let stdout = std::sync::Arc::new(std::sync::Mutex::new(stdout));
         let sink = stdout.clone();
@@ -153,7 +188,7 @@ impl Gateway {
         });
         Gateway {
             child,
-            addr: addr.unwrap(),
+            addr,
             admin,
             dir,
             config,
@@ -161,12 +196,38 @@ impl Gateway {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+    /// Reads the lines a starting gateway prints until it has named both listeners.
+    fn read_addresses(
+        reader: &mut impl BufRead,
+        stdout: &mut Vec<String>,
+    ) -> Result<(SocketAddr, Option<SocketAddr>), String> {
+        let mut addr = None;
+        let mut admin = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while addr.is_none() || admin.is_none() {
+            if Instant::now() >= deadline {
+                return Err("candor did not start".into());
+            }
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return Err("candor exited before listening".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading candor's stdout: {e}")),
+            }
+            if let Some(rest) = line.strip_prefix("candor listening on ") {
+                let a = rest.trim().split("://").nth(1).unwrap_or_default();
+                addr = Some(a.parse().map_err(|e| format!("listen address {a}: {e}"))?);
+            } else if let Some(rest) = line.strip_prefix("candor admin listening on http://") {
+                let a = rest.split_whitespace().next().unwrap_or_default();
+                admin = Some(a.parse().map_err(|e| format!("admin address {a}: {e}"))?);
+            }
+            stdout.push(line);
+        }
+        Ok((addr.unwrap(), admin))
     }
 
     /// Waits for a stdout line starting with `prefix` and returns the rest of it.
-    pub fn printed(&self, prefix: &str) -> String {
+    pub(crate) fn printed(&self, prefix: &str) -> String {
         for _ in 0..100 {
             if let Some(l) = self
                 .stdout
@@ -182,12 +243,12 @@ impl Gateway {
         panic!("candor never printed `{prefix}`")
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
     /// Sends a signal with kill(1).
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -197,15 +258,15 @@ impl Gateway {
     }
 
     /// Sends `req` and reads the whole response.
-    pub fn send(&self, req: &[u8]) -> Response {
+    pub(crate) fn send(&self, req: &[u8]) -> Response {
         send_raw(self.addr, req)
     }
 
-    pub fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -216,7 +277,7 @@ impl Gateway {
     }
 
     /// Polls `check` until it holds (for reloads), at most ~10 s.
-    pub fn eventually(&self, mut check: impl FnMut(&Gateway) -> bool) -> bool {
+    pub(crate) fn eventually(&self, mut check: impl FnMut(&Gateway) -> bool) -> bool {
         for _ in 0..100 {
             if check(self) {
                 return true;
@@ -229,13 +290,14 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // The process first, then (as the fields drop) the directory it wrote to.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Builds and sends a request with `Connection: close`.
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -257,39 +319,31 @@ pub fn request(
 
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
-pub fn send_raw(addr: SocketAddr, req: &[u8]) -> Response {
+pub(crate) fn send_raw(addr: SocketAddr, req: &[u8]) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(req).unwrap();
@@ -297,7 +351,7 @@ pub fn send_raw(addr: SocketAddr, req: &[u8]) -> Response {
 }
 
 /// Reads one response; the connection must close after it or carry a length.
-pub fn read_response(s: &mut TcpStream) -> Response {
+pub(crate) fn read_response(s: &mut TcpStream) -> Response {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -388,7 +442,7 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 /// Asserts `resp` is a catalog error with `code`, checks the whole envelope, and returns
 /// the body. Every code a test produces is asserted through here (the coverage test reads
 /// these calls).
-pub fn assert_problem(resp: &Response, code: &str) -> Value {
+pub(crate) fn assert_problem(resp: &Response, code: &str) -> Value {
     let body = resp.json();
     let entry = candor_catalog::Catalog::builtin()
         .get(code)
@@ -461,7 +515,7 @@ pub fn assert_problem(resp: &Response, code: &str) -> Value {
 
 /// How a test upstream behaves.
 #[derive(Clone, Copy, Debug)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// Answers 200 with a JSON echo of method, path, query and headers.
     Echo,
     /// Reads the request and closes the connection without answering.
@@ -485,13 +539,13 @@ pub enum Behaviour {
 }
 
 /// An upstream on a loopback port, serving in a thread.
-pub struct Upstream {
-    pub addr: SocketAddr,
-    pub hits: std::sync::Arc<AtomicUsize>,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    pub(crate) hits: std::sync::Arc<AtomicUsize>,
 }
 
 impl Upstream {
-    pub fn start(behaviour: Behaviour) -> Upstream {
+    pub(crate) fn start(behaviour: Behaviour) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
@@ -507,12 +561,12 @@ impl Upstream {
     }
 
     /// A loopback address with nothing listening.
-    pub fn refused() -> SocketAddr {
+    pub(crate) fn refused() -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -666,6 +720,188 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
 }
 
 /// A config with one route to `upstream` plus `extra` TOML appended.
-pub fn one_route(path: &str, upstream: &str, extra: &str) -> String {
+pub(crate) fn one_route(path: &str, upstream: &str, extra: &str) -> String {
     format!("[[routes]]\nname = \"r\"\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}
+
+// ------------------------------------------------------------------ the CLI
+
+/// Runs `candor` with `args`: exit code, stdout, stderr.
+pub(crate) fn candor(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a `candor` subcommand on `gw`'s configuration; must succeed; returns stdout.
+pub(crate) fn cli(gw: &Gateway, args: &[&str]) -> String {
+    cli_at(&gw.config, args)
+}
+
+/// Runs a `candor` subcommand with `--config config`; must succeed; returns stdout.
+pub(crate) fn cli_at(config: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first word after `key` on the line of `out` that starts with it.
+pub(crate) fn value_of(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+}
+
+// ------------------------------------------------------------------ accounts, clients, tokens
+
+pub(crate) const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// A gateway with bearer-protected routes, accounts `acme` and `globex`, and one client of
+/// `acme` (scopes `devices:read devices:write`).
+pub(crate) struct Setup {
+    pub(crate) gw: Gateway,
+    pub(crate) up: Upstream,
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
+}
+
+/// The [`Setup`] gateway, locking a client out after `max_failed_attempts`.
+pub(crate) fn setup_with(max_failed_attempts: u32) -> Setup {
+    let up = Upstream::start(Behaviour::Echo);
+    let u = up.url();
+    let config = format!(
+        r#"
+[auth]
+audience = "devices-api"
+max_failed_attempts = {max_failed_attempts}
+
+[[routes]]
+name = "devices"
+path = "/v1/customers/{{customer}}/devices"
+methods = ["GET", "POST"]
+upstream = "{u}"
+auth = "bearer"
+scopes = ["devices:read"]
+account_param = "customer"
+
+[[routes]]
+name = "admin"
+path = "/v1/admin"
+upstream = "{u}"
+auth = "bearer"
+scopes = ["admin"]
+
+[[routes]]
+name = "company"
+path = "/v2/devices"
+upstream = "{u}"
+auth = "bearer"
+account_header = "Api-Company"
+
+[[routes]]
+name = "tok"
+path = "/edge/devices"
+upstream = "{u}"
+auth = "bearer"
+auth_scheme = "TOK"
+
+[[routes]]
+name = "open"
+path = "/open"
+upstream = "{u}"
+"#
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "acme", "--name", "Acme Corp"],
+        );
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "globex", "--name", "Globex"],
+        );
+        out = cli_at(
+            path,
+            &[
+                "clients",
+                "add",
+                "--account",
+                "acme",
+                "--scopes",
+                "devices:read devices:write",
+            ],
+        );
+    });
+    let client_id = value_of(&out, "client_id:");
+    let secret = value_of(&out, "client_secret:");
+    Setup {
+        gw,
+        up,
+        client_id,
+        secret,
+    }
+}
+
+/// The [`Setup`] gateway, locking a client out after 3 failed attempts.
+pub(crate) fn setup() -> Setup {
+    setup_with(3)
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.replace('%', "%25")
+                    .replace(' ', "+")
+                    .replace('&', "%26")
+                    .replace(':', "%3A")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A Basic `Authorization` value.
+pub(crate) fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// POSTs `pairs` to the token endpoint as the setup's client (Basic authentication).
+pub(crate) fn token_request(s: &Setup, pairs: &[(&str, &str)]) -> Response {
+    let auth = basic(&s.client_id, &s.secret);
+    s.gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM, ("Authorization", &auth)],
+        form(pairs).as_bytes(),
+    )
+}
+
+/// A client-credentials access token of the setup's client.
+pub(crate) fn token(s: &Setup) -> String {
+    let r = token_request(s, &[("grant_type", "client_credentials")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// GETs `path` with `Authorization: value`.
+pub(crate) fn bearer(s: &Setup, path: &str, value: &str) -> Response {
+    s.gw.request("GET", path, &[("Authorization", value)], b"")
 }

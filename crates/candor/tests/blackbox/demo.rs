@@ -1,7 +1,6 @@
 //! The embedded demo: `candor serve` with no configuration, black-box.
 
-mod common;
-use common::*;
+use crate::harness::*;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 

@@ -1,8 +1,7 @@
 //! HTTP/2 (h2c prior knowledge and h2 over TLS by ALPN) and TLS termination, black-box.
 
-mod common;
+use crate::harness::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;

@@ -1,10 +1,9 @@
 //! Tokens of external issuers, black-box: JWK sets from a file and over HTTPS, rotation
 //! picked up on an unknown key id, and the checks every token gets.
 
-mod common;
+use crate::harness::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::*;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -35,7 +34,7 @@ fn sign(kid: &str, key: &Ed25519KeyPair, claims: &Value) -> String {
 }
 
 fn claims(edit: impl FnOnce(&mut Value)) -> Value {
-    let now = candor_gateway::time::unix_now();
+    let now = candor_gateway::unix_now();
     let mut c = json!({"iss": "https://idp.test", "sub": "user-7", "aud": ["devices-api", "other"], "exp": now + 300, "iat": now, "scp": ["devices:read"], "tenant": "acme"});
     edit(&mut c);
     c

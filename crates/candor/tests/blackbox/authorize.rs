@@ -1,0 +1,117 @@
+//! Authorize stage, black-box: scopes, the account a request names (path parameter or
+//! header), and account quotas that survive a restart.
+
+use crate::harness::*;
+
+#[test]
+fn scopes_and_accounts() {
+    let s = setup();
+    let t = token(&s);
+    let auth = format!("Bearer {t}");
+    let r = bearer(&s, "/v1/admin", &auth);
+    let b = assert_problem(&r, "insufficient_scope");
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        b["detail"],
+        "/v1/admin requires scope admin; the token grants devices:read devices:write."
+    );
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.ends_with("scope=\"admin\""),
+        "{challenge}"
+    );
+
+    let b = assert_problem(
+        &bearer(&s, "/v1/customers/globex/devices", &auth),
+        "account_mismatch",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request names account globex but the credential belongs to account acme."
+    );
+
+    let b = assert_problem(&bearer(&s, "/v2/devices", &auth), "validation_failed");
+    assert_eq!(b["errors"][0]["in"], "header");
+    assert_eq!(b["errors"][0]["name"], "api-company");
+    let r = s.gw.request(
+        "GET",
+        "/v2/devices",
+        &[("Authorization", &auth), ("Api-Company", "globex")],
+        b"",
+    );
+    assert_problem(&r, "account_mismatch");
+    let r = s.gw.request(
+        "GET",
+        "/v2/devices",
+        &[("Authorization", &auth), ("Api-Company", "acme")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    // A route without auth stays open.
+    assert_eq!(s.gw.get("/open").status, 200);
+}
+
+#[test]
+fn account_quota_survives_a_restart() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n",
+        up.url()
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "small",
+                "--name",
+                "Small",
+                "--quota-per-day",
+                "3",
+            ],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "small"]);
+    });
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    };
+    let auth = format!("Bearer {}", token(&s));
+    for _ in 0..3 {
+        assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    }
+    let r = bearer(&s, "/q", &auth);
+    let b = assert_problem(&r, "quota_exceeded");
+    assert_eq!(r.status, 403);
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait));
+    assert!(
+        b["detail"].as_str().unwrap().starts_with(
+            "Account small has used its quota of 3 requests per day (UTC); it resets at "
+        ),
+        "{b}"
+    );
+
+    // The day's count is saved: a restart does not hand out a fresh quota.
+    let Setup {
+        gw,
+        up,
+        client_id,
+        secret,
+    } = s;
+    let s = Setup {
+        gw: gw.restart(),
+        up,
+        client_id,
+        secret,
+    };
+    // (The restarted gateway listens on a new port, so it is a new issuer: a new token.)
+    let auth = format!("Bearer {}", token(&s));
+    assert_problem(&bearer(&s, "/q", &auth), "quota_exceeded");
+}

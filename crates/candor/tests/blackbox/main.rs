@@ -1,0 +1,43 @@
+//! candor's black-box suite: one test binary that starts the real `candor` binary on
+//! loopback ports and talks to it over raw sockets, HTTP/2 and TLS, with small upstreams
+//! that behave well or badly. One module per pipeline stage or feature, in request order:
+//!
+//! - [`harness`]: the gateway under test, raw clients, fake upstreams, the CLI, the
+//!   identity setup, `assert_problem`, and temp directories removed when a test ends.
+//! - [`transport`]: URI, header and body size limits (414, 431, 413).
+//! - [`head_guard`]: malformed request lines and header lines, on any request of a connection.
+//! - [`parse`]: percent-encoding of the request target and path normalisation.
+//! - [`route`]: host, path and method matching, suggestions on a miss, request ids.
+//! - [`policy`]: HTTPS-only routes, redirects, allowed and denied networks, trusted proxies.
+//! - [`authenticate`]: bearer credentials and every refusal, an RFC 8725 attack suite.
+//! - [`authorize`]: scopes, the account a request names, account quotas.
+//! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
+//! - [`api_keys`]: API keys, their restrictions, rotation and deletion.
+//! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
+//! - [`forward`]: the upstream exchange and its failures, pooling, streaming, route modes.
+//! - [`protocols`]: HTTP/2 (h2c and h2 by ALPN) and TLS termination.
+//! - [`lifecycle`]: `candor check`, reload on change and SIGHUP, graceful shutdown.
+//! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
+//! - [`admin`]: the admin listener and its administration API.
+//! - [`demo`]: the embedded demo (`candor serve` with no configuration).
+//! - [`catalog_coverage`]: every catalog code is produced by some test here.
+
+mod harness;
+
+mod admin;
+mod api_keys;
+mod authenticate;
+mod authorize;
+mod catalog;
+mod catalog_coverage;
+mod demo;
+mod forward;
+mod head_guard;
+mod issuers;
+mod lifecycle;
+mod parse;
+mod policy;
+mod protocols;
+mod route;
+mod token_endpoint;
+mod transport;

@@ -1,0 +1,155 @@
+//! Route stage, black-box: host, path and method matching, suggestions on a miss, and the
+//! request id every response carries.
+
+use crate::harness::*;
+
+/// A gateway with small limits (512-byte URIs, 2 KiB of headers, 1000-byte bodies) and
+/// routes with path parameters, a host restriction and a wildcard, all to one echo upstream.
+/// The route, parse, transport and head guard tests share it.
+pub(crate) fn gateway() -> (Gateway, Upstream) {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        r#"
+[limits]
+max_uri_bytes = 512
+max_header_bytes = 2048
+max_body_bytes = 1000
+
+[[routes]]
+name = "devices"
+path = "/v1/customers/{{customer}}/devices"
+methods = ["GET", "POST"]
+upstream = "{u}"
+
+[[routes]]
+name = "device"
+path = "/v1/customers/{{customer}}/devices/{{device}}"
+methods = ["GET", "DELETE"]
+upstream = "{u}"
+
+[[routes]]
+name = "admin-only"
+host = "admin.example.com"
+path = "/v1/admin"
+upstream = "{u}"
+
+[[routes]]
+name = "files"
+path = "/files/{{*rest}}"
+upstream = "{u}/base"
+"#,
+        u = up.url()
+    );
+    (Gateway::start(&config), up)
+}
+
+#[test]
+fn proxies_a_matching_route_and_keeps_request_ids() {
+    let (gw, _up) = gateway();
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices?limit=5",
+        &[("X-Request-Id", "client-req-42")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-request-id"), Some("client-req-42"));
+    let echo = r.json();
+    assert_eq!(echo["target"], "/v1/customers/acme/devices?limit=5");
+    assert_eq!(echo["headers"]["x-request-id"][0], "client-req-42");
+
+    // A malformed incoming id is replaced by a fresh ULID.
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("X-Request-Id", "bad id <script>")],
+        b"",
+    );
+    let rid = r.header("x-request-id").unwrap();
+    assert_eq!(rid.len(), 26, "{rid}");
+    assert_eq!(r.json()["headers"]["x-request-id"][0], rid);
+}
+
+#[test]
+fn wrong_path_gets_route_not_found_with_suggestions() {
+    let (gw, _up) = gateway();
+    // trailing slash
+    let r = gw.get("/v1/customers/acme/devices/");
+    let b = assert_problem(&r, "route_not_found");
+    assert_eq!(r.status, 404);
+    assert_eq!(b["suggestions"][0]["path"], "/v1/customers/acme/devices");
+    assert_eq!(b["suggestions"][0]["reason"], "trailing_slash");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean /v1/customers/acme/devices (without the trailing slash"),
+        "{b}"
+    );
+    assert_eq!(b["instance"], "/v1/customers/acme/devices/");
+
+    // letter case
+    let b = assert_problem(&gw.get("/V1/Customers/acme/Devices"), "route_not_found");
+    assert_eq!(b["suggestions"][0]["path"], "/v1/customers/acme/devices");
+    assert_eq!(b["suggestions"][0]["reason"], "letter_case");
+
+    // a typo, with the methods the suggestion accepts
+    let b = assert_problem(
+        &gw.request("PUT", "/v1/custmers/acme/devices/7", &[], b""),
+        "route_not_found",
+    );
+    assert_eq!(b["suggestions"][0]["path"], "/v1/customers/acme/devices/7");
+    assert_eq!(b["suggestions"][0]["accepts_method"], false);
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exists for GET, DELETE, HEAD only, not PUT"),
+        "{b}"
+    );
+
+    // nothing close: no suggestions, still a precise answer
+    let b = assert_problem(&gw.get("/completely/elsewhere/entirely"), "route_not_found");
+    assert_eq!(b["suggestions"], serde_json::json!([]));
+    assert_eq!(
+        b["detail"],
+        "No route matches GET /completely/elsewhere/entirely."
+    );
+
+    // host-restricted route is not found on another host
+    let r = gw.request("GET", "/v1/admin", &[], b"");
+    assert_problem(&r, "route_not_found");
+    let raw =
+        b"GET /v1/admin HTTP/1.1\r\nHost: admin.example.com:8080\r\nConnection: close\r\n\r\n";
+    assert_eq!(gw.send(raw).status, 200);
+}
+
+#[test]
+fn wrong_method_gets_405_with_allow() {
+    let (gw, _up) = gateway();
+    let r = gw.request("PATCH", "/v1/customers/acme/devices/9", &[], b"");
+    let b = assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, DELETE, HEAD"));
+    assert_eq!(b["allowed"], serde_json::json!(["GET", "DELETE", "HEAD"]));
+    assert_eq!(
+        b["detail"],
+        "/v1/customers/acme/devices/9 does not accept PATCH; it accepts GET, DELETE, HEAD."
+    );
+}
+
+#[test]
+fn every_response_carries_a_request_id() {
+    let (gw, _up) = gateway();
+    for path in [
+        "/v1/customers/a/devices",
+        "/nope",
+        "/errors/route_not_found",
+    ] {
+        let r = gw.get(path);
+        assert!(
+            r.header("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{path}"
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! The token endpoint, black-box: client credentials (Basic or in the body), every refusal
+//! with its OAuth error, lockout after failed attempts, second factors, signing key rotation
+//! and the JWK set, and JWT-bearer assertions signed with EdDSA, ES256 and RS256.
+
+use crate::harness::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use candor_gateway::unix_now;
+use serde_json::Value;
+
+#[test]
+fn client_credentials_token_opens_the_route() {
+    let s = setup();
+    let r = token_request(&s, &[("grant_type", "client_credentials")]);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let body = r.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["scope"], "devices:read devices:write");
+    assert!(body.get("refresh_token").is_none());
+    let t = body["access_token"].as_str().unwrap();
+
+    let r = s.gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[
+            ("Authorization", &format!("Bearer {t}")),
+            ("X-Candor-Account", "globex"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = &r.json()["headers"];
+    assert_eq!(
+        h["x-candor-account"],
+        serde_json::json!(["acme"]),
+        "client-sent identity headers are replaced"
+    );
+    assert_eq!(h["x-candor-client"][0], s.client_id);
+    assert_eq!(h["x-candor-scopes"][0], "devices:read devices:write");
+
+    // Client authentication in the body works too; a narrower scope and validity can be asked.
+    let r = s.gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM],
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &s.client_id),
+            ("client_secret", &s.secret),
+            ("scope", "devices:read"),
+            ("validity", "2"),
+        ])
+        .as_bytes(),
+    );
+    let b = r.json();
+    assert_eq!(
+        (b["scope"].as_str(), b["expires_in"].as_i64()),
+        (Some("devices:read"), Some(120))
+    );
+
+    // The JWK set publishes the key, and the token's kid is in it.
+    let jwks = s.gw.get("/.well-known/jwks.json").json();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header["kid"] && k["crv"] == "Ed25519")
+    );
+}
+
+#[test]
+fn token_endpoint_refusals() {
+    let s = setup();
+    let gw = &s.gw;
+    let r = token_request(&s, &[("grant_type", "password")]);
+    let b = assert_problem(&r, "unsupported_grant_type");
+    assert_eq!(b["error"], "unsupported_grant_type");
+    assert_eq!(
+        b["detail"],
+        "The grant type password is not supported; use client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer."
+    );
+
+    let b = assert_problem(&token_request(&s, &[]), "validation_failed");
+    assert_eq!(b["error"], "invalid_request");
+    assert_eq!(b["errors"][0]["name"], "grant_type");
+
+    let b = assert_problem(
+        &token_request(
+            &s,
+            &[
+                ("grant_type", "client_credentials"),
+                ("validity", "99999999999"),
+            ],
+        ),
+        "invalid_token_validity",
+    );
+    assert_eq!(
+        b["detail"],
+        "The requested token validity `99999999999` is not accepted; send an integer number of minutes from 1 to 5."
+    );
+    assert_problem(
+        &token_request(
+            &s,
+            &[("grant_type", "client_credentials"), ("validity", "1.5")],
+        ),
+        "invalid_token_validity",
+    );
+
+    let b = assert_problem(
+        &token_request(
+            &s,
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        ),
+        "validation_failed",
+    );
+    assert_eq!(b["error"], "invalid_scope");
+
+    let r = gw.request(
+        "POST",
+        "/oauth/token",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(
+        assert_problem(&r, "unsupported_media_type")["error"],
+        "invalid_request"
+    );
+    let r = gw.get("/oauth/token");
+    assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("POST"));
+
+    // Wrong secret: invalid_client, 401 with a Basic challenge, and the attempts add up.
+    let bad = basic(&s.client_id, "cs_wrong");
+    for _ in 0..3 {
+        let r = gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM, ("Authorization", &bad)],
+            b"grant_type=client_credentials",
+        );
+        let b = assert_problem(&r, "invalid_client");
+        assert_eq!(r.status, 401);
+        assert_eq!(b["error"], "invalid_client");
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"candor\""));
+    }
+    let r = gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM, ("Authorization", &bad)],
+        b"grant_type=client_credentials",
+    );
+    let b = assert_problem(&r, "too_many_failed_attempts");
+    assert_eq!(r.status, 429);
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 0 && wait <= 300);
+    assert_eq!(b["retry_after"], wait);
+    // Even the right secret waits now.
+    assert_problem(
+        &token_request(&s, &[("grant_type", "client_credentials")]),
+        "too_many_failed_attempts",
+    );
+}
+
+#[test]
+fn unknown_client_and_inactive_account() {
+    let s = setup();
+    let r = s.gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM],
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "cl_nobody"),
+            ("client_secret", "x"),
+        ])
+        .as_bytes(),
+    );
+    let b = assert_problem(&r, "invalid_client");
+    assert_eq!(
+        b["detail"],
+        "Client authentication failed for client_id cl_nobody."
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"candor\""),
+        "every 401 carries a challenge"
+    );
+
+    let t = token(&s);
+    cli(&s.gw, &["accounts", "suspend", "acme"]);
+    assert!(s.gw.eventually(|_| {
+        bearer(&s, "/v1/customers/acme/devices", &format!("Bearer {t}")).status == 403
+    }));
+    let b = assert_problem(
+        &bearer(&s, "/v1/customers/acme/devices", &format!("Bearer {t}")),
+        "account_inactive",
+    );
+    assert_eq!(b["detail"], "Account acme is suspended.");
+    let b = assert_problem(
+        &token_request(&s, &[("grant_type", "client_credentials")]),
+        "account_inactive",
+    );
+    assert_eq!(b["error"], "unauthorized_client");
+}
+
+#[test]
+fn second_factor() {
+    let s = setup();
+    let out = cli(
+        &s.gw,
+        &[
+            "clients",
+            "add",
+            "--account",
+            "acme",
+            "--scopes",
+            "devices:read",
+            "--second-factor",
+        ],
+    );
+    let (id, secret, totp) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+        value_of(&out, "totp_secret:"),
+    );
+    let auth = basic(&id, &secret);
+    let ask = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("grant_type", "client_credentials")];
+        pairs.extend_from_slice(extra);
+        s.gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM, ("Authorization", &auth)],
+            form(&pairs).as_bytes(),
+        )
+    };
+    // A new client reaches the running gateway within a second or so; probing without a code
+    // counts no failed attempt once it is known (second_factor_required is not a failure).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = ask(&[]);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let b = assert_problem(&r, "second_factor_required");
+    assert_eq!(
+        b["detail"],
+        format!("Client {id} requires a one-time code and the request carried none.")
+    );
+    assert_problem(&ask(&[("totp", "000000")]), "second_factor_invalid");
+    let code = candor_gateway::totp_code_at(&totp, unix_now()).unwrap();
+    assert_eq!(ask(&[("totp", &code)]).status, 200);
+}
+
+#[test]
+fn keys_rotate_without_breaking_issued_tokens() {
+    let s = setup();
+    let path = "/v1/customers/acme/devices";
+    let old = token(&s);
+    let out = cli(&s.gw, &["signing-keys", "rotate"]);
+    assert!(out.contains("new signing key"), "{out}");
+    assert!(s.gw.eventually(|g| {
+        g.get("/.well-known/jwks.json").json()["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    }));
+    let new = token(&s);
+    let kid = |t: &str| -> Value {
+        serde_json::from_slice::<Value>(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap()
+            ["kid"]
+            .clone()
+    };
+    assert_ne!(kid(&old), kid(&new));
+    assert_eq!(bearer(&s, path, &format!("Bearer {old}")).status, 200);
+    assert_eq!(bearer(&s, path, &format!("Bearer {new}")).status, 200);
+}
+
+/// Signs an assertion with `sign`, for `alg` and `kid`.
+fn assertion(alg: &str, kid: &str, claims: &Value, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+    let input = format!(
+        "{}.{}",
+        B64.encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig))
+}
+
+#[test]
+fn jwt_bearer_assertions() {
+    use ring::signature::{self, KeyPair};
+    let s = setup_with(100);
+    let rng = ring::rand::SystemRandom::new();
+    let ed = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    let ec_alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let ec = signature::EcdsaKeyPair::from_pkcs8(
+        ec_alg,
+        signature::EcdsaKeyPair::generate_pkcs8(ec_alg, &rng)
+            .unwrap()
+            .as_ref(),
+        &rng,
+    )
+    .unwrap();
+    let rsa = signature::RsaKeyPair::from_pkcs8(&std::fs::read(fixture("rsa-client.pk8")).unwrap())
+        .unwrap();
+    let rsa_jwk: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("rsa-client.jwks.json")).unwrap())
+            .unwrap();
+    let p = ec.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": B64.encode(ed.public_key().as_ref())},
+        {"kty": "EC", "crv": "P-256", "kid": "ec-1", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])},
+        rsa_jwk["keys"][0].clone(),
+    ]});
+    let file = s.gw.dir.join("client.jwks.json");
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    let out = cli(
+        &s.gw,
+        &[
+            "clients",
+            "set-keys",
+            &s.client_id,
+            "--jwks",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("3 assertion keys registered"), "{out}");
+
+    let token_url = format!("http://{}/oauth/token", s.gw.addr);
+    let now = unix_now();
+    let claims = |jti: &str| serde_json::json!({"iss": s.client_id, "sub": s.client_id, "aud": token_url, "exp": now + 120, "iat": now, "jti": jti});
+    let sign_ed = |m: &[u8]| ed.sign(m).as_ref().to_vec();
+    let sign_ec = |m: &[u8]| ec.sign(&rng, m).unwrap().as_ref().to_vec();
+    let sign_rsa = |m: &[u8]| {
+        let mut sig = vec![0; rsa.public().modulus_len()];
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig)
+            .unwrap();
+        sig
+    };
+    let grant = |a: &str| {
+        s.gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", a),
+            ])
+            .as_bytes(),
+        )
+    };
+    // The running gateway picks the keys up within a second; probing earlier would count
+    // as failed attempts.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for (alg, kid, sign, jti) in [
+        (
+            "EdDSA",
+            "ed-1",
+            &sign_ed as &dyn Fn(&[u8]) -> Vec<u8>,
+            "a-1",
+        ),
+        ("ES256", "ec-1", &sign_ec, "a-2"),
+        ("RS256", "rsa-1", &sign_rsa, "a-3"),
+    ] {
+        let r = grant(&assertion(alg, kid, &claims(jti), sign));
+        assert_eq!(r.status, 200, "{alg}: {}", r.text());
+        let t = r.json()["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            bearer(&s, "/v1/customers/acme/devices", &format!("Bearer {t}")).status,
+            200
+        );
+    }
+
+    // Reused jti.
+    let r = grant(&assertion("EdDSA", "ed-1", &claims("a-1"), &sign_ed));
+    let b = assert_problem(&r, "assertion_replayed");
+    assert_eq!(
+        b["detail"],
+        "An assertion with jti a-1 was already used; each assertion may be used once."
+    );
+    assert_eq!(b["error"], "invalid_grant");
+
+    let bad = |c: Value, alg: &str, kid: &str| {
+        let r = grant(&assertion(alg, kid, &c, &sign_ed));
+        let b = assert_problem(&r, "invalid_grant");
+        assert_eq!(b["error"], "invalid_grant");
+        b["detail"].as_str().unwrap().to_owned()
+    };
+    let mut c = claims("b-1");
+    c["aud"] = "https://elsewhere.example/token".into();
+    assert!(
+        bad(c, "EdDSA", "ed-1").contains(&format!("it must be this token endpoint, {token_url}"))
+    );
+    let mut c = claims("b-2");
+    c.as_object_mut().unwrap().remove("exp");
+    assert!(bad(c, "EdDSA", "ed-1").contains("it has no exp"));
+    let mut c = claims("b-3");
+    c["exp"] = (now + 3600).into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("assertions may live at most 5 min"));
+    let mut c = claims("b-4");
+    c["exp"] = (now - 600).into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("it expired 10 min"));
+    let mut c = claims("b-5");
+    c.as_object_mut().unwrap().remove("jti");
+    assert!(bad(c, "EdDSA", "ed-1").contains("it has no jti"));
+    let mut c = claims("b-6");
+    c["sub"] = "someone-else".into();
+    assert!(bad(c, "EdDSA", "ed-1").contains("differ"));
+    assert!(bad(claims("b-7"), "ES256", "ed-1").contains("the registered key signs with EdDSA"));
+    assert!(bad(claims("b-8"), "EdDSA", "ec-1").contains("the registered key signs with ES256"));
+    assert!(bad(claims("b-9"), "EdDSA", "nope").contains("is not among the registered keys"));
+    let forged = assertion("EdDSA", "ed-1", &claims("b-10"), &|m: &[u8]| {
+        let other = signature::Ed25519KeyPair::from_pkcs8(
+            signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .unwrap()
+                .as_ref(),
+        )
+        .unwrap();
+        other.sign(m).as_ref().to_vec()
+    });
+    let b = assert_problem(&grant(&forged), "invalid_grant");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not match"),
+        "{b}"
+    );
+    let b = assert_problem(&grant("not-a-jwt"), "invalid_grant");
+    assert!(b["detail"].as_str().unwrap().contains("not a JWT"), "{b}");
+}

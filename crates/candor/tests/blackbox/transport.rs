@@ -1,0 +1,60 @@
+//! Transport stage, black-box: URI, header and body size limits (414, 431, 413), with and
+//! without Content-Length.
+
+use crate::harness::*;
+use crate::route::gateway;
+
+#[test]
+fn size_limits_are_stated() {
+    let (gw, up) = gateway();
+    let long = format!("/v1/customers/{}/devices", "a".repeat(600));
+    let r = gw.get(&long);
+    let b = assert_problem(&r, "uri_too_long");
+    assert_eq!(r.status, 414);
+    assert_eq!(b["limit"], 512);
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accepts at most 512 bytes")
+    );
+
+    let big = "x".repeat(3000);
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("X-Big-Cookie", &big)],
+        b"",
+    );
+    let b = assert_problem(&r, "headers_too_large");
+    assert_eq!(r.status, 431);
+    assert_eq!(b["largest_header"], "x-big-cookie");
+
+    let body = vec![b'a'; 1500];
+    let r = gw.request("POST", "/v1/customers/acme/devices", &[], &body);
+    let b = assert_problem(&r, "payload_too_large");
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        b["detail"],
+        "The request body is 1500 bytes; this gateway accepts at most 1000 bytes."
+    );
+
+    // Without Content-Length the limit is enforced while streaming.
+    let mut req = b"POST /v1/customers/acme/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend_from_slice(b"258\r\n");
+        req.extend_from_slice(&[b'b'; 600]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = gw.send(&req);
+    let b = assert_problem(&r, "payload_too_large");
+    assert!(
+        b["detail"].as_str().unwrap().contains("more than 1000"),
+        "{b}"
+    );
+    // A body within the limit streams through.
+    let r = gw.request("POST", "/v1/customers/acme/devices", &[], &[b'c'; 900]);
+    assert_eq!(r.json()["body_len"], 900);
+    drop(up);
+}
