@@ -48,61 +48,18 @@ struct SigningKey {
     private_pkcs8: Vec<u8>,
 }
 
-/// Finds the active signing key in the gateway's SQLite files: every Ed25519 PKCS#8 document
-/// in them is a candidate, and the active key is the one that reproduces the signature of a
-/// token [`Identity::sign`] mints (Ed25519 signatures are deterministic).
+/// The gateway's active signing key, read from its store's snapshot.
 fn active_key(s: &Setup) -> SigningKey {
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-    // What follows the outer SEQUENCE's tag and length in an Ed25519 PKCS#8 v2 document
-    // (RFC 5958 version 1, RFC 8410 algorithm, the 32-byte seed) as ring writes it; the
-    // document is short enough for SQLite to keep the blob in one piece.
-    const BODY: &[u8] = &[
-        0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-    ];
-    let now = unix_now();
-    let probe = identity(s)
-        .sign(&Claims {
-            iss: "probe".into(),
-            sub: "probe".into(),
-            aud: "probe".into(),
-            exp: now + 60,
-            iat: now,
-            nbf: None,
-            jti: format!("probe-{now}-{}", rand_suffix()),
-            scope: String::new(),
-            account: None,
-        })
-        .unwrap();
-    let (input, sig) = probe.rsplit_once('.').unwrap();
-    let sig = B64.decode(sig).unwrap();
-    let header: Value =
-        serde_json::from_slice(&B64.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
-    let kid = header["kid"].as_str().unwrap().to_owned();
-    let data = s.gw.dir.join("candor-data");
-    for file in ["candor.sqlite", "candor.sqlite-wal"] {
-        let Ok(bytes) = std::fs::read(data.join(file)) else {
-            continue;
-        };
-        for at in 0..bytes.len().saturating_sub(BODY.len() + 2) {
-            if bytes[at] != 0x30 || !bytes[at + 2..].starts_with(BODY) {
-                continue;
-            }
-            let Some(pkcs8) = bytes.get(at..at + 2 + usize::from(bytes[at + 1])) else {
-                continue;
-            };
-            let Ok(pair) = Ed25519KeyPair::from_pkcs8(pkcs8) else {
-                continue;
-            };
-            if pair.sign(input.as_bytes()).as_ref() == sig.as_slice() {
-                return SigningKey {
-                    kid,
-                    public_key: pair.public_key().as_ref().to_vec(),
-                    private_pkcs8: pkcs8.to_vec(),
-                };
-            }
-        }
+    let id = identity(s);
+    let snapshot = id.snapshot();
+    let key = snapshot
+        .active_key()
+        .expect("the gateway has an active key");
+    SigningKey {
+        kid: key.kid.clone(),
+        public_key: key.public_key.clone(),
+        private_pkcs8: key.private_pkcs8.clone(),
     }
-    panic!("the active signing key {kid} is not in {}", data.display())
 }
 
 #[test]
@@ -427,4 +384,19 @@ fn no_secret_or_token_reaches_the_logs() {
         !db.windows(s.secret.len()).any(|w| w == s.secret.as_bytes()),
         "client secrets are stored hashed"
     );
+}
+
+#[test]
+fn a_scheme_without_credentials_is_diagnosed_as_such() {
+    let s = setup();
+    let path = "/v1/customers/acme/devices";
+    // The finding: "must start with a type ... it has no type", although the type is there.
+    for value in ["Bearer", "Bearer   ", "Basic", "bearer"] {
+        let r = bearer(&s, path, value);
+        let b = assert_problem(&r, "credentials_malformed");
+        assert_eq!(b["reason"], "missing_credentials", "{value:?}: {b}");
+        let detail = b["detail"].as_str().unwrap();
+        assert!(detail.contains("but no credentials follow"), "{detail}");
+        assert!(!detail.contains("has no type"), "{detail}");
+    }
 }

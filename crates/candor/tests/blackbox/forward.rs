@@ -301,3 +301,55 @@ fn slow_but_in_time_upstream_is_fine() {
     let gw = Gateway::start(&one_route("/s", &up.url(), "timeout = \"5s\""));
     assert_eq!(gw.get("/s").status, 200);
 }
+
+/// An upstream that reads one request head and answers `answer`, then closes.
+fn fixed_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = c.write_all(answer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_response_framed_twice_loses_its_content_length() {
+    // The finding: Content-Length 3 and a chunked body of 5 bytes reached the client as
+    // `content-length: 3` and `hel`, on a connection kept alive.
+    let up = fixed_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let gw = Gateway::start(&one_route("/{*rest}", &format!("http://{up}"), ""));
+    let r = gw.get("/x");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.text(), "hello");
+}
+
+#[test]
+fn an_upstream_may_send_as_many_headers_as_a_client() {
+    let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    for i in 0..101 {
+        answer.extend_from_slice(format!("Set-Cookie: c{i}=v\r\n").as_bytes());
+    }
+    answer.extend_from_slice(b"\r\nok");
+    let up = fixed_upstream(Box::leak(answer.into_boxed_slice()));
+    let gw = Gateway::start(&one_route("/{*rest}", &format!("http://{up}"), ""));
+    let r = gw.get("/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+}

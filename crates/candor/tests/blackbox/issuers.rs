@@ -258,3 +258,42 @@ fn issuer_configuration_is_checked() {
         "{text}"
     );
 }
+
+#[test]
+fn a_route_taking_only_external_tokens_diagnoses_a_token_that_is_no_jwt() {
+    let up = Upstream::start(Behaviour::Echo);
+    let key = keypair();
+    let gw = Gateway::start_after(&config(&up, "jwks_file = \"idp.jwks.json\""), |path| {
+        std::fs::write(
+            path.parent().unwrap().join("idp.jwks.json"),
+            jwks(&[("idp-1", &key)]),
+        )
+        .unwrap();
+    });
+    // The finding: token_wrong_audience "issued for issuer (no issuer)".
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz")],
+        b"",
+    );
+    let b = assert_problem(&r, "credentials_malformed");
+    assert_eq!(b["reason"], "not_a_jwt", "{b}");
+}
+
+#[test]
+fn an_issuer_refreshed_constantly_is_refused_by_check() {
+    let up = Upstream::start(Behaviour::Echo);
+    let dir = temp_dir("refresh");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        config(&up, "jwks_file = \"idp.jwks.json\"\nrefresh = \"0s\""),
+    )
+    .unwrap();
+    std::fs::write(dir.join("idp.jwks.json"), jwks(&[("idp-1", &keypair())])).unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("auth.issuers[0].refresh"), "{out}");
+    assert!(out.contains("fetched again and again"), "{out}");
+}

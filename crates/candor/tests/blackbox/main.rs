@@ -16,6 +16,7 @@
 //! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
 //! - [`forward`]: the upstream exchange and its failures, pooling, streaming, route modes.
 //! - [`protocols`]: HTTP/2 (h2c and h2 by ALPN) and TLS termination.
+//! - [`timeouts`]: request head, keep-alive and TLS waits, each from accept.
 //! - [`lifecycle`]: `candor check`, reload on change and SIGHUP, graceful shutdown.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
@@ -39,5 +40,6 @@ mod parse;
 mod policy;
 mod protocols;
 mod route;
+mod timeouts;
 mod token_endpoint;
 mod transport;

@@ -153,3 +153,41 @@ fn every_response_carries_a_request_id() {
         );
     }
 }
+
+#[test]
+fn the_gateway_s_own_endpoints_are_routes() {
+    let (gw, up) = gateway();
+    // The JWK set answers GET and HEAD; other methods get 405 from the route stage.
+    assert_eq!(gw.get("/.well-known/jwks.json").status, 200);
+    let r = gw.request("POST", "/.well-known/jwks.json", &[], b"{}");
+    let b = assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(b["allowed"], serde_json::json!(["GET", "HEAD"]));
+    // The error pages too.
+    let r = gw.request("DELETE", "/errors/route_not_found", &[], b"");
+    assert_problem(&r, "method_not_allowed");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // An operator route cannot take their paths.
+    let dir = temp_dir("reserved");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}{}",
+            one_route("/oauth/token", &up.url(), ""),
+            one_route("/.well-known/jwks.json", &up.url(), "").replace("\"r\"", "\"k\"")
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("is reserved for the gateway's token endpoint (/oauth/token)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is reserved for the gateway's JWK set (/.well-known/jwks.json)"),
+        "{out}"
+    );
+}

@@ -58,3 +58,52 @@ fn size_limits_are_stated() {
     assert_eq!(r.json()["body_len"], 900);
     drop(up);
 }
+
+#[test]
+fn http11_requests_carry_exactly_one_host() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), ""));
+    let none = gw.send(b"GET /a HTTP/1.1\r\nX-A: 1\r\n\r\n");
+    let b = assert_problem(&none, "malformed_request");
+    assert_eq!(
+        b["detail"],
+        "The request is not valid HTTP/1.1: an HTTP/1.1 request must carry a Host header, and this one has none (request line starts with \"GET /a\")."
+    );
+    let two = gw.send(b"GET /a HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n");
+    let b = assert_problem(&two, "malformed_request");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exactly one Host header"),
+        "{b}"
+    );
+    // HTTP/1.0 may leave it out.
+    assert_eq!(gw.send(b"GET /a HTTP/1.0\r\n\r\n").status, 200);
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn an_absolute_target_names_the_host_for_routing_and_forwarding() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        one_route(
+            "/int/{*rest}",
+            &up.url(),
+            "host = \"internal.example\"\npreserve_host = true"
+        ),
+        one_route(
+            "/{*rest}",
+            &up.url(),
+            "host = \"public.example\"\npreserve_host = true"
+        )
+        .replace("name = \"r\"", "name = \"public\""),
+    ));
+    // The finding: routed on the target's authority, forwarded with the Host header's.
+    let r = gw.send(b"GET http://public.example/int/z HTTP/1.1\r\nHost: internal.example\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["target"], "/int/z");
+    assert_eq!(echo["headers"]["host"][0], "public.example", "{echo}");
+}

@@ -83,8 +83,33 @@ pub(crate) fn payload_too_large(length: String, limit: u64) -> GatewayError {
 
 /// The transport stage: refuses a request over the size limits.
 pub(crate) fn run(limits: &Limits, ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
-    check_limits(limits, &ctx.parts).inspect_err(|e| {
-        ctx.trail
-            .record("transport", "reject", Some(e.code), Vec::new());
-    })
+    check_limits(limits, &ctx.parts)
+        .and_then(|()| check_host(&ctx.parts))
+        .inspect_err(|e| {
+            ctx.trail
+                .record("transport", "reject", Some(e.code), Vec::new());
+        })
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` header. Two could name two
+/// hosts (one routed on, another forwarded); none leaves the host to guesswork.
+fn check_host(parts: &Parts) -> Result<(), GatewayError> {
+    if parts.version != http::Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let reason = match (hosts.next(), hosts.next()) {
+        (Some(_), None) => return Ok(()),
+        (None, _) => "an HTTP/1.1 request must carry a Host header, and this one has none",
+        (Some(_), Some(_)) => {
+            "an HTTP/1.1 request carries exactly one Host header, and this one has several"
+        }
+    };
+    let line: String = format!("{} {}", parts.method, parts.uri.path())
+        .chars()
+        .take(24)
+        .collect();
+    Err(GatewayError::new(codes::MALFORMED_REQUEST)
+        .param("reason", reason)
+        .param("start", format!("\"{}\"", line.escape_debug())))
 }
