@@ -18,9 +18,9 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest request head the guard ever holds back; hyper's read buffer is 1 MiB. The
@@ -50,14 +50,6 @@ enum Wait {
     Idle,
 }
 
-/// A running timer, and the number of responses completed when it was armed.
-#[derive(Debug)]
-struct Deadline {
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    wait: Wait,
-    epoch: u64,
-}
-
 /// What the guard put in place of a rejected head. Nothing in it comes from the client, and
 /// the service tells it from a client's request by its position on the connection.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nhost: candor.invalid\r\nconnection: close\r\n\r\n";
@@ -85,10 +77,20 @@ pub(crate) struct Shared {
     /// Requests whose response has not been sent to the end yet: while there are any, the
     /// connection is not idle and no head or keep-alive timer runs.
     in_flight: AtomicUsize,
-    /// Responses sent to the end so far (a timer armed before the last one is stale).
-    responses_done: AtomicU64,
-    /// The guard, waiting for the connection to become idle.
-    idle_waker: Mutex<Option<Waker>>,
+    /// When the last response was sent to the end, in nanoseconds since [`clock_base`]: the
+    /// start of the keep-alive wait.
+    idle_since: AtomicU64,
+}
+
+/// The instant the guard's clock counts from (the first use in the process).
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Now, in nanoseconds since [`clock_base`].
+fn clock_now() -> u64 {
+    Instant::now().saturating_duration_since(clock_base()).as_nanos() as u64
 }
 
 /// A request being served; dropped when its response has been sent to the end (it rides
@@ -99,12 +101,8 @@ pub(crate) struct InFlight(Arc<Shared>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let shared = &self.0;
-        shared.responses_done.fetch_add(1, Ordering::Release);
-        if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && let Some(w) = shared.idle_waker.lock().ok().and_then(|mut w| w.take())
-        {
-            w.wake();
-        }
+        shared.idle_since.store(clock_now(), Ordering::Release);
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -467,8 +465,16 @@ pub(crate) struct HeadGuard<S> {
     /// After a rejection, while closing: how long to keep reading.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     waits: Waits,
-    /// The head or keep-alive timer, while one runs.
-    deadline: Option<Deadline>,
+    /// One timer per connection. It may fire early: when it does, the real deadline is
+    /// worked out from what the connection is waiting for and the timer is set to it, so
+    /// that no request pays for a timer of its own.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the guard was created (the first head is timed from here).
+    accepted: Instant,
+    /// When the head being collected started arriving.
+    head_started: Instant,
+    /// When the last head went to the parser.
+    last_head: Instant,
     /// A timer expired with nothing to answer: the connection ends.
     closed: bool,
 }
@@ -496,63 +502,64 @@ impl<S> HeadGuard<S> {
             linger: None,
             waits,
             // The first request's head is timed from accept.
-            deadline: Some(Deadline {
-                sleep: Box::pin(tokio::time::sleep(waits.head)),
-                wait: Wait::Head,
-                epoch: 0,
-            }),
+            timer: Box::pin(tokio::time::sleep(waits.head)),
+            accepted: Instant::now(),
+            head_started: Instant::now(),
+            last_head: Instant::now(),
             closed: false,
         }
     }
 
-    /// Called when reading from the client would wait: runs the head or keep-alive timer
-    /// while the connection is waiting for a request (none is being served). Returns the
-    /// wait that expired, if one did.
+    /// Called when reading from the client would wait. When the timer fires, works out
+    /// what the connection is waiting for: nothing while a request is being served or its
+    /// body read (the timer is set again); the end of a head (from accept for the first
+    /// request, from its first byte for later ones); or, idle, the first byte of the next
+    /// request (from the end of the last response). Returns the wait that expired.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Wait> {
-        if !matches!(self.scanner.framing, Framing::Head { .. }) {
-            self.deadline = None;
+        if self.timer.as_mut().poll(cx).is_pending() {
             return None;
         }
-        if self.shared.in_flight.load(Ordering::Acquire) > 0 {
-            // Busy: no timer until the last response ends, which wakes this task.
-            self.deadline = None;
-            if let Ok(mut w) = self.shared.idle_waker.lock() {
-                *w = Some(cx.waker().clone());
-            }
-            if self.shared.in_flight.load(Ordering::Acquire) > 0 {
-                return None;
-            }
-        }
+        let now = Instant::now();
         let collecting = self.held.len() > self.ready;
-        let wait = if self.scanner.heads == 0 || collecting {
-            Wait::Head
+        let (wait, deadline) = if !matches!(self.scanner.framing, Framing::Head { .. })
+            || self.shared.in_flight.load(Ordering::Acquire) > 0
+        {
+            // Busy: look again later.
+            self.timer
+                .as_mut()
+                .reset((now + self.waits.keepalive).into());
+            let _ = self.timer.as_mut().poll(cx);
+            return None;
+        } else if self.scanner.heads == 0 {
+            (Wait::Head, self.accepted + self.waits.head)
+        } else if collecting {
+            (Wait::Head, self.head_started + self.waits.head)
         } else {
-            Wait::Idle
+            let ended = clock_base()
+                + Duration::from_nanos(self.shared.idle_since.load(Ordering::Acquire));
+            (Wait::Idle, ended.max(self.last_head) + self.waits.keepalive)
         };
-        let epoch = self.shared.responses_done.load(Ordering::Acquire);
-        let stale = match &self.deadline {
-            // The first head stays timed from accept.
-            Some(d) => d.wait != wait || (d.epoch != epoch && self.scanner.heads > 0),
-            None => true,
-        };
-        if stale {
-            let limit = match wait {
-                Wait::Head => self.waits.head,
-                Wait::Idle => self.waits.keepalive,
-            };
-            self.deadline = Some(Deadline {
-                sleep: Box::pin(tokio::time::sleep(limit)),
-                wait,
-                epoch,
-            });
+        if now >= deadline {
+            return Some(wait);
         }
-        let d = self.deadline.as_mut()?;
-        match d.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.deadline = None;
-                Some(wait)
+        self.timer.as_mut().reset(deadline.into());
+        let _ = self.timer.as_mut().poll(cx);
+        None
+    }
+
+    /// After a scan: notes when a head went to the parser and when the head now being
+    /// collected started (`had_partial`: one was being collected before the scan).
+    fn note_heads(&mut self, heads_before: u64, had_partial: bool) {
+        let passed = self.scanner.heads != heads_before;
+        let partial = self.held.len() > self.ready;
+        if passed || (partial && !had_partial) {
+            let now = Instant::now();
+            if passed {
+                self.last_head = now;
             }
-            Poll::Pending => None,
+            if partial {
+                self.head_started = now;
+            }
         }
     }
 
@@ -657,8 +664,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                     }
                     Poll::Ready(Ok(())) => this.held.extend_from_slice(rb.filled()),
                 }
+                let heads = this.scanner.heads;
                 let (n, refusal) = this.scanner.scan(&this.held[this.ready..]);
                 this.ready += n;
+                this.note_heads(heads, true);
                 if let Some(refusal) = refusal {
                     this.refuse(refusal);
                 }
@@ -681,10 +690,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
             if got == 0 {
                 return Poll::Ready(Ok(()));
             }
+            let heads = this.scanner.heads;
             let (n, refusal) = this.scanner.scan(&buf.filled()[before..]);
             if n < got && refusal.is_none() {
                 this.held.extend_from_slice(&buf.filled()[before + n..]);
             }
+            this.note_heads(heads, false);
             buf.set_filled(before + n);
             if let Some(refusal) = refusal {
                 this.refuse(refusal);
