@@ -138,7 +138,11 @@ Try:\n\
   # an API under maintenance: 503 with Retry-After\n\
   curl -i {base}/v1/reports\n\
   # what any error code means, and what to check\n\
-  curl -s {base}/errors/route_not_found\n",
+  curl -s {base}/errors/route_not_found\n\
+  # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
+  (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
+  # each route's plan: the stages its requests pass, in order\n\
+  candor check --config {config}\n",
         data = data_dir.display(),
         config = config.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
     );
