@@ -304,6 +304,12 @@ fn slow_but_in_time_upstream_is_fine() {
 
 /// An upstream that reads one request head and answers `answer`, then closes.
 fn fixed_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
+    held_upstream(answer, Duration::ZERO)
+}
+
+/// An upstream that reads one request head, answers `answer`, then holds the connection
+/// open for `hold`, sending nothing more.
+fn held_upstream(answer: &'static [u8], hold: Duration) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -320,6 +326,7 @@ fn fixed_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
                     }
                 }
                 let _ = c.write_all(answer);
+                std::thread::sleep(hold);
             });
         }
     });
@@ -352,4 +359,72 @@ fn an_upstream_may_send_as_many_headers_as_a_client() {
     let r = gw.get("/x");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "ok");
+}
+
+#[test]
+fn an_upstream_stalling_mid_body_is_cut_off_and_logged() {
+    // The finding: an upstream that stops after its headers held the client until it closed.
+    let up = held_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+        Duration::from_secs(60),
+    );
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nresponse_body_idle = \"1s\"\n{}",
+        one_route("/{*rest}", &format!("http://{up}"), "")
+    ));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let raw = read_to_close(&mut s);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.ends_with("hello"),
+        "the 5 bytes sent, then the end: {text}"
+    );
+    assert!(gw.eventually(|g| g.log().contains("response cut off")));
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("response cut off"))
+        .unwrap();
+    for part in [
+        "\"ended_by\":\"upstream\"",
+        "\"status\":200",
+        "\"bytes_sent\":5",
+        "timeouts.response_body_idle",
+        "\"request_id\":\"",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+}
+
+#[test]
+fn an_upstream_closing_mid_body_is_logged_with_what_was_delivered() {
+    // The finding: a mid-body reset was logged as a 200 with no cause.
+    let up = fixed_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel");
+    let gw = Gateway::start(&one_route("/{*rest}", &format!("http://{up}"), ""));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let raw = read_to_close(&mut s);
+    assert!(String::from_utf8_lossy(&raw).ends_with("hel"));
+    assert!(gw.eventually(|g| g.log().contains("response cut off")));
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("response cut off"))
+        .unwrap();
+    assert!(line.contains("\"ended_by\":\"upstream\""), "{line}");
+    assert!(line.contains("\"bytes_sent\":3"), "{line}");
+    assert!(line.contains("broke off"), "{line}");
+}
+
+#[test]
+fn an_unasked_for_101_is_a_protocol_error_not_a_bare_500() {
+    let up = fixed_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    );
+    let gw = Gateway::start(&one_route("/{*rest}", &format!("http://{up}"), ""));
+    let r = gw.get("/x");
+    let b = assert_problem(&r, "upstream_protocol_error");
+    assert!(b["detail"].as_str().unwrap().contains("101"), "{b}");
 }

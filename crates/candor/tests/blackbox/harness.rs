@@ -414,6 +414,37 @@ pub(crate) fn read_response(s: &mut TcpStream) -> Response {
     }
 }
 
+/// Reads until the gateway closes the connection (the read timeout is a safety net far
+/// beyond the configured 1 s; hitting it fails the test).
+pub(crate) fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("the gateway kept the connection open: {e}"),
+        }
+    }
+}
+
+/// A response read from raw bytes (the whole of what the gateway sent).
+pub(crate) fn parse_raw(raw: &[u8]) -> Response {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = raw.to_vec();
+    let t = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.write_all(&raw).unwrap();
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    let r = read_response(&mut s);
+    t.join().unwrap();
+    r
+}
+
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
@@ -542,22 +573,33 @@ pub(crate) enum Behaviour {
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     pub(crate) hits: std::sync::Arc<AtomicUsize>,
+    /// Every request head received, in order, as "request line | host".
+    pub(crate) received: Received,
 }
+
+/// The request heads an upstream received.
+pub(crate) type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Upstream {
     pub(crate) fn start(behaviour: Behaviour) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
+        let received = Received::default();
+        let (h, log) = (hits.clone(), received.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 h.fetch_add(1, Ordering::Relaxed);
-                std::thread::spawn(move || serve_upstream(conn, behaviour));
+                let log = log.clone();
+                std::thread::spawn(move || serve_upstream(conn, behaviour, &log));
             }
         });
-        Upstream { addr, hits }
+        Upstream {
+            addr,
+            hits,
+            received,
+        }
     }
 
     /// A loopback address with nothing listening.
@@ -569,13 +611,18 @@ impl Upstream {
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The request heads received so far ("request line | host").
+    pub(crate) fn heads(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
 }
 
 /// Reads one request head and its body (by Content-Length or chunked).
 /// Request line, headers, body.
 type RawRequest = (String, Vec<(String, String)>, Vec<u8>);
 
-fn read_request(conn: &mut TcpStream) -> Option<RawRequest> {
+fn read_request(conn: &mut TcpStream, log: &Received) -> Option<RawRequest> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     let head_end = loop {
@@ -597,6 +644,8 @@ fn read_request(conn: &mut TcpStream) -> Option<RawRequest> {
         .collect();
     let mut body = buf[head_end + 4..].to_vec();
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let host = get("host").unwrap_or_default();
+    log.lock().unwrap().push(format!("{line} | {host}"));
     if let Some(len) = get("content-length") {
         let len: usize = len.parse().ok()?;
         while body.len() < len {
@@ -619,23 +668,23 @@ fn read_request(conn: &mut TcpStream) -> Option<RawRequest> {
     Some((line, headers, body))
 }
 
-fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
+fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received) {
     match behaviour {
         Behaviour::Reset => {
-            let _ = read_request(&mut conn);
+            let _ = read_request(&mut conn, log);
             let _ = conn.shutdown(std::net::Shutdown::Both);
         }
         Behaviour::Hang => {
-            let _ = read_request(&mut conn);
+            let _ = read_request(&mut conn, log);
             std::thread::sleep(Duration::from_secs(120));
         }
         Behaviour::Garbage => {
-            let _ = read_request(&mut conn);
+            let _ = read_request(&mut conn, log);
             let _ = conn.write_all(b"SMTP ready, not HTTP at all\r\n\r\n");
         }
         Behaviour::Big(n) => {
             let body = vec![b'y'; n];
-            while read_request(&mut conn).is_some() {
+            while read_request(&mut conn, log).is_some() {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
                 if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
                     return;
@@ -670,7 +719,7 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::CloseAfterOne => {
-            if read_request(&mut conn).is_some() {
+            if read_request(&mut conn, log).is_some() {
                 let _ = conn.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
                 );
@@ -679,7 +728,7 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::PlainError => {
-            while read_request(&mut conn).is_some() {
+            while read_request(&mut conn, log).is_some() {
                 let body = "database is on fire";
                 let _ = write!(
                     conn,
@@ -689,7 +738,7 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::Echo | Behaviour::Slow(_) => {
-            while let Some((line, headers, body)) = read_request(&mut conn) {
+            while let Some((line, headers, body)) = read_request(&mut conn, log) {
                 if let Behaviour::Slow(d) = behaviour {
                     std::thread::sleep(d);
                 }

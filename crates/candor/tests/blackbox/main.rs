@@ -6,6 +6,8 @@
 //!   identity setup, `assert_problem`, and temp directories removed when a test ends.
 //! - [`transport`]: URI, header and body size limits (414, 431, 413).
 //! - [`head_guard`]: malformed request lines and header lines, on any request of a connection.
+//! - [`framing`]: one framing authority: every smuggling vector, table-driven, with what
+//!   reached the upstream.
 //! - [`parse`]: percent-encoding of the request target and path normalisation.
 //! - [`route`]: host, path and method matching, suggestions on a miss, request ids.
 //! - [`policy`]: HTTPS-only routes, redirects, allowed and denied networks, trusted proxies.
@@ -14,6 +16,8 @@
 //! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
 //! - [`api_keys`]: API keys, their restrictions, rotation and deletion.
 //! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
+//! - [`body_faults`]: request bodies that stall, crawl or stop: the client's fault, in its
+//!   own code.
 //! - [`forward`]: the upstream exchange and its failures, pooling, streaming, route modes.
 //! - [`protocols`]: HTTP/2 (h2c and h2 by ALPN) and TLS termination.
 //! - [`timeouts`]: request head, keep-alive and TLS waits, each from accept.
@@ -29,10 +33,12 @@ mod admin;
 mod api_keys;
 mod authenticate;
 mod authorize;
+mod body_faults;
 mod catalog;
 mod catalog_coverage;
 mod demo;
 mod forward;
+mod framing;
 mod head_guard;
 mod issuers;
 mod lifecycle;

@@ -4,7 +4,7 @@
 //! how long anything took beyond "ended before the safety net".
 
 use crate::harness::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -17,22 +17,6 @@ fn gateway() -> (Gateway, Upstream) {
         one_route("/{*rest}", &up.url(), "")
     ));
     (gw, up)
-}
-
-/// Reads until the gateway closes the connection (the read timeout is a safety net far
-/// beyond the configured 1 s; hitting it fails the test).
-fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("the gateway kept the connection open: {e}"),
-        }
-    }
 }
 
 #[test]
@@ -105,19 +89,4 @@ fn timeouts_are_checked_by_candor_check() {
     );
     assert!(out.contains("timeouts.keepalive"), "{out}");
     assert!(out.contains("timeouts.header"), "{out}");
-}
-
-/// A response read from raw bytes (the whole of what the gateway sent).
-fn parse_raw(raw: &[u8]) -> Response {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let raw = raw.to_vec();
-    let t = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        c.write_all(&raw).unwrap();
-    });
-    let mut s = TcpStream::connect(addr).unwrap();
-    let r = read_response(&mut s);
-    t.join().unwrap();
-    r
 }

@@ -3,7 +3,13 @@
 use super::reader::{Problems, TableReader};
 use std::time::Duration;
 
-const TIMEOUTS: &[&str] = &["tls_handshake", "request_head", "keepalive"];
+const TIMEOUTS: &[&str] = &[
+    "tls_handshake",
+    "request_head",
+    "keepalive",
+    "request_body_idle",
+    "response_body_idle",
+];
 
 /// `[timeouts]`: every wait on a client is bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +22,12 @@ pub struct Timeouts {
     /// How long a connection may stay idle between the end of a response and the first
     /// byte of the next request (then it is closed, without an answer).
     pub keepalive: Duration,
+    /// How long a request body may pause between two pieces once its head has arrived
+    /// (`request_timeout` 408: the client stopped sending, never an upstream code).
+    pub request_body_idle: Duration,
+    /// How long an upstream may pause between two pieces of a response body it has started
+    /// (the client's response is then cut off, and the cause logged).
+    pub response_body_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -24,6 +36,8 @@ impl Default for Timeouts {
             tls_handshake: Duration::from_secs(10),
             request_head: Duration::from_secs(10),
             keepalive: Duration::from_secs(60),
+            request_body_idle: Duration::from_secs(30),
+            response_body_idle: Duration::from_secs(60),
         }
     }
 }
@@ -38,6 +52,8 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Timeouts 
         ("tls_handshake", &mut t.tls_handshake),
         ("request_head", &mut t.request_head),
         ("keepalive", &mut t.keepalive),
+        ("request_body_idle", &mut t.request_body_idle),
+        ("response_body_idle", &mut t.response_body_idle),
     ] {
         if let Some(d) = table.duration(p, key) {
             if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {

@@ -4,10 +4,12 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// A response body: one gateway-made chunk, or the upstream's body streamed through.
 #[derive(Debug)]
@@ -30,14 +32,17 @@ impl GatewayBody {
     }
 }
 
+/// Why a body failed on its way.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             GatewayBody::Upstream(inc) => Pin::new(inc).poll_frame(cx),
@@ -80,12 +85,12 @@ impl ClientBody {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 
@@ -98,43 +103,178 @@ impl Body for ClientBody {
     }
 }
 
-/// The request body on its way upstream, counting bytes so that a body without
-/// Content-Length is cut off at the size limit.
+/// What went wrong with a request body on its way upstream: always the client's doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyFault {
+    /// More bytes arrived than the size limit allows.
+    TooLarge,
+    /// The body's framing is broken: what was wrong.
+    Broken(String),
+    /// The client closed the connection after this many body bytes, before the end.
+    EndedEarly(u64),
+    /// Nothing arrived for the configured idle time.
+    Stalled,
+}
+
+/// How a request body is doing, shared by the body (on the upstream connection's task) and
+/// the forward stage.
+#[derive(Debug)]
+pub(crate) struct BodyWatch {
+    fault: OnceLock<BodyFault>,
+    /// When the last piece arrived (or the body was created), in nanoseconds since `base`.
+    last_data: AtomicU64,
+    /// The body is waiting for the client (it was read and had nothing).
+    waiting: AtomicBool,
+    /// The body has ended.
+    done: AtomicBool,
+    base: Instant,
+}
+
+impl BodyWatch {
+    /// A body starting now.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(BodyWatch {
+            fault: OnceLock::new(),
+            last_data: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            base: Instant::now(),
+        })
+    }
+
+    /// What went wrong, if anything.
+    pub(crate) fn fault(&self) -> Option<&BodyFault> {
+        self.fault.get()
+    }
+
+    /// When the client last sent a piece of the body (or the body started).
+    pub(crate) fn last_data(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last_data.load(Ordering::Relaxed))
+    }
+
+    /// Whether the body is waiting for the client, who has not finished it.
+    pub(crate) fn waiting_for_client(&self) -> bool {
+        !self.done.load(Ordering::Relaxed) && self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn data_arrived(&self) {
+        let nanos = self.base.elapsed().as_nanos() as u64;
+        self.last_data.store(nanos, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    fn failed(&self, fault: BodyFault) -> BodyError {
+        let words = match &fault {
+            BodyFault::TooLarge => "the request body exceeds the size limit".to_owned(),
+            BodyFault::Broken(why) => format!("the request body is broken: {why}"),
+            BodyFault::EndedEarly(n) => {
+                format!("the client closed the request body after {n} bytes")
+            }
+            BodyFault::Stalled => "the client stopped sending the request body".to_owned(),
+        };
+        let _ = self.fault.set(fault);
+        words.into()
+    }
+}
+
+/// A pause limit for a body: one timer, set when the body first waits and fired at most once
+/// per idle period (when it fires early, it is set to the real deadline), so that no piece
+/// of the body pays for a timer.
+#[derive(Debug)]
+pub(crate) struct IdleTimer {
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl IdleTimer {
+    /// A limit of `idle` per pause.
+    pub(crate) fn new(idle: Duration) -> Self {
+        IdleTimer { idle, timer: None }
+    }
+
+    /// The limit.
+    pub(crate) fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Called when the body has to wait: whether `idle` has passed since `last`, the
+    /// arrival of its last piece.
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>, last: Instant) -> bool {
+        let idle = self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let deadline = last + idle;
+        if Instant::now() >= deadline {
+            return true;
+        }
+        timer.as_mut().reset(deadline.into());
+        let _ = timer.as_mut().poll(cx);
+        false
+    }
+}
+
+/// The request body on its way upstream. It counts bytes, so that a body without
+/// Content-Length is cut off at the size limit; gives up when the client pauses longer than
+/// the idle timeout; and tells any failure as the client's (see [`BodyWatch`]).
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     limit: u64,
     seen: u64,
-    exceeded: Arc<AtomicBool>,
+    idle: IdleTimer,
+    watch: Arc<BodyWatch>,
 }
-
-/// The request body grew past the limit.
-#[derive(Debug)]
-pub(crate) struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body exceeds the size limit")
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
 
 impl UpstreamBody {
-    /// Wraps `inner`; `exceeded` is set if more than `limit` bytes arrive.
-    pub(crate) fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    /// Wraps `inner`: at most `limit` bytes, pauses of at most `idle`.
+    pub(crate) fn new(inner: Incoming, limit: u64, idle: Duration, watch: Arc<BodyWatch>) -> Self {
         UpstreamBody {
             inner,
             limit,
             seen: 0,
-            exceeded,
+            idle: IdleTimer::new(idle),
+            watch,
         }
     }
+
+    /// Called when the client keeps the body waiting: whether the idle time has passed.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        self.watch.waiting.store(true, Ordering::Relaxed);
+        self.idle.expired(cx, self.watch.last_data())
+    }
+}
+
+/// The client's side of a failed request body: a framing fault the head guard found, the
+/// connection closing early, or whatever else the parser reported.
+fn client_fault(e: &hyper::Error, seen: u64) -> BodyFault {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(b) = io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<crate::http::guard::BrokenFraming>())
+            {
+                return BodyFault::Broken(b.0.to_owned());
+            }
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return BodyFault::EndedEarly(seen);
+            }
+        }
+        cur = err.source();
+    }
+    if e.is_incomplete_message() || e.is_canceled() {
+        return BodyFault::EndedEarly(seen);
+    }
+    BodyFault::Broken(e.to_string())
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -146,20 +286,33 @@ impl Body for UpstreamBody {
                 if let Some(d) = frame.data_ref() {
                     this.seen += d.len() as u64;
                     if this.seen > this.limit {
-                        this.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                        return Poll::Ready(Some(Err(this.watch.failed(BodyFault::TooLarge))));
                     }
                 }
+                this.watch.data_arrived();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                let fault = client_fault(&e, this.seen);
+                Poll::Ready(Some(Err(this.watch.failed(fault))))
+            }
+            Poll::Ready(None) => {
+                this.watch.done.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
+            Poll::Pending if this.stalled(cx) => {
+                Poll::Ready(Some(Err(this.watch.failed(BodyFault::Stalled))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        let end = self.inner.is_end_stream();
+        if end {
+            self.watch.done.store(true, Ordering::Relaxed);
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -68,7 +68,7 @@ pub(crate) fn check_request_start(start: &[u8]) -> Option<(GatewayError, String)
 }
 
 /// `malformed_request` with `reason`, for a request line starting with `line`.
-fn malformed_request(reason: String, line: &[u8]) -> (GatewayError, String) {
+pub(crate) fn malformed_request(reason: String, line: &[u8]) -> (GatewayError, String) {
     let err = GatewayError::new(codes::MALFORMED_REQUEST)
         .param("reason", reason)
         .param("start", format!("\"{}\"", escaped(line, 12)));
@@ -81,7 +81,7 @@ pub(crate) fn is_tchar(b: &u8) -> bool {
 }
 
 /// At most `max` bytes of `bytes`, as text with control characters escaped.
-fn escaped(bytes: &[u8], max: usize) -> String {
+pub(crate) fn escaped(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(max)])
         .escape_debug()
         .collect()

@@ -8,11 +8,16 @@
 //! service recognises through [`Shared`] and answers with the catalog error, after the
 //! responses to any earlier requests on the connection and with `Connection: close`.
 //!
-//! Anything the guard does not fully understand (HTTP/2, upgrades, `CONNECT`, unusual
-//! `Transfer-Encoding` or `Content-Length`) switches it to passing bytes through unchanged,
-//! so it never disagrees with hyper about where a message ends.
+//! The guard is the one framing authority: a head whose body could be framed in more than
+//! one way (two lengths, a length and a coding, a coding other than `chunked`, an ill-formed
+//! length, `CONNECT`) is refused like a malformed head, and chunked bodies are followed with
+//! hyper's grammar and CR LF line ends only; a body that breaks it fails with a read error
+//! ([`BrokenFraming`]) instead of more bytes, so that nothing after it is read as a request.
+//! Every head on a connection is checked, after an `Upgrade:` too (the gateway never
+//! answers 101). Only an HTTP/2 connection, after its preface, passes through unchecked.
 
 use crate::error::GatewayError;
+use crate::stages::transport::Limits;
 use candor_catalog::codes;
 use std::future::Future;
 use std::io::IoSlice;
@@ -69,6 +74,19 @@ pub(crate) struct Rejection {
     pub target: String,
 }
 
+/// The read error the parser gets when a request body's chunked framing is broken: what
+/// was wrong. The request then fails as the client's fault (see `http::body`).
+#[derive(Debug)]
+pub(crate) struct BrokenFraming(pub(crate) &'static str);
+
+impl std::fmt::Display for BrokenFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BrokenFraming {}
+
 /// State shared by a connection's guard and its service.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -90,7 +108,9 @@ fn clock_base() -> Instant {
 
 /// Now, in nanoseconds since [`clock_base`].
 fn clock_now() -> u64 {
-    Instant::now().saturating_duration_since(clock_base()).as_nanos() as u64
+    Instant::now()
+        .saturating_duration_since(clock_base())
+        .as_nanos() as u64
 }
 
 /// A request being served; dropped when its response has been sent to the end (it rides
@@ -131,10 +151,14 @@ enum Framing {
     Body(u64),
     /// In a chunked body.
     Chunked(Chunk),
-    /// Not followed: everything passes unchanged.
+    /// An HTTP/2 connection (after its preface): everything passes unchanged.
     Through,
     /// A head was rejected: the stand-in is being handed out, then nothing more.
     Rejected,
+    /// A chunked body broke its framing: what was wrong. The parser gets an error instead
+    /// of more bytes, so the request fails as the client's fault and nothing after it is
+    /// read as a request.
+    Broken(&'static str),
 }
 
 /// How far the request line of a head being collected has been checked.
@@ -152,19 +176,36 @@ const NEW_HEAD: Framing = Framing::Head {
     line: Line::Open(0),
 };
 
-/// Where a chunked body is.
+/// Where a chunked body is. The grammar is hyper's, byte for byte (RFC 9112 §7.1 with CRLF
+/// line ends only): wherever the two could read the bytes differently, the guard refuses
+/// them first.
 #[derive(Debug, Clone, Copy)]
 enum Chunk {
-    /// Reading the chunk size: its value so far, and whether a digit was seen.
-    Size(u64, bool),
-    /// After the size, up to the end of the line (extensions are skipped).
-    SizeLine(u64),
+    /// The first hex digit of a chunk size.
+    Start,
+    /// More hex digits of the chunk size so far.
+    Size(u64),
+    /// Spaces or tabs after the size.
+    SizeSpace(u64),
+    /// A chunk extension (after `;`), this many bytes long so far.
+    Extension(u64, usize),
+    /// The LF after the size line's CR.
+    SizeLf(u64),
     /// Chunk data with this many bytes left.
     Data(u64),
-    /// The CR LF after chunk data (`true` once the CR is seen).
-    DataEnd(bool),
-    /// Trailer lines after the last chunk; `empty` while the current line has no bytes.
-    Trailer { empty: bool },
+    /// The CR after chunk data.
+    DataCr,
+    /// The LF after chunk data.
+    DataLf,
+    /// After the last chunk or a trailer line: another trailer line, or the final CR LF.
+    /// Carries the trailer bytes so far.
+    TrailerStart(usize),
+    /// In a trailer line.
+    Trailer(usize),
+    /// The LF ending a trailer line.
+    TrailerLf(usize),
+    /// The final LF.
+    EndLf,
 }
 
 /// One step of the chunked-body scanner.
@@ -174,58 +215,111 @@ enum ChunkStep {
     More,
     /// The body ended after this many bytes.
     End(usize),
-    /// Not a chunked body the guard understands.
-    Confused,
+    /// The framing is broken at this offset: what was wrong.
+    Broken(usize, &'static str),
 }
 
-impl Chunk {
-    /// The state after the line that gave the chunk size `n`.
-    fn after_size_line(n: u64) -> Chunk {
-        if n == 0 {
-            Chunk::Trailer { empty: true }
-        } else {
-            Chunk::Data(n)
-        }
-    }
+/// The longest chunk extension the guard follows (hyper allows 16 KiB over a whole body).
+const MAX_CHUNK_EXTENSION: usize = 4096;
 
-    /// Follows the body through `data`.
-    fn advance(&mut self, data: &[u8]) -> ChunkStep {
+impl Chunk {
+    /// Follows the body through `data`; `max_trailers` bounds the trailer section.
+    fn advance(&mut self, data: &[u8], max_trailers: usize) -> ChunkStep {
         let mut i = 0;
         while i < data.len() {
             let b = data[i];
+            let broken = |why| ChunkStep::Broken(i, why);
             *self = match *self {
-                Chunk::Size(n, seen) => match (b as char).to_digit(16) {
-                    Some(d) => match n.checked_mul(16) {
-                        Some(m) => Chunk::Size(m + u64::from(d), true),
-                        None => return ChunkStep::Confused,
-                    },
-                    None if !seen => return ChunkStep::Confused,
-                    None if b == b'\n' => Chunk::after_size_line(n),
-                    None if matches!(b, b';' | b' ' | b'\t' | b'\r') => Chunk::SizeLine(n),
-                    None => return ChunkStep::Confused,
+                Chunk::Start => match hex(b) {
+                    Some(d) => Chunk::Size(d),
+                    None => return broken("a chunk size must start with a hex digit"),
                 },
-                Chunk::SizeLine(n) if b == b'\n' => Chunk::after_size_line(n),
-                Chunk::SizeLine(n) => Chunk::SizeLine(n),
+                Chunk::Size(n) => match (hex(b), b) {
+                    (Some(d), _) => match n.checked_mul(16) {
+                        Some(m) => Chunk::Size(m | d),
+                        None => return broken("a chunk size is larger than 2^64 bytes"),
+                    },
+                    (None, b' ' | b'\t') => Chunk::SizeSpace(n),
+                    (None, b';') => Chunk::Extension(n, 0),
+                    (None, b'\r') => Chunk::SizeLf(n),
+                    (None, b'\n') => {
+                        return broken("a chunk size line ends in a bare LF (CR LF is required)");
+                    }
+                    (None, _) => {
+                        return broken("a chunk size contains a byte that is not a hex digit");
+                    }
+                },
+                Chunk::SizeSpace(n) => match b {
+                    b' ' | b'\t' => Chunk::SizeSpace(n),
+                    b';' => Chunk::Extension(n, 0),
+                    b'\r' => Chunk::SizeLf(n),
+                    _ => {
+                        return broken(
+                            "only a chunk extension may follow the spaces after a chunk size",
+                        );
+                    }
+                },
+                Chunk::Extension(n, len) => match b {
+                    b'\r' => Chunk::SizeLf(n),
+                    b'\n' => {
+                        return broken("a chunk extension contains a bare LF (CR LF is required)");
+                    }
+                    _ if len >= MAX_CHUNK_EXTENSION => {
+                        return broken("a chunk extension is longer than 4096 bytes");
+                    }
+                    _ => Chunk::Extension(n, len + 1),
+                },
+                Chunk::SizeLf(n) => match b {
+                    b'\n' if n == 0 => Chunk::TrailerStart(0),
+                    b'\n' => Chunk::Data(n),
+                    _ => return broken("a CR in a chunk size line is not followed by LF"),
+                },
                 Chunk::Data(left) => {
                     let n = left.min((data.len() - i) as u64);
                     *self = if n == left {
-                        Chunk::DataEnd(false)
+                        Chunk::DataCr
                     } else {
                         Chunk::Data(left - n)
                     };
                     i += n as usize;
                     continue;
                 }
-                Chunk::DataEnd(cr) => match (cr, b) {
-                    (false, b'\r') => Chunk::DataEnd(true),
-                    (_, b'\n') => Chunk::Size(0, false),
-                    _ => return ChunkStep::Confused,
+                Chunk::DataCr => match b {
+                    b'\r' => Chunk::DataLf,
+                    _ => {
+                        return broken(
+                            "chunk data is longer than its size, or not followed by CR LF",
+                        );
+                    }
                 },
-                Chunk::Trailer { empty } => match b {
-                    b'\n' if empty => return ChunkStep::End(i + 1),
-                    b'\n' => Chunk::Trailer { empty: true },
-                    b'\r' => Chunk::Trailer { empty },
-                    _ => Chunk::Trailer { empty: false },
+                Chunk::DataLf => match b {
+                    b'\n' => Chunk::Start,
+                    _ => return broken("the CR after chunk data is not followed by LF"),
+                },
+                Chunk::TrailerStart(len) => match b {
+                    b'\r' => Chunk::EndLf,
+                    b'\n' => {
+                        return broken(
+                            "the trailer section contains a bare LF (CR LF is required)",
+                        );
+                    }
+                    _ => Chunk::Trailer(len + 1),
+                },
+                Chunk::Trailer(len) => match b {
+                    _ if len >= max_trailers => {
+                        return broken("the trailer section is larger than the header limit");
+                    }
+                    b'\r' => Chunk::TrailerLf(len + 1),
+                    b'\n' => return broken("a trailer line ends in a bare LF (CR LF is required)"),
+                    _ => Chunk::Trailer(len + 1),
+                },
+                Chunk::TrailerLf(len) => match b {
+                    b'\n' => Chunk::TrailerStart(len + 1),
+                    _ => return broken("a CR in a trailer line is not followed by LF"),
+                },
+                Chunk::EndLf => match b {
+                    b'\n' => return ChunkStep::End(i + 1),
+                    _ => return broken("the CR ending the trailer section is not followed by LF"),
                 },
             };
             i += 1;
@@ -234,15 +328,20 @@ impl Chunk {
     }
 }
 
+/// The value of a hex digit.
+fn hex(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(u64::from)
+}
+
 /// Follows the framing of the bytes handed to the parser and checks each request head.
 #[derive(Debug)]
 struct Scanner {
     framing: Framing,
     /// Request heads passed to the parser so far.
     heads: u64,
-    /// The configured request-target and header-section limits (for the details of
-    /// `uri_too_long` and `headers_too_large`).
-    limits: (usize, usize),
+    /// The configured size limits (for the details of `uri_too_long`, `headers_too_large`
+    /// and `payload_too_large`, and the bound on trailers).
+    limits: Limits,
     /// The longest head held back before it is refused as too large.
     max_head: usize,
 }
@@ -260,7 +359,7 @@ impl Scanner {
         while off < data.len() {
             match &mut self.framing {
                 Framing::Through => return (data.len(), None),
-                Framing::Rejected => return (off, None),
+                Framing::Rejected | Framing::Broken(_) => return (off, None),
                 Framing::Body(left) => {
                     let n = (*left).min((data.len() - off) as u64);
                     *left -= n;
@@ -269,14 +368,19 @@ impl Scanner {
                         self.framing = NEW_HEAD;
                     }
                 }
-                Framing::Chunked(chunk) => match chunk.advance(&data[off..]) {
-                    ChunkStep::More => return (data.len(), None),
-                    ChunkStep::End(n) => {
-                        off += n;
-                        self.framing = NEW_HEAD;
+                Framing::Chunked(chunk) => {
+                    match chunk.advance(&data[off..], self.limits.max_header_bytes) {
+                        ChunkStep::More => return (data.len(), None),
+                        ChunkStep::End(n) => {
+                            off += n;
+                            self.framing = NEW_HEAD;
+                        }
+                        ChunkStep::Broken(n, why) => {
+                            self.framing = Framing::Broken(why);
+                            return (off + n, None);
+                        }
                     }
-                    ChunkStep::Confused => self.framing = Framing::Through,
-                },
+                }
                 Framing::Head { scanned, line } => {
                     let rest = &data[off..];
                     if *scanned == 0 {
@@ -293,10 +397,14 @@ impl Scanner {
                     match head_end(rest, *scanned) {
                         Ok(end) => {
                             let head = &rest[..end];
-                            if let Some(refusal) = crate::http::grammar::check_request_line(head) {
-                                return (off, Some(refusal));
+                            let framing = match crate::http::grammar::check_request_line(head) {
+                                Some(refusal) => Err(Box::new(refusal)),
+                                None => framing_after(head, self.heads == 0, &self.limits),
+                            };
+                            match framing {
+                                Ok(framing) => self.framing = framing,
+                                Err(refusal) => return (off, Some(*refusal)),
                             }
-                            self.framing = framing_after(head);
                             self.heads += 1;
                             off += end;
                         }
@@ -337,7 +445,7 @@ impl Scanner {
     /// `uri_too_long` or `headers_too_large` for a head that grew past the bound without
     /// ending.
     fn too_large(&self, head: &[u8]) -> Refusal {
-        let (max_uri, max_headers) = self.limits;
+        let (max_uri, max_headers) = (self.limits.max_uri_bytes, self.limits.max_header_bytes);
         let more = format!("more than {}", self.max_head);
         let Some(line_end) = head.iter().position(|&b| b == b'\n') else {
             let err = GatewayError::new(codes::URI_TOO_LONG)
@@ -347,8 +455,8 @@ impl Scanner {
             return (err, String::new());
         };
         let err = GatewayError::new(codes::HEADERS_TOO_LARGE)
-            .param("length", more)
-            .param("limit", max_headers.to_string())
+            .param("length", format!("{more} bytes"))
+            .param("limit", format!("{max_headers} bytes"))
             .param("largest", String::new())
             .extension("limit", max_headers.into());
         let target = head[..line_end]
@@ -398,43 +506,119 @@ fn head_end(data: &[u8], from: usize) -> Result<usize, usize> {
     Err(data.len())
 }
 
-/// What follows a request head that passed the check: its body, or the next head. Anything
-/// unusual is passed through for the parser to judge.
-fn framing_after(head: &[u8]) -> Framing {
+/// The most header fields a request may carry (hyper is configured with the same number).
+pub(crate) const MAX_HEADER_FIELDS: usize = crate::upstream::pool::MAX_RESPONSE_HEADERS;
+
+/// Content-Length values the parser cannot represent (hyper's largest length).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
+/// What follows a request head whose lines passed the check: its body, or the next head.
+/// A head whose framing could be read in more than one way (RFC 9112 §6: two lengths, a
+/// length and a transfer coding, a coding other than `chunked`, an ill-formed length) is
+/// refused here, so that the guard and the parser always agree where a message ends. `first`
+/// is true for the first head on the connection (the only place for the HTTP/2 preface).
+fn framing_after(head: &[u8], first: bool, limits: &Limits) -> Result<Framing, Box<Refusal>> {
+    use crate::http::grammar::{escaped, malformed_request, path_of};
     let mut lines = head.split(|&b| b == b'\n');
-    let request_line = lines.next().unwrap_or_default();
-    if request_line.starts_with(b"CONNECT ") || request_line.starts_with(b"PRI ") {
-        return Framing::Through;
+    let line = lines.next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let target = || {
+        line.split(|&b| b == b' ')
+            .nth(1)
+            .map(|t| path_of(&t[..t.len().min(limits.max_uri_bytes)]))
+            .unwrap_or_default()
+    };
+    let refuse = |reason: String| Err(Box::new((malformed_request(reason, line).0, target())));
+    if line.starts_with(b"PRI * HTTP/2.0") {
+        if first {
+            return Ok(Framing::Through);
+        }
+        return refuse("the HTTP/2 connection preface can only open a connection".into());
+    }
+    if line.starts_with(b"CONNECT ") {
+        return refuse("CONNECT asks for a tunnel, and this gateway is not a forward proxy".into());
     }
     let mut length: Option<u64> = None;
-    let mut encodings = 0;
-    let mut chunked = false;
+    let mut coding: Option<&[u8]> = None;
+    let mut fields = 0usize;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
+        fields += 1;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            let Some(n) = decimal(value) else {
-                return Framing::Through;
+            let n = match content_length(value) {
+                Some(Ok(n)) => n,
+                Some(Err(())) => {
+                    let err = crate::stages::transport::payload_too_large(
+                        escaped(value, 40),
+                        limits.max_body_bytes,
+                    );
+                    return Err(Box::new((err, target())));
+                }
+                None => {
+                    return refuse(format!(
+                        "Content-Length must be the body's size in decimal digits, and it is \"{}\"",
+                        escaped(value, 24)
+                    ));
+                }
             };
             if length.is_some_and(|l| l != n) {
-                return Framing::Through;
+                return refuse(
+                    "it carries two Content-Length headers with different values".into(),
+                );
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encodings += 1;
-            chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return Framing::Through;
+            if coding.is_some() {
+                return refuse(
+                    "Transfer-Encoding is sent in more than one header (send it once: chunked)"
+                        .into(),
+                );
+            }
+            coding = Some(value);
         }
     }
-    match (encodings, length) {
-        (0, None | Some(0)) => NEW_HEAD,
-        (0, Some(n)) => Framing::Body(n),
-        (1, None) if chunked => Framing::Chunked(Chunk::Size(0, false)),
-        _ => Framing::Through,
+    if fields > MAX_HEADER_FIELDS {
+        let err = GatewayError::new(codes::HEADERS_TOO_LARGE)
+            .param("length", format!("{fields} fields"))
+            .param("limit", format!("{MAX_HEADER_FIELDS} fields"))
+            .param("largest", String::new())
+            .extension("limit_fields", MAX_HEADER_FIELDS.into());
+        return Err(Box::new((err, target())));
     }
+    match (coding, length) {
+        (None, None | Some(0)) => Ok(NEW_HEAD),
+        (None, Some(n)) => Ok(Framing::Body(n)),
+        (Some(_), _) if line.ends_with(b" HTTP/1.0") => refuse(
+            "HTTP/1.0 has no Transfer-Encoding (send Content-Length, or use HTTP/1.1)".into(),
+        ),
+        (Some(_), Some(_)) => refuse(
+            "it carries both Content-Length and Transfer-Encoding, two framings of one body (RFC 9112 §6.1)"
+                .into(),
+        ),
+        (Some(v), None) if v.eq_ignore_ascii_case(b"chunked") => {
+            Ok(Framing::Chunked(Chunk::Start))
+        }
+        (Some(v), None) => refuse(format!(
+            "Transfer-Encoding must be \"chunked\", the one transfer coding accepted on requests, and it is \"{}\"",
+            escaped(v, 32)
+        )),
+    }
+}
+
+/// A Content-Length value: `None` unless it is one run of decimal digits; `Err` for a
+/// number larger than any body can be.
+fn content_length(value: &[u8]) -> Option<Result<u64, ()>> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        decimal(value)
+            .filter(|&n| n <= MAX_CONTENT_LENGTH)
+            .ok_or(()),
+    )
 }
 
 /// A non-empty run of ASCII digits as a number.
@@ -480,12 +664,14 @@ pub(crate) struct HeadGuard<S> {
 }
 
 impl<S> HeadGuard<S> {
-    /// Guards `inner`, accepted just now; `limits` are the configured request-target and
-    /// header-section limits, which also bound the bytes held for an incomplete head.
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, limits: (usize, usize), waits: Waits) -> Self {
+    /// Guards `inner`, accepted just now; `limits` are the configured size limits, whose
+    /// request-target and header-section limits also bound the bytes held for an incomplete
+    /// head.
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, limits: Limits, waits: Waits) -> Self {
         // The raw head carries a colon, a space and CRLF per line on top of what the
         // limits count; anything longer is refused without waiting for its end.
-        let max_head = (limits.0 + 2 * limits.1 + 8 * 1024).min(MAX_HEAD_BYTES);
+        let max_head =
+            (limits.max_uri_bytes + 2 * limits.max_header_bytes + 8 * 1024).min(MAX_HEAD_BYTES);
         HeadGuard {
             inner,
             shared,
@@ -535,8 +721,8 @@ impl<S> HeadGuard<S> {
         } else if collecting {
             (Wait::Head, self.head_started + self.waits.head)
         } else {
-            let ended = clock_base()
-                + Duration::from_nanos(self.shared.idle_since.load(Ordering::Acquire));
+            let ended =
+                clock_base() + Duration::from_nanos(self.shared.idle_since.load(Ordering::Acquire));
             (Wait::Idle, ended.max(self.last_head) + self.waits.keepalive)
         };
         if now >= deadline {
@@ -635,6 +821,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
             }
             match this.scanner.framing {
                 Framing::Through => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                Framing::Broken(why) => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        BrokenFraming(why),
+                    )));
+                }
                 Framing::Rejected => {
                     // The stand-in asked to close the connection: nothing more goes to
                     // the parser, and what the client still sends is read and dropped.
@@ -770,7 +962,7 @@ mod tests {
         let mut s = Scanner {
             framing: NEW_HEAD,
             heads: 0,
-            limits: (8192, 32768),
+            limits: Limits::default(),
             max_head: MAX_HEAD_BYTES,
         };
         let (mut out, mut held) = (Vec::new(), Vec::new());
@@ -806,22 +998,132 @@ mod tests {
     }
 
     #[test]
-    fn what_the_guard_does_not_follow_passes_through() {
-        for head in [
-            &b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
-            b"CONNECT h:443 HTTP/1.1\r\n\r\n",
+    fn framings_that_could_be_read_two_ways_are_refused() {
+        let bad: &[&[u8]] = &[
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunk\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ];
+        for head in bad {
+            for step in [1, 7, head.len()] {
+                let (_, _, code) = run(head, step);
+                assert_eq!(
+                    code,
+                    Some(codes::MALFORMED_REQUEST),
+                    "{}",
+                    String::from_utf8_lossy(head)
+                );
+            }
+        }
+        let huge = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n";
+        assert_eq!(run(huge, 9).2, Some(codes::PAYLOAD_TOO_LARGE));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADER_FIELDS {
+            many.extend_from_slice(format!("a{i}: b\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(run(&many, 4096).2, Some(codes::HEADERS_TOO_LARGE));
+        // Still followed, and the next head checked: an upgrade request (never answered
+        // with 101), equal repeated lengths, the HTTP/2 preface at the start.
+        for head in [
+            &b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n",
         ] {
             let mut input = head.to_vec();
             input.extend_from_slice(b"GET /x y HTTP/1.1\r\n\r\n");
-            assert_eq!(run(&input, 5).2, None, "{}", String::from_utf8_lossy(head));
+            let (_, heads, code) = run(&input, 5);
+            assert_eq!(heads, 1, "{}", String::from_utf8_lossy(head));
+            assert_eq!(code, Some(codes::INVALID_URL_ENCODING));
         }
+        let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00GET /x y HTTP/1.1\r\n\r\n";
+        assert_eq!(run(h2, 5), (h2.to_vec(), 1, None));
         assert_eq!(decimal(b"18446744073709551616"), None);
         assert_eq!(decimal(b"0042"), Some(42));
+    }
+
+    /// Runs a chunked body through the scanner: where it ended, or why it broke.
+    fn chunked(body: &[u8], step: usize) -> Result<usize, &'static str> {
+        let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head = input.len();
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+        let mut s = Scanner {
+            framing: NEW_HEAD,
+            heads: 0,
+            limits: Limits::default(),
+            max_head: MAX_HEAD_BYTES,
+        };
+        let (mut out, mut held) = (0, Vec::new());
+        for piece in input.chunks(step) {
+            held.extend_from_slice(piece);
+            let (n, refusal) = s.scan(&held);
+            assert!(refusal.is_none());
+            out += n;
+            held.drain(..n);
+            if let Framing::Broken(why) = s.framing {
+                return Err(why);
+            }
+            if s.heads == 2 {
+                return Ok(out - head - b"GET /next HTTP/1.1\r\n\r\n".len());
+            }
+        }
+        panic!("the body never ended: {:?}", s.framing);
+    }
+
+    #[test]
+    fn chunked_framing_is_hypers_with_crlf_only() {
+        for (body, end) in [
+            (&b"0\r\n\r\n"[..], 5),
+            (b"5\r\nhello\r\n0\r\n\r\n", 15),
+            (b"5 ;a=b\r\nhello\r\n0;x\r\nX-T: 1\r\nY: 2\r\n\r\n", 36),
+            (b"A\r\n0123456789\r\n0\r\n\r\n", 20),
+        ] {
+            for step in [1, 2, 5, body.len() + 30] {
+                assert_eq!(
+                    chunked(body, step),
+                    Ok(end),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        for body in [
+            &b"0\r\n\nGET /SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello!\r\n0\r\n\r\n",
+            b"5;a\nhello\r\n0\r\n\r\n",
+            b"ffffffffffffffff1\r\n",
+            b"x\r\n",
+            b"\r\n0\r\n\r\n",
+            b"5 5\r\nhello\r\n0\r\n\r\n",
+            b"0\r\n\r\r\n",
+        ] {
+            for step in [1, 3, body.len() + 30] {
+                assert!(
+                    chunked(body, step).is_err(),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
     }
 
     #[test]
@@ -844,7 +1146,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let shared = Arc::new(Shared::default());
         let input: &[u8] = b"GET /a HTTP/1.1\r\n\r\nGET /b c HTTP/1.1\r\n\r\n";
-        let mut g = HeadGuard::new(input, shared.clone(), (8192, 32768), WAITS);
+        let mut g = HeadGuard::new(input, shared.clone(), Limits::default(), WAITS);
         let mut out = Vec::new();
         let mut buf = [0u8; 256];
         while out.len() < 19 + STAND_IN.len() {

@@ -361,10 +361,7 @@ async fn serve_connection(
     });
     let (limits, timeouts) = {
         let p = state.current();
-        (
-            (p.limits.max_uri_bytes, p.limits.max_header_bytes),
-            p.timeouts,
-        )
+        (p.limits, p.timeouts)
     };
     let waits = guard::Waits {
         head: timeouts.request_head,

@@ -210,7 +210,14 @@ impl Pipeline {
         }
         match plan.endpoint {
             Endpoint::Proxy => {
-                forward::run(forwarder, &route.config, ctx, self.limits.max_body_bytes).await
+                forward::run(
+                    forwarder,
+                    &route.config,
+                    ctx,
+                    self.limits.max_body_bytes,
+                    &self.timeouts,
+                )
+                .await
             }
             Endpoint::ErrorPages => pages::serve(&self.renderer, ctx.path(), &ctx.parts.headers),
             Endpoint::Token => {

@@ -2,9 +2,10 @@
 //! and stream the answer back; every failure becomes its own catalog code naming the route
 //! and the cause.
 
+use crate::config::Timeouts;
 use crate::config::{RouteConfig, Upstream};
 use crate::error::{ErrorSource, GatewayError};
-use crate::http::body::{GatewayBody, UpstreamBody};
+use crate::http::body::{BodyFault, BodyWatch, GatewayBody, UpstreamBody};
 use crate::pipeline::context::{Downstream, RequestCtx};
 use crate::stages::authenticate::Principal;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
@@ -16,9 +17,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -148,6 +148,7 @@ pub(crate) async fn run(
     route: &RouteConfig,
     ctx: &mut RequestCtx<'_>,
     max_body: u64,
+    timeouts: &Timeouts,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let (mut parts, body) = ctx.take_request()?;
     identity_headers(&mut parts.headers, ctx.principal.as_ref());
@@ -162,6 +163,8 @@ pub(crate) async fn run(
             down: &ctx.down,
             request_id: ctx.request_id,
             max_body,
+            body_idle: timeouts.request_body_idle,
+            response_idle: timeouts.response_body_idle,
         },
     )
     .await;
@@ -212,6 +215,10 @@ struct Exchange<'a> {
     down: &'a Downstream<'a>,
     request_id: &'a HeaderValue,
     max_body: u64,
+    /// `timeouts.request_body_idle`.
+    body_idle: Duration,
+    /// `timeouts.response_body_idle`.
+    response_idle: Duration,
 }
 
 /// Forwards the request to `route`'s upstream.
@@ -227,6 +234,8 @@ async fn forward(
         down,
         request_id,
         max_body,
+        body_idle,
+        response_idle,
     } = exchange;
     let up = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(codes::INTERNAL_ERROR)
@@ -259,12 +268,18 @@ async fn forward(
     if let Some(h) = host {
         parts.headers.insert(header::HOST, h);
     }
-    parts.uri = uri;
+    // The client's method and target stay for the detail of an answer blaming its body.
+    let request = (parts.method.clone(), std::mem::replace(&mut parts.uri, uri));
     parts.version = Version::HTTP_11;
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let req = Request::from_parts(parts, UpstreamBody::new(body, max_body, exceeded.clone()));
+    let watch = BodyWatch::new();
+    let body = UpstreamBody::new(body, max_body, body_idle, watch.clone());
+    let req = Request::from_parts(parts, body);
 
-    let result = tokio::time::timeout(route.timeout, fwd.pool.send(&up.authority, req)).await;
+    let result = upstream_wait(fwd.pool.send(&up.authority, req), route.timeout, &watch).await;
+    if let Some(fault) = watch.fault() {
+        let start = format!("{} {}", request.0, request.1.path());
+        return Err(body_error(fault, &start, max_body, body_idle));
+    }
     let mut resp = match result {
         Err(_) => {
             return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, up)
@@ -277,9 +292,6 @@ async fn forward(
             );
         }
         Ok(Err(SendError::Exchange(e))) => {
-            if exceeded.load(Ordering::Relaxed) {
-                return Err(payload_too_large(format!("more than {max_body}"), max_body));
-            }
             let words = if e.is_incomplete_message() {
                 "closed the connection before sending a complete response".to_owned()
             } else if e.is_parse() || e.is_parse_status() {
@@ -295,6 +307,21 @@ async fn forward(
         }
         Ok(Ok(resp)) => resp,
     };
+    // The request asked for no upgrade (Upgrade is hop-by-hop and never forwarded), and the
+    // client's connection cannot be switched: an informational status is not an answer.
+    if resp.status().is_informational() {
+        let status = resp.status();
+        return Err(
+            upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param(
+                "cause",
+                format!(
+                    "answered {} {} to a request that asked for no upgrade",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                ),
+            ),
+        );
+    }
     // A response framed by Transfer-Encoding is not framed by its Content-Length too
     // (RFC 9112 §6.3): passing the length on would cut the body the client gets.
     if resp.headers().contains_key(header::TRANSFER_ENCODING) {
@@ -305,7 +332,64 @@ async fn forward(
         return Err(wrap(route, up, resp).await);
     }
     // The response's X-Request-Id is set by the pipeline, on every response alike.
+    let status = resp.status().as_u16();
+    resp.body_mut()
+        .stream_to_client(request_id, status, response_idle);
     Ok(resp.map(GatewayBody::Upstream))
+}
+
+/// Waits for the upstream's answer for at most `timeout`, counted from the later of the
+/// start and the last piece of request body the client sent: the upstream is not charged for
+/// a client sending slowly, and while the body waits for the client the body's own idle
+/// timeout is what runs. `Err` when the time ran out.
+async fn upstream_wait<F: Future>(
+    send: F,
+    timeout: Duration,
+    watch: &BodyWatch,
+) -> Result<F::Output, ()> {
+    let started = Instant::now();
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(send, sleep);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut send => return Ok(out),
+            () = &mut sleep => {
+                let now = Instant::now();
+                let deadline = if watch.waiting_for_client() {
+                    now + timeout
+                } else {
+                    started.max(watch.last_data()) + timeout
+                };
+                if now >= deadline {
+                    return Err(());
+                }
+                sleep.as_mut().reset(deadline.into());
+            }
+        }
+    }
+}
+
+/// The client's answer when its request body failed on the way: `start` is the method and
+/// path, for the detail.
+fn body_error(fault: &BodyFault, start: &str, max_body: u64, idle: Duration) -> GatewayError {
+    let malformed = |reason: String| {
+        crate::http::grammar::malformed_request(reason, start.as_bytes())
+            .0
+            .source(ErrorSource::Downstream)
+    };
+    match fault {
+        BodyFault::TooLarge => payload_too_large(format!("more than {max_body}"), max_body),
+        BodyFault::Broken(why) => malformed(format!("its body's framing is broken: {why}")),
+        BodyFault::EndedEarly(n) => malformed(format!(
+            "the connection was closed after {n} bytes of its body, before the body's end"
+        )),
+        BodyFault::Stalled => GatewayError::new(codes::REQUEST_TIMEOUT)
+            .param("part", "body")
+            .param("timeout", human_duration(idle))
+            .param("limit_name", "timeouts.request_body_idle")
+            .extension("timeout_ms", (idle.as_millis() as u64).into()),
+    }
 }
 
 fn upstream_error(code: &'static str, route: &RouteConfig, up: &Upstream) -> GatewayError {

@@ -47,8 +47,8 @@ pub(crate) fn check_limits(limits: &Limits, parts: &Parts) -> Result<(), Gateway
     }
     if total > limits.max_header_bytes {
         return Err(GatewayError::new(codes::HEADERS_TOO_LARGE)
-            .param("length", total.to_string())
-            .param("limit", limits.max_header_bytes.to_string())
+            .param("length", format!("{total} bytes"))
+            .param("limit", format!("{} bytes", limits.max_header_bytes))
             .param(
                 "largest",
                 format!(" The largest is {} ({} bytes).", largest.0, largest.1),

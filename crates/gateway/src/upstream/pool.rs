@@ -6,7 +6,7 @@
 //! cannot be skipped safely). A request that a pooled connection closed under before it was
 //! written is sent again on another connection; once any of it is written it never is.
 
-use crate::http::body::UpstreamBody;
+use crate::http::body::{BodyError, IdleTimer, UpstreamBody};
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -156,6 +156,7 @@ impl Pool {
         let mut resp = resp.map(|inner| PooledBody {
             inner,
             home: Some((self.clone(), authority.clone(), sender)),
+            stream: None,
         });
         if resp.body().inner.is_end_stream() {
             resp.body_mut().release();
@@ -227,10 +228,45 @@ fn connect_cause(e: &std::io::Error) -> String {
 }
 
 /// An upstream response body; its connection returns to the pool when it has been read to
-/// the end.
+/// the end. Once [`PooledBody::stream_to_client`] has been called, a pause of the upstream
+/// longer than the idle limit cuts the body off, and a body that ends badly is logged with
+/// who ended it (upstream or client), the status already sent and the bytes delivered.
 pub struct PooledBody {
     inner: Incoming,
     home: Option<(Pool, Authority, SendRequest<UpstreamBody>)>,
+    /// Boxed: most of the body's life is spent without it being looked at.
+    stream: Option<Box<Streaming>>,
+}
+
+/// A response body on its way to a client.
+#[derive(Debug)]
+struct Streaming {
+    request_id: http::HeaderValue,
+    upstream: Authority,
+    status: u16,
+    idle: IdleTimer,
+    last: Instant,
+    sent: u64,
+    polled: bool,
+    /// Ended, well or badly (logged).
+    over: bool,
+}
+
+impl Streaming {
+    /// Logs the end of a body that did not end well; `ended_by` is "upstream" or "client".
+    fn ended_badly(&mut self, ended_by: &str, cause: &str) {
+        self.over = true;
+        tracing::warn!(
+            target: "candor::request",
+            request_id = %self.request_id.to_str().unwrap_or(""),
+            upstream = %self.upstream,
+            status = self.status,
+            bytes_sent = self.sent,
+            ended_by,
+            cause,
+            "response cut off"
+        );
+    }
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -247,25 +283,87 @@ impl PooledBody {
             pool.checkin(&authority, sender);
         }
     }
+
+    /// Marks this body as going to a client: `idle` bounds the upstream's pauses, and the
+    /// request id and status are what an early end is logged with.
+    pub(crate) fn stream_to_client(
+        &mut self,
+        request_id: &http::HeaderValue,
+        status: u16,
+        idle: Duration,
+    ) {
+        let upstream = match &self.home {
+            Some((_, authority, _)) => authority.clone(),
+            None => Authority::from_static("unknown"),
+        };
+        self.stream = Some(Box::new(Streaming {
+            request_id: request_id.clone(),
+            upstream,
+            status,
+            idle: IdleTimer::new(idle),
+            last: Instant::now(),
+            sent: 0,
+            polled: false,
+            over: self.inner.is_end_stream(),
+        }));
+    }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Err(_))) => this.home = None,
-            _ => {}
+        match polled {
+            Poll::Ready(None) => {
+                this.release();
+                if let Some(s) = &mut this.stream {
+                    s.over = true;
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let end = this.inner.is_end_stream();
+                if end {
+                    this.release();
+                }
+                if let Some(s) = &mut this.stream {
+                    s.polled = true;
+                    s.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    s.last = Instant::now();
+                    s.over |= end;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.home = None;
+                if let Some(s) = &mut this.stream {
+                    s.ended_badly("upstream", &format!("the upstream's body broke off: {e}"));
+                }
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Pending => {
+                let Some(s) = &mut this.stream else {
+                    return Poll::Pending;
+                };
+                s.polled = true;
+                if !s.idle.expired(cx, s.last) {
+                    return Poll::Pending;
+                }
+                this.home = None;
+                let cause = format!(
+                    "the upstream sent nothing for {} (timeouts.response_body_idle)",
+                    crate::stages::forward::human_duration(s.idle.idle())
+                );
+                s.ended_badly("upstream", &cause);
+                Poll::Ready(Some(Err(cause.into())))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -274,5 +372,16 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Some(s) = &mut self.stream
+            && s.polled
+            && !s.over
+        {
+            s.ended_badly("client", "the client went away before the response's end");
+        }
     }
 }
