@@ -7,13 +7,12 @@
 use std::collections::BTreeSet;
 
 /// Codes raised by stages that are not built yet: content negotiation, rate limits,
-/// upstream health checks, concurrency limits, resource conflicts and operations a mode
+/// upstream health checks, resource conflicts and operations a mode
 /// does not support.
 const OWNED_BY_LATER_WORK: &[&str] = &[
     "not_acceptable",
     "rate_limited",
     "no_healthy_upstream",
-    "upstream_overloaded",
     "conflict",
     "unsupported_for_mode",
 ];

@@ -428,3 +428,65 @@ fn an_unasked_for_101_is_a_protocol_error_not_a_bare_500() {
     let b = assert_problem(&r, "upstream_protocol_error");
     assert!(b["detail"].as_str().unwrap().contains("101"), "{b}");
 }
+
+#[test]
+fn an_upstream_at_its_connection_cap_queues_then_refuses_with_upstream_overloaded() {
+    // The finding: 10 connections x 200 streams to a hanging route opened 2,000 upstream
+    // connections. Now: at most max_connections, then a bounded queue, then a refusal.
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&one_route(
+        "/{*rest}",
+        &up.url(),
+        "timeout = \"2s\"\nmax_connections = 2\nmax_queue = 1",
+    ));
+    std::thread::scope(|s| {
+        let busy: Vec<_> = (0..2).map(|_| s.spawn(|| gw.get("/h"))).collect();
+        std::thread::sleep(Duration::from_millis(400));
+        let queued = s.spawn(|| gw.get("/h"));
+        std::thread::sleep(Duration::from_millis(300));
+        // The queue holds one: this one is refused at once.
+        let r = gw.get("/h");
+        let b = assert_problem(&r, "upstream_overloaded");
+        assert_eq!(r.status, 503);
+        assert_eq!(b["limit"], 2);
+        assert_eq!(b["retry"], "with_backoff");
+        let detail = b["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(
+                "has all 2 of its connections busy, and its queue of 1 waiting requests is full"
+            ),
+            "{detail}"
+        );
+        // The queued one waited half the route's timeout for a connection, in vain.
+        let r = queued.join().unwrap();
+        let b = assert_problem(&r, "upstream_overloaded");
+        assert!(
+            b["detail"]
+                .as_str()
+                .unwrap()
+                .contains("none came free within 1 s"),
+            "{b}"
+        );
+        for t in busy {
+            assert_problem(&t.join().unwrap(), "upstream_timeout");
+        }
+    });
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_connection_coming_free_serves_the_queue() {
+    let up = Upstream::start(Behaviour::Slow(Duration::from_millis(300)));
+    let gw = Gateway::start(&one_route(
+        "/{*rest}",
+        &up.url(),
+        "timeout = \"10s\"\nmax_connections = 1\nmax_queue = 8",
+    ));
+    std::thread::scope(|s| {
+        let all: Vec<_> = (0..4).map(|_| s.spawn(|| gw.get("/q"))).collect();
+        for t in all {
+            assert_eq!(t.join().unwrap().status, 200);
+        }
+    });
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

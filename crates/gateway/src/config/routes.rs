@@ -19,6 +19,8 @@ const ROUTE: &[&str] = &[
     "methods",
     "upstream",
     "timeout",
+    "max_connections",
+    "max_queue",
     "mode",
     "retry_after",
     "maintenance_until",
@@ -186,9 +188,19 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
             RouteMode::Proxy
         }
     };
+    let max_connections = r.integer(p, "max_connections", 1, 100_000);
+    let max_queue = r.integer(p, "max_queue", 0, 100_000);
     let upstream = match r.string(p, "upstream") {
         Some((u, span)) => match parse_upstream(&u) {
-            Ok(up) => Some(up),
+            Ok(mut up) => {
+                if let Some(n) = max_connections {
+                    up.max_connections = n as usize;
+                }
+                if let Some(n) = max_queue {
+                    up.max_queue = n as usize;
+                }
+                Some(up)
+            }
             Err(e) => {
                 p.at(span, &r.key_path("upstream"), e).expected =
                     Some("an http URL such as \"http://127.0.0.1:9000\"".into());
@@ -403,5 +415,7 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         authority,
         base_path: uri.path().trim_end_matches('/').to_owned(),
         display: s.to_owned(),
+        max_connections: crate::upstream::DEFAULT_MAX_CONNECTIONS,
+        max_queue: crate::upstream::DEFAULT_MAX_QUEUE,
     })
 }

@@ -10,7 +10,7 @@ use crate::pipeline::context::{Downstream, RequestCtx};
 use crate::stages::authenticate::Principal;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
-use crate::upstream::pool::{Pool, PooledBody, SendError};
+use crate::upstream::pool::{Caps, Pool, PooledBody, SendError};
 use bytes::Bytes;
 use candor_catalog::{Retry, codes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,6 +25,10 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The longest a request waits for one of its upstream's connections to come free (half
+/// the route's timeout when that is shorter).
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// The most of an upstream error body kept when wrapping it into the envelope.
 const WRAP_BODY_LIMIT: usize = 64 * 1024;
@@ -275,7 +279,13 @@ async fn forward(
     let body = UpstreamBody::new(body, max_body, body_idle, watch.clone());
     let req = Request::from_parts(parts, body);
 
-    let result = upstream_wait(fwd.pool.send(&up.authority, req), route.timeout, &watch).await;
+    let caps = Caps {
+        max_connections: up.max_connections,
+        max_queue: up.max_queue,
+        queue_wait: (route.timeout / 2).min(MAX_QUEUE_WAIT),
+    };
+    let send = fwd.pool.send(&up.authority, req, caps);
+    let result = upstream_wait(send, route.timeout, &watch).await;
     if let Some(fault) = watch.fault() {
         let start = format!("{} {}", request.0, request.1.path());
         return Err(body_error(fault, &start, max_body, body_idle));
@@ -290,6 +300,21 @@ async fn forward(
             return Err(
                 upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
             );
+        }
+        Ok(Err(SendError::Overloaded {
+            limit,
+            queue,
+            waited,
+        })) => {
+            let why = match waited {
+                None => format!("its queue of {queue} waiting requests is full"),
+                Some(w) => format!("none came free within {}", human_duration(w)),
+            };
+            return Err(upstream_error(codes::UPSTREAM_OVERLOADED, route, up)
+                .param("limit", limit.to_string())
+                .param("why", why)
+                .extension("limit", limit.into())
+                .extension("max_queue", queue.into()));
         }
         Ok(Err(SendError::Exchange(e))) => {
             let words = if e.is_incomplete_message() {

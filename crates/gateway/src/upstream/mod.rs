@@ -17,4 +17,14 @@ pub struct Upstream {
     pub base_path: String,
     /// As written in the config.
     pub display: String,
+    /// The most connections open to this upstream at once (route key `max_connections`).
+    pub max_connections: usize,
+    /// The most requests waiting for one of them (route key `max_queue`); more get
+    /// `upstream_overloaded`.
+    pub max_queue: usize,
 }
+
+/// Envoy's default circuit-breaker thresholds: connections and pending requests.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// See [`DEFAULT_MAX_CONNECTIONS`].
+pub(crate) const DEFAULT_MAX_QUEUE: usize = 1024;

@@ -16,6 +16,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -39,6 +40,27 @@ pub(crate) enum SendError {
     Connect(String),
     /// The connection was made (or reused) and the exchange failed.
     Exchange(hyper::Error),
+    /// Every connection the upstream may have is busy and the request could not wait for
+    /// one: the queue was full (`waited` is `None`), or nothing came free in `waited`.
+    Overloaded {
+        /// The upstream's connection limit.
+        limit: usize,
+        /// The queue's limit.
+        queue: usize,
+        /// How long the request waited in the queue, if it was let in.
+        waited: Option<Duration>,
+    },
+}
+
+/// The caps on one upstream and how long a request may wait for a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caps {
+    /// The most connections open at once.
+    pub(crate) max_connections: usize,
+    /// The most requests waiting for a connection.
+    pub(crate) max_queue: usize,
+    /// How long a request may wait in the queue.
+    pub(crate) queue_wait: Duration,
 }
 
 struct Idle {
@@ -46,7 +68,49 @@ struct Idle {
     since: Instant,
 }
 
-type IdleLists = HashMap<Authority, Vec<Idle>>;
+/// One upstream address: its idle connections and its counts.
+#[derive(Default)]
+struct Entry {
+    idle: Vec<Idle>,
+    gate: Arc<Gate>,
+}
+
+/// The open connections of one upstream address and the requests waiting for one.
+#[derive(Debug, Default)]
+struct Gate {
+    open: AtomicUsize,
+    queued: AtomicUsize,
+    /// Told when a connection goes idle or closes.
+    freed: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// Counts a new connection if there is room for one.
+    fn try_open(&self, max: usize) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A connection closed (or was never made).
+    fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
+    }
+}
+
+/// A request's place in an upstream's queue, given back when dropped.
+struct Queued(Arc<Gate>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type IdleLists = HashMap<Authority, Entry>;
 
 /// The pool: idle connections by upstream address.
 #[derive(Clone, Default)]
@@ -60,7 +124,7 @@ impl std::fmt::Debug for Pool {
         let idle: usize = self
             .idle
             .lock()
-            .map_or(0, |m| m.values().map(Vec::len).sum());
+            .map_or(0, |m| m.values().map(|e| e.idle.len()).sum());
         f.debug_struct("Pool").field("idle", &idle).finish()
     }
 }
@@ -68,43 +132,91 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// Sends `req` (origin-form target, Host set) to `authority` on a pooled connection or a
     /// new one.
+    /// With every connection `caps` allows busy, the request waits in the upstream's queue
+    /// for one to come free (or is refused when the queue is full).
     pub(crate) async fn send(
         &self,
         authority: &Authority,
         mut req: Request<UpstreamBody>,
+        caps: Caps,
     ) -> Result<Response<PooledBody>, SendError> {
-        while let Some(mut sender) = self.checkout(authority) {
-            // An idle connection is ready at once; one that closed meanwhile says so here.
-            if sender.ready().await.is_err() {
-                continue;
+        let mut queued: Option<(Queued, Instant)> = None;
+        loop {
+            let (idle, gate) = self.checkout(authority);
+            if let Some(mut sender) = idle {
+                // An idle connection is ready at once; one that closed meanwhile says so.
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.pooled(authority, sender, resp)),
+                    Err(mut e) => match e.take_message() {
+                        // Not written: the connection closed first; try another.
+                        Some(r) => {
+                            req = r;
+                            continue;
+                        }
+                        None => return Err(SendError::Exchange(e.into_error())),
+                    },
+                }
             }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.pooled(authority, sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    // Not written: the connection closed first; try another.
-                    Some(r) => req = r,
-                    None => return Err(SendError::Exchange(e.into_error())),
-                },
+            if gate.try_open(caps.max_connections) {
+                drop(queued);
+                let mut sender = connect(authority, gate).await?;
+                sender.ready().await.map_err(SendError::Exchange)?;
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .map_err(SendError::Exchange)?;
+                return Ok(self.pooled(authority, sender, resp));
+            }
+            let since = match &queued {
+                Some((_, since)) => *since,
+                None => {
+                    let admitted = gate
+                        .queued
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n < caps.max_queue).then_some(n + 1)
+                        })
+                        .is_ok();
+                    if !admitted {
+                        return Err(SendError::Overloaded {
+                            limit: caps.max_connections,
+                            queue: caps.max_queue,
+                            waited: None,
+                        });
+                    }
+                    let now = Instant::now();
+                    queued = Some((Queued(gate.clone()), now));
+                    now
+                }
+            };
+            let deadline = since + caps.queue_wait;
+            if tokio::time::timeout_at(deadline.into(), gate.freed.notified())
+                .await
+                .is_err()
+            {
+                return Err(SendError::Overloaded {
+                    limit: caps.max_connections,
+                    queue: caps.max_queue,
+                    waited: Some(caps.queue_wait),
+                });
             }
         }
-        let mut sender = connect(authority).await?;
-        sender.ready().await.map_err(SendError::Exchange)?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(SendError::Exchange)?;
-        Ok(self.pooled(authority, sender, resp))
     }
 
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(authority)?;
-        while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && !entry.sender.is_closed() {
-                return Some(entry.sender);
+    /// An idle connection to `authority`, if there is one, and the address's counts.
+    fn checkout(&self, authority: &Authority) -> (Option<SendRequest<UpstreamBody>>, Arc<Gate>) {
+        let Ok(mut lists) = self.idle.lock() else {
+            return (None, Arc::default());
+        };
+        let entry = lists.entry(authority.clone()).or_default();
+        while let Some(idle) = entry.idle.pop() {
+            if idle.since.elapsed() < IDLE_TIMEOUT && !idle.sender.is_closed() {
+                return (Some(idle.sender), entry.gate.clone());
             }
         }
-        None
+        (None, entry.gate.clone())
     }
 
     /// Returns a connection whose response has been read. The request body may still be
@@ -134,14 +246,17 @@ impl Pool {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let list = idle.entry(authority.clone()).or_default();
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle {
+        let entry = idle.entry(authority.clone()).or_default();
+        if entry.idle.len() < MAX_IDLE_PER_UPSTREAM {
+            entry.idle.push(Idle {
                 sender,
                 since: Instant::now(),
             });
         }
+        // A request waiting in the queue can have it.
+        let gate = entry.gate.clone();
         drop(idle);
+        gate.freed.notify_one();
         self.reaper.get_or_init(|| {
             tokio::spawn(reap(Arc::downgrade(&self.idle)));
         });
@@ -173,14 +288,43 @@ async fn reap(idle: std::sync::Weak<Mutex<IdleLists>>) {
         tokio::time::sleep(IDLE_TIMEOUT / 4).await;
         let Some(idle) = idle.upgrade() else { return };
         let Ok(mut lists) = idle.lock() else { return };
-        for list in lists.values_mut() {
-            list.retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
+        for entry in lists.values_mut() {
+            entry
+                .idle
+                .retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
         }
-        lists.retain(|_, list| !list.is_empty());
+        // An address is forgotten only when nothing counts on its gate.
+        lists.retain(|_, e| !e.idle.is_empty() || Arc::strong_count(&e.gate) > 1);
     }
 }
 
-async fn connect(authority: &Authority) -> Result<SendRequest<UpstreamBody>, SendError> {
+/// Opens a connection counted on `gate` (given back when the connection ends, or at once
+/// when it cannot be made).
+async fn connect(
+    authority: &Authority,
+    gate: Arc<Gate>,
+) -> Result<SendRequest<UpstreamBody>, SendError> {
+    match open(authority).await {
+        Ok((sender, conn)) => {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(target: "candor::upstream", error = %e, "upstream connection ended with an error");
+                }
+                gate.closed();
+            });
+            Ok(sender)
+        }
+        Err(e) => {
+            gate.closed();
+            Err(e)
+        }
+    }
+}
+
+/// The connection task of an upstream connection.
+type ConnTask = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
+
+async fn open(authority: &Authority) -> Result<(SendRequest<UpstreamBody>, ConnTask), SendError> {
     // Authority::host keeps the brackets of an IPv6 literal; the resolver does not want them.
     let host = authority
         .host()
@@ -200,17 +344,11 @@ async fn connect(authority: &Authority) -> Result<SendRequest<UpstreamBody>, Sen
     let _ = stream.set_nodelay(true);
     // As many response headers as clients may send (hyper's default is 100: an upstream
     // setting many cookies would otherwise fail as a protocol error).
-    let (sender, conn) = http1::Builder::new()
+    http1::Builder::new()
         .max_headers(MAX_RESPONSE_HEADERS)
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(SendError::Exchange)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(target: "candor::upstream", error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
+        .map_err(SendError::Exchange)
 }
 
 /// The cause of a failed connect, in words: "connection refused", "name not resolved: ...".
