@@ -88,6 +88,7 @@ pub mod codes {
         NO_HEALTHY_UPSTREAM = "no_healthy_upstream";
         UPSTREAM_OVERLOADED = "upstream_overloaded";
         SERVICE_UNAVAILABLE = "service_unavailable";
+        SERVER_OVERLOADED = "server_overloaded";
         NOT_IMPLEMENTED = "not_implemented";
         INTERNAL_ERROR = "internal_error";
         RESOURCE_NOT_FOUND = "resource_not_found";

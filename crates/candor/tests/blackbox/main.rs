@@ -20,6 +20,8 @@
 //!   own code.
 //! - [`forward`]: the upstream exchange and its failures, pooling, streaming, route modes.
 //! - [`protocols`]: HTTP/2 (h2c and h2 by ALPN) and TLS termination.
+//! - [`caps`]: connection caps (server_overloaded), HTTP/2 stream caps and the reset budget,
+//!   idle HTTP/2 connections and the maximum connection age.
 //! - [`timeouts`]: request head, keep-alive and TLS waits, each from accept.
 //! - [`lifecycle`]: `candor check`, reload on change and SIGHUP, graceful shutdown.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
@@ -34,6 +36,7 @@ mod api_keys;
 mod authenticate;
 mod authorize;
 mod body_faults;
+mod caps;
 mod catalog;
 mod catalog_coverage;
 mod demo;

@@ -3,7 +3,13 @@
 use super::reader::{Problems, TableReader};
 pub(crate) use crate::stages::transport::Limits;
 
-const LIMITS: &[&str] = &["max_uri_bytes", "max_header_bytes", "max_body_bytes"];
+const LIMITS: &[&str] = &[
+    "max_uri_bytes",
+    "max_header_bytes",
+    "max_body_bytes",
+    "max_connections",
+    "max_h2_streams",
+];
 
 /// Reads `[limits]`.
 pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Limits {
@@ -17,6 +23,12 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Limits {
         }
         if let Some(n) = l.integer(p, "max_body_bytes", 0, 1 << 40) {
             limits.max_body_bytes = n as u64;
+        }
+        if let Some(n) = l.integer(p, "max_connections", 1, 1_000_000) {
+            limits.max_connections = n as usize;
+        }
+        if let Some(n) = l.integer(p, "max_h2_streams", 1, 10_000) {
+            limits.max_h2_streams = n as u32;
         }
         l.finish(p);
     }

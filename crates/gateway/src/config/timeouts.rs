@@ -9,6 +9,7 @@ const TIMEOUTS: &[&str] = &[
     "keepalive",
     "request_body_idle",
     "response_body_idle",
+    "max_connection_age",
 ];
 
 /// `[timeouts]`: every wait on a client is bounded.
@@ -28,6 +29,9 @@ pub struct Timeouts {
     /// How long an upstream may pause between two pieces of a response body it has started
     /// (the client's response is then cut off, and the cause logged).
     pub response_body_idle: Duration,
+    /// How long a client connection may live; then it is asked to close (HTTP/2 GOAWAY,
+    /// HTTP/1 `Connection: close` on the next response) and drained.
+    pub max_connection_age: Duration,
 }
 
 impl Default for Timeouts {
@@ -38,6 +42,7 @@ impl Default for Timeouts {
             keepalive: Duration::from_secs(60),
             request_body_idle: Duration::from_secs(30),
             response_body_idle: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }
@@ -54,6 +59,7 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Timeouts 
         ("keepalive", &mut t.keepalive),
         ("request_body_idle", &mut t.request_body_idle),
         ("response_body_idle", &mut t.response_body_idle),
+        ("max_connection_age", &mut t.max_connection_age),
     ] {
         if let Some(d) = table.duration(p, key) {
             if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {

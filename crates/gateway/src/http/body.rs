@@ -78,7 +78,7 @@ impl ClientBody {
     pub(crate) fn new(inner: GatewayBody, in_flight: crate::http::guard::InFlight) -> Self {
         ClientBody {
             inner,
-            _in_flight: in_flight,
+            _in_flight: in_flight.answered(),
         }
     }
 }

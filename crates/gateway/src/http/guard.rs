@@ -98,7 +98,17 @@ pub(crate) struct Shared {
     /// When the last response was sent to the end, in nanoseconds since [`clock_base`]: the
     /// start of the keep-alive wait.
     idle_since: AtomicU64,
+    /// Requests the client gave up before they were answered (HTTP/2 streams reset after
+    /// they were accepted): their upstream work is cancelled.
+    resets: AtomicU64,
+    /// Told when `resets` goes over the budget.
+    pub(crate) calm: tokio::sync::Notify,
 }
+
+/// Resets a connection may make before it is closed, when they are also most of its
+/// requests: a client cancelling now and then is normal, one opening streams only to reset
+/// them makes the gateway do work for nothing (the HTTP/2 "rapid reset" attack).
+pub(crate) const RESET_BUDGET: u64 = 100;
 
 /// The instant the guard's clock counts from (the first use in the process).
 fn clock_base() -> Instant {
@@ -114,15 +124,33 @@ fn clock_now() -> u64 {
 }
 
 /// A request being served; dropped when its response has been sent to the end (it rides
-/// on the response body), which starts the keep-alive timer.
+/// on the response body), which starts the keep-alive timer. Dropped before it was
+/// [`answered`](InFlight::answered), the client gave the request up.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Shared>);
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    answered: bool,
+}
+
+impl InFlight {
+    /// The request has its response (now on its way).
+    pub(crate) fn answered(mut self) -> Self {
+        self.answered = true;
+        self
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let shared = &self.0;
+        let shared = &self.shared;
         shared.idle_since.store(clock_now(), Ordering::Release);
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !self.answered {
+            let resets = shared.resets.fetch_add(1, Ordering::AcqRel) + 1;
+            if resets > RESET_BUDGET && resets * 2 > shared.requests.load(Ordering::Relaxed) {
+                shared.calm.notify_one();
+            }
+        }
     }
 }
 
@@ -130,7 +158,28 @@ impl Shared {
     /// Marks a request as being served until the returned token is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
+        InFlight {
+            shared: self.clone(),
+            answered: false,
+        }
+    }
+
+    /// Whether no request is being served, and since when (the end of the last response;
+    /// `None` before any).
+    pub(crate) fn idle(&self) -> Option<Option<Instant>> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = self.idle_since.load(Ordering::Acquire);
+        Some((since > 0).then(|| clock_base() + Duration::from_nanos(since)))
+    }
+
+    /// Requests given up by the client, and requests in all.
+    pub(crate) fn resets(&self) -> (u64, u64) {
+        (
+            self.resets.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
     }
 
     /// Called by the service once per HTTP/1 request, in order: the rejection to answer

@@ -4,6 +4,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`server`] | listeners, accept, connections, reload, graceful shutdown |
+//! | [`connections`] | connections counted per listener against its cap, drained, closed when idle, old or abusive |
 //! | [`guard`] | every HTTP/1 request head checked before hyper parses it |
 //! | [`grammar`] | the HTTP/1 request-line and header-line grammar the guard applies |
 //! | [`tls`] | rustls from PEM files, ALPN |
@@ -17,6 +18,7 @@
 
 pub(crate) mod address;
 pub(crate) mod body;
+pub(crate) mod connections;
 pub(crate) mod grammar;
 pub(crate) mod guard;
 pub(crate) mod json_body;

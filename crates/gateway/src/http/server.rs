@@ -5,6 +5,7 @@ use crate::admin;
 use crate::config::{Config, ConfigReport};
 use crate::error::GatewayError;
 use crate::http::body::{ClientBody, GatewayBody};
+use crate::http::connections::Connections;
 use crate::http::guard::{self, HeadGuard};
 use crate::pipeline::{Pipeline, Services};
 use crate::stages::forward::Forwarder;
@@ -14,14 +15,13 @@ use http::{HeaderValue, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -247,7 +247,8 @@ impl Server {
             listener,
             admin,
         } = self;
-        let graceful = GracefulShutdown::new();
+        let main_conns = Connections::new("main");
+        let admin_conns = Connections::new("admin");
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -255,10 +256,16 @@ impl Server {
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(1 << 20)
             .max_headers(crate::upstream::pool::MAX_RESPONSE_HEADERS);
+        // HTTP/2: streams reset before the gateway accepted them are bounded by the h2
+        // library (then GOAWAY ENHANCE_YOUR_CALM); after, by the reset budget (see
+        // `connections`). The header list may be larger than limits.max_header_bytes so that
+        // a list over the limit reaches the transport stage and its catalog answer.
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(1 << 20);
+            .max_header_list_size(1 << 20)
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(256));
         tokio::spawn(crate::identity::store::keep_fresh(
             state.services.identity.clone(),
         ));
@@ -294,21 +301,37 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let (conns, cap) = if is_admin {
+                (&admin_conns, ADMIN_MAX_CONNECTIONS)
+            } else {
+                (&main_conns, state.current().limits.max_connections)
+            };
+            let Some(ticket) = conns.admit(cap) else {
+                refuse_connection(&state, stream, is_admin, cap);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let watcher = graceful.watcher();
-            let builder = builder.clone();
+            let mut builder = builder.clone();
+            builder
+                .http2()
+                .max_concurrent_streams(state.current().limits.max_h2_streams);
+            let drain = conns.drain_signal();
             let state = state.clone();
             tokio::spawn(async move {
-                serve_connection(state, builder, stream, peer, is_admin, watcher).await;
+                serve_connection(state, builder, stream, peer, is_admin, drain).await;
+                drop(ticket);
             });
         }
         drop(listener);
         drop(admin);
         crate::limits::quota::persist(&state.services.quotas, &state.services.identity).await;
         let deadline = **state.drain_timeout.load();
-        tracing::info!(target: "candor::server", in_flight_connections = graceful.count(), deadline_s = deadline.as_secs(), "shutting down: draining");
+        tracing::info!(target: "candor::server", in_flight_connections = main_conns.open() + admin_conns.open(), refused_connections = main_conns.refused() + admin_conns.refused(), deadline_s = deadline.as_secs(), "shutting down: draining");
+        let drained = async {
+            tokio::join!(main_conns.drain(), admin_conns.drain());
+        };
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!(target: "candor::server", "drained; exiting"),
+            () = drained => tracing::info!(target: "candor::server", "drained; exiting"),
             () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
         }
         crate::limits::quota::persist(&state.services.quotas, &state.services.identity).await;
@@ -321,13 +344,99 @@ async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// The most connections the admin listener holds open at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The most connections being refused (answered and closed) at once; past it, a refused
+/// connection is closed without an answer.
+const MAX_REFUSING: usize = 256;
+
+/// A connection over its listener's cap: on a plain listener it gets `server_overloaded`
+/// (503, Retry-After) without its request being read; on a TLS listener, which could only
+/// answer after a handshake, it is closed. Either way it was counted and logged by `admit`.
+fn refuse_connection(state: &Arc<State>, stream: TcpStream, is_admin: bool, cap: usize) {
+    static REFUSING: AtomicUsize = AtomicUsize::new(0);
+    let tls = !is_admin && state.tls.load().is_some();
+    if tls || REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        if !tls {
+            REFUSING.fetch_sub(1, Ordering::AcqRel);
+        }
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let err = GatewayError::new(codes::SERVER_OVERLOADED)
+            .param("limit", cap.to_string())
+            .param("retry_after", "1")
+            .header(http::header::RETRY_AFTER, "1")
+            .extension("limit", cap.into())
+            .extension("retry_after", 1.into());
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            answer_and_close(&state, stream, &err, "/"),
+        )
+        .await;
+        REFUSING.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// Drives a connection until it ends: on shutdown, when it has been idle for the keep-alive
+/// time, when it is older than `timeouts.max_connection_age`, or when its client resets most
+/// of its requests, it is asked to close gracefully (HTTP/2 GOAWAY, HTTP/1 close after the
+/// response in flight). A connection asked to close by its client's resets gets a short
+/// grace, then is dropped.
+macro_rules! drive {
+    ($conn:expr, $shared:expr, $drain:expr, $timeouts:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let shared: &guard::Shared = &$shared;
+        let accepted = Instant::now();
+        let (keepalive, max_age) = ($timeouts.keepalive, $timeouts.max_connection_age);
+        let mut drain = $drain;
+        let timer = tokio::time::sleep(keepalive.min(max_age));
+        tokio::pin!(timer);
+        let mut closing = false;
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => break r,
+                _ = drain.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = shared.calm.notified(), if grace.is_none() => {
+                    let (resets, requests) = shared.resets();
+                    tracing::warn!(target: "candor::server", peer = %$peer, resets, requests, "closing a connection: the client reset most of its requests");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+                }
+                () = async { grace.as_mut().expect("set").await }, if grace.is_some() => {
+                    break Ok(());
+                }
+                () = &mut timer, if !closing => {
+                    match crate::http::connections::check(shared, accepted, keepalive, max_age, Instant::now()) {
+                        Ok(next) => timer.as_mut().reset(next.into()),
+                        Err(why) => {
+                            tracing::debug!(target: "candor::server", peer = %$peer, why = why.as_str(), "asking a connection to close");
+                            closing = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
+
 async fn serve_connection(
     state: Arc<State>,
     builder: auto::Builder<TokioExecutor>,
     stream: TcpStream,
     peer: SocketAddr,
     is_admin: bool,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let tls_config = if is_admin {
         None
@@ -378,10 +487,14 @@ async fn serve_connection(
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let io = HeadGuard::new(tls_stream, conn, limits, waits);
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(io), svc))
-                        .await
+                    let io = HeadGuard::new(tls_stream, conn.clone(), limits, waits);
+                    drive!(
+                        builder.serve_connection(TokioIo::new(io), svc),
+                        conn,
+                        drain,
+                        timeouts,
+                        peer
+                    )
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
@@ -394,10 +507,14 @@ async fn serve_connection(
             }
         }
         None => {
-            let io = HeadGuard::new(stream, conn, limits, waits);
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(io), svc))
-                .await
+            let io = HeadGuard::new(stream, conn.clone(), limits, waits);
+            drive!(
+                builder.serve_connection(TokioIo::new(io), svc),
+                conn,
+                drain,
+                timeouts,
+                peer
+            )
         }
     };
     if let Err(e) = result {
@@ -455,8 +572,14 @@ where
     let pipeline = state.current();
     let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
     log_refusal(&request_id, status.as_u16(), err.code);
+    let mut extra = String::new();
+    for (name, value) in &err.headers {
+        if let Ok(v) = value.to_str() {
+            extra.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
     let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         crate::stages::respond::PROBLEM_JSON,

@@ -14,6 +14,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: u64,
+    /// The most client connections open at once on the listener (more get
+    /// `server_overloaded`, or are closed on a TLS listener).
+    pub max_connections: usize,
+    /// The most HTTP/2 streams a client may have open at once on one connection.
+    pub max_h2_streams: u32,
 }
 
 impl Default for Limits {
@@ -22,6 +27,8 @@ impl Default for Limits {
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
+            max_connections: 10_000,
+            max_h2_streams: 100,
         }
     }
 }

@@ -1,0 +1,156 @@
+//! Caps and connection lifetimes: a listener's connection cap (`server_overloaded`), HTTP/2
+//! stream caps and the reset budget (the "rapid reset" finding), idle HTTP/2 connections and
+//! the maximum connection age. Every wait here is a safety net far beyond what is configured;
+//! nothing measures how long anything took.
+
+use crate::harness::*;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[test]
+fn a_listener_at_its_connection_cap_answers_server_overloaded() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[limits]\nmax_connections = 3\n{}",
+        one_route("/{*rest}", &up.url(), "")
+    ));
+    // Three connections held open (a request each, kept alive).
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(gw.addr).unwrap();
+            s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut s).status, 200);
+            s
+        })
+        .collect();
+    // The fourth is answered at once, without its request being read, and closed.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let raw = read_to_close(&mut s);
+    let r = parse_raw(&raw);
+    let b = assert_problem(&r, "server_overloaded");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(b["limit"], 3);
+    assert_eq!(b["retry"], "after_delay");
+    assert!(gw.eventually(|g| {
+        g.log()
+            .contains("the listener is at limits.max_connections")
+    }));
+    // A connection that ends makes room.
+    drop(held);
+    assert!(gw.eventually(|g| g.get("/a").status == 200));
+}
+
+#[test]
+fn an_old_connection_is_closed_after_its_response() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nmax_connection_age = \"1s\"\nkeepalive = \"30s\"\n{}",
+        one_route("/{*rest}", &up.url(), "")
+    ));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    // Idle for less than keepalive, but older than max_connection_age: closed.
+    assert_eq!(read_to_close(&mut s), b"");
+}
+
+async fn h2c(
+    gw: &Gateway,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_gets_goaway() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nkeepalive = \"1s\"\n{}",
+        one_route("/{*rest}", &up.url(), "")
+    ));
+    let (mut send, conn) = h2c(&gw).await;
+    let req = http::Request::get(format!("http://{}/a", gw.addr))
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // Idle: the gateway sends GOAWAY and the connection ends.
+    let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
+    assert!(ended.is_ok(), "the idle h2 connection was kept open");
+}
+
+#[tokio::test]
+async fn streams_reset_after_accept_over_the_budget_close_the_connection() {
+    // The finding: 5,000 streams opened and reset after being accepted made 3,787 upstream
+    // requests and no GOAWAY. Now the connection is closed once its resets pass the budget
+    // (100, and most of its requests), and the reset streams' upstream work is cancelled.
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), "timeout = \"30s\""));
+    let (send, conn) = h2c(&gw).await;
+    let mut sent = 0;
+    for _round in 0..4 {
+        let streams: Vec<_> = (0..60)
+            .map(|i| {
+                let mut send = send.clone();
+                let uri = format!("http://{}/r{i}", gw.addr);
+                tokio::spawn(async move {
+                    let req = http::Request::get(uri).body(Empty::new()).unwrap();
+                    send.send_request(req).await
+                })
+            })
+            .collect();
+        sent += streams.len();
+        // Accepted by the gateway (forwarded to the hanging upstream), then reset.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for s in streams {
+            s.abort();
+        }
+        if conn.is_finished() {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
+    assert!(ended.is_ok(), "the connection survived {sent} resets");
+    assert!(gw.eventually(|g| g.log().contains("the client reset most of its requests")));
+    // No more than the streams that were opened reached the upstream.
+    assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) <= sent);
+}
+
+#[tokio::test]
+async fn a_client_may_not_open_more_streams_than_the_cap() {
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&format!(
+        "[limits]\nmax_h2_streams = 5\n{}",
+        one_route("/{*rest}", &up.url(), "timeout = \"30s\"")
+    ));
+    let (send, _conn) = h2c(&gw).await;
+    let streams: Vec<_> = (0..12)
+        .map(|i| {
+            let mut send = send.clone();
+            let uri = format!("http://{}/s{i}", gw.addr);
+            tokio::spawn(async move {
+                let req = http::Request::get(uri).body(Empty::new()).unwrap();
+                send.send_request(req).await
+            })
+        })
+        .collect();
+    // The hanging upstream holds every stream the gateway accepted: at most the cap.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let hits = up.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(hits <= 5, "{hits} streams reached the upstream");
+    assert!(hits >= 1);
+    for s in streams {
+        s.abort();
+    }
+}
