@@ -47,6 +47,8 @@ mod http;
 mod identity;
 mod limits;
 mod pipeline;
+#[cfg(test)]
+mod properties;
 mod stages;
 mod time;
 mod upstream;

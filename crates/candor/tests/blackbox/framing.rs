@@ -106,6 +106,15 @@ const CASES: &[Case] = &[
         &[(200, ""), (400, "invalid_url_encoding")],
         &["GET /ws HTTP/1.1 | x"],
     ),
+    // Found by the guard-against-hyper property test (guard/properties.rs): each was
+    // hyper's bare 400 before.
+    (
+        "a lone CR before a request line",
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\rOST /b HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[(200, ""), BAD],
+        &["GET /a HTTP/1.1 | x"],
+    ),
+    ("a target that is not a path", b"POST \"m1 HTTP/1.1\r\nHost: x\r\n\r\n", &[BAD], &[]),
     (
         "trailers and pipelining, well framed",
         b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -170,4 +179,29 @@ fn bare_lf_in_chunked_framing_fails_the_request_as_the_clients_fault() {
         assert_eq!(h, "POST /a HTTP/1.1 | x");
     }
     assert!(gw.log().contains("\"source\":\"downstream\""));
+}
+
+/// Found by the property test: a head the client stopped sending half-way (it closed its
+/// side) went to hyper, whose answer to a broken last line was a bare 400.
+#[test]
+fn a_head_cut_off_by_the_client_is_answered_through_the_catalog() {
+    let (gw, up) = gateway();
+    for (bytes, code) in [
+        (
+            &b"GET /a HTTP/1.1\r\nHost: x\r:\r\n"[..],
+            "malformed_header",
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\x00\x00",
+            "malformed_request",
+        ),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\n", "malformed_request"),
+    ] {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = parse_raw(&read_to_close(&mut s));
+        assert_problem(&r, code);
+    }
+    assert!(up.heads().is_empty());
 }

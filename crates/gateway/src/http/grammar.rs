@@ -33,13 +33,26 @@ pub(crate) fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
         let v = escaped(version, 16);
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
     }
-    let Some(bad) = target.iter().position(|&b| b <= b' ' || b == 0x7f) else {
-        return check_header_lines(&buf[end + 1..]).map(|e| (e, path_of(target)));
-    };
-    let reason = if target[bad] == b' ' {
-        "raw space (encode it as %20)"
-    } else {
-        "raw control character"
+    let (bad, reason) = match target.iter().position(|&b| b <= b' ' || b == 0x7f) {
+        Some(bad) if target[bad] == b' ' => (bad, "raw space (encode it as %20)"),
+        Some(bad) => (bad, "raw control character"),
+        // The parser takes the target only as a URI it can parse: anything else would be
+        // its bare 400.
+        None if http::Uri::try_from(target).is_err() => {
+            if !target.starts_with(b"/") && target != b"*" {
+                let shown = escaped(target, 24);
+                return malformed(format!(
+                    "the request target `{shown}` is not a path (starting with /), an absolute URL or *"
+                ))
+                .map(|(e, _)| (e, path_of(target)));
+            }
+            let bad = target
+                .iter()
+                .position(|&b| http::Uri::try_from([b'/', b].as_slice()).is_err())
+                .unwrap_or(0);
+            (bad, "character not allowed in a URL (percent-encode it)")
+        }
+        None => return check_header_lines(&buf[end + 1..]).map(|e| (e, path_of(target))),
     };
     let err = GatewayError::new(codes::INVALID_URL_ENCODING)
         .param("reason", reason)

@@ -393,6 +393,9 @@ struct Scanner {
     limits: Limits,
     /// The longest head held back before it is refused as too large.
     max_head: usize,
+    /// The request lines of the heads passed (for the property tests).
+    #[cfg(test)]
+    lines: Vec<String>,
 }
 
 /// A rejected head: the error and the request target as far as it is known.
@@ -433,11 +436,15 @@ impl Scanner {
                 Framing::Head { scanned, line } => {
                     let rest = &data[off..];
                     if *scanned == 0 {
-                        // Empty lines before a request line are ignored (RFC 9112 §2.2).
-                        let blank = rest
-                            .iter()
-                            .take_while(|b| matches!(b, b'\r' | b'\n'))
-                            .count();
+                        // Empty lines before a request line are ignored (RFC 9112 §2.2): LF
+                        // or CR LF, as the parser skips them; a CR alone is not one.
+                        let blank = match rest {
+                            [b'\n', ..] => 1,
+                            [b'\r', b'\n', ..] => 2,
+                            // Maybe the start of a CR LF: wait for the next byte.
+                            [b'\r'] => return (off, None),
+                            _ => 0,
+                        };
                         if blank > 0 {
                             off += blank;
                             continue;
@@ -451,7 +458,17 @@ impl Scanner {
                                 None => framing_after(head, self.heads == 0, &self.limits),
                             };
                             match framing {
-                                Ok(framing) => self.framing = framing,
+                                Ok(framing) => {
+                                    #[cfg(test)]
+                                    self.lines.push(
+                                        String::from_utf8_lossy(
+                                            head.split(|&b| b == b'\n').next().unwrap_or_default(),
+                                        )
+                                        .trim_end_matches('\r')
+                                        .to_owned(),
+                                    );
+                                    self.framing = framing;
+                                }
                                 Err(refusal) => return (off, Some(*refusal)),
                             }
                             self.heads += 1;
@@ -515,6 +532,27 @@ impl Scanner {
             .unwrap_or_default();
         (err, target)
     }
+}
+
+/// The answer to a head the client stopped sending (it closed its side): what is wrong
+/// with its complete lines, or `malformed_request` for the missing end.
+fn incomplete_head(head: &[u8]) -> Refusal {
+    if let Some(refusal) = crate::http::grammar::check_request_line(head) {
+        return refusal;
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let target = line
+        .split(|&b| b == b' ')
+        .nth(1)
+        .filter(|_| head.contains(&b'\n'))
+        .map(|t| crate::http::grammar::path_of(&t[..t.len().min(8192)]))
+        .unwrap_or_default();
+    let reason =
+        "the client closed its side before the end of the head (an empty line ends the headers)";
+    (
+        crate::http::grammar::malformed_request(reason.into(), line).0,
+        target,
+    )
 }
 
 /// `request_timeout` for a head that did not end in time; its target, when the request line
@@ -729,6 +767,8 @@ impl<S> HeadGuard<S> {
                 heads: 0,
                 limits,
                 max_head,
+                #[cfg(test)]
+                lines: Vec::new(),
             },
             held: Vec::new(),
             pos: 0,
@@ -898,9 +938,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                     },
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                        // The client closed in the middle of a head: the parser sees it.
-                        this.scanner.framing = Framing::Through;
-                        this.ready = this.held.len();
+                        // The client closed its side in the middle of a head: it gets the
+                        // catalog's answer (it may still read), never the parser's.
+                        let refusal = incomplete_head(&this.held[this.ready..]);
+                        this.refuse(refusal);
                         continue;
                     }
                     Poll::Ready(Ok(())) => this.held.extend_from_slice(rb.filled()),
@@ -996,6 +1037,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1013,6 +1057,7 @@ mod tests {
             heads: 0,
             limits: Limits::default(),
             max_head: MAX_HEAD_BYTES,
+            lines: Vec::new(),
         };
         let (mut out, mut held) = (Vec::new(), Vec::new());
         for piece in input.chunks(step) {
@@ -1116,6 +1161,7 @@ mod tests {
             heads: 0,
             limits: Limits::default(),
             max_head: MAX_HEAD_BYTES,
+            lines: Vec::new(),
         };
         let (mut out, mut held) = (0, Vec::new());
         for piece in input.chunks(step) {
