@@ -1,7 +1,7 @@
 //! The gateway's one error type: it knows its catalog code, its source and its retry class,
 //! and carries the values the catalog's message template needs.
 
-use candor_catalog::{FieldError, Retry};
+use candor_catalog::{FieldError, Retry, codes};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 /// Where an error came from, for logs and for deciding who can fix it.
@@ -46,6 +46,8 @@ pub struct GatewayError {
     pub retry: Option<Retry>,
     /// Where it came from.
     pub source: ErrorSource,
+    /// The client stopped or broke its message (a timeout waiting for it, a body cut short).
+    client_stopped: bool,
 }
 
 impl GatewayError {
@@ -60,6 +62,28 @@ impl GatewayError {
             status: None,
             retry: None,
             source: ErrorSource::Downstream,
+            client_stopped: false,
+        }
+    }
+
+    /// Marks the error as the client's stopping or breaking its message, not a refusal.
+    pub(crate) fn client_stopped(mut self) -> Self {
+        self.client_stopped = true;
+        self
+    }
+
+    /// Who ended the exchange: the client (it stopped), the upstream, or the gateway (a
+    /// rule or limit refused, or it failed itself).
+    pub(crate) fn ended_by(&self) -> crate::stats::EndedBy {
+        use crate::stats::EndedBy;
+        match self.source {
+            ErrorSource::Upstream => EndedBy::Upstream,
+            ErrorSource::Downstream
+                if self.client_stopped || self.code == codes::REQUEST_TIMEOUT =>
+            {
+                EndedBy::Client
+            }
+            _ => EndedBy::Gateway,
         }
     }
 

@@ -12,7 +12,7 @@
 //! | identity | `identity` | accounts, clients, keys (SQLite + snapshot), tokens, JWK sets, external issuers, TOTP, the token endpoint |
 //! | limits | `limits` | quotas, failed attempts, the assertion replay cache |
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
-//! | admin | [`admin`](crate) | the admin listener and the gateway's own error pages |
+//! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
 //!
 //! The stages, in request order (`stages/`):
@@ -50,6 +50,7 @@ mod pipeline;
 #[cfg(test)]
 mod properties;
 mod stages;
+mod stats;
 mod time;
 mod upstream;
 

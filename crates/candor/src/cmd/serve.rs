@@ -70,11 +70,14 @@ pub(crate) fn serve(
         };
         println!("candor listening on {scheme}://{addr}");
         if let Some(a) = server.admin_addr() {
-            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and the admin API)");
+            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats and the admin API)");
             println!("admin API token: in {}", server.admin_token_file().display());
         }
         if let (true, Some(creds)) = (demo_mode, demo_client) {
-            print_demo_tour(addr, &data_dir, path.as_deref(), &creds);
+            let admin = server
+                .admin_addr()
+                .map(|a| (a, server.admin_token_file().to_owned()));
+            print_demo_tour(addr, &data_dir, path.as_deref(), &creds, admin);
         }
         server.run(candor_gateway::shutdown_signal()).await;
         ExitCode::SUCCESS
@@ -113,6 +116,7 @@ pub(crate) fn print_demo_tour(
     data_dir: &Path,
     config: Option<&Path>,
     (client_id, secret): &(String, String),
+    admin: Option<(SocketAddr, std::path::PathBuf)>,
 ) {
     let base = format!("http://{addr}");
     let json = "-H 'Content-Type: application/json'";
@@ -146,6 +150,13 @@ Try:\n\
         data = data_dir.display(),
         config = config.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
     );
+    if let Some((admin, token_file)) = admin {
+        println!(
+            "  # what the edge refused, cut off and closed, and who ended each failed exchange\n\
+  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n",
+            token = token_file.display()
+        );
+    }
 }
 
 /// Logs as JSON lines; `CANDOR_LOG` sets the filter.

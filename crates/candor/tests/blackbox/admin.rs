@@ -259,3 +259,31 @@ fn admin_listener() {
     );
     assert!(b["detail"].as_str().unwrap().contains("/health"), "{b}");
 }
+
+#[test]
+fn stats_count_what_the_edge_refused_and_who_ended_it() {
+    let a = Admin::start();
+    assert_problem(&a.gw.get("/no/such/route"), "route_not_found");
+    assert_problem(
+        &a.gw
+            .send(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"),
+        "malformed_request",
+    );
+    let admin = a.gw.admin.unwrap();
+    assert_problem(
+        &request(admin, "GET", "/stats", &[], b""),
+        "credentials_missing",
+    );
+    let r = a.call("GET", "/stats", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["errors"]["route_not_found"]["gateway"], 1, "{s}");
+    assert_eq!(s["errors"]["malformed_request"]["gateway"], 1, "{s}");
+    assert_eq!(s["errors"]["credentials_missing"]["gateway"], 1, "{s}");
+    assert_eq!(s["failed_exchanges_ended_by"]["gateway"], 3, "{s}");
+    assert_eq!(s["connections"]["refused_at_cap"], 0, "{s}");
+    assert_eq!(s["connections"]["open"]["admin"], 1, "{s}");
+    assert_eq!(s["responses_cut_off"]["by_upstream"], 0, "{s}");
+    let r = a.call("POST", "/stats", None);
+    assert_problem(&r, "method_not_allowed");
+}

@@ -48,6 +48,32 @@ fn scopes_and_accounts() {
         b"",
     );
     assert_eq!(r.status, 200);
+    // The finding: a value that is not ASCII was reported as missing (`required`).
+    let mut raw =
+        format!("GET /v2/devices HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nApi-Company: acm")
+            .into_bytes();
+    raw.extend_from_slice(b"\xc3\xa9\r\nConnection: close\r\n\r\n");
+    let b = assert_problem(&s.gw.send(&raw), "validation_failed");
+    assert_eq!(b["errors"][0]["reason"], "invalid", "{b}");
+    assert_eq!(
+        b["errors"][0]["detail"],
+        "has byte 0xC3 at position 4; an account id is visible ASCII (the token's account is acme)"
+    );
+    let r = s.gw.request(
+        "GET",
+        "/v2/devices",
+        &[
+            ("Authorization", &auth),
+            ("Api-Company", "acme"),
+            ("Api-Company", "globex"),
+        ],
+        b"",
+    );
+    let b = assert_problem(&r, "validation_failed");
+    assert_eq!(
+        b["errors"][0]["detail"],
+        "is sent 2 times; send it once, with the id of the account this request acts for"
+    );
     // A route without auth stays open.
     assert_eq!(s.gw.get("/open").status, 200);
 }

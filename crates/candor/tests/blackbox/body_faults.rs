@@ -43,6 +43,8 @@ fn a_body_that_stops_arriving_is_request_timeout_not_upstream_timeout() {
         .unwrap()
         .to_owned();
     assert!(line.contains("\"source\":\"downstream\""), "{line}");
+    // Who ended the exchange, as HAProxy's termination flags say it.
+    assert!(line.contains("\"ended_by\":\"client\""), "{line}");
 }
 
 #[test]
@@ -77,4 +79,11 @@ fn a_client_closing_half_way_through_its_body_is_blamed_for_it() {
         "{detail}"
     );
     assert_eq!(b["retry"], "never");
+    assert!(gw.eventually(|g| g.log().contains("\"code\":\"malformed_request\"")));
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"code\":\"malformed_request\""))
+        .unwrap();
+    assert!(line.contains("\"ended_by\":\"client\""), "{line}");
 }

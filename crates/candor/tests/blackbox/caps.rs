@@ -40,6 +40,9 @@ fn a_listener_at_its_connection_cap_answers_server_overloaded() {
         g.log()
             .contains("the listener is at limits.max_connections")
     }));
+    let stats = gw.stats();
+    assert_eq!(stats["connections"]["refused_at_cap"], 1, "{stats}");
+    assert_eq!(stats["connections"]["open"]["main"], 3, "{stats}");
     // A connection that ends makes room.
     drop(held);
     assert!(gw.eventually(|g| g.get("/a").status == 200));
@@ -88,6 +91,7 @@ async fn an_idle_h2_connection_gets_goaway() {
     // Idle: the gateway sends GOAWAY and the connection ends.
     let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
     assert!(ended.is_ok(), "the idle h2 connection was kept open");
+    assert_eq!(gw.stats()["connections"]["closed"]["idle"], 1);
 }
 
 #[tokio::test]
@@ -123,6 +127,7 @@ async fn streams_reset_after_accept_over_the_budget_close_the_connection() {
     let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
     assert!(ended.is_ok(), "the connection survived {sent} resets");
     assert!(gw.eventually(|g| g.log().contains("the client reset most of its requests")));
+    assert_eq!(gw.stats()["connections"]["closed"]["resets"], 1);
     // No more than the streams that were opened reached the upstream.
     assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) <= sent);
 }

@@ -15,9 +15,16 @@ fn demo_serves_the_devices_api_through_the_gateway() {
     let client_id = gw.printed("client_id:");
     let secret = gw.printed("client_secret:");
     assert!(gw.printed("TOKEN=$(curl").contains(&client_id));
+    let stats_line = gw.printed("curl -s -H \"Authorization: Bearer $(cat ");
+    let admin = gw.admin.unwrap();
+    assert!(
+        stats_line.ends_with(&format!("http://{admin}/stats")),
+        "{stats_line}"
+    );
 
     // Requests without a token are refused before the demo API sees them.
     assert_problem(&gw.get("/v1/customers/acme/devices"), "credentials_missing");
+    assert_eq!(gw.stats()["errors"]["credentials_missing"]["gateway"], 1);
     let basic = format!(
         "Basic {}",
         base64::Engine::encode(

@@ -416,6 +416,9 @@ fn an_upstream_closing_mid_body_is_logged_with_what_was_delivered() {
     assert!(line.contains("\"ended_by\":\"upstream\""), "{line}");
     assert!(line.contains("\"bytes_sent\":3"), "{line}");
     assert!(line.contains("broke off"), "{line}");
+    // And counted.
+    let stats = gw.stats();
+    assert_eq!(stats["responses_cut_off"]["by_upstream"], 1, "{stats}");
 }
 
 #[test]

@@ -257,6 +257,21 @@ impl Gateway {
         assert!(ok.success());
     }
 
+    /// The admin listener's `/stats`, read with the admin token.
+    pub(crate) fn stats(&self) -> Value {
+        let token = std::fs::read_to_string(self.printed("admin API token: in ")).unwrap();
+        let auth = format!("Bearer {}", token.trim());
+        let r = request(
+            self.admin.unwrap(),
+            "GET",
+            "/stats",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
     /// Sends `req` and reads the whole response.
     pub(crate) fn send(&self, req: &[u8]) -> Response {
         send_raw(self.addr, req)

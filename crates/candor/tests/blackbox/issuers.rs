@@ -297,3 +297,49 @@ fn an_issuer_refreshed_constantly_is_refused_by_check() {
     assert!(out.contains("auth.issuers[0].refresh"), "{out}");
     assert!(out.contains("fetched again and again"), "{out}");
 }
+
+#[test]
+fn a_revoked_external_token_is_refused_on_its_first_use() {
+    let up = Upstream::start(Behaviour::Echo);
+    let key = keypair();
+    let gw = Gateway::start_after(&config(&up, "jwks_file = \"idp.jwks.json\""), |path| {
+        std::fs::write(
+            path.parent().unwrap().join("idp.jwks.json"),
+            jwks(&[("idp-1", &key)]),
+        )
+        .unwrap();
+    });
+    let call = |t: &str| {
+        gw.request(
+            "GET",
+            "/v1/customers/acme/devices",
+            &[("Authorization", &format!("Bearer {t}"))],
+            b"",
+        )
+    };
+    let other = sign("idp-1", &key, &claims(|c| c["jti"] = "ext-other".into()));
+    assert!(
+        gw.eventually(|_| call(&other).status == 200),
+        "{}",
+        gw.log()
+    );
+    // The finding: only the cache of verified tokens consulted revocations, so a token
+    // revoked before it was first seen was accepted.
+    let admin_token = std::fs::read_to_string(gw.printed("admin API token: in ")).unwrap();
+    let r = request(
+        gw.admin.unwrap(),
+        "POST",
+        "/tokens/revoke",
+        &[
+            ("Authorization", &format!("Bearer {}", admin_token.trim())),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"jti":"ext-7"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let revoked = sign("idp-1", &key, &claims(|c| c["jti"] = "ext-7".into()));
+    assert_eq!(r.json()["revoked"], "ext-7");
+    let b = assert_problem(&call(&revoked), "token_revoked");
+    assert_eq!(b["status"], 401);
+    assert_eq!(call(&other).status, 200);
+}

@@ -88,6 +88,20 @@ fn trusted_proxy_may_vouch_for_https_and_the_client_address() {
 }
 
 #[test]
+fn a_route_in_maintenance_still_runs_the_transport_policy_first() {
+    // The finding: maintenance answered 503 before the HTTPS-only and network checks.
+    let config = "[[routes]]\nname = \"reports\"\npath = \"/reports\"\nmode = \"maintenance\"\n\
+                  retry_after = 30\nrequire_https = true\n\
+                  [[routes]]\nname = \"internal\"\npath = \"/internal\"\nmode = \"maintenance\"\n\
+                  allow = [\"10.0.0.0/8\"]\n";
+    let gw = Gateway::start(config);
+    let r = gw.get("/reports");
+    assert_problem(&r, "https_required");
+    assert_eq!(r.header("retry-after"), None);
+    assert_problem(&gw.get("/internal"), "access_restricted");
+}
+
+#[test]
 fn policy_config_problems_are_reported() {
     let dir = temp_dir("policy");
     let file = dir.join("c.toml");

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 const ENDPOINTS: &[&str] = &[
     "/health",
+    "/stats",
     "/catalog",
     "/errors/{code}",
     "/accounts",
@@ -76,7 +77,8 @@ pub(crate) async fn handle(
     let mut resp = match route(state, pipeline, req, &path).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(target: "candor::admin", request_id = %rid.text, method = %method, path = %path, code = e.code, "admin request refused");
+            crate::stats::STATS.error(e.code, e.ended_by());
+            tracing::info!(target: "candor::admin", request_id = %rid.text, method = %method, path = %path, code = e.code, ended_by = e.ended_by().as_str(), "admin request refused");
             pipeline.renderer().render(&e, &path, &rid.text)
         }
     };
@@ -128,13 +130,20 @@ async fn route(
     let method = req.method().clone();
     let read_only = method == Method::GET || method == Method::HEAD;
     match path {
-        "/health" | "/catalog" if !read_only => {
+        "/health" | "/stats" | "/catalog" if !read_only => {
             return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
         }
         "/health" => {
             return Ok(json_response(
                 StatusCode::OK,
                 json!({ "status": "ok", "config_generation": state.current().generation }),
+            ));
+        }
+        "/stats" => {
+            check_admin(state, &req, path)?;
+            return Ok(json_response(
+                StatusCode::OK,
+                crate::stats::STATS.to_json(&state.open_connections()),
             ));
         }
         "/catalog" => {

@@ -62,6 +62,7 @@ impl Connections {
             return Some(Ticket(self.clone()));
         }
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::stats::bump(&crate::stats::STATS.connections_refused);
         let now = self.started.elapsed().as_millis() as u64 + 1000;
         let last = self.warned_at.load(Ordering::Relaxed);
         if now >= last + 1000
@@ -128,6 +129,16 @@ impl Close {
             Close::Age => "older than timeouts.max_connection_age",
             Close::Resets => "the client reset most of its requests",
         }
+    }
+
+    /// Counts the close in `/stats`.
+    pub(crate) fn count(self) {
+        let s = &crate::stats::STATS;
+        crate::stats::bump(match self {
+            Close::Idle => &s.closed_idle,
+            Close::Age => &s.closed_age,
+            Close::Resets => &s.closed_resets,
+        });
     }
 }
 

@@ -550,7 +550,9 @@ fn incomplete_head(head: &[u8]) -> Refusal {
     let reason =
         "the client closed its side before the end of the head (an empty line ends the headers)";
     (
-        crate::http::grammar::malformed_request(reason.into(), line).0,
+        crate::http::grammar::malformed_request(reason.into(), line)
+            .0
+            .client_stopped(),
         target,
     )
 }

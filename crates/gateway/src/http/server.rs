@@ -78,6 +78,9 @@ pub(crate) struct State {
     /// The configuration's listeners as first bound; a reload cannot move them.
     listen: SocketAddr,
     admin_listen: Option<SocketAddr>,
+    /// The open connections of the gateway listener and of the admin listener.
+    main_conns: Arc<Connections>,
+    admin_conns: Arc<Connections>,
     data_dir: PathBuf,
     admin_token: String,
     /// Where the admin token is kept.
@@ -88,6 +91,14 @@ impl State {
     /// The pipeline new requests get.
     pub(crate) fn current(&self) -> Arc<Pipeline> {
         self.current.load_full()
+    }
+
+    /// Connections open now, per listener (for `/stats`).
+    pub(crate) fn open_connections(&self) -> [(&'static str, usize); 2] {
+        [
+            ("main", self.main_conns.open()),
+            ("admin", self.admin_conns.open()),
+        ]
     }
 
     /// Re-reads the configuration file. A valid file replaces the running configuration for
@@ -211,6 +222,8 @@ impl Server {
             drain_timeout: ArcSwap::from_pointee(config.server.drain_timeout),
             listen: config.server.listen,
             admin_listen: config.server.admin_listen,
+            main_conns: Connections::new("main"),
+            admin_conns: Connections::new("admin"),
         });
         Ok(Server {
             state,
@@ -247,8 +260,7 @@ impl Server {
             listener,
             admin,
         } = self;
-        let main_conns = Connections::new("main");
-        let admin_conns = Connections::new("admin");
+        let (main_conns, admin_conns) = (state.main_conns.clone(), state.admin_conns.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -408,6 +420,7 @@ macro_rules! drive {
                 () = shared.calm.notified(), if grace.is_none() => {
                     let (resets, requests) = shared.resets();
                     tracing::warn!(target: "candor::server", peer = %$peer, resets, requests, "closing a connection: the client reset most of its requests");
+                    crate::http::connections::Close::Resets.count();
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                     grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
@@ -420,6 +433,7 @@ macro_rules! drive {
                         Ok(next) => timer.as_mut().reset(next.into()),
                         Err(why) => {
                             tracing::debug!(target: "candor::server", peer = %$peer, why = why.as_str(), "asking a connection to close");
+                            why.count();
                             closing = true;
                             conn.as_mut().graceful_shutdown();
                         }
@@ -498,10 +512,12 @@ async fn serve_connection(
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
+                    crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(target: "candor::server", peer = %peer, "TLS handshake timed out");
+                    crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
                     return;
                 }
             }
@@ -530,13 +546,15 @@ fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
     let mut resp = pipeline.renderer().render(&r.error, &r.target, &request_id);
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    log_refusal(&request_id, resp.status().as_u16(), r.error.code);
+    log_refusal(&request_id, resp.status().as_u16(), &r.error);
     resp
 }
 
-/// The request log line of a request refused before it was parsed.
-fn log_refusal(request_id: &str, status: u16, code: &str) {
-    tracing::info!(target: "candor::request", request_id = %request_id, status, code, source = "downstream", trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
+/// The request log line of a request refused before it was parsed; counted in `/stats`.
+fn log_refusal(request_id: &str, status: u16, err: &GatewayError) {
+    let ended_by = err.ended_by();
+    crate::stats::STATS.error(err.code, ended_by);
+    tracing::info!(target: "candor::request", request_id = %request_id, status, code = err.code, source = err.source.as_str(), ended_by = ended_by.as_str(), trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
 }
 
 /// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
@@ -571,7 +589,7 @@ where
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
     let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
-    log_refusal(&request_id, status.as_u16(), err.code);
+    log_refusal(&request_id, status.as_u16(), err);
     let mut extra = String::new();
     for (name, value) in &err.headers {
         if let Ok(v) = value.to_str() {

@@ -175,6 +175,10 @@ impl Pipeline {
         if self.log_requests || error.is_some() {
             let code = error.as_ref().map_or("", |e| e.code);
             let source = error.as_ref().map_or("", |e| e.source.as_str());
+            let ended_by = error.as_ref().map(|e| e.ended_by());
+            if let (Some(e), Some(by)) = (&error, ended_by) {
+                crate::stats::STATS.error(e.code, by);
+            }
             tracing::info!(
                 target: "candor::request",
                 request_id = %rid.text,
@@ -183,6 +187,7 @@ impl Pipeline {
                 status,
                 code,
                 source,
+                ended_by = ended_by.map_or("", |b| b.as_str()),
                 duration_us = started.elapsed().as_micros() as u64,
                 config_generation = self.generation,
                 trail = %trail.to_json(),

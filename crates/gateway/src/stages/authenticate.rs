@@ -158,7 +158,12 @@ impl TokenPolicy {
                         }
                     });
                 }
-                jwt::verify_external(token, &set, issuer, self.leeway, now)?
+                let claims = jwt::verify_external(token, &set, issuer, self.leeway, now)?;
+                // Revocation is by token id, whoever issued the token.
+                if let Some(at) = snapshot.revoked.get(&claims.jti) {
+                    return Err(TokenError::Revoked { at: at.clone() });
+                }
+                claims
             }
             None if accepted.iter().any(|a| a == SELF_ISSUER) => {
                 let expect = Expectations {

@@ -64,25 +64,61 @@ pub(crate) fn authorize(
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| (*v).to_owned()),
-            AccountSource::Header(name) => match headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-            {
-                Some(v) if !v.is_empty() => Some(v.to_owned()),
-                _ => {
-                    return Err(GatewayError::new(codes::VALIDATION_FAILED)
+            AccountSource::Header(name) => {
+                let field = |reason: &str, summary: String, detail: String| {
+                    GatewayError::new(codes::VALIDATION_FAILED)
                         .param("count", "1")
-                        .param("summary", format!("the {name} header is required and names the account this request acts for"))
+                        .param("summary", summary)
                         .field(FieldError {
                             location: "header".into(),
                             pointer: name.clone(),
                             name: name.clone(),
-                            reason: "required".into(),
-                            detail: format!("is required: the id of the account this request acts for (the token's account is {actual})"),
-                        }));
+                            reason: reason.into(),
+                            detail,
+                        })
+                };
+                let mut values = headers.get_all(name.as_str()).iter();
+                let (first, second) = (values.next(), values.next());
+                if second.is_some() {
+                    return Err(field(
+                        "invalid",
+                        format!("the {name} header is sent more than once"),
+                        format!(
+                            "is sent {} times; send it once, with the id of the account this request acts for",
+                            2 + values.count()
+                        ),
+                    ));
                 }
-            },
+                match first.map(|v| (v.as_bytes(), v.to_str().map(str::trim))) {
+                    Some((_, Ok(v))) if !v.is_empty() => Some(v.to_owned()),
+                    Some((bytes, Err(_))) => {
+                        let at = bytes
+                            .iter()
+                            .position(|b| !(0x20..0x7f).contains(b) && *b != b'\t')
+                            .unwrap_or(0);
+                        return Err(field(
+                            "invalid",
+                            format!("the {name} header is not an account id"),
+                            format!(
+                                "has byte 0x{:02X} at position {}; an account id is visible ASCII (the token's account is {actual})",
+                                bytes[at],
+                                at + 1
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(field(
+                            "required",
+                            format!(
+                                "the {name} header is required and names the account this request acts for"
+                            ),
+                            format!(
+                                "is required: the id of the account this request acts for (the token's account is {actual})"
+                            ),
+                        ));
+                    }
+                }
+            }
         };
         if let Some(requested) = requested
             && Some(requested.as_str()) != principal.account.as_deref()

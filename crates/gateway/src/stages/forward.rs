@@ -402,6 +402,7 @@ fn body_error(fault: &BodyFault, start: &str, max_body: u64, idle: Duration) -> 
         crate::http::grammar::malformed_request(reason, start.as_bytes())
             .0
             .source(ErrorSource::Downstream)
+            .client_stopped()
     };
     match fault {
         BodyFault::TooLarge => payload_too_large(format!("more than {max_body}"), max_body),

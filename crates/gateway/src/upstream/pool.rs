@@ -394,6 +394,12 @@ impl Streaming {
     /// Logs the end of a body that did not end well; `ended_by` is "upstream" or "client".
     fn ended_badly(&mut self, ended_by: &str, cause: &str) {
         self.over = true;
+        let s = &crate::stats::STATS;
+        crate::stats::bump(if ended_by == "client" {
+            &s.cut_off_by_client
+        } else {
+            &s.cut_off_by_upstream
+        });
         tracing::warn!(
             target: "candor::request",
             request_id = %self.request_id.to_str().unwrap_or(""),
