@@ -467,7 +467,9 @@ async fn serve_connection(
         let in_flight = svc_conn.begin();
         // A request head the guard refused: its stand-in is answered with the error.
         let refused = svc_conn.next_request().map(|r| refusal(&state, r));
-        async move {
+        // Boxed: hyper keeps room for one in-flight future per connection, and an idle
+        // keep-alive connection should not hold a request's worth of state.
+        Box::pin(async move {
             let resp = match refused {
                 Some(resp) => resp,
                 None => {
@@ -480,7 +482,7 @@ async fn serve_connection(
                 }
             };
             Ok::<_, Infallible>(resp.map(|b| ClientBody::new(b, in_flight)))
-        }
+        })
     });
     let (limits, timeouts) = {
         let p = state.current();
@@ -491,49 +493,49 @@ async fn serve_connection(
         keepalive: timeouts.keepalive,
     };
     let result = match tls_config {
-        Some(cfg) => {
+        // Boxed: a TLS connection's state is larger, and plain connections need not carry
+        // room for it.
+        Some(cfg) => Box::pin(async move {
             // The handshake, and the peek before it, end within tls_handshake of accept.
             let handshake_deadline = tokio::time::Instant::now() + timeouts.tls_handshake;
-            let stream = match refuse_plain_http(&state, stream, handshake_deadline).await {
-                Some(s) => s,
-                None => return,
-            };
+            let stream = refuse_plain_http(&state, stream, handshake_deadline).await?;
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
                     let io = HeadGuard::new(tls_stream, conn.clone(), limits, waits);
-                    drive!(
+                    Some(drive!(
                         builder.serve_connection(TokioIo::new(io), svc),
                         conn,
                         drain,
                         timeouts,
                         peer
-                    )
+                    ))
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
                     crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
-                    return;
+                    None
                 }
                 Err(_) => {
                     tracing::debug!(target: "candor::server", peer = %peer, "TLS handshake timed out");
                     crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
-                    return;
+                    None
                 }
             }
-        }
+        })
+        .await,
         None => {
             let io = HeadGuard::new(stream, conn.clone(), limits, waits);
-            drive!(
+            Some(drive!(
                 builder.serve_connection(TokioIo::new(io), svc),
                 conn,
                 drain,
                 timeouts,
                 peer
-            )
+            ))
         }
     };
-    if let Err(e) = result {
+    if let Some(Err(e)) = result {
         tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
     }
 }

@@ -26,6 +26,10 @@ use tokio::net::TcpStream;
 const MAX_IDLE_PER_UPSTREAM: usize = 1024;
 /// How long an idle connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often connections that stayed idle are purged: each time, half of those that no
+/// request needed since the last time are closed, oldest first (after HAProxy's
+/// `pool-purge-delay`), so that a burst's connections do not linger for the idle timeout.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
 /// The most header fields an upstream response may have (the server side allows the same
 /// number on requests).
 pub(crate) const MAX_RESPONSE_HEADERS: usize = 1000;
@@ -71,7 +75,11 @@ struct Idle {
 /// One upstream address: its idle connections and its counts.
 #[derive(Default)]
 struct Entry {
+    /// Oldest first; checked out from the end.
     idle: Vec<Idle>,
+    /// The fewest idle connections there were since the last purge: that many were not
+    /// needed.
+    low: usize,
     gate: Arc<Gate>,
 }
 
@@ -213,9 +221,11 @@ impl Pool {
         let entry = lists.entry(authority.clone()).or_default();
         while let Some(idle) = entry.idle.pop() {
             if idle.since.elapsed() < IDLE_TIMEOUT && !idle.sender.is_closed() {
+                entry.low = entry.low.min(entry.idle.len());
                 return (Some(idle.sender), entry.gate.clone());
             }
         }
+        entry.low = 0;
         (None, entry.gate.clone())
     }
 
@@ -280,22 +290,31 @@ impl Pool {
     }
 }
 
-/// Closes connections idle for longer than [`IDLE_TIMEOUT`] (dropping the sender ends the
+/// Every [`PURGE_EVERY`], closes half of the connections no request needed since the last
+/// time and those idle for longer than [`IDLE_TIMEOUT`] (dropping the sender ends the
 /// connection's task and its socket), and forgets upstreams with none left. Ends with the
 /// pool.
 async fn reap(idle: std::sync::Weak<Mutex<IdleLists>>) {
     loop {
-        tokio::time::sleep(IDLE_TIMEOUT / 4).await;
+        tokio::time::sleep(PURGE_EVERY).await;
         let Some(idle) = idle.upgrade() else { return };
         let Ok(mut lists) = idle.lock() else { return };
         for entry in lists.values_mut() {
-            entry
-                .idle
-                .retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
+            purge(entry);
         }
         // An address is forgotten only when nothing counts on its gate.
         lists.retain(|_, e| !e.idle.is_empty() || Arc::strong_count(&e.gate) > 1);
     }
+}
+
+/// One purge of an address's idle connections (see [`reap`]).
+fn purge(entry: &mut Entry) {
+    let surplus = entry.low.min(entry.idle.len()) / 2;
+    entry.idle.drain(..surplus);
+    entry
+        .idle
+        .retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.sender.is_closed());
+    entry.low = entry.idle.len();
 }
 
 /// Opens a connection counted on `gate` (given back when the connection ends, or at once
