@@ -7,14 +7,7 @@
 # Usage: bench/soak.sh   (IDLE, SLOW, PARTIAL, LOAD_SECONDS override the sizes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. bench/install.sh
 (systemctl stop nginx haproxy || service nginx stop || true; service haproxy stop || true) >/dev/null 2>&1 || true
 cargo build --release --locked -q
 CANDOR=$PWD/target/release/candor exec python3 bench/soak.py

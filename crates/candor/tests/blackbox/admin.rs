@@ -282,7 +282,8 @@ fn stats_count_what_the_edge_refused_and_who_ended_it() {
     assert_eq!(s["errors"]["credentials_missing"]["gateway"], 1, "{s}");
     assert_eq!(s["failed_exchanges_ended_by"]["gateway"], 3, "{s}");
     assert_eq!(s["connections"]["refused_at_cap"], 0, "{s}");
-    assert_eq!(s["connections"]["open"]["admin"], 1, "{s}");
+    // This request's connection at least (the one before may still be closing).
+    assert!(s["connections"]["open"]["admin"].as_u64() >= Some(1), "{s}");
     assert_eq!(s["responses_cut_off"]["by_upstream"], 0, "{s}");
     let r = a.call("POST", "/stats", None);
     assert_problem(&r, "method_not_allowed");

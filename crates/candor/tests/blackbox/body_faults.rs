@@ -35,13 +35,7 @@ fn a_body_that_stops_arriving_is_request_timeout_not_upstream_timeout() {
         "The gateway stopped waiting for the request's body: nothing more arrived within 1 s (timeouts.request_body_idle)."
     );
     assert_eq!(b["timeout_ms"], 1000);
-    assert!(gw.eventually(|g| g.log().contains("\"code\":\"request_timeout\"")));
-    let line = gw
-        .log()
-        .lines()
-        .find(|l| l.contains("\"code\":\"request_timeout\""))
-        .unwrap()
-        .to_owned();
+    let line = gw.log_line("\"code\":\"request_timeout\"");
     assert!(line.contains("\"source\":\"downstream\""), "{line}");
     // Who ended the exchange, as HAProxy's termination flags say it.
     assert!(line.contains("\"ended_by\":\"client\""), "{line}");
@@ -79,11 +73,6 @@ fn a_client_closing_half_way_through_its_body_is_blamed_for_it() {
         "{detail}"
     );
     assert_eq!(b["retry"], "never");
-    assert!(gw.eventually(|g| g.log().contains("\"code\":\"malformed_request\"")));
-    let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("\"code\":\"malformed_request\""))
-        .unwrap();
+    let line = gw.log_line("\"code\":\"malformed_request\"");
     assert!(line.contains("\"ended_by\":\"client\""), "{line}");
 }

@@ -291,6 +291,17 @@ impl Gateway {
         request(self.addr, method, path, headers, body)
     }
 
+    /// The first log line containing `needle`, waiting for it as `eventually` does.
+    pub(crate) fn log_line(&self, needle: &str) -> String {
+        assert!(
+            self.eventually(|g| g.log().contains(needle)),
+            "no log line with {needle}: {}",
+            self.log()
+        );
+        let log = self.log();
+        log.lines().find(|l| l.contains(needle)).unwrap().to_owned()
+    }
+
     /// Polls `check` until it holds (for reloads), at most ~10 s.
     pub(crate) fn eventually(&self, mut check: impl FnMut(&Gateway) -> bool) -> bool {
         for _ in 0..100 {

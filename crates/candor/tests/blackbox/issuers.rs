@@ -62,6 +62,17 @@ account_param = "customer"
     )
 }
 
+/// A gateway whose issuer's JWK set, a file, holds `key` as `idp-1`.
+fn with_jwks_file(up: &Upstream, key: &Ed25519KeyPair) -> Gateway {
+    Gateway::start_after(&config(up, "jwks_file = \"idp.jwks.json\""), |path| {
+        std::fs::write(
+            path.parent().unwrap().join("idp.jwks.json"),
+            jwks(&[("idp-1", key)]),
+        )
+        .unwrap();
+    })
+}
+
 #[test]
 fn tokens_of_an_issuer_with_a_jwks_file() {
     let up = Upstream::start(Behaviour::Echo);
@@ -263,13 +274,7 @@ fn issuer_configuration_is_checked() {
 fn a_route_taking_only_external_tokens_diagnoses_a_token_that_is_no_jwt() {
     let up = Upstream::start(Behaviour::Echo);
     let key = keypair();
-    let gw = Gateway::start_after(&config(&up, "jwks_file = \"idp.jwks.json\""), |path| {
-        std::fs::write(
-            path.parent().unwrap().join("idp.jwks.json"),
-            jwks(&[("idp-1", &key)]),
-        )
-        .unwrap();
-    });
+    let gw = with_jwks_file(&up, &key);
     // The finding: token_wrong_audience "issued for issuer (no issuer)".
     let r = gw.request(
         "GET",
@@ -302,13 +307,7 @@ fn an_issuer_refreshed_constantly_is_refused_by_check() {
 fn a_revoked_external_token_is_refused_on_its_first_use() {
     let up = Upstream::start(Behaviour::Echo);
     let key = keypair();
-    let gw = Gateway::start_after(&config(&up, "jwks_file = \"idp.jwks.json\""), |path| {
-        std::fs::write(
-            path.parent().unwrap().join("idp.jwks.json"),
-            jwks(&[("idp-1", &key)]),
-        )
-        .unwrap();
-    });
+    let gw = with_jwks_file(&up, &key);
     let call = |t: &str| {
         gw.request(
             "GET",
