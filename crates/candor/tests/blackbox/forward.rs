@@ -483,3 +483,30 @@ fn a_connection_coming_free_serves_the_queue() {
     });
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn connections_a_burst_opened_are_purged_when_no_request_needs_them() {
+    // 12 requests at once open 12 upstream connections; while they sit unused, the pool
+    // closes half of them every 5 s (not only after the 60 s idle timeout).
+    let up = Upstream::start(Behaviour::Slow(Duration::from_millis(300)));
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), ""));
+    let burst = |gw: &Gateway| {
+        std::thread::scope(|s| {
+            let all: Vec<_> = (0..12).map(|_| s.spawn(|| gw.get("/a").status)).collect();
+            for t in all {
+                assert_eq!(t.join().unwrap(), 200);
+            }
+        })
+    };
+    burst(&gw);
+    let opened = up.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(opened, 12);
+    // Two purges: the first sees 12 unneeded, the second closes half of them.
+    std::thread::sleep(Duration::from_secs(11));
+    burst(&gw);
+    let reopened = up.hits.load(std::sync::atomic::Ordering::Relaxed) - opened;
+    assert!(
+        (3..12).contains(&reopened),
+        "{reopened} new connections for the second burst"
+    );
+}
