@@ -12,11 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EndedBy {
     /// The client stopped sending, broke its message's framing, or went away.
-    Client,
+    Client = 0,
     /// The upstream failed, timed out or broke its response.
-    Upstream,
+    Upstream = 1,
     /// The gateway refused the request: a rule, a limit, or a fault of its own.
-    Gateway,
+    Gateway = 2,
+}
+
+impl EndedBy {
+    const ALL: [EndedBy; 3] = [EndedBy::Client, EndedBy::Upstream, EndedBy::Gateway];
 }
 
 impl EndedBy {
@@ -33,8 +37,6 @@ impl EndedBy {
 /// The counters of one gateway process.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    /// Connections refused at `limits.max_connections`.
-    pub connections_refused: AtomicU64,
     /// Connections asked to close because they were idle for `timeouts.keepalive`.
     pub closed_idle: AtomicU64,
     /// ... older than `timeouts.max_connection_age`.
@@ -43,7 +45,7 @@ pub(crate) struct Stats {
     pub closed_resets: AtomicU64,
     /// TLS handshakes that failed or did not end within `timeouts.tls_handshake`.
     pub tls_handshakes_failed: AtomicU64,
-    /// Responses cut off after their status was sent, by who ended them.
+    /// Responses cut off after their status was sent: the upstream broke off or stalled.
     pub cut_off_by_upstream: AtomicU64,
     /// ... the client went away.
     pub cut_off_by_client: AtomicU64,
@@ -52,7 +54,6 @@ pub(crate) struct Stats {
 
 /// This process's counters.
 pub(crate) static STATS: Stats = Stats {
-    connections_refused: AtomicU64::new(0),
     closed_idle: AtomicU64::new(0),
     closed_age: AtomicU64::new(0),
     closed_resets: AtomicU64::new(0),
@@ -76,18 +77,16 @@ impl Stats {
         }
     }
 
-    /// The counters as JSON, with the listeners' open connections.
-    pub(crate) fn to_json(&self, open: &[(&str, usize)]) -> Value {
+    /// The counters as JSON, with each listener's connections: (name, open, refused at the
+    /// cap).
+    pub(crate) fn to_json(&self, listeners: &[(&str, usize, u64)]) -> Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut errors = Map::new();
         let mut ended = [0u64; 3];
         if let Ok(m) = self.errors.lock() {
             for (code, counts) in m.iter() {
                 let mut by = Map::new();
-                for (i, who) in [EndedBy::Client, EndedBy::Upstream, EndedBy::Gateway]
-                    .iter()
-                    .enumerate()
-                {
+                for (i, who) in EndedBy::ALL.iter().enumerate() {
                     ended[i] += counts[i];
                     if counts[i] > 0 {
                         by.insert(who.as_str().into(), counts[i].into());
@@ -96,14 +95,15 @@ impl Stats {
                 errors.insert((*code).into(), Value::Object(by));
             }
         }
-        let open: Map<String, Value> = open
+        let open: Map<String, Value> = listeners
             .iter()
-            .map(|(name, n)| ((*name).to_owned(), (*n).into()))
+            .map(|(name, n, _)| ((*name).to_owned(), (*n).into()))
             .collect();
+        let refused: u64 = listeners.iter().map(|(_, _, r)| r).sum();
         json!({
             "connections": {
                 "open": open,
-                "refused_at_cap": get(&self.connections_refused),
+                "refused_at_cap": refused,
                 "closed": {
                     "idle": get(&self.closed_idle),
                     "max_age": get(&self.closed_age),

@@ -143,7 +143,7 @@ async fn route(
             check_admin(state, &req, path)?;
             return Ok(json_response(
                 StatusCode::OK,
-                crate::stats::STATS.to_json(&state.open_connections()),
+                crate::stats::STATS.to_json(&state.connections()),
             ));
         }
         "/catalog" => {

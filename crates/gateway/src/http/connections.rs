@@ -62,7 +62,6 @@ impl Connections {
             return Some(Ticket(self.clone()));
         }
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::stats::bump(&crate::stats::STATS.connections_refused);
         let now = self.started.elapsed().as_millis() as u64 + 1000;
         let last = self.warned_at.load(Ordering::Relaxed);
         if now >= last + 1000
@@ -80,6 +79,11 @@ impl Connections {
             );
         }
         None
+    }
+
+    /// The listener's name: "main" or "admin".
+    pub(crate) fn listener(&self) -> &'static str {
+        self.listener
     }
 
     /// Connections open now.

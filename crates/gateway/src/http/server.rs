@@ -93,12 +93,10 @@ impl State {
         self.current.load_full()
     }
 
-    /// Connections open now, per listener (for `/stats`).
-    pub(crate) fn open_connections(&self) -> [(&'static str, usize); 2] {
-        [
-            ("main", self.main_conns.open()),
-            ("admin", self.admin_conns.open()),
-        ]
+    /// Per listener, the connections open now and those refused at its cap (for `/stats`).
+    pub(crate) fn connections(&self) -> [(&'static str, usize, u64); 2] {
+        let of = |c: &Connections| (c.listener(), c.open(), c.refused());
+        [of(&self.main_conns), of(&self.admin_conns)]
     }
 
     /// Re-reads the configuration file. A valid file replaces the running configuration for

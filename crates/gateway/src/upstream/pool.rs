@@ -7,6 +7,7 @@
 //! written is sent again on another connection; once any of it is written it never is.
 
 use crate::http::body::{BodyError, IdleTimer, UpstreamBody};
+use crate::stats::EndedBy;
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -410,15 +411,17 @@ struct Streaming {
 }
 
 impl Streaming {
-    /// Logs the end of a body that did not end well; `ended_by` is "upstream" or "client".
-    fn ended_badly(&mut self, ended_by: &str, cause: &str) {
+    /// Logs and counts the end of a body that did not end well, by the upstream or by the
+    /// client.
+    fn ended_badly(&mut self, ended_by: EndedBy, cause: &str) {
         self.over = true;
         let s = &crate::stats::STATS;
-        crate::stats::bump(if ended_by == "client" {
+        crate::stats::bump(if ended_by == EndedBy::Client {
             &s.cut_off_by_client
         } else {
             &s.cut_off_by_upstream
         });
+        let ended_by = ended_by.as_str();
         tracing::warn!(
             target: "candor::request",
             request_id = %self.request_id.to_str().unwrap_or(""),
@@ -506,7 +509,10 @@ impl Body for PooledBody {
             Poll::Ready(Some(Err(e))) => {
                 this.home = None;
                 if let Some(s) = &mut this.stream {
-                    s.ended_badly("upstream", &format!("the upstream's body broke off: {e}"));
+                    s.ended_badly(
+                        EndedBy::Upstream,
+                        &format!("the upstream's body broke off: {e}"),
+                    );
                 }
                 Poll::Ready(Some(Err(e.into())))
             }
@@ -523,7 +529,7 @@ impl Body for PooledBody {
                     "the upstream sent nothing for {} (timeouts.response_body_idle)",
                     crate::stages::forward::human_duration(s.idle.idle())
                 );
-                s.ended_badly("upstream", &cause);
+                s.ended_badly(EndedBy::Upstream, &cause);
                 Poll::Ready(Some(Err(cause.into())))
             }
         }
@@ -544,7 +550,10 @@ impl Drop for PooledBody {
             && s.polled
             && !s.over
         {
-            s.ended_badly("client", "the client went away before the response's end");
+            s.ended_badly(
+                EndedBy::Client,
+                "the client went away before the response's end",
+            );
         }
     }
 }
