@@ -75,7 +75,7 @@ def p99_ms(port):
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{LOAD_SECONDS}s", "--latency",
          f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True, check=True, timeout=LOAD_SECONDS + 30).stdout
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     value, unit = float(m.group(1)), m.group(2)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -131,8 +131,8 @@ async def attack(port, pid):
     async def limited(coro):
         async with sem:
             try:
-                await coro
-            except (OSError, asyncio.IncompleteReadError):
+                await asyncio.wait_for(coro, 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
                 pass
 
     await asyncio.gather(*(limited(idle_conn(port, held)) for _ in range(IDLE)))
