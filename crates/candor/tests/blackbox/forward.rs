@@ -510,3 +510,33 @@ fn connections_a_burst_opened_are_purged_when_no_request_needs_them() {
         "{reopened} new connections for the second burst"
     );
 }
+
+#[test]
+fn idle_connections_another_route_opened_do_not_lift_a_routes_cap() {
+    // The finding (attack probe): with 40 connections an uncapped route had left idle to
+    // the same upstream, 30 requests at once on a route capped at 4 (+2 queued) were all
+    // served at once.
+    let up = Upstream::start(Behaviour::Slow(Duration::from_millis(300)));
+    let config = format!(
+        "{}{}",
+        one_route("/warm/{*rest}", &up.url(), ""),
+        one_route(
+            "/cap/{*rest}",
+            &up.url(),
+            "max_connections = 2\nmax_queue = 1"
+        )
+        .replace("name = \"r\"", "name = \"capped\"")
+    );
+    let gw = Gateway::start(&config);
+    let burst = |path: &str| -> Vec<u16> {
+        std::thread::scope(|s| {
+            let all: Vec<_> = (0..10).map(|_| s.spawn(|| gw.get(path).status)).collect();
+            all.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    };
+    assert!(burst("/warm/a").iter().all(|&s| s == 200));
+    let statuses = burst("/cap/a");
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(refused >= 5, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 200 || s == 503), "{statuses:?}");
+}

@@ -151,7 +151,7 @@ impl Pool {
     ) -> Result<Response<PooledBody>, SendError> {
         let mut queued: Option<(Queued, Instant)> = None;
         loop {
-            let (idle, gate) = self.checkout(authority);
+            let (idle, gate) = self.checkout(authority, caps.max_connections);
             if let Some(mut sender) = idle {
                 // An idle connection is ready at once; one that closed meanwhile says so.
                 if sender.ready().await.is_err() {
@@ -214,12 +214,22 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `authority`, if there is one, and the address's counts.
-    fn checkout(&self, authority: &Authority) -> (Option<SendRequest<UpstreamBody>>, Arc<Gate>) {
+    /// An idle connection to `authority`, if there is one and fewer than `max_busy` of the
+    /// address's connections are busy, and the address's counts. (Idle connections opened
+    /// for a route with a higher cap do not let a route exceed its own.)
+    fn checkout(
+        &self,
+        authority: &Authority,
+        max_busy: usize,
+    ) -> (Option<SendRequest<UpstreamBody>>, Arc<Gate>) {
         let Ok(mut lists) = self.idle.lock() else {
             return (None, Arc::default());
         };
         let entry = lists.entry(authority.clone()).or_default();
+        let open = entry.gate.open.load(Ordering::Acquire);
+        if open.saturating_sub(entry.idle.len()) >= max_busy {
+            return (None, entry.gate.clone());
+        }
         while let Some(idle) = entry.idle.pop() {
             if idle.since.elapsed() < IDLE_TIMEOUT && !idle.sender.is_closed() {
                 entry.low = entry.low.min(entry.idle.len());
