@@ -159,3 +159,21 @@ async fn a_client_may_not_open_more_streams_than_the_cap() {
         s.abort();
     }
 }
+
+#[test]
+fn an_h2_client_that_never_acknowledges_goaway_is_dropped() {
+    // The finding (attack probe): the HTTP/2 preface and then silence; at keepalive the
+    // gateway sent GOAWAY and a PING, and held the connection for as long as the PING went
+    // unanswered (195 s and more).
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nkeepalive = \"1s\"\n{}",
+        one_route("/{*rest}", &up.url(), "")
+    ));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    // The gateway's SETTINGS, GOAWAY and PING, then the end (read_to_close fails if held).
+    let frames = read_to_close(&mut s);
+    assert!(frames.len() >= 9, "{frames:?}");
+    assert_eq!(gw.stats()["connections"]["closed"]["idle"], 1);
+}

@@ -538,5 +538,8 @@ fn idle_connections_another_route_opened_do_not_lift_a_routes_cap() {
     let statuses = burst("/cap/a");
     let refused = statuses.iter().filter(|&&s| s == 503).count();
     assert!(refused >= 5, "{statuses:?}");
-    assert!(statuses.iter().all(|&s| s == 200 || s == 503), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 503),
+        "{statuses:?}"
+    );
 }

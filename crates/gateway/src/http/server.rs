@@ -434,6 +434,16 @@ macro_rules! drive {
                             why.count();
                             closing = true;
                             conn.as_mut().graceful_shutdown();
+                            // An HTTP/2 client must acknowledge the GOAWAY's PING for the
+                            // connection to end; one that never does is dropped after a
+                            // grace (an idle one has nothing in flight; an old one gets
+                            // the keep-alive time to finish what it has).
+                            let wait = if why == crate::http::connections::Close::Idle {
+                                Duration::from_secs(1)
+                            } else {
+                                keepalive
+                            };
+                            grace = Some(Box::pin(tokio::time::sleep(wait)));
                         }
                     }
                 }
