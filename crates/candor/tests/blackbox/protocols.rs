@@ -155,8 +155,15 @@ fn plaintext_to_a_tls_listener_is_told_to_use_https() {
     );
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
-    // Neither a lone handshake byte nor bytes that are not HTTP upset it.
     use std::io::{Read, Write};
+    // The finding (attack probe): a request line arriving in pieces (`G`, then the rest)
+    // was reset instead of answered.
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"G").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    s.write_all(b"ET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_problem(&parse_raw(&read_to_close(&mut s)), "https_required");
+    // Neither a lone handshake byte nor bytes that are not HTTP upset it.
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.write_all(b"\x16").unwrap();
     drop(s);

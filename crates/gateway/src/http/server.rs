@@ -576,19 +576,31 @@ async fn refuse_plain_http(
     deadline: tokio::time::Instant,
 ) -> Option<TcpStream> {
     let mut buf = [0u8; 1024];
-    let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        Ok(Ok(_)) | Err(_) => return None,
-        Ok(Err(_)) => return Some(stream),
-    };
-    if buf[0] == 0x16 {
-        return Some(stream);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(Ok(_)) | Err(_) => return None,
+            Ok(Err(_)) => return Some(stream),
+        };
+        if buf[0] == 0x16 {
+            return Some(stream);
+        }
+        if let Some(path) = crate::http::grammar::plain_http_path(&buf[..n]) {
+            let err = GatewayError::new(codes::HTTPS_REQUIRED).param("path", path.clone());
+            answer_and_close(state, stream, &err, &path).await;
+            return None;
+        }
+        // A request line still arriving (`G`, then `ET /x ...`): look again shortly, until
+        // the handshake deadline. Anything else is no HTTP and no TLS: closed.
+        let method = buf[..n].split(|&b| b == b' ').next().unwrap_or_default();
+        let arriving = n < buf.len()
+            && !buf[..n].contains(&b'\n')
+            && method.iter().all(|&b| b.is_ascii_alphabetic());
+        if !arriving || tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if let Some(path) = crate::http::grammar::plain_http_path(&buf[..n]) {
-        let err = GatewayError::new(codes::HTTPS_REQUIRED).param("path", path.clone());
-        answer_and_close(state, stream, &err, &path).await;
-    }
-    None
 }
 
 /// Answers `err` outside the HTTP parser, then closes the connection.
