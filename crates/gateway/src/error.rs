@@ -77,6 +77,8 @@ impl GatewayError {
     pub(crate) fn ended_by(&self) -> crate::stats::EndedBy {
         use crate::stats::EndedBy;
         match self.source {
+            // The gateway's own cap on the upstream refused it; the upstream did nothing.
+            ErrorSource::Upstream if self.code == codes::UPSTREAM_OVERLOADED => EndedBy::Gateway,
             ErrorSource::Upstream => EndedBy::Upstream,
             ErrorSource::Downstream
                 if self.client_stopped || self.code == codes::REQUEST_TIMEOUT =>

@@ -538,6 +538,12 @@ fn idle_connections_another_route_opened_do_not_lift_a_routes_cap() {
     let statuses = burst("/cap/a");
     let refused = statuses.iter().filter(|&&s| s == 503).count();
     assert!(refused >= 5, "{statuses:?}");
+    // Refused by the gateway's cap, not by the upstream.
+    let stats = gw.stats();
+    assert_eq!(
+        stats["errors"]["upstream_overloaded"]["gateway"], refused as u64,
+        "{stats}"
+    );
     assert!(
         statuses.iter().all(|&s| s == 200 || s == 503),
         "{statuses:?}"
