@@ -45,6 +45,8 @@ pub(crate) struct Stats {
     pub closed_resets: AtomicU64,
     /// TLS handshakes that failed or did not end within `timeouts.tls_handshake`.
     pub tls_handshakes_failed: AtomicU64,
+    /// HTTP/1 connections idle now with their parser and its buffers given back (a gauge).
+    pub parked: AtomicU64,
     /// Responses cut off after their status was sent: the upstream broke off or stalled.
     pub cut_off_by_upstream: AtomicU64,
     /// ... the client went away.
@@ -58,6 +60,7 @@ pub(crate) static STATS: Stats = Stats {
     closed_age: AtomicU64::new(0),
     closed_resets: AtomicU64::new(0),
     tls_handshakes_failed: AtomicU64::new(0),
+    parked: AtomicU64::new(0),
     cut_off_by_upstream: AtomicU64::new(0),
     cut_off_by_client: AtomicU64::new(0),
     errors: Mutex::new(BTreeMap::new()),
@@ -110,6 +113,7 @@ impl Stats {
                     "resets": get(&self.closed_resets),
                 },
                 "tls_handshakes_failed": get(&self.tls_handshakes_failed),
+                "idle_parked": get(&self.parked),
             },
             "failed_exchanges_ended_by": {
                 "client": ended[0],

@@ -143,6 +143,34 @@ async fn tls_terminates_with_h2_by_alpn_and_http11() {
     );
 }
 
+#[tokio::test]
+async fn an_idle_tls_connection_gives_its_parser_back_and_is_served_again() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&tls_config_text(&up));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in ["first", "after parking"] {
+        let path = "/t";
+        let req = http::Request::get(path)
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(echo["target"], path);
+        // Idle: the connection gives its parser back (blocking the test's thread is fine,
+        // nothing is in flight).
+        assert!(gw.eventually(|g| crate::timeouts::parked(g) == 1), "parked");
+    }
+}
+
 #[test]
 fn plaintext_to_a_tls_listener_is_told_to_use_https() {
     let up = Upstream::start(Behaviour::Echo);

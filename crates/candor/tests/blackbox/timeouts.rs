@@ -90,3 +90,74 @@ fn timeouts_are_checked_by_candor_check() {
     assert!(out.contains("timeouts.keepalive"), "{out}");
     assert!(out.contains("timeouts.header"), "{out}");
 }
+
+/// Connections idle now without their parser (`/stats`).
+pub(crate) fn parked(gw: &Gateway) -> u64 {
+    gw.stats()["connections"]["idle_parked"].as_u64().unwrap()
+}
+
+#[test]
+fn an_idle_connection_gives_its_parser_back_and_is_served_again() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nrequest_head = \"2s\"\nkeepalive = \"10s\"\n{}",
+        one_route("/{*rest}", &up.url(), "")
+    ));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    assert!(
+        gw.eventually(|g| parked(g) == 1),
+        "the idle connection was parked"
+    );
+    // The next head arrives in pieces: the guard collects it and a new parser gets it whole.
+    s.write_all(b"GET /b HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"st: x\r\n\r\n").unwrap();
+    let b = read_response(&mut s);
+    assert_eq!((b.status, b.json()["target"].as_str()), (200, Some("/b")));
+    assert!(gw.eventually(|g| parked(g) == 1), "parked again");
+    // Two pipelined requests after the wait: both answered, in order.
+    s.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&read_to_close(&mut s)).into_owned();
+    assert_eq!(raw.matches("HTTP/1.1 200 OK").count(), 2, "{raw}");
+    assert!(
+        raw.find("\"/c\"").unwrap() < raw.find("\"/d\"").unwrap(),
+        "{raw}"
+    );
+    assert!(
+        gw.eventually(|g| parked(g) == 0),
+        "a closed connection is not counted"
+    );
+    let paths: Vec<_> = up
+        .heads()
+        .iter()
+        .map(|h| h.split(" | ").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "GET /a HTTP/1.1",
+            "GET /b HTTP/1.1",
+            "GET /c HTTP/1.1",
+            "GET /d HTTP/1.1"
+        ]
+    );
+}
+
+/// The keep-alive time ends at the first byte of the next head; from there the head has its
+/// own time (before, a head begun late in the keep-alive time was cut off without an answer).
+#[test]
+fn a_head_begun_late_in_the_keep_alive_time_gets_its_own_time() {
+    let (gw, _up) = gateway();
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    assert!(gw.eventually(|g| parked(g) == 1), "parked");
+    s.write_all(b"GET /slow HTTP/1.1\r\nX-A: ").unwrap();
+    let raw = read_to_close(&mut s);
+    let resp = parse_raw(&raw);
+    assert_problem(&resp, "request_timeout");
+    assert_eq!(resp.status, 408);
+}

@@ -1,11 +1,21 @@
 //! Client connections: counted per listener against its cap, told to drain on shutdown, and
-//! watched for the reasons a connection is asked to close (HTTP/2 GOAWAY, HTTP/1 `Connection:
-//! close`): idle too long, too old, or a client resetting most of its streams.
+//! driven ([`serve`]): HTTP/1 or HTTP/2 told from the first bytes, asked to close (HTTP/2
+//! GOAWAY, HTTP/1 `Connection: close`) when idle too long, too old, or when the client
+//! resets most of its streams. An idle HTTP/1 connection holds no parser: hyper's buffers
+//! (16 KiB) are given back until the next request's first bytes come.
 
-use crate::http::guard::{RESET_BUDGET, Shared};
+use crate::config::Timeouts;
+use crate::http::guard::{HeadGuard, RESET_BUDGET, Shared};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 
 /// The open connections of one listener.
@@ -172,6 +182,258 @@ pub(crate) fn check(
         return Err(Close::Idle);
     }
     Ok(idle_end.min(old))
+}
+
+/// How long an HTTP/1 connection waits for its next request with its parser in place; after
+/// that the parser is taken apart (its buffers given back) and made anew when bytes come. A
+/// client sending request after request keeps its parser.
+const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// The HTTP/1 and HTTP/2 settings connections are served with.
+#[derive(Clone, Debug)]
+pub(crate) struct Builders {
+    /// HTTP/1.
+    pub(crate) h1: http1::Builder,
+    /// HTTP/2.
+    pub(crate) h2: http2::Builder<TokioExecutor>,
+}
+
+/// A connection's service, as hyper calls it.
+pub(crate) trait ConnService:
+    Service<
+        http::Request<Incoming>,
+        Response = http::Response<crate::http::body::ClientBody>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> ConnService for T where
+    T: Service<
+            http::Request<Incoming>,
+            Response = http::Response<crate::http::body::ClientBody>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// What a connection is served with besides its bytes.
+pub(crate) struct Driving<'a, V> {
+    /// The protocol settings.
+    pub(crate) builders: &'a Builders,
+    /// Each request's service.
+    pub(crate) service: V,
+    /// The state the guard and the service share.
+    pub(crate) shared: Arc<Shared>,
+    /// Told on shutdown.
+    pub(crate) drain: watch::Receiver<bool>,
+    /// The configured timeouts.
+    pub(crate) timeouts: Timeouts,
+    /// The client, for the log.
+    pub(crate) peer: SocketAddr,
+}
+
+/// Serves a guarded connection until it ends: HTTP/2 when it starts with the connection
+/// preface, HTTP/1 otherwise.
+pub(crate) async fn serve<S, V>(mut io: HeadGuard<S>, d: Driving<'_, V>) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    V: ConnService,
+{
+    match io.sniff().await {
+        Ok(true) => drive_h2(io, d).await,
+        Ok(false) => drive_h1(io, d).await,
+        Err(e) => {
+            tracing::debug!(target: "candor::server", peer = %d.peer, error = %e, "connection failed before its first request");
+            Ok(())
+        }
+    }
+}
+
+/// The connection timer fired: `Some(why)` when the connection should close now (counted and
+/// logged), else the timer is set to the next look.
+fn looked_at(
+    d: &Driving<'_, impl ConnService>,
+    accepted: Instant,
+    timer: Pin<&mut tokio::time::Sleep>,
+) -> Option<Close> {
+    let (keepalive, max_age) = (d.timeouts.keepalive, d.timeouts.max_connection_age);
+    match check(&d.shared, accepted, keepalive, max_age, Instant::now()) {
+        Ok(next) => {
+            timer.reset(next.into());
+            None
+        }
+        Err(why) => {
+            tracing::debug!(target: "candor::server", peer = %d.peer, why = why.as_str(), "asking a connection to close");
+            why.count();
+            Some(why)
+        }
+    }
+}
+
+/// The client reset most of its requests: logged and counted.
+fn calm_down(d: &Driving<'_, impl ConnService>) {
+    let (resets, requests) = d.shared.resets();
+    tracing::warn!(target: "candor::server", peer = %d.peer, resets, requests, "closing a connection: the client reset most of its requests");
+    Close::Resets.count();
+}
+
+/// Drives an HTTP/2 connection: on shutdown, idleness (keep-alive), age, or a client
+/// resetting most of its streams it gets GOAWAY and a grace to finish; an HTTP/2 client must
+/// acknowledge the GOAWAY's PING for the connection to end, and one that never does is
+/// dropped after the grace (an idle one has nothing in flight: 1 s; an old one gets the
+/// keep-alive time to finish what it has).
+async fn drive_h2<S>(io: HeadGuard<S>, mut d: Driving<'_, impl ConnService>) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed: HTTP/2 state is large, and HTTP/1 connections need not carry room for it.
+    let mut conn = Box::pin(
+        d.builders
+            .h2
+            .serve_connection(TokioIo::new(io), d.service.clone()),
+    );
+    let accepted = Instant::now();
+    let keepalive = d.timeouts.keepalive;
+    let timer = tokio::time::sleep(keepalive.min(d.timeouts.max_connection_age));
+    tokio::pin!(timer);
+    let mut closing = false;
+    let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => return r,
+            _ = d.drain.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = d.shared.calm.notified(), if grace.is_none() => {
+                calm_down(&d);
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+            }
+            () = async { grace.as_mut().expect("set").await }, if grace.is_some() => {
+                return Ok(());
+            }
+            () = &mut timer, if !closing => {
+                if let Some(why) = looked_at(&d, accepted, timer.as_mut()) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    let wait = if why == Close::Idle { Duration::from_secs(1) } else { keepalive };
+                    grace = Some(Box::pin(tokio::time::sleep(wait)));
+                }
+            }
+        }
+    }
+}
+
+/// Drives an HTTP/1 connection: asked to close (after the response in flight) on shutdown,
+/// idleness, age or resets. Idle for [`PARK_AFTER`] with nothing read and nothing to write,
+/// its parser is taken apart; the guard alone waits for the next bytes (and for its timers),
+/// and a new parser gets them.
+async fn drive_h1<S>(
+    mut io: HeadGuard<S>,
+    mut d: Driving<'_, impl ConnService>,
+) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted = Instant::now();
+    let timer = tokio::time::sleep(d.timeouts.keepalive.min(d.timeouts.max_connection_age));
+    tokio::pin!(timer);
+    let park = tokio::time::sleep(PARK_AFTER);
+    tokio::pin!(park);
+    let mut closing = false;
+    let mut service = d.service.clone();
+    loop {
+        // Boxed: taken apart while the connection is idle, so that an idle connection holds
+        // neither its buffers nor room for them.
+        let mut conn = Box::pin(d.builders.h1.serve_connection(TokioIo::new(io), service));
+        park.as_mut()
+            .reset(tokio::time::Instant::now() + PARK_AFTER);
+        loop {
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => return r,
+                _ = d.drain.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = d.shared.calm.notified(), if !closing => {
+                    calm_down(&d);
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = &mut timer, if !closing => {
+                    if looked_at(&d, accepted, timer.as_mut()).is_some() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = &mut park, if !closing => {
+                    if d.shared.quiet() {
+                        break;
+                    }
+                    park.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+                }
+            }
+        }
+        let parts = Pin::into_inner(conn).into_parts();
+        io = parts.io.into_inner();
+        service = parts.service;
+        let unread = parts.read_buf;
+        if !unread.is_empty() || !io.is_quiet() {
+            // Not idle after all (bytes came between the look and now): served on.
+            io.unread(&unread);
+            continue;
+        }
+        // The parser's read buffer goes too (an empty `Bytes` may still own it).
+        drop(unread);
+        // Parked: nothing but the guard and the service until the client sends.
+        let _parked = Parked::new();
+        loop {
+            tokio::select! {
+                biased;
+                r = io.fill() => match r {
+                    Ok(true) => break,
+                    Ok(false) => return Ok(()),
+                    Err(e) => {
+                        tracing::debug!(target: "candor::server", peer = %d.peer, error = %e, "idle connection failed");
+                        return Ok(());
+                    }
+                },
+                _ = d.drain.changed() => return Ok(()),
+                () = &mut timer => {
+                    if looked_at(&d, accepted, timer.as_mut()).is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An HTTP/1 connection idle without its parser, counted in `/stats` while it lasts.
+struct Parked;
+
+impl Parked {
+    fn new() -> Self {
+        crate::stats::STATS.parked.fetch_add(1, Ordering::Relaxed);
+        Parked
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        crate::stats::STATS.parked.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use candor_catalog::codes;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -103,6 +103,12 @@ pub(crate) struct Shared {
     resets: AtomicU64,
     /// Told when `resets` goes over the budget.
     pub(crate) calm: tokio::sync::Notify,
+    /// The parser is waiting for the next request head and holds nothing (see
+    /// [`HeadGuard::is_quiet`]): its connection may be taken apart until bytes come.
+    quiet: AtomicBool,
+    /// A request head is being collected: the connection waits on the head's time, no
+    /// longer on the keep-alive time.
+    collecting: AtomicBool,
 }
 
 /// Resets a connection may make before it is closed, when they are also most of its
@@ -167,11 +173,17 @@ impl Shared {
     /// Whether no request is being served, and since when (the end of the last response;
     /// `None` before any).
     pub(crate) fn idle(&self) -> Option<Option<Instant>> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.collecting.load(Ordering::Acquire) {
             return None;
         }
         let since = self.idle_since.load(Ordering::Acquire);
         Some((since > 0).then(|| clock_base() + Duration::from_nanos(since)))
+    }
+
+    /// Whether the connection's parser waits for the next request head with nothing read,
+    /// nothing to write and no request in flight: an idle keep-alive connection.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::Acquire) && self.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// Requests given up by the client, and requests in all.
@@ -748,8 +760,11 @@ pub(crate) struct HeadGuard<S> {
     head_started: Instant,
     /// When the last head went to the parser.
     last_head: Instant,
-    /// A timer expired with nothing to answer: the connection ends.
+    /// A timer expired with nothing to answer, or the client closed its side between
+    /// requests: the connection ends.
     closed: bool,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
 }
 
 impl<S> HeadGuard<S> {
@@ -784,7 +799,38 @@ impl<S> HeadGuard<S> {
             head_started: Instant::now(),
             last_head: Instant::now(),
             closed: false,
+            unflushed: false,
         }
+    }
+
+    /// Whether the guard is between requests with nothing held: the last response was
+    /// flushed and no byte of the next head has come.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.held.is_empty()
+            && self.scanner.heads > 0
+            && !self.unflushed
+            && !self.closed
+            && self.linger.is_none()
+            && matches!(
+                self.scanner.framing,
+                Framing::Head {
+                    scanned: 0,
+                    line: Line::Open(0)
+                }
+            )
+    }
+
+    /// Bytes the parser read through the guard but did not use (its connection was taken
+    /// apart): they are handed out again before anything else.
+    pub(crate) fn unread(&mut self, bytes: &[u8]) {
+        self.held.splice(self.pos..self.pos, bytes.iter().copied());
+        self.ready += bytes.len();
+    }
+
+    /// Notes a write (the connection is not quiet until it is flushed).
+    fn wrote(&mut self) {
+        self.unflushed = true;
+        self.shared.quiet.store(false, Ordering::Relaxed);
     }
 
     /// Called when reading from the client would wait. When the timer fires, works out
@@ -829,6 +875,7 @@ impl<S> HeadGuard<S> {
     fn note_heads(&mut self, heads_before: u64, had_partial: bool) {
         let passed = self.scanner.heads != heads_before;
         let partial = self.held.len() > self.ready;
+        self.shared.collecting.store(partial, Ordering::Release);
         if passed || (partial && !had_partial) {
             let now = Instant::now();
             if passed {
@@ -862,13 +909,79 @@ impl<S> HeadGuard<S> {
             target,
         });
         self.scanner.framing = Framing::Rejected;
+        self.shared.collecting.store(false, Ordering::Release);
         self.held.truncate(self.ready);
         self.held.extend_from_slice(STAND_IN);
         self.ready = self.held.len();
     }
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 impl<S: AsyncRead + Unpin> HeadGuard<S> {
+    /// Reads what the connection starts with, until it tells HTTP/2 (the connection preface:
+    /// `true`) from HTTP/1 (`false`; also when the connection ended or its first head was
+    /// refused, so that the refusal is answered). What was read is handed out as usual:
+    /// the parser chosen gets it in its first read.
+    pub(crate) async fn sniff(&mut self) -> std::io::Result<bool> {
+        loop {
+            let got = &self.held[..];
+            if got.len() >= H2_PREFACE.len() {
+                return Ok(got.starts_with(H2_PREFACE));
+            }
+            if !H2_PREFACE.starts_with(got)
+                || self.closed
+                || matches!(self.scanner.framing, Framing::Rejected)
+            {
+                return Ok(false);
+            }
+            std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+        }
+    }
+
+    /// Waits for the next bytes of an idle connection (its parser taken apart): `false`
+    /// when the connection ended instead (the client closed, or a timer expired).
+    pub(crate) async fn fill(&mut self) -> std::io::Result<bool> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+        Ok(!self.closed)
+    }
+
+    /// Reads once from the client into `held` and scans what came; ready when something
+    /// happened: bytes came, the client closed its side (in the middle of a head: the
+    /// catalog's answer, never the parser's), or a timer expired.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut scratch = [0u8; 8192];
+        let mut rb = ReadBuf::new(&mut scratch);
+        let collecting = self.held.len() > self.ready;
+        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+            Poll::Pending => match self.poll_deadline(cx) {
+                Some(wait) => self.expire(wait),
+                None => return Poll::Pending,
+            },
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                if collecting {
+                    let refusal = incomplete_head(&self.held[self.ready..]);
+                    self.refuse(refusal);
+                } else {
+                    self.closed = true;
+                }
+            }
+            Poll::Ready(Ok(())) => {
+                self.held.extend_from_slice(rb.filled());
+                let heads = self.scanner.heads;
+                let (n, refusal) = self.scanner.scan(&self.held[self.ready..]);
+                self.ready += n;
+                self.note_heads(heads, collecting);
+                if let Some(refusal) = refusal {
+                    self.refuse(refusal);
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// After a rejection: reads and discards what the client still sends.
     fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut scratch = [0u8; 4096];
@@ -891,6 +1004,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        this.shared.quiet.store(false, Ordering::Relaxed);
         loop {
             if this.pos < this.ready {
                 let n = (this.ready - this.pos).min(buf.remaining());
@@ -928,33 +1042,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
             }
             if this.held.len() > this.ready {
                 // A head is being collected: read more of it into `held`.
-                let mut scratch = [0u8; 8192];
-                let mut rb = ReadBuf::new(&mut scratch);
-                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                    Poll::Pending => match this.poll_deadline(cx) {
-                        Some(wait) => {
-                            this.expire(wait);
-                            continue;
-                        }
-                        None => return Poll::Pending,
-                    },
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                        // The client closed its side in the middle of a head: it gets the
-                        // catalog's answer (it may still read), never the parser's.
-                        let refusal = incomplete_head(&this.held[this.ready..]);
-                        this.refuse(refusal);
-                        continue;
-                    }
-                    Poll::Ready(Ok(())) => this.held.extend_from_slice(rb.filled()),
-                }
-                let heads = this.scanner.heads;
-                let (n, refusal) = this.scanner.scan(&this.held[this.ready..]);
-                this.ready += n;
-                this.note_heads(heads, true);
-                if let Some(refusal) = refusal {
-                    this.refuse(refusal);
-                }
+                std::task::ready!(this.poll_fill(cx))?;
                 continue;
             }
             // Nothing held: read straight into the parser's buffer and check what came.
@@ -966,7 +1054,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                         this.expire(wait);
                         continue;
                     }
-                    None => return Poll::Pending,
+                    None => {
+                        if this.is_quiet() {
+                            this.shared.quiet.store(true, Ordering::Release);
+                        }
+                        return Poll::Pending;
+                    }
                 },
                 other => return other,
             }
@@ -997,7 +1090,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -1005,7 +1100,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.wrote();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -1013,7 +1110,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.unflushed = false;
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -5,7 +5,7 @@ use crate::admin;
 use crate::config::{Config, ConfigReport};
 use crate::error::GatewayError;
 use crate::http::body::{ClientBody, GatewayBody};
-use crate::http::connections::Connections;
+use crate::http::connections::{self, Builders, Connections};
 use crate::http::guard::{self, HeadGuard};
 use crate::pipeline::{Pipeline, Services};
 use crate::stages::forward::Forwarder;
@@ -13,15 +13,14 @@ use arc_swap::ArcSwap;
 use candor_catalog::codes;
 use http::{HeaderValue, Response};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -259,10 +258,8 @@ impl Server {
             admin,
         } = self;
         let (main_conns, admin_conns) = (state.main_conns.clone(), state.admin_conns.clone());
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(1 << 20)
             .max_headers(crate::upstream::pool::MAX_RESPONSE_HEADERS);
@@ -270,12 +267,12 @@ impl Server {
         // library (then GOAWAY ENHANCE_YOUR_CALM); after, by the reset budget (see
         // `connections`). The header list may be larger than limits.max_header_bytes so that
         // a list over the limit reaches the transport stage and its catalog answer.
-        builder
-            .http2()
-            .timer(TokioTimer::new())
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_header_list_size(1 << 20)
             .max_pending_accept_reset_streams(Some(20))
             .max_local_error_reset_streams(Some(256));
+        let builders = Builders { h1, h2 };
         tokio::spawn(crate::identity::store::keep_fresh(
             state.services.identity.clone(),
         ));
@@ -321,14 +318,14 @@ impl Server {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let mut builder = builder.clone();
-            builder
-                .http2()
+            let mut builders = builders.clone();
+            builders
+                .h2
                 .max_concurrent_streams(state.current().limits.max_h2_streams);
             let drain = conns.drain_signal();
             let state = state.clone();
             tokio::spawn(async move {
-                serve_connection(state, builder, stream, peer, is_admin, drain).await;
+                serve_connection(state, &builders, stream, peer, is_admin, drain).await;
                 drop(ticket);
             });
         }
@@ -390,71 +387,9 @@ fn refuse_connection(state: &Arc<State>, stream: TcpStream, is_admin: bool, cap:
     });
 }
 
-/// Drives a connection until it ends: on shutdown, when it has been idle for the keep-alive
-/// time, when it is older than `timeouts.max_connection_age`, or when its client resets most
-/// of its requests, it is asked to close gracefully (HTTP/2 GOAWAY, HTTP/1 close after the
-/// response in flight). A connection asked to close by its client's resets gets a short
-/// grace, then is dropped.
-macro_rules! drive {
-    ($conn:expr, $shared:expr, $drain:expr, $timeouts:expr, $peer:expr) => {{
-        let conn = $conn;
-        tokio::pin!(conn);
-        let shared: &guard::Shared = &$shared;
-        let accepted = Instant::now();
-        let (keepalive, max_age) = ($timeouts.keepalive, $timeouts.max_connection_age);
-        let mut drain = $drain;
-        let timer = tokio::time::sleep(keepalive.min(max_age));
-        tokio::pin!(timer);
-        let mut closing = false;
-        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        loop {
-            tokio::select! {
-                biased;
-                r = conn.as_mut() => break r,
-                _ = drain.changed(), if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                () = shared.calm.notified(), if grace.is_none() => {
-                    let (resets, requests) = shared.resets();
-                    tracing::warn!(target: "candor::server", peer = %$peer, resets, requests, "closing a connection: the client reset most of its requests");
-                    crate::http::connections::Close::Resets.count();
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                    grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
-                }
-                () = async { grace.as_mut().expect("set").await }, if grace.is_some() => {
-                    break Ok(());
-                }
-                () = &mut timer, if !closing => {
-                    match crate::http::connections::check(shared, accepted, keepalive, max_age, Instant::now()) {
-                        Ok(next) => timer.as_mut().reset(next.into()),
-                        Err(why) => {
-                            tracing::debug!(target: "candor::server", peer = %$peer, why = why.as_str(), "asking a connection to close");
-                            why.count();
-                            closing = true;
-                            conn.as_mut().graceful_shutdown();
-                            // An HTTP/2 client must acknowledge the GOAWAY's PING for the
-                            // connection to end; one that never does is dropped after a
-                            // grace (an idle one has nothing in flight; an old one gets
-                            // the keep-alive time to finish what it has).
-                            let wait = if why == crate::http::connections::Close::Idle {
-                                Duration::from_secs(1)
-                            } else {
-                                keepalive
-                            };
-                            grace = Some(Box::pin(tokio::time::sleep(wait)));
-                        }
-                    }
-                }
-            }
-        }
-    }};
-}
-
 async fn serve_connection(
     state: Arc<State>,
-    builder: auto::Builder<TokioExecutor>,
+    builders: &Builders,
     stream: TcpStream,
     peer: SocketAddr,
     is_admin: bool,
@@ -500,6 +435,14 @@ async fn serve_connection(
         head: timeouts.request_head,
         keepalive: timeouts.keepalive,
     };
+    let driving = connections::Driving {
+        builders,
+        service: svc,
+        shared: conn.clone(),
+        drain,
+        timeouts,
+        peer,
+    };
     let result = match tls_config {
         // Boxed: a TLS connection's state is larger, and plain connections need not carry
         // room for it.
@@ -511,13 +454,7 @@ async fn serve_connection(
             match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
                     let io = HeadGuard::new(tls_stream, conn.clone(), limits, waits);
-                    Some(drive!(
-                        builder.serve_connection(TokioIo::new(io), svc),
-                        conn,
-                        drain,
-                        timeouts,
-                        peer
-                    ))
+                    Some(connections::serve(io, driving).await)
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
@@ -534,13 +471,7 @@ async fn serve_connection(
         .await,
         None => {
             let io = HeadGuard::new(stream, conn.clone(), limits, waits);
-            Some(drive!(
-                builder.serve_connection(TokioIo::new(io), svc),
-                conn,
-                drain,
-                timeouts,
-                peer
-            ))
+            Some(connections::serve(io, driving).await)
         }
     };
     if let Some(Err(e)) = result {
