@@ -23,7 +23,7 @@
 //! | parse | `stages::parse` | the request target's encoding; one canonical path |
 //! | route | `stages::route` | host, path and method; suggestions on a miss; the gateway's own endpoints |
 //! | policy | `stages::policy` | the route's mode, HTTPS only, allowed and denied client networks |
-//! | negotiate | (to come) | Accept and Content-Type |
+//! | negotiate | `stages::negotiate` | Accept against what the route produces; a body's Content-Type against what it accepts |
 //! | authenticate | `stages::authenticate` | the credentials a route requires, each refusal precise |
 //! | authorize | `stages::authorize` | scopes, the account the request names, account state |
 //! | limit | `stages::limit` | the account's daily quota (rate limits to come) |

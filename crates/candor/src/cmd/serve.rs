@@ -137,6 +137,9 @@ Try:\n\
   curl -i {base}/v1/customers/globex/devices {auth}\n\
   # a typo in the path: 404 route_not_found that names the route you meant\n\
   curl -i {base}/v1/customers/acme/device\n\
+  # a body that is not JSON, and a format the API cannot answer in: 415 and 406, from the gateway\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {auth} -H 'Content-Type: application/xml' -d '<device/>'\n\
+  curl -i {base}/v1/customers/acme/devices {auth} -H 'Accept: application/xml'\n\
   # every field problem at once: 400 validation_failed\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
   # an API under maintenance: 503 with Retry-After\n\

@@ -6,11 +6,9 @@
 
 use std::collections::BTreeSet;
 
-/// Codes raised by stages that are not built yet: content negotiation, rate limits,
-/// upstream health checks, resource conflicts and operations a mode
-/// does not support.
+/// Codes raised by stages that are not built yet: rate limits, upstream health checks,
+/// resource conflicts and operations a mode does not support.
 const OWNED_BY_LATER_WORK: &[&str] = &[
-    "not_acceptable",
     "rate_limited",
     "no_healthy_upstream",
     "conflict",

@@ -50,6 +50,24 @@ fn demo_serves_the_devices_api_through_the_gateway() {
     );
     let gw = Authed { gw: &gw, auth };
 
+    // The gateway, not the demo API, refuses a body that is not JSON and a format the API
+    // cannot answer in (both in the tour).
+    let xml_body = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[("Content-Type", "application/xml")],
+        b"<device/>",
+    );
+    let b = assert_problem(&xml_body, "unsupported_media_type");
+    assert_eq!(b["accepted"], serde_json::json!(["application/json"]));
+    let xml_wanted = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("Accept", "application/xml")],
+        b"",
+    );
+    assert_problem(&xml_wanted, "not_acceptable");
+
     let r = gw.request(
         "POST",
         "/v1/customers/acme/devices",

@@ -11,6 +11,8 @@
 //! - [`parse`]: percent-encoding of the request target and path normalisation.
 //! - [`route`]: host, path and method matching, suggestions on a miss, request ids.
 //! - [`policy`]: HTTPS-only routes, redirects, allowed and denied networks, trusted proxies.
+//! - [`negotiate`]: Accept against what a route produces, a body's Content-Type against
+//!   what it accepts (406, 415).
 //! - [`authenticate`]: bearer credentials and every refusal, an RFC 8725 attack suite.
 //! - [`authorize`]: scopes, the account a request names, account quotas.
 //! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
@@ -45,6 +47,7 @@ mod framing;
 mod head_guard;
 mod issuers;
 mod lifecycle;
+mod negotiate;
 mod parse;
 mod policy;
 mod protocols;

@@ -5,6 +5,7 @@
 use super::auth::AuthSettings;
 use super::did_you_mean;
 use super::reader::{Problems, TableReader};
+use crate::stages::negotiate::{MediaType, Negotiation};
 use crate::stages::policy::AccessPolicy;
 use crate::stages::route::PathPattern;
 pub(crate) use crate::stages::route::{RouteConfig, RouteMode};
@@ -26,6 +27,8 @@ const ROUTE: &[&str] = &[
     "maintenance_until",
     "wrap_upstream_errors",
     "preserve_host",
+    "accepts",
+    "produces",
     "auth",
     "auth_scheme",
     "scopes",
@@ -230,6 +233,10 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
     }
     let auth = read_route_auth(r, p, pattern.as_ref());
     let access = super::access::read(r, p);
+    let negotiation = Negotiation {
+        accepts: media_types(r, p, "accepts", true),
+        produces: media_types(r, p, "produces", false),
+    };
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
     if p.list.len() > before {
@@ -247,7 +254,31 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         preserve_host,
         auth,
         access,
+        negotiation,
     })
+}
+
+/// A list of media types (`accepts` may name ranges such as `text/*`).
+fn media_types(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    key: &str,
+    range: bool,
+) -> Vec<MediaType> {
+    let mut out = Vec::new();
+    for (text, span) in r.strings(p, key).unwrap_or_default() {
+        match MediaType::parse(&text, range) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                p.at(span, &r.key_path(key), e).expected = Some(if range {
+                    "media types such as \"application/json\" or \"text/*\"".into()
+                } else {
+                    "media types such as \"application/json\"".into()
+                });
+            }
+        }
+    }
+    out
 }
 
 fn read_route_auth(

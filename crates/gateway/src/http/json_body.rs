@@ -7,7 +7,7 @@ use http::Request;
 use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Reads a JSON request body: `unsupported_media_type` unless it is declared
 /// `application/json`, `payload_too_large` past `max` bytes, `malformed_body` with line and
@@ -28,14 +28,16 @@ pub(crate) async fn read_json(req: Request<Incoming>, max: usize) -> Result<Valu
     match content_type.as_deref() {
         Some("application/json") => {}
         other => {
-            return Err(GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
-                .param(
-                    "content_type",
-                    other.map_or("(no Content-Type header)".to_owned(), str::to_owned),
-                )
-                .param("path", path)
-                .param("accepted", "application/json")
-                .extension("accepted", json!(["application/json"])));
+            let declared = other.map_or("has no Content-Type header".to_owned(), |t| {
+                format!("is declared as {t}")
+            });
+            return Err(crate::stages::negotiate::unsupported(
+                declared,
+                other.map(str::to_owned),
+                &path,
+                &["application/json".to_owned()],
+                "application/json",
+            ));
         }
     }
     let bytes: Bytes = Limited::new(req.into_body(), max)

@@ -162,17 +162,23 @@ pub(crate) async fn serve(
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")
     {
-        let shown = if content_type.is_empty() {
-            "(no Content-Type header)"
+        const FORM: &str = "application/x-www-form-urlencoded";
+        let (declared, sent) = if content_type.is_empty() {
+            ("has no Content-Type header".to_owned(), None)
         } else {
-            content_type
+            (
+                format!("is declared as {content_type}"),
+                Some(content_type.to_owned()),
+            )
         };
         return Err(oauth(
-            GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
-                .param("content_type", shown.to_owned())
-                .param("path", TOKEN_PATH)
-                .param("accepted", "application/x-www-form-urlencoded")
-                .extension("accepted", json!(["application/x-www-form-urlencoded"])),
+            crate::stages::negotiate::unsupported(
+                declared,
+                sent,
+                TOKEN_PATH,
+                &[FORM.to_owned()],
+                FORM,
+            ),
             "invalid_request",
             "the token endpoint accepts application/x-www-form-urlencoded",
         ));

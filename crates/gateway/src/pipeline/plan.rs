@@ -12,21 +12,23 @@ use crate::config::{Config, ERRORS_PREFIX, RouteConfig, RouteMode};
 use crate::error::GatewayError;
 use crate::identity::token_endpoint::{JWKS_PATH, TOKEN_PATH};
 use crate::stages::authenticate::AuthConfig;
+use crate::stages::negotiate::Negotiation;
 use crate::stages::policy::AccessPolicy;
 use crate::stages::route::{PathPattern, RouteEntry};
-use crate::stages::{authenticate, authorize, limit, policy};
+use crate::stages::{authenticate, authorize, limit, negotiate, policy};
 use http::Method;
 use std::time::Duration;
 
 /// A stage of a route's plan, with the part of the route's configuration it applies.
-/// Negotiate (between policy and authenticate) and validate (after limit) join this list
-/// when they are built.
+/// Validate (after limit) joins this list when it is built.
 #[derive(Debug)]
 pub(crate) enum Stage {
     /// HTTPS only, allowed and denied networks.
     Policy(AccessPolicy),
     /// A route that does not forward: `not_implemented` or `service_unavailable`.
     Mode(RouteMode),
+    /// Accept and Content-Type.
+    Negotiate(Negotiation),
     /// The credentials the route requires.
     Authenticate(AuthConfig),
     /// Scopes, the account the request names, the account's state.
@@ -41,6 +43,7 @@ impl Stage {
         match self {
             Stage::Policy(_) => "policy",
             Stage::Mode(_) => "mode",
+            Stage::Negotiate(_) => "negotiate",
             Stage::Authenticate(_) => "authenticate",
             Stage::Authorize(_) => "authorize",
             Stage::Limit => "limit",
@@ -52,6 +55,7 @@ impl Stage {
         match self {
             Stage::Policy(access) => policy::run(access, ctx),
             Stage::Mode(mode) => policy::route_mode(mode, ctx),
+            Stage::Negotiate(n) => negotiate::run(n, ctx),
             Stage::Authenticate(auth) => authenticate::run(
                 auth,
                 &p.tokens,
@@ -99,6 +103,9 @@ impl Plan {
         if route.mode != RouteMode::Proxy {
             stages.push(Stage::Mode(route.mode.clone()));
         }
+        if !route.negotiation.is_empty() {
+            stages.push(Stage::Negotiate(route.negotiation.clone()));
+        }
         if let Some(auth) = &route.auth {
             stages.push(Stage::Authenticate(auth.clone()));
             stages.push(Stage::Authorize(auth.clone()));
@@ -138,6 +145,7 @@ fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
         preserve_host: false,
         auth: None,
         access: AccessPolicy::default(),
+        negotiation: Negotiation::default(),
     })
 }
 

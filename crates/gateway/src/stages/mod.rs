@@ -9,14 +9,15 @@
 //! | parse | [`parse`] | the request target's encoding; one canonical path |
 //! | route | [`route`] | host, path and method; suggestions on a miss |
 //! | transport policy | [`policy`] | the route's mode, HTTPS only, allowed and denied client networks |
+//! | negotiate | [`negotiate`] | Accept against what the route produces, a body's Content-Type against what it accepts |
 //! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
 //! | authorize | [`authorize`] | scopes, the account the request names, account state |
 //! | limit | [`limit`] | the account's daily quota |
 //! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
 //! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
 //!
-//! Content negotiation (`negotiate`, between policy and authenticate) and request
-//! validation (`validate`, after limit) take their places in this list when they are built.
+//! Request validation (`validate`, after limit) takes its place in this list when it is
+//! built.
 //!
 //! May depend on: `http` (addresses, bodies), `identity` (snapshot, tokens), `limits`,
 //! `upstream` (forward only), the catalog. Not on `config`'s reader, `admin` or `demo`.
@@ -25,6 +26,7 @@ pub(crate) mod authenticate;
 pub(crate) mod authorize;
 pub(crate) mod forward;
 pub(crate) mod limit;
+pub(crate) mod negotiate;
 pub(crate) mod parse;
 pub(crate) mod policy;
 pub(crate) mod respond;

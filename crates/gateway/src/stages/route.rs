@@ -51,6 +51,8 @@ pub struct RouteConfig {
     pub auth: Option<crate::stages::authenticate::AuthConfig>,
     /// The route's transport policy, merged with the global one.
     pub access: crate::stages::policy::AccessPolicy,
+    /// The media types the route accepts and produces.
+    pub negotiation: crate::stages::negotiate::Negotiation,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.

@@ -1,0 +1,167 @@
+//! Content negotiation (`accepts`, `produces`): an `Accept` that excludes every type a route
+//! produces gets `not_acceptable` 406, a body of a type the route does not accept (or with no
+//! `Content-Type`, or in a charset its type does not take) gets `unsupported_media_type` 415,
+//! both from the gateway before the upstream sees the request.
+
+use crate::harness::*;
+use std::sync::atomic::Ordering;
+
+fn gateway() -> (Gateway, Upstream) {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/v1/{*rest}",
+        &up.url(),
+        "accepts = [\"application/json\", \"text/*\"]\nproduces = [\"application/json\"]\n",
+    ));
+    (gw, up)
+}
+
+#[test]
+fn an_accept_header_excluding_every_produced_type_gets_not_acceptable() {
+    let (gw, up) = gateway();
+    let r = gw.request("GET", "/v1/d", &[("Accept", "application/xml")], b"");
+    let b = assert_problem(&r, "not_acceptable");
+    assert_eq!(r.status, 406);
+    assert_eq!(
+        b["detail"],
+        "The request accepts only application/xml; this API can answer with application/json."
+    );
+    assert_eq!(b["available"], serde_json::json!(["application/json"]));
+    // A q=0 exclusion, and the most specific range deciding over a wider one.
+    for accept in [
+        "*/*, application/json;q=0",
+        "application/*;q=0, text/html",
+        "text/html, application/xml;q=0.9",
+    ] {
+        let r = gw.request("GET", "/v1/d", &[("Accept", accept)], b"");
+        assert_eq!(r.status, 406, "{accept}: {}", r.text());
+    }
+    assert_eq!(
+        up.hits.load(Ordering::Relaxed),
+        0,
+        "refused before the upstream"
+    );
+    // What a client may send and still be served.
+    for accept in [
+        "application/json",
+        "*/*",
+        "application/*;q=0.5",
+        "text/html, application/json;q=0.1",
+        "application/*;q=0, application/json",
+        "text/html, image/gif, *; q=.2, */*; q=.2",
+    ] {
+        let r = gw.request("GET", "/v1/d", &[("Accept", accept)], b"");
+        assert_eq!(r.status, 200, "{accept}: {}", r.text());
+    }
+    assert_eq!(gw.get("/v1/d").status, 200, "no Accept: anything goes");
+}
+
+#[test]
+fn a_body_of_a_type_the_route_does_not_accept_gets_unsupported_media_type() {
+    let (gw, up) = gateway();
+    let xml = ("Content-Type", "application/xml");
+    let r = gw.request("POST", "/v1/d", &[xml], b"<d/>");
+    let b = assert_problem(&r, "unsupported_media_type");
+    assert_eq!(r.status, 415);
+    assert_eq!(
+        b["detail"],
+        "The request body is declared as application/xml; /v1/d accepts application/json or text/*."
+    );
+    assert_eq!(b["content_type"], "application/xml");
+    assert_eq!(
+        b["accepted"],
+        serde_json::json!(["application/json", "text/*"])
+    );
+
+    let r = gw.request("POST", "/v1/d", &[], b"{}");
+    let b = assert_problem(&r, "unsupported_media_type");
+    assert_eq!(
+        b["detail"],
+        "The request body has no Content-Type header; /v1/d accepts application/json or text/*."
+    );
+    assert!(b["content_type"].is_null());
+
+    let latin = ("Content-Type", "application/json; charset=ISO-8859-1");
+    let b = assert_problem(
+        &gw.request("POST", "/v1/d", &[latin], b"{}"),
+        "unsupported_media_type",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request body is declared as application/json in charset iso-8859-1, which it does not take (send utf-8); /v1/d accepts application/json or text/*."
+    );
+    let b = assert_problem(
+        &gw.request("POST", "/v1/d", &[("Content-Type", "json")], b"{}"),
+        "unsupported_media_type",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request body is declared as `json`, which is not a media type; /v1/d accepts application/json or text/*."
+    );
+    // Chunked bodies are bodies too.
+    let r = gw.send(
+        b"POST /v1/d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    );
+    assert_problem(&r, "unsupported_media_type");
+    assert_eq!(
+        up.hits.load(Ordering::Relaxed),
+        0,
+        "refused before the upstream"
+    );
+
+    // Accepted: the type (any case, with charset UTF-8), a type of an accepted range, and
+    // requests without a body whatever their headers say.
+    for ct in [
+        "application/json",
+        "Application/JSON; charset=\"UTF-8\"",
+        "text/csv",
+    ] {
+        let r = gw.request("POST", "/v1/d", &[("Content-Type", ct)], b"{}");
+        assert_eq!(r.status, 200, "{ct}: {}", r.text());
+    }
+    assert_eq!(gw.get("/v1/d").status, 200);
+    assert_eq!(gw.request("POST", "/v1/d", &[xml], b"").status, 200);
+    assert_eq!(up.heads().len(), 5);
+}
+
+#[test]
+fn negotiation_comes_before_credentials_and_is_in_the_plan() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/v1/{*rest}",
+        &up.url(),
+        "auth = \"bearer\"\nproduces = [\"application/json\"]\n",
+    ));
+    // The format is wrong whoever asks: said before credentials are read.
+    let r = gw.request("GET", "/v1/d", &[("Accept", "text/html")], b"");
+    assert_problem(&r, "not_acceptable");
+    assert_problem(&gw.get("/v1/d"), "credentials_missing");
+    let out = cli(&gw, &["check"]);
+    assert!(out.contains("negotiate → authenticate"), "{out}");
+}
+
+#[test]
+fn candor_check_explains_media_types_it_cannot_use() {
+    let dir = temp_dir("negotiate");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        one_route(
+            "/v1/{*rest}",
+            "http://127.0.0.1:9",
+            "accepts = [\"json\", \"*/*\", \"text/plain; level=1\"]\nproduces = [\"text/*\"]\n",
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("4 problems"), "{out}");
+    for expected in [
+        "`json` is not a media type (type/subtype)",
+        "`*/*`: the type must be named",
+        "`text/plain; level=1`: parameter `level` is not supported (only charset)",
+        "`text/*`: a route produces definite types, not a range",
+    ] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+}

@@ -1,0 +1,415 @@
+//! Negotiate stage: the request's `Accept` against the media types the route produces
+//! (RFC 9110 §12.5.1: q-values, `*/*`, `type/*`, `q=0` exclusions, the most specific range
+//! deciding), and a request body's `Content-Type` against the types the route accepts
+//! (missing, another type, or a charset the type does not take).
+//!
+//! An `Accept` element that is no media range (`text`, `a/b/c`, a q-value that is no number)
+//! is ignored, as HTTP servers commonly do, and a lone `*` counts as `*/*` (old Java
+//! clients send it); a header with no readable element accepts everything.
+
+use crate::error::GatewayError;
+use crate::pipeline::context::{Flow, RequestCtx};
+use candor_catalog::codes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use hyper::body::Body;
+use serde_json::json;
+
+/// A media type or range as a route declares it: `type/subtype` (`subtype` may be `*` in
+/// `accepts`), with an optional charset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaType {
+    /// The type, lower case (`application`).
+    pub kind: String,
+    /// The subtype, lower case (`json`; `*` for any).
+    pub subtype: String,
+    /// The charset parameter, lower case, when given.
+    pub charset: Option<String>,
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.subtype)?;
+        if let Some(c) = &self.charset {
+            write!(f, "; charset={c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `b` is a token character (RFC 9110 §5.6.2).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A `name=value` parameter's value, unquoted.
+fn param_value(v: &str) -> String {
+    let v = v.trim();
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_ascii_lowercase()
+}
+
+/// A media type read: type, subtype and parameters (name lower case, value unquoted and lower
+/// case).
+type Parsed = (String, String, Vec<(String, String)>);
+
+/// `type/subtype` and its parameters.
+fn split(text: &str) -> Option<Parsed> {
+    let mut parts = text.split(';');
+    let essence = parts.next()?.trim();
+    let (kind, subtype) = essence.split_once('/')?;
+    if kind.is_empty() || subtype.is_empty() {
+        return None;
+    }
+    if !kind.bytes().all(tchar) || !subtype.bytes().all(tchar) {
+        return None;
+    }
+    let mut params = Vec::new();
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let (name, value) = p.split_once('=')?;
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(tchar) {
+            return None;
+        }
+        params.push((name.to_ascii_lowercase(), param_value(value)));
+    }
+    Some((
+        kind.to_ascii_lowercase(),
+        subtype.to_ascii_lowercase(),
+        params,
+    ))
+}
+
+impl MediaType {
+    /// Reads a media type as the configuration writes it; `range` allows `type/*` (for
+    /// `accepts`). Parameters other than `charset` are refused: nothing would check them.
+    pub fn parse(text: &str, range: bool) -> Result<MediaType, String> {
+        let (kind, subtype, params) =
+            split(text).ok_or_else(|| format!("`{text}` is not a media type (type/subtype)"))?;
+        if kind == "*" {
+            return Err(format!(
+                "`{text}`: the type must be named (`{}` accepts anything; leave the list out instead)",
+                "*/*"
+            ));
+        }
+        if subtype == "*" && !range {
+            return Err(format!(
+                "`{text}`: a route produces definite types, not a range"
+            ));
+        }
+        let mut charset = None;
+        for (name, value) in params {
+            if name == "charset" {
+                charset = Some(value);
+            } else {
+                return Err(format!(
+                    "`{text}`: parameter `{name}` is not supported (only charset)"
+                ));
+            }
+        }
+        Ok(MediaType {
+            kind,
+            subtype,
+            charset,
+        })
+    }
+
+    /// Whether the type is JSON (`application/json`, or a `+json` suffix): its charset can
+    /// only be UTF-8 (RFC 8259 §8.1).
+    fn is_json(&self) -> bool {
+        (self.kind == "application" && self.subtype == "json") || self.subtype.ends_with("+json")
+    }
+}
+
+/// What a route negotiates: empty lists check nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Negotiation {
+    /// The media types a request body may have (`type/*` allowed).
+    pub accepts: Vec<MediaType>,
+    /// The media types the route's responses have.
+    pub produces: Vec<MediaType>,
+}
+
+impl Negotiation {
+    /// Whether the route negotiates anything.
+    pub fn is_empty(&self) -> bool {
+        self.accepts.is_empty() && self.produces.is_empty()
+    }
+}
+
+/// The list, for a detail ("application/json or application/xml").
+fn listed(types: &[MediaType]) -> String {
+    let names: Vec<String> = types.iter().map(ToString::to_string).collect();
+    match names.len() {
+        0 => String::new(),
+        1 => names[0].clone(),
+        n => format!("{} or {}", names[..n - 1].join(", "), names[n - 1]),
+    }
+}
+
+/// The most of a client's header value quoted back in a detail.
+const QUOTED: usize = 200;
+
+/// `value`, cut to [`QUOTED`] characters.
+fn quoted(value: &str) -> String {
+    if value.chars().count() <= QUOTED {
+        value.to_owned()
+    } else {
+        let cut: String = value.chars().take(QUOTED).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Runs the stage.
+pub(crate) fn run(n: &Negotiation, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+    if !n.produces.is_empty() {
+        let accept = joined(ctx, ACCEPT);
+        if let Some(accept) = accept.as_deref()
+            && !acceptable(accept, &n.produces)
+        {
+            ctx.trail.record(
+                "negotiate",
+                "reject",
+                Some(codes::NOT_ACCEPTABLE),
+                vec![("accept", quoted(accept))],
+            );
+            let available: Vec<String> = n.produces.iter().map(ToString::to_string).collect();
+            return Err(GatewayError::new(codes::NOT_ACCEPTABLE)
+                .param("accept", quoted(accept))
+                .param("available", listed(&n.produces))
+                .extension("available", json!(available)));
+        }
+    }
+    let has_body = ctx.body.as_ref().is_some_and(|b| !b.is_end_stream());
+    if !n.accepts.is_empty() && has_body {
+        let declared = content_type_fault(ctx, &n.accepts);
+        if let Some((declared, sent)) = declared {
+            ctx.trail.record(
+                "negotiate",
+                "reject",
+                Some(codes::UNSUPPORTED_MEDIA_TYPE),
+                vec![("declared", declared.clone())],
+            );
+            let accepted: Vec<String> = n.accepts.iter().map(ToString::to_string).collect();
+            return Err(unsupported(
+                declared,
+                sent,
+                ctx.path(),
+                &accepted,
+                &listed(&n.accepts),
+            ));
+        }
+    }
+    ctx.trail.pass("negotiate");
+    Ok(Flow::Continue)
+}
+
+/// `unsupported_media_type`: `declared` completes "The request body …" ("has no
+/// Content-Type header", "is declared as text/xml"); `sent` is the header as sent.
+pub(crate) fn unsupported(
+    declared: String,
+    sent: Option<String>,
+    path: &str,
+    accepted: &[String],
+    accepted_text: &str,
+) -> GatewayError {
+    GatewayError::new(codes::UNSUPPORTED_MEDIA_TYPE)
+        .param("declared", declared)
+        .param("path", path.to_owned())
+        .param("accepted", accepted_text.to_owned())
+        .extension(
+            "content_type",
+            sent.map_or(serde_json::Value::Null, Into::into),
+        )
+        .extension("accepted", json!(accepted))
+}
+
+/// The values of a header joined with commas, as one list; `None` when absent. A value that
+/// is not visible ASCII is kept lossily (it then matches nothing it should not).
+fn joined(ctx: &RequestCtx<'_>, name: http::HeaderName) -> Option<String> {
+    let mut values = ctx.parts.headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let parts: Vec<String> = values
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    Some(parts.join(", "))
+}
+
+/// Whether the `Accept` list admits one of `produces`: each produced type takes the q-value
+/// of the most specific range that matches it; one with q > 0 is enough.
+fn acceptable(accept: &str, produces: &[MediaType]) -> bool {
+    let mut ranges = Vec::new();
+    for element in accept.split(',') {
+        let element = element.trim();
+        if element.is_empty() {
+            continue;
+        }
+        let element = if element == "*" || element.starts_with("*;") || element.starts_with("* ;") {
+            format!("*/*{}", &element[1..])
+        } else {
+            element.to_owned()
+        };
+        let Some((kind, subtype, params)) = split(&element) else {
+            continue;
+        };
+        if kind == "*" && subtype != "*" {
+            continue;
+        }
+        let mut q = Some(1.0f32);
+        for (name, value) in &params {
+            if name == "q" {
+                q = value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q));
+            }
+        }
+        let Some(q) = q else {
+            continue;
+        };
+        ranges.push((kind, subtype, q));
+    }
+    if ranges.is_empty() {
+        return true;
+    }
+    produces.iter().any(|t| {
+        let specificity = |(kind, subtype, _): &&(String, String, f32)| {
+            if *kind == t.kind && *subtype == t.subtype {
+                Some(2)
+            } else if *kind == t.kind && subtype == "*" {
+                Some(1)
+            } else if kind == "*" {
+                Some(0)
+            } else {
+                None
+            }
+        };
+        let best = ranges
+            .iter()
+            .filter_map(|r| specificity(&r).map(|s| (s, r.2)))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        best.is_some_and(|(_, q)| q > 0.0)
+    })
+}
+
+/// What is wrong with the body's declared type, when something is: the end of "The request
+/// body …", and the header as sent.
+fn content_type_fault(
+    ctx: &RequestCtx<'_>,
+    accepts: &[MediaType],
+) -> Option<(String, Option<String>)> {
+    let mut values = ctx.parts.headers.get_all(CONTENT_TYPE).iter();
+    let Some(value) = values.next() else {
+        return Some(("has no Content-Type header".into(), None));
+    };
+    if values.next().is_some() {
+        return Some(("has more than one Content-Type header".into(), None));
+    }
+    let Ok(text) = value.to_str() else {
+        return Some((
+            "has a Content-Type header that is not ASCII text".into(),
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        ));
+    };
+    let sent = Some(quoted(text));
+    let Some((kind, subtype, params)) = split(text) else {
+        return Some((
+            format!(
+                "is declared as `{}`, which is not a media type",
+                quoted(text)
+            ),
+            sent,
+        ));
+    };
+    let charset = params
+        .iter()
+        .find(|(n, _)| n == "charset")
+        .map(|(_, v)| v.clone());
+    let Some(accepted) = accepts
+        .iter()
+        .find(|a| a.kind == kind && (a.subtype == "*" || a.subtype == subtype))
+    else {
+        return Some((format!("is declared as {kind}/{subtype}"), sent));
+    };
+    let wanted = accepted.charset.clone().or_else(|| {
+        let is_json = MediaType {
+            kind: kind.clone(),
+            subtype: subtype.clone(),
+            charset: None,
+        }
+        .is_json();
+        is_json.then(|| "utf-8".to_owned())
+    });
+    match (charset, wanted) {
+        (Some(c), Some(w)) if c != w => Some((
+            format!(
+                "is declared as {kind}/{subtype} in charset {c}, which it does not take (send {w})"
+            ),
+            sent,
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(list: &[&str]) -> Vec<MediaType> {
+        list.iter()
+            .map(|t| MediaType::parse(t, true).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn accept_lists_are_weighed_by_the_most_specific_range() {
+        let json = types(&["application/json"]);
+        for (accept, ok) in [
+            ("application/json", true),
+            ("*/*", true),
+            ("application/*", true),
+            ("text/html", false),
+            ("text/html, application/json;q=0.1", true),
+            ("application/json;q=0", false),
+            ("*/*, application/json;q=0", false),
+            ("application/*;q=0, */*", false),
+            ("application/*;q=0, application/json", true),
+            ("*; q=.2", true),
+            ("text", true),
+            ("application/json;q=abc", true),
+            ("text/html;q=abc, text/plain", false),
+            ("", true),
+        ] {
+            assert_eq!(acceptable(accept, &json), ok, "{accept}");
+        }
+        let two = types(&["application/json", "application/xml"]);
+        assert!(acceptable("application/json;q=0, application/xml", &two));
+        assert!(!acceptable(
+            "application/json;q=0, application/xml;q=0",
+            &two
+        ));
+    }
+
+    #[test]
+    fn configured_types_are_checked() {
+        assert_eq!(
+            MediaType::parse("Application/JSON; charset=\"UTF-8\"", false).unwrap(),
+            MediaType {
+                kind: "application".into(),
+                subtype: "json".into(),
+                charset: Some("utf-8".into())
+            }
+        );
+        assert!(MediaType::parse("text/*", false).is_err());
+        assert!(MediaType::parse("text/*", true).is_ok());
+        assert!(MediaType::parse("*/*", true).is_err());
+        assert!(MediaType::parse("json", true).is_err());
+        assert!(MediaType::parse("text/plain; level=1", true).is_err());
+        assert_eq!(listed(&types(&["a/b", "c/d", "e/*"])), "a/b, c/d or e/*");
+    }
+}
