@@ -102,6 +102,33 @@ async fn h2c_prior_knowledge_is_served() {
     assert_eq!(b["code"], "route_not_found");
 }
 
+/// An HTTP/1.1 client connection over TLS to the gateway.
+async fn tls_http1(gw: &Gateway) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// GET `path` on `send`: the status and the JSON body.
+async fn tls_get(
+    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
 #[tokio::test]
 async fn tls_terminates_with_h2_by_alpn_and_http11() {
     let up = Upstream::start(Behaviour::Echo);
@@ -120,20 +147,9 @@ async fn tls_terminates_with_h2_by_alpn_and_http11() {
     assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
 
     // HTTP/1.1 over TLS, and a TLS error page whose type URL is https.
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/missing")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 404);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let b: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut send = tls_http1(&gw).await;
+    let (status, b) = tls_get(&mut send, "/missing").await;
+    assert_eq!(status, 404);
     assert!(
         b["type"]
             .as_str()
@@ -147,24 +163,11 @@ async fn tls_terminates_with_h2_by_alpn_and_http11() {
 async fn an_idle_tls_connection_gives_its_parser_back_and_is_served_again() {
     let up = Upstream::start(Behaviour::Echo);
     let gw = Gateway::start(&tls_config_text(&up));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = client_tls(&[b"http/1.1"]).connect(name, tcp).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = tls_http1(&gw).await;
     for _ in ["first", "after parking"] {
-        let path = "/t";
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(echo["target"], path);
+        let (status, echo) = tls_get(&mut send, "/t").await;
+        assert_eq!(status, 200);
+        assert_eq!(echo["target"], "/t");
         // Idle: the connection gives its parser back (blocking the test's thread is fine,
         // nothing is in flight).
         assert!(gw.eventually(|g| crate::timeouts::parked(g) == 1), "parked");
