@@ -67,6 +67,17 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         b"",
     );
     assert_problem(&xml_wanted, "not_acceptable");
+    let broken = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        br#"{"name": "Hall sensor", "serial" = 1}"#,
+    );
+    let b = assert_problem(&broken, "malformed_body");
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid JSON: expected `:`, found `=` at line 1, column 34."
+    );
 
     let r = gw.request(
         "POST",

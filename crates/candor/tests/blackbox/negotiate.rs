@@ -165,3 +165,72 @@ fn candor_check_explains_media_types_it_cannot_use() {
         assert!(out.contains(expected), "{expected}: {out}");
     }
 }
+
+#[test]
+fn a_body_that_is_not_what_its_content_type_says_gets_malformed_body() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/v1/{*rest}",
+        &up.url(),
+        "accepts = [\"application/json\", \"application/x-www-form-urlencoded\"]\n",
+    ));
+    let json = ("Content-Type", "application/json");
+    let r = gw.request(
+        "POST",
+        "/v1/d",
+        &[json],
+        b"{\"name\": \"a\",\n \"serial\" = 1}",
+    );
+    let b = assert_problem(&r, "malformed_body");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid JSON: expected `:`, found `=` at line 2, column 11."
+    );
+    assert_eq!(
+        (&b["line"], &b["column"], &b["offset"]),
+        (&2.into(), &11.into(), &24.into())
+    );
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let b = assert_problem(
+        &gw.request("POST", "/v1/d", &[form], b"name=a&serial=50%"),
+        "malformed_body",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid form data: a `%` must be followed by two hex digits at line 1, column 17."
+    );
+    // A chunked body is read whole and checked too, and nothing of it reaches the upstream.
+    let r = gw.send(
+        b"POST /v1/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\n[1,\r\n0\r\n\r\n",
+    );
+    let b = assert_problem(&r, "malformed_body");
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid JSON: expected a value, found the end of the body at line 1, column 4."
+    );
+    assert!(up.heads().is_empty(), "{:?}", up.heads());
+
+    // Well-formed bodies are forwarded whole, chunked ones too.
+    let r = gw.request("POST", "/v1/d", &[json], br#"{"name": "a"}"#);
+    assert_eq!((r.status, r.json()["body_len"].as_u64()), (200, Some(13)));
+    let r = gw.send(
+        b"POST /v1/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\n[1,\r\n3\r\n 2]\r\n0\r\n\r\n",
+    );
+    assert_eq!((r.status, r.json()["body_len"].as_u64()), (200, Some(6)));
+    let r = gw.request("POST", "/v1/d", &[form], b"name=caf%C3%A9&x=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Over the body limit while being read: payload_too_large, not a parse error.
+    let gw = Gateway::start(&format!(
+        "[limits]\nmax_body_bytes = 16\n{}",
+        one_route(
+            "/v1/{*rest}",
+            &up.url(),
+            "accepts = [\"application/json\"]\n"
+        )
+    ));
+    let r = gw.send(
+        b"POST /v1/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\n[1,2,3,4,5,6,7,8,90]\r\n0\r\n\r\n",
+    );
+    assert_problem(&r, "payload_too_large");
+}

@@ -222,21 +222,41 @@ impl IdleTimer {
 /// the idle timeout; and tells any failure as the client's (see [`BodyWatch`]).
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    inner: Incoming,
+    inner: Source,
     limit: u64,
     seen: u64,
     idle: IdleTimer,
     watch: Arc<BodyWatch>,
 }
 
+/// Where an upstream body's bytes come from.
+#[derive(Debug)]
+enum Source {
+    /// Streamed from the client as they come.
+    Client(Incoming),
+    /// Read whole already (to be checked first); taken when sent.
+    Held(Option<Bytes>),
+}
+
 impl UpstreamBody {
     /// Wraps `inner`: at most `limit` bytes, pauses of at most `idle`.
     pub(crate) fn new(inner: Incoming, limit: u64, idle: Duration, watch: Arc<BodyWatch>) -> Self {
         UpstreamBody {
-            inner,
+            inner: Source::Client(inner),
             limit,
             seen: 0,
             idle: IdleTimer::new(idle),
+            watch,
+        }
+    }
+
+    /// A body read whole from the client already (its limits were applied then).
+    pub(crate) fn held(bytes: Bytes, watch: Arc<BodyWatch>) -> Self {
+        UpstreamBody {
+            seen: bytes.len() as u64,
+            limit: u64::MAX,
+            inner: Source::Held(Some(bytes).filter(|b| !b.is_empty())),
+            idle: IdleTimer::new(Duration::MAX),
             watch,
         }
     }
@@ -281,7 +301,14 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let inner = match &mut this.inner {
+            Source::Client(inner) => inner,
+            Source::Held(bytes) => {
+                this.watch.done.store(true, Ordering::Relaxed);
+                return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))));
+            }
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.seen += d.len() as u64;
@@ -308,7 +335,10 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        let end = self.inner.is_end_stream();
+        let end = match &self.inner {
+            Source::Client(inner) => inner.is_end_stream(),
+            Source::Held(bytes) => bytes.is_none(),
+        };
         if end {
             self.watch.done.store(true, Ordering::Relaxed);
         }
@@ -316,7 +346,12 @@ impl Body for UpstreamBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Source::Client(inner) => inner.size_hint(),
+            Source::Held(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct RequestCtx<'a> {
     pub(crate) snapshot: Option<Arc<Snapshot>>,
     /// Who the request is from, once authenticated.
     pub(crate) principal: Option<Principal>,
+    /// The format the request body must be well formed in, when negotiation found one it
+    /// checks: the body is then read whole and checked before it is forwarded.
+    pub(crate) body_format: Option<crate::stages::negotiate::BodyFormat>,
     client_ip: Option<IpAddr>,
 }
 
@@ -79,6 +82,7 @@ impl<'a> RequestCtx<'a> {
             route: None,
             snapshot: None,
             principal: None,
+            body_format: None,
             client_ip: None,
         }
     }

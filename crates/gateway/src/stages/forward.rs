@@ -8,6 +8,7 @@ use crate::error::{ErrorSource, GatewayError};
 use crate::http::body::{BodyFault, BodyWatch, GatewayBody, UpstreamBody};
 use crate::pipeline::context::{Downstream, RequestCtx};
 use crate::stages::authenticate::Principal;
+use crate::stages::negotiate::BodyFormat;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
 use crate::upstream::pool::{Caps, Pool, PooledBody, SendError};
@@ -169,6 +170,7 @@ pub(crate) async fn run(
             max_body,
             body_idle: timeouts.request_body_idle,
             response_idle: timeouts.response_body_idle,
+            body_format: ctx.body_format,
         },
     )
     .await;
@@ -223,6 +225,8 @@ struct Exchange<'a> {
     body_idle: Duration,
     /// `timeouts.response_body_idle`.
     response_idle: Duration,
+    /// The format the body is checked against before it is sent, if any.
+    body_format: Option<BodyFormat>,
 }
 
 /// Forwards the request to `route`'s upstream.
@@ -240,6 +244,7 @@ async fn forward(
         max_body,
         body_idle,
         response_idle,
+        body_format,
     } = exchange;
     let up = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(codes::INTERNAL_ERROR)
@@ -276,7 +281,21 @@ async fn forward(
     let request = (parts.method.clone(), std::mem::replace(&mut parts.uri, uri));
     parts.version = Version::HTTP_11;
     let watch = BodyWatch::new();
-    let body = UpstreamBody::new(body, max_body, body_idle, watch.clone());
+    let mut body = UpstreamBody::new(body, max_body, body_idle, watch.clone());
+    if let Some(format) = body_format {
+        // Read whole and checked first: nothing of a body that is not what its
+        // Content-Type says reaches the upstream.
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                let start = format!("{} {}", request.0, request.1.path());
+                let fault = watch.fault().cloned().unwrap_or(BodyFault::EndedEarly(0));
+                return Err(body_error(&fault, &start, max_body, body_idle));
+            }
+        };
+        format.check(&bytes)?;
+        body = UpstreamBody::held(bytes, watch.clone());
+    }
     let req = Request::from_parts(parts, body);
 
     let caps = Caps {

@@ -126,6 +126,143 @@ impl MediaType {
     }
 }
 
+/// A body format the gateway checks is well formed before forwarding (the body is read
+/// whole first, up to the body limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyFormat {
+    /// JSON (`application/json`, `*/*+json`), UTF-8.
+    Json,
+    /// `application/x-www-form-urlencoded`: percent-escapes of two hex digits, UTF-8 once
+    /// decoded.
+    Form,
+}
+
+impl BodyFormat {
+    /// The format a body of this media type is checked in, if any.
+    fn of(kind: &str, subtype: &str) -> Option<BodyFormat> {
+        if (kind == "application" && subtype == "json") || subtype.ends_with("+json") {
+            Some(BodyFormat::Json)
+        } else if kind == "application" && subtype == "x-www-form-urlencoded" {
+            Some(BodyFormat::Form)
+        } else {
+            None
+        }
+    }
+
+    /// `malformed_body` when `body` is not well formed in this format: what was expected,
+    /// what was found there, and where (line, column, byte offset).
+    pub(crate) fn check(self, body: &[u8]) -> Result<(), GatewayError> {
+        let (format, fault) = match self {
+            BodyFormat::Json => ("JSON", json_fault(body)),
+            BodyFormat::Form => ("form data", form_fault(body)),
+        };
+        let Some((offset, reason)) = fault else {
+            return Ok(());
+        };
+        let before = &body[..offset.min(body.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = offset
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        Err(GatewayError::new(codes::MALFORMED_BODY)
+            .param("format", format)
+            .param("reason", reason)
+            .param("line", line.to_string())
+            .param("column", column.to_string())
+            .extension("line", line.into())
+            .extension("column", column.into())
+            .extension("offset", offset.into()))
+    }
+}
+
+/// What is found at `offset` of `body`, for a detail.
+fn found_at(body: &[u8], offset: usize) -> String {
+    match body.get(offset) {
+        None => "the end of the body".into(),
+        Some(&b) if b.is_ascii_graphic() => format!("`{}`", b as char),
+        Some(b' ') => "a space".into(),
+        Some(&b) => format!("byte 0x{b:02X}"),
+    }
+}
+
+/// Where a JSON body breaks and why, or `None` when it is well formed.
+fn json_fault(body: &[u8]) -> Option<(usize, String)> {
+    if let Err(e) = std::str::from_utf8(body) {
+        let at = e.valid_up_to();
+        return Some((at, format!("invalid UTF-8: found {}", found_at(body, at))));
+    }
+    let e = serde_json::from_slice::<serde::de::IgnoredAny>(body).err()?;
+    // serde_json's line and column point at the byte it stopped at (columns count bytes).
+    let mut offset = 0;
+    for _ in 1..e.line() {
+        offset += body[offset..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    }
+    let eof = matches!(e.classify(), serde_json::error::Category::Eof);
+    // At the end, serde_json points at the last byte; the fault is where the body ends.
+    let offset = if eof {
+        body.len()
+    } else {
+        (offset + e.column().saturating_sub(1)).min(body.len())
+    };
+    let text = e.to_string();
+    let what = text.split(" at line").next().unwrap_or(&text);
+    let what = match what {
+        "EOF while parsing a value" => "expected a value",
+        "EOF while parsing an object" => "expected `,` or `}`",
+        "EOF while parsing a list" => "expected `,` or `]`",
+        "EOF while parsing a string" => "expected the string's closing `\"`",
+        other => other,
+    };
+    Some((offset, format!("{what}, found {}", found_at(body, offset))))
+}
+
+/// Where a form body breaks and why, or `None` when it is well formed.
+fn form_fault(body: &[u8]) -> Option<(usize, String)> {
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut starts = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        starts.push(i);
+        match body[i] {
+            b'%' => {
+                let hex = body
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                    return Some((i, "a `%` must be followed by two hex digits".to_owned()));
+                };
+                decoded.push(b);
+                i += 3;
+            }
+            b'+' => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            b => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    match std::str::from_utf8(&decoded) {
+        Ok(_) => None,
+        Err(e) => {
+            let at = starts[e.valid_up_to()];
+            Some((
+                at,
+                format!("invalid UTF-8 once decoded: found {}", found_at(body, at)),
+            ))
+        }
+    }
+}
+
 /// What a route negotiates: empty lists check nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Negotiation {
@@ -187,7 +324,13 @@ pub(crate) fn run(n: &Negotiation, ctx: &mut RequestCtx<'_>) -> Result<Flow, Gat
     }
     let has_body = ctx.body.as_ref().is_some_and(|b| !b.is_end_stream());
     if !n.accepts.is_empty() && has_body {
-        let declared = content_type_fault(ctx, &n.accepts);
+        let declared = match content_type_fault(ctx, &n.accepts) {
+            Ok(format) => {
+                ctx.body_format = format;
+                None
+            }
+            Err(fault) => Some(fault),
+        };
         if let Some((declared, sent)) = declared {
             ctx.trail.record(
                 "negotiate",
@@ -298,27 +441,27 @@ fn acceptable(accept: &str, produces: &[MediaType]) -> bool {
 }
 
 /// What is wrong with the body's declared type, when something is: the end of "The request
-/// body …", and the header as sent.
+/// body …", and the header as sent. When nothing is: the format the body is then checked in.
 fn content_type_fault(
     ctx: &RequestCtx<'_>,
     accepts: &[MediaType],
-) -> Option<(String, Option<String>)> {
+) -> Result<Option<BodyFormat>, (String, Option<String>)> {
     let mut values = ctx.parts.headers.get_all(CONTENT_TYPE).iter();
     let Some(value) = values.next() else {
-        return Some(("has no Content-Type header".into(), None));
+        return Err(("has no Content-Type header".into(), None));
     };
     if values.next().is_some() {
-        return Some(("has more than one Content-Type header".into(), None));
+        return Err(("has more than one Content-Type header".into(), None));
     }
     let Ok(text) = value.to_str() else {
-        return Some((
+        return Err((
             "has a Content-Type header that is not ASCII text".into(),
             Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
         ));
     };
     let sent = Some(quoted(text));
     let Some((kind, subtype, params)) = split(text) else {
-        return Some((
+        return Err((
             format!(
                 "is declared as `{}`, which is not a media type",
                 quoted(text)
@@ -334,7 +477,7 @@ fn content_type_fault(
         .iter()
         .find(|a| a.kind == kind && (a.subtype == "*" || a.subtype == subtype))
     else {
-        return Some((format!("is declared as {kind}/{subtype}"), sent));
+        return Err((format!("is declared as {kind}/{subtype}"), sent));
     };
     let wanted = accepted.charset.clone().or_else(|| {
         let is_json = MediaType {
@@ -346,13 +489,13 @@ fn content_type_fault(
         is_json.then(|| "utf-8".to_owned())
     });
     match (charset, wanted) {
-        (Some(c), Some(w)) if c != w => Some((
+        (Some(c), Some(w)) if c != w => Err((
             format!(
                 "is declared as {kind}/{subtype} in charset {c}, which it does not take (send {w})"
             ),
             sent,
         )),
-        _ => None,
+        _ => Ok(BodyFormat::of(&kind, &subtype)),
     }
 }
 
@@ -393,6 +536,78 @@ mod tests {
             "application/json;q=0, application/xml;q=0",
             &two
         ));
+    }
+
+    /// The detail of a body's `malformed_body`, or `None` when it is well formed.
+    fn fault(format: BodyFormat, body: &[u8]) -> Option<(String, String, String)> {
+        let e = format.check(body).err()?;
+        let get = |n: &str| {
+            e.params
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        Some((get("reason"), get("line"), get("column")))
+    }
+
+    #[test]
+    fn bodies_are_checked_against_their_format() {
+        let json = BodyFormat::Json;
+        assert_eq!(fault(json, br#"{"a": 1, "b": [true, null]}"#), None);
+        assert_eq!(
+            fault(json, b"{\"name\" = 1}"),
+            Some(("expected `:`, found `=`".into(), "1".into(), "9".into()))
+        );
+        assert_eq!(
+            fault(json, b"{\n  \"a\": 1,\n  \"b\": 2\n  \"c\": 3\n}"),
+            Some((
+                "expected `,` or `}`, found `\"`".into(),
+                "4".into(),
+                "3".into()
+            ))
+        );
+        assert_eq!(
+            fault(json, b"{\"a\": 1"),
+            Some((
+                "expected `,` or `}`, found the end of the body".into(),
+                "1".into(),
+                "8".into()
+            ))
+        );
+        assert_eq!(
+            fault(json, b"{\"a\": \"\xC3(\"}"),
+            Some((
+                "invalid UTF-8: found byte 0xC3".into(),
+                "1".into(),
+                "8".into()
+            ))
+        );
+        assert!(
+            fault(json, b"{} {}")
+                .unwrap()
+                .0
+                .starts_with("trailing characters")
+        );
+        let form = BodyFormat::Form;
+        assert_eq!(fault(form, b"a=1&b=caf%C3%A9+au+lait&c"), None);
+        assert_eq!(
+            fault(form, b"a=1&b=%zz"),
+            Some((
+                "a `%` must be followed by two hex digits".into(),
+                "1".into(),
+                "7".into()
+            ))
+        );
+        assert!(fault(form, b"a=%+1").is_some(), "a sign is no hex digit");
+        assert_eq!(
+            fault(form, b"a=%C3("),
+            Some((
+                "invalid UTF-8 once decoded: found `%`".into(),
+                "1".into(),
+                "3".into()
+            ))
+        );
     }
 
     #[test]
