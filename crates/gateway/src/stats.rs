@@ -47,6 +47,8 @@ pub(crate) struct Stats {
     pub tls_handshakes_failed: AtomicU64,
     /// HTTP/1 connections idle now with their parser and its buffers given back (a gauge).
     pub parked: AtomicU64,
+    /// ... times a connection was parked so far.
+    pub parked_total: AtomicU64,
     /// Responses cut off after their status was sent: the upstream broke off or stalled.
     pub cut_off_by_upstream: AtomicU64,
     /// ... the client went away.
@@ -61,6 +63,7 @@ pub(crate) static STATS: Stats = Stats {
     closed_resets: AtomicU64::new(0),
     tls_handshakes_failed: AtomicU64::new(0),
     parked: AtomicU64::new(0),
+    parked_total: AtomicU64::new(0),
     cut_off_by_upstream: AtomicU64::new(0),
     cut_off_by_client: AtomicU64::new(0),
     errors: Mutex::new(BTreeMap::new()),
@@ -114,6 +117,7 @@ impl Stats {
                 },
                 "tls_handshakes_failed": get(&self.tls_handshakes_failed),
                 "idle_parked": get(&self.parked),
+                "idle_parked_total": get(&self.parked_total),
             },
             "failed_exchanges_ended_by": {
                 "client": ended[0],

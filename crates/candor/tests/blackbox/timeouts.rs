@@ -161,3 +161,68 @@ fn a_head_begun_late_in_the_keep_alive_time_gets_its_own_time() {
     assert_problem(&resp, "request_timeout");
     assert_eq!(resp.status, 408);
 }
+
+/// Times connections were parked so far (`/stats`).
+fn parks(gw: &Gateway) -> u64 {
+    gw.stats()["connections"]["idle_parked_total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_client_sending_request_after_request_keeps_its_parser() {
+    let (gw, _up) = gateway();
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    // Found by the attack probe: a request every 40 ms was parked every 250 ms.
+    for _ in 0..25 {
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s).status, 200);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(parks(&gw), 0);
+    // A blank line after a response (ignored before a request line) does not keep the
+    // connection from parking.
+    s.write_all(b"\r\n").unwrap();
+    assert!(
+        gw.eventually(|g| parked(g) == 1),
+        "parked after a blank line"
+    );
+    s.write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+}
+
+#[test]
+fn a_connection_stopping_inside_the_http2_preface_is_closed() {
+    let (gw, up) = gateway();
+    // Found by the attack probe: the preface's request line and empty head, then nothing,
+    // held a connection forever (and a listener at its cap, locked).
+    for partial in [
+        &b"PRI * HTTP/2.0\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r",
+    ] {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(partial).unwrap();
+        assert_eq!(read_to_close(&mut s), b"", "closed without an answer");
+    }
+    // What starts like the preface but is not it: the catalog's malformed_request, not the
+    // HTTP/1 parser's bare 400.
+    for bytes in [
+        &b"PRI * HTTP/2.0\r\n\r\nXY\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0 x\r\n\r\n",
+        b"PRI * HTTP/2.0\n\nSM\n\n",
+    ] {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(bytes).unwrap();
+        let resp = parse_raw(&read_to_close(&mut s));
+        let b = assert_problem(&resp, "malformed_request");
+        assert!(
+            b["detail"]
+                .as_str()
+                .unwrap()
+                .contains("it starts like the HTTP/2 connection preface but is not it"),
+            "{b}"
+        );
+    }
+    assert!(up.heads().is_empty(), "{:?}", up.heads());
+}

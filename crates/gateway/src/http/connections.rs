@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
 /// The open connections of one listener.
@@ -241,12 +241,19 @@ pub(crate) struct Driving<'a, V> {
 
 /// Serves a guarded connection until it ends: HTTP/2 when it starts with the connection
 /// preface, HTTP/1 otherwise.
-pub(crate) async fn serve<S, V>(mut io: HeadGuard<S>, d: Driving<'_, V>) -> hyper::Result<()>
+pub(crate) async fn serve<S, V>(mut io: HeadGuard<S>, mut d: Driving<'_, V>) -> hyper::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     V: ConnService,
 {
-    match io.sniff().await {
+    // The preface's own deadline: the guard times a first head that is not complete, but a
+    // complete `PRI` head whose rest never comes passes it.
+    let deadline = tokio::time::Instant::now() + d.timeouts.request_head + Duration::from_secs(1);
+    let sniffed = tokio::select! {
+        r = io.sniff(deadline) => r,
+        _ = d.drain.changed() => return Ok(()),
+    };
+    match sniffed {
         Ok(true) => drive_h2(io, d).await,
         Ok(false) => drive_h1(io, d).await,
         Err(e) => {
@@ -378,10 +385,17 @@ where
                     }
                 }
                 () = &mut park, if !closing => {
-                    if d.shared.quiet() {
+                    // Parked once the last response ended PARK_AFTER ago, not sooner: a
+                    // client sending request after request keeps its parser.
+                    let now = Instant::now();
+                    let due = match d.shared.idle() {
+                        Some(Some(since)) => since + PARK_AFTER,
+                        _ => now + PARK_AFTER,
+                    };
+                    if due <= now && d.shared.quiet() {
                         break;
                     }
-                    park.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+                    park.as_mut().reset(tokio::time::Instant::from_std(due.max(now + PARK_AFTER / 5)));
                 }
             }
         }
@@ -389,7 +403,10 @@ where
         io = parts.io.into_inner();
         service = parts.service;
         let unread = parts.read_buf;
-        if !unread.is_empty() || !io.is_quiet() {
+        // Empty lines before a request line are ignored (RFC 9112 §2.2): the parser kept
+        // them unread, and nothing is lost by dropping them.
+        let blank = unread.iter().all(|b| matches!(b, b'\r' | b'\n'));
+        if !blank || !io.is_quiet() {
             // Not idle after all (bytes came between the look and now): served on.
             io.unread(&unread);
             continue;
@@ -397,25 +414,31 @@ where
         // The parser's read buffer goes too (an empty `Bytes` may still own it).
         drop(unread);
         // Parked: nothing but the guard and the service until the client sends.
-        let _parked = Parked::new();
-        loop {
+        let parked = Parked::new();
+        let close = loop {
             tokio::select! {
                 biased;
                 r = io.fill() => match r {
-                    Ok(true) => break,
+                    Ok(true) => break false,
                     Ok(false) => return Ok(()),
                     Err(e) => {
                         tracing::debug!(target: "candor::server", peer = %d.peer, error = %e, "idle connection failed");
                         return Ok(());
                     }
                 },
-                _ = d.drain.changed() => return Ok(()),
+                _ = d.drain.changed() => break true,
                 () = &mut timer => {
                     if looked_at(&d, accepted, timer.as_mut()).is_some() {
-                        return Ok(());
+                        break true;
                     }
                 }
             }
+        };
+        drop(parked);
+        if close {
+            // Closed as hyper would have: TLS gets its close_notify, TCP its FIN.
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return Ok(());
         }
     }
 }
@@ -426,6 +449,7 @@ struct Parked;
 impl Parked {
     fn new() -> Self {
         crate::stats::STATS.parked.fetch_add(1, Ordering::Relaxed);
+        crate::stats::bump(&crate::stats::STATS.parked_total);
         Parked
     }
 }

@@ -122,11 +122,11 @@ fn clock_base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
-/// Now, in nanoseconds since [`clock_base`].
+/// Now, in nanoseconds since [`clock_base`]; never 0 (which stands for "not yet").
 fn clock_now() -> u64 {
-    Instant::now()
-        .saturating_duration_since(clock_base())
-        .as_nanos() as u64
+    // The base first: on first use it is set now, and must not be later than "now".
+    let base = clock_base();
+    (Instant::now().saturating_duration_since(base).as_nanos() as u64).max(1)
 }
 
 /// A request being served; dropped when its response has been sent to the end (it rides
@@ -923,21 +923,60 @@ impl<S: AsyncRead + Unpin> HeadGuard<S> {
     /// Reads what the connection starts with, until it tells HTTP/2 (the connection preface:
     /// `true`) from HTTP/1 (`false`; also when the connection ended or its first head was
     /// refused, so that the refusal is answered). What was read is handed out as usual:
-    /// the parser chosen gets it in its first read.
-    pub(crate) async fn sniff(&mut self) -> std::io::Result<bool> {
+    /// the parser chosen gets it in its first read. Bytes that start like the preface but
+    /// are not it are refused as `malformed_request`; a preface the client stops sending
+    /// in the middle of (closing, or still incomplete at `deadline`) is an error: there is
+    /// nothing to answer an HTTP/2 client with.
+    pub(crate) async fn sniff(&mut self, deadline: tokio::time::Instant) -> std::io::Result<bool> {
+        use std::io::{Error, ErrorKind};
         loop {
-            let got = &self.held[..];
-            if got.len() >= H2_PREFACE.len() {
-                return Ok(got.starts_with(H2_PREFACE));
-            }
-            if !H2_PREFACE.starts_with(got)
-                || self.closed
-                || matches!(self.scanner.framing, Framing::Rejected)
-            {
+            if matches!(self.scanner.framing, Framing::Rejected) {
                 return Ok(false);
             }
-            std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+            let got = &self.held[..];
+            let n = got.len().min(H2_PREFACE.len());
+            if got[..n] != H2_PREFACE[..n] {
+                if got.starts_with(b"PRI * HTTP/2.0") {
+                    self.refuse_preface();
+                }
+                return Ok(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Ok(true);
+            }
+            if self.closed {
+                if got.is_empty() {
+                    return Ok(false);
+                }
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "the client closed in the middle of the HTTP/2 connection preface",
+                ));
+            }
+            match tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| self.poll_fill(cx)))
+                .await
+            {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::TimedOut,
+                        "the HTTP/2 connection preface did not arrive within timeouts.request_head",
+                    ));
+                }
+            }
         }
+    }
+
+    /// The connection starts like the HTTP/2 preface but is not it: refused, with nothing of
+    /// it handed to the parser (the refusal is the connection's first request).
+    fn refuse_preface(&mut self) {
+        let start = self.held[..self.held.len().min(H2_PREFACE.len())].to_vec();
+        self.held.clear();
+        (self.pos, self.ready, self.scanner.heads) = (0, 0, 0);
+        self.refuse(crate::http::grammar::malformed_request(
+            "it starts like the HTTP/2 connection preface but is not it".into(),
+            &start,
+        ));
     }
 
     /// Waits for the next bytes of an idle connection (its parser taken apart): `false`
