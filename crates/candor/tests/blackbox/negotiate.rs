@@ -234,3 +234,53 @@ fn a_body_that_is_not_what_its_content_type_says_gets_malformed_body() {
     );
     assert_problem(&r, "payload_too_large");
 }
+
+/// Found by the attack probe of negotiation, each with its bytes.
+#[test]
+fn what_the_attack_probe_found_in_negotiation() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/v1/{*rest}",
+        &up.url(),
+        "accepts = [\"application/json\", \"application/x-www-form-urlencoded\"]\n",
+    ));
+    // `Connection: content-type` no longer drops the Content-Type the gateway checked (nor
+    // the identity headers it sets).
+    let r = gw.send(
+        b"POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nConnection: close\r\nConnection: content-type, x-candor-client\r\nContent-Length: 7\r\n\r\n{\"a\":1}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["content-type"][0], "application/json");
+    // An empty body, by length or by chunked framing, is no body: not refused for its type
+    // and not checked as JSON.
+    let json = ("Content-Type", "application/json");
+    assert_eq!(gw.request("POST", "/v1/x", &[json], b"").status, 200);
+    let r = gw.send(
+        b"POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A form in a charset the gateway does not check it in: 415, not a malformed body.
+    let latin = (
+        "Content-Type",
+        "application/x-www-form-urlencoded; charset=iso-8859-1",
+    );
+    let b = assert_problem(
+        &gw.request("POST", "/v1/x", &[latin], b"a=caf%E9"),
+        "unsupported_media_type",
+    );
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("in charset iso-8859-1"),
+        "{b}"
+    );
+    // Two charsets (an upstream might read either), or an empty one: 415.
+    for ct in [
+        "application/json; charset=utf-8; charset=latin1",
+        "application/json; charset=",
+    ] {
+        let r = gw.request("POST", "/v1/x", &[("Content-Type", ct)], b"{}");
+        assert_problem(&r, "unsupported_media_type");
+    }
+}

@@ -50,6 +50,21 @@ impl Forwarder {
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field it names, plus
 /// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade.
+/// Fields a `Connection` header may not make hop-by-hop: what the message's body is
+/// (checked by the gateway on routes that negotiate), its host, and the fields the gateway
+/// sets itself (identity, request id, forwarding). Found by the attack probe:
+/// `Connection: content-type` made the gateway drop the Content-Type it had just checked.
+fn end_to_end(n: &HeaderName) -> bool {
+    n == header::CONTENT_TYPE
+        || n == header::CONTENT_LENGTH
+        || n == header::CONTENT_ENCODING
+        || n == header::HOST
+        || n == header::FORWARDED
+        || n.as_str().starts_with("x-candor-")
+        || n.as_str().starts_with("x-forwarded-")
+        || n.as_str() == "x-request-id"
+}
+
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names (standard names compare as
     // enum tags) spares a hashed lookup per hop-by-hop name on the common path.
@@ -71,6 +86,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !end_to_end(n))
         .collect();
     for n in named {
         headers.remove(n);
@@ -293,7 +309,10 @@ async fn forward(
                 return Err(body_error(&fault, &start, max_body, body_idle));
             }
         };
-        format.check(&bytes)?;
+        // An empty body (chunked `0`, an empty HTTP/2 DATA frame) is no body to check.
+        if !bytes.is_empty() {
+            format.check(&bytes)?;
+        }
         body = UpstreamBody::held(bytes, watch.clone());
     }
     let req = Request::from_parts(parts, body);

@@ -118,12 +118,6 @@ impl MediaType {
             charset,
         })
     }
-
-    /// Whether the type is JSON (`application/json`, or a `+json` suffix): its charset can
-    /// only be UTF-8 (RFC 8259 §8.1).
-    fn is_json(&self) -> bool {
-        (self.kind == "application" && self.subtype == "json") || self.subtype.ends_with("+json")
-    }
 }
 
 /// A body format the gateway checks is well formed before forwarding (the body is read
@@ -322,7 +316,12 @@ pub(crate) fn run(n: &Negotiation, ctx: &mut RequestCtx<'_>) -> Result<Flow, Gat
                 .extension("available", json!(available)));
         }
     }
-    let has_body = ctx.body.as_ref().is_some_and(|b| !b.is_end_stream());
+    // A declared length of 0 is no body, whatever the protocol (an HTTP/2 request may end
+    // with an empty DATA frame).
+    let has_body = ctx
+        .body
+        .as_ref()
+        .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact() != Some(0));
     if !n.accepts.is_empty() && has_body {
         let declared = match content_type_fault(ctx, &n.accepts) {
             Ok(format) => {
@@ -469,25 +468,36 @@ fn content_type_fault(
             sent,
         ));
     };
-    let charset = params
+    let mut charsets = params
         .iter()
-        .find(|(n, _)| n == "charset")
+        .filter(|(n, _)| n == "charset")
         .map(|(_, v)| v.clone());
+    let charset = charsets.next();
+    if charsets.next().is_some() {
+        return Err((
+            format!("is declared as {kind}/{subtype} with more than one charset"),
+            sent,
+        ));
+    }
+    if charset.as_deref() == Some("") {
+        return Err((
+            format!("is declared as {kind}/{subtype} with an empty charset"),
+            sent,
+        ));
+    }
     let Some(accepted) = accepts
         .iter()
         .find(|a| a.kind == kind && (a.subtype == "*" || a.subtype == subtype))
     else {
         return Err((format!("is declared as {kind}/{subtype}"), sent));
     };
-    let wanted = accepted.charset.clone().or_else(|| {
-        let is_json = MediaType {
-            kind: kind.clone(),
-            subtype: subtype.clone(),
-            charset: None,
-        }
-        .is_json();
-        is_json.then(|| "utf-8".to_owned())
-    });
+    // A body the gateway checks (JSON, forms) is checked as UTF-8: another charset is not
+    // taken, rather than blamed on the body later.
+    let checked = BodyFormat::of(&kind, &subtype);
+    let wanted = accepted
+        .charset
+        .clone()
+        .or_else(|| checked.map(|_| "utf-8".to_owned()));
     match (charset, wanted) {
         (Some(c), Some(w)) if c != w => Err((
             format!(
@@ -495,7 +505,7 @@ fn content_type_fault(
             ),
             sent,
         )),
-        _ => Ok(BodyFormat::of(&kind, &subtype)),
+        _ => Ok(checked),
     }
 }
 
