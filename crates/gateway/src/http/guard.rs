@@ -186,6 +186,14 @@ impl Shared {
         self.quiet.load(Ordering::Acquire) && self.in_flight.load(Ordering::Acquire) == 0
     }
 
+    /// The parser is reading or writing: not quiet. Written only when it was quiet, so that
+    /// reads and writes on a busy connection do not write the shared line.
+    fn not_quiet(&self) {
+        if self.quiet.load(Ordering::Relaxed) {
+            self.quiet.store(false, Ordering::Release);
+        }
+    }
+
     /// Requests given up by the client, and requests in all.
     pub(crate) fn resets(&self) -> (u64, u64) {
         (
@@ -830,7 +838,7 @@ impl<S> HeadGuard<S> {
     /// Notes a write (the connection is not quiet until it is flushed).
     fn wrote(&mut self) {
         self.unflushed = true;
-        self.shared.quiet.store(false, Ordering::Relaxed);
+        self.shared.not_quiet();
     }
 
     /// Called when reading from the client would wait. When the timer fires, works out
@@ -875,7 +883,10 @@ impl<S> HeadGuard<S> {
     fn note_heads(&mut self, heads_before: u64, had_partial: bool) {
         let passed = self.scanner.heads != heads_before;
         let partial = self.held.len() > self.ready;
-        self.shared.collecting.store(partial, Ordering::Release);
+        // Written only when it changes: most reads are of bodies, or of whole heads.
+        if self.shared.collecting.load(Ordering::Relaxed) != partial {
+            self.shared.collecting.store(partial, Ordering::Release);
+        }
         if passed || (partial && !had_partial) {
             let now = Instant::now();
             if passed {
@@ -1043,7 +1054,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        this.shared.quiet.store(false, Ordering::Relaxed);
+        this.shared.not_quiet();
         loop {
             if this.pos < this.ready {
                 let n = (this.ready - this.pos).min(buf.remaining());

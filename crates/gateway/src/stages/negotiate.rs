@@ -299,19 +299,19 @@ fn quoted(value: &str) -> String {
 /// Runs the stage.
 pub(crate) fn run(n: &Negotiation, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
     if !n.produces.is_empty() {
-        let accept = joined(ctx, ACCEPT);
-        if let Some(accept) = accept.as_deref()
-            && !acceptable(accept, &n.produces)
-        {
+        let refused = joined(ctx, ACCEPT)
+            .filter(|accept| !acceptable(accept, &n.produces))
+            .map(|accept| quoted(&accept));
+        if let Some(accept) = refused {
             ctx.trail.record(
                 "negotiate",
                 "reject",
                 Some(codes::NOT_ACCEPTABLE),
-                vec![("accept", quoted(accept))],
+                vec![("accept", accept.clone())],
             );
             let available: Vec<String> = n.produces.iter().map(ToString::to_string).collect();
             return Err(GatewayError::new(codes::NOT_ACCEPTABLE)
-                .param("accept", quoted(accept))
+                .param("accept", accept)
                 .param("available", listed(&n.produces))
                 .extension("available", json!(available)));
         }
@@ -371,15 +371,24 @@ pub(crate) fn unsupported(
         .extension("accepted", json!(accepted))
 }
 
-/// The values of a header joined with commas, as one list; `None` when absent. A value that
-/// is not visible ASCII is kept lossily (it then matches nothing it should not).
-fn joined(ctx: &RequestCtx<'_>, name: http::HeaderName) -> Option<String> {
-    let mut values = ctx.parts.headers.get_all(name).iter().peekable();
-    values.peek()?;
-    let parts: Vec<String> = values
+/// The values of a header as one list (several are joined with commas); `None` when
+/// absent. A value that is not visible ASCII is kept lossily (it then matches nothing it
+/// should not). One readable value, the common case, is borrowed.
+fn joined<'c>(
+    ctx: &'c RequestCtx<'_>,
+    name: http::HeaderName,
+) -> Option<std::borrow::Cow<'c, str>> {
+    let mut values = ctx.parts.headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Some(String::from_utf8_lossy(first.as_bytes()));
+    }
+    let parts: Vec<String> = std::iter::once(first)
+        .chain(rest)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    Some(parts.join(", "))
+    Some(parts.join(", ").into())
 }
 
 /// Whether the `Accept` list admits one of `produces`: each produced type takes the q-value
