@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc: a request allocates and frees dozens of small buffers (header maps, URIs, body
-/// chunks); mimalloc serves them in fewer cycles than the system allocator (bench/README.md).
+/// jemalloc: a request allocates and frees dozens of small buffers (header maps, URIs, body
+/// chunks), served in fewer cycles than by the system allocator; and memory a burst took is
+/// given back within about a second (its options are in `.cargo/config.toml`; the
+/// measurements in bench/README.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// candor — an API gateway whose every error says what happened, with the values involved,
 /// every field at fault, a request id, whether to retry, and a troubleshooting page.
