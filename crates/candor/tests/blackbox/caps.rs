@@ -98,7 +98,8 @@ async fn an_idle_h2_connection_gets_goaway() {
 async fn streams_reset_after_accept_over_the_budget_close_the_connection() {
     // The finding: 5,000 streams opened and reset after being accepted made 3,787 upstream
     // requests and no GOAWAY. Now the connection is closed once its resets pass the budget
-    // (100, and most of its requests), and the reset streams' upstream work is cancelled.
+    // (100, and most of its requests) with GOAWAY ENHANCE_YOUR_CALM, and the streams'
+    // upstream work is cancelled.
     let up = Upstream::start(Behaviour::Hang);
     let gw = Gateway::start(&one_route("/{*rest}", &up.url(), "timeout = \"30s\""));
     let (send, conn) = h2c(&gw).await;
@@ -125,11 +126,35 @@ async fn streams_reset_after_accept_over_the_budget_close_the_connection() {
         }
     }
     let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
-    assert!(ended.is_ok(), "the connection survived {sent} resets");
+    let Ok(Ok(ended)) = ended else {
+        panic!("the connection survived {sent} resets");
+    };
+    // Ended by the gateway's GOAWAY ENHANCE_YOUR_CALM, which says why.
+    let mut why = String::new();
+    let mut e: Option<&dyn std::error::Error> = ended.as_ref().err().map(|e| e as _);
+    while let Some(err) = e {
+        why.push_str(&format!("{err} / "));
+        e = err.source();
+    }
+    assert!(
+        why.contains("connection error received: detected excessive load generating behavior")
+            && why.contains("candor: the client reset"),
+        "{why:?}"
+    );
     assert!(gw.eventually(|g| g.log().contains("the client reset most of its requests")));
     assert_eq!(gw.stats()["connections"]["closed"]["resets"], 1);
-    // No more than the streams that were opened reached the upstream.
-    assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) <= sent);
+    // No more than the streams that were opened reached the upstream, and the work of every
+    // one was cancelled: each of its upstream connections closed.
+    let hits = up.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        hits <= sent && hits > 0,
+        "{hits} upstream requests for {sent} streams"
+    );
+    assert!(
+        gw.eventually(|_| up.closed.load(std::sync::atomic::Ordering::Relaxed) == hits),
+        "{} of {hits} upstream connections closed",
+        up.closed.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 #[tokio::test]

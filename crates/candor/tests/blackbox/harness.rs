@@ -577,7 +577,8 @@ pub(crate) enum Behaviour {
     Echo,
     /// Reads the request and closes the connection without answering.
     Reset,
-    /// Reads the request and never answers.
+    /// Reads the request and never answers (until the gateway closes the connection, counted
+    /// in `Upstream::closed`, or for 120 s).
     Hang,
     /// Answers bytes that are not HTTP.
     Garbage,
@@ -599,6 +600,8 @@ pub(crate) enum Behaviour {
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     pub(crate) hits: std::sync::Arc<AtomicUsize>,
+    /// Connections the gateway closed while a `Hang` upstream held their request.
+    pub(crate) closed: std::sync::Arc<AtomicUsize>,
     /// Every request head received, in order, as "request line | host".
     pub(crate) received: Received,
 }
@@ -611,19 +614,21 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
         let received = Received::default();
-        let (h, log) = (hits.clone(), received.clone());
+        let (h, c, log) = (hits.clone(), closed.clone(), received.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 h.fetch_add(1, Ordering::Relaxed);
-                let log = log.clone();
-                std::thread::spawn(move || serve_upstream(conn, behaviour, &log));
+                let (log, c) = (log.clone(), c.clone());
+                std::thread::spawn(move || serve_upstream(conn, behaviour, &log, &c));
             }
         });
         Upstream {
             addr,
             hits,
+            closed,
             received,
         }
     }
@@ -694,7 +699,7 @@ fn read_request(conn: &mut TcpStream, log: &Received) -> Option<RawRequest> {
     Some((line, headers, body))
 }
 
-fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received) {
+fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received, closed: &AtomicUsize) {
     match behaviour {
         Behaviour::Reset => {
             let _ = read_request(&mut conn, log);
@@ -702,7 +707,10 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received) {
         }
         Behaviour::Hang => {
             let _ = read_request(&mut conn, log);
-            std::thread::sleep(Duration::from_secs(120));
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
+            if matches!(conn.read(&mut [0u8; 1]), Ok(0)) {
+                closed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Behaviour::Garbage => {
             let _ = read_request(&mut conn, log);

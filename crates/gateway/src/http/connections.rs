@@ -6,6 +6,7 @@
 
 use crate::config::Timeouts;
 use crate::http::guard::{HeadGuard, RESET_BUDGET, Shared};
+use crate::http::h2_frames::{ENHANCE_YOUR_CALM, Framed, Handback, goaway};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
@@ -291,15 +292,17 @@ fn calm_down(d: &Driving<'_, impl ConnService>) {
     Close::Resets.count();
 }
 
-/// Drives an HTTP/2 connection: on shutdown, idleness (keep-alive), age, or a client
-/// resetting most of its streams it gets GOAWAY and a grace to finish; an HTTP/2 client must
-/// acknowledge the GOAWAY's PING for the connection to end, and one that never does is
-/// dropped after the grace (an idle one has nothing in flight: 1 s; an old one gets the
-/// keep-alive time to finish what it has).
+/// Drives an HTTP/2 connection: on shutdown, idleness (keep-alive) or age it gets GOAWAY
+/// and a grace to finish; an HTTP/2 client must acknowledge the GOAWAY's PING for the
+/// connection to end, and one that never does is dropped after the grace (an idle one has
+/// nothing in flight: 1 s; an old one gets the keep-alive time to finish what it has). A
+/// client resetting most of its streams gets no grace: its streams are dropped (their
+/// upstream requests cancelled) and the connection ends with GOAWAY `ENHANCE_YOUR_CALM`.
 async fn drive_h2<S>(io: HeadGuard<S>, mut d: Driving<'_, impl ConnService>) -> hyper::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (io, back) = Framed::new(io);
     // Boxed: HTTP/2 state is large, and HTTP/1 connections need not carry room for it.
     let mut conn = Box::pin(
         d.builders
@@ -320,11 +323,13 @@ where
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = d.shared.calm.notified(), if grace.is_none() => {
+            () = d.shared.calm.notified() => {
                 calm_down(&d);
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-                grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+                drop(conn);
+                if let Ok(back) = back.await {
+                    enhance_your_calm(back, &d).await;
+                }
+                return Ok(());
             }
             () = async { grace.as_mut().expect("set").await }, if grace.is_some() => {
                 return Ok(());
@@ -339,6 +344,33 @@ where
             }
         }
     }
+}
+
+/// Ends an HTTP/2 connection whose client reset most of its streams: GOAWAY
+/// `ENHANCE_YOUR_CALM` naming the last stream it opened and why (unless hyper's last write
+/// ended inside a frame: then the connection is only closed), then the end of the stream.
+async fn enhance_your_calm<S>(back: Handback<HeadGuard<S>>, d: &Driving<'_, impl ConnService>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Handback {
+        mut io,
+        at_boundary,
+        last_stream,
+    } = back;
+    let end = async {
+        if at_boundary {
+            let (resets, requests) = d.shared.resets();
+            let why = format!(
+                "candor: the client reset {resets} of its {requests} requests (more than {RESET_BUDGET}, and most of them)"
+            );
+            io.write_all(&goaway(last_stream, ENHANCE_YOUR_CALM, &why))
+                .await?;
+            io.flush().await?;
+        }
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), end).await;
 }
 
 /// Drives an HTTP/1 connection: asked to close (after the response in flight) on shutdown,

@@ -21,6 +21,7 @@ pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod grammar;
 pub(crate) mod guard;
+pub(crate) mod h2_frames;
 pub(crate) mod json_body;
 pub(crate) mod request_id;
 pub(crate) mod server;
