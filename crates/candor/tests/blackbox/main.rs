@@ -15,6 +15,8 @@
 //!   what it accepts (406, 415).
 //! - [`authenticate`]: bearer credentials and every refusal, an RFC 8725 attack suite.
 //! - [`authorize`]: scopes, the account a request names, account quotas.
+//! - [`validate`]: route contracts: parameters, headers and JSON bodies, every problem at
+//!   once (`validation_failed`), schemas `candor check` refuses.
 //! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
 //! - [`api_keys`]: API keys, their restrictions, rotation and deletion.
 //! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
@@ -55,3 +57,4 @@ mod route;
 mod timeouts;
 mod token_endpoint;
 mod transport;
+mod validate;

@@ -14,12 +14,14 @@
 //! | `[auth]`, `[[auth.issuers]]` | `auth.rs` | `AuthSettings`, external issuers |
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
+//! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
 //!
 //! `reader.rs` walks TOML tables recording problems with their spans; `report.rs` is what
 //! `candor check` prints.
 
 mod access;
 mod auth;
+mod contract;
 mod debug;
 mod limits;
 mod log;
@@ -134,7 +136,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let log = log::read(top, p);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
-    let routes = routes::read(top, p, &access, &auth);
+    let routes = routes::read(top, p, &access, &auth, dir, limits.max_body_bytes);
     if p.list.len() > before {
         return None;
     }

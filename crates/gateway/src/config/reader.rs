@@ -281,6 +281,33 @@ impl<'a, 'i> TableReader<'a, 'i> {
     }
 }
 
+/// A TOML value as JSON (a schema written inline): datetimes become strings; a float that
+/// JSON cannot hold (inf, nan) becomes null.
+pub(crate) fn to_json(v: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => {
+            i64::from_str_radix(i.as_str(), i.radix()).map_or(Value::Null, Value::from)
+        }
+        DeValue::Float(f) => f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(a) => Value::Array(a.iter().map(|x| to_json(x.get_ref())).collect()),
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, x)| (k.get_ref().to_string(), to_json(x.get_ref())))
+                .collect(),
+        ),
+    }
+}
+
 fn display(v: &DeValue<'_>) -> String {
     match v {
         DeValue::String(s) => format!("\"{s}\""),

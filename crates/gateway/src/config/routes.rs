@@ -41,6 +41,8 @@ const ROUTE: &[&str] = &[
     "redirect_to_https",
     "allow",
     "deny",
+    "max_body_bytes",
+    "validate",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
@@ -69,10 +71,12 @@ pub(super) fn read(
     p: &mut Problems<'_>,
     access: &AccessPolicy,
     auth: &AuthSettings,
+    dir: &std::path::Path,
+    max_body_bytes: u64,
 ) -> Vec<RouteConfig> {
     let mut routes: Vec<RouteConfig> = Vec::new();
     for r in top.tables(p, "routes", ROUTE) {
-        if let Some(mut route) = read_route(&r, p, routes.len()) {
+        if let Some(mut route) = read_route(&r, p, routes.len(), dir, max_body_bytes) {
             if let Some(a) = &route.auth {
                 for i in &a.issuers {
                     if i != crate::stages::authenticate::SELF_ISSUER
@@ -124,7 +128,13 @@ pub(super) fn read(
     routes
 }
 
-fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Option<RouteConfig> {
+fn read_route(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    index: usize,
+    dir: &std::path::Path,
+    global_max_body: u64,
+) -> Option<RouteConfig> {
     let before = p.list.len();
     let name = r
         .string(p, "name")
@@ -233,10 +243,36 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
     }
     let auth = read_route_auth(r, p, pattern.as_ref());
     let access = super::access::read(r, p);
-    let negotiation = Negotiation {
+    let mut negotiation = Negotiation {
         accepts: media_types(r, p, "accepts", true),
         produces: media_types(r, p, "produces", false),
     };
+    let api_key_query = auth.as_ref().and_then(|a| match &a.api_key {
+        Some(crate::stages::authenticate::ApiKeySource::Query(q)) => Some(q.clone()),
+        _ => None,
+    });
+    let contract = super::contract::read(
+        r,
+        p,
+        dir,
+        pattern.as_ref(),
+        &mut negotiation,
+        api_key_query.as_deref(),
+    )
+    .map(std::sync::Arc::new);
+    let max_body_bytes = r.integer(p, "max_body_bytes", 0, 1 << 40).map(|n| n as u64);
+    if let Some(n) = max_body_bytes
+        && n > global_max_body
+    {
+        p.at(
+            r.get("max_body_bytes").map_or(r.span.clone(), |v| v.span()),
+            &r.key_path("max_body_bytes"),
+            format!(
+                "{n} is over limits.max_body_bytes ({global_max_body}), which every request is held to first"
+            ),
+        )
+        .expected = Some(format!("at most {global_max_body}, or raise limits.max_body_bytes"));
+    }
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
     if p.list.len() > before {
@@ -255,6 +291,8 @@ fn read_route(r: &TableReader<'_, '_>, p: &mut Problems<'_>, index: usize) -> Op
         auth,
         access,
         negotiation,
+        contract,
+        max_body_bytes,
     })
 }
 

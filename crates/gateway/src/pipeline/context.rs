@@ -59,6 +59,9 @@ pub(crate) struct RequestCtx<'a> {
     /// The format the request body must be well formed in, when negotiation found one it
     /// checks: the body is then read whole and checked before it is forwarded.
     pub(crate) body_format: Option<crate::stages::negotiate::BodyFormat>,
+    /// The route's contract, when its body is still to be checked (with the parameter
+    /// problems found so far): `forward` checks the body once it has it whole.
+    pub(crate) validation: Option<crate::stages::validate::Pending>,
     client_ip: Option<IpAddr>,
 }
 
@@ -83,6 +86,7 @@ impl<'a> RequestCtx<'a> {
             snapshot: None,
             principal: None,
             body_format: None,
+            validation: None,
             client_ip: None,
         }
     }
@@ -92,6 +96,15 @@ impl<'a> RequestCtx<'a> {
         self.canonical_path
             .as_deref()
             .unwrap_or_else(|| self.parts.uri.path())
+    }
+
+    /// Whether the request has a body. A declared length of 0 is no body, whatever the
+    /// protocol (an HTTP/2 request may end with an empty DATA frame).
+    pub(crate) fn has_body(&self) -> bool {
+        use hyper::body::Body;
+        self.body
+            .as_ref()
+            .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact() != Some(0))
     }
 
     /// The client's address (behind trusted proxies), worked out once.

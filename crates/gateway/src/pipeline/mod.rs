@@ -219,7 +219,10 @@ impl Pipeline {
                     forwarder,
                     &route.config,
                     ctx,
-                    self.limits.max_body_bytes,
+                    route
+                        .config
+                        .max_body_bytes
+                        .unwrap_or(self.limits.max_body_bytes),
                     &self.timeouts,
                 )
                 .await

@@ -15,12 +15,11 @@ use crate::stages::authenticate::AuthConfig;
 use crate::stages::negotiate::Negotiation;
 use crate::stages::policy::AccessPolicy;
 use crate::stages::route::{PathPattern, RouteEntry};
-use crate::stages::{authenticate, authorize, limit, negotiate, policy};
+use crate::stages::{authenticate, authorize, limit, negotiate, policy, validate};
 use http::Method;
 use std::time::Duration;
 
 /// A stage of a route's plan, with the part of the route's configuration it applies.
-/// Validate (after limit) joins this list when it is built.
 #[derive(Debug)]
 pub(crate) enum Stage {
     /// HTTPS only, allowed and denied networks.
@@ -35,6 +34,8 @@ pub(crate) enum Stage {
     Authorize(AuthConfig),
     /// The authenticated account's quota.
     Limit,
+    /// The route's request contract.
+    Validate(std::sync::Arc<validate::Contract>),
 }
 
 impl Stage {
@@ -47,6 +48,7 @@ impl Stage {
             Stage::Authenticate(_) => "authenticate",
             Stage::Authorize(_) => "authorize",
             Stage::Limit => "limit",
+            Stage::Validate(_) => "validate",
         }
     }
 
@@ -65,6 +67,7 @@ impl Stage {
             ),
             Stage::Authorize(auth) => authorize::run(auth, ctx),
             Stage::Limit => limit::run(&p.services.quotas, ctx),
+            Stage::Validate(c) => validate::run(c, ctx),
         }
     }
 }
@@ -111,6 +114,9 @@ impl Plan {
             stages.push(Stage::Authorize(auth.clone()));
             stages.push(Stage::Limit);
         }
+        if let Some(c) = &route.contract {
+            stages.push(Stage::Validate(c.clone()));
+        }
         Plan {
             stages,
             endpoint: Endpoint::Proxy,
@@ -146,6 +152,8 @@ fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
         auth: None,
         access: AccessPolicy::default(),
         negotiation: Negotiation::default(),
+        contract: None,
+        max_body_bytes: None,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::stages::authenticate::Principal;
 use crate::stages::negotiate::BodyFormat;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
+use crate::stages::validate::Pending;
 use crate::upstream::pool::{Caps, Pool, PooledBody, SendError};
 use bytes::Bytes;
 use candor_catalog::{Retry, codes};
@@ -187,6 +188,7 @@ pub(crate) async fn run(
             body_idle: timeouts.request_body_idle,
             response_idle: timeouts.response_body_idle,
             body_format: ctx.body_format,
+            validation: ctx.validation.take(),
         },
     )
     .await;
@@ -243,6 +245,8 @@ struct Exchange<'a> {
     response_idle: Duration,
     /// The format the body is checked against before it is sent, if any.
     body_format: Option<BodyFormat>,
+    /// The route's contract, when the body is still to be checked against it.
+    validation: Option<Pending>,
 }
 
 /// Forwards the request to `route`'s upstream.
@@ -261,6 +265,7 @@ async fn forward(
         body_idle,
         response_idle,
         body_format,
+        validation,
     } = exchange;
     let up = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(codes::INTERNAL_ERROR)
@@ -310,10 +315,26 @@ async fn forward(
             }
         };
         // An empty body (chunked `0`, an empty HTTP/2 DATA frame) is no body to check.
-        if !bytes.is_empty() {
-            format.check(&bytes)?;
+        match validation {
+            // Well formed and then as its contract says: one parse for both.
+            Some(contract) if format == BodyFormat::Json => {
+                if bytes.is_empty() {
+                    contract.finish(None)?;
+                } else {
+                    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                        Ok(v) => contract.finish(Some(&v))?,
+                        Err(_) => format.check(&bytes)?,
+                    }
+                }
+            }
+            _ if !bytes.is_empty() => format.check(&bytes)?,
+            _ => {}
         }
         body = UpstreamBody::held(bytes, watch.clone());
+    } else if let Some(contract) = validation {
+        // No body format to read it in: the contract's parameter problems (a route with a
+        // body schema accepts JSON only, so a body came without one).
+        contract.finish(None)?;
     }
     let req = Request::from_parts(parts, body);
 

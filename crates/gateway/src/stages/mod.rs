@@ -13,11 +13,9 @@
 //! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
 //! | authorize | [`authorize`] | scopes, the account the request names, account state |
 //! | limit | [`limit`] | the account's daily quota |
+//! | validate | [`validate`] | the route's contract: parameters, headers and the JSON body, every problem at once |
 //! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
 //! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
-//!
-//! Request validation (`validate`, after limit) takes its place in this list when it is
-//! built.
 //!
 //! May depend on: `http` (addresses, bodies), `identity` (snapshot, tokens), `limits`,
 //! `upstream` (forward only), the catalog. Not on `config`'s reader, `admin` or `demo`.
@@ -32,3 +30,4 @@ pub(crate) mod policy;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod transport;
+pub(crate) mod validate;

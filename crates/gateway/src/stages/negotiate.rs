@@ -11,7 +11,6 @@ use crate::error::GatewayError;
 use crate::pipeline::context::{Flow, RequestCtx};
 use candor_catalog::codes;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use hyper::body::Body;
 use serde_json::json;
 
 /// A media type or range as a route declares it: `type/subtype` (`subtype` may be `*` in
@@ -316,12 +315,7 @@ pub(crate) fn run(n: &Negotiation, ctx: &mut RequestCtx<'_>) -> Result<Flow, Gat
                 .extension("available", json!(available)));
         }
     }
-    // A declared length of 0 is no body, whatever the protocol (an HTTP/2 request may end
-    // with an empty DATA frame).
-    let has_body = ctx
-        .body
-        .as_ref()
-        .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact() != Some(0));
+    let has_body = ctx.has_body();
     if !n.accepts.is_empty() && has_body {
         let declared = match content_type_fault(ctx, &n.accepts) {
             Ok(format) => {

@@ -53,6 +53,10 @@ pub struct RouteConfig {
     pub access: crate::stages::policy::AccessPolicy,
     /// The media types the route accepts and produces.
     pub negotiation: crate::stages::negotiate::Negotiation,
+    /// The request contract the validate stage checks, if the route declares one.
+    pub(crate) contract: Option<std::sync::Arc<crate::stages::validate::Contract>>,
+    /// The route's own body limit (at most `limits.max_body_bytes`).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.

@@ -1,0 +1,1118 @@
+//! The validate stage: a route's request contract — its path, query and header parameters
+//! and its JSON body schema — checked before the upstream sees the request, every problem
+//! collected into one `validation_failed` with an `errors[]` item each (`in`, `pointer` or
+//! `name`, a stable `reason`, a `detail` quoting the expectation and, unless the field is a
+//! secret, the value received).
+//!
+//! Schemas are JSON Schema (2020-12 unless their `$schema` says otherwise), compiled by the
+//! `jsonschema` crate when the configuration loads, with `format` checked. Parameters are
+//! text: each is read as its schema's `type` says (integer, number, boolean, string, or an
+//! array of those from repeated parameters) before the schema checks it. Parameters and
+//! headers are checked here; a body is checked once it has been read whole, just before
+//! forwarding ([`Pending`], in `forward`), so that one answer lists the problems of both.
+
+use crate::error::GatewayError;
+use crate::pipeline::context::{Flow, RequestCtx};
+use candor_catalog::{FieldError, codes};
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How many problems one answer lists unless the route says otherwise.
+pub(crate) const DEFAULT_MAX_ERRORS: usize = 20;
+
+/// Where a parameter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum In {
+    /// A `{name}` of the route's path.
+    Path,
+    /// The query string.
+    Query,
+    /// A request header.
+    Header,
+}
+
+impl In {
+    /// The word `errors[].in` uses.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            In::Path => "path",
+            In::Query => "query",
+            In::Header => "header",
+        }
+    }
+
+    /// Parses the configuration's word.
+    pub(crate) fn parse(s: &str) -> Option<In> {
+        match s {
+            "path" => Some(In::Path),
+            "query" => Some(In::Query),
+            "header" => Some(In::Header),
+            _ => None,
+        }
+    }
+}
+
+/// A compiled JSON Schema, with its source (for the property names a did-you-mean offers).
+pub(crate) struct Schema {
+    validator: Validator,
+    root: Value,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").field("root", &self.root).finish()
+    }
+}
+
+impl Schema {
+    /// Compiles `root`, with formats checked; the error says where in the schema it is wrong.
+    pub(crate) fn compile(root: Value) -> Result<Schema, String> {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .map_err(|e| {
+                let at = e.instance_path().as_str();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e} (at #{at})")
+                }
+            })?;
+        Ok(Schema { validator, root })
+    }
+
+    /// The schema's source.
+    pub(crate) fn source(&self) -> &Value {
+        &self.root
+    }
+}
+
+/// How a parameter's text is read before its schema checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scalar {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl Scalar {
+    fn of(schema: &Value) -> Scalar {
+        let t = match schema.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null")
+                .unwrap_or("string"),
+            _ => "string",
+        };
+        match t {
+            "integer" => Scalar::Integer,
+            "number" => Scalar::Number,
+            "boolean" => Scalar::Boolean,
+            _ => Scalar::String,
+        }
+    }
+
+    /// The JSON value of `text`, or what was expected.
+    fn read(self, text: &str) -> Result<Value, &'static str> {
+        match self {
+            Scalar::String => Ok(Value::String(text.to_owned())),
+            Scalar::Integer => text
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| "an integer"),
+            Scalar::Number => text
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or("a number"),
+            Scalar::Boolean => match text {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err("true or false"),
+            },
+        }
+    }
+}
+
+/// One parameter of the contract.
+#[derive(Debug)]
+pub(crate) struct Param {
+    /// Where it is.
+    pub(crate) location: In,
+    /// Its name (a header's in lower case).
+    pub(crate) name: String,
+    /// Whether a request must carry it.
+    pub(crate) required: bool,
+    /// What its value must be.
+    pub(crate) schema: Schema,
+    scalar: Scalar,
+    /// An array: every value of a repeated parameter, each read as `scalar`.
+    array: bool,
+    secret: bool,
+}
+
+impl Param {
+    /// A parameter checked against `schema`.
+    pub(crate) fn new(location: In, name: &str, required: bool, schema: Schema) -> Param {
+        let src = schema.source();
+        let array = src.get("type").and_then(Value::as_str) == Some("array");
+        let scalar = if array {
+            src.get("items").map_or(Scalar::String, Scalar::of)
+        } else {
+            Scalar::of(src)
+        };
+        let name = if location == In::Header {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_owned()
+        };
+        Param {
+            secret: is_secret(&name)
+                || src.get("format").and_then(Value::as_str) == Some("password"),
+            location,
+            name,
+            required,
+            schema,
+            scalar,
+            array,
+        }
+    }
+}
+
+/// The body a route takes.
+#[derive(Debug)]
+pub(crate) struct BodyRule {
+    /// Its schema.
+    pub(crate) schema: Schema,
+    /// Whether a request must have one.
+    pub(crate) required: bool,
+}
+
+/// A route's request contract.
+#[derive(Debug)]
+pub(crate) struct Contract {
+    /// Path, query and header parameters, in the order they are reported.
+    pub(crate) params: Vec<Param>,
+    /// The JSON body.
+    pub(crate) body: Option<BodyRule>,
+    /// Whether query parameters the contract does not name are refused.
+    pub(crate) refuse_unknown_query: bool,
+    /// Query parameters that are not the contract's but are allowed (the route's API key).
+    pub(crate) also_allowed: Vec<String>,
+    /// Whether a blank string (empty or only spaces) counts as a missing field.
+    pub(crate) blank_is_missing: bool,
+    /// How many problems one answer lists.
+    pub(crate) max_errors: usize,
+    /// The OpenAPI operation the contract comes from, named in errors.
+    pub(crate) operation: Option<String>,
+}
+
+/// A problem found, with its place in the order problems are reported.
+#[derive(Debug)]
+pub(crate) struct Found {
+    order: (u8, usize),
+    field: FieldError,
+}
+
+/// Parameter problems found at the validate stage, waiting for the body's (checked once the
+/// body has been read whole, before forwarding).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    contract: Arc<Contract>,
+    found: Vec<Found>,
+}
+
+impl Pending {
+    /// Checks the body (`None`: there is none) and answers `validation_failed` with every
+    /// problem, the parameters' and the body's.
+    pub(crate) fn finish(self, body: Option<&Value>) -> Result<(), GatewayError> {
+        let Pending {
+            contract,
+            mut found,
+        } = self;
+        if let Some(rule) = &contract.body {
+            match body {
+                Some(v) => body_problems(&contract, &rule.schema, v, &mut found),
+                None if rule.required => found.push(Found {
+                    order: (3, 0),
+                    field: FieldError {
+                        location: "body".into(),
+                        pointer: "#".into(),
+                        name: "(body)".into(),
+                        reason: "required".into(),
+                        detail: "is required: this operation takes a JSON body".into(),
+                    },
+                }),
+                None => {}
+            }
+        }
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(failed(&contract, found))
+        }
+    }
+}
+
+/// Runs the stage: parameters and headers now; the body, if the request has one and the
+/// contract has a schema for it, once `forward` has read it (see [`Pending`]).
+pub(crate) fn run(
+    contract: &Arc<Contract>,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<Flow, GatewayError> {
+    let mut found = Vec::new();
+    param_problems(contract, ctx, &mut found);
+    let has_body = ctx.has_body();
+    let pending = Pending {
+        contract: contract.clone(),
+        found,
+    };
+    if contract.body.is_some() && has_body {
+        let n = pending.found.len();
+        ctx.trail.record(
+            "validate",
+            "body next",
+            None,
+            vec![("parameter_problems", n.to_string())],
+        );
+        ctx.validation = Some(pending);
+        return Ok(Flow::Continue);
+    }
+    match pending.finish(None) {
+        Ok(()) => {
+            ctx.trail.record("validate", "pass", None, Vec::new());
+            Ok(Flow::Continue)
+        }
+        Err(e) => {
+            ctx.trail
+                .record("validate", "fail", Some(e.code), Vec::new());
+            Err(e)
+        }
+    }
+}
+
+/// `validation_failed` with the first `max_errors` problems in order, and the total.
+fn failed(contract: &Contract, mut found: Vec<Found>) -> GatewayError {
+    found.sort_by_key(|f| f.order);
+    let total = found.len();
+    let shown = contract.max_errors.max(1);
+    let mut summary: Vec<String> = found
+        .iter()
+        .take(3)
+        .map(|f| format!("{} {}", f.field.name, f.field.detail))
+        .collect();
+    if total > 3 {
+        summary.push(format!("and {} more", total - 3));
+    }
+    let mut summary = summary.join("; ");
+    if total > shown {
+        summary.push_str(&format!(" (errors lists the first {shown} of {total})"));
+    }
+    let mut err = GatewayError::new(codes::VALIDATION_FAILED)
+        .param("count", total.to_string())
+        .param("summary", summary)
+        .extension("error_count", total.into());
+    if let Some(op) = &contract.operation {
+        err = err.extension("operation", op.clone().into());
+    }
+    err.fields = found.into_iter().take(shown).map(|f| f.field).collect();
+    err
+}
+
+fn param_problems(contract: &Contract, ctx: &RequestCtx<'_>, found: &mut Vec<Found>) {
+    let captures = ctx
+        .route
+        .map(|r| r.config.pattern.captures(ctx.path()))
+        .unwrap_or_default();
+    let query = query_pairs(ctx.parts.uri.query().unwrap_or(""));
+    for (i, p) in contract.params.iter().enumerate() {
+        let order = |rank| (rank, i);
+        let values: Vec<Result<&str, ()>> = match p.location {
+            In::Path => captures
+                .iter()
+                .filter(|(n, _)| *n == p.name)
+                .map(|(_, v)| Ok(*v))
+                .collect(),
+            In::Query => query
+                .iter()
+                .filter(|(n, _)| *n == p.name)
+                .map(|(_, v)| Ok(v.as_str()))
+                .collect(),
+            In::Header => ctx
+                .parts
+                .headers
+                .get_all(p.name.as_str())
+                .iter()
+                .map(|v| v.to_str().map_err(|_| ()))
+                .collect(),
+        };
+        let rank = match p.location {
+            In::Path => 0,
+            In::Query => 1,
+            In::Header => 2,
+        };
+        let mut push = |reason: &str, detail: String| {
+            found.push(Found {
+                order: order(rank),
+                field: FieldError {
+                    location: p.location.as_str().into(),
+                    pointer: p.name.clone(),
+                    name: p.name.clone(),
+                    reason: reason.into(),
+                    detail,
+                },
+            });
+        };
+        if values.is_empty() {
+            if p.required {
+                push("required", "is required".into());
+            }
+            continue;
+        }
+        if values.iter().any(Result::is_err) {
+            push(
+                "invalid",
+                "is present but unreadable: its value holds bytes that are not visible ASCII"
+                    .into(),
+            );
+            continue;
+        }
+        let texts: Vec<&str> = values.into_iter().map(|v| v.unwrap_or("")).collect();
+        if !p.array && texts.len() > 1 {
+            push(
+                "repeated",
+                format!("is sent {} times; it takes one value", texts.len()),
+            );
+            continue;
+        }
+        if contract.blank_is_missing && p.required && texts.iter().all(|t| t.trim().is_empty()) {
+            push("blank", "is blank; a value is required".into());
+            continue;
+        }
+        let mut read = Vec::with_capacity(texts.len());
+        let mut unreadable = false;
+        for t in &texts {
+            match p.scalar.read(t) {
+                Ok(v) => read.push(v),
+                Err(expected) => {
+                    let got = if p.secret {
+                        String::new()
+                    } else {
+                        format!(", got \"{}\"", clip(t))
+                    };
+                    push("type", format!("expected {expected}{got}"));
+                    unreadable = true;
+                    break;
+                }
+            }
+        }
+        if unreadable {
+            continue;
+        }
+        let value = if p.array {
+            Value::Array(read)
+        } else {
+            read.pop().unwrap_or(Value::Null)
+        };
+        for e in p.schema.validator.iter_errors(&value) {
+            for (_, reason, detail) in describe(&e, &p.schema, p.secret, &HashMap::new()) {
+                push(&reason, detail);
+            }
+        }
+    }
+    if contract.refuse_unknown_query {
+        let known: Vec<&str> = contract
+            .params
+            .iter()
+            .filter(|p| p.location == In::Query)
+            .map(|p| p.name.as_str())
+            .chain(contract.also_allowed.iter().map(String::as_str))
+            .collect();
+        let mut seen: Vec<&str> = Vec::new();
+        for (j, (name, _)) in query.iter().enumerate() {
+            if known.contains(&name.as_str()) || seen.contains(&name.as_str()) {
+                continue;
+            }
+            seen.push(name);
+            let hint = match crate::config::did_you_mean(name, &known) {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None if known.is_empty() => "; this operation takes no query parameters".into(),
+                None => format!("; it takes {}", known.join(", ")),
+            };
+            found.push(Found {
+                order: (1, contract.params.len() + j),
+                field: FieldError {
+                    location: "query".into(),
+                    pointer: name.clone(),
+                    name: name.clone(),
+                    reason: "unknown".into(),
+                    detail: format!("is not a parameter of this operation{hint}"),
+                },
+            });
+        }
+    }
+}
+
+/// The query string's name / value pairs, decoded (`+` is a space), in order.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Percent-decodes `s` (`+` as a space); an escape that is not one is kept as it is.
+fn decode(s: &str) -> String {
+    if !s.contains(['%', '+']) {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(x) => {
+                    out.push(x);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            x => out.push(x),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body_problems(contract: &Contract, schema: &Schema, body: &Value, found: &mut Vec<Found>) {
+    // Blank strings count as missing: checked on a copy without them, so that `required`
+    // names them; the problem then says blank.
+    let mut blanks = Vec::new();
+    let stripped;
+    let checked = if contract.blank_is_missing && has_blank(body) {
+        let mut copy = body.clone();
+        strip_blanks(&mut copy, &mut String::new(), &mut blanks);
+        stripped = copy;
+        &stripped
+    } else {
+        body
+    };
+    if schema.validator.is_valid(checked) {
+        return;
+    }
+    let order = document_order(body);
+    for e in schema.validator.iter_errors(checked) {
+        let secret = e
+            .instance_path()
+            .as_str()
+            .rsplit('/')
+            .next()
+            .is_some_and(is_secret);
+        for (ptr, mut reason, mut detail) in describe(&e, schema, secret, &order) {
+            if reason == "required" && blanks.contains(&ptr) {
+                reason = "blank".into();
+                detail = "is blank; a value is required".into();
+            }
+            let name = match ptr.rsplit_once('/') {
+                Some((_, last)) if !ptr.is_empty() => unescape(last),
+                _ => "(body)".into(),
+            };
+            found.push(Found {
+                order: (3, position(&order, &ptr)),
+                field: FieldError {
+                    location: "body".into(),
+                    pointer: format!("#{ptr}"),
+                    name,
+                    reason,
+                    detail,
+                },
+            });
+        }
+    }
+}
+
+/// Each pointer of `v`, numbered in document order (objects keep their order).
+fn document_order(v: &Value) -> HashMap<String, usize> {
+    fn walk(v: &Value, at: &mut String, out: &mut HashMap<String, usize>) {
+        out.insert(at.clone(), out.len());
+        let len = at.len();
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    at.push('/');
+                    at.push_str(&escape(k));
+                    walk(x, at, out);
+                    at.truncate(len);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    at.push('/');
+                    at.push_str(&i.to_string());
+                    walk(x, at, out);
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    walk(v, &mut String::new(), &mut out);
+    out
+}
+
+/// Where `ptr` comes in document order: its own place, or (a missing field) just after its
+/// nearest present parent.
+fn position(order: &HashMap<String, usize>, ptr: &str) -> usize {
+    let mut p = ptr;
+    loop {
+        if let Some(&i) = order.get(p) {
+            return i * 2 + usize::from(p.len() != ptr.len());
+        }
+        match p.rsplit_once('/') {
+            Some((parent, _)) => p = parent,
+            None => return 0,
+        }
+    }
+}
+
+fn has_blank(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.values().any(|x| is_blank(x) || has_blank(x)),
+        Value::Array(a) => a.iter().any(has_blank),
+        _ => false,
+    }
+}
+
+fn is_blank(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.trim().is_empty())
+}
+
+fn strip_blanks(v: &mut Value, at: &mut String, blanks: &mut Vec<String>) {
+    let len = at.len();
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, x| {
+                if is_blank(x) {
+                    blanks.push(format!("{at}/{}", escape(k)));
+                    false
+                } else {
+                    true
+                }
+            });
+            for (k, x) in m.iter_mut() {
+                at.push('/');
+                at.push_str(&escape(k));
+                strip_blanks(x, at, blanks);
+                at.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                at.push('/');
+                at.push_str(&i.to_string());
+                strip_blanks(x, at, blanks);
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn escape(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+fn unescape(k: &str) -> String {
+    k.replace("~1", "/").replace("~0", "~")
+}
+
+/// Field names whose values are never quoted back.
+fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace(['-', '_'], "");
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "credential",
+        "pin",
+        "otp",
+        "cvv",
+        "cvc",
+        "privatekey",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// A value as JSON text, cut to a readable length.
+fn shown(v: &Value) -> String {
+    let t = v.to_string();
+    if t.chars().count() > 60 {
+        format!("{}…", t.chars().take(60).collect::<String>())
+    } else {
+        t
+    }
+}
+
+fn clip(t: &str) -> String {
+    if t.chars().count() > 60 {
+        format!("{}…", t.chars().take(60).collect::<String>())
+    } else {
+        t.to_owned()
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// "; got 2" (or "" for a secret).
+fn got(v: &Value, secret: bool) -> String {
+    if secret {
+        String::new()
+    } else {
+        format!("; got {}", shown(v))
+    }
+}
+
+fn format_words(format: &str) -> &str {
+    match format {
+        "date-time" => "an RFC 3339 date-time such as 2026-12-03T14:00:00Z",
+        "date" => "a date such as 2026-12-03",
+        "time" => "a time such as 14:00:00Z",
+        "uuid" => "a UUID such as 3f1c2a9e-8d4b-4c7a-9e2f-1b6d5a0c7e94",
+        "uri" => "an absolute URI such as https://example.com/x",
+        "uri-reference" => "a URI reference",
+        "ipv4" => "an IPv4 address such as 192.0.2.7",
+        "ipv6" => "an IPv6 address such as 2001:db8::7",
+        "hostname" => "a host name",
+        "duration" => "an ISO 8601 duration such as P1DT2H",
+        "regex" => "a regular expression",
+        _ => format,
+    }
+}
+
+/// The problems one validator error stands for: (JSON pointer, reason, detail). `oneOf` and
+/// `anyOf` failures are explained by their closest branch (the one with fewest problems).
+fn describe(
+    e: &ValidationError<'_>,
+    schema: &Schema,
+    secret: bool,
+    order: &HashMap<String, usize>,
+) -> Vec<(String, String, String)> {
+    let at = e.instance_path().as_str().to_owned();
+    let v = e.instance();
+    let one = |reason: &str, detail: String| vec![(at.clone(), reason.to_owned(), detail)];
+    match e.kind() {
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(ts) => ts
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            let got = if secret {
+                format!(", got {}", type_name(v))
+            } else {
+                format!(", got {} {}", type_name(v), shown(v))
+            };
+            one("type", format!("expected {expected}{got}"))
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            vec![(
+                format!("{at}/{}", escape(name)),
+                "required".into(),
+                "is required".into(),
+            )]
+        }
+        ValidationErrorKind::Enum { options } => {
+            let list = match &**options {
+                Value::Array(a) => a.iter().map(shown).collect::<Vec<_>>().join(", "),
+                other => shown(other),
+            };
+            one("enum", format!("expected one of {list}{}", got(v, secret)))
+        }
+        ValidationErrorKind::Constant { expected_value } => one(
+            "const",
+            format!("expected {}{}", shown(expected_value), got(v, secret)),
+        ),
+        ValidationErrorKind::Format { format } => {
+            let detail = match (format.as_str(), v.as_str()) {
+                ("email" | "idn-email", Some(s)) if !s.contains('@') => {
+                    "must be an e-mail address; the value has no '@'".to_owned()
+                }
+                ("email" | "idn-email", _) => {
+                    format!(
+                        "must be an e-mail address such as ada@example.com{}",
+                        got(v, secret)
+                    )
+                }
+                (f, _) => format!("must be {}{}", format_words(f), got(v, secret)),
+            };
+            one("format", detail)
+        }
+        ValidationErrorKind::MinLength { limit } => one(
+            "length",
+            format!(
+                "must be at least {limit} character{}; has {}",
+                plural(*limit),
+                v.as_str().map_or(0, |s| s.chars().count())
+            ),
+        ),
+        ValidationErrorKind::MaxLength { limit } => one(
+            "length",
+            format!(
+                "must be at most {limit} character{}; has {}",
+                plural(*limit),
+                v.as_str().map_or(0, |s| s.chars().count())
+            ),
+        ),
+        ValidationErrorKind::Minimum { limit } => one(
+            "range",
+            format!("must be at least {limit}{}", got(v, secret)),
+        ),
+        ValidationErrorKind::Maximum { limit } => one(
+            "range",
+            format!("must be at most {limit}{}", got(v, secret)),
+        ),
+        ValidationErrorKind::ExclusiveMinimum { limit } => one(
+            "range",
+            format!("must be more than {limit}{}", got(v, secret)),
+        ),
+        ValidationErrorKind::ExclusiveMaximum { limit } => one(
+            "range",
+            format!("must be less than {limit}{}", got(v, secret)),
+        ),
+        ValidationErrorKind::MultipleOf { .. } => one("multiple_of", e.masked().to_string()),
+        ValidationErrorKind::MinItems { limit } => one(
+            "items",
+            format!(
+                "must have at least {limit} item{}; has {}",
+                plural(*limit),
+                v.as_array().map_or(0, Vec::len)
+            ),
+        ),
+        ValidationErrorKind::MaxItems { limit } => one(
+            "items",
+            format!(
+                "must have at most {limit} item{}; has {}",
+                plural(*limit),
+                v.as_array().map_or(0, Vec::len)
+            ),
+        ),
+        ValidationErrorKind::UniqueItems => one("unique", "must not repeat an item".into()),
+        ValidationErrorKind::Pattern { pattern } => {
+            one("pattern", format!("must match {pattern}{}", got(v, secret)))
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            let known = known_properties(schema, e.schema_path().as_str());
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            unexpected
+                .iter()
+                .map(|u| {
+                    let hint = match crate::config::did_you_mean(u, &known) {
+                        Some(s) => format!("; did you mean `{s}`?"),
+                        None if known.is_empty() => String::new(),
+                        None => format!("; the fields are {}", known.join(", ")),
+                    };
+                    (
+                        format!("{at}/{}", escape(u)),
+                        "unknown".into(),
+                        format!("is not a field of this object{hint}"),
+                    )
+                })
+                .collect()
+        }
+        ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
+            let closest = context
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, errs)| errs.len())
+                .filter(|(_, errs)| !errs.is_empty());
+            match closest {
+                Some((i, errs)) => {
+                    let n = context.len();
+                    let mut out: Vec<_> = errs
+                        .iter()
+                        .flat_map(|x| describe(x, schema, secret, order))
+                        .map(|(p, r, d)| {
+                            (
+                                p,
+                                r,
+                                format!(
+                                    "{d} (by the closest of the {n} allowed shapes, #{})",
+                                    i + 1
+                                ),
+                            )
+                        })
+                        .collect();
+                    out.sort_by_key(|(p, _, _)| position(order, p));
+                    out
+                }
+                None => one("one_of", "matches none of the allowed shapes".into()),
+            }
+        }
+        ValidationErrorKind::OneOfMultipleValid { .. } => one(
+            "one_of",
+            "matches more than one of the allowed shapes; it must match exactly one".into(),
+        ),
+        ValidationErrorKind::FalseSchema => one("not_allowed", "is not allowed here".into()),
+        _ => one(e.kind().keyword(), e.masked().to_string()),
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The `properties` of the schema object an `additionalProperties` (or
+/// `unevaluatedProperties`) error came from.
+fn known_properties(schema: &Schema, schema_path: &str) -> Vec<String> {
+    let parent = schema_path.rsplit_once('/').map_or("", |(p, _)| p);
+    schema
+        .root
+        .pointer(parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn contract(schema: Value) -> Contract {
+        Contract {
+            params: Vec::new(),
+            body: Some(BodyRule {
+                schema: Schema::compile(schema).unwrap(),
+                required: true,
+            }),
+            refuse_unknown_query: false,
+            also_allowed: Vec::new(),
+            blank_is_missing: true,
+            max_errors: DEFAULT_MAX_ERRORS,
+            operation: Some("createDevice".into()),
+        }
+    }
+
+    fn problems(schema: Value, body: Value) -> Vec<FieldError> {
+        let c = Arc::new(contract(schema));
+        let p = Pending {
+            contract: c,
+            found: Vec::new(),
+        };
+        match p.finish(Some(&body)) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.fields,
+        }
+    }
+
+    fn device_schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["name", "serial", "owner"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {"type": "string", "minLength": 2},
+                "serial": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+                "owner": {"type": "string", "format": "email"},
+                "kind": {"enum": ["sensor", "gateway"]},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                "password": {"type": "string", "minLength": 12}
+            }
+        })
+    }
+
+    #[test]
+    fn every_problem_in_document_order() {
+        let body: Value = serde_json::from_str(
+            r#"{"port": "80", "name": "", "tags": ["a", 2, "c"], "kind": "phone",
+                "owner": "ada.example.com", "colour": "red", "serial": "abc", "password": "short"}"#,
+        )
+        .unwrap();
+        let got: Vec<(String, String, String)> = problems(device_schema(), body)
+            .into_iter()
+            .map(|f| (f.pointer, f.reason, f.detail))
+            .collect();
+        let want = [
+            ("#/port", "type", "expected integer, got string \"80\""),
+            ("#/name", "blank", "is blank; a value is required"),
+            ("#/tags", "items", "must have at most 2 items; has 3"),
+            ("#/tags/1", "type", "expected string, got integer 2"),
+            (
+                "#/kind",
+                "enum",
+                "expected one of \"sensor\", \"gateway\"; got \"phone\"",
+            ),
+            (
+                "#/owner",
+                "format",
+                "must be an e-mail address; the value has no '@'",
+            ),
+            (
+                "#/colour",
+                "unknown",
+                "is not a field of this object; the fields are name, serial, owner, kind, port, tags, password",
+            ),
+            (
+                "#/serial",
+                "pattern",
+                "must match ^[A-Z]{3}-[0-9]{4}$; got \"abc\"",
+            ),
+            (
+                "#/password",
+                "length",
+                "must be at least 12 characters; has 5",
+            ),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nested_pointers_and_the_closest_branch() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "devices": {"type": "array", "items": {
+                    "type": "object", "required": ["serial"],
+                    "properties": {"serial": {"type": "string"}}
+                }},
+                "contact": {"oneOf": [
+                    {"type": "object", "required": ["email"], "properties": {"email": {"type": "string", "format": "email"}}},
+                    {"type": "object", "required": ["phone", "country"], "properties": {"phone": {"type": "string"}}}
+                ]}
+            }
+        });
+        let body = json!({
+            "devices": [{"serial": "a"}, {"serial": "b"}, {"serial": "c"}, {"serial": 4}],
+            "contact": {"email": "nobody"}
+        });
+        let got: Vec<(String, String)> = problems(schema, body)
+            .into_iter()
+            .map(|f| (f.pointer, f.detail))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("#/devices/3/serial".to_string(), "expected string, got integer 4".to_string()),
+                (
+                    "#/contact/email".to_string(),
+                    "must be an e-mail address; the value has no '@' (by the closest of the 2 allowed shapes, #1)".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_quoted_and_the_count_is_capped() {
+        let mut c = contract(device_schema());
+        c.max_errors = 4;
+        let p = Pending {
+            contract: Arc::new(c),
+            found: Vec::new(),
+        };
+        let e = p
+            .finish(Some(
+                &json!({"password": 123456, "api_token": 1, "port": 0}),
+            ))
+            .unwrap_err();
+        // Missing fields first (where their object starts), then in document order.
+        let got: Vec<(&str, &str)> = e
+            .fields
+            .iter()
+            .map(|f| (f.pointer.as_str(), f.detail.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("#/name", "is required"),
+                ("#/serial", "is required"),
+                ("#/owner", "is required"),
+                ("#/password", "expected string, got integer"),
+            ]
+        );
+        let count = e.params.iter().find(|(k, _)| *k == "count").unwrap();
+        assert_eq!(count.1, "6");
+        let summary = &e.params.iter().find(|(k, _)| *k == "summary").unwrap().1;
+        assert!(
+            summary.ends_with("(errors lists the first 4 of 6)"),
+            "{summary}"
+        );
+        assert!(!summary.contains("123456"), "{summary}");
+    }
+
+    #[test]
+    fn a_missing_body_and_a_bad_schema() {
+        let p = Pending {
+            contract: Arc::new(contract(device_schema())),
+            found: Vec::new(),
+        };
+        let e = p.finish(None).unwrap_err();
+        assert_eq!(e.fields[0].reason, "required");
+        assert_eq!(e.fields[0].pointer, "#");
+        let bad =
+            Schema::compile(json!({"type": "object", "properties": {"n": {"minimum": "one"}}}))
+                .unwrap_err();
+        assert!(bad.contains("/properties/n/minimum"), "{bad}");
+    }
+
+    #[test]
+    fn parameters_are_read_as_their_type() {
+        assert_eq!(Scalar::Integer.read("42"), Ok(json!(42)));
+        assert_eq!(Scalar::Integer.read("4.2"), Err("an integer"));
+        assert_eq!(Scalar::Number.read("4.5"), Ok(json!(4.5)));
+        assert_eq!(Scalar::Number.read("NaN"), Err("a number"));
+        assert_eq!(Scalar::Boolean.read("yes"), Err("true or false"));
+        assert_eq!(decode("a+b%2Fc%zz"), "a b/c%zz");
+        assert_eq!(
+            query_pairs("limit=5&tag=a&tag=b&flag"),
+            [
+                ("limit".to_string(), "5".to_string()),
+                ("tag".into(), "a".into()),
+                ("tag".into(), "b".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+    }
+}
