@@ -142,7 +142,7 @@ Try:\n\
   curl -i {base}/v1/customers/acme/devices {auth} -H 'Accept: application/xml'\n\
   # JSON that does not parse: 400 malformed_body with what was found, line and column\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\": \"Hall sensor\", \"serial\" = 1}}'\n\
-  # every field problem at once: 400 validation_failed\n\
+  # every field problem at once: 400 validation_failed, from the route's contract ([routes.validate])\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
   # an API under maintenance: 503 with Retry-After\n\
   curl -i {base}/v1/reports\n\

@@ -135,11 +135,17 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         fields,
         vec![
             ("name".into(), "required".into()),
-            ("serial".into(), "format".into()),
+            ("serial".into(), "pattern".into()),
             ("kind".into(), "enum".into())
         ]
     );
     assert_eq!(b["errors"][0]["in"], "body");
+    // Answered by the gateway's contract for the route, not the devices API behind it.
+    assert_eq!(b["error_count"], 3, "{b}");
+    assert_eq!(
+        b["errors"][1]["detail"],
+        "must match ^[A-Z0-9-]{4,32}$; got \"x y\""
+    );
 
     // body that is not what its Content-Type says, with position
     let r = gw.request(

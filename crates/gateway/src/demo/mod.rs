@@ -477,6 +477,24 @@ auth = "bearer"
 scopes = ["devices:write"]
 account_param = "customer"
 
+# The device body's contract: the gateway answers every problem of a bad body at once
+# (validation_failed), before the devices API sees it.
+[routes.validate]
+max_errors = 20
+[routes.validate.body]
+type = "object"
+required = ["name", "serial"]
+additionalProperties = false
+[routes.validate.body.properties.name]
+type = "string"
+minLength = 1
+maxLength = 64
+[routes.validate.body.properties.serial]
+type = "string"
+pattern = "^[A-Z0-9-]{{4,32}}$"
+[routes.validate.body.properties.kind]
+enum = ["sensor", "gateway", "camera"]
+
 [[routes]]
 name = "device-read"
 path = "/v1/customers/{{customer}}/devices/{{device}}"
