@@ -53,6 +53,7 @@ for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT
 done
 
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
+ONE_K=$(cat "$WORK/1k.txt")
 
 cat > "$WORK/upstream.conf" <<CONF
 worker_processes 1;
@@ -67,6 +68,9 @@ http {
   server {
     listen 127.0.0.1:$UP_PORT reuseport;
     location / { root $WORK; try_files /1k.txt =404; default_type text/plain; }
+    # POSTed bodies (read and discarded), answered with the same 1 KiB.
+    location /post/ { default_type text/plain; return 200 "$ONE_K"; }
+    location /validate/ { default_type text/plain; return 200 "$ONE_K"; }
   }
 }
 CONF
@@ -130,11 +134,31 @@ upstream = "http://127.0.0.1:$UP_PORT"
 auth = "bearer"
 scopes = ["bench:read"]
 
+CONF
+cat > "$WORK/plain.toml" <<CONF
 [[routes]]
 name = "plain"
 path = "/{*rest}"
 upstream = "http://127.0.0.1:$UP_PORT"
 CONF
+# The validating route (a 1 KiB JSON POST checked against its schema): not in the
+# baseline's configuration, which may predate [routes.validate].
+cp bench/fixtures/device.schema.json bench/fixtures/device.json "$WORK/"
+cat > "$WORK/validate.toml" <<CONF
+[[routes]]
+name = "validate"
+path = "/validate/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+[routes.validate]
+body = "device.schema.json"
+CONF
+cat > "$WORK/post.lua" <<'LUA'
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
 "$CANDOR" accounts add --config "$WORK/candor.toml" --id bench --name Bench >/dev/null
 CLIENT=$("$CANDOR" clients add --config "$WORK/candor.toml" --account bench --scopes bench:read --lifetime 7200)
 CLIENT_ID=$(echo "$CLIENT" | awk '/^client_id:/ {print $2}')
@@ -143,16 +167,19 @@ CLIENT_SECRET=$(echo "$CLIENT" | awk '/^client_secret:/ {print $2}')
 taskset -c "$LOAD_CPU" "$NGINX" -c "$WORK/upstream.conf" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$NGINX" -c "$WORK/nginx.conf" & NGINX_PID=$!; PIDS+=($NGINX_PID)
 taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db & HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
+# Routes match in file order: the validating route before the catch-all.
+cat "$WORK/candor.toml" "$WORK/plain.toml" > "$WORK/candor-base.toml"
+cat "$WORK/validate.toml" "$WORK/plain.toml" >> "$WORK/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/candor.toml" >/dev/null & CANDOR_PID=$!; PIDS+=($CANDOR_PID)
-TARGETS="direct nginx haproxy candor candor-jwt"
+TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid"
 PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT"
 BASELINE_PID=
 if [ -n "$BASELINE" ]; then
   # The older binary with the same routes, on its own port and data directory.
   mkdir -p "$WORK/baseline"
-  sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor.toml" > "$WORK/baseline/candor.toml"
+  sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor-base.toml" > "$WORK/baseline/candor.toml"
   CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
-  TARGETS="direct nginx haproxy baseline candor candor-jwt"
+  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid"
   PORTS="$PORTS $BASELINE_PORT"
 fi
 
@@ -172,12 +199,13 @@ cpu_ticks() { # user+system ticks of a pid and its threads
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-measure() { # name port pid [path] [header] -> "rps cpu_per_100k"
-  local name=$1 port=$2 pid=$3 path=${4:-/} header=${5:-X-Bench: 1}
+measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"
+  local name=$1 port=$2 pid=$3 path=${4:-/} header=${5:-X-Bench: 1} script=()
+  [ -n "${6:-}" ] && script=(-s "$6")
   local before after out reqs rps
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1 # warm-up
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${script[@]}" -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1 # warm-up
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$header" "http://127.0.0.1:$port$path")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "${script[@]}" -H "$header" "http://127.0.0.1:$port$path")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -200,6 +228,8 @@ for round in $(seq "$ROUNDS"); do
       haproxy) r=$(measure haproxy $HAPROXY_PORT $HAPROXY_PID) ;;
       candor) r=$(measure candor $CANDOR_PORT $CANDOR_PID) ;;
       candor-jwt) r=$(measure candor-jwt $CANDOR_PORT $CANDOR_PID /jwt/ "Authorization: Bearer $TOKEN") ;;
+      candor-post) r=$(BODY_FILE="$WORK/device.json" measure candor-post $CANDOR_PORT $CANDOR_PID /post/ "X-Bench: 1" "$WORK/post.lua") ;;
+      candor-valid) r=$(BODY_FILE="$WORK/device.json" measure candor-valid $CANDOR_PORT $CANDOR_PID /validate/ "X-Bench: 1" "$WORK/post.lua") ;;
     esac
     RPS[$target]="${RPS[$target]:-} ${r% *}"
     CPU[$target]="${CPU[$target]:-} ${r#* }"
@@ -211,17 +241,19 @@ median() { tr ' ' '\n' | grep -v '^$' | grep -v '^-$' | sort -g | awk '{a[NR]=$1
 echo
 echo "candor bench: $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS, 1 KiB body, proxies on core $PROXY_CPU, load+upstream on core $LOAD_CPU (medians)"
 echo
-printf '| %-10s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
-printf '| %-10s | %12s | %26s |\n' ---------- ------------ --------------------------
+printf '| %-12s | %12s | %26s |\n' target "requests/s" "proxy CPU s per 100k req"
+printf '| %-12s | %12s | %26s |\n' ------------ ------------ --------------------------
 for t in $TARGETS; do
-  printf '| %-10s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
+  printf '| %-12s | %12s | %26s |\n' "$t" "$(echo "${RPS[$t]}" | median)" "$(echo "${CPU[$t]}" | median)"
 done
 cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(echo "${CPU[haproxy]}" | median)
 cj=$(echo "${CPU[candor-jwt]}" | median)
+cp=$(echo "${CPU[candor-post]}" | median); cv=$(echo "${CPU[candor-valid]}" | median)
 echo
-awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" 'BEGIN {
+awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
-  printf "CPU per request: candor JWT+scope route / candor plain route = %.2f (target: <= 1.5)\n", j / c }'
+  printf "CPU per request: candor JWT+scope route / candor plain route = %.2f (target: <= 1.5)\n", j / c
+  printf "CPU per request: candor validating route (1 KiB JSON POST) / plain route, same POST = %.2f (target: <= 1.25); / plain GET = %.2f\n", v / p, v / c }'
 if [ -n "$BASELINE" ]; then
   bl=$(echo "${CPU[baseline]}" | median)
   awk -v c="$cn" -v b="$bl" 'BEGIN { printf "CPU per request: candor plain route / baseline plain route = %.3f (target: <= 1.03)\n", c / b }'

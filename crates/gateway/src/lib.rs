@@ -65,4 +65,5 @@ pub use identity::store::{
 pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
 pub use stages::respond::Renderer;
+pub use stages::validate::BodyCheck;
 pub use time::{rfc3339, unix_now};

@@ -122,4 +122,56 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn validation_answers_every_body_with_pointers_into_it(body in json_value()) {
+        // Any JSON against a schema with most keywords: an answer, never a panic, and each
+        // problem's pointer names the body's root, a field in it, or a missing field of an
+        // object in it.
+        let check = crate::BodyCheck::compile(serde_json::json!({
+            "type": "object",
+            "required": ["a", "b"],
+            "additionalProperties": false,
+            "properties": {
+                "a": {"type": "string", "minLength": 2, "pattern": "^[a-z]+$", "format": "email"},
+                "b": {"type": "array", "maxItems": 3, "items": {"type": "integer", "minimum": 0}},
+                "c": {"oneOf": [{"type": "object", "required": ["x"]}, {"enum": [1, 2]}]},
+                "d": {"anyOf": [{"type": "null"}, {"const": true}]}
+            }
+        })).expect("compiles");
+        let text = body.to_string();
+        let problems = check.problems(text.as_bytes()).expect("JSON");
+        for p in problems {
+            let ptr = p.pointer.strip_prefix('#').expect("a # pointer");
+            let parent = ptr.rsplit_once('/').map_or("", |(a, _)| a);
+            prop_assert!(body.pointer(ptr).is_some() || body.pointer(parent).is_some_and(|v| v.is_object()),
+                "{ptr} in {text}");
+            prop_assert!(!p.detail.is_empty() && !p.reason.is_empty());
+        }
+    }
+}
+
+/// Small JSON values of every kind, nested a few levels.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z@./~ -]{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec!["a", "b", "c", "d", "x", "a/b", "t~1"]),
+                    inner
+                ),
+                0..5
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
 }

@@ -262,6 +262,46 @@ impl Pending {
     }
 }
 
+/// A JSON body schema checked as the gateway checks a request body (one parse, then the
+/// compiled schema, every problem described), for benchmarks (`benches/validate.rs`) and
+/// tools that check bodies outside a request.
+#[derive(Debug)]
+pub struct BodyCheck(Arc<Contract>);
+
+impl BodyCheck {
+    /// Compiles `schema` (JSON Schema, formats checked), as a route's `validate.body` is.
+    pub fn compile(schema: Value) -> Result<BodyCheck, String> {
+        Ok(BodyCheck(Arc::new(Contract {
+            params: Vec::new(),
+            body: Some(BodyRule {
+                schema: Schema::compile(schema)?,
+                required: true,
+            }),
+            refuse_unknown_query: false,
+            also_allowed: Vec::new(),
+            blank_is_missing: true,
+            max_errors: DEFAULT_MAX_ERRORS,
+            operation: None,
+        })))
+    }
+
+    /// The `errors[]` items a request with this body would get (none: it is valid), or
+    /// `None` when the body is not JSON at all (`malformed_body`).
+    pub fn problems(&self, body: &[u8]) -> Option<Vec<FieldError>> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let pending = Pending {
+            contract: self.0.clone(),
+            found: Vec::new(),
+        };
+        Some(
+            pending
+                .finish(Some(&v))
+                .err()
+                .map_or_else(Vec::new, |e| e.fields),
+        )
+    }
+}
+
 /// Runs the stage: parameters and headers now; the body, if the request has one and the
 /// contract has a schema for it, once `forward` has read it (see [`Pending`]).
 pub(crate) fn run(
