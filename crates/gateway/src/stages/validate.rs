@@ -238,9 +238,10 @@ impl Pending {
             contract,
             mut found,
         } = self;
+        let mut more = 0;
         if let Some(rule) = &contract.body {
             match body {
-                Some(v) => body_problems(&contract, &rule.schema, v, &mut found),
+                Some(v) => body_problems(&contract, &rule.schema, v, &mut found, &mut more),
                 None if rule.required => found.push(Found {
                     order: (3, 0),
                     field: FieldError {
@@ -257,7 +258,7 @@ impl Pending {
         if found.is_empty() {
             Ok(())
         } else {
-            Err(failed(&contract, found))
+            Err(failed(&contract, found, more))
         }
     }
 }
@@ -339,10 +340,11 @@ pub(crate) fn run(
     }
 }
 
-/// `validation_failed` with the first `max_errors` problems in order, and the total.
-fn failed(contract: &Contract, mut found: Vec<Found>) -> GatewayError {
+/// `validation_failed` with the first `max_errors` problems in order, and the total (`more`:
+/// problems counted but not described).
+fn failed(contract: &Contract, mut found: Vec<Found>, more: usize) -> GatewayError {
     found.sort_by_key(|f| f.order);
-    let total = found.len();
+    let total = found.len() + more;
     let shown = contract.max_errors.max(1);
     let mut summary: Vec<String> = found
         .iter()
@@ -541,7 +543,43 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn body_problems(contract: &Contract, schema: &Schema, body: &Value, found: &mut Vec<Found>) {
+/// How many problems of a body are described at most; the rest are counted.
+const DESCRIBED: usize = 1000;
+/// The most values a body may have for its problems to be put in document order.
+const ORDERED_NODES: usize = 100_000;
+
+/// The values in `v`, counted up to `limit`.
+fn nodes(v: &Value, limit: usize) -> usize {
+    let mut n = 1;
+    match v {
+        Value::Object(m) => {
+            for x in m.values() {
+                if n >= limit {
+                    break;
+                }
+                n += nodes(x, limit - n);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                if n >= limit {
+                    break;
+                }
+                n += nodes(x, limit - n);
+            }
+        }
+        _ => {}
+    }
+    n
+}
+
+fn body_problems(
+    contract: &Contract,
+    schema: &Schema,
+    body: &Value,
+    found: &mut Vec<Found>,
+    more: &mut usize,
+) {
     // Blank strings count as missing: checked on a copy without them, so that `required`
     // names them; the problem then says blank.
     let mut blanks = Vec::new();
@@ -557,8 +595,15 @@ fn body_problems(contract: &Contract, schema: &Schema, body: &Value, found: &mut
     if schema.validator.is_valid(checked) {
         return;
     }
-    let order = document_order(body);
-    for e in schema.validator.iter_errors(checked) {
+    // Bounded whatever the body: problems described up to DESCRIBED (the rest counted), and
+    // put in document order only for a body of at most ORDERED_NODES values.
+    let order = if nodes(body, ORDERED_NODES + 1) <= ORDERED_NODES {
+        document_order(body)
+    } else {
+        HashMap::new()
+    };
+    let mut errors = schema.validator.iter_errors(checked);
+    for e in errors.by_ref().take(DESCRIBED) {
         let secret = e
             .instance_path()
             .as_str()
@@ -586,6 +631,7 @@ fn body_problems(contract: &Contract, schema: &Schema, body: &Value, found: &mut
             });
         }
     }
+    *more += errors.count();
 }
 
 /// Each pointer of `v`, numbered in document order (objects keep their order).
@@ -1120,6 +1166,25 @@ mod tests {
             "{summary}"
         );
         assert!(!summary.contains("123456"), "{summary}");
+    }
+
+    #[test]
+    fn a_huge_body_of_problems_is_bounded() {
+        // 200,000 wrong items: 1,000 described (no pointer map over the whole body), every
+        // one counted.
+        let c = Arc::new(contract(
+            json!({"type": "array", "items": {"type": "string"}}),
+        ));
+        let body = Value::Array(vec![json!(1); 200_000]);
+        let p = Pending {
+            contract: c,
+            found: Vec::new(),
+        };
+        let e = p.finish(Some(&body)).unwrap_err();
+        assert_eq!(e.fields.len(), DEFAULT_MAX_ERRORS);
+        assert_eq!(e.fields[0].pointer, "#/0");
+        let count = &e.params.iter().find(|(k, _)| *k == "count").unwrap().1;
+        assert_eq!(count, "200000");
     }
 
     #[test]
