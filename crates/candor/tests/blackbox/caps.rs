@@ -202,3 +202,62 @@ fn an_h2_client_that_never_acknowledges_goaway_is_dropped() {
     assert!(frames.len() >= 9, "{frames:?}");
     assert_eq!(gw.stats()["connections"]["closed"]["idle"], 1);
 }
+
+#[test]
+fn a_client_still_sending_when_closed_for_resets_gets_the_goaway() {
+    // The finding (attack probe): a client that kept sending (streams opened and reset
+    // every 3 ms) when the reset budget closed it got the end of the stream cut off by a
+    // reset, the GOAWAY with it: the gateway closed with the client's bytes unread.
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), "timeout = \"30s\""));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let got = std::thread::spawn(move || read_to_close(&mut reader));
+    // HEADERS (END_STREAM | END_HEADERS): GET http://x/hang, literal fields, no Huffman.
+    let block = b"\x82\x86\x44\x05/hang\x41\x01x";
+    for i in 0..400u32 {
+        let id = (2 * i + 1).to_be_bytes();
+        let mut headers = vec![0, 0, block.len() as u8, 0x1, 0x5];
+        headers.extend_from_slice(&id);
+        headers.extend_from_slice(block);
+        if s.write_all(&headers).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+        let mut rst = vec![0, 0, 4, 0x3, 0];
+        rst.extend_from_slice(&id);
+        rst.extend_from_slice(&8u32.to_be_bytes());
+        // And PINGs on top: the client is still sending when the gateway closes.
+        for _ in 0..8 {
+            rst.extend_from_slice(&[0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        }
+        if s.write_all(&rst).is_err() {
+            break;
+        }
+    }
+    let bytes = got.join().unwrap();
+    // Find a GOAWAY frame (type 7) with ENHANCE_YOUR_CALM among the frames received.
+    let mut at = 0;
+    let mut code = None;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        if bytes[at + 3] == 0x7 && at + 9 + 8 <= bytes.len() {
+            code = Some(u32::from_be_bytes(
+                bytes[at + 13..at + 17].try_into().unwrap(),
+            ));
+        }
+        at += 9 + len;
+    }
+    assert_eq!(
+        code,
+        Some(0xb),
+        "{} bytes, no GOAWAY ENHANCE_YOUR_CALM",
+        bytes.len()
+    );
+    assert!(gw.eventually(|g| g.stats()["connections"]["open"]["main"] == 0));
+}

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
 /// The open connections of one listener.
@@ -327,7 +327,9 @@ where
                 calm_down(&d);
                 drop(conn);
                 if let Ok(back) = back.await {
-                    enhance_your_calm(back, &d).await;
+                    // After hyper's own (graceful) GOAWAY, no second one: its last-stream-id
+                    // may not rise (RFC 9113 §6.8).
+                    enhance_your_calm(back, &d, !closing).await;
                 }
                 return Ok(());
             }
@@ -347,10 +349,16 @@ where
 }
 
 /// Ends an HTTP/2 connection whose client reset most of its streams: GOAWAY
-/// `ENHANCE_YOUR_CALM` naming the last stream it opened and why (unless hyper's last write
-/// ended inside a frame: then the connection is only closed), then the end of the stream.
-async fn enhance_your_calm<S>(back: Handback<HeadGuard<S>>, d: &Driving<'_, impl ConnService>)
-where
+/// `ENHANCE_YOUR_CALM` naming the last stream it opened and why (unless `goaway` is false,
+/// hyper having sent one already, or hyper's last write ended inside a frame: then the
+/// connection is only closed), then the end of the stream; what the client still sends is
+/// read and dropped until it closes too (or the second is up), so that closing with its
+/// bytes unread does not reset the connection and lose the GOAWAY on the way.
+async fn enhance_your_calm<S>(
+    back: Handback<HeadGuard<S>>,
+    d: &Driving<'_, impl ConnService>,
+    goaway_allowed: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Handback {
@@ -359,7 +367,7 @@ where
         last_stream,
     } = back;
     let end = async {
-        if at_boundary {
+        if at_boundary && goaway_allowed {
             let (resets, requests) = d.shared.resets();
             let why = format!(
                 "candor: the client reset {resets} of its {requests} requests (more than {RESET_BUDGET}, and most of them)"
@@ -368,7 +376,10 @@ where
                 .await?;
             io.flush().await?;
         }
-        io.shutdown().await
+        io.shutdown().await?;
+        let mut drain = [0u8; 4096];
+        while io.read(&mut drain).await? > 0 {}
+        Ok::<(), std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), end).await;
 }
