@@ -33,6 +33,16 @@ pub(crate) fn check(path: &Path) -> ExitCode {
                     plan.stages.join(" → ")
                 );
             }
+            if !c.notices.is_empty() {
+                let n = c.notices.len();
+                println!(
+                    "{n} notice{}: loaded, but not checked by the gateway:",
+                    if n == 1 { "" } else { "s" }
+                );
+                for notice in &c.notices {
+                    println!("  {}", notice.located(&path.display().to_string()));
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(report) => {

@@ -28,7 +28,10 @@ pub(crate) fn serve(
     let demo_mode = config_path.is_none();
     let loaded = match &config_path {
         Some(p) => match Config::load(p) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                c.log_notices(p);
+                Some(c)
+            }
             Err(report) => {
                 eprint!("{report}");
                 return ExitCode::from(2);

@@ -50,6 +50,7 @@ mod head_guard;
 mod issuers;
 mod lifecycle;
 mod negotiate;
+mod openapi;
 mod parse;
 mod policy;
 mod protocols;

@@ -235,6 +235,58 @@ fn a_body_that_is_not_what_its_content_type_says_gets_malformed_body() {
     assert_problem(&r, "payload_too_large");
 }
 
+#[test]
+fn an_xml_body_must_be_well_formed_on_a_route_that_accepts_xml() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/v1/{*rest}",
+        &up.url(),
+        "accepts = [\"application/xml\", \"text/xml\"]\n",
+    ));
+    let xml = ("Content-Type", "application/xml");
+    let b = assert_problem(
+        &gw.request(
+            "POST",
+            "/v1/d",
+            &[xml],
+            b"<device>\n  <name>a</nam>\n</device>",
+        ),
+        "malformed_body",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid XML: expected `</name>`, found `</nam>` at line 2, column 10."
+    );
+    assert_eq!(
+        (&b["line"], &b["column"], &b["offset"]),
+        (&2.into(), &10.into(), &18.into())
+    );
+    let b = assert_problem(
+        &gw.request("POST", "/v1/d", &[("Content-Type", "text/xml")], b"<a><b/>"),
+        "malformed_body",
+    );
+    assert_eq!(
+        b["detail"],
+        "The request body is not valid XML: expected `</a>`, found the end of the body at line 1, column 8."
+    );
+    // A charset other than UTF-8 is not taken (the body is checked as UTF-8).
+    let r = gw.request(
+        "POST",
+        "/v1/d",
+        &[("Content-Type", "application/xml; charset=iso-8859-1")],
+        b"<a/>",
+    );
+    assert_problem(&r, "unsupported_media_type");
+    assert!(up.heads().is_empty(), "{:?}", up.heads());
+    let body =
+        b"<?xml version=\"1.0\"?>\n<device id=\"7\"><name>caf\xC3\xA9 &amp; bar</name></device>\n";
+    let r = gw.request("POST", "/v1/d", &[xml], body);
+    assert_eq!(
+        (r.status, r.json()["body_len"].as_u64()),
+        (200, Some(body.len() as u64))
+    );
+}
+
 /// Found by the attack probe of negotiation, each with its bytes.
 #[test]
 fn what_the_attack_probe_found_in_negotiation() {

@@ -103,8 +103,28 @@ pub(super) fn read(
         }
         t.finish(p);
     }
-    let refuse_unknown_query = match v.string(p, "unknown_query") {
-        None => false,
+    let mut contract = Contract {
+        params,
+        body: body.map(|schema| BodyRule {
+            schema,
+            required: body_required,
+        }),
+        refuse_unknown_query: false,
+        also_allowed: api_key_query.map(str::to_owned).into_iter().collect(),
+        blank_is_missing: true,
+        max_errors: DEFAULT_MAX_ERRORS,
+        operation: None,
+    };
+    tune(&v, p, &mut contract);
+    v.finish(p);
+    Some(contract)
+}
+
+/// How a contract's problems are found and reported (`unknown_query`, `blank_is_missing`,
+/// `max_errors`), from `v`: a route's `validate` table, or an `[[openapi]]` entry's settings.
+pub(super) fn tune(v: &TableReader<'_, '_>, p: &mut Problems<'_>, contract: &mut Contract) {
+    contract.refuse_unknown_query = match v.string(p, "unknown_query") {
+        None => contract.refuse_unknown_query,
         Some((w, _)) if w == "allow" => false,
         Some((w, _)) if w == "refuse" => true,
         Some((w, span)) => {
@@ -117,22 +137,12 @@ pub(super) fn read(
             false
         }
     };
-    let contract = Contract {
-        params,
-        body: body.map(|schema| BodyRule {
-            schema,
-            required: body_required,
-        }),
-        refuse_unknown_query,
-        also_allowed: api_key_query.map(str::to_owned).into_iter().collect(),
-        blank_is_missing: v.boolean(p, "blank_is_missing").unwrap_or(true),
-        max_errors: v
-            .integer(p, "max_errors", 1, 1000)
-            .map_or(DEFAULT_MAX_ERRORS, |n| n as usize),
-        operation: None,
-    };
-    v.finish(p);
-    Some(contract)
+    if let Some(b) = v.boolean(p, "blank_is_missing") {
+        contract.blank_is_missing = b;
+    }
+    if let Some(n) = v.integer(p, "max_errors", 1, 1000) {
+        contract.max_errors = n as usize;
+    }
 }
 
 fn read_param(

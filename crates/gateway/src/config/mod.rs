@@ -15,6 +15,7 @@
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
 //! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
+//! | `[[openapi]]` | `openapi.rs` | routes derived from an OpenAPI document (then read as `[[routes]]` are) |
 //!
 //! `reader.rs` walks TOML tables recording problems with their spans; `report.rs` is what
 //! `candor check` prints.
@@ -25,6 +26,7 @@ mod contract;
 mod debug;
 mod limits;
 mod log;
+mod openapi;
 mod reader;
 mod report;
 mod routes;
@@ -68,10 +70,14 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
     pub catalog: Arc<Catalog>,
+    /// What loaded but should be known: parts of OpenAPI documents the gateway does not
+    /// check, when an `[[openapi]]` entry says `unsupported = "warn"`. `candor check`
+    /// prints them; the server logs them when it loads the file.
+    pub notices: Vec<ConfigProblem>,
 }
 
 const TOP: &[&str] = &[
-    "server", "limits", "timeouts", "log", "debug", "auth", "access", "routes",
+    "server", "limits", "timeouts", "log", "debug", "auth", "access", "routes", "openapi",
 ];
 
 impl Config {
@@ -113,11 +119,22 @@ impl Config {
         let mut problems = p.list;
         problems.sort_by_key(|x| (x.line, x.column));
         match config {
-            Some(Some(c)) if problems.is_empty() => Ok(c),
+            Some(Some(mut c)) if problems.is_empty() => {
+                c.notices = p.notices;
+                Ok(c)
+            }
             _ => Err(ConfigReport {
                 file: file.to_owned(),
                 problems,
             }),
+        }
+    }
+
+    /// Logs each notice (a warning of `candor::config`), as loading `file` found them.
+    pub fn log_notices(&self, file: &Path) {
+        let file = file.display().to_string();
+        for n in &self.notices {
+            tracing::warn!(target: "candor::config", notice = %n.located(&file), "loaded, but not checked by the gateway");
         }
     }
 
@@ -150,6 +167,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         access,
         routes,
         catalog,
+        notices: Vec::new(),
     })
 }
 

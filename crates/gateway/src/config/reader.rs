@@ -11,6 +11,9 @@ use toml::de::{DeTable, DeValue};
 pub(crate) struct Problems<'s> {
     src: &'s str,
     pub(crate) list: Vec<ConfigProblem>,
+    /// What the configuration does not stop on but an operator should know (an OpenAPI
+    /// document's parts the gateway does not check, when told to warn of them).
+    pub(crate) notices: Vec<ConfigProblem>,
 }
 
 impl<'s> Problems<'s> {
@@ -18,6 +21,7 @@ impl<'s> Problems<'s> {
         Problems {
             src,
             list: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -28,16 +32,27 @@ impl<'s> Problems<'s> {
         key: &str,
         message: String,
     ) -> &mut ConfigProblem {
+        let problem = self.problem(span, key, message);
+        self.list.push(problem);
+        self.list.last_mut().expect("just pushed")
+    }
+
+    /// Records a notice at byte range `span`: reported, but the configuration loads.
+    pub(crate) fn notice(&mut self, span: Range<usize>, key: &str, message: String) {
+        let problem = self.problem(span, key, message);
+        self.notices.push(problem);
+    }
+
+    fn problem(&self, span: Range<usize>, key: &str, message: String) -> ConfigProblem {
         let (line, column) = line_col(self.src, span.start);
-        self.list.push(ConfigProblem {
+        ConfigProblem {
             line,
             column,
             key: key.to_owned(),
             message,
             expected: None,
             suggestion: None,
-        });
-        self.list.last_mut().expect("just pushed")
+        }
     }
 }
 
@@ -53,6 +68,9 @@ pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
 /// Reads the keys of one table; unread keys are reported as unknown by [`TableReader::finish`].
 pub(crate) struct TableReader<'a, 'i> {
     table: &'a DeTable<'i>,
+    /// Where a key this table lacks is read from (an `[[openapi]]` entry's settings for
+    /// each of its operations), with that table's path.
+    fallback: Option<(&'a DeTable<'i>, String)>,
     path: String,
     known: &'static [&'static str],
     pub(crate) span: Range<usize>,
@@ -67,10 +85,18 @@ impl<'a, 'i> TableReader<'a, 'i> {
     ) -> Self {
         TableReader {
             table,
+            fallback: None,
             path: path.to_owned(),
             known,
             span,
         }
+    }
+
+    /// This table, reading the keys it lacks from `other` (whose own unknown keys are its
+    /// reader's to report).
+    pub(crate) fn with_fallback(mut self, other: &TableReader<'a, 'i>) -> Self {
+        self.fallback = Some((other.table, other.path.clone()));
+        self
     }
 
     /// The dotted key path of `key` in this table, for messages.
@@ -84,10 +110,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
 
     pub(crate) fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         debug_assert!(self.known.contains(&key), "{key} not declared known");
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(_, v)| v)
+        let find = |t: &'a DeTable<'i>| {
+            t.iter()
+                .find(|(k, _)| k.get_ref().as_ref() == key)
+                .map(|(_, v)| v)
+        };
+        find(self.table).or_else(|| self.fallback.as_ref().and_then(|(t, _)| find(t)))
     }
 
     fn wrong_type(
@@ -224,6 +252,49 @@ impl<'a, 'i> TableReader<'a, 'i> {
                 self.wrong_type(p, key, v, "a table");
                 None
             }
+        }
+    }
+
+    /// The sub-table at `key`, a key this table's reader does not know in advance (an
+    /// operationId); `None` when there is none.
+    pub(crate) fn any_table(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        known: &'static [&'static str],
+    ) -> Option<TableReader<'a, 'i>> {
+        let (_, v) = self
+            .table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(TableReader::new(t, v.span(), &self.key_path(key), known)),
+            _ => {
+                self.wrong_type(p, key, v, "a table");
+                None
+            }
+        }
+    }
+
+    /// Reports every key of this table that is not one of `names` (`what` says what a key
+    /// names), with the closest.
+    pub(crate) fn unknown_tables(&self, p: &mut Problems<'_>, names: &[&str], what: &str) {
+        for (k, _) in self.table.iter() {
+            let name = k.get_ref().as_ref();
+            if names.contains(&name) {
+                continue;
+            }
+            let problem = p.at(
+                k.span(),
+                &self.key_path(name),
+                format!("`{name}` is not {what}"),
+            );
+            problem.suggestion = did_you_mean(name, names);
+            problem.expected = Some(if names.is_empty() {
+                "no operations: the document has none".into()
+            } else {
+                format!("one of: {}", names.join(", "))
+            });
         }
     }
 

@@ -20,6 +20,26 @@ pub struct ConfigProblem {
     pub suggestion: Option<String>,
 }
 
+impl ConfigProblem {
+    /// The problem as `candor check` prints it: `file:line:column: key: message; did you
+    /// mean …? (expected …)`.
+    pub fn located(&self, file: &str) -> String {
+        let mut out = format!("{file}:{}:{}: ", self.line, self.column);
+        if !self.key.is_empty() {
+            out.push_str(&self.key);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        if let Some(s) = &self.suggestion {
+            out.push_str(&format!("; did you mean `{s}`?"));
+        }
+        if let Some(e) = &self.expected {
+            out.push_str(&format!(" (expected {e})"));
+        }
+        out
+    }
+}
+
 /// Every problem found in a configuration file.
 #[derive(Clone, Debug)]
 pub struct ConfigReport {
@@ -39,18 +59,7 @@ impl fmt::Display for ConfigReport {
             if n == 1 { "" } else { "s" }
         )?;
         for p in &self.problems {
-            write!(f, "  {}:{}:{}: ", self.file, p.line, p.column)?;
-            if !p.key.is_empty() {
-                write!(f, "{}: ", p.key)?;
-            }
-            write!(f, "{}", p.message)?;
-            if let Some(s) = &p.suggestion {
-                write!(f, "; did you mean `{s}`?")?;
-            }
-            if let Some(e) = &p.expected {
-                write!(f, " (expected {e})")?;
-            }
-            writeln!(f)?;
+            writeln!(f, "  {}", p.located(&self.file))?;
         }
         Ok(())
     }

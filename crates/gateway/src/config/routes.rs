@@ -65,6 +65,75 @@ fn reserved(path: &str) -> Option<String> {
     }
 }
 
+/// Adds `route` to `routes` once its issuers are known and it can be reached: no earlier
+/// route takes the same requests (`derived`: none covers its path; a route of `[[routes]]`:
+/// none has its shape).
+fn admit(
+    mut route: RouteConfig,
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    access: &AccessPolicy,
+    auth: &AuthSettings,
+    routes: &mut Vec<RouteConfig>,
+    derived: bool,
+) {
+    if let Some(a) = &route.auth {
+        for i in &a.issuers {
+            if i != crate::stages::authenticate::SELF_ISSUER
+                && !auth.issuers.iter().any(|x| &x.issuer == i)
+            {
+                let known: Vec<&str> = auth
+                    .issuers
+                    .iter()
+                    .map(|x| x.issuer.as_str())
+                    .chain([crate::stages::authenticate::SELF_ISSUER])
+                    .collect();
+                let problem = p.at(
+                    r.get("issuers").map_or(r.span.clone(), |v| v.span()),
+                    &r.key_path("issuers"),
+                    format!("`{i}` is not a configured issuer"),
+                );
+                problem.suggestion = did_you_mean(i, &known);
+                problem.expected = Some(format!(
+                    "self, or the issuer of an [[auth.issuers]] entry ({})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    route.access = access.merged(&route.access);
+    let clash = routes.iter().find(|o| {
+        (o.host == route.host || (derived && o.host.is_none()))
+            && if derived {
+                o.pattern.covers(&route.pattern)
+            } else {
+                o.pattern.same_shape(&route.pattern)
+            }
+            && (o.methods.is_empty()
+                || route.methods.is_empty()
+                || o.methods.iter().any(|m| route.methods.contains(m)))
+    });
+    if let Some(o) = clash {
+        let (span, key) = if derived {
+            (r.span.clone(), r.key_path(""))
+        } else {
+            (
+                r.get("path").map_or(r.span.clone(), |v| v.span()),
+                r.key_path("path"),
+            )
+        };
+        p.at(
+            span,
+            key.trim_end_matches('.'),
+            format!(
+                "route `{}` overlaps route `{}` ({}) for the same methods; the second could never match",
+                route.name, o.name, o.pattern
+            ),
+        );
+    }
+    routes.push(route);
+}
+
 /// Reads every `[[routes]]` table, merging each route's policy into `access`.
 pub(super) fn read(
     top: &TableReader<'_, '_>,
@@ -76,54 +145,43 @@ pub(super) fn read(
 ) -> Vec<RouteConfig> {
     let mut routes: Vec<RouteConfig> = Vec::new();
     for r in top.tables(p, "routes", ROUTE) {
-        if let Some(mut route) = read_route(&r, p, routes.len(), dir, max_body_bytes) {
-            if let Some(a) = &route.auth {
-                for i in &a.issuers {
-                    if i != crate::stages::authenticate::SELF_ISSUER
-                        && !auth.issuers.iter().any(|x| &x.issuer == i)
-                    {
-                        let known: Vec<&str> = auth
-                            .issuers
-                            .iter()
-                            .map(|x| x.issuer.as_str())
-                            .chain([crate::stages::authenticate::SELF_ISSUER])
-                            .collect();
-                        let problem = p.at(
-                            r.get("issuers").map_or(r.span.clone(), |v| v.span()),
-                            &r.key_path("issuers"),
-                            format!("`{i}` is not a configured issuer"),
-                        );
-                        problem.suggestion = did_you_mean(i, &known);
-                        problem.expected = Some(format!(
-                            "self, or the issuer of an [[auth.issuers]] entry ({})",
-                            known.join(", ")
-                        ));
-                    }
-                }
-            }
-            route.access = access.merged(&route.access);
-            let clash = routes.iter().find(|o| {
-                o.host == route.host
-                    && o.pattern.same_shape(&route.pattern)
-                    && (o.methods.is_empty()
-                        || route.methods.is_empty()
-                        || o.methods.iter().any(|m| route.methods.contains(m)))
-            });
-            if let Some(o) = clash {
-                p.at(
-                    r.get("path").map_or(r.span.clone(), |v| v.span()),
-                    &r.key_path("path"),
-                    format!(
-                        "route `{}` overlaps route `{}` ({}) for the same methods; the second could never match",
-                        route.name,
-                        o.name,
-                        o.pattern
-                    ),
-                );
-            }
-            routes.push(route);
+        if let Some(route) = read_route(&r, p, routes.len(), dir, max_body_bytes, None) {
+            admit(route, &r, p, access, auth, &mut routes, false);
         }
         r.finish(p);
+    }
+    // Then each OpenAPI document's operations, concrete paths before templated ones.
+    let none = toml::de::DeTable::new();
+    for entry in top.tables(p, "openapi", super::openapi::OPENAPI) {
+        let derived = super::openapi::read(&entry, p, dir);
+        let loaded = derived.is_some();
+        let overrides = entry.table(p, "operations", &[]);
+        let mut named: Vec<String> = Vec::new();
+        for d in derived.into_iter().flatten() {
+            let own = overrides
+                .as_ref()
+                .and_then(|o| o.any_table(p, &d.name, super::openapi::OPERATION));
+            let r = own
+                .unwrap_or_else(|| {
+                    TableReader::new(
+                        &none,
+                        entry.span.clone(),
+                        &entry.key_path(&format!("operations.{}", d.name)),
+                        super::openapi::OPERATION,
+                    )
+                })
+                .with_fallback(&entry);
+            named.push(d.name.clone());
+            if let Some(route) = read_route(&r, p, routes.len(), dir, max_body_bytes, Some(d)) {
+                admit(route, &r, p, access, auth, &mut routes, true);
+            }
+            r.finish(p);
+        }
+        if let Some(o) = overrides.filter(|_| loaded) {
+            let names: Vec<&str> = named.iter().map(String::as_str).collect();
+            o.unknown_tables(p, &names, "an operationId of the document");
+        }
+        entry.finish(p);
     }
     routes
 }
@@ -134,52 +192,36 @@ fn read_route(
     index: usize,
     dir: &std::path::Path,
     global_max_body: u64,
+    derived: Option<super::openapi::Derived>,
 ) -> Option<RouteConfig> {
     let before = p.list.len();
-    let name = r
-        .string(p, "name")
-        .map_or_else(|| format!("routes[{index}]"), |(n, _)| n);
     let host = r.string(p, "host").map(|(h, _)| h.to_ascii_lowercase());
-    let pattern = match r.string(p, "path") {
-        Some((path, span)) => match PathPattern::parse(&path) {
-            Ok(pat) => {
-                if let Some(what) = reserved(&pat.to_string()) {
-                    p.at(span, &r.key_path("path"), format!("is reserved for {what}"));
-                }
-                Some(pat)
-            }
-            Err(e) => {
-                p.at(span, &r.key_path("path"), e).expected = Some(
-                    "a path such as \"/v1/customers/{customer}/devices\" or \"/static/{*rest}\""
-                        .into(),
+    let (name, pattern, methods, security, derived) = match derived {
+        Some(d) => {
+            let pattern = d.pattern.clone();
+            if let Some(what) = reserved(&pattern.to_string()) {
+                p.at(
+                    r.span.clone(),
+                    &r.key_path(""),
+                    format!("the path {pattern} of {} is reserved for {what}", d.pointer),
                 );
-                None
             }
-        },
+            (
+                d.name.clone(),
+                Some(pattern),
+                vec![d.method.clone()],
+                Some(d.security.clone()),
+                Some(d),
+            )
+        }
         None => {
-            if r.get("path").is_none() {
-                p.at(r.span.clone(), &r.key_path("path"), "missing".into())
-                    .expected = Some("the route's path pattern".into());
-            }
-            None
+            let name = r
+                .string(p, "name")
+                .map_or_else(|| format!("routes[{index}]"), |(n, _)| n);
+            let (pattern, methods) = read_path_and_methods(r, p);
+            (name, pattern, methods, None, None)
         }
     };
-    let mut methods = Vec::new();
-    if let Some(list) = r.strings(p, "methods") {
-        for (m, span) in list {
-            if METHODS.contains(&m.as_str()) {
-                methods.push(Method::from_bytes(m.as_bytes()).expect("known method"));
-            } else {
-                let problem = p.at(
-                    span,
-                    &r.key_path("methods"),
-                    format!("`{m}` is not an HTTP method"),
-                );
-                problem.suggestion = did_you_mean(&m.to_ascii_uppercase(), METHODS);
-                problem.expected = Some(format!("one of {}", METHODS.join(", ")));
-            }
-        }
-    }
     let mode_word = r.string(p, "mode");
     let retry_after = r.integer(p, "retry_after", 0, 86_400 * 7).unwrap_or(300) as u64;
     let until = r.string(p, "maintenance_until").map(|(s, _)| s);
@@ -241,25 +283,47 @@ fn read_route(
             "must be more than zero".into(),
         );
     }
-    let auth = read_route_auth(r, p, pattern.as_ref());
+    let auth = read_route_auth(r, p, pattern.as_ref(), security.as_ref());
     let access = super::access::read(r, p);
+    let own_types = |p: &mut Problems<'_>, key: &str, range: bool, from: Vec<MediaType>| {
+        if r.get(key).is_some() {
+            media_types(r, p, key, range)
+        } else {
+            from
+        }
+    };
+    let (accepts, produces) = derived.as_ref().map_or_else(Default::default, |d| {
+        (
+            d.negotiation.accepts.clone(),
+            d.negotiation.produces.clone(),
+        )
+    });
     let mut negotiation = Negotiation {
-        accepts: media_types(r, p, "accepts", true),
-        produces: media_types(r, p, "produces", false),
+        accepts: own_types(p, "accepts", true, accepts),
+        produces: own_types(p, "produces", false, produces),
     };
     let api_key_query = auth.as_ref().and_then(|a| match &a.api_key {
         Some(crate::stages::authenticate::ApiKeySource::Query(q)) => Some(q.clone()),
         _ => None,
     });
-    let contract = super::contract::read(
-        r,
-        p,
-        dir,
-        pattern.as_ref(),
-        &mut negotiation,
-        api_key_query.as_deref(),
-    )
-    .map(std::sync::Arc::new);
+    let contract = match derived {
+        Some(d) => {
+            let mut c = d.contract;
+            super::contract::tune(r, p, &mut c);
+            c.also_allowed = api_key_query.into_iter().collect();
+            let checks = !c.params.is_empty() || c.body.is_some() || c.refuse_unknown_query;
+            checks.then(|| std::sync::Arc::new(c))
+        }
+        None => super::contract::read(
+            r,
+            p,
+            dir,
+            pattern.as_ref(),
+            &mut negotiation,
+            api_key_query.as_deref(),
+        )
+        .map(std::sync::Arc::new),
+    };
     let max_body_bytes = r.integer(p, "max_body_bytes", 0, 1 << 40).map(|n| n as u64);
     if let Some(n) = max_body_bytes
         && n > global_max_body
@@ -296,6 +360,54 @@ fn read_route(
     })
 }
 
+/// A `[[routes]]` table's path pattern and methods.
+fn read_path_and_methods(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+) -> (Option<PathPattern>, Vec<Method>) {
+    let pattern = match r.string(p, "path") {
+        Some((path, span)) => match PathPattern::parse(&path) {
+            Ok(pat) => {
+                if let Some(what) = reserved(&pat.to_string()) {
+                    p.at(span, &r.key_path("path"), format!("is reserved for {what}"));
+                }
+                Some(pat)
+            }
+            Err(e) => {
+                p.at(span, &r.key_path("path"), e).expected = Some(
+                    "a path such as \"/v1/customers/{customer}/devices\" or \"/static/{*rest}\""
+                        .into(),
+                );
+                None
+            }
+        },
+        None => {
+            if r.get("path").is_none() {
+                p.at(r.span.clone(), &r.key_path("path"), "missing".into())
+                    .expected = Some("the route's path pattern".into());
+            }
+            None
+        }
+    };
+    let mut methods = Vec::new();
+    if let Some(list) = r.strings(p, "methods") {
+        for (m, span) in list {
+            if METHODS.contains(&m.as_str()) {
+                methods.push(Method::from_bytes(m.as_bytes()).expect("known method"));
+            } else {
+                let problem = p.at(
+                    span,
+                    &r.key_path("methods"),
+                    format!("`{m}` is not an HTTP method"),
+                );
+                problem.suggestion = did_you_mean(&m.to_ascii_uppercase(), METHODS);
+                problem.expected = Some(format!("one of {}", METHODS.join(", ")));
+            }
+        }
+    }
+    (pattern, methods)
+}
+
 /// A list of media types (`accepts` may name ranges such as `text/*`).
 fn media_types(
     r: &TableReader<'_, '_>,
@@ -323,14 +435,42 @@ fn read_route_auth(
     r: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     pattern: Option<&PathPattern>,
+    derived: Option<&super::openapi::Security>,
 ) -> Option<crate::stages::authenticate::AuthConfig> {
+    use super::openapi::Security;
     use crate::stages::authenticate::{AccountSource, ApiKeySource, AuthConfig};
-    let kind = r.string(p, "auth");
-    let key_header = r.string(p, "api_key_header");
-    let key_query = r.string(p, "api_key_query");
+    let own = r.string(p, "auth");
+    // What the document says, where the table does not say how the route authenticates.
+    let d = if own.is_none() { derived } else { None };
+    let at = || r.span.clone();
+    let kind = own.or_else(|| {
+        d.map(|s| {
+            let k = match s {
+                Security::None => "none",
+                Security::Bearer(_) => "bearer",
+                Security::ApiKeyHeader(_) | Security::ApiKeyQuery(_) => "api_key",
+            };
+            (k.to_owned(), at())
+        })
+    });
+    let key_header = r.string(p, "api_key_header").or_else(|| match d {
+        Some(Security::ApiKeyHeader(h)) => Some((h.clone(), at())),
+        _ => None,
+    });
+    let key_query = r.string(p, "api_key_query").or_else(|| match d {
+        Some(Security::ApiKeyQuery(q)) if r.get("api_key_header").is_none() => {
+            Some((q.clone(), at()))
+        }
+        _ => None,
+    });
     let issuers = r.strings(p, "issuers");
     let scheme = r.string(p, "auth_scheme");
-    let scopes = r.strings(p, "scopes");
+    let scopes = r.strings(p, "scopes").or_else(|| match d {
+        Some(Security::Bearer(s)) if !s.is_empty() => {
+            Some(s.iter().map(|x| (x.clone(), at())).collect())
+        }
+        _ => None,
+    });
     let account_param = r.string(p, "account_param");
     let account_header = r.string(p, "account_header");
     let (enabled, api_key) = match &kind {

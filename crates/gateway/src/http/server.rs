@@ -107,6 +107,7 @@ impl State {
         let mut config = Config::load(path).inspect_err(|report| {
             tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
         })?;
+        config.log_notices(path);
         self.overrides.apply(&mut config);
         if config.server.listen != self.listen || config.server.admin_listen != self.admin_listen {
             tracing::warn!(target: "candor::config", "listen addresses changed in the file; they take effect at the next restart");

@@ -327,14 +327,20 @@ async fn forward(
                     }
                 }
             }
-            _ if !bytes.is_empty() => format.check(&bytes)?,
-            _ => {}
+            // Another format the route accepts: well formed, then the parameters' problems.
+            other => {
+                if !bytes.is_empty() {
+                    format.check(&bytes)?;
+                }
+                if let Some(contract) = other {
+                    contract.finish_unchecked_body()?;
+                }
+            }
         }
         body = UpstreamBody::held(bytes, watch.clone());
     } else if let Some(contract) = validation {
-        // No body format to read it in: the contract's parameter problems (a route with a
-        // body schema accepts JSON only, so a body came without one).
-        contract.finish(None)?;
+        // A body in a type the gateway reads no format of: the parameters' problems.
+        contract.finish_unchecked_body()?;
     }
     let req = Request::from_parts(parts, body);
 

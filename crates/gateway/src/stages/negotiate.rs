@@ -128,6 +128,10 @@ pub(crate) enum BodyFormat {
     /// `application/x-www-form-urlencoded`: percent-escapes of two hex digits, UTF-8 once
     /// decoded.
     Form,
+    /// XML (`application/xml`, `text/xml`, `*/*+xml`), UTF-8: well formed (one root element,
+    /// every element closed in order, attributes quoted and not repeated, references that
+    /// name a character or a predefined entity).
+    Xml,
 }
 
 impl BodyFormat {
@@ -137,6 +141,10 @@ impl BodyFormat {
             Some(BodyFormat::Json)
         } else if kind == "application" && subtype == "x-www-form-urlencoded" {
             Some(BodyFormat::Form)
+        } else if ((kind == "application" || kind == "text") && subtype == "xml")
+            || subtype.ends_with("+xml")
+        {
+            Some(BodyFormat::Xml)
         } else {
             None
         }
@@ -148,6 +156,7 @@ impl BodyFormat {
         let (format, fault) = match self {
             BodyFormat::Json => ("JSON", json_fault(body)),
             BodyFormat::Form => ("form data", form_fault(body)),
+            BodyFormat::Xml => ("XML", xml_fault(body)),
         };
         let Some((offset, reason)) = fault else {
             return Ok(());
@@ -213,6 +222,163 @@ fn json_fault(body: &[u8]) -> Option<(usize, String)> {
         other => other,
     };
     Some((offset, format!("{what}, found {}", found_at(body, offset))))
+}
+
+/// Where an XML body breaks and why, or `None` when it is well formed. quick-xml reads the
+/// events and checks that end tags match; what it leaves to its caller (one root element,
+/// nothing but markup and spaces outside it, elements still open at the end, attributes,
+/// references, the declaration's place and encoding) is checked here.
+fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
+    use quick_xml::events::Event;
+    if let Err(e) = std::str::from_utf8(body) {
+        let at = e.valid_up_to();
+        return Some((at, format!("invalid UTF-8: found {}", found_at(body, at))));
+    }
+    let mut reader = quick_xml::Reader::from_reader(body);
+    reader.config_mut().check_comments = true;
+    let mut open: Vec<String> = Vec::new();
+    let mut roots = 0usize;
+    let mut doctype = false;
+    loop {
+        let start = reader.buffer_position() as usize;
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(e) => {
+                let at = (reader.error_position() as usize).min(body.len());
+                return Some((at, xml_reason(&e, body, at)));
+            }
+        };
+        let outside = open.is_empty();
+        match event {
+            Event::Start(ref tag) | Event::Empty(ref tag) => {
+                if outside && roots > 0 {
+                    return Some((start, "expected the end of the body after the root element, found a second element".into()));
+                }
+                for attr in tag.attributes() {
+                    let fault = match attr {
+                        Err(e) => Some(attr_fault(&e)),
+                        Ok(a) => a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .err()
+                            .map(|e| (0, format!("attribute `{}`: {e}", a.key.as_ref()))),
+                    };
+                    if let Some((pos, reason)) = fault {
+                        // Positions are counted from the first byte after `<`.
+                        let at = (start + 1 + pos).min(body.len());
+                        return Some((at, format!("{reason}, found {}", found_at(body, at))));
+                    }
+                }
+                if outside {
+                    roots += 1;
+                }
+                if let Event::Start(_) = event {
+                    open.push(tag.name().as_ref().to_owned());
+                }
+            }
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Text(t) if outside && !t.bytes().all(|b| b.is_ascii_whitespace()) => {
+                let at = start
+                    + t.bytes()
+                        .position(|b| !b.is_ascii_whitespace())
+                        .unwrap_or(0);
+                let reason = if roots == 0 {
+                    "expected `<` and the root element"
+                } else {
+                    "expected the end of the body after the root element"
+                };
+                return Some((at, format!("{reason}, found {}", found_at(body, at))));
+            }
+            Event::CData(_) | Event::GeneralRef(_) if outside => {
+                return Some((
+                    start,
+                    format!(
+                        "expected markup outside the root element, found {}",
+                        found_at(body, start)
+                    ),
+                ));
+            }
+            Event::GeneralRef(r) => {
+                let known = matches!(&*r, "amp" | "lt" | "gt" | "apos" | "quot");
+                let fault = match r.resolve_char_ref() {
+                    Ok(Some(_)) => None,
+                    Ok(None) if known || doctype => None,
+                    Ok(None) => Some(format!(
+                        "`&{};` names no entity (only amp, lt, gt, apos, quot and character references are defined)",
+                        &*r
+                    )),
+                    Err(e) => Some(format!("`&{};` is not a character: {e}", &*r)),
+                };
+                if let Some(reason) = fault {
+                    return Some((start, reason));
+                }
+            }
+            Event::Decl(d) => {
+                if start != 0 {
+                    return Some((
+                        start,
+                        "an XML declaration (`<?xml`) may only open the body, found one later"
+                            .into(),
+                    ));
+                }
+                if let Some(Ok(enc)) = d.encoding()
+                    && !enc.eq_ignore_ascii_case("utf-8")
+                {
+                    return Some((
+                        start,
+                        format!(
+                            "the declaration names encoding `{}`; the body must be UTF-8",
+                            enc
+                        ),
+                    ));
+                }
+            }
+            Event::DocType(_) => doctype = true,
+            Event::Eof => {
+                return if let Some(name) = open.last() {
+                    Some((
+                        body.len(),
+                        format!("expected `</{}>`, found the end of the body", name),
+                    ))
+                } else if roots == 0 {
+                    Some((
+                        body.len(),
+                        "expected a root element, found the end of the body".into(),
+                    ))
+                } else {
+                    None
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An attribute's fault: where it is (from the tag's first byte after `<`) and what.
+fn attr_fault(e: &quick_xml::events::attributes::AttrError) -> (usize, String) {
+    use quick_xml::events::attributes::AttrError;
+    match *e {
+        AttrError::ExpectedEq(at) => (at, "expected `=` after an attribute's name".into()),
+        AttrError::ExpectedValue(at) => (at, "expected an attribute's quoted value".into()),
+        AttrError::UnquotedValue(at) => (at, "expected an attribute's value in quotes".into()),
+        AttrError::ExpectedQuote(at, q) => (at, format!("expected the closing `{}`", q as char)),
+        AttrError::Duplicated(at, _) => (at, "an attribute is repeated".into()),
+    }
+}
+
+/// What quick-xml's error means, for a detail ending in what is found at `at`.
+fn xml_reason(e: &quick_xml::Error, body: &[u8], at: usize) -> String {
+    use quick_xml::errors::{Error, IllFormedError};
+    match e {
+        Error::IllFormed(IllFormedError::MismatchedEndTag { expected, found }) => {
+            format!("expected `</{expected}>`, found `</{found}>`")
+        }
+        Error::IllFormed(IllFormedError::UnmatchedEndTag(name)) => {
+            format!("`</{name}>` closes no open element")
+        }
+        other => format!("{other}, found {}", found_at(body, at)),
+    }
 }
 
 /// Where a form body breaks and why, or `None` when it is well formed.
@@ -562,6 +728,81 @@ mod tests {
                 .unwrap()
         };
         Some((get("reason"), get("line"), get("column")))
+    }
+
+    #[test]
+    fn xml_bodies_must_be_well_formed() {
+        let xml = BodyFormat::Xml;
+        for ok in [
+            &b"<a/>"[..],
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c --><a x=\"1\" y='&amp;'>t &lt; &#x41;<b><![CDATA[<x>]]></b></a>\n",
+            b"<!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>",
+        ] {
+            assert_eq!(fault(xml, ok), None, "{}", String::from_utf8_lossy(ok));
+        }
+        let cases: &[(&[u8], &str, &str, &str)] = &[
+            (b"<a><b></a>", "expected `</b>`, found `</a>`", "1", "7"),
+            (
+                b"<a>\n  <b>1</b>\n",
+                "expected `</a>`, found the end of the body",
+                "3",
+                "1",
+            ),
+            (
+                b"<a></a><b/>",
+                "expected the end of the body after the root element, found a second element",
+                "1",
+                "8",
+            ),
+            (
+                b"name=1",
+                "expected `<` and the root element, found `n`",
+                "1",
+                "1",
+            ),
+            (
+                b"<a>&nbsp;</a>",
+                "`&nbsp;` names no entity (only amp, lt, gt, apos, quot and character references are defined)",
+                "1",
+                "4",
+            ),
+            (
+                b"<a x=1/>",
+                "expected an attribute's value in quotes, found `1`",
+                "1",
+                "6",
+            ),
+            (
+                b"<a x=\"1\" x=\"2\"/>",
+                "an attribute is repeated, found `x`",
+                "1",
+                "10",
+            ),
+            (
+                b"",
+                "expected a root element, found the end of the body",
+                "1",
+                "1",
+            ),
+            (b"<a>\xC3(</a>", "invalid UTF-8: found byte 0xC3", "1", "4"),
+            (
+                b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>",
+                "the declaration names encoding `ISO-8859-1`; the body must be UTF-8",
+                "1",
+                "1",
+            ),
+        ];
+        for (body, reason, line, column) in cases {
+            assert_eq!(
+                fault(xml, body),
+                Some(((*reason).into(), (*line).into(), (*column).into())),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(fault(xml, b"<a></b>").is_some());
+        assert!(fault(xml, b"<a").is_some());
+        assert!(fault(xml, b"<a><!-- x -- y --></a>").is_some());
     }
 
     #[test]

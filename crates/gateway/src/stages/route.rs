@@ -155,6 +155,35 @@ impl PathPattern {
                 })
     }
 
+    /// Whether every path `other` matches, this pattern matches too (a route with `other`
+    /// after one with this pattern, for the same methods, could never match).
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        use PatternSegment::{Literal, Param, Rest};
+        for (i, a) in self.segments.iter().enumerate() {
+            match (a, other.segments.get(i)) {
+                (Rest(_), _) => return true,
+                (Literal(x), Some(Literal(y))) if x == y => {}
+                (Param(_), Some(Literal(_) | Param(_))) => {}
+                _ => return false,
+            }
+        }
+        self.segments.len() == other.segments.len() && self.trailing_slash == other.trailing_slash
+    }
+
+    /// A sort key putting concrete patterns before templated ones that match the same paths
+    /// (OpenAPI: `/devices/mine` before `/devices/{id}`): per segment, a literal, then a
+    /// parameter, then the rest.
+    pub fn specificity(&self) -> Vec<u8> {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                PatternSegment::Literal(_) => 0,
+                PatternSegment::Param(_) => 1,
+                PatternSegment::Rest(_) => 2,
+            })
+            .collect()
+    }
+
     /// Matches the segments of a normalised path; `fold_case` compares literals ignoring case.
     fn matches(&self, segs: &[&str], trailing_slash: bool, fold_case: bool) -> bool {
         let mut i = 0;

@@ -263,6 +263,18 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// Answers `validation_failed` with the parameters' problems, for a body the schema does
+    /// not check (one in another media type the route also accepts, such as XML).
+    pub(crate) fn finish_unchecked_body(self) -> Result<(), GatewayError> {
+        if self.found.is_empty() {
+            Ok(())
+        } else {
+            Err(failed(&self.contract, self.found, 0))
+        }
+    }
+}
+
 /// A JSON body schema checked as the gateway checks a request body (one parse, then the
 /// compiled schema, every problem described), for benchmarks (`benches/validate.rs`) and
 /// tools that check bodies outside a request.
@@ -916,6 +928,22 @@ fn describe(
                 "must have at most {limit} item{}; has {}",
                 plural(*limit),
                 v.as_array().map_or(0, Vec::len)
+            ),
+        ),
+        ValidationErrorKind::MinProperties { limit } => one(
+            "properties",
+            format!(
+                "must have at least {limit} field{}; has {}",
+                plural(*limit),
+                v.as_object().map_or(0, serde_json::Map::len)
+            ),
+        ),
+        ValidationErrorKind::MaxProperties { limit } => one(
+            "properties",
+            format!(
+                "must have at most {limit} field{}; has {}",
+                plural(*limit),
+                v.as_object().map_or(0, serde_json::Map::len)
             ),
         ),
         ValidationErrorKind::UniqueItems => one("unique", "must not repeat an item".into()),
