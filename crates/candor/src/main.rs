@@ -52,6 +52,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print OpenAPI 3.1: the catalog's errors as components (a problem-details schema, an
+    /// example and a response per code); with --spec, that OpenAPI document (YAML or JSON)
+    /// with, on each operation, the error responses the gateway gives on its route.
+    Openapi {
+        /// The configuration whose routes answer the operations (and whose catalog and
+        /// public_base_url are used); without it, the document's own routes.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// An OpenAPI 3.0 or 3.1 document to print with the gateway's error responses.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
     /// Manage accounts (SQLite in the data directory; a running gateway picks changes up).
     Accounts {
         #[command(subcommand)]
@@ -107,6 +119,7 @@ fn main() -> ExitCode {
             data_dir,
         ),
         Command::Check { config } => check(&config),
+        Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
         Command::Accounts { command, store } => with_identity(&store, |id| accounts(id, command)),
         Command::Clients { command, store } => with_identity(&store, |id| clients(id, command)),

@@ -14,6 +14,7 @@
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
 //! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
+//! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
 //!
 //! The stages, in request order (`stages/`):
 //!
@@ -27,7 +28,7 @@
 //! | authenticate | `stages::authenticate` | the credentials a route requires, each refusal precise |
 //! | authorize | `stages::authorize` | scopes, the account the request names, account state |
 //! | limit | `stages::limit` | the account's daily quota (rate limits to come) |
-//! | validate | (to come) | the request against the route's contract |
+//! | validate | `stages::validate` | the request against the route's contract: parameters, headers, the JSON body |
 //! | forward | `stages::forward` | the upstream exchange, its failures, hop-by-hop headers |
 //! | respond | `stages::respond` | errors rendered from the catalog as RFC 9457 documents |
 //!
@@ -46,6 +47,7 @@ mod error;
 mod http;
 mod identity;
 mod limits;
+pub mod openapi;
 mod pipeline;
 #[cfg(test)]
 mod properties;

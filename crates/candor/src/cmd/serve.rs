@@ -108,6 +108,7 @@ pub(crate) async fn start_demo(
         .admin_listen
         .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
     let path = data_dir.join("candor.toml");
+    std::fs::write(data_dir.join(demo::OPENAPI_FILE), demo::OPENAPI_DOCUMENT)?;
     std::fs::write(&path, demo::config_text(listen, admin, api))?;
     let config = Config::load(&path).map_err(|r| std::io::Error::other(r.to_string()))?;
     let creds = demo::demo_credentials(data_dir).map_err(std::io::Error::other)?;
@@ -143,9 +144,10 @@ Try:\n\
   # a body that is not JSON, and a format the API cannot answer in: 415 and 406, from the gateway\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} -H 'Content-Type: application/xml' -d '<device/>'\n\
   curl -i {base}/v1/customers/acme/devices {auth} -H 'Accept: application/xml'\n\
-  # JSON that does not parse: 400 malformed_body with what was found, line and column\n\
+  # JSON that does not parse, and a form body sent as JSON: 400 malformed_body with what was found, line and column\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\": \"Hall sensor\", \"serial\" = 1}}'\n\
-  # every field problem at once: 400 validation_failed, from the route's contract ([routes.validate])\n\
+  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d 'name=Hall+sensor&serial=SN-0002'\n\
+  # every field problem at once: 400 validation_failed, from the API's OpenAPI document ({openapi})\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
   # an API under maintenance: 503 with Retry-After\n\
   curl -i {base}/v1/reports\n\
@@ -153,10 +155,17 @@ Try:\n\
   curl -s {base}/errors/route_not_found\n\
   # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
   (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
+  # an unknown query parameter, and a device id that is not a number: 400 validation_failed naming the operation\n\
+  curl -i '{base}/v1/customers/acme/devices?limt=5' {auth}\n\
+  curl -i {base}/v1/customers/acme/devices/abc {auth}\n\
   # each route's plan: the stages its requests pass, in order\n\
-  candor check --config {config}\n",
+  candor check --config {config}\n\
+  # the OpenAPI document with every error each operation can get, and the catalog as OpenAPI components\n\
+  candor openapi --config {config} --spec {openapi}\n\
+  candor openapi\n",
         data = data_dir.display(),
         config = config.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+        openapi = data_dir.join(demo::OPENAPI_FILE).display(),
     );
     if let Some((admin, token_file)) = admin {
         println!(

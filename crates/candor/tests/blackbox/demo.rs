@@ -140,8 +140,30 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         ]
     );
     assert_eq!(b["errors"][0]["in"], "body");
-    // Answered by the gateway's contract for the route, not the devices API behind it.
+    // Answered by the gateway from the API's OpenAPI document, not the devices API behind it.
     assert_eq!(b["error_count"], 3, "{b}");
+    assert_eq!(b["operation"], "createDevice", "{b}");
+    // A form body sent as JSON (in the tour), and an unknown query parameter.
+    let form = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON],
+        b"name=Hall+sensor&serial=SN-0002",
+    );
+    let f = assert_problem(&form, "malformed_body");
+    assert_eq!(
+        f["detail"],
+        "The request body is not valid JSON: expected a value, found `name` (a word that is not true, false or null) at line 1, column 1."
+    );
+    let q = assert_problem(
+        &gw.get("/v1/customers/acme/devices?limt=5"),
+        "validation_failed",
+    );
+    assert_eq!(
+        (&q["operation"], &q["errors"][0]["reason"]),
+        (&"listDevices".into(), &"unknown".into()),
+        "{q}"
+    );
     assert_eq!(
         b["errors"][1]["detail"],
         "must match ^[A-Z0-9-]{4,32}$; got \"x y\""
@@ -213,6 +235,30 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         "resource_not_found",
     );
     assert!(gw.gw.dir.join("data/demo.sqlite").exists());
+
+    // The tour's `candor openapi`: the document with what each operation can get.
+    let config = gw.gw.dir.join("data/candor.toml");
+    let spec = gw.gw.dir.join("data/devices.openapi.yaml");
+    assert!(gw.gw.printed("candor openapi --config").contains("--spec"));
+    let out = cli_at(&config, &["openapi", "--spec", spec.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let create = &doc["paths"]["/customers/{customer}/devices"]["post"]["responses"];
+    assert_eq!(
+        create["401"]["x-candor-codes"][0], "credentials_missing",
+        "{create}"
+    );
+    assert!(
+        create["400"]["x-candor-codes"]
+            .as_array()
+            .unwrap()
+            .contains(&"validation_failed".into())
+    );
+    let reports = &doc["paths"]["/reports"]["get"]["responses"];
+    assert!(reports.get("401").is_none(), "no authentication: {reports}");
+    assert_eq!(
+        reports["503"]["x-candor-codes"][0], "service_unavailable",
+        "{reports}"
+    );
 }
 
 /// The demo gateway with the token attached to every request.

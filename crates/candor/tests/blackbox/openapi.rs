@@ -583,3 +583,123 @@ paths:
         assert!(out.contains(e), "missing `{e}` in:\n{out}");
     }
 }
+
+#[test]
+fn candor_openapi_prints_the_catalog_as_components() {
+    let (code, out, err) = candor(&["openapi"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let c = &doc["components"];
+    let codes = c["schemas"]["CandorProblem"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(codes.len() > 40, "{}", codes.len());
+    for code in codes {
+        let code = code.as_str().unwrap();
+        let example = &c["examples"][format!("candor_{code}")]["value"];
+        assert_eq!(example["code"], code, "{example}");
+        assert!(
+            example["type"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/errors/{code}")),
+            "{example}"
+        );
+        let response = &c["responses"][format!("candor_{code}")];
+        assert!(
+            response["content"]["application/problem+json"]["schema"]["$ref"].is_string(),
+            "{response}"
+        );
+    }
+    // Codes a client may retry after a delay say how long in Retry-After.
+    assert!(c["responses"]["candor_service_unavailable"]["headers"]["Retry-After"].is_object());
+    assert!(c["responses"]["candor_validation_failed"]["headers"]["Retry-After"].is_null());
+}
+
+#[test]
+fn candor_openapi_spec_lists_what_each_operation_can_get() {
+    let (code, out, err) = candor(&[
+        "openapi",
+        "--spec",
+        fixture("fleet.openapi.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let codes = |path: &str, method: &str| -> Vec<String> {
+        let op = &doc["paths"][path][method];
+        let mut all: Vec<String> = op["responses"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|r| r["x-candor-codes"].as_array().cloned().unwrap_or_default())
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        all.sort();
+        all
+    };
+    let create = codes("/sites/{site}/devices", "post");
+    for c in [
+        "validation_failed",
+        "credentials_missing",
+        "insufficient_scope",
+        "unsupported_media_type",
+        "malformed_body",
+        "not_acceptable",
+        "upstream_timeout",
+    ] {
+        assert!(create.contains(&c.to_owned()), "{c} missing: {create:?}");
+    }
+    let health = codes("/health", "get");
+    for c in [
+        "credentials_missing",
+        "validation_failed",
+        "unsupported_media_type",
+        "insufficient_scope",
+    ] {
+        assert!(!health.contains(&c.to_owned()), "{c} on health: {health:?}");
+    }
+    let usage = codes("/reports/usage", "get");
+    assert!(usage.contains(&"api_key_invalid".to_owned()), "{usage:?}");
+    assert!(!usage.contains(&"token_expired".to_owned()), "{usage:?}");
+    // The document's own responses stay; the gateway's are added beside them.
+    let r = &doc["paths"]["/sites/{site}/devices"]["post"]["responses"];
+    assert_eq!(r["201"]["description"], "created");
+    assert_eq!(
+        r["400"]["content"]["application/problem+json"]["examples"]["validation_failed"]["$ref"],
+        "#/components/examples/candor_validation_failed"
+    );
+    assert_eq!(
+        doc["paths"]["/sites/{site}/devices"]["post"]["x-candor-route"],
+        "createDevice"
+    );
+    assert!(
+        doc["components"]["schemas"]["Device"].is_object(),
+        "the API's own components stay"
+    );
+    assert!(doc["components"]["schemas"]["CandorProblem"].is_object());
+}
+
+#[test]
+fn a_recursive_schema_checks_every_level() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[[openapi]]\ndocument = \"tree.yaml\"\nupstream = \"{}\"\n",
+        up.url()
+    );
+    let gw = Gateway::start_after(&config, |c| {
+        std::fs::write(
+            c.with_file_name("tree.yaml"),
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /tree:\n    post:\n      operationId: putTree\n      requestBody:\n        required: true\n        content:\n          application/json: {schema: {$ref: '#/components/schemas/Node'}}\n      responses: {200: {description: ok}}\ncomponents:\n  schemas:\n    Node:\n      type: object\n      required: [name]\n      properties:\n        name: {type: string}\n        children: {type: array, items: {$ref: '#/components/schemas/Node'}}\n",
+        )
+        .unwrap();
+    });
+    let ok = br#"{"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}"#;
+    assert_eq!(gw.request("POST", "/tree", &[JSON], ok).status, 200);
+    let bad = br#"{"name": "a", "children": [{"name": "b", "children": [{"nam": "c"}]}]}"#;
+    let b = assert_problem(
+        &gw.request("POST", "/tree", &[JSON], bad),
+        "validation_failed",
+    );
+    assert_eq!(items(&b)[0][1], "#/children/0/children/0/name", "{b}");
+}

@@ -26,7 +26,7 @@ mod contract;
 mod debug;
 mod limits;
 mod log;
-mod openapi;
+pub(crate) mod openapi;
 mod reader;
 mod report;
 mod routes;

@@ -223,8 +223,9 @@ pub(super) fn read(
     Some(ops)
 }
 
-/// The document at `path` as JSON: a `.json` file is read as JSON, anything else as YAML.
-fn load(path: &Path) -> Result<Value, String> {
+/// The document at `path` as JSON: a `.json` file is read as JSON, anything else as YAML;
+/// an error when it is neither or no OpenAPI 3.0 or 3.1 document.
+pub(crate) fn load(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the OpenAPI document {}: {e}", path.display()))?;
     let json = path
@@ -303,6 +304,17 @@ fn yaml_to_json(y: yaml_rust2::Yaml, at: &str) -> Result<Value, String> {
             return Err(format!("at #{at}: a YAML value that is not JSON"));
         }
     })
+}
+
+/// The base path routes are made on: the first server's path.
+pub(crate) fn document_base(doc: &Value) -> String {
+    base_path(
+        doc,
+        &mut Findings {
+            errors: Vec::new(),
+            unsupported: Vec::new(),
+        },
+    )
 }
 
 /// The first server's path (its variables at their defaults), without a trailing slash.

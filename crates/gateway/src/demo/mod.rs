@@ -442,6 +442,12 @@ pub fn demo_credentials(
     Ok((client.client_id, secret))
 }
 
+/// The demo API's OpenAPI document, written next to the demo configuration.
+pub const OPENAPI_DOCUMENT: &str = include_str!("devices.openapi.yaml");
+
+/// The name the demo configuration gives [`OPENAPI_DOCUMENT`].
+pub const OPENAPI_FILE: &str = "devices.openapi.yaml";
+
 /// The demo configuration, pointing at the demo API on `api`.
 pub fn config_text(listen: SocketAddr, admin: SocketAddr, api: SocketAddr) -> String {
     format!(
@@ -454,78 +460,31 @@ listen = "{listen}"
 admin_listen = "{admin}"
 data_dir = "."
 
-[[routes]]
-name = "devices-list"
-path = "/v1/customers/{{customer}}/devices"
-methods = ["GET"]
-produces = ["application/json"]
+# The devices API's routes come from its OpenAPI document (devices.openapi.yaml, next to
+# this file): paths, methods, parameters, the device body's schema, media types and
+# scopes. The gateway answers every problem of a request at once (validation_failed),
+# a wrong Accept or Content-Type and a body that is not JSON, before the API sees it.
+# `candor openapi --config <this file> --spec devices.openapi.yaml` prints the document
+# with the errors each operation can get.
+[[openapi]]
+document = "devices.openapi.yaml"
 upstream = "http://{api}"
 timeout = "10s"
-auth = "bearer"
-scopes = ["devices:read"]
+unknown_query = "refuse"
+
+# What the document does not say: where the account is named, and the routes that do
+# not forward yet.
+[openapi.operations.listDevices]
 account_param = "customer"
-
-[[routes]]
-name = "devices-create"
-path = "/v1/customers/{{customer}}/devices"
-methods = ["POST"]
-accepts = ["application/json"]
-produces = ["application/json"]
-upstream = "http://{api}"
-timeout = "10s"
-auth = "bearer"
-scopes = ["devices:write"]
+[openapi.operations.createDevice]
 account_param = "customer"
-
-# The device body's contract: the gateway answers every problem of a bad body at once
-# (validation_failed), before the devices API sees it.
-[routes.validate]
-max_errors = 20
-[routes.validate.body]
-type = "object"
-required = ["name", "serial"]
-additionalProperties = false
-[routes.validate.body.properties.name]
-type = "string"
-minLength = 1
-maxLength = 64
-[routes.validate.body.properties.serial]
-type = "string"
-pattern = "^[A-Z0-9-]{{4,32}}$"
-[routes.validate.body.properties.kind]
-enum = ["sensor", "gateway", "camera"]
-
-[[routes]]
-name = "device-read"
-path = "/v1/customers/{{customer}}/devices/{{device}}"
-methods = ["GET"]
-produces = ["application/json"]
-upstream = "http://{api}"
-timeout = "10s"
-auth = "bearer"
-scopes = ["devices:read"]
+[openapi.operations.getDevice]
 account_param = "customer"
-
-[[routes]]
-name = "device-delete"
-path = "/v1/customers/{{customer}}/devices/{{device}}"
-methods = ["DELETE"]
-upstream = "http://{api}"
-timeout = "10s"
-auth = "bearer"
-scopes = ["devices:write"]
+[openapi.operations.deleteDevice]
 account_param = "customer"
-
-[[routes]]
-name = "firmware"
-path = "/v1/customers/{{customer}}/devices/{{device}}/firmware"
-methods = ["PUT"]
+[openapi.operations.updateFirmware]
 mode = "not_implemented"
-
-[[routes]]
-name = "reports"
-path = "/v1/reports"
-methods = ["GET"]
+[openapi.operations.usageReports]
 mode = "maintenance"
 retry_after = 600
 maintenance_until = "the reporting backend migration ends"

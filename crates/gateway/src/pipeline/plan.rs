@@ -11,11 +11,12 @@ use super::context::{Flow, RequestCtx};
 use crate::config::{Config, ERRORS_PREFIX, RouteConfig, RouteMode};
 use crate::error::GatewayError;
 use crate::identity::token_endpoint::{JWKS_PATH, TOKEN_PATH};
-use crate::stages::authenticate::AuthConfig;
+use crate::stages::authenticate::{self, AuthConfig};
 use crate::stages::negotiate::Negotiation;
 use crate::stages::policy::AccessPolicy;
 use crate::stages::route::{PathPattern, RouteEntry};
-use crate::stages::{authenticate, authorize, limit, negotiate, policy, validate};
+use crate::stages::{authorize, limit, negotiate, policy, validate};
+use candor_catalog::codes;
 use http::Method;
 use std::time::Duration;
 
@@ -49,6 +50,64 @@ impl Stage {
             Stage::Authorize(_) => "authorize",
             Stage::Limit => "limit",
             Stage::Validate(_) => "validate",
+        }
+    }
+
+    /// The codes the stage can answer with.
+    fn codes(&self) -> Vec<&'static str> {
+        match self {
+            Stage::Policy(a) => {
+                let mut out = Vec::new();
+                if a.require_https && !a.redirect_to_https {
+                    out.push(codes::HTTPS_REQUIRED);
+                }
+                if !a.allow.is_empty() || !a.deny.is_empty() {
+                    out.push(codes::ACCESS_RESTRICTED);
+                }
+                out
+            }
+            Stage::Mode(RouteMode::NotImplemented) => vec![codes::NOT_IMPLEMENTED],
+            Stage::Mode(_) => vec![codes::SERVICE_UNAVAILABLE],
+            Stage::Negotiate(n) => {
+                let mut out = Vec::new();
+                if !n.produces.is_empty() {
+                    out.push(codes::NOT_ACCEPTABLE);
+                }
+                if !n.accepts.is_empty() {
+                    out.extend([codes::UNSUPPORTED_MEDIA_TYPE, codes::MALFORMED_BODY]);
+                }
+                out
+            }
+            Stage::Authenticate(a) if a.api_key.is_some() => vec![
+                codes::CREDENTIALS_MISSING,
+                codes::API_KEY_INVALID,
+                codes::API_KEY_RESTRICTION_MISSING,
+                codes::API_KEY_RESTRICTION_MISMATCH,
+            ],
+            Stage::Authenticate(_) => vec![
+                codes::CREDENTIALS_MISSING,
+                codes::CREDENTIALS_MALFORMED,
+                codes::TOKEN_INVALID,
+                codes::TOKEN_EXPIRED,
+                codes::TOKEN_NOT_YET_VALID,
+                codes::TOKEN_WRONG_AUDIENCE,
+                codes::TOKEN_REVOKED,
+            ],
+            Stage::Authorize(a) => {
+                let mut out = vec![codes::ACCOUNT_INACTIVE];
+                if !a.scopes.is_empty() {
+                    out.push(codes::INSUFFICIENT_SCOPE);
+                }
+                if a.account.is_some() {
+                    out.push(codes::ACCOUNT_MISMATCH);
+                }
+                if matches!(a.account, Some(authenticate::AccountSource::Header(_))) {
+                    out.push(codes::VALIDATION_FAILED);
+                }
+                out
+            }
+            Stage::Limit => vec![codes::QUOTA_EXCEEDED],
+            Stage::Validate(_) => vec![codes::VALIDATION_FAILED],
         }
     }
 
@@ -121,6 +180,45 @@ impl Plan {
             stages,
             endpoint: Endpoint::Proxy,
         }
+    }
+
+    /// Every code a request on `route` can be answered with: what any request can get (its
+    /// head, its target, the gateway's load), its stages', and forwarding's.
+    fn codes(&self, route: &RouteConfig) -> Vec<&'static str> {
+        let mut out = vec![
+            codes::MALFORMED_REQUEST,
+            codes::MALFORMED_HEADER,
+            codes::URI_TOO_LONG,
+            codes::HEADERS_TOO_LARGE,
+            codes::INVALID_URL_ENCODING,
+            codes::REQUEST_TIMEOUT,
+            codes::PAYLOAD_TOO_LARGE,
+        ];
+        if !route.methods.is_empty() {
+            out.push(codes::METHOD_NOT_ALLOWED);
+        }
+        for stage in &self.stages {
+            out.extend(stage.codes());
+        }
+        if self.endpoint == Endpoint::Proxy && route.mode == RouteMode::Proxy {
+            out.extend([
+                codes::UPSTREAM_UNREACHABLE,
+                codes::UPSTREAM_TIMEOUT,
+                codes::UPSTREAM_PROTOCOL_ERROR,
+                codes::UPSTREAM_OVERLOADED,
+            ]);
+            if route.wrap_upstream_errors {
+                out.push(codes::UPSTREAM_ERROR);
+            }
+        }
+        out.extend([codes::SERVER_OVERLOADED, codes::INTERNAL_ERROR]);
+        let mut seen = Vec::new();
+        out.retain(|c| {
+            let first = !seen.contains(c);
+            seen.push(c);
+            first
+        });
+        out
     }
 
     /// The stage names, in order, ending with the endpoint (for logs and `candor check`).
@@ -218,6 +316,8 @@ pub struct RoutePlan {
     pub methods: Vec<String>,
     /// Its stages after routing, in order, ending with what answers.
     pub stages: Vec<&'static str>,
+    /// Every error code a request on it can be answered with.
+    pub codes: Vec<&'static str>,
 }
 
 impl Config {
@@ -233,6 +333,7 @@ impl Config {
                 path: e.config.pattern.to_string(),
                 methods: e.config.methods.iter().map(|m| m.to_string()).collect(),
                 stages: plan.describe(),
+                codes: plan.codes(&e.config),
             })
             .collect()
     }

@@ -214,6 +214,23 @@ fn json_fault(body: &[u8]) -> Option<(usize, String)> {
     };
     let text = e.to_string();
     let what = text.split(" at line").next().unwrap_or(&text);
+    if what == "expected ident" {
+        // A word that began like true, false or null: blame the word, from its start.
+        let start = body[..offset.min(body.len())]
+            .iter()
+            .rposition(|b| !b.is_ascii_alphanumeric())
+            .map_or(0, |i| i + 1);
+        let word: String = body[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .take(24)
+            .map(|&b| b as char)
+            .collect();
+        return Some((
+            start,
+            format!("expected a value, found `{word}` (a word that is not true, false or null)"),
+        ));
+    }
     let what = match what {
         "EOF while parsing a value" => "expected a value",
         "EOF while parsing an object" => "expected `,` or `}`",
@@ -835,6 +852,14 @@ mod tests {
                 "invalid UTF-8: found byte 0xC3".into(),
                 "1".into(),
                 "8".into()
+            ))
+        );
+        assert_eq!(
+            fault(json, b"name=a&serial=b"),
+            Some((
+                "expected a value, found `name` (a word that is not true, false or null)".into(),
+                "1".into(),
+                "1".into()
             ))
         );
         assert!(
