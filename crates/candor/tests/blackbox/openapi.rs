@@ -574,6 +574,54 @@ paths:
       security: [{missing: []}]
 "#,
     );
+    // Found by the attack probe: a YAML alias bomb (7 levels of 10 aliases: 10^7 values
+    // from 600 bytes) is refused before it is expanded; a cycle of pure `$ref`s, a
+    // parameter twice in a path, characters a template cannot hold, an empty operationId.
+    let mut bomb = String::from(
+        "openapi: 3.1.0\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..8 {
+        let prev = format!("*l{}", i - 1);
+        bomb.push_str(&format!("l{i}: &l{i} [{}]\n", vec![prev; 10].join(", ")));
+    }
+    let bombed = check("bomb.yaml", &bomb);
+    assert!(
+        bombed.contains("holds more than 2000000 values once its YAML aliases are expanded"),
+        "{bombed}"
+    );
+    let cycles = check(
+        "c.yaml",
+        r#"openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /c:
+    post:
+      operationId: c
+      requestBody: {content: {application/json: {schema: {$ref: '#/components/schemas/A'}}}}
+      responses: {'200': {description: x}}
+  /k/{x}/{x}:
+    get: {responses: {'200': {description: x}}}
+  /q?x=1:
+    get: {responses: {'200': {description: x}}}
+  /s/{a}-{b}.json:
+    get: {responses: {'200': {description: x}}}
+  /e:
+    get: {operationId: '', responses: {'200': {description: x}}}
+components:
+  schemas:
+    A: {$ref: '#/components/schemas/B'}
+    B: {$ref: '#/components/schemas/A'}
+"#,
+    );
+    for e in [
+        "c.yaml#/paths/~1c/post/requestBody/content/application~1json/schema: `$ref: #/components/schemas/A` goes round `$ref`s that never reach a schema",
+        "parameter `{x}` appears twice in `/k/{x}/{x}`",
+        "the path `/q?x=1`: `?` has no place in an OpenAPI path template",
+        "segment `{a}-{b}.json` mixes text and a parameter",
+        "c.yaml#/paths/~1e/get/operationId: an operationId must be a name",
+    ] {
+        assert!(cycles.contains(e), "missing `{e}` in:\n{cycles}");
+    }
     for e in [
         "r.yaml#/paths/~1a~1{id}/get/parameters/0: `$ref: #/components/parameters/Nope` names nothing in the document",
         "r.yaml#/paths/~1a~1{id}/get/parameters/1: the path has no parameter {other}",

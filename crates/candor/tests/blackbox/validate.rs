@@ -456,3 +456,124 @@ body = { type = "object" }
         assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
     }
 }
+
+/// Found by the attack probe of validation, each with its bytes.
+#[test]
+fn what_the_attack_probe_found_in_validation() {
+    let (gw, up) = gateway();
+    let post = |body: &[u8]| {
+        gw.request(
+            "POST",
+            "/v1/customers/c42/devices",
+            &[
+                ("Content-Type", "application/json"),
+                ("Api-Company", "acme"),
+            ],
+            body,
+        )
+    };
+    // Bodies JSON allows but the contract cannot check were forwarded unchecked: a number
+    // out of range, nesting deeper than 128, a lone surrogate; and a repeated key (the
+    // upstream may read the other one than was checked).
+    let deep = format!(
+        "{{\"name\": \"ab\", \"z\": {}1{}}}",
+        "[".repeat(129),
+        "]".repeat(129)
+    );
+    for (body, reason) in [
+        (
+            br#"{"name": "ab", "serial": "nope", "z": 1e400}"#.to_vec(),
+            "a number beyond what the gateway can check",
+        ),
+        (deep.into_bytes(), "nested deeper than 128 levels"),
+        (
+            br#"{"name": "ab", "z": "\ud800"}"#.to_vec(),
+            "half a surrogate pair",
+        ),
+        (
+            br#"{"name": "ab", "serial": "DROP TABLE", "serial": "ABC-1234", "owner": "a@b.c"}"#
+                .to_vec(),
+            "the key `serial` appears twice in one object",
+        ),
+    ] {
+        let b = assert_problem(&post(&body), "malformed_body");
+        assert!(
+            b["detail"].as_str().unwrap().contains(reason),
+            "{reason}: {b}"
+        );
+    }
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+
+    // A body key of megabytes is not quoted back whole.
+    let key = "k".repeat(1_000_000);
+    let r = post(
+        format!(r#"{{"name": "ab", "serial": "ABC-1234", "owner": "a@b.c", "{key}": 1}}"#)
+            .as_bytes(),
+    );
+    let b = assert_problem(&r, "validation_failed");
+    assert!(r.body.len() < 10_000, "{} bytes", r.body.len());
+    assert!(
+        b["errors"][0]["pointer"].as_str().unwrap().ends_with('…'),
+        "{}",
+        b["errors"][0]
+    );
+
+    // Millions of wrong items: the first problem, and that the rest are not listed.
+    let ports = vec![r#"{"number": 0}"#; 200_000].join(",");
+    let r = post(
+        format!(r#"{{"name": "ab", "serial": "ABC-1234", "owner": "a@b.c", "ports": [{ports}]}}"#)
+            .as_bytes(),
+    );
+    let b = assert_problem(&r, "validation_failed");
+    let got: Vec<(String, String)> = items(&b).into_iter().map(|(_, p, r, _)| (p, r)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("#/ports".into(), "items".into()),
+            ("#".into(), "not_all_listed".into())
+        ],
+        "{b}"
+    );
+}
+
+#[test]
+fn secrets_are_not_quoted_however_deep() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route(
+        "/s",
+        &up.url(),
+        r#"[routes.validate.body]
+type = "object"
+[routes.validate.body.properties.password]
+type = "array"
+items = { type = "integer" }
+[routes.validate.body.properties.user]
+type = "string"
+[routes.validate.body.properties.pick]
+enum = [1, 2]
+[routes.validate.body.properties.pw]
+type = "string"
+format = "password"
+pattern = "^x"
+"#,
+    ));
+    for body in [
+        r#"{"password": ["hunter2", 5]}"#,
+        r#"{"user": {"password": "hunter2"}}"#,
+        r#"{"pick": {"token": "hunter2"}}"#,
+        r#"{"pw": "hunter2"}"#,
+    ] {
+        let r = gw.request(
+            "POST",
+            "/s",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_problem(&r, "validation_failed");
+        assert!(!r.text().contains("hunter2"), "{body}: {}", r.text());
+    }
+}

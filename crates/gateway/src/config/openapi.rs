@@ -235,6 +235,14 @@ pub(crate) fn load(path: &Path) -> Result<Value, String> {
         serde_json::from_str::<Value>(&text)
             .map_err(|e| format!("the OpenAPI document {} is not JSON: {e}", path.display()))?
     } else {
+        let n = yaml_nodes(&text)
+            .map_err(|e| format!("the OpenAPI document {} is not YAML: {e}", path.display()))?;
+        if n > MAX_NODES {
+            return Err(format!(
+                "the OpenAPI document {} holds more than {MAX_NODES} values once its YAML aliases are expanded",
+                path.display()
+            ));
+        }
         let mut docs = yaml_rust2::YamlLoader::load_from_str(&text)
             .map_err(|e| format!("the OpenAPI document {} is not YAML: {e}", path.display()))?;
         if docs.len() != 1 {
@@ -262,6 +270,61 @@ pub(crate) fn load(path: &Path) -> Result<Value, String> {
         ));
     }
     Ok(doc)
+}
+
+/// The most values a document may hold (its YAML aliases expanded): a few aliases of
+/// aliases can otherwise stand for billions.
+const MAX_NODES: u64 = 2_000_000;
+
+/// How many values `text` holds once its aliases are expanded, read from the parser's
+/// events without expanding them.
+fn yaml_nodes(text: &str) -> Result<u64, yaml_rust2::ScanError> {
+    use yaml_rust2::Event;
+    #[derive(Default)]
+    struct Count {
+        sizes: std::collections::HashMap<usize, u64>,
+        open: Vec<(usize, u64)>,
+        total: u64,
+    }
+    impl Count {
+        fn add(&mut self, n: u64) {
+            match self.open.last_mut() {
+                Some((_, c)) => *c = c.saturating_add(n),
+                None => self.total = self.total.saturating_add(n),
+            }
+        }
+    }
+    impl yaml_rust2::parser::MarkedEventReceiver for Count {
+        fn on_event(&mut self, ev: Event, _: yaml_rust2::scanner::Marker) {
+            match ev {
+                Event::Scalar(_, _, anchor, _) => {
+                    if anchor > 0 {
+                        self.sizes.insert(anchor, 1);
+                    }
+                    self.add(1);
+                }
+                Event::Alias(id) => {
+                    let n = self.sizes.get(&id).copied().unwrap_or(1);
+                    self.add(n);
+                }
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    self.open.push((anchor, 1));
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    if let Some((anchor, n)) = self.open.pop() {
+                        if anchor > 0 {
+                            self.sizes.insert(anchor, n);
+                        }
+                        self.add(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut count = Count::default();
+    yaml_rust2::parser::Parser::new_from_str(text).load(&mut count, true)?;
+    Ok(count.total)
 }
 
 /// A YAML value as JSON: mapping keys become strings (`200:` is `"200"`); a float JSON
@@ -436,6 +499,25 @@ fn operations(doc: &Value, base: &str, found: &mut Findings) -> Vec<Derived> {
             continue;
         };
         let full = format!("{base}{template}");
+        if let Some(c) = template
+            .chars()
+            .find(|c| matches!(c, '?' | '#' | '*') || c.is_whitespace())
+        {
+            found.unsupported(
+                &item_at,
+                format!("the path `{template}`: `{c}` has no place in an OpenAPI path template"),
+            );
+            continue;
+        }
+        if template.split('/').any(|seg| seg == "." || seg == "..") {
+            found.unsupported(
+                &item_at,
+                format!(
+                    "the path `{template}`: a `.` or `..` segment no normalised request path has"
+                ),
+            );
+            continue;
+        }
         let pattern = match PathPattern::parse(&full) {
             Ok(p) => p,
             Err(e) => {
@@ -520,7 +602,9 @@ impl Schemas {
         Schemas { components, v30 }
     }
 
-    /// `schema` (at `at`) compiled as a request's, able to reach the document's components.
+    /// `schema` (at `at`) compiled as a request's, with the components it reaches (and only
+    /// those: a schema compiled per operation with all of a large document's components
+    /// would cost operations × components).
     fn compile(
         &self,
         doc: &Value,
@@ -529,11 +613,20 @@ impl Schemas {
         found: &mut Findings,
     ) -> Option<Schema> {
         let mut root = convert(doc, schema, at, self.v30, found);
-        if let (Some(c), true) = (&self.components, has_ref(&root)) {
+        if let Some(c) = &self.components
+            && has_ref(&root)
+        {
+            let reached = match reached(&root, c) {
+                Ok(r) => r,
+                Err(e) => {
+                    found.error(at, e);
+                    return None;
+                }
+            };
             if let Value::Object(o) = &mut root {
-                o.insert("components".into(), c.clone());
+                o.insert("components".into(), reached);
             } else {
-                root = json!({"allOf": [root], "components": c});
+                root = json!({"allOf": [root], "components": reached});
             }
         }
         match Schema::compile(root) {
@@ -562,6 +655,78 @@ impl Schemas {
         }
         Some((s, at))
     }
+}
+
+/// The entries of `components` (`schemas/Device`, ...) that `root` reaches through its
+/// `$ref`s, transitively, as a `components` object; an error for a cycle of `$ref`s that
+/// never reaches a schema.
+fn reached(root: &Value, components: &Value) -> Result<Value, String> {
+    fn refs<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                    out.push(r);
+                }
+                o.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Map::new();
+    let mut todo = Vec::new();
+    refs(root, &mut todo);
+    while let Some(r) = todo.pop() {
+        let Some(rest) = r.strip_prefix("#/components/") else {
+            continue;
+        };
+        let mut tokens = rest.splitn(3, '/');
+        let (Some(kind), Some(name)) = (tokens.next(), tokens.next()) else {
+            continue;
+        };
+        let slot = out
+            .entry(kind.to_owned())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("an object");
+        let name = name.replace("~1", "/").replace("~0", "~");
+        if slot.contains_key(&name) {
+            continue;
+        }
+        let Some(entry) = components.get(kind).and_then(|k| k.get(&name)) else {
+            continue;
+        };
+        slot.insert(name, entry.clone());
+        refs(entry, &mut todo);
+    }
+    // A `$ref` that only names another `$ref`, round and round, is no schema at all.
+    let whole = json!({"components": out});
+    for r in {
+        let mut all = Vec::new();
+        refs(root, &mut all);
+        all
+    } {
+        let mut seen = Vec::new();
+        let mut at = r;
+        while let Some(target) = at.strip_prefix('#').and_then(|p| whole.pointer(p)) {
+            match target.as_object() {
+                Some(o) if o.len() == 1 => match o.get("$ref").and_then(Value::as_str) {
+                    Some(next) if seen.contains(&next) => {
+                        return Err(format!(
+                            "`$ref: {r}` goes round `$ref`s that never reach a schema"
+                        ));
+                    }
+                    Some(next) => {
+                        seen.push(next);
+                        at = next;
+                    }
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+    }
+    Ok(whole["components"].clone())
 }
 
 fn has_ref(v: &Value) -> bool {
@@ -719,10 +884,17 @@ fn operation(
             other => found.unsupported(&ptr(at, other), format!("the operation field `{other}`")),
         }
     }
-    let name = op
-        .get("operationId")
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("{method} {pattern}"), str::to_owned);
+    let name = match op.get("operationId") {
+        None => format!("{method} {pattern}"),
+        Some(Value::String(id)) if !id.trim().is_empty() => id.clone(),
+        Some(other) => {
+            found.error(
+                &ptr(at, "operationId"),
+                format!("an operationId must be a name, found {other}"),
+            );
+            return None;
+        }
+    };
     // Parameters: the path item's, then the operation's (which replace same-named ones).
     let mut declared: Vec<(Value, String)> = Vec::new();
     for (list, list_at) in [
@@ -878,6 +1050,15 @@ fn parameter(
             return None;
         }
     };
+    if name.is_empty()
+        || (location == In::Header && http::HeaderName::from_bytes(name.as_bytes()).is_err())
+    {
+        found.error(
+            &ptr(at, "name"),
+            format!("`{name}` is not a parameter name"),
+        );
+        return None;
+    }
     // OpenAPI: these header parameters are ignored (the media types and security say them).
     if location == In::Header
         && ["accept", "content-type", "authorization"].contains(&name.to_ascii_lowercase().as_str())

@@ -249,6 +249,38 @@ struct Exchange<'a> {
     validation: Option<Pending>,
 }
 
+/// A body larger than this is parsed and checked on the blocking pool, not on a worker.
+const BLOCKING_BODY: usize = 64 * 1024;
+
+/// At most this many large bodies are checked at once (each may hold hundreds of
+/// megabytes while it is); others wait for a turn (as many as there are connections, each
+/// check bounded: a body of more than 10,000 values is checked to its first problem).
+static LARGE_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Parses a JSON body as the contract reads it and checks it, with the parameters'
+/// problems: malformed_body when it does not parse (or cannot be checked: too deep, a
+/// number out of range, a key twice), else validation_failed with every problem. A large
+/// body is checked off the async workers, a few at a time.
+async fn check_json(contract: Pending, bytes: Bytes) -> Result<(), GatewayError> {
+    let large = bytes.len() > BLOCKING_BODY;
+    let run = move || match crate::stages::validate::parse_json(&bytes) {
+        Ok(v) => contract.finish(Some(&v)),
+        Err(e) => Err(crate::stages::negotiate::json_malformed(&bytes, &e)),
+    };
+    if !large {
+        return run();
+    }
+    // The semaphore is static and never closed: acquiring cannot fail.
+    let permit = LARGE_CHECKS.acquire().await.ok();
+    let result = tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+        Err(GatewayError::new(codes::INTERNAL_ERROR)
+            .param("stage", format!("validate: checking the body: {e}"))
+            .source(ErrorSource::Internal))
+    });
+    drop(permit);
+    result
+}
+
 /// Forwards the request to `route`'s upstream.
 async fn forward(
     fwd: &Forwarder,
@@ -321,10 +353,7 @@ async fn forward(
                 if bytes.is_empty() {
                     contract.finish(None)?;
                 } else {
-                    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                        Ok(v) => contract.finish(Some(&v))?,
-                        Err(_) => format.check(&bytes)?,
-                    }
+                    check_json(contract, bytes.clone()).await?;
                 }
             }
             // Another format the route accepts: well formed, then the parameters' problems.

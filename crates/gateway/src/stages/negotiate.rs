@@ -158,26 +158,39 @@ impl BodyFormat {
             BodyFormat::Form => ("form data", form_fault(body)),
             BodyFormat::Xml => ("XML", xml_fault(body)),
         };
-        let Some((offset, reason)) = fault else {
-            return Ok(());
-        };
-        let before = &body[..offset.min(body.len())];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = offset
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1)
-            + 1;
-        Err(GatewayError::new(codes::MALFORMED_BODY)
-            .param("format", format)
-            .param("reason", reason)
-            .param("line", line.to_string())
-            .param("column", column.to_string())
-            .extension("line", line.into())
-            .extension("column", column.into())
-            .extension("offset", offset.into()))
+        match fault {
+            None => Ok(()),
+            Some((offset, reason)) => Err(malformed(format, body, offset, reason)),
+        }
     }
+}
+
+/// `malformed_body` for a JSON body the contract's parse refused (`e`): well formed or not,
+/// what was found, and where.
+pub(crate) fn json_malformed(body: &[u8], e: &serde_json::Error) -> GatewayError {
+    let (offset, reason) = json_fault(body).unwrap_or_else(|| json_error(body, e));
+    malformed("JSON", body, offset, reason)
+}
+
+/// `malformed_body`: what was expected, what was found there, and where (line, column,
+/// byte offset).
+fn malformed(format: &str, body: &[u8], offset: usize, reason: String) -> GatewayError {
+    let before = &body[..offset.min(body.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    GatewayError::new(codes::MALFORMED_BODY)
+        .param("format", format.to_owned())
+        .param("reason", reason)
+        .param("line", line.to_string())
+        .param("column", column.to_string())
+        .extension("line", line.into())
+        .extension("column", column.into())
+        .extension("offset", offset.into())
 }
 
 /// What is found at `offset` of `body`, for a detail.
@@ -197,6 +210,11 @@ fn json_fault(body: &[u8]) -> Option<(usize, String)> {
         return Some((at, format!("invalid UTF-8: found {}", found_at(body, at))));
     }
     let e = serde_json::from_slice::<serde::de::IgnoredAny>(body).err()?;
+    Some(json_error(body, &e))
+}
+
+/// Where serde_json's error `e` on `body` is and what it says, in a detail's words.
+fn json_error(body: &[u8], e: &serde_json::Error) -> (usize, String) {
     // serde_json's line and column point at the byte it stopped at (columns count bytes).
     let mut offset = 0;
     for _ in 1..e.line() {
@@ -226,10 +244,10 @@ fn json_fault(body: &[u8]) -> Option<(usize, String)> {
             .take(24)
             .map(|&b| b as char)
             .collect();
-        return Some((
+        return (
             start,
             format!("expected a value, found `{word}` (a word that is not true, false or null)"),
-        ));
+        );
     }
     let what = match what {
         "EOF while parsing a value" => "expected a value",
@@ -238,7 +256,17 @@ fn json_fault(body: &[u8]) -> Option<(usize, String)> {
         "EOF while parsing a string" => "expected the string's closing `\"`",
         other => other,
     };
-    Some((offset, format!("{what}, found {}", found_at(body, offset))))
+    let what = match what {
+        "recursion limit exceeded" => {
+            "nested deeper than 128 levels, the most the gateway checks against a contract"
+        }
+        "number out of range" => "a number beyond what the gateway can check (about ±1.8e308)",
+        "unexpected end of hex escape" | "lone leading surrogate in hex escape" => {
+            "a `\\u` escape of half a surrogate pair (\\ud800 to \\udfff need their other half)"
+        }
+        other => other,
+    };
+    (offset, format!("{what}, found {}", found_at(body, offset)))
 }
 
 /// Where an XML body breaks and why, or `None` when it is well formed. quick-xml reads the
@@ -251,11 +279,28 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
         let at = e.valid_up_to();
         return Some((at, format!("invalid UTF-8: found {}", found_at(body, at))));
     }
+    if let Some(at) = body
+        .iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return Some((
+            at,
+            format!(
+                "a control character is not allowed in XML, found {}",
+                found_at(body, at)
+            ),
+        ));
+    }
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_comments = true;
     let mut open: Vec<String> = Vec::new();
     let mut roots = 0usize;
     let mut doctype = false;
+    let named = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+    };
     loop {
         let start = reader.buffer_position() as usize;
         let event = match reader.read_event() {
@@ -271,13 +316,33 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
                 if outside && roots > 0 {
                     return Some((start, "expected the end of the body after the root element, found a second element".into()));
                 }
+                if !named(tag.name().as_ref()) {
+                    return Some((
+                        start + 1,
+                        format!(
+                            "expected an element name (a letter, `_` or `:` first), found {}",
+                            found_at(body, start + 1)
+                        ),
+                    ));
+                }
                 for attr in tag.attributes() {
                     let fault = match attr {
                         Err(e) => Some(attr_fault(&e)),
+                        Ok(a) if a.value.contains('<') => Some((
+                            tag.attributes_raw()
+                                .find('<')
+                                .map_or(0, |i| i + tag.name().as_ref().len()),
+                            format!(
+                                "attribute `{}`: `<` is not allowed in a value (write &lt;)",
+                                clip_name(a.key.as_ref())
+                            ),
+                        )),
                         Ok(a) => a
                             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                             .err()
-                            .map(|e| (0, format!("attribute `{}`: {e}", a.key.as_ref()))),
+                            .map(|e| {
+                                (0, format!("attribute `{}`: {e}", clip_name(a.key.as_ref())))
+                            }),
                     };
                     if let Some((pos, reason)) = fault {
                         // Positions are counted from the first byte after `<`.
@@ -294,6 +359,10 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
             }
             Event::End(_) => {
                 open.pop();
+            }
+            Event::Text(t) if !outside && t.contains("]]>") => {
+                let at = start + t.find("]]>").unwrap_or(0);
+                return Some((at, "`]]>` is not allowed in text (write ]]&gt;)".into()));
             }
             Event::Text(t) if outside && !t.bytes().all(|b| b.is_ascii_whitespace()) => {
                 let at = start
@@ -339,6 +408,24 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
                             .into(),
                     ));
                 }
+                match d.version() {
+                    Ok(v) if &*v == "1.0" || &*v == "1.1" => {}
+                    Ok(v) => {
+                        return Some((
+                            start,
+                            format!(
+                                "the declaration names version `{}`; XML is 1.0 or 1.1",
+                                clip_name(&v)
+                            ),
+                        ));
+                    }
+                    Err(_) => {
+                        return Some((
+                            start,
+                            "the declaration must name its version first (`<?xml version=\"1.0\"?>`)".into(),
+                        ));
+                    }
+                }
                 if let Some(Ok(enc)) = d.encoding()
                     && !enc.eq_ignore_ascii_case("utf-8")
                 {
@@ -351,12 +438,28 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
                     ));
                 }
             }
+            Event::DocType(_) if doctype || roots > 0 || !outside => {
+                return Some((
+                    start,
+                    "a document type (`<!DOCTYPE`) may only come once, before the root element"
+                        .into(),
+                ));
+            }
             Event::DocType(_) => doctype = true,
+            Event::PI(pi) if pi.target().eq_ignore_ascii_case("xml") => {
+                return Some((
+                    start,
+                    "an XML declaration is written `<?xml` and may only open the body".into(),
+                ));
+            }
             Event::Eof => {
                 return if let Some(name) = open.last() {
                     Some((
                         body.len(),
-                        format!("expected `</{}>`, found the end of the body", name),
+                        format!(
+                            "expected `</{}>`, found the end of the body",
+                            clip_name(name)
+                        ),
                     ))
                 } else if roots == 0 {
                     Some((
@@ -369,6 +472,15 @@ fn xml_fault(body: &[u8]) -> Option<(usize, String)> {
             }
             _ => {}
         }
+    }
+}
+
+/// A name from the body as a detail quotes it: at most 60 characters.
+fn clip_name(name: &str) -> String {
+    if name.chars().count() > 60 {
+        format!("{}…", name.chars().take(60).collect::<String>())
+    } else {
+        name.to_owned()
     }
 }
 
@@ -389,10 +501,14 @@ fn xml_reason(e: &quick_xml::Error, body: &[u8], at: usize) -> String {
     use quick_xml::errors::{Error, IllFormedError};
     match e {
         Error::IllFormed(IllFormedError::MismatchedEndTag { expected, found }) => {
-            format!("expected `</{expected}>`, found `</{found}>`")
+            format!(
+                "expected `</{}>`, found `</{}>`",
+                clip_name(expected),
+                clip_name(found)
+            )
         }
         Error::IllFormed(IllFormedError::UnmatchedEndTag(name)) => {
-            format!("`</{name}>` closes no open element")
+            format!("`</{}>` closes no open element", clip_name(name))
         }
         other => format!("{other}, found {}", found_at(body, at)),
     }
@@ -817,6 +933,30 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        // Found by the attack probe: each of these was taken as well formed.
+        for bad in [
+            &b"<a>\x00</a>"[..],
+            b"<a>\x01</a>",
+            b"<a>x]]>y</a>",
+            b"<a b=\"<\"/>",
+            b"<1a/>",
+            b"< />",
+            b"<a/><!DOCTYPE a>",
+            b"<!DOCTYPE a><!DOCTYPE a><a/>",
+            b"<a><!DOCTYPE a></a>",
+            b"<?XML version=\"1.0\"?><a/>",
+            b"<?xml encoding=\"UTF-8\"?><a/>",
+            b"<?xml version=\"9.9\"?><a/>",
+        ] {
+            assert!(
+                fault(xml, bad).is_some(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("<{}></b>", "n".repeat(100_000));
+        let (reason, _, _) = fault(xml, long.as_bytes()).unwrap();
+        assert!(reason.len() < 200, "names are cut: {}", reason.len());
         assert!(fault(xml, b"<a></b>").is_some());
         assert!(fault(xml, b"<a").is_some());
         assert!(fault(xml, b"<a><!-- x -- y --></a>").is_some());

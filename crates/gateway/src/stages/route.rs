@@ -100,6 +100,11 @@ impl PathPattern {
             }
             if let Some(inner) = seg.strip_prefix('{') {
                 let Some(name) = inner.strip_suffix('}') else {
+                    if inner.contains('}') {
+                        return Err(format!(
+                            "segment `{seg}` mixes text and a parameter; a parameter is a whole segment"
+                        ));
+                    }
                     return Err(format!("segment `{seg}` opens '{{' without closing it"));
                 };
                 let (name, rest) = match name.strip_prefix('*') {
@@ -111,6 +116,12 @@ impl PathPattern {
                     return Err(format!(
                         "parameter name `{name}` must be letters, digits or '_'"
                     ));
+                }
+                let taken = segments.iter().any(|s| {
+                    matches!(s, PatternSegment::Param(n) | PatternSegment::Rest(n) if n == name)
+                });
+                if taken {
+                    return Err(format!("parameter `{{{name}}}` appears twice in `{s}`"));
                 }
                 if rest {
                     if i + 1 != parts.len() || trailing_slash {

@@ -301,7 +301,7 @@ impl BodyCheck {
     /// The `errors[]` items a request with this body would get (none: it is valid), or
     /// `None` when the body is not JSON at all (`malformed_body`).
     pub fn problems(&self, body: &[u8]) -> Option<Vec<FieldError>> {
-        let v: Value = serde_json::from_slice(body).ok()?;
+        let v = parse_json(body).ok()?;
         let pending = Pending {
             contract: self.0.clone(),
             found: Vec::new(),
@@ -555,10 +555,76 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A JSON body as the contract checks it: as `serde_json` reads a `Value` (nested at most
+/// 128 deep, numbers within f64, no lone surrogates), and an object repeating a key is an
+/// error (the upstream might read the other one than was checked).
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    struct Checked;
+    impl<'de> DeserializeSeed<'de> for Checked {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Checked)
+        }
+    }
+    impl<'de> Visitor<'de> for Checked {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::from(n))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::from(n))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, t: &str) -> Result<Value, E> {
+            Ok(Value::String(t.to_owned()))
+        }
+        fn visit_string<E>(self, t: String) -> Result<Value, E> {
+            Ok(Value::String(t))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Checked)? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format!(
+                        "the key `{}` appears twice in one object",
+                        clip(&k)
+                    )));
+                }
+                let v = map.next_value_seed(Checked)?;
+                out.insert(k, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    let mut d = serde_json::Deserializer::from_slice(body);
+    let v = Checked.deserialize(&mut d)?;
+    d.end()?;
+    Ok(v)
+}
+
 /// How many problems of a body are described at most; the rest are counted.
 const DESCRIBED: usize = 1000;
-/// The most values a body may have for its problems to be put in document order.
-const ORDERED_NODES: usize = 100_000;
+/// The most values a body may have for all its problems to be listed, in document order.
+const ALL_PROBLEMS_NODES: usize = 10_000;
 
 /// The values in `v`, counted up to `limit`.
 fn nodes(v: &Value, limit: usize) -> usize {
@@ -607,44 +673,83 @@ fn body_problems(
     if schema.validator.is_valid(checked) {
         return;
     }
-    // Bounded whatever the body: problems described up to DESCRIBED (the rest counted), and
-    // put in document order only for a body of at most ORDERED_NODES values.
-    let order = if nodes(body, ORDERED_NODES + 1) <= ORDERED_NODES {
+    // Bounded whatever the body: every problem of a body of at most ALL_PROBLEMS_NODES
+    // values (described up to DESCRIBED, the rest counted), in document order; of a larger
+    // one, its first problem only (the validator stops there: listing them all could take
+    // gigabytes for a body of millions of wrong items).
+    let all = nodes(body, ALL_PROBLEMS_NODES + 1) <= ALL_PROBLEMS_NODES;
+    let order = if all {
         document_order(body)
     } else {
         HashMap::new()
     };
-    let mut errors = schema.validator.iter_errors(checked);
-    for e in errors.by_ref().take(DESCRIBED) {
-        let secret = e
-            .instance_path()
-            .as_str()
-            .rsplit('/')
-            .next()
-            .is_some_and(is_secret);
-        for (ptr, mut reason, mut detail) in describe(&e, schema, secret, &order) {
+    let describe_one = |e: &ValidationError<'_>, found: &mut Vec<Found>| {
+        for (ptr, mut reason, mut detail) in describe(e, schema, false, &order) {
             if reason == "required" && blanks.contains(&ptr) {
                 reason = "blank".into();
                 detail = "is blank; a value is required".into();
             }
             let name = match ptr.rsplit_once('/') {
-                Some((_, last)) if !ptr.is_empty() => unescape(last),
+                Some((_, last)) if !ptr.is_empty() => clip(&unescape(last)),
                 _ => "(body)".into(),
             };
             found.push(Found {
                 order: (3, position(&order, &ptr)),
                 field: FieldError {
                     location: "body".into(),
-                    pointer: format!("#{ptr}"),
+                    pointer: format!("#{}", clip_pointer(&ptr)),
                     name,
                     reason,
                     detail,
                 },
             });
         }
+    };
+    if !all {
+        if let Err(e) = schema.validator.validate(checked) {
+            describe_one(&e, found);
+        }
+        found.push(Found {
+            order: (3, usize::MAX),
+            field: FieldError {
+                location: "body".into(),
+                pointer: "#".into(),
+                name: "(body)".into(),
+                reason: "not_all_listed".into(),
+                detail: format!(
+                    "holds more than {ALL_PROBLEMS_NODES} values: only its first problem is listed; fix it and send the body again"
+                ),
+            },
+        });
+        return;
+    }
+    let mut errors = schema.validator.iter_errors(checked);
+    for e in errors.by_ref().take(DESCRIBED) {
+        describe_one(&e, found);
     }
     *more += errors.count();
 }
+
+/// `ptr` with each reference token longer than [`MAX_TOKEN`] characters cut (marked `…`):
+/// a body's keys are quoted back, but not megabytes of them.
+fn clip_pointer(ptr: &str) -> String {
+    if ptr.len() <= MAX_TOKEN {
+        return ptr.to_owned();
+    }
+    ptr.split('/')
+        .map(|t| {
+            if t.chars().count() > MAX_TOKEN {
+                format!("{}…", t.chars().take(MAX_TOKEN).collect::<String>())
+            } else {
+                t.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The longest key quoted whole in a pointer.
+const MAX_TOKEN: usize = 256;
 
 /// Each pointer of `v`, numbered in document order (objects keep their order).
 fn document_order(v: &Value) -> HashMap<String, usize> {
@@ -764,13 +869,64 @@ fn is_secret(name: &str) -> bool {
 }
 
 /// A value as JSON text, cut to a readable length.
+/// Whether the schema object holding the keyword at `keyword_path` says `format: password`.
+fn password_at(schema: &Schema, keyword_path: &str) -> bool {
+    let parent = keyword_path.rsplit_once('/').map_or("", |(p, _)| p);
+    schema
+        .root
+        .pointer(parent)
+        .and_then(|s| s.get("format"))
+        .and_then(Value::as_str)
+        == Some("password")
+}
+
+/// `v` as JSON for a detail: at most 60 characters, and the value of any key named like a
+/// secret hidden, however deep (written only as far as shown, whatever the value's size).
 fn shown(v: &Value) -> String {
-    let t = v.to_string();
-    if t.chars().count() > 60 {
-        format!("{}…", t.chars().take(60).collect::<String>())
-    } else {
-        t
+    fn write(v: &Value, out: &mut String) {
+        if out.len() > 64 {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                out.push('{');
+                for (i, (k, x)) in m.iter().enumerate() {
+                    if out.len() > 64 {
+                        break;
+                    }
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(clip(k)).to_string());
+                    out.push(':');
+                    if is_secret(k) {
+                        out.push_str("\"(hidden)\"");
+                    } else {
+                        write(x, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if out.len() > 64 {
+                        break;
+                    }
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            Value::String(t) => out.push_str(&Value::String(clip(t)).to_string()),
+            other => out.push_str(&other.to_string()),
+        }
     }
+    let mut t = String::new();
+    write(v, &mut t);
+    clip(&t)
 }
 
 fn clip(t: &str) -> String {
@@ -828,6 +984,10 @@ fn describe(
     order: &HashMap<String, usize>,
 ) -> Vec<(String, String, String)> {
     let at = e.instance_path().as_str().to_owned();
+    // Secret: below a key named like a secret, or where the schema says `format: password`.
+    let secret = secret
+        || at.split('/').any(|t| is_secret(&unescape(t)))
+        || password_at(schema, e.schema_path().as_str());
     let v = e.instance();
     let one = |reason: &str, detail: String| vec![(at.clone(), reason.to_owned(), detail)];
     match e.kind() {
@@ -1198,21 +1358,32 @@ mod tests {
 
     #[test]
     fn a_huge_body_of_problems_is_bounded() {
-        // 200,000 wrong items: 1,000 described (no pointer map over the whole body), every
-        // one counted.
         let c = Arc::new(contract(
             json!({"type": "array", "items": {"type": "string"}}),
         ));
-        let body = Value::Array(vec![json!(1); 200_000]);
-        let p = Pending {
-            contract: c,
-            found: Vec::new(),
+        let finish = |n: usize| {
+            let p = Pending {
+                contract: c.clone(),
+                found: Vec::new(),
+            };
+            p.finish(Some(&Value::Array(vec![json!(1); n])))
+                .unwrap_err()
         };
-        let e = p.finish(Some(&body)).unwrap_err();
+        // 9,000 wrong items: the first 20 listed, 1,000 described, every one counted.
+        let e = finish(9_000);
         assert_eq!(e.fields.len(), DEFAULT_MAX_ERRORS);
         assert_eq!(e.fields[0].pointer, "#/0");
         let count = &e.params.iter().find(|(k, _)| *k == "count").unwrap().1;
-        assert_eq!(count, "200000");
+        assert_eq!(count, "9000");
+        // 200,000: the validator stops at the first, and the answer says the rest are
+        // not listed (listing them all took gigabytes in the attack probe).
+        let e = finish(200_000);
+        let got: Vec<(&str, &str)> = e
+            .fields
+            .iter()
+            .map(|f| (f.pointer.as_str(), f.reason.as_str()))
+            .collect();
+        assert_eq!(got, vec![("#/0", "type"), ("#", "not_all_listed")]);
     }
 
     #[test]
