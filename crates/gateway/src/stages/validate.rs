@@ -603,14 +603,18 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut out = serde_json::Map::new();
             while let Some(k) = map.next_key::<String>()? {
-                if out.contains_key(&k) {
-                    return Err(A::Error::custom(format!(
-                        "the key `{}` appears twice in one object",
-                        clip(&k)
-                    )));
+                // One lookup for the check and the insert.
+                match out.entry(k) {
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(map.next_value_seed(Checked)?);
+                    }
+                    serde_json::map::Entry::Occupied(taken) => {
+                        return Err(A::Error::custom(format!(
+                            "the key `{}` appears twice in one object",
+                            clip(taken.key())
+                        )));
+                    }
                 }
-                let v = map.next_value_seed(Checked)?;
-                out.insert(k, v);
             }
             Ok(Value::Object(out))
         }
