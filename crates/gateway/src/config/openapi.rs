@@ -21,73 +21,27 @@ use serde_json::{Map, Value, json};
 use std::path::Path;
 
 /// The route settings an `[[openapi]]` entry (for all its operations) or one of its
-/// `[openapi.operations.<operationId>]` tables may set over what the document says.
-pub(super) const OPERATION: &[&str] = &[
-    "host",
-    "upstream",
-    "timeout",
-    "max_connections",
-    "max_queue",
-    "mode",
-    "retry_after",
-    "maintenance_until",
-    "wrap_upstream_errors",
-    "preserve_host",
-    "accepts",
-    "produces",
-    "auth",
-    "auth_scheme",
-    "scopes",
-    "account_param",
-    "account_header",
-    "api_key_header",
-    "api_key_query",
-    "issuers",
-    "require_https",
-    "redirect_to_https",
-    "allow",
-    "deny",
-    "max_body_bytes",
-    "unknown_query",
-    "blank_is_missing",
-    "max_errors",
-];
+/// `[openapi.operations.<operationId>]` tables may set over what the document says: a
+/// route's, but its name, path, methods and contract, which the document gives, plus how
+/// the contract reports (`unknown_query`, `blank_is_missing`, `max_errors`).
+pub(super) static OPERATION: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        super::routes::ROUTE
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "name" | "path" | "methods" | "validate"))
+            .chain(["unknown_query", "blank_is_missing", "max_errors"])
+            .collect()
+    });
 
 /// An `[[openapi]]` entry's keys: the document, how it is read, and [`OPERATION`]'s.
-pub(super) const OPENAPI: &[&str] = &[
-    "document",
-    "base_path",
-    "unsupported",
-    "operations",
-    "host",
-    "upstream",
-    "timeout",
-    "max_connections",
-    "max_queue",
-    "mode",
-    "retry_after",
-    "maintenance_until",
-    "wrap_upstream_errors",
-    "preserve_host",
-    "accepts",
-    "produces",
-    "auth",
-    "auth_scheme",
-    "scopes",
-    "account_param",
-    "account_header",
-    "api_key_header",
-    "api_key_query",
-    "issuers",
-    "require_https",
-    "redirect_to_https",
-    "allow",
-    "deny",
-    "max_body_bytes",
-    "unknown_query",
-    "blank_is_missing",
-    "max_errors",
-];
+pub(super) static OPENAPI: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        ["document", "base_path", "unsupported", "operations"]
+            .into_iter()
+            .chain(OPERATION.iter().copied())
+            .collect()
+    });
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",

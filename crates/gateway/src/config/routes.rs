@@ -13,7 +13,7 @@ pub(crate) use crate::upstream::Upstream;
 use http::Method;
 use std::time::Duration;
 
-const ROUTE: &[&str] = &[
+pub(super) const ROUTE: &[&str] = &[
     "name",
     "host",
     "path",
@@ -152,7 +152,7 @@ pub(super) fn read(
     }
     // Then each OpenAPI document's operations, concrete paths before templated ones.
     let none = toml::de::DeTable::new();
-    for entry in top.tables(p, "openapi", super::openapi::OPENAPI) {
+    for entry in top.tables(p, "openapi", &super::openapi::OPENAPI) {
         let derived = super::openapi::read(&entry, p, dir);
         let loaded = derived.is_some();
         let overrides = entry.table(p, "operations", &[]);
@@ -160,14 +160,14 @@ pub(super) fn read(
         for d in derived.into_iter().flatten() {
             let own = overrides
                 .as_ref()
-                .and_then(|o| o.any_table(p, &d.name, super::openapi::OPERATION));
+                .and_then(|o| o.any_table(p, &d.name, &super::openapi::OPERATION));
             let r = own
                 .unwrap_or_else(|| {
                     TableReader::new(
                         &none,
                         entry.span.clone(),
                         &entry.key_path(&format!("operations.{}", d.name)),
-                        super::openapi::OPERATION,
+                        &super::openapi::OPERATION,
                     )
                 })
                 .with_fallback(&entry);
