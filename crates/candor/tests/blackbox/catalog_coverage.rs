@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 /// Codes raised by stages that are not built yet: rate limits, upstream health checks,
 /// resource conflicts and operations a mode does not support.
 const OWNED_BY_LATER_WORK: &[&str] = &[
-    "rate_limited",
     "no_healthy_upstream",
     "conflict",
     "unsupported_for_mode",

@@ -54,6 +54,7 @@ mod openapi;
 mod parse;
 mod policy;
 mod protocols;
+mod rate_limits;
 mod route;
 mod timeouts;
 mod token_endpoint;

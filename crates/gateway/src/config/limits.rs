@@ -9,6 +9,7 @@ const LIMITS: &[&str] = &[
     "max_body_bytes",
     "max_connections",
     "max_h2_streams",
+    "max_rate_limit_keys",
 ];
 
 /// Reads `[limits]`.
@@ -29,6 +30,9 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Limits {
         }
         if let Some(n) = l.integer(p, "max_h2_streams", 1, 10_000) {
             limits.max_h2_streams = n as u32;
+        }
+        if let Some(n) = l.integer(p, "max_rate_limit_keys", 1, 100_000_000) {
+            limits.max_rate_limit_keys = n as usize;
         }
         l.finish(p);
     }

@@ -190,7 +190,7 @@ impl<'a, 'i> TableReader<'a, 'i> {
     pub(crate) fn duration(&self, p: &mut Problems<'_>, key: &str) -> Option<std::time::Duration> {
         let v = self.get(key)?;
         const EXPECTED: &str =
-            "a duration such as \"500ms\", \"30s\", \"5m\" or a number of seconds";
+            "a duration such as \"500ms\", \"30s\", \"5m\", \"1d\" or a number of seconds";
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
                 .ok()
@@ -400,6 +400,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
         "s" => n.checked_mul(1000)?,
         "m" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     Some(std::time::Duration::from_millis(ms))

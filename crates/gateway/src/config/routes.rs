@@ -43,6 +43,10 @@ pub(super) const ROUTE: &[&str] = &[
     "deny",
     "max_body_bytes",
     "validate",
+    "rate_limits",
+    "rate_limit_headers",
+    "rate_limit_status",
+    "quota_status",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
@@ -284,6 +288,7 @@ fn read_route(
         );
     }
     let auth = read_route_auth(r, p, pattern.as_ref(), security.as_ref());
+    let limits = super::rate_limits::read(r, p, auth.as_ref());
     let access = super::access::read(r, p);
     let own_types = |p: &mut Problems<'_>, key: &str, range: bool, from: Vec<MediaType>| {
         if r.get(key).is_some() {
@@ -357,6 +362,7 @@ fn read_route(
         negotiation,
         contract,
         max_body_bytes,
+        limits,
     })
 }
 

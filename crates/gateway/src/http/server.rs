@@ -195,6 +195,7 @@ impl Server {
             replay: crate::limits::attempts::ReplayCache::default(),
             external: Arc::new(crate::identity::issuers::ExternalKeys::default()),
             quotas: Arc::new(quotas),
+            rate_limits: Arc::default(),
             failures: crate::limits::attempts::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,
@@ -280,6 +281,9 @@ impl Server {
         tokio::spawn(crate::limits::quota::keep_saved(
             state.services.quotas.clone(),
             state.services.identity.clone(),
+        ));
+        tokio::spawn(crate::limits::rate::keep_evicting(
+            state.services.rate_limits.clone(),
         ));
         let issuers_state = state.clone();
         tokio::spawn(crate::identity::issuers::keep_fresh(

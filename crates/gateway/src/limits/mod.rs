@@ -7,3 +7,4 @@
 
 pub(crate) mod attempts;
 pub(crate) mod quota;
+pub(crate) mod rate;

@@ -62,6 +62,10 @@ pub(crate) struct RequestCtx<'a> {
     /// The route's contract, when its body is still to be checked (with the parameter
     /// problems found so far): `forward` checks the body once it has it whole.
     pub(crate) validation: Option<crate::stages::validate::Pending>,
+    /// The rate-limit policies the request passed, with their state after it.
+    pub(crate) rate_limits: Vec<crate::limits::rate::PolicyState>,
+    /// Whether the answer carries the RateLimit fields of `rate_limits`.
+    pub(crate) rate_limit_fields: bool,
     client_ip: Option<IpAddr>,
 }
 
@@ -87,6 +91,8 @@ impl<'a> RequestCtx<'a> {
             principal: None,
             body_format: None,
             validation: None,
+            rate_limits: Vec::new(),
+            rate_limit_fields: false,
             client_ip: None,
         }
     }

@@ -74,12 +74,14 @@ pub(crate) struct Services {
     pub(crate) external: Arc<ExternalKeys>,
     /// Account quota counters.
     pub(crate) quotas: Arc<Quotas>,
+    /// Rate limiters, by route and policy.
+    pub(crate) rate_limits: Arc<crate::limits::rate::Registry>,
 }
 
 impl Pipeline {
     /// Compiles `config`.
     pub(crate) fn new(config: &Config, generation: u64, services: Arc<Services>) -> Self {
-        let (entries, plans) = plan::compile(config);
+        let (entries, plans) = plan::compile(config, &services.rate_limits);
         Pipeline {
             services,
             tokens: TokenPolicy::new(
@@ -135,10 +137,16 @@ impl Pipeline {
         let (parts, body) = req.into_parts();
         let outcome = AssertUnwindSafe(async {
             let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail);
-            self.run(forwarder, &mut ctx).await
+            let result = self.run(forwarder, &mut ctx).await;
+            let fields = ctx.rate_limit_fields.then_some(ctx.rate_limits);
+            (result, fields)
         })
         .catch_unwind()
         .await;
+        let (outcome, rate_fields) = match outcome {
+            Ok((result, fields)) => (Ok(result), fields),
+            Err(panic) => (Err(panic), None),
+        };
         let (mut resp, error) = match outcome {
             Ok(Ok(resp)) => (resp, None),
             Ok(Err(err)) => {
@@ -171,6 +179,9 @@ impl Pipeline {
             }
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
+        if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
+            crate::stages::limit::add_fields(resp.headers_mut(), &states);
+        }
         let status = resp.status().as_u16();
         if self.log_requests || error.is_some() {
             let code = error.as_ref().map_or("", |e| e.code);

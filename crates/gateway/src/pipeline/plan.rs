@@ -33,8 +33,10 @@ pub(crate) enum Stage {
     Authenticate(AuthConfig),
     /// Scopes, the account the request names, the account's state.
     Authorize(AuthConfig),
-    /// The authenticated account's quota.
-    Limit,
+    /// Rate limits (those keyed before authentication, or those after).
+    RateLimit(limit::RateStage),
+    /// The authenticated account's quota (with the route's status for its answer).
+    Limit(Option<http::StatusCode>),
     /// The route's request contract.
     Validate(std::sync::Arc<validate::Contract>),
 }
@@ -48,7 +50,8 @@ impl Stage {
             Stage::Negotiate(_) => "negotiate",
             Stage::Authenticate(_) => "authenticate",
             Stage::Authorize(_) => "authorize",
-            Stage::Limit => "limit",
+            Stage::RateLimit(_) => "rate_limit",
+            Stage::Limit(_) => "limit",
             Stage::Validate(_) => "validate",
         }
     }
@@ -106,7 +109,8 @@ impl Stage {
                 }
                 out
             }
-            Stage::Limit => vec![codes::QUOTA_EXCEEDED],
+            Stage::RateLimit(_) => vec![codes::RATE_LIMITED],
+            Stage::Limit(_) => vec![codes::QUOTA_EXCEEDED],
             Stage::Validate(_) => vec![codes::VALIDATION_FAILED],
         }
     }
@@ -125,7 +129,8 @@ impl Stage {
                 ctx,
             ),
             Stage::Authorize(auth) => authorize::run(auth, ctx),
-            Stage::Limit => limit::run(&p.services.quotas, ctx),
+            Stage::RateLimit(r) => limit::run_rate(r, ctx),
+            Stage::Limit(status) => limit::run(&p.services.quotas, *status, ctx),
             Stage::Validate(c) => validate::run(c, ctx),
         }
     }
@@ -156,8 +161,8 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan of an operator's route.
-    fn of_route(route: &RouteConfig) -> Plan {
+    /// The plan of an operator's route; its rate limiters come from `limiters`.
+    fn of_route(route: &RouteConfig, limiters: &Limiters<'_>) -> Plan {
         let mut stages = Vec::new();
         if !route.access.is_empty() {
             stages.push(Stage::Policy(route.access.clone()));
@@ -165,13 +170,38 @@ impl Plan {
         if route.mode != RouteMode::Proxy {
             stages.push(Stage::Mode(route.mode.clone()));
         }
+        // Limits keyed by what the request shows (address, a header, the route) come
+        // before anything reads its credentials or body; limits keyed by who it is, once
+        // it is authenticated.
+        let rate = |after_auth: bool| {
+            let l = &route.limits;
+            let chosen: Vec<_> = l
+                .policies
+                .iter()
+                .filter(|p| p.key.needs_principal() == after_auth)
+                .map(|p| {
+                    limiters
+                        .registry
+                        .limiter(&route.name, p, limiters.max_keys)
+                })
+                .collect();
+            (!chosen.is_empty()).then(|| {
+                Stage::RateLimit(limit::RateStage {
+                    limiters: chosen,
+                    headers: l.headers,
+                    status: l.rate_status,
+                })
+            })
+        };
+        stages.extend(rate(false));
         if !route.negotiation.is_empty() {
             stages.push(Stage::Negotiate(route.negotiation.clone()));
         }
         if let Some(auth) = &route.auth {
             stages.push(Stage::Authenticate(auth.clone()));
             stages.push(Stage::Authorize(auth.clone()));
-            stages.push(Stage::Limit);
+            stages.extend(rate(true));
+            stages.push(Stage::Limit(route.limits.quota_status));
         }
         if let Some(c) = &route.contract {
             stages.push(Stage::Validate(c.clone()));
@@ -252,12 +282,28 @@ fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
         negotiation: Negotiation::default(),
         contract: None,
         max_body_bytes: None,
+        limits: Default::default(),
     })
+}
+
+/// Where plans get their rate limiters: the registry that keeps them across reloads.
+pub(crate) struct Limiters<'a> {
+    /// The live limiters.
+    pub(crate) registry: &'a crate::limits::rate::Registry,
+    /// The most keys a new limiter holds.
+    pub(crate) max_keys: usize,
 }
 
 /// The route table's entries and their plans, by index: the gateway's own endpoints first
 /// (the configuration reserves their paths), then the configured routes in file order.
-pub(crate) fn compile(config: &Config) -> (Vec<RouteEntry>, Vec<Plan>) {
+pub(crate) fn compile(
+    config: &Config,
+    registry: &crate::limits::rate::Registry,
+) -> (Vec<RouteEntry>, Vec<Plan>) {
+    let limiters = Limiters {
+        registry,
+        max_keys: config.limits.max_rate_limit_keys,
+    };
     let mut entries = Vec::with_capacity(config.routes.len() + 4);
     let mut plans = Vec::with_capacity(config.routes.len() + 4);
     let errors_pattern = format!("{ERRORS_PREFIX}/{{*code}}");
@@ -294,7 +340,7 @@ pub(crate) fn compile(config: &Config) -> (Vec<RouteEntry>, Vec<Plan>) {
         }
     }
     for route in &config.routes {
-        plans.push(Plan::of_route(route));
+        plans.push(Plan::of_route(route, &limiters));
         entries.push(RouteEntry {
             config: route.clone(),
             builtin: false,
@@ -323,7 +369,7 @@ pub struct RoutePlan {
 impl Config {
     /// Every route's plan, in the order the route table tries them.
     pub fn route_plans(&self) -> Vec<RoutePlan> {
-        let (entries, plans) = compile(self);
+        let (entries, plans) = compile(self, &crate::limits::rate::Registry::default());
         entries
             .iter()
             .zip(&plans)

@@ -1,13 +1,138 @@
-//! Limit stage: the authenticated account's daily request quota (`quota_exceeded`). Rate
-//! limits per client, key and route join it here.
+//! Limit stages: the route's rate limits (`rate_limited`, with `Retry-After` and the
+//! RateLimit fields) and the authenticated account's request quotas (`quota_exceeded`).
 
 use crate::error::GatewayError;
 use crate::limits::quota::Quotas;
+use crate::limits::rate::{self, KeyBy, Limiter, PolicyState};
 use crate::pipeline::context::{Flow, RequestCtx};
+use candor_catalog::codes;
+use http::header::RETRY_AFTER;
+use http::{HeaderName, HeaderValue, StatusCode};
+use std::sync::Arc;
 
-/// Counts the request against the principal's account quota; refuses it once the day's
-/// quota is used. Requests without an account pass.
-pub(crate) fn run(quotas: &Quotas, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Some of a route's rate-limit policies: those known before authentication (address,
+/// header, route) or those known after (client, account, API key).
+#[derive(Debug)]
+pub(crate) struct RateStage {
+    /// The policies' limiters, shortest window first: a request refused by a short window
+    /// is not counted against a longer one.
+    pub(crate) limiters: Vec<Arc<Limiter>>,
+    /// Whether answers that passed carry the RateLimit fields.
+    pub(crate) headers: bool,
+    /// The status of the refusal, if not 429.
+    pub(crate) status: Option<StatusCode>,
+}
+
+/// The bytes `ctx`'s request is counted under for `key`, with a tag byte so that a fallback
+/// (an address where a header is missing) never shares a bucket with a value.
+fn key_bytes(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> (u8, Vec<u8>) {
+    let principal = ctx.principal.as_ref();
+    match key {
+        KeyBy::Route => (b'r', Vec::new()),
+        KeyBy::Client | KeyBy::ApiKey => match principal {
+            Some(p) => (b'c', p.client_id.as_bytes().to_vec()),
+            None => (b'i', rate::address_key(ctx.client_ip())),
+        },
+        KeyBy::Account => match principal {
+            Some(p) => match &p.account {
+                Some(a) => (b'a', a.as_bytes().to_vec()),
+                None => (b'c', p.client_id.as_bytes().to_vec()),
+            },
+            None => (b'i', rate::address_key(ctx.client_ip())),
+        },
+        KeyBy::Header(h) => match ctx.parts.headers.get(h) {
+            Some(v) => (b'h', v.as_bytes().to_vec()),
+            None => (b'i', rate::address_key(ctx.client_ip())),
+        },
+        KeyBy::Address => (b'i', rate::address_key(ctx.client_ip())),
+    }
+}
+
+/// Who a refused request was counted as, in words that quote no secret.
+fn subject(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> String {
+    let route = ctx.route.map_or("", |r| r.config.name.as_str()).to_owned();
+    let principal = ctx.principal.clone();
+    match (key, principal) {
+        (KeyBy::Route, _) => format!("on route {route} as a whole"),
+        (KeyBy::Client, Some(p)) => format!("for client {}", p.client_id),
+        (KeyBy::ApiKey, Some(p)) => format!("for API key {}", p.client_id),
+        (KeyBy::Account, Some(p)) => match p.account {
+            Some(a) => format!("for account {a}"),
+            None => format!("for client {}", p.client_id),
+        },
+        (KeyBy::Header(h), _) if ctx.parts.headers.contains_key(h) => {
+            format!("for this value of the {h} header")
+        }
+        _ => format!("for address {}", ctx.client_ip()),
+    }
+}
+
+/// Counts the request against each policy; refuses it at the first that is used up.
+pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+    for l in &stage.limiters {
+        let (tag, key) = key_bytes(&l.policy.key, ctx);
+        match l.check(tag, &key) {
+            Ok(state) => ctx.rate_limits.push(state),
+            Err(refusal) => {
+                let p = &l.policy;
+                let wait = refusal.state.reset;
+                let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
+                let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
+                states.push(refusal.state);
+                let mut e = GatewayError::new(codes::RATE_LIMITED)
+                    .param("policy", p.name.clone())
+                    .param("limit", p.limit.to_string())
+                    .param("window", p.window_words())
+                    .param("subject", subject(&p.key, ctx))
+                    .param("retry_after", wait.to_string())
+                    .param("retry_at", retry_at.clone())
+                    .header(RETRY_AFTER, &wait.to_string())
+                    .header(RATELIMIT_POLICY.clone(), &rate::policy_field(&states))
+                    .header(RATELIMIT.clone(), &rate::state_field(&states))
+                    .extension("violated-policies", vec![p.name.clone()].into())
+                    .extension("limit", p.limit.into())
+                    .extension("window", p.window.as_secs().into())
+                    .extension("retry_after", wait.into())
+                    .extension("retry_at", retry_at.into());
+                if let Some(s) = stage.status {
+                    e = e.status(s);
+                }
+                ctx.trail.record(
+                    "rate_limit",
+                    "reject",
+                    Some(codes::RATE_LIMITED),
+                    vec![("policy", p.name.clone())],
+                );
+                return Err(e);
+            }
+        }
+    }
+    ctx.rate_limit_fields |= stage.headers;
+    Ok(Flow::Continue)
+}
+
+/// Adds the RateLimit fields of the policies `states` passed to an answer.
+pub(crate) fn add_fields(headers: &mut http::HeaderMap, states: &[PolicyState]) {
+    if let Ok(v) = HeaderValue::from_str(&rate::policy_field(states)) {
+        headers.insert(RATELIMIT_POLICY.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&rate::state_field(states)) {
+        headers.insert(RATELIMIT.clone(), v);
+    }
+}
+
+/// Counts the request against the principal's account quotas; refuses it once one is
+/// used. Requests without an account pass.
+pub(crate) fn run(
+    quotas: &Quotas,
+    status: Option<StatusCode>,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<Flow, GatewayError> {
     let account = ctx
         .principal
         .as_ref()
@@ -19,7 +144,10 @@ pub(crate) fn run(quotas: &Quotas, ctx: &mut RequestCtx<'_>) -> Result<Flow, Gat
     };
     match quotas.count(account, crate::time::unix_now()) {
         Ok(()) => Ok(Flow::Continue),
-        Err(e) => {
+        Err(mut e) => {
+            if let Some(s) = status {
+                e = e.status(s);
+            }
             ctx.trail
                 .record("limit", "reject", Some(e.code), Vec::new());
             Err(e)

@@ -57,6 +57,8 @@ pub struct RouteConfig {
     pub(crate) contract: Option<std::sync::Arc<crate::stages::validate::Contract>>,
     /// The route's own body limit (at most `limits.max_body_bytes`).
     pub max_body_bytes: Option<u64>,
+    /// Its rate-limit policies and the statuses of its limit answers.
+    pub(crate) limits: crate::config::RouteLimits,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.

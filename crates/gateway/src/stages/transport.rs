@@ -19,6 +19,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// The most HTTP/2 streams a client may have open at once on one connection.
     pub max_h2_streams: u32,
+    /// The most keys one rate-limit policy holds (keys beyond share one bucket until idle
+    /// keys are evicted).
+    pub max_rate_limit_keys: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +32,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_connections: 10_000,
             max_h2_streams: 100,
+            max_rate_limit_keys: 1_000_000,
         }
     }
 }

@@ -1,0 +1,260 @@
+//! Rate limits, black-box: GCRA policies per route and key, `rate_limited` 429 with
+//! `Retry-After`, the RateLimit fields on every answer of a limited route, `violated-policies`,
+//! statuses set per route, counts kept across a reload, and `candor check` on bad policies.
+
+use crate::harness::*;
+
+const TWO_POLICIES: &str = r#"
+[[routes.rate_limits]]
+name = "burst"
+limit = 3
+window = "30s"
+key = "address"
+
+[[routes.rate_limits]]
+name = "daily"
+limit = 1000
+window = "1d"
+key = "address"
+"#;
+
+#[test]
+fn a_burst_passes_then_429_says_which_policy_and_when() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/r", &up.url(), TWO_POLICIES));
+    let remaining: Vec<String> = (0..3)
+        .map(|_| {
+            let r = gw.get("/r");
+            assert_eq!(r.status, 200);
+            assert_eq!(
+                r.header("ratelimit-policy"),
+                Some("\"burst\";q=3;w=30, \"daily\";q=1000;w=86400")
+            );
+            r.header("ratelimit").unwrap().to_owned()
+        })
+        .collect();
+    // One request per 10 s comes back; per 86.4 s for the daily budget.
+    assert_eq!(
+        remaining,
+        [
+            "\"burst\";r=2;t=10, \"daily\";r=999;t=87",
+            "\"burst\";r=1;t=20, \"daily\";r=998;t=173",
+            "\"burst\";r=0;t=10, \"daily\";r=997;t=260",
+        ]
+    );
+    let r = gw.get("/r");
+    let b = assert_problem(&r, "rate_limited");
+    assert_eq!(r.status, 429);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    assert_eq!(
+        r.header("ratelimit").unwrap(),
+        format!("\"burst\";r=0;t={wait}")
+    );
+    assert_eq!(r.header("ratelimit-policy"), Some("\"burst\";q=3;w=30"));
+    assert_eq!(b["violated-policies"], serde_json::json!(["burst"]));
+    assert_eq!(b["retry_after"], wait);
+    assert_eq!(b["limit"], 3);
+    assert_eq!(b["window"], 30);
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "The rate limit burst of 3 requests per 30 seconds for address 127.0.0.1 is used up; the next request will be accepted in {wait} s, at "
+        )),
+        "{detail}"
+    );
+    // The refused request never reached the upstream.
+    assert_eq!(up.heads().len(), 3);
+    let line = gw.log_line("rate_limited");
+    assert!(
+        line.contains(r#"{\"stage\":\"rate_limit\",\"outcome\":\"reject\",\"code\":\"rate_limited\",\"facts\":[[\"policy\",\"burst\"]]}"#),
+        "{line}"
+    );
+}
+
+#[test]
+fn keys_count_separately_and_a_missing_header_counts_as_the_address() {
+    let up = Upstream::start(Behaviour::Echo);
+    let extra = "[[routes.rate_limits]]\nlimit = 1\nwindow = \"1m\"\nkey = \"header:X-Tenant\"\n";
+    let gw = Gateway::start(&one_route("/r", &up.url(), extra));
+    let tenant = |t: &str| gw.request("GET", "/r", &[("X-Tenant", t)], b"");
+    assert_eq!(tenant("a").status, 200);
+    let b = assert_problem(&tenant("a"), "rate_limited");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("default of 1 requests per minute for this value of the x-tenant header"),
+        "{b}"
+    );
+    assert_eq!(b["violated-policies"], serde_json::json!(["default"]));
+    assert_eq!(tenant("b").status, 200);
+    // No header: the address's own bucket, not a tenant's.
+    assert_eq!(gw.get("/r").status, 200);
+    let b = assert_problem(&gw.get("/r"), "rate_limited");
+    assert!(
+        b["detail"].as_str().unwrap().contains("for address 127.0.0.1"),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_route_sets_the_status_and_whether_passing_answers_carry_the_fields() {
+    let up = Upstream::start(Behaviour::Echo);
+    let extra = "rate_limit_status = 503\nrate_limit_headers = false\n[[routes.rate_limits]]\nlimit = 1\nwindow = \"1h\"\nkey = \"route\"\n";
+    let gw = Gateway::start(&one_route("/r", &up.url(), extra));
+    let r = gw.get("/r");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit"), None);
+    assert_eq!(r.header("ratelimit-policy"), None);
+    let r = gw.request("GET", "/r", &[("X-Forwarded-For", "192.0.2.9")], b"");
+    let b = assert_problem(&r, "rate_limited");
+    assert_eq!(r.status, 503);
+    assert!(
+        b["detail"].as_str().unwrap().contains("on route r as a whole"),
+        "{b}"
+    );
+    // The refusal carries them whatever the setting.
+    assert!(r.header("ratelimit").unwrap().starts_with("\"default\";r=0;t="));
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn counts_survive_a_reload_that_keeps_the_policy() {
+    let up = Upstream::start(Behaviour::Echo);
+    let extra = "[[routes.rate_limits]]\nlimit = 2\nwindow = \"1h\"\n";
+    let first = one_route("/r", &up.url(), extra);
+    let gw = Gateway::start(&first);
+    assert_eq!(gw.get("/r").status, 200);
+    assert_eq!(gw.get("/r").status, 200);
+    assert_problem(&gw.get("/r"), "rate_limited");
+    let second = format!(
+        "{first}[[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"{}\"\n",
+        up.url()
+    );
+    std::fs::write(&gw.config, &second).unwrap();
+    assert!(gw.eventually(|g| g.get("/b").status == 200));
+    assert_problem(&gw.get("/r"), "rate_limited");
+    // A changed policy starts afresh.
+    std::fs::write(&gw.config, second.replace("limit = 2", "limit = 5")).unwrap();
+    assert!(gw.eventually(|g| g.get("/r").status == 200));
+    let r = gw.get("/r");
+    assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=5;w=3600"));
+}
+
+#[test]
+fn policies_keyed_by_account_need_credentials_and_count_per_account() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n\
+         [[routes.rate_limits]]\nname = \"per-account\"\nlimit = 2\nwindow = \"1m\"\nkey = \"account\"\n",
+        up.url()
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(path, &["accounts", "add", "--id", "small", "--name", "Small"]);
+        out = cli_at(path, &["clients", "add", "--account", "small"]);
+    });
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    };
+    let auth = format!("Bearer {}", token(&s));
+    // A request that fails authentication is not counted: the policy runs after it.
+    assert_problem(&s.gw.get("/q"), "credentials_missing");
+    assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    let r = bearer(&s, "/q", &auth);
+    assert_eq!(r.header("ratelimit"), Some("\"per-account\";r=0;t=30"));
+    let b = assert_problem(&bearer(&s, "/q", &auth), "rate_limited");
+    assert!(
+        b["detail"].as_str().unwrap().contains("for account small"),
+        "{b}"
+    );
+}
+
+#[test]
+fn check_reports_bad_policies() {
+    let dir = temp_dir("rl-check");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[routes]]
+name = "r"
+path = "/r"
+upstream = "http://127.0.0.1:9"
+rate_limit_status = 418
+
+[[routes.rate_limits]]
+name = "a b"
+limit = 0
+window = "1500ms"
+key = "acount"
+
+[[routes.rate_limits]]
+name = "x"
+limit = 1
+window = "1s"
+key = "account"
+
+[[routes.rate_limits]]
+limit = 1
+"#,
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    for needle in [
+        "routes[0].rate_limit_status: 418 is not a status for a limit answer",
+        "routes[0].rate_limits[0].name: `a b` is not a policy name",
+        "routes[0].rate_limits[0].limit: 0 is out of range",
+        "routes[0].rate_limits[0].window: must be a whole number of seconds",
+        "routes[0].rate_limits[0].key: `acount` is not a key",
+        "did you mean `account`?",
+        "routes[0].rate_limits[1].key: the route does not authenticate, so requests have no account",
+        "routes[0].rate_limits[2].name: missing: a route with several policies names each",
+        "routes[0].rate_limits[2].window: missing",
+    ] {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+}
+
+#[test]
+fn quota_answers_take_the_route_status() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\nquota_status = 429\n",
+        up.url()
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "one",
+                "--name",
+                "One",
+                "--quota-per-day",
+                "1",
+            ],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "one"]);
+    });
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    };
+    let auth = format!("Bearer {}", token(&s));
+    assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    let r = bearer(&s, "/q", &auth);
+    assert_problem(&r, "quota_exceeded");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+}
