@@ -190,16 +190,18 @@ impl Server {
             })?;
         let quotas = crate::limits::quota::Quotas::load(&identity)
             .map_err(|e| std::io::Error::other(format!("cannot read quota usage: {e}")))?;
+        let rate_limits = Arc::new(crate::limits::rate::Registry::default());
         let services = Arc::new(Services {
             identity: Arc::new(identity),
             replay: crate::limits::attempts::ReplayCache::default(),
             external: Arc::new(crate::identity::issuers::ExternalKeys::default()),
             quotas: Arc::new(quotas),
-            rate_limits: Arc::default(),
             failures: crate::limits::attempts::FailedAttempts::new(
                 config.auth.max_failed_attempts,
                 config.auth.failed_attempts_window.as_secs() as i64,
+                &rate_limits,
             ),
+            rate_limits,
         });
         let admin_token_file = config
             .server

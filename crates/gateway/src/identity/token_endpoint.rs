@@ -217,7 +217,7 @@ pub(crate) async fn serve(
             authenticate_client(identity, failures, &parts, &form, peer).await?
         }
         GRANT_JWT_BEARER => {
-            if let Some(wait) = failures.blocked(&ip_key, now) {
+            if let Some(wait) = failures.blocked(&ip_key) {
                 return Err(too_many(format!("address {peer}"), wait));
             }
             let token_url = format!("{}{TOKEN_PATH}", policy.issuer.trim_end_matches('/'));
@@ -242,9 +242,9 @@ pub(crate) async fn serve(
                 Err(failure) => {
                     let (err, client_id) = *failure;
                     if err.code == codes::INVALID_GRANT {
-                        failures.fail(ip_key.clone(), now);
+                        failures.fail(ip_key.clone());
                         if let Some(id) = client_id {
-                            failures.fail(format!("client:{id}"), now);
+                            failures.fail(format!("client:{id}"));
                         }
                     }
                     return Err(err);
@@ -283,8 +283,8 @@ pub(crate) async fn serve(
                 ));
             }
             Some(code) if !crate::identity::totp::verify(secret, code, now) => {
-                failures.fail(client_key, now);
-                failures.fail(ip_key, now);
+                failures.fail(client_key);
+                failures.fail(ip_key);
                 return Err(oauth(
                     GatewayError::new(codes::SECOND_FACTOR_INVALID)
                         .param("client_id", client.client_id.clone()),
@@ -479,11 +479,10 @@ async fn authenticate_client(
         }
     };
 
-    let now = unix_now();
     let ip_key = format!("ip:{peer}");
     let client_key = format!("client:{client_id}");
     for key in [&client_key, &ip_key] {
-        if let Some(wait) = failures.blocked(key, now) {
+        if let Some(wait) = failures.blocked(key) {
             let subject = if key.starts_with("ip:") {
                 format!("address {peer}")
             } else {
@@ -508,8 +507,8 @@ async fn authenticate_client(
     .await
     .unwrap_or(false);
     let Some(client) = client.filter(|_| ok) else {
-        failures.fail(client_key, now);
-        failures.fail(ip_key, now);
+        failures.fail(client_key);
+        failures.fail(ip_key);
         let shown: String = client_id.chars().take(64).collect();
         let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
         if used_basic {

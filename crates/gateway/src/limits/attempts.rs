@@ -2,51 +2,52 @@
 //! per source address (`too_many_failed_attempts`), and the JWT-bearer assertion ids already
 //! used (`assertion_replayed`).
 
+use super::rate::{KeyBy, Limiter, PolicyConfig, Registry};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Counts failed client authentications per client id and per source address.
+/// Counts failed client authentications per client id and per source address, with the
+/// rate limits' machinery: a GCRA bucket of `max` failures that refills one failure per
+/// `window / max`, so that a blocked key gets one more try as soon as one is due.
 #[derive(Debug)]
 pub(crate) struct FailedAttempts {
-    max: u32,
-    window: i64,
-    counts: Mutex<HashMap<String, (u32, i64)>>,
+    limiter: Arc<Limiter>,
 }
 
+/// The tag of failed-attempt keys.
+const TAG: u8 = b'f';
+
 impl FailedAttempts {
-    /// At most `max` failures per `window` seconds.
-    pub(crate) fn new(max: u32, window: i64) -> Self {
+    /// At most `max` failures per `window` seconds; the limiter is filed in `registry`,
+    /// which evicts idle keys.
+    pub(crate) fn new(max: u32, window: i64, registry: &Registry) -> Self {
+        let policy = PolicyConfig {
+            name: "failed_attempts".into(),
+            limit: max.max(1),
+            window: Duration::from_secs(window.max(1) as u64),
+            burst: max.max(1),
+            key: KeyBy::Address,
+        };
         FailedAttempts {
-            max,
-            window,
-            counts: Mutex::new(HashMap::new()),
+            limiter: registry.limiter("candor.token_endpoint", &policy, 100_000),
         }
     }
 
     /// Seconds until `key` may try again, if it is blocked.
-    pub(crate) fn blocked(&self, key: &str, now: i64) -> Option<i64> {
-        let counts = self.counts.lock().ok()?;
-        let (n, start) = counts.get(key)?;
-        (*n >= self.max && now < start + self.window).then(|| start + self.window - now)
+    pub(crate) fn blocked(&self, key: &str) -> Option<i64> {
+        let wait = self.limiter.blocked(TAG, key.as_bytes())?;
+        Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1) as i64)
     }
 
-    pub(crate) fn fail(&self, key: String, now: i64) {
-        if let Ok(mut counts) = self.counts.lock() {
-            if counts.len() > 100_000 {
-                counts.retain(|_, (_, start)| now < *start + self.window);
-            }
-            let e = counts.entry(key).or_insert((0, now));
-            if now >= e.1 + self.window {
-                *e = (0, now);
-            }
-            e.0 += 1;
-        }
+    /// Counts a failure of `key`.
+    pub(crate) fn fail(&self, key: String) {
+        let _ = self.limiter.check(TAG, key.as_bytes());
     }
 
+    /// Forgets `key`'s failures.
     pub(crate) fn succeed(&self, key: &str) {
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.remove(key);
-        }
+        self.limiter.forget(TAG, key.as_bytes());
     }
 }
 
@@ -81,13 +82,14 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_per_window() {
-        let f = FailedAttempts::new(2, 60);
-        f.fail("k".into(), 100);
-        assert_eq!(f.blocked("k", 101), None);
-        f.fail("k".into(), 101);
-        assert_eq!(f.blocked("k", 110), Some(50));
-        assert_eq!(f.blocked("k", 161), None);
+        let f = FailedAttempts::new(2, 60, &Registry::default());
+        f.fail("k".into());
+        assert_eq!(f.blocked("k"), None);
+        f.fail("k".into());
+        // One failure comes back every 30 s.
+        assert_eq!(f.blocked("k"), Some(30));
+        assert_eq!(f.blocked("other"), None);
         f.succeed("k");
-        assert_eq!(f.blocked("k", 110), None);
+        assert_eq!(f.blocked("k"), None);
     }
 }

@@ -7,7 +7,7 @@
 //! are evicted every few seconds, and a limiter holding `max_keys` keys counts keys it does
 //! not know yet together, in one shared bucket, until eviction makes room.
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::nanos::Nanos;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
@@ -124,10 +124,11 @@ struct LimiterId {
 /// The key of the shared bucket a full limiter counts unknown keys in.
 const OVERFLOW: u64 = u64::MAX;
 
-/// A DashMap of keys' states with a cap on the number of keys.
+/// A DashMap of keys' states with a cap on the number of keys (shared with its limiter, which
+/// reads and forgets keys without counting).
 #[derive(Debug)]
 pub(crate) struct BoundedStore {
-    inner: DashMapStateStore<u64>,
+    inner: Arc<DashMapStateStore<u64>>,
     max_keys: usize,
 }
 
@@ -147,16 +148,16 @@ impl StateStore for BoundedStore {
 
 impl ShrinkableKeyedStateStore<u64> for BoundedStore {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&self.inner, drop_below)
+        ShrinkableKeyedStateStore::retain_recent(&*self.inner, drop_below)
     }
     fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&self.inner)
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.inner)
     }
     fn len(&self) -> usize {
-        ShrinkableKeyedStateStore::len(&self.inner)
+        ShrinkableKeyedStateStore::len(&*self.inner)
     }
     fn is_empty(&self) -> bool {
-        ShrinkableKeyedStateStore::is_empty(&self.inner)
+        ShrinkableKeyedStateStore::is_empty(&*self.inner)
     }
 }
 
@@ -174,6 +175,10 @@ pub(crate) struct Limiter {
     pub(crate) policy: PolicyConfig,
     governor: Governor,
     hasher: std::hash::RandomState,
+    /// The governor's state, to read and forget keys without counting.
+    states: Arc<DashMapStateStore<u64>>,
+    /// No earlier than the governor's start, which its states count from.
+    start: <DefaultClock as Clock>::Instant,
 }
 
 /// A policy's state for one request, for the RateLimit fields.
@@ -207,18 +212,48 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Limiter {
-    fn new(policy: PolicyConfig, max_keys: usize) -> Limiter {
+    /// A limiter enforcing `policy` on at most `max_keys` keys.
+    pub(crate) fn new(policy: PolicyConfig, max_keys: usize) -> Limiter {
+        let states: Arc<DashMapStateStore<u64>> = Arc::default();
         let store = BoundedStore {
-            inner: DashMapStateStore::default(),
+            inner: states.clone(),
             max_keys: max_keys.max(1),
         };
         let governor: Governor =
             RateLimiter::new(policy.quota(), store, DefaultClock::default());
+        // Taken after the governor's own start: waits worked out from it are never short.
+        let start = governor.clock().now();
         Limiter {
             policy,
             governor,
             hasher: std::hash::RandomState::new(),
+            states,
+            start,
         }
+    }
+
+    /// How long until `key` would be accepted, if it would be refused now; nothing is
+    /// counted.
+    pub(crate) fn blocked(&self, tag: u8, key: &[u8]) -> Option<Duration> {
+        let h = self.hash(tag, key);
+        if !self.states.contains_key(&h) {
+            return None;
+        }
+        let tat: Nanos = self
+            .states
+            .measure_and_replace(&h, |tat| Err::<((), Nanos), _>(tat))
+            .err()??;
+        let quota = self.policy.quota();
+        let t: Duration = quota.replenish_interval();
+        let tau = t * (quota.burst_size().get() - 1);
+        let earliest = Duration::from(tat).saturating_sub(tau);
+        let now: Duration = self.governor.clock().now().duration_since(self.start).into();
+        (now < earliest).then(|| earliest - now)
+    }
+
+    /// Forgets `key`: its next request starts with a full bucket.
+    pub(crate) fn forget(&self, tag: u8, key: &[u8]) {
+        self.states.remove(&self.hash(tag, key));
     }
 
     fn hash(&self, tag: u8, key: &[u8]) -> u64 {
@@ -393,6 +428,23 @@ mod tests {
         // Another key has its own bucket.
         assert_eq!(l.check(b'i', b"b").unwrap().remaining, 2);
         assert_eq!(l.keys(), 2);
+    }
+
+    #[test]
+    fn blocked_reads_without_counting_and_forget_refills() {
+        let l = Limiter::new(policy(2, 60, 2), 10);
+        assert_eq!(l.blocked(b'i', b"a"), None);
+        l.check(b'i', b"a").unwrap();
+        assert_eq!(l.blocked(b'i', b"a"), None);
+        l.check(b'i', b"a").unwrap();
+        let wait = l.blocked(b'i', b"a").unwrap();
+        assert!(wait <= Duration::from_secs(30) && wait > Duration::from_secs(29));
+        // Reading did not count: the refusal says the same.
+        let r = l.check(b'i', b"a").unwrap_err();
+        assert!(r.wait <= wait);
+        l.forget(b'i', b"a");
+        assert_eq!(l.blocked(b'i', b"a"), None);
+        assert_eq!(l.check(b'i', b"a").unwrap().remaining, 1);
     }
 
     #[test]
