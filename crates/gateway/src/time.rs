@@ -9,11 +9,9 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// `2026-11-22T10:00:05Z` for Unix seconds `t`.
-pub fn rfc3339(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+/// The civil date (year, month 1-12, day) of `days` since 1970-01-01 (Howard Hinnant's
+/// algorithm).
+fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -23,7 +21,36 @@ pub fn rfc3339(t: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of the civil date (year, month 1-12, day).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The calendar month (UTC) of Unix seconds `t`, as months since January 1970.
+pub(crate) fn month_of(t: i64) -> i64 {
+    let (y, m, _) = civil(t.div_euclid(86_400));
+    (y - 1970) * 12 + (m - 1)
+}
+
+/// Unix seconds at the start of month `index` (months since January 1970).
+pub(crate) fn month_start(index: i64) -> i64 {
+    let (y, m) = (1970 + index.div_euclid(12), index.rem_euclid(12) + 1);
+    days_from_civil(y, m, 1) * 86_400
+}
+
+/// `2026-11-22T10:00:05Z` for Unix seconds `t`.
+pub fn rfc3339(t: i64) -> String {
+    let (y, m, d) = civil(t.div_euclid(86_400));
+    let secs = t.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,
@@ -56,5 +83,13 @@ mod tests {
         assert_eq!(human_seconds(37), "37 s");
         assert_eq!(human_seconds(300), "5 min");
         assert_eq!(human_seconds(303), "5 min 3 s");
+        // 2026-12-04 is in month 683 since January 1970; it ends on 2027-01-01.
+        let t = 1_796_400_000;
+        assert_eq!(rfc3339(t), "2026-12-04T16:00:00Z");
+        assert_eq!(month_of(t), 683);
+        assert_eq!(rfc3339(month_start(684)), "2027-01-01T00:00:00Z");
+        assert_eq!(rfc3339(month_start(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(month_start(361)), "2000-02-01T00:00:00Z");
+        assert_eq!(month_of(month_start(361) - 1), 360);
     }
 }

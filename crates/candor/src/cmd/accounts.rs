@@ -13,9 +13,12 @@ pub(crate) enum AccountCommand {
         /// Id (default: generated). Letters, digits, '-' and '_'.
         #[arg(long)]
         id: Option<String>,
-        /// Requests per day.
+        /// Requests per day (UTC).
         #[arg(long)]
         quota_per_day: Option<i64>,
+        /// Requests per calendar month (UTC).
+        #[arg(long)]
+        quota_per_month: Option<i64>,
     },
     /// List accounts.
     List,
@@ -47,8 +50,12 @@ pub(crate) fn print_account(a: &Account) {
         a.id,
         a.status.as_str(),
         a.name,
-        a.quota_per_day
-            .map_or("no quota".to_owned(), |q| format!("{q} requests/day"))
+        match (a.quota_per_day, a.quota_per_month) {
+            (None, None) => "no quota".to_owned(),
+            (Some(d), None) => format!("{d} requests/day"),
+            (None, Some(m)) => format!("{m} requests/month"),
+            (Some(d), Some(m)) => format!("{d} requests/day, {m} requests/month"),
+        }
     );
 }
 
@@ -63,11 +70,13 @@ pub(crate) fn accounts(identity: &Identity, command: AccountCommand) -> Result<(
             name,
             id,
             quota_per_day,
+            quota_per_month,
         } => {
             let a = identity.add_account(NewAccount {
                 id,
                 name,
                 quota_per_day,
+                quota_per_month,
             })?;
             print_account(&a);
             Ok(())

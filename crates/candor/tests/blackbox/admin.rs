@@ -79,6 +79,20 @@ fn accounts_clients_and_keys_over_http() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["status"], "active");
+    let r = a.call(
+        "POST",
+        "/accounts",
+        Some(r#"{"id":"metered","name":"Metered","quota_per_day":100,"quota_per_month":2000}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["quota_per_month"], 2000);
+    let r = a.call(
+        "POST",
+        "/accounts",
+        Some(r#"{"name":"Negative","quota_per_month":-1}"#),
+    );
+    let b = assert_problem(&r, "validation_failed");
+    assert_eq!(b["errors"][0]["name"], "quota_per_month", "{b}");
     let r = a.call("POST", "/accounts", Some(r#"{"id":"acme","name":"Again"}"#));
     let b = assert_problem(&r, "duplicate_resource");
     assert_eq!(b["detail"], "An account with id acme already exists.");

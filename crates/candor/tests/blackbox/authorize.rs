@@ -119,7 +119,7 @@ fn account_quota_survives_a_restart() {
     assert!((1..=86_400).contains(&wait));
     assert!(
         b["detail"].as_str().unwrap().starts_with(
-            "Account small has used its quota of 3 requests per day (UTC); it resets at "
+            "Account small has used 3 of its 3 requests per day (UTC); the quota resets at "
         ),
         "{b}"
     );
@@ -140,4 +140,77 @@ fn account_quota_survives_a_restart() {
     // (The restarted gateway listens on a new port, so it is a new issuer: a new token.)
     let auth = format!("Bearer {}", token(&s));
     assert_problem(&bearer(&s, "/q", &auth), "quota_exceeded");
+}
+
+#[test]
+fn a_monthly_quota_survives_a_crash_within_the_save_interval() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[limits]\nquota_save_interval = \"100ms\"\n\n[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n",
+        up.url()
+    );
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "monthly",
+                "--name",
+                "Monthly",
+                "--quota-per-day",
+                "100",
+                "--quota-per-month",
+                "2",
+            ],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "monthly"]);
+    });
+    let listed = cli_at(&gw.config, &["accounts", "list"]);
+    assert!(
+        listed.contains("100 requests/day, 2 requests/month"),
+        "{listed}"
+    );
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    };
+    let auth = format!("Bearer {}", token(&s));
+    for _ in 0..2 {
+        assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    }
+    // Past the save interval, a crash (SIGKILL: nothing saved on the way out) loses nothing.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let Setup {
+        gw,
+        up,
+        client_id,
+        secret,
+    } = s;
+    let s = Setup {
+        gw: gw.crash_and_restart(),
+        up,
+        client_id,
+        secret,
+    };
+    let auth = format!("Bearer {}", token(&s));
+    let r = bearer(&s, "/q", &auth);
+    let b = assert_problem(&r, "quota_exceeded");
+    assert_eq!(b["period"], "month");
+    assert_eq!(b["used"], 2);
+    assert_eq!(b["limit"], 2);
+    let resets = b["resets_at"].as_str().unwrap();
+    assert!(resets.ends_with("-01T00:00:00Z"), "{resets}");
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=31 * 86_400).contains(&wait), "{wait}");
+    assert!(
+        b["detail"].as_str().unwrap().starts_with(
+            "Account monthly has used 2 of its 2 requests per calendar month (UTC); the quota resets at "
+        ),
+        "{b}"
+    );
 }

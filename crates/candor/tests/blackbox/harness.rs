@@ -116,8 +116,18 @@ impl Gateway {
 
     /// Stops this gateway with SIGTERM, waits for it, and starts it again on the same
     /// configuration and data directory.
-    pub(crate) fn restart(mut self) -> Gateway {
-        self.signal("TERM");
+    pub(crate) fn restart(self) -> Gateway {
+        self.restart_after("TERM")
+    }
+
+    /// Kills this gateway with SIGKILL (a crash: nothing is saved on the way out) and
+    /// starts it again on the same configuration and data directory.
+    pub(crate) fn crash_and_restart(self) -> Gateway {
+        self.restart_after("KILL")
+    }
+
+    fn restart_after(mut self, signal: &str) -> Gateway {
+        self.signal(signal);
         let _ = self.child.wait();
         let (dir, config) = (self.dir.take(), self.config.clone());
         Self::spawn(

@@ -93,7 +93,10 @@ fn keys_count_separately_and_a_missing_header_counts_as_the_address() {
     assert_eq!(gw.get("/r").status, 200);
     let b = assert_problem(&gw.get("/r"), "rate_limited");
     assert!(
-        b["detail"].as_str().unwrap().contains("for address 127.0.0.1"),
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("for address 127.0.0.1"),
         "{b}"
     );
 }
@@ -111,11 +114,18 @@ fn a_route_sets_the_status_and_whether_passing_answers_carry_the_fields() {
     let b = assert_problem(&r, "rate_limited");
     assert_eq!(r.status, 503);
     assert!(
-        b["detail"].as_str().unwrap().contains("on route r as a whole"),
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("on route r as a whole"),
         "{b}"
     );
     // The refusal carries them whatever the setting.
-    assert!(r.header("ratelimit").unwrap().starts_with("\"default\";r=0;t="));
+    assert!(
+        r.header("ratelimit")
+            .unwrap()
+            .starts_with("\"default\";r=0;t=")
+    );
     assert!(r.header("retry-after").is_some());
 }
 
@@ -152,7 +162,10 @@ fn policies_keyed_by_account_need_credentials_and_count_per_account() {
     );
     let mut out = String::new();
     let gw = Gateway::start_after(&config, |path| {
-        cli_at(path, &["accounts", "add", "--id", "small", "--name", "Small"]);
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "small", "--name", "Small"],
+        );
         out = cli_at(path, &["clients", "add", "--account", "small"]);
     });
     let s = Setup {

@@ -422,7 +422,7 @@ fn list_accounts(identity: &Identity) -> Response<GatewayBody> {
 }
 
 fn account_json(a: &Account) -> Value {
-    json!({ "id": a.id, "name": a.name, "status": a.status.as_str(), "quota_per_day": a.quota_per_day, "created_at": a.created_at })
+    json!({ "id": a.id, "name": a.name, "status": a.status.as_str(), "quota_per_day": a.quota_per_day, "quota_per_month": a.quota_per_month, "created_at": a.created_at })
 }
 
 fn client_json(c: &Client) -> Value {
@@ -558,10 +558,11 @@ fn object(body: &Value, known: &[&str]) -> Vec<FieldError> {
 }
 
 fn account_body(body: &Value) -> Result<NewAccount, GatewayError> {
-    let mut fields = object(body, &["id", "name", "quota_per_day"]);
+    let mut fields = object(body, &["id", "name", "quota_per_day", "quota_per_month"]);
     let id = text_field(body, "id", false, &mut fields);
     let name = text_field(body, "name", true, &mut fields);
     let quota_per_day = int_field(body, "quota_per_day", &mut fields);
+    let quota_per_month = int_field(body, "quota_per_month", &mut fields);
     if !fields.is_empty() {
         return Err(validation(fields));
     }
@@ -569,6 +570,7 @@ fn account_body(body: &Value) -> Result<NewAccount, GatewayError> {
         id,
         name: name.unwrap_or_default(),
         quota_per_day,
+        quota_per_month,
     })
 }
 

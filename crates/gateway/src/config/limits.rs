@@ -10,6 +10,7 @@ const LIMITS: &[&str] = &[
     "max_connections",
     "max_h2_streams",
     "max_rate_limit_keys",
+    "quota_save_interval",
 ];
 
 /// Reads `[limits]`.
@@ -33,6 +34,19 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Limits {
         }
         if let Some(n) = l.integer(p, "max_rate_limit_keys", 1, 100_000_000) {
             limits.max_rate_limit_keys = n as usize;
+        }
+        if let Some(d) = l.duration(p, "quota_save_interval") {
+            if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600)
+            {
+                p.at(
+                    l.get("quota_save_interval")
+                        .map_or(l.span.clone(), |v| v.span()),
+                    &l.key_path("quota_save_interval"),
+                    "must be from 100ms to 1h".into(),
+                );
+            } else {
+                limits.quota_save_interval = d;
+            }
         }
         l.finish(p);
     }

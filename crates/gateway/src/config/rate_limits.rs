@@ -8,7 +8,9 @@ use crate::stages::authenticate::AuthConfig;
 use http::StatusCode;
 
 const RATE_LIMIT: &[&str] = &["name", "limit", "window", "burst", "key"];
-const KEYS: &[&str] = &["client", "account", "api_key", "address", "route", "header:"];
+const KEYS: &[&str] = &[
+    "client", "account", "api_key", "address", "route", "header:",
+];
 
 /// What a route limits: its rate-limit policies and the statuses of limit answers.
 #[derive(Clone, Debug, Default)]
@@ -55,7 +57,10 @@ pub(super) fn read(
                 p.at(
                     t.get("name").map_or(t.span.clone(), |v| v.span()),
                     &t.key_path("name"),
-                    format!("a policy `{}` is already declared on this route", policy.name),
+                    format!(
+                        "a policy `{}` is already declared on this route",
+                        policy.name
+                    ),
                 )
                 .expected = Some("a name of its own for each policy of the route".into());
             } else {
@@ -87,8 +92,12 @@ fn read_policy(
                 && n.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !fits {
-                p.at(span, &t.key_path("name"), format!("`{n}` is not a policy name"))
-                    .expected = Some("up to 64 letters, digits, `-`, `_` or `.`".into());
+                p.at(
+                    span,
+                    &t.key_path("name"),
+                    format!("`{n}` is not a policy name"),
+                )
+                .expected = Some("up to 64 letters, digits, `-`, `_` or `.`".into());
             }
             n
         }
@@ -132,9 +141,8 @@ fn read_policy(
             Err(e) => {
                 let problem = p.at(span, &t.key_path("key"), e);
                 problem.suggestion = did_you_mean(&k, KEYS);
-                problem.expected = Some(
-                    "client, account, api_key, address, route or header:<name>".into(),
-                );
+                problem.expected =
+                    Some("client, account, api_key, address, route or header:<name>".into());
                 KeyBy::Client
             }
         },

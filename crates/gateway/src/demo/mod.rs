@@ -419,6 +419,7 @@ pub fn demo_credentials(
             id: Some(id.into()),
             name: name.into(),
             quota_per_day: None,
+            quota_per_month: None,
         }) {
             Ok(_) | Err(StoreError::Duplicate { .. }) => {}
             Err(e) => return Err(e),

@@ -280,9 +280,11 @@ impl Server {
         tokio::spawn(crate::identity::store::keep_fresh(
             state.services.identity.clone(),
         ));
+        let quota_state = state.clone();
         tokio::spawn(crate::limits::quota::keep_saved(
             state.services.quotas.clone(),
             state.services.identity.clone(),
+            move || quota_state.current().limits.quota_save_interval,
         ));
         tokio::spawn(crate::limits::rate::keep_evicting(
             state.services.rate_limits.clone(),

@@ -10,8 +10,8 @@
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{NotUntil, Quota, RateLimiter};
 use http::HeaderName;
 use std::collections::HashMap;
@@ -94,7 +94,12 @@ impl PolicyConfig {
     /// The window in words: "second", "minute", "day", "10 seconds".
     pub(crate) fn window_words(&self) -> String {
         let s = self.window.as_secs();
-        let units = [(86_400, "day"), (3600, "hour"), (60, "minute"), (1, "second")];
+        let units = [
+            (86_400, "day"),
+            (3600, "hour"),
+            (60, "minute"),
+            (1, "second"),
+        ];
         for (size, unit) in units {
             if s == size {
                 return unit.into();
@@ -161,12 +166,7 @@ impl ShrinkableKeyedStateStore<u64> for BoundedStore {
     }
 }
 
-type Governor = RateLimiter<
-    u64,
-    BoundedStore,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type Governor = RateLimiter<u64, BoundedStore, DefaultClock, StateInformationMiddleware>;
 
 /// One policy's keyed limiter.
 #[derive(Debug)]
@@ -219,8 +219,7 @@ impl Limiter {
             inner: states.clone(),
             max_keys: max_keys.max(1),
         };
-        let governor: Governor =
-            RateLimiter::new(policy.quota(), store, DefaultClock::default());
+        let governor: Governor = RateLimiter::new(policy.quota(), store, DefaultClock::default());
         // Taken after the governor's own start: waits worked out from it are never short.
         let start = governor.clock().now();
         Limiter {
@@ -247,7 +246,12 @@ impl Limiter {
         let t: Duration = quota.replenish_interval();
         let tau = t * (quota.burst_size().get() - 1);
         let earliest = Duration::from(tat).saturating_sub(tau);
-        let now: Duration = self.governor.clock().now().duration_since(self.start).into();
+        let now: Duration = self
+            .governor
+            .clock()
+            .now()
+            .duration_since(self.start)
+            .into();
         (now < earliest).then(|| earliest - now)
     }
 
@@ -419,7 +423,9 @@ mod tests {
     #[test]
     fn a_burst_is_admitted_then_refused_with_the_wait() {
         let l = Limiter::new(policy(3, 30, 3), 100);
-        let rem: Vec<u32> = (0..3).map(|_| l.check(b'i', b"a").unwrap().remaining).collect();
+        let rem: Vec<u32> = (0..3)
+            .map(|_| l.check(b'i', b"a").unwrap().remaining)
+            .collect();
         assert_eq!(rem, [2, 1, 0]);
         let r = l.check(b'i', b"a").unwrap_err();
         // One request per 10 s: the next is due in at most 10 s, and not much less.

@@ -179,11 +179,7 @@ impl Plan {
                 .policies
                 .iter()
                 .filter(|p| p.key.needs_principal() == after_auth)
-                .map(|p| {
-                    limiters
-                        .registry
-                        .limiter(&route.name, p, limiters.max_keys)
-                })
+                .map(|p| limiters.registry.limiter(&route.name, p, limiters.max_keys))
                 .collect();
             (!chosen.is_empty()).then(|| {
                 Stage::RateLimit(limit::RateStage {

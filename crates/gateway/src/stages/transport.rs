@@ -22,6 +22,8 @@ pub struct Limits {
     /// The most keys one rate-limit policy holds (keys beyond share one bucket until idle
     /// keys are evicted).
     pub max_rate_limit_keys: usize,
+    /// How often quota counts are saved: what a crash can lose at most.
+    pub quota_save_interval: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_h2_streams: 100,
             max_rate_limit_keys: 1_000_000,
+            quota_save_interval: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Account {
     pub status: AccountStatus,
     /// Requests per day, if limited.
     pub quota_per_day: Option<i64>,
+    /// Requests per calendar month (UTC), if limited.
+    pub quota_per_month: Option<i64>,
     /// RFC 3339 creation time.
     pub created_at: String,
 }
@@ -213,6 +215,17 @@ pub struct NewAccount {
     pub name: String,
     /// Requests per day, if limited.
     pub quota_per_day: Option<i64>,
+    /// Requests per calendar month (UTC), if limited.
+    pub quota_per_month: Option<i64>,
+}
+
+/// The period a quota counts requests over (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuotaPeriod {
+    /// A day: its index is days since 1970-01-01.
+    Day,
+    /// A calendar month: its index is months since January 1970.
+    Month,
 }
 
 /// What a new client needs (its secret is generated).
@@ -257,10 +270,19 @@ pub trait IdentityStore: Send + Sync {
     fn delete_api_key(&self, id: &str) -> Result<(), StoreError>;
     /// Replaces an API key's secret hash (rotation).
     fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError>;
-    /// Requests counted per account on `day` (days since the epoch, UTC).
-    fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Records an account's count for `day`. Not a data change: no generation bump.
-    fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError>;
+    /// Requests counted per account in the `period` numbered `index`.
+    fn quota_usage(
+        &self,
+        period: QuotaPeriod,
+        index: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Records accounts' counts `(account, index, count)` for `period`, in one transaction.
+    /// Not a data change: no generation bump.
+    fn save_quota_usage(
+        &self,
+        period: QuotaPeriod,
+        counts: &[(String, i64, i64)],
+    ) -> Result<(), StoreError>;
 }
 
 /// A data directory for one unit test, removed when dropped.
@@ -306,6 +328,7 @@ mod tests {
                 id: Some("acme".into()),
                 name: "Acme".into(),
                 quota_per_day: None,
+                quota_per_month: None,
             })
             .unwrap();
         assert_eq!(acct.status, AccountStatus::Active);
@@ -313,7 +336,8 @@ mod tests {
             id.add_account(NewAccount {
                 id: Some("acme".into()),
                 name: "Again".into(),
-                quota_per_day: None
+                quota_per_day: None,
+                quota_per_month: None
             }),
             Err(StoreError::Duplicate { .. })
         ));

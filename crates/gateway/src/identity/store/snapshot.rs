@@ -121,11 +121,23 @@ impl Identity {
                 reason: "must not be blank".into(),
             });
         }
+        for (field, q) in [
+            ("quota_per_day", new.quota_per_day),
+            ("quota_per_month", new.quota_per_month),
+        ] {
+            if q.is_some_and(|q| q < 0) {
+                return Err(StoreError::Invalid {
+                    field,
+                    reason: "must be 0 or more requests".into(),
+                });
+            }
+        }
         let account = Account {
             id,
             name: new.name,
             status: AccountStatus::Active,
             quota_per_day: new.quota_per_day,
+            quota_per_month: new.quota_per_month,
             created_at: now_rfc3339(),
         };
         self.after_write(self.store.insert_account(&account))?;
@@ -284,14 +296,22 @@ impl Identity {
         self.after_write(self.store.delete_api_key(id))
     }
 
-    /// Requests counted per account on `day`.
-    pub fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.store.quota_usage(day)
+    /// Requests counted per account in the `period` numbered `index`.
+    pub fn quota_usage(
+        &self,
+        period: QuotaPeriod,
+        index: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.store.quota_usage(period, index)
     }
 
-    /// Records an account's request count for `day`.
-    pub fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError> {
-        self.store.save_quota_usage(account, day, count)
+    /// Records accounts' request counts `(account, index, count)` for `period`.
+    pub fn save_quota_usage(
+        &self,
+        period: QuotaPeriod,
+        counts: &[(String, i64, i64)],
+    ) -> Result<(), StoreError> {
+        self.store.save_quota_usage(period, counts)
     }
 
     /// Revokes a token id until it would have expired anyway.

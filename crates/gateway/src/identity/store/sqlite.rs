@@ -11,6 +11,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../migrations/0002_api_keys.sql")),
     (3, include_str!("../../../migrations/0003_client_keys.sql")),
     (4, include_str!("../../../migrations/0004_quota_usage.sql")),
+    (
+        5,
+        include_str!("../../../migrations/0005_quota_per_month.sql"),
+    ),
 ];
 
 /// The SQLite implementation, one file in the data directory.
@@ -111,13 +115,14 @@ impl IdentityStore for SqliteStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         self.with(|c| {
             let mut snap = Snapshot::default();
-            let mut stmt = c.prepare("SELECT id, name, status, quota_per_day, created_at FROM accounts")?;
+            let mut stmt = c.prepare("SELECT id, name, status, quota_per_day, created_at, quota_per_month FROM accounts")?;
             for a in stmt.query_map([], |r| {
                 Ok(Account {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     status: AccountStatus::parse(&r.get::<_, String>(2)?),
                     quota_per_day: r.get(3)?,
+                    quota_per_month: r.get(5)?,
                     created_at: r.get(4)?,
                 })
             })? {
@@ -197,8 +202,8 @@ impl IdentityStore for SqliteStore {
                 return Err(StoreError::Duplicate { resource: "account", field: "id", value: a.id.clone() });
             }
             c.execute(
-                "INSERT INTO accounts (id, name, status, quota_per_day, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.id, a.name, a.status.as_str(), a.quota_per_day, a.created_at],
+                "INSERT INTO accounts (id, name, status, quota_per_day, created_at, quota_per_month) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![a.id, a.name, a.status.as_str(), a.quota_per_day, a.created_at, a.quota_per_month],
             )?;
             Ok(())
         })
@@ -279,21 +284,52 @@ impl IdentityStore for SqliteStore {
         })
     }
 
-    fn quota_usage(&self, day: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    fn quota_usage(
+        &self,
+        period: QuotaPeriod,
+        index: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = match period {
+            QuotaPeriod::Day => "SELECT account_id, count FROM quota_usage WHERE day = ?1",
+            QuotaPeriod::Month => {
+                "SELECT account_id, count FROM quota_usage_month WHERE month = ?1"
+            }
+        };
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT account_id, count FROM quota_usage WHERE day = ?1")?;
-            let rows = stmt.query_map(params![day], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt.query_map(params![index], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
-    fn save_quota_usage(&self, account: &str, day: i64, count: i64) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
+    fn save_quota_usage(
+        &self,
+        period: QuotaPeriod,
+        counts: &[(String, i64, i64)],
+    ) -> Result<(), StoreError> {
+        let (upsert, prune, keep) = match period {
+            QuotaPeriod::Day => (
                 "INSERT INTO quota_usage (account_id, day, count) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, day) DO UPDATE SET count = excluded.count",
-                params![account, day, count],
-            )?;
-            c.execute("DELETE FROM quota_usage WHERE day < ?1", params![day - 7])?;
+                "DELETE FROM quota_usage WHERE day < ?1",
+                7,
+            ),
+            QuotaPeriod::Month => (
+                "INSERT INTO quota_usage_month (account_id, month, count) VALUES (?1, ?2, ?3) ON CONFLICT (account_id, month) DO UPDATE SET count = excluded.count",
+                "DELETE FROM quota_usage_month WHERE month < ?1",
+                3,
+            ),
+        };
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut latest = i64::MIN;
+            for (account, index, count) in counts {
+                tx.execute(upsert, params![account, index, count])?;
+                latest = latest.max(*index);
+            }
+            if latest > i64::MIN {
+                tx.execute(prune, params![latest - keep])?;
+            }
+            tx.commit()?;
             Ok(())
         })
     }
