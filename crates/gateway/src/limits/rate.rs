@@ -104,7 +104,7 @@ impl PolicyConfig {
             if s == size {
                 return unit.into();
             }
-            if s % size == 0 {
+            if s.is_multiple_of(size) {
                 return format!("{} {unit}s", s / size);
             }
         }
@@ -240,7 +240,7 @@ impl Limiter {
         }
         let tat: Nanos = self
             .states
-            .measure_and_replace(&h, |tat| Err::<((), Nanos), _>(tat))
+            .measure_and_replace(&h, Err::<((), Nanos), _>)
             .err()??;
         let quota = self.policy.quota();
         let t: Duration = quota.replenish_interval();
