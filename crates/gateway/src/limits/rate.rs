@@ -490,7 +490,10 @@ mod tests {
             remaining: 0,
             reset: 3,
         };
-        assert_eq!(policy_field(&[s.clone()]), "\"burst\";q=100;w=1");
+        assert_eq!(
+            policy_field(std::slice::from_ref(&s)),
+            "\"burst\";q=100;w=1"
+        );
         assert_eq!(state_field(&[s]), "\"burst\";r=0;t=3");
         assert_eq!(policy(1, 1, 1).window_words(), "second");
         assert_eq!(policy(1, 86_400, 1).window_words(), "day");
