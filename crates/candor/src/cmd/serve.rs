@@ -149,6 +149,9 @@ Try:\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d 'name=Hall+sensor&serial=SN-0002'\n\
   # every field problem at once: 400 validation_failed, from the API's OpenAPI document ({openapi})\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
+  # 100 quick requests: the burst of 30 passes, then 429 rate_limited with Retry-After; every answer carries RateLimit-Policy and RateLimit\n\
+  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}}\\n' {base}/v1/customers/acme/devices {auth}; done | sort | uniq -c\n\
+  curl -i {base}/v1/customers/acme/devices {auth}\n\
   # an API under maintenance: 503 with Retry-After\n\
   curl -i {base}/v1/reports\n\
   # what any error code means, and what to check\n\

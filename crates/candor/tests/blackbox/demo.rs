@@ -253,12 +253,40 @@ fn demo_serves_the_devices_api_through_the_gateway() {
             .unwrap()
             .contains(&"validation_failed".into())
     );
+    assert_eq!(
+        create["429"]["x-candor-codes"][0], "rate_limited",
+        "{create}"
+    );
     let reports = &doc["paths"]["/reports"]["get"]["responses"];
     assert!(reports.get("401").is_none(), "no authentication: {reports}");
     assert_eq!(
         reports["503"]["x-candor-codes"][0], "service_unavailable",
         "{reports}"
     );
+
+    // The tour's loop: each operation limits each client to a burst of 30 per 10 s; every
+    // answer carries the RateLimit fields, and past the burst 429 says when to come back.
+    let tour = gw.gw.printed("for i in $(seq 100)");
+    assert!(tour.contains("uniq -c"), "{tour}");
+    let mut passed = 0;
+    let refused = loop {
+        let r = gw.get("/v1/customers/acme/devices");
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"burst\";q=30;w=10, \"daily\";q=10000;w=86400"),
+            "{}",
+            r.status
+        );
+        if r.status != 200 {
+            break r;
+        }
+        passed += 1;
+        assert!(passed <= 60, "never limited");
+    };
+    assert!(passed >= 20, "{passed}");
+    let b = assert_problem(&refused, "rate_limited");
+    assert_eq!(b["violated-policies"], serde_json::json!(["burst"]));
+    assert!(refused.header("retry-after").is_some());
 }
 
 /// The demo gateway with the token attached to every request.

@@ -473,6 +473,18 @@ upstream = "http://{api}"
 timeout = "10s"
 unknown_query = "refuse"
 
+# Each operation limits each client: a burst of 30 requests, then 3 a second (30 per
+# 10 s), and 10,000 a day. Every answer carries the RateLimit-Policy and RateLimit fields;
+# past the burst, 429 rate_limited says which policy and when the next request is accepted.
+[[openapi.rate_limits]]
+name = "burst"
+limit = 30
+window = "10s"
+[[openapi.rate_limits]]
+name = "daily"
+limit = 10000
+window = "1d"
+
 # What the document does not say: where the account is named, and the routes that do
 # not forward yet.
 [openapi.operations.listDevices]

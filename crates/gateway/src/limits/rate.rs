@@ -231,9 +231,9 @@ impl Limiter {
         }
     }
 
-    /// How long until `key` would be accepted, if it would be refused now; nothing is
-    /// counted.
-    pub(crate) fn blocked(&self, tag: u8, key: &[u8]) -> Option<Duration> {
+    /// `key`'s theoretical arrival time and now, both since the governor's start, if the
+    /// key is held; nothing is counted.
+    fn read(&self, tag: u8, key: &[u8]) -> Option<(Duration, Duration)> {
         let h = self.hash(tag, key);
         if !self.states.contains_key(&h) {
             return None;
@@ -242,17 +242,51 @@ impl Limiter {
             .states
             .measure_and_replace(&h, Err::<((), Nanos), _>)
             .err()??;
-        let quota = self.policy.quota();
-        let t: Duration = quota.replenish_interval();
-        let tau = t * (quota.burst_size().get() - 1);
-        let earliest = Duration::from(tat).saturating_sub(tau);
         let now: Duration = self
             .governor
             .clock()
             .now()
             .duration_since(self.start)
             .into();
+        Some((tat.into(), now))
+    }
+
+    /// How long until `key` would be accepted, if it would be refused now; nothing is
+    /// counted.
+    pub(crate) fn blocked(&self, tag: u8, key: &[u8]) -> Option<Duration> {
+        let (tat, now) = self.read(tag, key)?;
+        let t = self.policy.quota().replenish_interval();
+        let earliest = tat.saturating_sub(t * (self.policy.burst.max(1) - 1));
         (now < earliest).then(|| earliest - now)
+    }
+
+    /// `key`'s state now, without counting a request (for the RateLimit fields of a
+    /// request another policy refused).
+    pub(crate) fn peek(&self, tag: u8, key: &[u8]) -> PolicyState {
+        let p = &self.policy;
+        let burst = p.burst.max(1);
+        let t = p.quota().replenish_interval();
+        let (remaining, reset) = match self.read(tag, key) {
+            Some((tat, now)) if tat > now => {
+                let owed = tat - now;
+                let left = (t * burst).saturating_sub(owed).as_nanos() / t.as_nanos().max(1);
+                let left = left as u32;
+                let reset = if left == 0 {
+                    owed.saturating_sub(t * (burst - 1))
+                } else {
+                    owed
+                };
+                (left, reset)
+            }
+            _ => (burst, Duration::ZERO),
+        };
+        PolicyState {
+            name: p.name.clone(),
+            limit: p.limit,
+            window: p.window.as_secs(),
+            remaining,
+            reset: ceil_secs(reset),
+        }
     }
 
     /// Forgets `key`: its next request starts with a full bucket.
@@ -448,6 +482,9 @@ mod tests {
         // Reading did not count: the refusal says the same.
         let r = l.check(b'i', b"a").unwrap_err();
         assert!(r.wait <= wait);
+        let seen = l.peek(b'i', b"a");
+        assert_eq!((seen.remaining, seen.reset), (0, 30));
+        assert_eq!(l.peek(b'i', b"new").remaining, 2);
         l.forget(b'i', b"a");
         assert_eq!(l.blocked(b'i', b"a"), None);
         assert_eq!(l.check(b'i', b"a").unwrap().remaining, 1);

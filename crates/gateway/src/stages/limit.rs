@@ -74,7 +74,7 @@ fn subject(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> String {
 
 /// Counts the request against each policy; refuses it at the first that is used up.
 pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
-    for l in &stage.limiters {
+    for (i, l) in stage.limiters.iter().enumerate() {
         let (tag, key) = key_bytes(&l.policy.key, ctx);
         match l.check(tag, &key) {
             Ok(state) => ctx.rate_limits.push(state),
@@ -84,6 +84,11 @@ pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Fl
                 let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
                 let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
                 states.push(refusal.state);
+                // The longer windows, not counted: where the client stands with them.
+                for later in &stage.limiters[i + 1..] {
+                    let (tag, key) = key_bytes(&later.policy.key, ctx);
+                    states.push(later.peek(tag, &key));
+                }
                 let mut e = GatewayError::new(codes::RATE_LIMITED)
                     .param("policy", p.name.clone())
                     .param("limit", p.limit.to_string())
