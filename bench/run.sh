@@ -151,6 +151,29 @@ path = "/validate/{*rest}"
 upstream = "http://127.0.0.1:$UP_PORT"
 [routes.validate]
 body = "device.schema.json"
+
+# A rate-limited route whose limit is never reached (one policy per client address, the
+# RateLimit fields on every answer), and one that refuses every request past its first
+# (the cost of a 429).
+[[routes]]
+name = "limited"
+path = "/rl/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+[[routes.rate_limits]]
+name = "burst"
+limit = 1000000000
+window = "1s"
+key = "address"
+
+[[routes]]
+name = "refused"
+path = "/rl429/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+[[routes.rate_limits]]
+name = "tiny"
+limit = 1
+window = "1d"
+key = "route"
 CONF
 cat > "$WORK/post.lua" <<'LUA'
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
@@ -171,7 +194,7 @@ taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db & HAPROXY_PID=$!; 
 cat "$WORK/candor.toml" "$WORK/plain.toml" > "$WORK/candor-base.toml"
 cat "$WORK/validate.toml" "$WORK/plain.toml" >> "$WORK/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/candor.toml" >/dev/null & CANDOR_PID=$!; PIDS+=($CANDOR_PID)
-TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid"
+TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429"
 PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT"
 BASELINE_PID=
 if [ -n "$BASELINE" ]; then
@@ -179,7 +202,7 @@ if [ -n "$BASELINE" ]; then
   mkdir -p "$WORK/baseline"
   sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor-base.toml" > "$WORK/baseline/candor.toml"
   CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
-  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid"
+  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429"
   PORTS="$PORTS $BASELINE_PORT"
 fi
 
@@ -200,6 +223,7 @@ cpu_ticks() { # user+system ticks of a pid and its threads
 }
 
 measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"
+  # (REFUSALS=1: the answers are meant to be errors)
   local name=$1 port=$2 pid=$3 path=${4:-/} header=${5:-X-Bench: 1} script=()
   [ -n "${6:-}" ] && script=(-s "$6")
   local before after out reqs rps
@@ -209,7 +233,8 @@ measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses" >&2; echo "$out" >&2; exit 1; fi
+  if [ -z "${REFUSALS:-}" ] && echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses" >&2; echo "$out" >&2; exit 1; fi
+  if [ -n "${REFUSALS:-}" ] && ! echo "$out" | grep -q "Non-2xx"; then echo "$name: no refusals" >&2; echo "$out" >&2; exit 1; fi
   if [ -n "$pid" ]; then
     awk -v a="$after" -v b="$before" -v t="$TICKS" -v r="$reqs" -v rps="$rps" \
       'BEGIN { printf "%s %.3f\n", rps, (a - b) / t / r * 100000 }'
@@ -230,6 +255,8 @@ for round in $(seq "$ROUNDS"); do
       candor-jwt) r=$(measure candor-jwt $CANDOR_PORT $CANDOR_PID /jwt/ "Authorization: Bearer $TOKEN") ;;
       candor-post) r=$(BODY_FILE="$WORK/device.json" measure candor-post $CANDOR_PORT $CANDOR_PID /post/ "X-Bench: 1" "$WORK/post.lua") ;;
       candor-valid) r=$(BODY_FILE="$WORK/device.json" measure candor-valid $CANDOR_PORT $CANDOR_PID /validate/ "X-Bench: 1" "$WORK/post.lua") ;;
+      candor-rl) r=$(measure candor-rl $CANDOR_PORT $CANDOR_PID /rl/) ;;
+      candor-429) r=$(REFUSALS=1 measure candor-429 $CANDOR_PORT $CANDOR_PID /rl429/) ;;
     esac
     RPS[$target]="${RPS[$target]:-} ${r% *}"
     CPU[$target]="${CPU[$target]:-} ${r#* }"
@@ -249,11 +276,14 @@ done
 cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(echo "${CPU[haproxy]}" | median)
 cj=$(echo "${CPU[candor-jwt]}" | median)
 cp=$(echo "${CPU[candor-post]}" | median); cv=$(echo "${CPU[candor-valid]}" | median)
+cr=$(echo "${CPU[candor-rl]}" | median); cx=$(echo "${CPU[candor-429]}" | median)
 echo
-awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" 'BEGIN {
+awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr" -v x="$cx" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
   printf "CPU per request: candor JWT+scope route / candor plain route = %.2f (target: <= 1.5)\n", j / c
-  printf "CPU per request: candor validating route (1 KiB JSON POST) / plain route, same POST = %.2f (target: <= 1.25); / plain GET = %.2f\n", v / p, v / c }'
+  printf "CPU per request: candor validating route (1 KiB JSON POST) / plain route, same POST = %.2f (target: <= 1.25); / plain GET = %.2f\n", v / p, v / c
+  printf "CPU per request: candor rate-limited route (in memory) / plain route = %.2f (target: <= 1.1)\n", r / c
+  printf "CPU per request: a 429 rate_limited answer / a proxied request on the plain route = %.2f (target: <= 0.3)\n", x / c }'
 if [ -n "$BASELINE" ]; then
   bl=$(echo "${CPU[baseline]}" | median)
   awk -v c="$cn" -v b="$bl" 'BEGIN { printf "CPU per request: candor plain route / baseline plain route = %.3f (target: <= 1.03)\n", c / b }'

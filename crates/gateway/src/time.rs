@@ -59,6 +59,15 @@ pub fn rfc3339(t: i64) -> String {
     )
 }
 
+/// "60 s", "250 ms".
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// "37 s", "5 min 3 s", "2 h 1 min", "3 d 4 h".
 pub(crate) fn human_seconds(s: i64) -> String {
     let s = s.abs();

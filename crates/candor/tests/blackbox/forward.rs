@@ -15,11 +15,15 @@ fn refused_connection_is_upstream_unreachable() {
     let detail = b["detail"].as_str().unwrap();
     assert!(
         detail.starts_with(&format!(
-            "Route r could not connect to its upstream http://{dead}: "
+            "Route r could not connect to its upstream http://{dead} (tried 2 times): "
         )),
         "{detail}"
     );
     assert!(detail.contains("refused"), "{detail}");
+    // The request never left: it was tried again (retries = 1 by default), and both tries
+    // are listed.
+    let outcome = b["tries"][0]["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("connection refused"), "{b}");
     assert_eq!(b["retry"], "with_backoff");
 }
 

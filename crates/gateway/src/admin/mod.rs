@@ -31,6 +31,7 @@ use std::sync::Arc;
 const ENDPOINTS: &[&str] = &[
     "/health",
     "/stats",
+    "/upstreams",
     "/catalog",
     "/errors/{code}",
     "/accounts",
@@ -130,7 +131,7 @@ async fn route(
     let method = req.method().clone();
     let read_only = method == Method::GET || method == Method::HEAD;
     match path {
-        "/health" | "/stats" | "/catalog" if !read_only => {
+        "/health" | "/stats" | "/upstreams" | "/catalog" if !read_only => {
             return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
         }
         "/health" => {
@@ -144,6 +145,29 @@ async fn route(
             return Ok(json_response(
                 StatusCode::OK,
                 crate::stats::STATS.to_json(&state.connections()),
+            ));
+        }
+        "/upstreams" => {
+            check_admin(state, &req, path)?;
+            let routes: Vec<Value> = pipeline
+                .upstreams()
+                .map(|(name, up)| {
+                    json!({
+                        "route": name,
+                        "targets": up.targets.iter().map(|t| t.display.clone()).collect::<Vec<_>>(),
+                        "balance": match up.balance {
+                            crate::upstream::targets::Balance::RoundRobin => "round_robin",
+                            crate::upstream::targets::Balance::LeastRequests => "least_requests",
+                        },
+                        "connect_timeout_ms": up.connect_timeout.as_millis() as u64,
+                        "retries": up.retry.retries,
+                        "eject_after": up.health.eject_after,
+                    })
+                })
+                .collect();
+            return Ok(json_response(
+                StatusCode::OK,
+                json!({ "routes": routes, "targets": state.forwarder().targets.report() }),
             ));
         }
         "/catalog" => {

@@ -33,6 +33,7 @@ mod report;
 mod routes;
 mod server;
 mod timeouts;
+mod upstreams;
 
 pub(crate) use auth::AuthSettings;
 pub(crate) use debug::DebugConfig;
@@ -42,6 +43,8 @@ pub(crate) use rate_limits::RouteLimits;
 pub use reader::did_you_mean;
 pub use report::{ConfigProblem, ConfigReport};
 pub(crate) use routes::{ERRORS_PREFIX, RouteConfig, RouteMode, Upstream};
+#[cfg(test)]
+pub(crate) use routes::parse_upstream_list;
 pub(crate) use server::{ServerConfig, TlsFiles};
 pub(crate) use timeouts::Timeouts;
 

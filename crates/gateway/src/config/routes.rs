@@ -45,6 +45,15 @@ pub(super) const ROUTE: &[&str] = &[
     "validate",
     "rate_limits",
     "rate_limit_headers",
+    "balance",
+    "connect_timeout",
+    "retries",
+    "retry_on",
+    "retry_backoff",
+    "retry_budget",
+    "eject_after",
+    "ejection_time",
+    "max_ejected_percent",
     "rate_limit_status",
     "quota_status",
 ];
@@ -249,23 +258,33 @@ fn read_route(
     };
     let max_connections = r.integer(p, "max_connections", 1, 100_000);
     let max_queue = r.integer(p, "max_queue", 0, 100_000);
-    let upstream = match r.string(p, "upstream") {
-        Some((u, span)) => match parse_upstream(&u) {
-            Ok(mut up) => {
-                if let Some(n) = max_connections {
-                    up.max_connections = n as usize;
+    let urls = match r.get("upstream").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Array(_)) => r.strings(p, "upstream"),
+        _ => r.string(p, "upstream").map(|u| vec![u]),
+    };
+    let upstream = match urls {
+        Some(list) => {
+            let span = r.get("upstream").map_or(r.span.clone(), |v| v.span());
+            let texts: Vec<String> = list.into_iter().map(|(u, _)| u).collect();
+            match parse_upstream_list(&texts) {
+                Ok(mut up) => {
+                    if let Some(n) = max_connections {
+                        up.max_connections = n as usize;
+                    }
+                    if let Some(n) = max_queue {
+                        up.max_queue = n as usize;
+                    }
+                    super::upstreams::tune(r, p, &mut up);
+                    Some(up)
                 }
-                if let Some(n) = max_queue {
-                    up.max_queue = n as usize;
+                Err(e) => {
+                    p.at(span, &r.key_path("upstream"), e).expected = Some(
+                        "an http URL such as \"http://127.0.0.1:9000\", or a list of them".into(),
+                    );
+                    None
                 }
-                Some(up)
             }
-            Err(e) => {
-                p.at(span, &r.key_path("upstream"), e).expected =
-                    Some("an http URL such as \"http://127.0.0.1:9000\"".into());
-                None
-            }
-        },
+        }
         None => {
             if mode == RouteMode::Proxy && mode_known && r.get("upstream").is_none() {
                 p.at(
@@ -603,7 +622,8 @@ fn read_route_auth(
     })
 }
 
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
+/// One target URL: its address and base path.
+fn parse_target(s: &str) -> Result<(crate::upstream::Target, String), String> {
     let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
     let scheme = uri
         .scheme()
@@ -625,12 +645,50 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
     }
     let host_header = http::HeaderValue::from_str(authority.as_str())
         .map_err(|_| format!("`{s}` has a host that is not a valid Host header"))?;
+    Ok((
+        crate::upstream::Target {
+            host_header,
+            display: s.to_owned(),
+            authority,
+        },
+        uri.path().trim_end_matches('/').to_owned(),
+    ))
+}
+
+/// An upstream of one or more target URLs, which must share their base path, with the
+/// default balance, timeouts, retries and health.
+pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
+    let mut targets = Vec::with_capacity(urls.len());
+    let mut base: Option<String> = None;
+    for u in urls {
+        let (t, path) = parse_target(u)?;
+        match &base {
+            Some(b) if *b != path => {
+                return Err(format!(
+                    "`{u}` has the base path `{path}`, the first target `{b}`; targets share one"
+                ));
+            }
+            _ => base = Some(path),
+        }
+        if targets.iter().any(|o: &crate::upstream::Target| o.authority == t.authority) {
+            return Err(format!("`{u}` is listed twice"));
+        }
+        targets.push(t);
+    }
+    if targets.is_empty() {
+        return Err("no target: list at least one URL".into());
+    }
     Ok(Upstream {
-        host_header,
-        authority,
-        base_path: uri.path().trim_end_matches('/').to_owned(),
-        display: s.to_owned(),
+        targets,
+        base_path: base.unwrap_or_default(),
+        display: urls.join(", "),
         max_connections: crate::upstream::DEFAULT_MAX_CONNECTIONS,
         max_queue: crate::upstream::DEFAULT_MAX_QUEUE,
+        balance: Default::default(),
+        connect_timeout: Duration::from_secs(10),
+        retry: Default::default(),
+        health: Default::default(),
+        turn: Default::default(),
+        budget: Default::default(),
     })
 }

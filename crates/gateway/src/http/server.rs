@@ -92,6 +92,11 @@ impl State {
         self.current.load_full()
     }
 
+    /// The upstream client (its targets' health, for `/upstreams`).
+    pub(crate) fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
     /// Per listener, the connections open now and those refused at its cap (for `/stats`).
     pub(crate) fn connections(&self) -> [(&'static str, usize, u64); 2] {
         let of = |c: &Connections| (c.listener(), c.open(), c.refused());

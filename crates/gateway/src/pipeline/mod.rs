@@ -110,6 +110,14 @@ impl Pipeline {
         &self.tokens.external
     }
 
+    /// Each forwarding route of this generation with its upstream, in table order.
+    pub(crate) fn upstreams(&self) -> impl Iterator<Item = (&str, &crate::upstream::Upstream)> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| Some((r.config.name.as_str(), r.config.upstream.as_ref()?)))
+    }
+
     /// The renderer of this generation.
     pub(crate) fn renderer(&self) -> &Renderer {
         &self.renderer

@@ -12,11 +12,13 @@ use crate::stages::negotiate::BodyFormat;
 use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
 use crate::stages::validate::Pending;
+use crate::upstream::Target;
 use crate::upstream::pool::{Caps, Pool, PooledBody, SendError};
+use crate::upstream::targets::{NoneHealthy, Targets, backoff};
 use bytes::Bytes;
 use candor_catalog::{Retry, codes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::future::Future;
@@ -27,6 +29,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The longest a request waits for one of its upstream's connections to come free (half
 /// the route's timeout when that is shorter).
@@ -40,6 +43,8 @@ const WRAP_BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Forwarder {
     pool: Pool,
+    /// Every target's health, by address.
+    pub(crate) targets: std::sync::Arc<Targets>,
 }
 
 impl Forwarder {
@@ -172,15 +177,18 @@ pub(crate) async fn run(
     max_body: u64,
     timeouts: &Timeouts,
 ) -> Result<Response<GatewayBody>, GatewayError> {
+    let bodyless = !ctx.has_body();
     let (mut parts, body) = ctx.take_request()?;
     identity_headers(&mut parts.headers, ctx.principal.as_ref());
     let started = std::time::Instant::now();
+    let mut tries = Vec::new();
     let resp = forward(
         fwd,
         route,
         Exchange {
             parts,
             body,
+            bodyless,
             path: ctx.forward_path.as_deref(),
             down: &ctx.down,
             request_id: ctx.request_id,
@@ -190,8 +198,17 @@ pub(crate) async fn run(
             body_format: ctx.body_format,
             validation: ctx.validation.take(),
         },
+        &mut tries,
     )
     .await;
+    for (target, outcome) in tries {
+        ctx.trail.record(
+            "forward",
+            "retry",
+            None,
+            vec![("target", target), ("outcome", outcome)],
+        );
+    }
     let mut facts = Vec::with_capacity(2);
     facts.push(("upstream_ms", started.elapsed().as_millis().to_string()));
     match &resp {
@@ -234,6 +251,8 @@ fn identity_headers(headers: &mut HeaderMap, principal: Option<&Principal>) {
 struct Exchange<'a> {
     parts: http::request::Parts,
     body: Incoming,
+    /// The request has no body (a retry can send it again).
+    bodyless: bool,
     /// The normalised path when it differs from the request's.
     path: Option<&'a str>,
     down: &'a Downstream<'a>,
@@ -286,10 +305,12 @@ async fn forward(
     fwd: &Forwarder,
     route: &RouteConfig,
     exchange: Exchange<'_>,
+    tries: &mut Vec<(String, String)>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let Exchange {
         mut parts,
         body,
+        bodyless,
         path,
         down,
         request_id,
@@ -299,6 +320,7 @@ async fn forward(
         body_format,
         validation,
     } = exchange;
+    let mut held: Option<Bytes> = None;
     let up = route.upstream.as_ref().ok_or_else(|| {
         GatewayError::new(codes::INTERNAL_ERROR)
             .param("stage", "forward: route has no upstream")
@@ -325,7 +347,7 @@ async fn forward(
     let host = if route.preserve_host {
         original_host
     } else {
-        Some(up.host_header.clone())
+        Some(up.targets[0].host_header.clone())
     };
     if let Some(h) = host {
         parts.headers.insert(header::HOST, h);
@@ -366,62 +388,177 @@ async fn forward(
                 }
             }
         }
+        held = Some(bytes.clone());
         body = UpstreamBody::held(bytes, watch.clone());
     } else if let Some(contract) = validation {
         // A body in a type the gateway reads no format of: the parameters' problems.
         contract.finish_unchecked_body()?;
     }
-    let req = Request::from_parts(parts, body);
-
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    ) || parts.headers.contains_key(&IDEMPOTENCY_KEY);
+    // A request sent once can be sent again only with its body: held (checked above) or
+    // none at all.
+    let replay = held.or_else(|| bodyless.then(Bytes::new));
     let caps = Caps {
         max_connections: up.max_connections,
         max_queue: up.max_queue,
         queue_wait: (route.timeout / 2).min(MAX_QUEUE_WAIT),
+        connect_timeout: up.connect_timeout,
     };
-    let send = fwd.pool.send(&up.authority, req, caps);
-    let result = upstream_wait(send, route.timeout, &watch).await;
+    let policy = &up.retry;
+    let _in_flight = up.budget.request();
+    let mut retrying = None;
+    let mut req = Some(Request::from_parts(parts, body));
+    let mut tried = 0u64;
+    let mut attempt = 0u32;
+    let (result, target) = loop {
+        let pick = match fwd.targets.pick(up, tried) {
+            Ok(p) => p,
+            Err(none) => return Err(no_healthy(route, none)),
+        };
+        tried |= 1 << pick.index;
+        let Some(mut r) = req.take() else {
+            return Err(GatewayError::new(codes::INTERNAL_ERROR)
+                .param("stage", "forward: no request left to send")
+                .source(ErrorSource::Internal));
+        };
+        if up.targets.len() > 1 && !route.preserve_host {
+            r.headers_mut()
+                .insert(header::HOST, pick.target.host_header.clone());
+        }
+        let more = attempt < policy.retries;
+        // What a try that failed after the request went out is retried with.
+        let copy = match &replay {
+            Some(b) if more && idempotent && (policy.on_reset || !policy.on_status.is_empty()) => {
+                Some(copy_of(&r, b, &watch))
+            }
+            _ => None,
+        };
+        let outstanding = Targets::start(&pick);
+        let sent = upstream_wait(
+            fwd.pool.send(&pick.target.authority, r, caps),
+            route.timeout,
+            &watch,
+        )
+        .await;
+        drop(outstanding);
+        if watch.fault().is_some() {
+            break (sent, pick.target);
+        }
+        // Why this try failed, what the next one sends, and the answer if it is not sent.
+        let (cause, next, fallback) = match sent {
+            Err(()) => {
+                fwd.targets.failed(
+                    up,
+                    &pick,
+                    &format!("no response within {}", human_duration(route.timeout)),
+                );
+                break (Err(()), pick.target);
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                if !(502..=504).contains(&status) {
+                    Targets::succeeded(&pick);
+                    break (Ok(Ok(resp)), pick.target);
+                }
+                let cause = format!("answered {status}");
+                fwd.targets.failed(up, &pick, &cause);
+                match copy {
+                    Some(c) if policy.on_status.contains(&status) => (cause, c, Ok(Ok(resp))),
+                    _ => break (Ok(Ok(resp)), pick.target),
+                }
+            }
+            Ok(Err(mut failed)) => {
+                let overloaded = matches!(failed.error, SendError::Overloaded { .. });
+                let cause = match &failed.error {
+                    SendError::Connect(c) => c.clone(),
+                    SendError::Exchange(e) => exchange_words(e),
+                    SendError::Overloaded { limit, .. } => {
+                        format!("all {limit} of its connections were busy")
+                    }
+                };
+                if !overloaded {
+                    fwd.targets.failed(up, &pick, &cause);
+                }
+                // Not a byte went out: any request may go again (to another target, for
+                // an overloaded one). Once it went out: a copy, for requests that may.
+                let unsent_may_go = if overloaded {
+                    up.targets.len() > 1
+                } else {
+                    policy.on_connect
+                };
+                let next = match failed.unsent.take() {
+                    Some(unsent) if unsent_may_go => Some(unsent),
+                    _ if policy.on_reset && matches!(failed.error, SendError::Exchange(_)) => copy,
+                    _ => None,
+                };
+                match next {
+                    Some(n) if more => (cause, n, Ok(Err(failed))),
+                    _ => break (Ok(Err(failed)), pick.target),
+                }
+            }
+        };
+        // Retries stay within the budget: a share of the requests in flight.
+        let Some(slot) = up.budget.retry(policy.budget) else {
+            tries.push((
+                pick.target.display.clone(),
+                format!("{cause} (not retried: the retry budget is spent)"),
+            ));
+            break (fallback, pick.target);
+        };
+        drop(fallback);
+        retrying = Some(slot);
+        tries.push((pick.target.display.clone(), cause));
+        attempt += 1;
+        tokio::time::sleep(backoff(policy.backoff, attempt)).await;
+        req = Some(next);
+    };
+    drop(retrying);
     if let Some(fault) = watch.fault() {
         let start = format!("{} {}", request.0, request.1.path());
         return Err(body_error(fault, &start, max_body, body_idle));
     }
     let mut resp = match result {
         Err(_) => {
-            return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, up)
+            return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, target, tries)
                 .param("timeout", human_duration(route.timeout))
                 .extension("timeout_ms", (route.timeout.as_millis() as u64).into()));
         }
-        Ok(Err(SendError::Connect(cause))) => {
+        Ok(Err(crate::upstream::pool::Failed {
+            error: SendError::Connect(cause),
+            ..
+        })) => {
             return Err(
-                upstream_error(codes::UPSTREAM_UNREACHABLE, route, up).param("cause", cause)
+                upstream_error(codes::UPSTREAM_UNREACHABLE, route, target, tries).param("cause", cause)
             );
         }
-        Ok(Err(SendError::Overloaded {
-            limit,
-            queue,
-            waited,
+        Ok(Err(crate::upstream::pool::Failed {
+            error: SendError::Overloaded {
+                limit,
+                queue,
+                waited,
+            },
+            ..
         })) => {
             let why = match waited {
                 None => format!("its queue of {queue} waiting requests is full"),
                 Some(w) => format!("none came free within {}", human_duration(w)),
             };
-            return Err(upstream_error(codes::UPSTREAM_OVERLOADED, route, up)
+            return Err(upstream_error(codes::UPSTREAM_OVERLOADED, route, target, tries)
                 .param("limit", limit.to_string())
                 .param("why", why)
                 .extension("limit", limit.into())
                 .extension("max_queue", queue.into()));
         }
-        Ok(Err(SendError::Exchange(e))) => {
-            let words = if e.is_incomplete_message() {
-                "closed the connection before sending a complete response".to_owned()
-            } else if e.is_parse() || e.is_parse_status() {
-                format!("sent a response that is not valid HTTP ({e})")
-            } else if e.is_body_write_aborted() || e.is_user() {
-                format!("could not receive the request body ({})", error_chain(&e))
-            } else {
-                format!("failed the exchange ({})", error_chain(&e))
-            };
+        Ok(Err(crate::upstream::pool::Failed {
+            error: SendError::Exchange(e),
+            ..
+        })) => {
             return Err(
-                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param("cause", words)
+                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries)
+                    .param("cause", exchange_words(&e)),
             );
         }
         Ok(Ok(resp)) => resp,
@@ -431,7 +568,7 @@ async fn forward(
     if resp.status().is_informational() {
         let status = resp.status();
         return Err(
-            upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, up).param(
+            upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries).param(
                 "cause",
                 format!(
                     "answered {} {} to a request that asked for no upgrade",
@@ -448,7 +585,7 @@ async fn forward(
     }
     remove_hop_by_hop(resp.headers_mut());
     if route.wrap_upstream_errors && resp.status().as_u16() >= 400 && !is_problem(resp.headers()) {
-        return Err(wrap(route, up, resp).await);
+        return Err(wrap(route, target, tries, resp).await);
     }
     // The response's X-Request-Id is set by the pipeline, on every response alike.
     let status = resp.status().as_u16();
@@ -512,12 +649,102 @@ fn body_error(fault: &BodyFault, start: &str, max_body: u64, idle: Duration) -> 
     }
 }
 
-fn upstream_error(code: &'static str, route: &RouteConfig, up: &Upstream) -> GatewayError {
-    GatewayError::new(code)
+/// An error blaming `target` of `route`'s upstream; `tries` are the tries before the last
+/// (target, what happened), listed in the detail and as `tries`.
+fn upstream_error(
+    code: &'static str,
+    route: &RouteConfig,
+    target: &Target,
+    tries: &[(String, String)],
+) -> GatewayError {
+    let mut e = GatewayError::new(code)
         .param("route", route.name.clone())
-        .param("upstream", up.display.clone())
         .extension("route", route.name.clone().into())
+        .source(ErrorSource::Upstream);
+    if tries.is_empty() {
+        return e.param("upstream", target.display.clone());
+    }
+    let upstream = if tries.iter().all(|(t, _)| *t == target.display) {
+        format!("{} (tried {} times)", target.display, tries.len() + 1)
+    } else {
+        let before: Vec<String> = tries.iter().map(|(t, c)| format!("{t}: {c}")).collect();
+        format!(
+            "{} (try {}; before: {})",
+            target.display,
+            tries.len() + 1,
+            before.join("; ")
+        )
+    };
+    e = e.param("upstream", upstream);
+    let list: Vec<serde_json::Value> = tries
+        .iter()
+        .map(|(t, c)| serde_json::json!({"target": t, "outcome": c}))
+        .collect();
+    e.extension("tries", list.into())
+}
+
+/// `no_healthy_upstream`: every target is ejected; each one's last failure and when it is
+/// tried again, with Retry-After for the soonest.
+fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
+    let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let wait = secs(none.soonest()).max(1);
+    let words: Vec<String> = none
+        .targets
+        .iter()
+        .map(|(t, last, until)| {
+            let last = last.as_ref().map_or("no failure recorded", |f| f.cause.as_str());
+            format!("{t} ({last}; tried again in {} s)", secs(*until).max(1))
+        })
+        .collect();
+    let list: Vec<serde_json::Value> = none
+        .targets
+        .iter()
+        .map(|(t, last, until)| {
+            serde_json::json!({
+                "target": t,
+                "last_failure": last.as_ref().map(|f| f.cause.clone()),
+                "retry_in": secs(*until).max(1),
+            })
+        })
+        .collect();
+    GatewayError::new(codes::NO_HEALTHY_UPSTREAM)
+        .param("route", route.name.clone())
+        .param(
+            "cause",
+            format!("every target is ejected after failing in a row: {}", words.join(", ")),
+        )
+        .header(header::RETRY_AFTER, &wait.to_string())
+        .extension("route", route.name.clone().into())
+        .extension("targets", list.into())
+        .extension("retry_after", wait.into())
         .source(ErrorSource::Upstream)
+}
+
+/// A failed exchange in words.
+fn exchange_words(e: &hyper::Error) -> String {
+    if e.is_incomplete_message() {
+        "closed the connection before sending a complete response".to_owned()
+    } else if e.is_parse() || e.is_parse_status() {
+        format!("sent a response that is not valid HTTP ({e})")
+    } else if e.is_body_write_aborted() || e.is_user() {
+        format!("could not receive the request body ({})", error_chain(e))
+    } else {
+        format!("failed the exchange ({})", error_chain(e))
+    }
+}
+
+/// A copy of `r` with the body `body`, for a retry after `r` went out.
+fn copy_of(
+    r: &Request<UpstreamBody>,
+    body: &Bytes,
+    watch: &std::sync::Arc<BodyWatch>,
+) -> Request<UpstreamBody> {
+    let mut copy = Request::new(UpstreamBody::held(body.clone(), watch.clone()));
+    *copy.method_mut() = r.method().clone();
+    *copy.uri_mut() = r.uri().clone();
+    *copy.version_mut() = r.version();
+    *copy.headers_mut() = r.headers().clone();
+    copy
 }
 
 fn is_problem(h: &HeaderMap) -> bool {
@@ -527,7 +754,12 @@ fn is_problem(h: &HeaderMap) -> bool {
 }
 
 /// Puts a non-catalog upstream error into the envelope: status kept, body under `upstream`.
-async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<PooledBody>) -> GatewayError {
+async fn wrap(
+    route: &RouteConfig,
+    target: &Target,
+    tries: &[(String, String)],
+    resp: Response<PooledBody>,
+) -> GatewayError {
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), WRAP_BODY_LIMIT);
     let bytes = match tokio::time::timeout(route.timeout, body.collect()).await {
@@ -541,7 +773,7 @@ async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<PooledBody>) ->
         502..=504 => Retry::WithBackoff,
         _ => Retry::Never,
     };
-    upstream_error(codes::UPSTREAM_ERROR, route, up)
+    upstream_error(codes::UPSTREAM_ERROR, route, target, tries)
         .param(
             "upstream_status",
             format!(
@@ -558,14 +790,7 @@ async fn wrap(route: &RouteConfig, up: &Upstream, resp: Response<PooledBody>) ->
         .extension("upstream", upstream_value)
 }
 
-/// "60 s", "250 ms".
-pub(crate) fn human_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
+pub(crate) use crate::time::human_duration;
 
 #[cfg(test)]
 mod tests {

@@ -379,6 +379,11 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
+    /// The routes, in order.
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// Compiles the routes, in order: the first that matches wins.
     pub(crate) fn new(entries: Vec<RouteEntry>) -> RouteTable {
         let routes = entries

@@ -1,27 +1,50 @@
-//! Talking to upstreams: where a route forwards to ([`Upstream`]), the connection pool (targets, health checks, retries and
-//! per-upstream concurrency will live here too).
+//! Talking to upstreams: where a route forwards to ([`Upstream`]), the connection pool, and
+//! the targets' balance, passive health and retry budget (`targets`).
 //!
 //! May depend on: `http::body`. Nothing above it: the forward stage uses this area, never
 //! the reverse.
 
 pub(crate) mod pool;
+pub(crate) mod targets;
 
-/// Where a route forwards to.
+/// One address an upstream's requests may go to.
 #[derive(Clone, Debug)]
-pub struct Upstream {
+pub struct Target {
     /// host:port
     pub authority: http::uri::Authority,
     /// The authority as a Host header value, made once.
     pub host_header: http::HeaderValue,
-    /// Path prefix prepended to the request path ("" for none).
-    pub base_path: String,
     /// As written in the config.
     pub display: String,
-    /// The most connections open to this upstream at once (route key `max_connections`).
+}
+
+/// Where a route forwards to: one or more targets sharing a base path, how a request picks
+/// one, and how failures are retried and ejected.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The targets, in configuration order.
+    pub targets: Vec<Target>,
+    /// Path prefix prepended to the request path ("" for none).
+    pub base_path: String,
+    /// As written in the config (the targets, comma-separated).
+    pub display: String,
+    /// The most connections open to each target at once (route key `max_connections`).
     pub max_connections: usize,
     /// The most requests waiting for one of them (route key `max_queue`); more get
     /// `upstream_overloaded`.
     pub max_queue: usize,
+    /// How a request picks a target.
+    pub balance: targets::Balance,
+    /// How long connecting to a target may take.
+    pub connect_timeout: std::time::Duration,
+    /// When a failed try is tried again.
+    pub retry: targets::RetryPolicy,
+    /// When a failing target is ejected.
+    pub health: targets::PassiveHealth,
+    /// The round-robin turn.
+    pub(crate) turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests and retries in flight, for the retry budget.
+    pub(crate) budget: std::sync::Arc<targets::Budget>,
 }
 
 /// Envoy's default circuit-breaker thresholds: connections and pending requests.

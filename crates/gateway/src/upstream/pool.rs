@@ -35,9 +35,6 @@ const PURGE_EVERY: Duration = Duration::from_secs(5);
 /// number on requests).
 pub(crate) const MAX_RESPONSE_HEADERS: usize = 1000;
 
-/// How long connecting (resolving the name and the TCP handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why an exchange with the upstream failed.
 #[derive(Debug)]
 pub(crate) enum SendError {
@@ -66,6 +63,26 @@ pub(crate) struct Caps {
     pub(crate) max_queue: usize,
     /// How long a request may wait in the queue.
     pub(crate) queue_wait: Duration,
+    /// How long connecting (resolving the name and the TCP handshake) may take.
+    pub(crate) connect_timeout: Duration,
+}
+
+/// A failed exchange, with the request when none of it was sent (it may go elsewhere).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// What failed.
+    pub(crate) error: SendError,
+    /// The request, when not a byte of it was written.
+    pub(crate) unsent: Option<Request<UpstreamBody>>,
+}
+
+impl Failed {
+    fn sent(error: SendError) -> Failed {
+        Failed {
+            error,
+            unsent: None,
+        }
+    }
 }
 
 struct Idle {
@@ -148,7 +165,7 @@ impl Pool {
         authority: &Authority,
         mut req: Request<UpstreamBody>,
         caps: Caps,
-    ) -> Result<Response<PooledBody>, SendError> {
+    ) -> Result<Response<PooledBody>, Failed> {
         let mut queued: Option<(Queued, Instant)> = None;
         loop {
             let (idle, gate) = self.checkout(authority, caps.max_connections);
@@ -165,19 +182,37 @@ impl Pool {
                             req = r;
                             continue;
                         }
-                        None => return Err(SendError::Exchange(e.into_error())),
+                        None => return Err(Failed::sent(SendError::Exchange(e.into_error()))),
                     },
                 }
             }
             if gate.try_open(caps.max_connections) {
                 drop(queued);
-                let mut sender = connect(authority, gate).await?;
-                sender.ready().await.map_err(SendError::Exchange)?;
-                let resp = sender
-                    .send_request(req)
-                    .await
-                    .map_err(SendError::Exchange)?;
-                return Ok(self.pooled(authority, sender, resp));
+                let mut sender = match connect(authority, gate, caps.connect_timeout).await {
+                    Ok(s) => s,
+                    Err(error) => {
+                        return Err(Failed {
+                            error,
+                            unsent: Some(req),
+                        });
+                    }
+                };
+                if let Err(e) = sender.ready().await {
+                    return Err(Failed {
+                        error: SendError::Exchange(e),
+                        unsent: Some(req),
+                    });
+                }
+                return match sender.try_send_request(req).await {
+                    Ok(resp) => Ok(self.pooled(authority, sender, resp)),
+                    Err(mut e) => {
+                        let unsent = e.take_message();
+                        Err(Failed {
+                            error: SendError::Exchange(e.into_error()),
+                            unsent,
+                        })
+                    }
+                };
             }
             let since = match &queued {
                 Some((_, since)) => *since,
@@ -189,10 +224,13 @@ impl Pool {
                         })
                         .is_ok();
                     if !admitted {
-                        return Err(SendError::Overloaded {
-                            limit: caps.max_connections,
-                            queue: caps.max_queue,
-                            waited: None,
+                        return Err(Failed {
+                            error: SendError::Overloaded {
+                                limit: caps.max_connections,
+                                queue: caps.max_queue,
+                                waited: None,
+                            },
+                            unsent: Some(req),
                         });
                     }
                     let now = Instant::now();
@@ -205,10 +243,13 @@ impl Pool {
                 .await
                 .is_err()
             {
-                return Err(SendError::Overloaded {
-                    limit: caps.max_connections,
-                    queue: caps.max_queue,
-                    waited: Some(caps.queue_wait),
+                return Err(Failed {
+                    error: SendError::Overloaded {
+                        limit: caps.max_connections,
+                        queue: caps.max_queue,
+                        waited: Some(caps.queue_wait),
+                    },
+                    unsent: Some(req),
                 });
             }
         }
@@ -333,8 +374,9 @@ fn purge(entry: &mut Entry) {
 async fn connect(
     authority: &Authority,
     gate: Arc<Gate>,
+    timeout: Duration,
 ) -> Result<SendRequest<UpstreamBody>, SendError> {
-    match open(authority).await {
+    match open(authority, timeout).await {
         Ok((sender, conn)) => {
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -354,20 +396,23 @@ async fn connect(
 /// The connection task of an upstream connection.
 type ConnTask = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
 
-async fn open(authority: &Authority) -> Result<(SendRequest<UpstreamBody>, ConnTask), SendError> {
+async fn open(
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<(SendRequest<UpstreamBody>, ConnTask), SendError> {
     // Authority::host keeps the brackets of an IPv6 literal; the resolver does not want them.
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
     let addr = (host, authority.port_u16().unwrap_or(80));
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(SendError::Connect(connect_cause(&e))),
         Err(_) => {
             return Err(SendError::Connect(format!(
-                "no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
+                "no connection within {} (connect_timeout)",
+                crate::time::human_duration(timeout)
             )));
         }
     };
@@ -537,7 +582,7 @@ impl Body for PooledBody {
                 this.home = None;
                 let cause = format!(
                     "the upstream sent nothing for {} (timeouts.response_body_idle)",
-                    crate::stages::forward::human_duration(s.idle.idle())
+                    crate::time::human_duration(s.idle.idle())
                 );
                 s.ended_badly(EndedBy::Upstream, &cause);
                 Poll::Ready(Some(Err(cause.into())))

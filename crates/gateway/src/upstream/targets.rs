@@ -1,0 +1,464 @@
+//! An upstream's targets: which one a request goes to (round-robin or the fewest
+//! outstanding requests), passive health (a target failing `eject_after` times in a row is
+//! ejected for a growing interval, at most `max_ejected_percent` of an upstream's targets at
+//! once), the retry budget, and what `GET /upstreams` shows.
+//!
+//! A target's state is kept per address for the whole process, across routes and
+//! configuration reloads: two routes to one address see the same health.
+
+use super::{Target, Upstream};
+use http::uri::Authority;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How many recent failures a target keeps for `GET /upstreams`.
+const RECENT: usize = 10;
+/// The longest a target is ejected, however often it failed.
+pub(crate) const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// One failure of a target.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    /// When (wall clock, for reports).
+    pub(crate) at: SystemTime,
+    /// What happened, in words.
+    pub(crate) cause: String,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    consecutive: u32,
+    /// Times ejected since it last succeeded: each ejection lasts twice the one before.
+    ejections: u32,
+    ejected_until: Option<Instant>,
+    recent: VecDeque<Failure>,
+    successes: u64,
+    failures: u64,
+}
+
+/// One target address's state.
+#[derive(Debug, Default)]
+pub(crate) struct TargetState {
+    /// Requests sent to it and not yet answered.
+    outstanding: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+impl TargetState {
+    fn ejected_until(&self, now: Instant) -> Option<Instant> {
+        let h = self.health.lock().ok()?;
+        h.ejected_until.filter(|u| *u > now)
+    }
+}
+
+/// Counts a request outstanding on a target until dropped.
+pub(crate) struct Outstanding(Arc<TargetState>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The chosen target of one try.
+pub(crate) struct Pick<'u> {
+    /// Its index in the upstream's targets.
+    pub(crate) index: usize,
+    /// The target.
+    pub(crate) target: &'u Target,
+    /// Its state.
+    pub(crate) state: Arc<TargetState>,
+}
+
+/// Every target's state, by address: the process's, kept across reloads.
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    states: Mutex<HashMap<Authority, Arc<TargetState>>>,
+}
+
+/// Why no target can be tried: each target's last failure and when it is tried again.
+#[derive(Debug)]
+pub(crate) struct NoneHealthy {
+    /// Per target: its address, its last failure, until when it is ejected.
+    pub(crate) targets: Vec<(String, Option<Failure>, Duration)>,
+}
+
+impl NoneHealthy {
+    /// The soonest a target is tried again.
+    pub(crate) fn soonest(&self) -> Duration {
+        self.targets
+            .iter()
+            .map(|t| t.2)
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+impl Targets {
+    fn state(&self, authority: &Authority) -> Arc<TargetState> {
+        let Ok(mut states) = self.states.lock() else {
+            return Arc::default();
+        };
+        states.entry(authority.clone()).or_default().clone()
+    }
+
+    /// The target of the next try on `up`: not ejected and not among `tried` (a bit per
+    /// target index; unless every healthy one was), by the upstream's balance.
+    pub(crate) fn pick<'u>(&self, up: &'u Upstream, tried: u64) -> Result<Pick<'u>, NoneHealthy> {
+        let now = Instant::now();
+        let states: Vec<Arc<TargetState>> =
+            up.targets.iter().map(|t| self.state(&t.authority)).collect();
+        let healthy: Vec<usize> = (0..states.len())
+            .filter(|i| states[*i].ejected_until(now).is_none())
+            .collect();
+        if healthy.is_empty() {
+            return Err(NoneHealthy {
+                targets: up
+                    .targets
+                    .iter()
+                    .zip(&states)
+                    .map(|(t, s)| {
+                        let last = s.health.lock().ok().and_then(|h| h.recent.back().cloned());
+                        let until = s
+                            .ejected_until(now)
+                            .map_or(Duration::ZERO, |u| u.duration_since(now));
+                        (t.display.clone(), last, until)
+                    })
+                    .collect(),
+            });
+        }
+        let fresh: Vec<usize> = healthy
+            .iter()
+            .copied()
+            .filter(|i| tried & (1 << i) == 0)
+            .collect();
+        let pool = if fresh.is_empty() { &healthy } else { &fresh };
+        let turn = up.turn.fetch_add(1, Ordering::Relaxed);
+        let index = match up.balance {
+            Balance::RoundRobin => pool[turn % pool.len()],
+            Balance::LeastRequests => {
+                // The fewest outstanding; ties go round-robin.
+                let n = pool.len();
+                (0..n)
+                    .map(|k| pool[(turn + k) % n])
+                    .min_by_key(|i| states[*i].outstanding.load(Ordering::Acquire))
+                    .unwrap_or(pool[0])
+            }
+        };
+        Ok(Pick {
+            index,
+            target: &up.targets[index],
+            state: states[index].clone(),
+        })
+    }
+
+    /// Counts a request outstanding on `pick` until the guard is dropped.
+    pub(crate) fn start(pick: &Pick<'_>) -> Outstanding {
+        pick.state.outstanding.fetch_add(1, Ordering::AcqRel);
+        Outstanding(pick.state.clone())
+    }
+
+    /// A try on `pick` got an answer.
+    pub(crate) fn succeeded(pick: &Pick<'_>) {
+        if let Ok(mut h) = pick.state.health.lock() {
+            h.consecutive = 0;
+            h.ejections = 0;
+            h.successes += 1;
+        }
+    }
+
+    /// A try on `pick` failed with `cause`; ejects the target when it failed `eject_after`
+    /// times in a row and the upstream may have one more ejected. Returns for how long it
+    /// was ejected, if it was.
+    pub(crate) fn failed(&self, up: &Upstream, pick: &Pick<'_>, cause: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let ejected_now = up
+            .targets
+            .iter()
+            .filter(|t| self.state(&t.authority).ejected_until(now).is_some())
+            .count();
+        let allowed = (up.targets.len() * usize::from(up.health.max_ejected_percent) / 100).max(1);
+        let mut h = pick.state.health.lock().ok()?;
+        h.failures += 1;
+        h.consecutive += 1;
+        if h.recent.len() == RECENT {
+            h.recent.pop_front();
+        }
+        h.recent.push_back(Failure {
+            at: SystemTime::now(),
+            cause: cause.to_owned(),
+        });
+        let eject = up.health.eject_after > 0
+            && h.consecutive >= up.health.eject_after
+            && h.ejected_until.is_none_or(|u| u <= now)
+            && ejected_now < allowed;
+        if !eject {
+            return None;
+        }
+        let factor = 1u32 << h.ejections.min(16);
+        let time = up.health.ejection_time.saturating_mul(factor).min(MAX_EJECTION);
+        h.ejected_until = Some(now + time);
+        h.ejections += 1;
+        h.consecutive = 0;
+        Some(time)
+    }
+
+    /// Every known target's state, for `GET /upstreams`.
+    pub(crate) fn report(&self) -> serde_json::Value {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let Ok(states) = self.states.lock() else {
+            return serde_json::json!([]);
+        };
+        let mut rows: Vec<(String, serde_json::Value)> = states
+            .iter()
+            .map(|(a, s)| {
+                let h = s.health.lock();
+                let (state, until, consecutive, ejections, recent, ok, failed) = match &h {
+                    Ok(h) => {
+                        let until = h.ejected_until.filter(|u| *u > now);
+                        (
+                            if until.is_some() { "ejected" } else { "healthy" },
+                            until.map(|u| {
+                                let at = wall + u.duration_since(now);
+                                rfc3339_of(at)
+                            }),
+                            h.consecutive,
+                            h.ejections,
+                            h.recent
+                                .iter()
+                                .rev()
+                                .map(|f| serde_json::json!({"at": rfc3339_of(f.at), "cause": f.cause}))
+                                .collect::<Vec<_>>(),
+                            h.successes,
+                            h.failures,
+                        )
+                    }
+                    Err(_) => ("unknown", None, 0, 0, Vec::new(), 0, 0),
+                };
+                (
+                    a.to_string(),
+                    serde_json::json!({
+                        "target": a.to_string(),
+                        "state": state,
+                        "ejected_until": until,
+                        "outstanding": s.outstanding.load(Ordering::Acquire),
+                        "consecutive_failures": consecutive,
+                        "ejections": ejections,
+                        "answered": ok,
+                        "failed": failed,
+                        "recent_failures": recent,
+                    }),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        serde_json::Value::Array(rows.into_iter().map(|r| r.1).collect())
+    }
+}
+
+fn rfc3339_of(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    crate::time::rfc3339(secs)
+}
+
+/// How a request picks among an upstream's targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Each in turn.
+    #[default]
+    RoundRobin,
+    /// The one with the fewest requests outstanding.
+    LeastRequests,
+}
+
+/// Passive health: when a target is ejected.
+#[derive(Clone, Copy, Debug)]
+pub struct PassiveHealth {
+    /// Failures in a row that eject a target (0: never).
+    pub eject_after: u32,
+    /// The first ejection's length; each next one doubles, up to 5 minutes.
+    pub ejection_time: Duration,
+    /// The most of an upstream's targets ejected at once (at least one).
+    pub max_ejected_percent: u8,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        PassiveHealth {
+            eject_after: 5,
+            ejection_time: Duration::from_secs(30),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+/// When a failed try is tried again.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Tries after the first (0: none).
+    pub retries: u32,
+    /// Retry when no connection could be made (the request never left).
+    pub on_connect: bool,
+    /// Retry when the connection failed after the request was sent (idempotent requests
+    /// and those with an Idempotency-Key only).
+    pub on_reset: bool,
+    /// Retry on these upstream statuses (idempotent requests and those with an
+    /// Idempotency-Key only).
+    pub on_status: Vec<u16>,
+    /// The back-off's base: try n waits a random time up to base × 2^n (full jitter).
+    pub backoff: Duration,
+    /// Retries in flight at most this share of the requests in flight to the upstream
+    /// (at least 3).
+    pub budget: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 1,
+            on_connect: true,
+            on_reset: true,
+            on_status: Vec::new(),
+            backoff: Duration::from_millis(25),
+            budget: 0.2,
+        }
+    }
+}
+
+/// The requests and retries in flight to one upstream, for the retry budget.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    active: AtomicUsize,
+    retrying: AtomicUsize,
+}
+
+/// Counts a request in flight (or a retry) on a [`Budget`] until dropped.
+pub(crate) struct InFlight<'b>(&'b AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Budget {
+    /// Counts a request in flight.
+    pub(crate) fn request(&self) -> InFlight<'_> {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.active)
+    }
+
+    /// Counts a retry if the budget has room for one.
+    pub(crate) fn retry(&self, share: f64) -> Option<InFlight<'_>> {
+        let active = self.active.load(Ordering::Acquire);
+        let room = ((active as f64 * share) as usize).max(3);
+        self.retrying
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < room).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(&self.retrying))
+    }
+}
+
+/// The wait before try `n` (1 for the first retry): full jitter up to base × 2^(n-1),
+/// at most 1 s.
+pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
+    let cap = base
+        .saturating_mul(1u32 << (n.saturating_sub(1)).min(16))
+        .min(Duration::from_secs(1));
+    cap.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(n: usize, eject_after: u32, pct: u8) -> Upstream {
+        let mut up = crate::config::parse_upstream_list(
+            &(0..n)
+                .map(|i| format!("http://127.0.0.1:{}", 1000 + i))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        up.health = PassiveHealth {
+            eject_after,
+            ejection_time: Duration::from_secs(30),
+            max_ejected_percent: pct,
+        };
+        up
+    }
+
+    #[test]
+    fn round_robin_skips_ejected_and_tried_targets() {
+        let t = Targets::default();
+        let up = upstream(3, 2, 50);
+        let picks: Vec<usize> = (0..3).map(|_| t.pick(&up, 0).unwrap().index).collect();
+        assert_eq!(picks, [0, 1, 2]);
+        assert_ne!(t.pick(&up, 1).unwrap().index, 0);
+        let p = t.pick(&up, 0b110).unwrap();
+        assert_eq!(p.index, 0);
+        assert_eq!(t.failed(&up, &p, "refused"), None);
+        assert_eq!(t.failed(&up, &p, "refused"), Some(Duration::from_secs(30)));
+        for _ in 0..6 {
+            assert_ne!(t.pick(&up, 0).unwrap().index, 0);
+        }
+        // At most half of three (one) ejected: the next target's failures do not eject it.
+        let p1 = Pick {
+            index: 1,
+            target: &up.targets[1],
+            state: t.state(&up.targets[1].authority),
+        };
+        t.failed(&up, &p1, "x");
+        assert_eq!(t.failed(&up, &p1, "x"), None);
+    }
+
+    #[test]
+    fn every_target_ejected_says_when_each_returns() {
+        let t = Targets::default();
+        let up = upstream(2, 1, 100);
+        for _ in 0..2 {
+            let p = t.pick(&up, 0).unwrap();
+            assert!(t.failed(&up, &p, "connection refused").is_some());
+        }
+        let none = t.pick(&up, 0).err().unwrap();
+        assert_eq!(none.targets.len(), 2);
+        assert_eq!(
+            none.targets[0].1.as_ref().unwrap().cause,
+            "connection refused"
+        );
+        assert!(none.soonest() <= Duration::from_secs(30));
+        let report = t.report();
+        assert_eq!(report[0]["state"], "ejected");
+        assert_eq!(report[0]["recent_failures"][0]["cause"], "connection refused");
+    }
+
+    #[test]
+    fn least_requests_prefers_the_idle_target() {
+        let t = Targets::default();
+        let mut up = upstream(2, 5, 50);
+        up.balance = Balance::LeastRequests;
+        let busy = t.pick(&up, 0).unwrap();
+        let _held = Targets::start(&busy);
+        for _ in 0..4 {
+            assert_ne!(t.pick(&up, 0).unwrap().index, busy.index);
+        }
+    }
+
+    #[test]
+    fn the_budget_and_the_backoff_are_bounded() {
+        let b = Budget::default();
+        let _reqs: Vec<_> = (0..10).map(|_| b.request()).collect();
+        let retries: Vec<_> = (0..10).filter_map(|_| b.retry(0.2)).collect();
+        assert_eq!(retries.len(), 3);
+        for n in 1..20 {
+            assert!(backoff(Duration::from_millis(25), n) <= Duration::from_secs(1));
+        }
+        assert!(backoff(Duration::from_millis(25), 1) <= Duration::from_millis(25));
+    }
+}
