@@ -269,12 +269,17 @@ impl Gateway {
 
     /// The admin listener's `/stats`, read with the admin token.
     pub(crate) fn stats(&self) -> Value {
+        self.admin_get("/stats")
+    }
+
+    /// An admin listener endpoint's JSON, read with the admin token.
+    pub(crate) fn admin_get(&self, path: &str) -> Value {
         let token = std::fs::read_to_string(self.printed("admin API token: in ")).unwrap();
         let auth = format!("Bearer {}", token.trim());
         let r = request(
             self.admin.unwrap(),
             "GET",
-            "/stats",
+            path,
             &[("Authorization", &auth)],
             b"",
         );
@@ -604,6 +609,10 @@ pub(crate) enum Behaviour {
     /// Answers 200 "early" as soon as a request head arrives, without reading the body; a
     /// connection whose request had a body is then only read from, never answered again.
     EarlyAnswer,
+    /// Answers every request with this status and a short text body.
+    Status(u16),
+    /// Answers 200 with a Content-Length of 100, sends 10 bytes and closes.
+    CutBody,
 }
 
 /// An upstream on a loopback port, serving in a thread.
@@ -621,7 +630,12 @@ pub(crate) type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Upstream {
     pub(crate) fn start(behaviour: Behaviour) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), behaviour)
+    }
+
+    /// An upstream on `addr` (an address [`Upstream::refused`] gave: a target coming back).
+    pub(crate) fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Upstream {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
         let closed = std::sync::Arc::new(AtomicUsize::new(0));
@@ -767,6 +781,25 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received, clo
                 let _ = conn.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
                 );
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        Behaviour::Status(status) => {
+            while read_request(&mut conn, log).is_some() {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} Status\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nstatus"
+                );
+            }
+        }
+        Behaviour::CutBody => {
+            if read_request(&mut conn, log).is_some() {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n0123456789"
+                );
+                let _ = conn.flush();
                 std::thread::sleep(Duration::from_millis(50));
                 let _ = conn.shutdown(std::net::Shutdown::Both);
             }

@@ -59,4 +59,5 @@ mod route;
 mod timeouts;
 mod token_endpoint;
 mod transport;
+mod upstreams;
 mod validate;

@@ -52,7 +52,10 @@ fn a_burst_passes_then_429_says_which_policy_and_when() {
     let daily = fields
         .strip_prefix(&format!("\"burst\";r=0;t={wait}, \"daily\";r=997;t="))
         .unwrap_or_else(|| panic!("{fields}"));
-    assert!((250..=260).contains(&daily.parse::<u32>().unwrap()), "{fields}");
+    assert!(
+        (250..=260).contains(&daily.parse::<u32>().unwrap()),
+        "{fields}"
+    );
     assert_eq!(
         r.header("ratelimit-policy"),
         Some("\"burst\";q=3;w=30, \"daily\";q=1000;w=86400")

@@ -42,9 +42,9 @@ pub(crate) use log::LogConfig;
 pub(crate) use rate_limits::RouteLimits;
 pub use reader::did_you_mean;
 pub use report::{ConfigProblem, ConfigReport};
-pub(crate) use routes::{ERRORS_PREFIX, RouteConfig, RouteMode, Upstream};
 #[cfg(test)]
 pub(crate) use routes::parse_upstream_list;
+pub(crate) use routes::{ERRORS_PREFIX, RouteConfig, RouteMode, Upstream};
 pub(crate) use server::{ServerConfig, TlsFiles};
 pub(crate) use timeouts::Timeouts;
 

@@ -670,7 +670,10 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
             }
             _ => base = Some(path),
         }
-        if targets.iter().any(|o: &crate::upstream::Target| o.authority == t.authority) {
+        if targets
+            .iter()
+            .any(|o: &crate::upstream::Target| o.authority == t.authority)
+        {
             return Err(format!("`{u}` is listed twice"));
         }
         targets.push(t);

@@ -38,14 +38,25 @@ pub(super) fn tune(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstr
             "round_robin" => up.balance = Balance::RoundRobin,
             "least_requests" => up.balance = Balance::LeastRequests,
             other => {
-                let problem = p.at(span, &r.key_path("balance"), format!("unknown balance `{other}`"));
+                let problem = p.at(
+                    span,
+                    &r.key_path("balance"),
+                    format!("unknown balance `{other}`"),
+                );
                 problem.suggestion = did_you_mean(other, &["round_robin", "least_requests"]);
                 problem.expected = Some("round_robin or least_requests".into());
             }
         }
     }
     let ms = Duration::from_millis;
-    if let Some(d) = bounded(r, p, "connect_timeout", ms(10), Duration::from_secs(60), "10ms to 60s") {
+    if let Some(d) = bounded(
+        r,
+        p,
+        "connect_timeout",
+        ms(10),
+        Duration::from_secs(60),
+        "10ms to 60s",
+    ) {
         up.connect_timeout = d;
     }
     if let Some(n) = r.integer(p, "retries", 0, 10) {
@@ -61,15 +72,25 @@ pub(super) fn tune(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstr
                 "reset" => up.retry.on_reset = true,
                 "502" | "503" | "504" => up.retry.on_status.push(word.parse().unwrap_or(503)),
                 other => {
-                    let problem =
-                        p.at(span, &r.key_path("retry_on"), format!("`{other}` is not a retry condition"));
+                    let problem = p.at(
+                        span,
+                        &r.key_path("retry_on"),
+                        format!("`{other}` is not a retry condition"),
+                    );
                     problem.suggestion = did_you_mean(other, RETRY_ON);
                     problem.expected = Some(format!("any of {}", RETRY_ON.join(", ")));
                 }
             }
         }
     }
-    if let Some(d) = bounded(r, p, "retry_backoff", ms(1), Duration::from_secs(1), "1ms to 1s") {
+    if let Some(d) = bounded(
+        r,
+        p,
+        "retry_backoff",
+        ms(1),
+        Duration::from_secs(1),
+        "1ms to 1s",
+    ) {
         up.retry.backoff = d;
     }
     if let Some(n) = r.integer(p, "retry_budget", 0, 100) {

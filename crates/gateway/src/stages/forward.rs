@@ -413,6 +413,7 @@ async fn forward(
     let mut req = Some(Request::from_parts(parts, body));
     let mut tried = 0u64;
     let mut attempt = 0u32;
+    let mut budget_spent = false;
     let (result, target) = loop {
         let pick = match fwd.targets.pick(up, tried) {
             Ok(p) => p,
@@ -502,10 +503,7 @@ async fn forward(
         };
         // Retries stay within the budget: a share of the requests in flight.
         let Some(slot) = up.budget.retry(policy.budget) else {
-            tries.push((
-                pick.target.display.clone(),
-                format!("{cause} (not retried: the retry budget is spent)"),
-            ));
+            budget_spent = true;
             break (fallback, pick.target);
         };
         drop(fallback);
@@ -516,13 +514,19 @@ async fn forward(
         req = Some(next);
     };
     drop(retrying);
+    let tries: &[(String, String)] = tries;
+    // An error blaming the last target; says when a retry was held back by the budget.
+    let upstream_error = |code: &'static str| {
+        let e = upstream_error(code, route, target, tries);
+        if budget_spent { not_retried(e) } else { e }
+    };
     if let Some(fault) = watch.fault() {
         let start = format!("{} {}", request.0, request.1.path());
         return Err(body_error(fault, &start, max_body, body_idle));
     }
     let mut resp = match result {
         Err(_) => {
-            return Err(upstream_error(codes::UPSTREAM_TIMEOUT, route, target, tries)
+            return Err(upstream_error(codes::UPSTREAM_TIMEOUT)
                 .param("timeout", human_duration(route.timeout))
                 .extension("timeout_ms", (route.timeout.as_millis() as u64).into()));
         }
@@ -530,23 +534,22 @@ async fn forward(
             error: SendError::Connect(cause),
             ..
         })) => {
-            return Err(
-                upstream_error(codes::UPSTREAM_UNREACHABLE, route, target, tries).param("cause", cause)
-            );
+            return Err(upstream_error(codes::UPSTREAM_UNREACHABLE).param("cause", cause));
         }
         Ok(Err(crate::upstream::pool::Failed {
-            error: SendError::Overloaded {
-                limit,
-                queue,
-                waited,
-            },
+            error:
+                SendError::Overloaded {
+                    limit,
+                    queue,
+                    waited,
+                },
             ..
         })) => {
             let why = match waited {
                 None => format!("its queue of {queue} waiting requests is full"),
                 Some(w) => format!("none came free within {}", human_duration(w)),
             };
-            return Err(upstream_error(codes::UPSTREAM_OVERLOADED, route, target, tries)
+            return Err(upstream_error(codes::UPSTREAM_OVERLOADED)
                 .param("limit", limit.to_string())
                 .param("why", why)
                 .extension("limit", limit.into())
@@ -557,8 +560,7 @@ async fn forward(
             ..
         })) => {
             return Err(
-                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries)
-                    .param("cause", exchange_words(&e)),
+                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR).param("cause", exchange_words(&e))
             );
         }
         Ok(Ok(resp)) => resp,
@@ -567,16 +569,14 @@ async fn forward(
     // client's connection cannot be switched: an informational status is not an answer.
     if resp.status().is_informational() {
         let status = resp.status();
-        return Err(
-            upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries).param(
-                "cause",
-                format!(
-                    "answered {} {} to a request that asked for no upgrade",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
+        return Err(upstream_error(codes::UPSTREAM_PROTOCOL_ERROR).param(
+            "cause",
+            format!(
+                "answered {} {} to a request that asked for no upgrade",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
             ),
-        );
+        ));
     }
     // A response framed by Transfer-Encoding is not framed by its Content-Length too
     // (RFC 9112 §6.3): passing the length on would cut the body the client gets.
@@ -683,6 +683,15 @@ fn upstream_error(
     e.extension("tries", list.into())
 }
 
+/// Says in `e` that a retry was not made because the retry budget was spent.
+fn not_retried(mut e: GatewayError) -> GatewayError {
+    const NOTE: &str = " (not retried: the retry budget is spent)";
+    if let Some((_, v)) = e.params.iter_mut().find(|(k, _)| *k == "upstream") {
+        v.push_str(NOTE);
+    }
+    e.extension("not_retried", "the retry budget is spent".into())
+}
+
 /// `no_healthy_upstream`: every target is ejected; each one's last failure and when it is
 /// tried again, with Retry-After for the soonest.
 fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
@@ -692,7 +701,9 @@ fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
         .targets
         .iter()
         .map(|(t, last, until)| {
-            let last = last.as_ref().map_or("no failure recorded", |f| f.cause.as_str());
+            let last = last
+                .as_ref()
+                .map_or("no failure recorded", |f| f.cause.as_str());
             format!("{t} ({last}; tried again in {} s)", secs(*until).max(1))
         })
         .collect();
@@ -711,7 +722,10 @@ fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
         .param("route", route.name.clone())
         .param(
             "cause",
-            format!("every target is ejected after failing in a row: {}", words.join(", ")),
+            format!(
+                "every target is ejected after failing in a row: {}",
+                words.join(", ")
+            ),
         )
         .header(header::RETRY_AFTER, &wait.to_string())
         .extension("route", route.name.clone().into())

@@ -108,8 +108,11 @@ impl Targets {
     /// target index; unless every healthy one was), by the upstream's balance.
     pub(crate) fn pick<'u>(&self, up: &'u Upstream, tried: u64) -> Result<Pick<'u>, NoneHealthy> {
         let now = Instant::now();
-        let states: Vec<Arc<TargetState>> =
-            up.targets.iter().map(|t| self.state(&t.authority)).collect();
+        let states: Vec<Arc<TargetState>> = up
+            .targets
+            .iter()
+            .map(|t| self.state(&t.authority))
+            .collect();
         let healthy: Vec<usize> = (0..states.len())
             .filter(|i| states[*i].ejected_until(now).is_none())
             .collect();
@@ -198,7 +201,11 @@ impl Targets {
             return None;
         }
         let factor = 1u32 << h.ejections.min(16);
-        let time = up.health.ejection_time.saturating_mul(factor).min(MAX_EJECTION);
+        let time = up
+            .health
+            .ejection_time
+            .saturating_mul(factor)
+            .min(MAX_EJECTION);
         h.ejected_until = Some(now + time);
         h.ejections += 1;
         h.consecutive = 0;
@@ -353,8 +360,12 @@ impl Budget {
         InFlight(&self.active)
     }
 
-    /// Counts a retry if the budget has room for one.
+    /// Counts a retry if the budget has room for one: `share` of the requests in flight,
+    /// at least 3 (none when `share` is 0).
     pub(crate) fn retry(&self, share: f64) -> Option<InFlight<'_>> {
+        if share <= 0.0 {
+            return None;
+        }
         let active = self.active.load(Ordering::Acquire);
         let room = ((active as f64 * share) as usize).max(3);
         self.retrying
@@ -435,7 +446,10 @@ mod tests {
         assert!(none.soonest() <= Duration::from_secs(30));
         let report = t.report();
         assert_eq!(report[0]["state"], "ejected");
-        assert_eq!(report[0]["recent_failures"][0]["cause"], "connection refused");
+        assert_eq!(
+            report[0]["recent_failures"][0]["cause"],
+            "connection refused"
+        );
     }
 
     #[test]

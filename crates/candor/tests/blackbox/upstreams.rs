@@ -1,0 +1,225 @@
+//! Upstreams of several targets, black-box: round-robin, retries of requests that never
+//! left (to the other target), the retries that must not happen (a non-idempotent request
+//! that went out, the budget spent, a response already started), passive ejection,
+//! `no_healthy_upstream` with each target's cause and Retry-After, a target that comes
+//! back, and `GET /upstreams`.
+
+use crate::harness::*;
+
+fn route(targets: &[String], extra: &str) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "[[routes]]\nname = \"r\"\npath = \"/{{*rest}}\"\nupstream = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn requests_take_turns_and_a_dead_target_is_retried_on_the_other_then_ejected() {
+    let a = Upstream::start(Behaviour::Echo);
+    let b = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&route(&[a.url(), b.url()], ""));
+    for _ in 0..4 {
+        assert_eq!(gw.get("/x").status, 200);
+    }
+    assert_eq!((a.heads().len(), b.heads().len()), (2, 2));
+    // Each target gets its own Host.
+    assert!(
+        a.heads()[0].ends_with(&a.addr.to_string()),
+        "{:?}",
+        a.heads()
+    );
+    assert!(
+        b.heads()[0].ends_with(&b.addr.to_string()),
+        "{:?}",
+        b.heads()
+    );
+
+    let dead = Upstream::refused();
+    let alive = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&route(
+        &[format!("http://{dead}"), alive.url()],
+        "eject_after = 2\nejection_time = \"1m\"",
+    ));
+    // Every request is answered: those sent to the dead target go again, to the other.
+    for _ in 0..8 {
+        assert_eq!(gw.get("/y").status, 200);
+    }
+    assert_eq!(alive.heads().len(), 8);
+    let report = gw.admin_get("/upstreams");
+    assert_eq!(report["routes"][0]["targets"][0], format!("http://{dead}"));
+    let targets = report["targets"].as_array().unwrap();
+    let dead_row = targets
+        .iter()
+        .find(|t| t["target"] == dead.to_string())
+        .unwrap();
+    assert_eq!(dead_row["state"], "ejected", "{report}");
+    assert_eq!(
+        dead_row["failed"], 2,
+        "ejected after 2 failures in a row: {report}"
+    );
+    assert!(
+        dead_row["recent_failures"][0]["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection refused"),
+        "{report}"
+    );
+    let retried = gw.log_line(&format!("http://{dead}"));
+    assert!(retried.contains("retry"), "{retried}");
+}
+
+#[test]
+fn every_target_ejected_is_no_healthy_upstream_until_one_comes_back() {
+    let dead = Upstream::refused();
+    let gw = Gateway::start(&route(
+        &[format!("http://{dead}")],
+        "retries = 0\neject_after = 1\nejection_time = \"300ms\"",
+    ));
+    assert_problem(&gw.get("/z"), "upstream_unreachable");
+    let r = gw.get("/z");
+    let b = assert_problem(&r, "no_healthy_upstream");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(b["targets"][0]["target"], format!("http://{dead}"));
+    assert!(
+        b["targets"][0]["last_failure"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection refused"),
+        "{b}"
+    );
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "Route r has no healthy upstream: every target is ejected after failing in a row: http://{dead} (connection refused"
+        )) && detail.contains("tried again in 1 s"),
+        "{detail}"
+    );
+    // The target comes back: once its ejection ends it is tried, and answers.
+    let back = Upstream::start_on(dead, Behaviour::Echo);
+    assert!(gw.eventually(|g| g.get("/z").status == 200));
+    assert!(!back.heads().is_empty());
+}
+
+#[test]
+fn requests_that_went_out_are_retried_only_when_they_may_be() {
+    let reset = Upstream::start(Behaviour::Reset);
+    let gw = Gateway::start(&route(&[reset.url()], "retries = 2\neject_after = 0"));
+    // GET went out and the connection failed: idempotent, tried 3 times.
+    let b = assert_problem(&gw.get("/g"), "upstream_protocol_error");
+    assert_eq!(b["tries"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(reset.heads().len(), 3);
+    // POST with a streamed body: not idempotent, sent once.
+    let b = assert_problem(
+        &gw.request("POST", "/p", &[], b"{\"a\":1}"),
+        "upstream_protocol_error",
+    );
+    assert!(b.get("tries").is_none(), "{b}");
+    assert_eq!(reset.heads().len(), 4);
+    // POST with an Idempotency-Key and no body: may be sent again.
+    let b = assert_problem(
+        &gw.request("POST", "/k", &[("Idempotency-Key", "k-1")], b""),
+        "upstream_protocol_error",
+    );
+    assert_eq!(b["tries"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(reset.heads().len(), 7);
+
+    // 503s are retried when the route says so, for idempotent requests; the last answer
+    // is passed on.
+    let busy = Upstream::start(Behaviour::Status(503));
+    let gw = Gateway::start(&route(
+        &[busy.url()],
+        "retries = 2\nretry_on = [\"503\"]\neject_after = 0",
+    ));
+    assert_eq!(gw.get("/s").status, 503);
+    assert_eq!(busy.heads().len(), 3);
+    assert_eq!(gw.request("POST", "/s", &[], b"x").status, 503);
+    assert_eq!(busy.heads().len(), 4);
+
+    // No budget: no retry, and the answer says why.
+    let dead = Upstream::refused();
+    let gw = Gateway::start(&route(
+        &[format!("http://{dead}")],
+        "retries = 2\nretry_budget = 0\neject_after = 0",
+    ));
+    let b = assert_problem(&gw.get("/b"), "upstream_unreachable");
+    assert_eq!(b["not_retried"], "the retry budget is spent", "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().starts_with(&format!(
+            "Route r could not connect to its upstream http://{dead} (not retried: the retry budget is spent): connection refused"
+        )),
+        "{b}"
+    );
+
+    // A response already started is never sent again: the client gets it cut short.
+    let cut = Upstream::start(Behaviour::CutBody);
+    let gw = Gateway::start(&route(&[cut.url()], "retries = 3"));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let raw = String::from_utf8_lossy(&read_to_close(&mut s)).into_owned();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n0123456789"), "{raw}");
+    assert_eq!(cut.heads().len(), 1);
+}
+
+#[test]
+fn check_reports_bad_upstream_policies() {
+    let dir = temp_dir("up-check");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[routes]]
+name = "r"
+path = "/r"
+upstream = ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
+
+[[routes]]
+name = "s"
+path = "/s"
+upstream = ["http://127.0.0.1:1", "http://127.0.0.1:1"]
+balance = "fastest"
+retry_on = ["connect", "timeout"]
+connect_timeout = "2m"
+max_ejected_percent = 0
+"#,
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    for needle in [
+        "routes[0].upstream: `http://127.0.0.1:2/b` has the base path `/b`, the first target `/a`; targets share one",
+        "routes[1].upstream: `http://127.0.0.1:1` is listed twice",
+    ] {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+    std::fs::write(
+        &file,
+        r#"
+[[routes]]
+name = "s"
+path = "/s"
+upstream = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+balance = "fastest"
+retry_on = ["connect", "timeout"]
+connect_timeout = "2m"
+max_ejected_percent = 0
+"#,
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    for needle in [
+        "routes[0].balance: unknown balance `fastest`",
+        "routes[0].retry_on: `timeout` is not a retry condition",
+        "routes[0].connect_timeout: must be from 10ms to 60s",
+        "routes[0].max_ejected_percent: 0 is out of range",
+    ] {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+}
