@@ -105,7 +105,10 @@ fn every_target_ejected_is_no_healthy_upstream_until_one_comes_back() {
 #[test]
 fn requests_that_went_out_are_retried_only_when_they_may_be() {
     let reset = Upstream::start(Behaviour::Reset);
-    let gw = Gateway::start(&route(&[reset.url()], "retries = 2\neject_after = 0"));
+    let gw = Gateway::start(&route(
+        &[reset.url()],
+        "retries = 2\nretry_on = [\"connect\", \"reset\"]\neject_after = 0",
+    ));
     // GET went out and the connection failed: idempotent, tried 3 times.
     let b = assert_problem(&gw.get("/g"), "upstream_protocol_error");
     assert_eq!(b["tries"].as_array().unwrap().len(), 2, "{b}");

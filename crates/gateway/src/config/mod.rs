@@ -265,7 +265,7 @@ mode = "maintainance"
             "{text}"
         );
         assert!(
-            text.contains("`ftp` upstreams are not supported yet"),
+            text.contains("`ftp` is not a scheme an upstream can have"),
             "{text}"
         );
         assert!(

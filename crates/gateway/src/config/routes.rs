@@ -54,6 +54,10 @@ pub(super) const ROUTE: &[&str] = &[
     "eject_after",
     "ejection_time",
     "max_ejected_percent",
+    "upstream_ca_file",
+    "upstream_sni",
+    "upstream_client_cert",
+    "upstream_client_key",
     "rate_limit_status",
     "quota_status",
 ];
@@ -274,7 +278,7 @@ fn read_route(
                     if let Some(n) = max_queue {
                         up.max_queue = n as usize;
                     }
-                    super::upstreams::tune(r, p, &mut up);
+                    super::upstreams::tune(r, p, &mut up, dir);
                     Some(up)
                 }
                 Err(e) => {
@@ -622,17 +626,16 @@ fn read_route_auth(
     })
 }
 
-/// One target URL: its address and base path.
-fn parse_target(s: &str) -> Result<(crate::upstream::Target, String), String> {
+/// One target URL: its address, base path and whether it is https.
+fn parse_target(s: &str) -> Result<(crate::upstream::Target, String, bool), String> {
     let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
     let scheme = uri
         .scheme()
         .cloned()
         .ok_or_else(|| format!("`{s}` has no scheme"))?;
-    if scheme != http::uri::Scheme::HTTP {
-        return Err(format!(
-            "`{scheme}` upstreams are not supported yet; only http:// (TLS to upstreams is planned)"
-        ));
+    let https = scheme == http::uri::Scheme::HTTPS;
+    if !https && scheme != http::uri::Scheme::HTTP {
+        return Err(format!("`{scheme}` is not a scheme an upstream can have"));
     }
     let authority = uri
         .authority()
@@ -652,6 +655,7 @@ fn parse_target(s: &str) -> Result<(crate::upstream::Target, String), String> {
             authority,
         },
         uri.path().trim_end_matches('/').to_owned(),
+        https,
     ))
 }
 
@@ -660,8 +664,16 @@ fn parse_target(s: &str) -> Result<(crate::upstream::Target, String), String> {
 pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
     let mut targets = Vec::with_capacity(urls.len());
     let mut base: Option<String> = None;
+    let mut scheme: Option<bool> = None;
+    if urls.len() > 64 {
+        return Err(format!("{} targets; an upstream has at most 64", urls.len()));
+    }
     for u in urls {
-        let (t, path) = parse_target(u)?;
+        let (t, path, https) = parse_target(u)?;
+        if scheme.is_some_and(|s| s != https) {
+            return Err(format!("`{u}` has another scheme than the first target; targets share one"));
+        }
+        scheme = Some(https);
         match &base {
             Some(b) if *b != path => {
                 return Err(format!(
@@ -693,5 +705,9 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
         health: Default::default(),
         turn: Default::default(),
         budget: Default::default(),
+        states: Default::default(),
+        https: scheme == Some(true),
+        // Made from the route's TLS settings once they are read.
+        tls: None,
     })
 }

@@ -31,8 +31,14 @@ fn bounded(
     Some(d)
 }
 
-/// Reads the route's upstream policy onto `up`.
-pub(super) fn tune(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream) {
+/// Reads the route's upstream policy onto `up`; files are relative to `dir`.
+pub(super) fn tune(
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    up: &mut Upstream,
+    dir: &std::path::Path,
+) {
+    tls(r, p, up, dir);
     if let Some((b, span)) = r.string(p, "balance") {
         match b.as_str() {
             "round_robin" => up.balance = Balance::RoundRobin,
@@ -111,5 +117,60 @@ pub(super) fn tune(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstr
     }
     if let Some(n) = r.integer(p, "max_ejected_percent", 1, 100) {
         up.health.max_ejected_percent = n as u8;
+    }
+}
+
+/// `upstream_ca_file`, `upstream_sni`, `upstream_client_cert` and `upstream_client_key`:
+/// only for https:// upstreams.
+fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &std::path::Path) {
+    const KEYS: [&str; 4] = [
+        "upstream_ca_file",
+        "upstream_sni",
+        "upstream_client_cert",
+        "upstream_client_key",
+    ];
+    let given: Vec<&str> = KEYS.iter().copied().filter(|k| r.get(k).is_some()).collect();
+    if !up.https {
+        for k in given {
+            p.at(
+                r.get(k).map_or(r.span.clone(), |v| v.span()),
+                &r.key_path(k),
+                "applies to https:// upstreams; this route's is http://".into(),
+            );
+        }
+        return;
+    }
+    let file = |p: &mut Problems<'_>, k: &str| r.string(p, k).map(|(f, _)| dir.join(f));
+    let settings = crate::upstream::tls::TlsSettings {
+        ca_file: file(p, "upstream_ca_file"),
+        server_name: r.string(p, "upstream_sni").map(|(n, _)| n),
+        client_cert: match (file(p, "upstream_client_cert"), file(p, "upstream_client_key")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (c, _) => {
+                let (missing, present) = if c.is_some() {
+                    ("upstream_client_key", "upstream_client_cert")
+                } else {
+                    ("upstream_client_cert", "upstream_client_key")
+                };
+                p.at(
+                    r.get(present).map_or(r.span.clone(), |v| v.span()),
+                    &r.key_path(missing),
+                    format!("missing: {present} is set, and a client certificate needs both"),
+                );
+                None
+            }
+        },
+    };
+    match crate::upstream::tls::build(&settings) {
+        Ok(t) => up.tls = Some(t),
+        Err(e) => {
+            let at = given
+                .first()
+                .and_then(|k| r.get(k))
+                .map_or(r.span.clone(), |v| v.span());
+            let key = given.first().map_or("upstream".to_owned(), |k| r.key_path(k));
+            p.at(at, &key, e);
+        }
     }
 }

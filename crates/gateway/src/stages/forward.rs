@@ -13,7 +13,7 @@ use crate::stages::respond::{PROBLEM_JSON, X_REQUEST_ID};
 use crate::stages::transport::payload_too_large;
 use crate::stages::validate::Pending;
 use crate::upstream::Target;
-use crate::upstream::pool::{Caps, Pool, PooledBody, SendError};
+use crate::upstream::pool::{Caps, Dest, Pool, PooledBody, SendError};
 use crate::upstream::targets::{NoneHealthy, Targets, backoff};
 use bytes::Bytes;
 use candor_catalog::{Retry, codes};
@@ -439,7 +439,14 @@ async fn forward(
         };
         let outstanding = Targets::start(&pick);
         let sent = upstream_wait(
-            fwd.pool.send(&pick.target.authority, r, caps),
+            fwd.pool.send(
+                Dest {
+                    authority: &pick.target.authority,
+                    tls: up.tls.as_ref(),
+                },
+                r,
+                caps,
+            ),
             route.timeout,
             &watch,
         )

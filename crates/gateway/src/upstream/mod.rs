@@ -6,6 +6,7 @@
 
 pub(crate) mod pool;
 pub(crate) mod targets;
+pub(crate) mod tls;
 
 /// One address an upstream's requests may go to.
 #[derive(Clone, Debug)]
@@ -45,6 +46,12 @@ pub struct Upstream {
     pub(crate) turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Requests and retries in flight, for the retry budget.
     pub(crate) budget: std::sync::Arc<targets::Budget>,
+    /// The targets' states, looked up on first use (see `targets::Targets`).
+    pub(crate) states: std::sync::Arc<std::sync::OnceLock<Vec<std::sync::Arc<targets::TargetState>>>>,
+    /// Whether the targets are https://.
+    pub https: bool,
+    /// TLS settings of an https:// upstream.
+    pub tls: Option<tls::UpstreamTls>,
 }
 
 /// Envoy's default circuit-breaker thresholds: connections and pending requests.

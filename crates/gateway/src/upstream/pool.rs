@@ -136,7 +136,33 @@ impl Drop for Queued {
     }
 }
 
-type IdleLists = HashMap<Authority, Entry>;
+/// Where pooled connections go: an address, and the TLS settings they were made with (0:
+/// plain TCP).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    authority: Authority,
+    tls: u64,
+}
+
+/// Where a request is sent: an address, over TLS when `tls` says how.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dest<'a> {
+    /// host:port
+    pub(crate) authority: &'a Authority,
+    /// TLS settings for an https:// upstream.
+    pub(crate) tls: Option<&'a super::tls::UpstreamTls>,
+}
+
+impl Dest<'_> {
+    fn key(&self) -> Key {
+        Key {
+            authority: self.authority.clone(),
+            tls: self.tls.map_or(0, |t| t.id),
+        }
+    }
+}
+
+type IdleLists = HashMap<Key, Entry>;
 
 /// The pool: idle connections by upstream address.
 #[derive(Clone, Default)]
@@ -156,16 +182,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Sends `req` (origin-form target, Host set) to `authority` on a pooled connection or a
+    /// Sends `req` (origin-form target, Host set) to `dest` on a pooled connection or a
     /// new one.
     /// With every connection `caps` allows busy, the request waits in the upstream's queue
     /// for one to come free (or is refused when the queue is full).
     pub(crate) async fn send(
         &self,
-        authority: &Authority,
+        dest: Dest<'_>,
         mut req: Request<UpstreamBody>,
         caps: Caps,
     ) -> Result<Response<PooledBody>, Failed> {
+        let key = dest.key();
+        let authority = &key;
         let mut queued: Option<(Queued, Instant)> = None;
         loop {
             let (idle, gate) = self.checkout(authority, caps.max_connections);
@@ -188,7 +216,7 @@ impl Pool {
             }
             if gate.try_open(caps.max_connections) {
                 drop(queued);
-                let mut sender = match connect(authority, gate, caps.connect_timeout).await {
+                let mut sender = match connect(dest, gate, caps.connect_timeout).await {
                     Ok(s) => s,
                     Err(error) => {
                         return Err(Failed {
@@ -260,7 +288,7 @@ impl Pool {
     /// for a route with a higher cap do not let a route exceed its own.)
     fn checkout(
         &self,
-        authority: &Authority,
+        authority: &Key,
         max_busy: usize,
     ) -> (Option<SendRequest<UpstreamBody>>, Arc<Gate>) {
         let Ok(mut lists) = self.idle.lock() else {
@@ -285,7 +313,7 @@ impl Pool {
     /// on its way (an upstream can answer before reading it all): such a connection is
     /// parked only once its request is fully written, so no later request queues behind a
     /// body that may never end.
-    fn checkin(&self, authority: &Authority, mut sender: SendRequest<UpstreamBody>) {
+    fn checkin(&self, authority: &Key, mut sender: SendRequest<UpstreamBody>) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match sender.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => self.park(authority, sender),
@@ -301,7 +329,7 @@ impl Pool {
         }
     }
 
-    fn park(&self, authority: &Authority, sender: SendRequest<UpstreamBody>) {
+    fn park(&self, authority: &Key, sender: SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
@@ -326,7 +354,7 @@ impl Pool {
 
     fn pooled(
         &self,
-        authority: &Authority,
+        authority: &Key,
         sender: SendRequest<UpstreamBody>,
         resp: Response<Incoming>,
     ) -> Response<PooledBody> {
@@ -372,11 +400,11 @@ fn purge(entry: &mut Entry) {
 /// Opens a connection counted on `gate` (given back when the connection ends, or at once
 /// when it cannot be made).
 async fn connect(
-    authority: &Authority,
+    dest: Dest<'_>,
     gate: Arc<Gate>,
     timeout: Duration,
 ) -> Result<SendRequest<UpstreamBody>, SendError> {
-    match open(authority, timeout).await {
+    match open(dest, timeout).await {
         Ok((sender, conn)) => {
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -394,18 +422,87 @@ async fn connect(
 }
 
 /// The connection task of an upstream connection.
-type ConnTask = http1::Connection<TokioIo<TcpStream>, UpstreamBody>;
+type ConnTask = http1::Connection<TokioIo<UpstreamIo>, UpstreamBody>;
 
+/// An upstream connection's transport: TCP, or TLS over TCP.
+enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects to `dest` (TCP, then the TLS handshake for an https:// upstream), both within
+/// `timeout`, and starts HTTP/1.1 on the connection.
 async fn open(
-    authority: &Authority,
+    dest: Dest<'_>,
     timeout: Duration,
 ) -> Result<(SendRequest<UpstreamBody>, ConnTask), SendError> {
+    let started = Instant::now();
+    let authority = dest.authority;
     // Authority::host keeps the brackets of an IPv6 literal; the resolver does not want them.
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let addr = (host, authority.port_u16().unwrap_or(80));
+    let default_port = if dest.tls.is_some() { 443 } else { 80 };
+    let addr = (host, authority.port_u16().unwrap_or(default_port));
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(SendError::Connect(connect_cause(&e))),
@@ -417,11 +514,35 @@ async fn open(
         }
     };
     let _ = stream.set_nodelay(true);
+    let io = match dest.tls {
+        None => UpstreamIo::Plain(stream),
+        Some(tls) => {
+            let name = match &tls.server_name {
+                Some(n) => n.clone(),
+                None => rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+                    SendError::Connect(format!("TLS: `{host}` is not a name a certificate can be checked against"))
+                })?,
+            };
+            let shown = name.to_str().into_owned();
+            let left = timeout.saturating_sub(started.elapsed());
+            let handshake = tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, stream);
+            match tokio::time::timeout(left, handshake).await {
+                Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
+                Ok(Err(e)) => return Err(SendError::Connect(super::tls::handshake_failure(&e, tls, &shown))),
+                Err(_) => {
+                    return Err(SendError::Connect(format!(
+                        "TLS handshake not done within {} (connect_timeout)",
+                        crate::time::human_duration(timeout)
+                    )));
+                }
+            }
+        }
+    };
     // As many response headers as clients may send (hyper's default is 100: an upstream
     // setting many cookies would otherwise fail as a protocol error).
     http1::Builder::new()
         .max_headers(MAX_RESPONSE_HEADERS)
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(SendError::Exchange)
 }
@@ -446,7 +567,7 @@ fn connect_cause(e: &std::io::Error) -> String {
 /// who ended it (upstream or client), the status already sent and the bytes delivered.
 pub struct PooledBody {
     inner: Incoming,
-    home: Option<(Pool, Authority, SendRequest<UpstreamBody>)>,
+    home: Option<(Pool, Key, SendRequest<UpstreamBody>)>,
     /// Boxed: most of the body's life is spent without it being looked at.
     stream: Option<Box<Streaming>>,
 }
@@ -514,7 +635,7 @@ impl PooledBody {
         idle: Duration,
     ) {
         let upstream = match &self.home {
-            Some((_, authority, _)) => authority.clone(),
+            Some((_, key, _)) => key.authority.clone(),
             None => Authority::from_static("unknown"),
         };
         self.stream = Some(Box::new(Streaming {

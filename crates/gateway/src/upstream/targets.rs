@@ -4,19 +4,28 @@
 //! once), the retry budget, and what `GET /upstreams` shows.
 //!
 //! A target's state is kept per address for the whole process, across routes and
-//! configuration reloads: two routes to one address see the same health.
+//! configuration reloads: two routes to one address see the same health. Choosing a target
+//! takes no lock and allocates nothing; a failure takes the target's lock.
 
 use super::{Target, Upstream};
 use http::uri::Authority;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How many recent failures a target keeps for `GET /upstreams`.
 const RECENT: usize = 10;
 /// The longest a target is ejected, however often it failed.
 pub(crate) const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// The instant ejection deadlines count from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Nanoseconds since [`EPOCH`] (at least 1: 0 means "not ejected").
+fn nanos(t: Instant) -> u64 {
+    (t.saturating_duration_since(*EPOCH).as_nanos() as u64).max(1)
+}
 
 /// One failure of a target.
 #[derive(Clone, Debug)]
@@ -29,12 +38,9 @@ pub(crate) struct Failure {
 
 #[derive(Debug, Default)]
 struct Health {
-    consecutive: u32,
     /// Times ejected since it last succeeded: each ejection lasts twice the one before.
     ejections: u32,
-    ejected_until: Option<Instant>,
     recent: VecDeque<Failure>,
-    successes: u64,
     failures: u64,
 }
 
@@ -43,20 +49,33 @@ struct Health {
 pub(crate) struct TargetState {
     /// Requests sent to it and not yet answered.
     outstanding: AtomicUsize,
+    /// Failures in a row.
+    consecutive: AtomicU32,
+    /// Until when it is ejected (nanoseconds since [`EPOCH`]; 0: it is not).
+    ejected_until: AtomicU64,
+    /// Whether it was ejected since it last succeeded.
+    ejected_since_success: AtomicU32,
+    answered: AtomicU64,
     health: Mutex<Health>,
 }
 
 impl TargetState {
-    fn ejected_until(&self, now: Instant) -> Option<Instant> {
-        let h = self.health.lock().ok()?;
-        h.ejected_until.filter(|u| *u > now)
+    /// How long it stays ejected, if it is (`now` is read only when it may be).
+    fn ejected_for(&self, now: &mut Option<Instant>) -> Option<Duration> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None;
+        }
+        let now = *now.get_or_insert_with(Instant::now);
+        let left = until.saturating_sub(nanos(now));
+        (left > 0).then(|| Duration::from_nanos(left))
     }
 }
 
 /// Counts a request outstanding on a target until dropped.
-pub(crate) struct Outstanding(Arc<TargetState>);
+pub(crate) struct Outstanding<'u>(&'u TargetState);
 
-impl Drop for Outstanding {
+impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
@@ -69,7 +88,7 @@ pub(crate) struct Pick<'u> {
     /// The target.
     pub(crate) target: &'u Target,
     /// Its state.
-    pub(crate) state: Arc<TargetState>,
+    pub(crate) state: &'u TargetState,
 }
 
 /// Every target's state, by address: the process's, kept across reloads.
@@ -104,71 +123,94 @@ impl Targets {
         states.entry(authority.clone()).or_default().clone()
     }
 
+    /// `up`'s targets' states, looked up once per configuration generation.
+    fn states_of<'u>(&self, up: &'u Upstream) -> &'u [Arc<TargetState>] {
+        up.states
+            .get_or_init(|| up.targets.iter().map(|t| self.state(&t.authority)).collect())
+    }
+
     /// The target of the next try on `up`: not ejected and not among `tried` (a bit per
     /// target index; unless every healthy one was), by the upstream's balance.
     pub(crate) fn pick<'u>(&self, up: &'u Upstream, tried: u64) -> Result<Pick<'u>, NoneHealthy> {
-        let now = Instant::now();
-        let states: Vec<Arc<TargetState>> = up
-            .targets
-            .iter()
-            .map(|t| self.state(&t.authority))
-            .collect();
-        let healthy: Vec<usize> = (0..states.len())
-            .filter(|i| states[*i].ejected_until(now).is_none())
-            .collect();
-        if healthy.is_empty() {
-            return Err(NoneHealthy {
-                targets: up
-                    .targets
-                    .iter()
-                    .zip(&states)
-                    .map(|(t, s)| {
-                        let last = s.health.lock().ok().and_then(|h| h.recent.back().cloned());
-                        let until = s
-                            .ejected_until(now)
-                            .map_or(Duration::ZERO, |u| u.duration_since(now));
-                        (t.display.clone(), last, until)
-                    })
-                    .collect(),
-            });
-        }
-        let fresh: Vec<usize> = healthy
-            .iter()
-            .copied()
-            .filter(|i| tried & (1 << i) == 0)
-            .collect();
-        let pool = if fresh.is_empty() { &healthy } else { &fresh };
-        let turn = up.turn.fetch_add(1, Ordering::Relaxed);
-        let index = match up.balance {
-            Balance::RoundRobin => pool[turn % pool.len()],
-            Balance::LeastRequests => {
-                // The fewest outstanding; ties go round-robin.
-                let n = pool.len();
-                (0..n)
-                    .map(|k| pool[(turn + k) % n])
-                    .min_by_key(|i| states[*i].outstanding.load(Ordering::Acquire))
-                    .unwrap_or(pool[0])
-            }
-        };
-        Ok(Pick {
+        let states = self.states_of(up);
+        let mut now = None;
+        let n = states.len();
+        let pick = |index: usize| Pick {
             index,
             target: &up.targets[index],
-            state: states[index].clone(),
-        })
+            state: &states[index],
+        };
+        if n == 1 {
+            return match states[0].ejected_for(&mut now) {
+                None => Ok(pick(0)),
+                Some(_) => Err(self.none_healthy(up, states, &mut now)),
+            };
+        }
+        let turn = up.turn.fetch_add(1, Ordering::Relaxed);
+        let healthy = |i: usize, now: &mut Option<Instant>| states[i].ejected_for(now).is_none();
+        let mut best: Option<usize> = None;
+        // Those not tried yet first; then any healthy one.
+        for fresh_only in [true, false] {
+            for k in 0..n {
+                let i = (turn + k) % n;
+                if (fresh_only && tried & (1 << i) != 0) || !healthy(i, &mut now) {
+                    continue;
+                }
+                match up.balance {
+                    Balance::RoundRobin => return Ok(pick(i)),
+                    Balance::LeastRequests => {
+                        let load = |j: usize| states[j].outstanding.load(Ordering::Acquire);
+                        if best.is_none_or(|b| load(i) < load(b)) {
+                            best = Some(i);
+                        }
+                    }
+                }
+            }
+            if let Some(b) = best {
+                return Ok(pick(b));
+            }
+        }
+        Err(self.none_healthy(up, states, &mut now))
+    }
+
+    fn none_healthy(
+        &self,
+        up: &Upstream,
+        states: &[Arc<TargetState>],
+        now: &mut Option<Instant>,
+    ) -> NoneHealthy {
+        NoneHealthy {
+            targets: up
+                .targets
+                .iter()
+                .zip(states)
+                .map(|(t, s)| {
+                    let last = s.health.lock().ok().and_then(|h| h.recent.back().cloned());
+                    let until = s.ejected_for(now).unwrap_or(Duration::ZERO);
+                    (t.display.clone(), last, until)
+                })
+                .collect(),
+        }
     }
 
     /// Counts a request outstanding on `pick` until the guard is dropped.
-    pub(crate) fn start(pick: &Pick<'_>) -> Outstanding {
+    pub(crate) fn start<'u>(pick: &Pick<'u>) -> Outstanding<'u> {
         pick.state.outstanding.fetch_add(1, Ordering::AcqRel);
-        Outstanding(pick.state.clone())
+        Outstanding(pick.state)
     }
 
     /// A try on `pick` got an answer.
     pub(crate) fn succeeded(pick: &Pick<'_>) {
-        if let Ok(mut h) = pick.state.health.lock() {
-            h.consecutive = 0;
-            h.ejections = 0;
-            h.successes += 1;
+        let s = pick.state;
+        s.answered.fetch_add(1, Ordering::Relaxed);
+        if s.consecutive.load(Ordering::Relaxed) != 0 {
+            s.consecutive.store(0, Ordering::Relaxed);
+        }
+        if s.ejected_since_success.load(Ordering::Relaxed) != 0 {
+            s.ejected_since_success.store(0, Ordering::Relaxed);
+            if let Ok(mut h) = s.health.lock() {
+                h.ejections = 0;
+            }
         }
     }
 
@@ -176,16 +218,17 @@ impl Targets {
     /// times in a row and the upstream may have one more ejected. Returns for how long it
     /// was ejected, if it was.
     pub(crate) fn failed(&self, up: &Upstream, pick: &Pick<'_>, cause: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let ejected_now = up
-            .targets
+        let states = self.states_of(up);
+        let mut now = None;
+        let ejected_now = states
             .iter()
-            .filter(|t| self.state(&t.authority).ejected_until(now).is_some())
+            .filter(|s| s.ejected_for(&mut now).is_some())
             .count();
+        let now = *now.get_or_insert_with(Instant::now);
         let allowed = (up.targets.len() * usize::from(up.health.max_ejected_percent) / 100).max(1);
-        let mut h = pick.state.health.lock().ok()?;
+        let s = pick.state;
+        let mut h = s.health.lock().ok()?;
         h.failures += 1;
-        h.consecutive += 1;
         if h.recent.len() == RECENT {
             h.recent.pop_front();
         }
@@ -193,22 +236,20 @@ impl Targets {
             at: SystemTime::now(),
             cause: cause.to_owned(),
         });
+        let consecutive = s.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let eject = up.health.eject_after > 0
-            && h.consecutive >= up.health.eject_after
-            && h.ejected_until.is_none_or(|u| u <= now)
+            && consecutive >= up.health.eject_after
+            && s.ejected_for(&mut Some(now)).is_none()
             && ejected_now < allowed;
         if !eject {
             return None;
         }
         let factor = 1u32 << h.ejections.min(16);
-        let time = up
-            .health
-            .ejection_time
-            .saturating_mul(factor)
-            .min(MAX_EJECTION);
-        h.ejected_until = Some(now + time);
+        let time = up.health.ejection_time.saturating_mul(factor).min(MAX_EJECTION);
+        s.ejected_until.store(nanos(now + time), Ordering::Release);
+        s.ejected_since_success.store(1, Ordering::Relaxed);
         h.ejections += 1;
-        h.consecutive = 0;
+        s.consecutive.store(0, Ordering::Release);
         Some(time)
     }
 
@@ -223,27 +264,24 @@ impl Targets {
             .iter()
             .map(|(a, s)| {
                 let h = s.health.lock();
-                let (state, until, consecutive, ejections, recent, ok, failed) = match &h {
+                let left = s.ejected_for(&mut Some(now));
+                let consecutive = s.consecutive.load(Ordering::Acquire);
+                let ok = s.answered.load(Ordering::Acquire);
+                let (state, until, ejections, recent, failed) = match &h {
                     Ok(h) => {
-                        let until = h.ejected_until.filter(|u| *u > now);
                         (
-                            if until.is_some() { "ejected" } else { "healthy" },
-                            until.map(|u| {
-                                let at = wall + u.duration_since(now);
-                                rfc3339_of(at)
-                            }),
-                            h.consecutive,
+                            if left.is_some() { "ejected" } else { "healthy" },
+                            left.map(|l| rfc3339_of(wall + l)),
                             h.ejections,
                             h.recent
                                 .iter()
                                 .rev()
                                 .map(|f| serde_json::json!({"at": rfc3339_of(f.at), "cause": f.cause}))
                                 .collect::<Vec<_>>(),
-                            h.successes,
                             h.failures,
                         )
                     }
-                    Err(_) => ("unknown", None, 0, 0, Vec::new(), 0, 0),
+                    Err(_) => ("unknown", None, 0, Vec::new(), 0),
                 };
                 (
                     a.to_string(),
@@ -329,7 +367,8 @@ impl Default for RetryPolicy {
         RetryPolicy {
             retries: 1,
             on_connect: true,
-            on_reset: true,
+            // Opt-in: a request that went out is copied before each try to be sent again.
+            on_reset: false,
             on_status: Vec::new(),
             backoff: Duration::from_millis(25),
             budget: 0.2,
@@ -420,10 +459,11 @@ mod tests {
             assert_ne!(t.pick(&up, 0).unwrap().index, 0);
         }
         // At most half of three (one) ejected: the next target's failures do not eject it.
+        let states = t.states_of(&up);
         let p1 = Pick {
             index: 1,
             target: &up.targets[1],
-            state: t.state(&up.targets[1].authority),
+            state: &states[1],
         };
         t.failed(&up, &p1, "x");
         assert_eq!(t.failed(&up, &p1, "x"), None);
