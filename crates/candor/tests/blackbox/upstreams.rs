@@ -226,3 +226,82 @@ max_ejected_percent = 0
         assert!(out.contains(needle), "{needle} not in\n{out}");
     }
 }
+
+/// A TLS-terminating candor (the test CA's certificate for localhost and 127.0.0.1) in
+/// front of an echo upstream: a real https:// upstream.
+fn https_upstream(up: &Upstream) -> Gateway {
+    Gateway::start(&format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        fixture("server.pem").display(),
+        fixture("server.key").display(),
+        one_route("/{*rest}", &up.url(), "")
+    ))
+}
+
+#[test]
+fn https_upstreams_are_verified_and_their_failures_named() {
+    let echo = Upstream::start(Behaviour::Echo);
+    let tls = https_upstream(&echo);
+    let port = tls.addr.port();
+    let ca = fixture("ca.pem");
+    let config = format!(
+        "[[routes]]\nname = \"ok\"\npath = \"/ok/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\nupstream_ca_file = \"{ca}\"\n\
+         [[routes]]\nname = \"ip\"\npath = \"/ip/{{*rest}}\"\nupstream = \"https://127.0.0.1:{port}\"\nupstream_ca_file = \"{ca}\"\n\
+         [[routes]]\nname = \"untrusted\"\npath = \"/untrusted/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\n\
+         [[routes]]\nname = \"wrong-name\"\npath = \"/name/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\nupstream_ca_file = \"{ca}\"\nupstream_sni = \"api.example.com\"\n\
+         [[routes]]\nname = \"plain\"\npath = \"/plain/{{*rest}}\"\nupstream = \"https://{}\"\nconnect_timeout = \"300ms\"\nretries = 0\n",
+        echo.addr,
+        ca = ca.display()
+    );
+    let gw = Gateway::start(&config);
+    let r = gw.get("/ok/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("/ok/x"), "{}", r.text());
+    assert_eq!(gw.get("/ip/y").status, 200);
+    // The system's CAs do not include the test CA.
+    let b = assert_problem(&gw.get("/untrusted/x"), "upstream_unreachable");
+    assert!(
+        b["detail"].as_str().unwrap().ends_with(
+            "TLS handshake failed: the upstream's certificate is not signed by a CA in /etc/ssl/certs/ca-certificates.crt (upstream_ca_file)."
+        ),
+        "{b}"
+    );
+    let b = assert_problem(&gw.get("/name/x"), "upstream_unreachable");
+    assert!(
+        b["detail"].as_str().unwrap().ends_with(
+            "TLS handshake failed: the upstream's certificate is not valid for the name api.example.com (upstream_sni sets the name checked)."
+        ),
+        "{b}"
+    );
+    // https:// to a port that speaks plain HTTP (and waits for a request head).
+    let b = assert_problem(&gw.get("/plain/x"), "upstream_unreachable");
+    assert!(
+        b["detail"].as_str().unwrap().ends_with(
+            "TLS handshake not done within 300 ms (connect_timeout; is the upstream serving TLS on that port?)."
+        ),
+        "{b}"
+    );
+
+    // TLS settings on a plain upstream, and files that are not there, are reported.
+    let dir = temp_dir("tls-check");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nupstream_sni = \"x\"\n\
+             [[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"https://127.0.0.1:1\"\nupstream_ca_file = \"nope.pem\"\n\
+             [[routes]]\nname = \"c\"\npath = \"/c\"\nupstream = \"https://127.0.0.1:1\"\nupstream_client_cert = \"{}\"\n",
+            fixture("server.pem").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    for needle in [
+        "routes[0].upstream_sni: applies to https:// upstreams; this route's is http://",
+        "routes[1].upstream_ca_file: cannot read the CA file",
+        "routes[2].upstream_client_key: missing: upstream_client_cert is set, and a client certificate needs both",
+    ] {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+}

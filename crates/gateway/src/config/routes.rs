@@ -666,12 +666,17 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
     let mut base: Option<String> = None;
     let mut scheme: Option<bool> = None;
     if urls.len() > 64 {
-        return Err(format!("{} targets; an upstream has at most 64", urls.len()));
+        return Err(format!(
+            "{} targets; an upstream has at most 64",
+            urls.len()
+        ));
     }
     for u in urls {
         let (t, path, https) = parse_target(u)?;
         if scheme.is_some_and(|s| s != https) {
-            return Err(format!("`{u}` has another scheme than the first target; targets share one"));
+            return Err(format!(
+                "`{u}` has another scheme than the first target; targets share one"
+            ));
         }
         scheme = Some(https);
         match &base {

@@ -129,7 +129,11 @@ fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &s
         "upstream_client_cert",
         "upstream_client_key",
     ];
-    let given: Vec<&str> = KEYS.iter().copied().filter(|k| r.get(k).is_some()).collect();
+    let given: Vec<&str> = KEYS
+        .iter()
+        .copied()
+        .filter(|k| r.get(k).is_some())
+        .collect();
     if !up.https {
         for k in given {
             p.at(
@@ -144,7 +148,10 @@ fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &s
     let settings = crate::upstream::tls::TlsSettings {
         ca_file: file(p, "upstream_ca_file"),
         server_name: r.string(p, "upstream_sni").map(|(n, _)| n),
-        client_cert: match (file(p, "upstream_client_cert"), file(p, "upstream_client_key")) {
+        client_cert: match (
+            file(p, "upstream_client_cert"),
+            file(p, "upstream_client_key"),
+        ) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             (c, _) => {
@@ -169,7 +176,9 @@ fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &s
                 .first()
                 .and_then(|k| r.get(k))
                 .map_or(r.span.clone(), |v| v.span());
-            let key = given.first().map_or("upstream".to_owned(), |k| r.key_path(k));
+            let key = given
+                .first()
+                .map_or("upstream".to_owned(), |k| r.key_path(k));
             p.at(at, &key, e);
         }
     }

@@ -47,7 +47,8 @@ pub struct Upstream {
     /// Requests and retries in flight, for the retry budget.
     pub(crate) budget: std::sync::Arc<targets::Budget>,
     /// The targets' states, looked up on first use (see `targets::Targets`).
-    pub(crate) states: std::sync::Arc<std::sync::OnceLock<Vec<std::sync::Arc<targets::TargetState>>>>,
+    pub(crate) states:
+        std::sync::Arc<std::sync::OnceLock<Vec<std::sync::Arc<targets::TargetState>>>>,
     /// Whether the targets are https://.
     pub https: bool,
     /// TLS settings of an https:// upstream.

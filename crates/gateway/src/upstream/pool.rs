@@ -520,18 +520,25 @@ async fn open(
             let name = match &tls.server_name {
                 Some(n) => n.clone(),
                 None => rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
-                    SendError::Connect(format!("TLS: `{host}` is not a name a certificate can be checked against"))
+                    SendError::Connect(format!(
+                        "TLS: `{host}` is not a name a certificate can be checked against"
+                    ))
                 })?,
             };
             let shown = name.to_str().into_owned();
             let left = timeout.saturating_sub(started.elapsed());
-            let handshake = tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, stream);
+            let handshake =
+                tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, stream);
             match tokio::time::timeout(left, handshake).await {
                 Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
-                Ok(Err(e)) => return Err(SendError::Connect(super::tls::handshake_failure(&e, tls, &shown))),
+                Ok(Err(e)) => {
+                    return Err(SendError::Connect(super::tls::handshake_failure(
+                        &e, tls, &shown,
+                    )));
+                }
                 Err(_) => {
                     return Err(SendError::Connect(format!(
-                        "TLS handshake not done within {} (connect_timeout)",
+                        "TLS handshake not done within {} (connect_timeout; is the upstream serving TLS on that port?)",
                         crate::time::human_duration(timeout)
                     )));
                 }

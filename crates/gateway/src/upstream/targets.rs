@@ -125,8 +125,12 @@ impl Targets {
 
     /// `up`'s targets' states, looked up once per configuration generation.
     fn states_of<'u>(&self, up: &'u Upstream) -> &'u [Arc<TargetState>] {
-        up.states
-            .get_or_init(|| up.targets.iter().map(|t| self.state(&t.authority)).collect())
+        up.states.get_or_init(|| {
+            up.targets
+                .iter()
+                .map(|t| self.state(&t.authority))
+                .collect()
+        })
     }
 
     /// The target of the next try on `up`: not ejected and not among `tried` (a bit per
@@ -245,7 +249,11 @@ impl Targets {
             return None;
         }
         let factor = 1u32 << h.ejections.min(16);
-        let time = up.health.ejection_time.saturating_mul(factor).min(MAX_EJECTION);
+        let time = up
+            .health
+            .ejection_time
+            .saturating_mul(factor)
+            .min(MAX_EJECTION);
         s.ejected_until.store(nanos(now + time), Ordering::Release);
         s.ejected_since_success.store(1, Ordering::Relaxed);
         h.ejections += 1;
@@ -268,19 +276,17 @@ impl Targets {
                 let consecutive = s.consecutive.load(Ordering::Acquire);
                 let ok = s.answered.load(Ordering::Acquire);
                 let (state, until, ejections, recent, failed) = match &h {
-                    Ok(h) => {
-                        (
-                            if left.is_some() { "ejected" } else { "healthy" },
-                            left.map(|l| rfc3339_of(wall + l)),
-                            h.ejections,
-                            h.recent
-                                .iter()
-                                .rev()
-                                .map(|f| serde_json::json!({"at": rfc3339_of(f.at), "cause": f.cause}))
-                                .collect::<Vec<_>>(),
-                            h.failures,
-                        )
-                    }
+                    Ok(h) => (
+                        if left.is_some() { "ejected" } else { "healthy" },
+                        left.map(|l| rfc3339_of(wall + l)),
+                        h.ejections,
+                        h.recent
+                            .iter()
+                            .rev()
+                            .map(|f| serde_json::json!({"at": rfc3339_of(f.at), "cause": f.cause}))
+                            .collect::<Vec<_>>(),
+                        h.failures,
+                    ),
                     Err(_) => ("unknown", None, 0, Vec::new(), 0),
                 };
                 (

@@ -76,16 +76,18 @@ pub(crate) fn build(s: &TlsSettings) -> Result<UpstreamTls, String> {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let cert_pem = read(cert, "client certificate")?;
-            let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let chain: Vec<CertificateDer<'static>> =
+                rustls_pemfile::certs(&mut cert_pem.as_slice())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", cert.display()))?;
             if chain.is_empty() {
                 return Err(format!("{} holds no certificate", cert.display()));
             }
             let key_pem = read(key, "client key")?;
-            let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| format!("{}: {e}", key.display()))?
-                .ok_or_else(|| format!("{} holds no private key", key.display()))?;
+            let key_der: PrivateKeyDer<'static> =
+                rustls_pemfile::private_key(&mut key_pem.as_slice())
+                    .map_err(|e| format!("{}: {e}", key.display()))?
+                    .ok_or_else(|| format!("{} holds no private key", key.display()))?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| format!("the client certificate and key do not go together: {e}"))?
