@@ -212,12 +212,16 @@ balance = "fastest"
 retry_on = ["connect", "timeout"]
 connect_timeout = "2m"
 max_ejected_percent = 0
+health_check = { path = "health", interval = "1ms", unhealthy = 3 }
 "#,
     )
     .unwrap();
     let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
     assert_ne!(code, 0);
     for needle in [
+        "routes[0].health_check.path: `health` is not a path",
+        "routes[0].health_check.interval: must be from 100ms to 1h",
+        "routes[0].health_check.unhealthy: unknown key `unhealthy` (expected one of: path, interval, timeout, healthy_after, unhealthy_after)",
         "routes[0].balance: unknown balance `fastest`",
         "routes[0].retry_on: `timeout` is not a retry condition",
         "routes[0].connect_timeout: must be from 10ms to 60s",
@@ -304,4 +308,35 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     ] {
         assert!(out.contains(needle), "{needle} not in\n{out}");
     }
+}
+
+#[test]
+fn health_checks_take_a_target_out_and_bring_it_back() {
+    let addr = Upstream::refused();
+    let gw = Gateway::start(&route(
+        &[format!("http://{addr}")],
+        "eject_after = 0\nretries = 0\nhealth_check = { path = \"/health\", interval = \"100ms\", timeout = \"1s\", healthy_after = 1, unhealthy_after = 2 }",
+    ));
+    // Nothing listens: the checks fail and take the target out (passive ejection is off).
+    assert!(gw.eventually(|g| g.get("/x").status == 503));
+    let b = assert_problem(&gw.get("/x"), "no_healthy_upstream");
+    assert!(
+        b["targets"][0]["last_failure"]
+            .as_str()
+            .unwrap()
+            .starts_with("health check GET /health: connection refused"),
+        "{b}"
+    );
+    let report = gw.admin_get("/upstreams");
+    assert_eq!(report["targets"][0]["health_checks"], "failing", "{report}");
+    // It comes up: the next check passes and it is back.
+    let back = Upstream::start_on(addr, Behaviour::Echo);
+    assert!(gw.eventually(|g| g.get("/x").status == 200));
+    assert!(
+        back.heads()
+            .iter()
+            .any(|h| h.starts_with("GET /health HTTP/1.1")),
+        "{:?}",
+        back.heads()
+    );
 }

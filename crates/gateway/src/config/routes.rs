@@ -54,6 +54,7 @@ pub(super) const ROUTE: &[&str] = &[
     "eject_after",
     "ejection_time",
     "max_ejected_percent",
+    "health_check",
     "upstream_ca_file",
     "upstream_sni",
     "upstream_client_cert",
@@ -711,6 +712,7 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
         turn: Default::default(),
         budget: Default::default(),
         states: Default::default(),
+        health_check: None,
         https: scheme == Some(true),
         // Made from the route's TLS settings once they are read.
         tls: None,

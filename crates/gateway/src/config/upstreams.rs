@@ -39,6 +39,7 @@ pub(super) fn tune(
     dir: &std::path::Path,
 ) {
     tls(r, p, up, dir);
+    health_check(r, p, up);
     if let Some((b, span)) = r.string(p, "balance") {
         match b.as_str() {
             "round_robin" => up.balance = Balance::RoundRobin,
@@ -181,5 +182,66 @@ fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &s
                 .map_or("upstream".to_owned(), |k| r.key_path(k));
             p.at(at, &key, e);
         }
+    }
+}
+
+const HEALTH_CHECK: &[&str] = &[
+    "path",
+    "interval",
+    "timeout",
+    "healthy_after",
+    "unhealthy_after",
+];
+
+/// `health_check = { path = "/health", interval = "5s", timeout = "2s", healthy_after = 2,
+/// unhealthy_after = 3 }`.
+fn health_check(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream) {
+    let Some(t) = r.table(p, "health_check", HEALTH_CHECK) else {
+        return;
+    };
+    let before = p.list.len();
+    let path = match t.string(p, "path") {
+        Some((path, _)) if path.starts_with('/') && !path.contains(char::is_whitespace) => path,
+        Some((path, span)) => {
+            p.at(span, &t.key_path("path"), format!("`{path}` is not a path"))
+                .expected = Some("a path such as \"/health\"".into());
+            String::new()
+        }
+        None => {
+            p.at(t.span.clone(), &t.key_path("path"), "missing".into())
+                .expected = Some("the path to GET, such as \"/health\"".into());
+            String::new()
+        }
+    };
+    let ms = Duration::from_millis;
+    let interval = bounded(
+        &t,
+        p,
+        "interval",
+        ms(100),
+        Duration::from_secs(3600),
+        "100ms to 1h",
+    )
+    .unwrap_or(Duration::from_secs(5));
+    let timeout = bounded(
+        &t,
+        p,
+        "timeout",
+        ms(10),
+        Duration::from_secs(60),
+        "10ms to 60s",
+    )
+    .unwrap_or(Duration::from_secs(2));
+    let healthy_after = t.integer(p, "healthy_after", 1, 100).unwrap_or(2) as u32;
+    let unhealthy_after = t.integer(p, "unhealthy_after", 1, 100).unwrap_or(3) as u32;
+    t.finish(p);
+    if p.list.len() == before {
+        up.health_check = Some(crate::upstream::health::HealthCheck {
+            path,
+            interval,
+            timeout,
+            healthy_after,
+            unhealthy_after,
+        });
     }
 }

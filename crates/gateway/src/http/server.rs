@@ -291,6 +291,19 @@ impl Server {
             state.services.identity.clone(),
             move || quota_state.current().limits.quota_save_interval,
         ));
+        let checked = state.clone();
+        tokio::spawn(crate::upstream::health::keep_checking(
+            state.forwarder.pool().clone(),
+            state.forwarder.targets.clone(),
+            move || {
+                checked
+                    .current()
+                    .upstreams()
+                    .filter(|(_, u)| u.health_check.is_some())
+                    .map(|(_, u)| u.clone())
+                    .collect()
+            },
+        ));
         tokio::spawn(crate::limits::rate::keep_evicting(
             state.services.rate_limits.clone(),
         ));

@@ -52,6 +52,11 @@ impl Forwarder {
     pub(crate) fn new() -> Self {
         Self::default()
     }
+
+    /// The connection pool (health checks use it too).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
 }
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field it names, plus

@@ -4,6 +4,7 @@
 //! May depend on: `http::body`. Nothing above it: the forward stage uses this area, never
 //! the reverse.
 
+pub(crate) mod health;
 pub(crate) mod pool;
 pub(crate) mod targets;
 pub(crate) mod tls;
@@ -49,6 +50,8 @@ pub struct Upstream {
     /// The targets' states, looked up on first use (see `targets::Targets`).
     pub(crate) states:
         std::sync::Arc<std::sync::OnceLock<Vec<std::sync::Arc<targets::TargetState>>>>,
+    /// Active health checks, if the route sets them.
+    pub health_check: Option<health::HealthCheck>,
     /// Whether the targets are https://.
     pub https: bool,
     /// TLS settings of an https:// upstream.

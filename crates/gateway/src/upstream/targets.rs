@@ -56,6 +56,11 @@ pub(crate) struct TargetState {
     /// Whether it was ejected since it last succeeded.
     ejected_since_success: AtomicU32,
     answered: AtomicU64,
+    /// Out of rotation by its health checks, until enough pass.
+    check_down: std::sync::atomic::AtomicBool,
+    /// Health checks passed (or failed) in a row.
+    check_passes: AtomicU32,
+    check_fails: AtomicU32,
     health: Mutex<Health>,
 }
 
@@ -68,6 +73,10 @@ impl TargetState {
         }
         let now = *now.get_or_insert_with(Instant::now);
         let left = until.saturating_sub(nanos(now));
+        if self.check_down.load(Ordering::Acquire) {
+            // Out until a check passes: the next one is due within `left`.
+            return Some(Duration::from_nanos(left.max(1_000_000)));
+        }
         (left > 0).then(|| Duration::from_nanos(left))
     }
 }
@@ -261,6 +270,51 @@ impl Targets {
         Some(time)
     }
 
+    /// A health check of `up`'s target `index` passed (`Ok`) or failed with a cause.
+    pub(crate) fn checked(
+        &self,
+        up: &Upstream,
+        index: usize,
+        check: &super::health::HealthCheck,
+        result: Result<(), String>,
+    ) {
+        let s = &self.states_of(up)[index];
+        match result {
+            Ok(()) => {
+                s.check_fails.store(0, Ordering::Release);
+                let passes = s.check_passes.fetch_add(1, Ordering::AcqRel) + 1;
+                if s.check_down.load(Ordering::Acquire) && passes >= check.healthy_after {
+                    s.check_down.store(false, Ordering::Release);
+                    s.ejected_until.store(0, Ordering::Release);
+                    s.consecutive.store(0, Ordering::Release);
+                    tracing::info!(target: "candor::upstream", target = %up.targets[index].display, "health checks pass again: back in rotation");
+                }
+            }
+            Err(cause) => {
+                s.check_passes.store(0, Ordering::Release);
+                let fails = s.check_fails.fetch_add(1, Ordering::AcqRel) + 1;
+                if let Ok(mut h) = s.health.lock() {
+                    h.failures += 1;
+                    if h.recent.len() == RECENT {
+                        h.recent.pop_front();
+                    }
+                    h.recent.push_back(Failure {
+                        at: SystemTime::now(),
+                        cause: cause.clone(),
+                    });
+                }
+                if fails >= check.unhealthy_after {
+                    // Out of rotation; the deadline is the next check.
+                    s.ejected_until
+                        .store(nanos(Instant::now() + check.interval), Ordering::Release);
+                    if !s.check_down.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(target: "candor::upstream", target = %up.targets[index].display, cause = %cause, "health checks fail: out of rotation");
+                    }
+                }
+            }
+        }
+    }
+
     /// Every known target's state, for `GET /upstreams`.
     pub(crate) fn report(&self) -> serde_json::Value {
         let now = Instant::now();
@@ -295,6 +349,7 @@ impl Targets {
                         "target": a.to_string(),
                         "state": state,
                         "ejected_until": until,
+                        "health_checks": if s.check_down.load(Ordering::Acquire) { "failing" } else { "passing or none" },
                         "outstanding": s.outstanding.load(Ordering::Acquire),
                         "consecutive_failures": consecutive,
                         "ejections": ejections,
