@@ -173,7 +173,9 @@ Try:\n\
     if let Some((admin, token_file)) = admin {
         println!(
             "  # what the edge refused, cut off and closed, and who ended each failed exchange\n\
-  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n",
+  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
+  # each route's upstream targets: healthy or ejected, and their recent failures\n\
+  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n",
             token = token_file.display()
         );
     }

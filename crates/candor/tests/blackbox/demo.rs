@@ -21,6 +21,16 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         stats_line.ends_with(&format!("http://{admin}/stats")),
         "{stats_line}"
     );
+    assert!(banner.contains(&format!("http://{admin}/upstreams")), "{banner}");
+    let upstreams = gw.admin_get("/upstreams");
+    assert!(
+        upstreams["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["route"] == "listDevices"),
+        "{upstreams}"
+    );
 
     // Requests without a token are refused before the demo API sees them.
     assert_problem(&gw.get("/v1/customers/acme/devices"), "credentials_missing");
