@@ -80,34 +80,11 @@ fn scopes_and_accounts() {
 
 #[test]
 fn account_quota_survives_a_restart() {
-    let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n",
-        up.url()
+    let s = account_setup(
+        "",
+        "",
+        &["--id", "small", "--name", "Small", "--quota-per-day", "3"],
     );
-    let mut out = String::new();
-    let gw = Gateway::start_after(&config, |path| {
-        cli_at(
-            path,
-            &[
-                "accounts",
-                "add",
-                "--id",
-                "small",
-                "--name",
-                "Small",
-                "--quota-per-day",
-                "3",
-            ],
-        );
-        out = cli_at(path, &["clients", "add", "--account", "small"]);
-    });
-    let s = Setup {
-        gw,
-        up,
-        client_id: value_of(&out, "client_id:"),
-        secret: value_of(&out, "client_secret:"),
-    };
     let auth = format!("Bearer {}", token(&s));
     for _ in 0..3 {
         assert_eq!(bearer(&s, "/q", &auth).status, 200);
@@ -144,41 +121,25 @@ fn account_quota_survives_a_restart() {
 
 #[test]
 fn a_monthly_quota_survives_a_crash_within_the_save_interval() {
-    let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "[limits]\nquota_save_interval = \"100ms\"\n\n[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n",
-        up.url()
+    let s = account_setup(
+        "[limits]\nquota_save_interval = \"100ms\"",
+        "",
+        &[
+            "--id",
+            "monthly",
+            "--name",
+            "Monthly",
+            "--quota-per-day",
+            "100",
+            "--quota-per-month",
+            "2",
+        ],
     );
-    let mut out = String::new();
-    let gw = Gateway::start_after(&config, |path| {
-        cli_at(
-            path,
-            &[
-                "accounts",
-                "add",
-                "--id",
-                "monthly",
-                "--name",
-                "Monthly",
-                "--quota-per-day",
-                "100",
-                "--quota-per-month",
-                "2",
-            ],
-        );
-        out = cli_at(path, &["clients", "add", "--account", "monthly"]);
-    });
-    let listed = cli_at(&gw.config, &["accounts", "list"]);
+    let listed = cli_at(&s.gw.config, &["accounts", "list"]);
     assert!(
         listed.contains("100 requests/day, 2 requests/month"),
         "{listed}"
     );
-    let s = Setup {
-        gw,
-        up,
-        client_id: value_of(&out, "client_id:"),
-        secret: value_of(&out, "client_secret:"),
-    };
     let auth = format!("Bearer {}", token(&s));
     for _ in 0..2 {
         assert_eq!(bearer(&s, "/q", &auth).status, 200);

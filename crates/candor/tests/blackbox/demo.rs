@@ -21,7 +21,13 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         stats_line.ends_with(&format!("http://{admin}/stats")),
         "{stats_line}"
     );
-    assert!(banner.contains(&format!("http://{admin}/upstreams")), "{banner}");
+    let upstreams_line = gw.printed("# each route's upstream targets");
+    assert!(upstreams_line.contains("ejected"), "{upstreams_line}");
+    let tour = gw.stdout.lock().unwrap().join("");
+    assert!(
+        tour.contains(&format!("http://{admin}/upstreams")),
+        "{tour}"
+    );
     let upstreams = gw.admin_get("/upstreams");
     assert!(
         upstreams["routes"]

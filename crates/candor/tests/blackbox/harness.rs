@@ -1031,3 +1031,46 @@ pub(crate) fn token(s: &Setup) -> String {
 pub(crate) fn bearer(s: &Setup, path: &str, value: &str) -> Response {
     s.gw.request("GET", path, &[("Authorization", value)], b"")
 }
+
+/// A gateway with one bearer route `q` at `/q` to an echo upstream (`top` TOML before it,
+/// `route_extra` in it), an account made with `candor accounts add` and `account`'s
+/// arguments, and a client of that account (the first `--id` value).
+pub(crate) fn account_setup(top: &str, route_extra: &str, account: &[&str]) -> Setup {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "{top}\n[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n{route_extra}\n",
+        up.url()
+    );
+    let id = account
+        .iter()
+        .position(|a| *a == "--id")
+        .and_then(|i| account.get(i + 1))
+        .copied()
+        .expect("an --id");
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        let mut args = vec!["accounts", "add"];
+        args.extend_from_slice(account);
+        cli_at(path, &args);
+        out = cli_at(path, &["clients", "add", "--account", id]);
+    });
+    Setup {
+        gw,
+        up,
+        client_id: value_of(&out, "client_id:"),
+        secret: value_of(&out, "client_secret:"),
+    }
+}
+
+/// Runs `candor check` on `config` (TOML text, in a directory of its own): it must fail,
+/// and its report must contain each of `needles`.
+pub(crate) fn check_reports(config: &str, needles: &[&str]) {
+    let dir = temp_dir("check-reports");
+    let file = dir.join("candor.toml");
+    std::fs::write(&file, config).unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    for needle in needles {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+}

@@ -162,26 +162,11 @@ fn counts_survive_a_reload_that_keeps_the_policy() {
 
 #[test]
 fn policies_keyed_by_account_need_credentials_and_count_per_account() {
-    let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\n\
-         [[routes.rate_limits]]\nname = \"per-account\"\nlimit = 2\nwindow = \"1m\"\nkey = \"account\"\n",
-        up.url()
+    let s = account_setup(
+        "",
+        "[[routes.rate_limits]]\nname = \"per-account\"\nlimit = 2\nwindow = \"1m\"\nkey = \"account\"",
+        &["--id", "small", "--name", "Small"],
     );
-    let mut out = String::new();
-    let gw = Gateway::start_after(&config, |path| {
-        cli_at(
-            path,
-            &["accounts", "add", "--id", "small", "--name", "Small"],
-        );
-        out = cli_at(path, &["clients", "add", "--account", "small"]);
-    });
-    let s = Setup {
-        gw,
-        up,
-        client_id: value_of(&out, "client_id:"),
-        secret: value_of(&out, "client_secret:"),
-    };
     let auth = format!("Bearer {}", token(&s));
     // A request that fails authentication is not counted: the policy runs after it.
     assert_problem(&s.gw.get("/q"), "credentials_missing");
@@ -197,10 +182,7 @@ fn policies_keyed_by_account_need_credentials_and_count_per_account() {
 
 #[test]
 fn check_reports_bad_policies() {
-    let dir = temp_dir("rl-check");
-    let file = dir.join("candor.toml");
-    std::fs::write(
-        &file,
+    check_reports(
         r#"
 [[routes]]
 name = "r"
@@ -223,55 +205,27 @@ key = "account"
 [[routes.rate_limits]]
 limit = 1
 "#,
-    )
-    .unwrap();
-    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
-    assert_ne!(code, 0);
-    for needle in [
-        "routes[0].rate_limit_status: 418 is not a status for a limit answer",
-        "routes[0].rate_limits[0].name: `a b` is not a policy name",
-        "routes[0].rate_limits[0].limit: 0 is out of range",
-        "routes[0].rate_limits[0].window: must be a whole number of seconds",
-        "routes[0].rate_limits[0].key: `acount` is not a key",
-        "did you mean `account`?",
-        "routes[0].rate_limits[1].key: the route does not authenticate, so requests have no account",
-        "routes[0].rate_limits[2].name: missing: a route with several policies names each",
-        "routes[0].rate_limits[2].window: missing",
-    ] {
-        assert!(out.contains(needle), "{needle} not in\n{out}");
-    }
+        &[
+            "routes[0].rate_limit_status: 418 is not a status for a limit answer",
+            "routes[0].rate_limits[0].name: `a b` is not a policy name",
+            "routes[0].rate_limits[0].limit: 0 is out of range",
+            "routes[0].rate_limits[0].window: must be a whole number of seconds",
+            "routes[0].rate_limits[0].key: `acount` is not a key",
+            "did you mean `account`?",
+            "routes[0].rate_limits[1].key: the route does not authenticate, so requests have no account",
+            "routes[0].rate_limits[2].name: missing: a route with several policies names each",
+            "routes[0].rate_limits[2].window: missing",
+        ],
+    );
 }
 
 #[test]
 fn quota_answers_take_the_route_status() {
-    let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "[[routes]]\nname = \"q\"\npath = \"/q\"\nupstream = \"{}\"\nauth = \"bearer\"\nquota_status = 429\n",
-        up.url()
+    let s = account_setup(
+        "",
+        "quota_status = 429",
+        &["--id", "one", "--name", "One", "--quota-per-day", "1"],
     );
-    let mut out = String::new();
-    let gw = Gateway::start_after(&config, |path| {
-        cli_at(
-            path,
-            &[
-                "accounts",
-                "add",
-                "--id",
-                "one",
-                "--name",
-                "One",
-                "--quota-per-day",
-                "1",
-            ],
-        );
-        out = cli_at(path, &["clients", "add", "--account", "one"]);
-    });
-    let s = Setup {
-        gw,
-        up,
-        client_id: value_of(&out, "client_id:"),
-        secret: value_of(&out, "client_secret:"),
-    };
     let auth = format!("Bearer {}", token(&s));
     assert_eq!(bearer(&s, "/q", &auth).status, 200);
     let r = bearer(&s, "/q", &auth);

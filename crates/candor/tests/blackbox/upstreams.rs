@@ -172,10 +172,7 @@ fn requests_that_went_out_are_retried_only_when_they_may_be() {
 
 #[test]
 fn check_reports_bad_upstream_policies() {
-    let dir = temp_dir("up-check");
-    let file = dir.join("candor.toml");
-    std::fs::write(
-        &file,
+    check_reports(
         r#"
 [[routes]]
 name = "r"
@@ -191,18 +188,12 @@ retry_on = ["connect", "timeout"]
 connect_timeout = "2m"
 max_ejected_percent = 0
 "#,
-    )
-    .unwrap();
-    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
-    assert_ne!(code, 0);
-    for needle in [
-        "routes[0].upstream: `http://127.0.0.1:2/b` has the base path `/b`, the first target `/a`; targets share one",
-        "routes[1].upstream: `http://127.0.0.1:1` is listed twice",
-    ] {
-        assert!(out.contains(needle), "{needle} not in\n{out}");
-    }
-    std::fs::write(
-        &file,
+        &[
+            "routes[0].upstream: `http://127.0.0.1:2/b` has the base path `/b`, the first target `/a`; targets share one",
+            "routes[1].upstream: `http://127.0.0.1:1` is listed twice",
+        ],
+    );
+    check_reports(
         r#"
 [[routes]]
 name = "s"
@@ -214,21 +205,16 @@ connect_timeout = "2m"
 max_ejected_percent = 0
 health_check = { path = "health", interval = "1ms", unhealthy = 3 }
 "#,
-    )
-    .unwrap();
-    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
-    assert_ne!(code, 0);
-    for needle in [
-        "routes[0].health_check.path: `health` is not a path",
-        "routes[0].health_check.interval: must be from 100ms to 1h",
-        "routes[0].health_check.unhealthy: unknown key `unhealthy` (expected one of: path, interval, timeout, healthy_after, unhealthy_after)",
-        "routes[0].balance: unknown balance `fastest`",
-        "routes[0].retry_on: `timeout` is not a retry condition",
-        "routes[0].connect_timeout: must be from 10ms to 60s",
-        "routes[0].max_ejected_percent: 0 is out of range",
-    ] {
-        assert!(out.contains(needle), "{needle} not in\n{out}");
-    }
+        &[
+            "routes[0].health_check.path: `health` is not a path",
+            "routes[0].health_check.interval: must be from 100ms to 1h",
+            "routes[0].health_check.unhealthy: unknown key `unhealthy` (expected one of: path, interval, timeout, healthy_after, unhealthy_after)",
+            "routes[0].balance: unknown balance `fastest`",
+            "routes[0].retry_on: `timeout` is not a retry condition",
+            "routes[0].connect_timeout: must be from 10ms to 60s",
+            "routes[0].max_ejected_percent: 0 is out of range",
+        ],
+    );
 }
 
 /// A TLS-terminating candor (the test CA's certificate for localhost and 127.0.0.1) in
@@ -287,27 +273,19 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     );
 
     // TLS settings on a plain upstream, and files that are not there, are reported.
-    let dir = temp_dir("tls-check");
-    let file = dir.join("candor.toml");
-    std::fs::write(
-        &file,
-        format!(
+    check_reports(
+        &format!(
             "[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nupstream_sni = \"x\"\n\
              [[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"https://127.0.0.1:1\"\nupstream_ca_file = \"nope.pem\"\n\
              [[routes]]\nname = \"c\"\npath = \"/c\"\nupstream = \"https://127.0.0.1:1\"\nupstream_client_cert = \"{}\"\n",
             fixture("server.pem").display()
         ),
-    )
-    .unwrap();
-    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
-    assert_ne!(code, 0);
-    for needle in [
-        "routes[0].upstream_sni: applies to https:// upstreams; this route's is http://",
-        "routes[1].upstream_ca_file: cannot read the CA file",
-        "routes[2].upstream_client_key: missing: upstream_client_cert is set, and a client certificate needs both",
-    ] {
-        assert!(out.contains(needle), "{needle} not in\n{out}");
-    }
+        &[
+            "routes[0].upstream_sni: applies to https:// upstreams; this route's is http://",
+            "routes[1].upstream_ca_file: cannot read the CA file",
+            "routes[2].upstream_client_key: missing: upstream_client_cert is set, and a client certificate needs both",
+        ],
+    );
 }
 
 #[test]
