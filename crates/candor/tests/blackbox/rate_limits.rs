@@ -39,7 +39,7 @@ fn a_burst_passes_then_429_says_which_policy_and_when() {
         [
             "\"burst\";r=2;t=10, \"daily\";r=999;t=87",
             "\"burst\";r=1;t=20, \"daily\";r=998;t=173",
-            "\"burst\";r=0;t=10, \"daily\";r=997;t=260",
+            "\"burst\";r=0;t=30, \"daily\";r=997;t=260",
         ]
     );
     let r = gw.get("/r");
@@ -47,11 +47,15 @@ fn a_burst_passes_then_429_says_which_policy_and_when() {
     assert_eq!(r.status, 429);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=10).contains(&wait), "{wait}");
-    // The daily budget is shown as it stands: the refused request was not counted in it.
+    // t: until the whole quota is back (the next request in `wait`, the other two 10 s
+    // apart after it). The daily budget is shown as it stands: the refused request was not
+    // counted in it.
     let fields = r.header("ratelimit").unwrap();
-    let daily = fields
-        .strip_prefix(&format!("\"burst\";r=0;t={wait}, \"daily\";r=997;t="))
+    let (burst, daily) = fields
+        .strip_prefix("\"burst\";r=0;t=")
+        .and_then(|f| f.split_once(", \"daily\";r=997;t="))
         .unwrap_or_else(|| panic!("{fields}"));
+    assert_eq!(burst.parse::<u64>().unwrap(), wait + 20, "{fields}");
     assert!(
         (250..=260).contains(&daily.parse::<u32>().unwrap()),
         "{fields}"
@@ -172,7 +176,7 @@ fn policies_keyed_by_account_need_credentials_and_count_per_account() {
     assert_problem(&s.gw.get("/q"), "credentials_missing");
     assert_eq!(bearer(&s, "/q", &auth).status, 200);
     let r = bearer(&s, "/q", &auth);
-    assert_eq!(r.header("ratelimit"), Some("\"per-account\";r=0;t=30"));
+    assert_eq!(r.header("ratelimit"), Some("\"per-account\";r=0;t=60"));
     let b = assert_problem(&bearer(&s, "/q", &auth), "rate_limited");
     assert!(
         b["detail"].as_str().unwrap().contains("for account small"),

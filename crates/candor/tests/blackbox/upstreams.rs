@@ -74,7 +74,7 @@ fn every_target_ejected_is_no_healthy_upstream_until_one_comes_back() {
     let dead = Upstream::refused();
     let gw = Gateway::start(&route(
         &[format!("http://{dead}")],
-        "retries = 0\neject_after = 1\nejection_time = \"300ms\"",
+        "retries = 0\neject_after = 1\nejection_time = \"300ms\"\nmax_ejected_percent = 100",
     ));
     assert_problem(&gw.get("/z"), "upstream_unreachable");
     let r = gw.get("/z");

@@ -134,6 +134,16 @@ fn read_policy(
         _ => {}
     }
     let burst = t.integer(p, "burst", 1, 1_000_000_000);
+    if let (Some(b), Some(l)) = (burst, limit)
+        && b > l
+    {
+        p.at(
+            t.get("burst").map_or(t.span.clone(), |v| v.span()),
+            &t.key_path("burst"),
+            format!("{b} is more than the limit ({l}): a burst is at most the window's quota"),
+        )
+        .expected = Some(format!("1 to {l}, or a higher limit"));
+    }
     let key = match t.string(p, "key") {
         None => KeyBy::Client,
         Some((k, span)) => match KeyBy::parse(&k) {

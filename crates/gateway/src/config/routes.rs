@@ -642,6 +642,13 @@ fn parse_target(s: &str) -> Result<(crate::upstream::Target, String, bool), Stri
         .authority()
         .cloned()
         .ok_or_else(|| format!("`{s}` has no host"))?;
+    if authority.as_str().contains('@') {
+        // A password here would be shown in errors, logs and /upstreams, and sent as the Host.
+        let host = authority.as_str().rsplit('@').next().unwrap_or("");
+        return Err(format!(
+            "`{scheme}://…@{host}` carries credentials; an upstream URL may not (they would be shown in errors, logs and /upstreams, and sent as its Host)"
+        ));
+    }
     if uri.query().is_some() {
         return Err(format!(
             "`{s}` has a query string; an upstream is a base URL"

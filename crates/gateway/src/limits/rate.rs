@@ -192,16 +192,17 @@ pub(crate) struct PolicyState {
     pub(crate) window: u64,
     /// Requests left now.
     pub(crate) remaining: u32,
-    /// Seconds until the next request is accepted (none left), or until the full quota is
-    /// back (some left); rounded up.
+    /// Seconds until the whole quota is back (the bucket full again), rounded up.
     pub(crate) reset: u64,
 }
 
 /// A refusal: the policy and how long until the next request is accepted.
 #[derive(Debug)]
 pub(crate) struct Refusal {
-    /// The refusing policy's state (its reset: until the next request is accepted).
+    /// The refusing policy's state.
     pub(crate) state: PolicyState,
+    /// Seconds until the next request is accepted, rounded up.
+    pub(crate) retry_after: u64,
     /// Until the next request is accepted, exactly.
     #[cfg(test)]
     wait: Duration,
@@ -270,13 +271,7 @@ impl Limiter {
             Some((tat, now)) if tat > now => {
                 let owed = tat - now;
                 let left = (t * burst).saturating_sub(owed).as_nanos() / t.as_nanos().max(1);
-                let left = left as u32;
-                let reset = if left == 0 {
-                    owed.saturating_sub(t * (burst - 1))
-                } else {
-                    owed
-                };
-                (left, reset)
+                (left as u32, owed)
             }
             _ => (burst, Duration::ZERO),
         };
@@ -314,10 +309,10 @@ impl Limiter {
         let p = &self.policy;
         let remaining = s.remaining_burst_capacity();
         let per = s.quota().replenish_interval();
-        // The bucket is full again once the used cells have been replenished (an upper
-        // bound: `remaining` is rounded down); with none left, one cell is due within `per`.
+        // The bucket is full again once the used cells are replenished (an upper bound
+        // within one cell: `remaining` is rounded down).
         let used = p.burst.saturating_sub(remaining).max(1);
-        let reset = if remaining == 0 { per } else { per * used };
+        let reset = per * used;
         PolicyState {
             name: p.name.clone(),
             limit: p.limit,
@@ -330,14 +325,17 @@ impl Limiter {
     fn refusal(&self, n: &NotUntil<<DefaultClock as Clock>::Instant>) -> Refusal {
         let wait = n.wait_time_from(self.governor.clock().now());
         let p = &self.policy;
+        let per = p.quota().replenish_interval();
         Refusal {
             state: PolicyState {
                 name: p.name.clone(),
                 limit: p.limit,
                 window: p.window.as_secs(),
                 remaining: 0,
-                reset: ceil_secs(wait).max(1),
+                // Empty: the next cell in `wait`, the rest one per `per` after it.
+                reset: ceil_secs(wait + per * (p.burst.max(1) - 1)).max(1),
             },
+            retry_after: ceil_secs(wait).max(1),
             #[cfg(test)]
             wait,
         }
@@ -464,7 +462,7 @@ mod tests {
         let r = l.check(b'i', b"a").unwrap_err();
         // One request per 10 s: the next is due in at most 10 s, and not much less.
         assert!(r.wait <= Duration::from_secs(10) && r.wait > Duration::from_secs(9));
-        assert_eq!(r.state.reset, 10);
+        assert_eq!((r.retry_after, r.state.reset), (10, 30));
         // Another key has its own bucket.
         assert_eq!(l.check(b'i', b"b").unwrap().remaining, 2);
         assert_eq!(l.keys(), 2);
@@ -483,7 +481,7 @@ mod tests {
         let r = l.check(b'i', b"a").unwrap_err();
         assert!(r.wait <= wait);
         let seen = l.peek(b'i', b"a");
-        assert_eq!((seen.remaining, seen.reset), (0, 30));
+        assert_eq!((seen.remaining, seen.reset), (0, 60));
         assert_eq!(l.peek(b'i', b"new").remaining, 2);
         l.forget(b'i', b"a");
         assert_eq!(l.blocked(b'i', b"a"), None);

@@ -80,7 +80,7 @@ pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Fl
             Ok(state) => ctx.rate_limits.push(state),
             Err(refusal) => {
                 let p = &l.policy;
-                let wait = refusal.state.reset;
+                let wait = refusal.retry_after;
                 let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
                 let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
                 states.push(refusal.state);

@@ -238,7 +238,7 @@ impl Targets {
             .filter(|s| s.ejected_for(&mut now).is_some())
             .count();
         let now = *now.get_or_insert_with(Instant::now);
-        let allowed = (up.targets.len() * usize::from(up.health.max_ejected_percent) / 100).max(1);
+        let allowed = up.targets.len() * usize::from(up.health.max_ejected_percent) / 100;
         let s = pick.state;
         let mut h = s.health.lock().ok()?;
         h.failures += 1;
@@ -389,7 +389,8 @@ pub struct PassiveHealth {
     pub eject_after: u32,
     /// The first ejection's length; each next one doubles, up to 5 minutes.
     pub ejection_time: Duration,
-    /// The most of an upstream's targets ejected at once (at least one).
+    /// The most of an upstream's targets ejected at once, as a share (50: one of two, none
+    /// of one).
     pub max_ejected_percent: u8,
 }
 
