@@ -1063,8 +1063,8 @@ pub(crate) fn account_setup(top: &str, route_extra: &str, account: &[&str]) -> S
 }
 
 /// Runs `candor check` on `config` (TOML text, in a directory of its own): it must fail,
-/// and its report must contain each of `needles`.
-pub(crate) fn check_reports(config: &str, needles: &[&str]) {
+/// and its report (returned) must contain each of `needles`.
+pub(crate) fn check_reports(config: &str, needles: &[&str]) -> String {
     let dir = temp_dir("check-reports");
     let file = dir.join("candor.toml");
     std::fs::write(&file, config).unwrap();
@@ -1073,4 +1073,5 @@ pub(crate) fn check_reports(config: &str, needles: &[&str]) {
     for needle in needles {
         assert!(out.contains(needle), "{needle} not in\n{out}");
     }
+    out
 }

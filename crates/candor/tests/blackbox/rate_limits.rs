@@ -208,6 +208,15 @@ key = "account"
 
 [[routes.rate_limits]]
 limit = 1
+
+[[routes]]
+name = "s"
+path = "/s"
+upstream = "http://127.0.0.1:9"
+[[routes.rate_limits]]
+limit = 5
+window = "10s"
+burst = 1000000
 "#,
         &[
             "routes[0].rate_limit_status: 418 is not a status for a limit answer",
@@ -219,6 +228,7 @@ limit = 1
             "routes[0].rate_limits[1].key: the route does not authenticate, so requests have no account",
             "routes[0].rate_limits[2].name: missing: a route with several policies names each",
             "routes[0].rate_limits[2].window: missing",
+            "routes[1].rate_limits[0].burst: 1000000 is more than the limit (5): a burst is at most the window's quota",
         ],
     );
 }

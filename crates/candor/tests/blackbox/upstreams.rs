@@ -237,7 +237,7 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     let config = format!(
         "[[routes]]\nname = \"ok\"\npath = \"/ok/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\nupstream_ca_file = \"{ca}\"\n\
          [[routes]]\nname = \"ip\"\npath = \"/ip/{{*rest}}\"\nupstream = \"https://127.0.0.1:{port}\"\nupstream_ca_file = \"{ca}\"\n\
-         [[routes]]\nname = \"untrusted\"\npath = \"/untrusted/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\n\
+         [[routes]]\nname = \"untrusted\"\npath = \"/untrusted/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\nretries = 0\neject_after = 1\nmax_ejected_percent = 100\n\
          [[routes]]\nname = \"wrong-name\"\npath = \"/name/{{*rest}}\"\nupstream = \"https://localhost:{port}\"\nupstream_ca_file = \"{ca}\"\nupstream_sni = \"api.example.com\"\n\
          [[routes]]\nname = \"plain\"\npath = \"/plain/{{*rest}}\"\nupstream = \"https://{}\"\nconnect_timeout = \"300ms\"\nretries = 0\n",
         echo.addr,
@@ -256,6 +256,10 @@ fn https_upstreams_are_verified_and_their_failures_named() {
         ),
         "{b}"
     );
+    // The attack probe's finding: health was shared by address, so the route with the
+    // wrong CA ejected the target for the route with the right one. It is per route now.
+    assert_problem(&gw.get("/untrusted/x"), "no_healthy_upstream");
+    assert_eq!(gw.get("/ok/x").status, 200);
     let b = assert_problem(&gw.get("/name/x"), "upstream_unreachable");
     assert!(
         b["detail"].as_str().unwrap().ends_with(
@@ -273,19 +277,22 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     );
 
     // TLS settings on a plain upstream, and files that are not there, are reported.
-    check_reports(
+    let out = check_reports(
         &format!(
             "[[routes]]\nname = \"a\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nupstream_sni = \"x\"\n\
              [[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"https://127.0.0.1:1\"\nupstream_ca_file = \"nope.pem\"\n\
-             [[routes]]\nname = \"c\"\npath = \"/c\"\nupstream = \"https://127.0.0.1:1\"\nupstream_client_cert = \"{}\"\n",
+             [[routes]]\nname = \"c\"\npath = \"/c\"\nupstream = \"https://127.0.0.1:1\"\nupstream_client_cert = \"{}\"\n\
+             [[routes]]\nname = \"d\"\npath = \"/d\"\nupstream = \"http://user:secretpw@127.0.0.1:1\"\n",
             fixture("server.pem").display()
         ),
         &[
+            "routes[3].upstream: `http://…@127.0.0.1:1` carries credentials; an upstream URL may not",
             "routes[0].upstream_sni: applies to https:// upstreams; this route's is http://",
             "routes[1].upstream_ca_file: cannot read the CA file",
             "routes[2].upstream_client_key: missing: upstream_client_cert is set, and a client certificate needs both",
         ],
     );
+    assert!(!out.contains("secretpw"), "{out}");
 }
 
 #[test]

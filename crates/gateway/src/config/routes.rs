@@ -279,6 +279,7 @@ fn read_route(
                     if let Some(n) = max_queue {
                         up.max_queue = n as usize;
                     }
+                    up.route = name.as_str().into();
                     super::upstreams::tune(r, p, &mut up, dir);
                     Some(up)
                 }
@@ -716,6 +717,7 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
         connect_timeout: Duration::from_secs(10),
         retry: Default::default(),
         health: Default::default(),
+        route: "".into(),
         turn: Default::default(),
         budget: Default::default(),
         states: Default::default(),

@@ -1,7 +1,7 @@
 //! Active health checks: where a route sets `health_check`, each of its targets gets
 //! `GET path` every `interval`; `unhealthy_after` failed checks in a row take the target out
-//! of rotation until `healthy_after` checks in a row pass. Targets shared by several routes
-//! are checked once per path.
+//! of rotation until `healthy_after` checks in a row pass. Each route checks its own
+//! targets (their health is per route).
 
 use super::Upstream;
 use super::pool::{Caps, Dest, Pool};
@@ -29,8 +29,8 @@ pub struct HealthCheck {
     pub unhealthy_after: u32,
 }
 
-/// What is checked: a target, its TLS settings, the path.
-type CheckKey = (Authority, u64, String);
+/// What is checked: a route's target, its TLS settings, the path.
+type CheckKey = (std::sync::Arc<str>, Authority, u64, String);
 
 /// Checks every target of every upstream `upstreams()` returns (the running configuration's)
 /// that has a health check, each when due, one check per target and path at a time.
@@ -51,6 +51,7 @@ pub(crate) async fn keep_checking(
             for index in 0..up.targets.len() {
                 let t = &up.targets[index];
                 let key: CheckKey = (
+                    up.route.clone(),
                     t.authority.clone(),
                     up.tls.as_ref().map_or(0, |t| t.id),
                     check.path.clone(),

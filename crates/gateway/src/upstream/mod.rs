@@ -43,6 +43,9 @@ pub struct Upstream {
     pub retry: targets::RetryPolicy,
     /// When a failing target is ejected.
     pub health: targets::PassiveHealth,
+    /// The route it belongs to: targets' health is per route (one route's failures, TLS
+    /// settings or retry rules do not take a target from another).
+    pub(crate) route: std::sync::Arc<str>,
     /// The round-robin turn.
     pub(crate) turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Requests and retries in flight, for the retry budget.

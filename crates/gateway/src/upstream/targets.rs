@@ -3,9 +3,10 @@
 //! ejected for a growing interval, at most `max_ejected_percent` of an upstream's targets at
 //! once), the retry budget, and what `GET /upstreams` shows.
 //!
-//! A target's state is kept per address for the whole process, across routes and
-//! configuration reloads: two routes to one address see the same health. Choosing a target
-//! takes no lock and allocates nothing; a failure takes the target's lock.
+//! A target's state is kept per route, address and TLS settings for the whole process,
+//! across configuration reloads (not across a route's renaming): one route's failures, CA
+//! file or retry rules never take a target from another route. Choosing a target takes no
+//! lock and allocates nothing; a failure takes the target's lock.
 
 use super::{Target, Upstream};
 use http::uri::Authority;
@@ -100,10 +101,13 @@ pub(crate) struct Pick<'u> {
     pub(crate) state: &'u TargetState,
 }
 
-/// Every target's state, by address: the process's, kept across reloads.
+/// A target's state's key: route, address, TLS settings (0: plain).
+type StateKey = (Arc<str>, Authority, u64);
+
+/// Every target's state, by route and address: the process's, kept across reloads.
 #[derive(Debug, Default)]
 pub(crate) struct Targets {
-    states: Mutex<HashMap<Authority, Arc<TargetState>>>,
+    states: Mutex<HashMap<StateKey, Arc<TargetState>>>,
 }
 
 /// Why no target can be tried: each target's last failure and when it is tried again.
@@ -125,11 +129,16 @@ impl NoneHealthy {
 }
 
 impl Targets {
-    fn state(&self, authority: &Authority) -> Arc<TargetState> {
+    fn state(&self, up: &Upstream, authority: &Authority) -> Arc<TargetState> {
         let Ok(mut states) = self.states.lock() else {
             return Arc::default();
         };
-        states.entry(authority.clone()).or_default().clone()
+        let key = (
+            up.route.clone(),
+            authority.clone(),
+            up.tls.as_ref().map_or(0, |t| t.id),
+        );
+        states.entry(key).or_default().clone()
     }
 
     /// `up`'s targets' states, looked up once per configuration generation.
@@ -137,7 +146,7 @@ impl Targets {
         up.states.get_or_init(|| {
             up.targets
                 .iter()
-                .map(|t| self.state(&t.authority))
+                .map(|t| self.state(up, &t.authority))
                 .collect()
         })
     }
@@ -324,7 +333,7 @@ impl Targets {
         };
         let mut rows: Vec<(String, serde_json::Value)> = states
             .iter()
-            .map(|(a, s)| {
+            .map(|((route, a, tls), s)| {
                 let h = s.health.lock();
                 let left = s.ejected_for(&mut Some(now));
                 let consecutive = s.consecutive.load(Ordering::Acquire);
@@ -344,9 +353,11 @@ impl Targets {
                     Err(_) => ("unknown", None, 0, Vec::new(), 0),
                 };
                 (
-                    a.to_string(),
+                    format!("{route} {a} {tls}"),
                     serde_json::json!({
+                        "route": route.as_ref(),
                         "target": a.to_string(),
+                        "tls": *tls != 0,
                         "state": state,
                         "ejected_until": until,
                         "health_checks": if s.check_down.load(Ordering::Acquire) { "failing" } else { "passing or none" },
