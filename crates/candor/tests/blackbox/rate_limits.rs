@@ -186,7 +186,7 @@ fn policies_keyed_by_account_need_credentials_and_count_per_account() {
 
 #[test]
 fn check_reports_bad_policies() {
-    check_reports(
+    let out = check_reports(
         r#"
 [[routes]]
 name = "r"
@@ -217,6 +217,25 @@ upstream = "http://127.0.0.1:9"
 limit = 5
 window = "10s"
 burst = 1000000
+
+[[routes]]
+name = "s"
+path = "/t"
+upstream = "http://127.0.0.1:9"
+[[routes.rate_limits]]
+limit = 5
+window = "10s"
+key = "header:Bad Header"
+
+[[routes]]
+name = "dup"
+path = "/d1"
+upstream = "http://127.0.0.1:9"
+
+[[routes]]
+name = "dup"
+path = "/d2"
+upstream = "http://127.0.0.1:9"
 "#,
         &[
             "routes[0].rate_limit_status: 418 is not a status for a limit answer",
@@ -229,7 +248,14 @@ burst = 1000000
             "routes[0].rate_limits[2].name: missing: a route with several policies names each",
             "routes[0].rate_limits[2].window: missing",
             "routes[1].rate_limits[0].burst: 1000000 is more than the limit (5): a burst is at most the window's quota",
+            "routes[4].name: a route named `dup` is already declared; routes share their name's counts, health and logs",
+            "routes[2].rate_limits[0].key: `Bad Header` is not a header name",
         ],
+    );
+    // A key that is not one is one problem, not also a missing credential.
+    assert!(
+        !out.contains("routes[2].rate_limits[0].key: the route does not authenticate"),
+        "{out}"
     );
 }
 
@@ -246,4 +272,57 @@ fn quota_answers_take_the_route_status() {
     assert_problem(&r, "quota_exceeded");
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn refusals_the_account_is_not_to_blame_for_give_its_quota_back() {
+    // The attack probe's finding: a quota refusal spent a rate-limit token, and requests a
+    // rate limit refused or the upstream never got were charged to the account's quota.
+    let s = account_setup(
+        "[[routes]]\nname = \"dead\"\npath = \"/dead\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"bearer\"\nretries = 0\n",
+        "[[routes.rate_limits]]\nlimit = 1\nwindow = \"1s\"\nkey = \"account\"",
+        &["--id", "three", "--name", "Three", "--quota-per-day", "3"],
+    );
+    let auth = format!("Bearer {}", token(&s));
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    assert_problem(&bearer(&s, "/q", &auth), "rate_limited");
+    assert_problem(&bearer(&s, "/dead", &auth), "upstream_unreachable");
+    // Neither of those counted: two more pass.
+    pause();
+    assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    pause();
+    assert_eq!(bearer(&s, "/q", &auth).status, 200);
+    pause();
+    let r = bearer(&s, "/q", &auth);
+    let b = assert_problem(&r, "quota_exceeded");
+    assert_eq!(b["used"], 3, "{b}");
+    // The quota refused it before the rate limit counted it.
+    assert_eq!(r.header("ratelimit"), None);
+}
+
+#[test]
+fn check_piped_into_head_does_not_panic() {
+    let dir = temp_dir("check-head");
+    let file = dir.join("candor.toml");
+    let routes: String = (0..200)
+        .map(|i| {
+            format!(
+                "[[routes]]\nname = \"r{i}\"\npath = \"/r{i}\"\nupstream = \"http://127.0.0.1:9\"\n"
+            )
+        })
+        .collect();
+    std::fs::write(&file, routes).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' check --config '{}' | head -1",
+            env!("CARGO_BIN_EXE_candor"),
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
 }

@@ -252,7 +252,7 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     let b = assert_problem(&gw.get("/untrusted/x"), "upstream_unreachable");
     assert!(
         b["detail"].as_str().unwrap().ends_with(
-            "TLS handshake failed: the upstream's certificate is not signed by a CA in /etc/ssl/certs/ca-certificates.crt (upstream_ca_file)."
+            "TLS handshake failed: the upstream's certificate is not signed by a CA the system trusts (/etc/ssl/certs/ca-certificates.crt; set upstream_ca_file to trust a private CA)."
         ),
         "{b}"
     );

@@ -153,7 +153,8 @@ fn read_policy(
                 problem.suggestion = did_you_mean(&k, KEYS);
                 problem.expected =
                     Some("client, account, api_key, address, route or header:<name>".into());
-                KeyBy::Client
+                // Reported; no further problem about what it would need.
+                KeyBy::Route
             }
         },
     };

@@ -120,6 +120,23 @@ fn admit(
         }
     }
     route.access = access.merged(&route.access);
+    // A route's name is what its errors, logs, rate-limit counts and target health are
+    // kept under: two routes of one name would share them.
+    if routes.iter().any(|o| o.name == route.name) {
+        let (span, key) = match r.get("name") {
+            Some(v) => (v.span(), r.key_path("name")),
+            None => (r.span.clone(), r.key_path("")),
+        };
+        p.at(
+            span,
+            key.trim_end_matches('.'),
+            format!(
+                "a route named `{}` is already declared; routes share their name's counts, health and logs",
+                route.name
+            ),
+        )
+        .expected = Some("a name of its own for each route".into());
+    }
     let clash = routes.iter().find(|o| {
         (o.host == route.host || (derived && o.host.is_none()))
             && if derived {
@@ -285,7 +302,7 @@ fn read_route(
                 }
                 Err(e) => {
                     p.at(span, &r.key_path("upstream"), e).expected = Some(
-                        "an http URL such as \"http://127.0.0.1:9000\", or a list of them".into(),
+                        "an http:// or https:// URL such as \"http://127.0.0.1:9000\", or a list of them sharing scheme and base path".into(),
                     );
                     None
                 }

@@ -134,6 +134,23 @@ impl Quotas {
         Ok(())
     }
 
+    /// Gives back one request counted for `account` at `now` (refused afterwards by a rate
+    /// limit, or never delivered because of the upstream).
+    pub(crate) fn refund(&self, account: &Account, now: i64) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        for period in [QuotaPeriod::Day, QuotaPeriod::Month] {
+            if let Some(c) = counts.get_mut(&(account.id.clone(), period))
+                && c.index == index_of(period, now)
+                && c.count > 0
+            {
+                c.count -= 1;
+                c.dirty = true;
+            }
+        }
+    }
+
     /// Writes the counts changed since the last call (each period in one transaction); on
     /// a failure they stay marked to be written next time.
     pub(crate) fn persist(&self, identity: &Identity) -> Result<usize, StoreError> {

@@ -135,6 +135,10 @@ const OVERFLOW: u64 = u64::MAX;
 pub(crate) struct BoundedStore {
     inner: Arc<DashMapStateStore<u64>>,
     max_keys: usize,
+    /// The policy's name, for the warning when the store is full.
+    policy: String,
+    /// When that warning was last logged (Unix seconds): at most once a minute.
+    warned: std::sync::atomic::AtomicI64,
 }
 
 impl StateStore for BoundedStore {
@@ -145,6 +149,21 @@ impl StateStore for BoundedStore {
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
         if self.inner.len() >= self.max_keys && !self.inner.contains_key(key) {
+            let now = crate::time::unix_now();
+            let last = self.warned.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 60
+                && self
+                    .warned
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                tracing::warn!(target: "candor::limits", policy = %self.policy, max_keys = self.max_keys, "rate-limit policy holds limits.max_rate_limit_keys keys: new keys share one bucket until idle keys are evicted");
+            }
             return self.inner.measure_and_replace(&OVERFLOW, f);
         }
         self.inner.measure_and_replace(key, f)
@@ -179,6 +198,8 @@ pub(crate) struct Limiter {
     states: Arc<DashMapStateStore<u64>>,
     /// No earlier than the governor's start, which its states count from.
     start: <DefaultClock as Clock>::Instant,
+    /// The most keys held (beyond, keys share the overflow bucket).
+    max_keys: usize,
 }
 
 /// A policy's state for one request, for the RateLimit fields.
@@ -219,6 +240,8 @@ impl Limiter {
         let store = BoundedStore {
             inner: states.clone(),
             max_keys: max_keys.max(1),
+            policy: policy.name.clone(),
+            warned: std::sync::atomic::AtomicI64::new(0),
         };
         let governor: Governor = RateLimiter::new(policy.quota(), store, DefaultClock::default());
         // Taken after the governor's own start: waits worked out from it are never short.
@@ -229,15 +252,23 @@ impl Limiter {
             hasher: std::hash::RandomState::new(),
             states,
             start,
+            max_keys: max_keys.max(1),
         }
     }
 
     /// `key`'s theoretical arrival time and now, both since the governor's start, if the
     /// key is held; nothing is counted.
     fn read(&self, tag: u8, key: &[u8]) -> Option<(Duration, Duration)> {
-        let h = self.hash(tag, key);
+        let mut h = self.hash(tag, key);
         if !self.states.contains_key(&h) {
-            return None;
+            // A key the full store does not hold is counted in the shared bucket.
+            if self.states.len() < self.max_keys {
+                return None;
+            }
+            h = OVERFLOW;
+            if !self.states.contains_key(&h) {
+                return None;
+            }
         }
         let tat: Nanos = self
             .states
@@ -499,6 +530,9 @@ mod tests {
         assert!(l.check(b'i', b"e").is_err());
         assert_eq!(l.check(b'i', b"a").unwrap().remaining, 0);
         assert!(l.keys() <= 3);
+        // Read without counting, a key the full store does not hold shows the shared
+        // bucket it is counted in (the probe saw such keys shown as full).
+        assert_eq!(l.peek(b'i', b"f").remaining, 0);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub(crate) struct RequestCtx<'a> {
     pub(crate) rate_limits: Vec<crate::limits::rate::PolicyState>,
     /// Whether the answer carries the RateLimit fields of `rate_limits`.
     pub(crate) rate_limit_fields: bool,
+    /// Whether the request was counted against its account's quotas (and is given back if
+    /// a rate limit then refuses it or the upstream cannot be reached).
+    pub(crate) quota_counted: bool,
     client_ip: Option<IpAddr>,
 }
 
@@ -93,6 +96,7 @@ impl<'a> RequestCtx<'a> {
             validation: None,
             rate_limits: Vec::new(),
             rate_limit_fields: false,
+            quota_counted: false,
             client_ip: None,
         }
     }

@@ -234,7 +234,7 @@ impl Pipeline {
         }
         match plan.endpoint {
             Endpoint::Proxy => {
-                forward::run(
+                let result = forward::run(
                     forwarder,
                     &route.config,
                     ctx,
@@ -244,7 +244,19 @@ impl Pipeline {
                         .unwrap_or(self.limits.max_body_bytes),
                     &self.timeouts,
                 )
-                .await
+                .await;
+                // Never delivered, for the upstream's reasons: not the account's to pay.
+                if let Err(e) = &result
+                    && [
+                        codes::UPSTREAM_UNREACHABLE,
+                        codes::NO_HEALTHY_UPSTREAM,
+                        codes::UPSTREAM_OVERLOADED,
+                    ]
+                    .contains(&e.code)
+                {
+                    crate::stages::limit::refund_quota(&self.services.quotas, ctx);
+                }
+                result
             }
             Endpoint::ErrorPages => pages::serve(&self.renderer, ctx.path(), &ctx.parts.headers),
             Endpoint::Token => {

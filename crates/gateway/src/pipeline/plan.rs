@@ -129,7 +129,7 @@ impl Stage {
                 ctx,
             ),
             Stage::Authorize(auth) => authorize::run(auth, ctx),
-            Stage::RateLimit(r) => limit::run_rate(r, ctx),
+            Stage::RateLimit(r) => limit::run_rate(r, &p.services.quotas, ctx),
             Stage::Limit(status) => limit::run(&p.services.quotas, *status, ctx),
             Stage::Validate(c) => validate::run(c, ctx),
         }
@@ -196,8 +196,10 @@ impl Plan {
         if let Some(auth) = &route.auth {
             stages.push(Stage::Authenticate(auth.clone()));
             stages.push(Stage::Authorize(auth.clone()));
-            stages.extend(rate(true));
+            // The quota first: a request it refuses spends no rate-limit token; one a rate
+            // limit refuses gets its quota count back.
             stages.push(Stage::Limit(route.limits.quota_status));
+            stages.extend(rate(true));
         }
         if let Some(c) = &route.contract {
             stages.push(Stage::Validate(c.clone()));

@@ -72,8 +72,13 @@ fn subject(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> String {
     }
 }
 
-/// Counts the request against each policy; refuses it at the first that is used up.
-pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Flow, GatewayError> {
+/// Counts the request against each policy; refuses it at the first that is used up (and
+/// gives back what its account's quotas counted).
+pub(crate) fn run_rate(
+    stage: &RateStage,
+    quotas: &Quotas,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<Flow, GatewayError> {
     for (i, l) in stage.limiters.iter().enumerate() {
         let (tag, key) = key_bytes(&l.policy.key, ctx);
         match l.check(tag, &key) {
@@ -113,6 +118,7 @@ pub(crate) fn run_rate(stage: &RateStage, ctx: &mut RequestCtx<'_>) -> Result<Fl
                     Some(codes::RATE_LIMITED),
                     vec![("policy", p.name.clone())],
                 );
+                refund_quota(quotas, ctx);
                 return Err(e);
             }
         }
@@ -131,6 +137,23 @@ pub(crate) fn add_fields(headers: &mut http::HeaderMap, states: &[PolicyState]) 
     }
 }
 
+/// The principal's account, if the request has one.
+fn account<'c>(ctx: &'c RequestCtx<'_>) -> Option<&'c crate::identity::store::Account> {
+    let id = ctx.principal.as_ref()?.account.as_ref()?;
+    ctx.snapshot.as_ref()?.accounts.get(id)
+}
+
+/// Gives back the request's count in its account's quotas, if it was counted.
+pub(crate) fn refund_quota(quotas: &Quotas, ctx: &mut RequestCtx<'_>) {
+    if !ctx.quota_counted {
+        return;
+    }
+    ctx.quota_counted = false;
+    if let Some(account) = account(ctx) {
+        quotas.refund(account, crate::time::unix_now());
+    }
+}
+
 /// Counts the request against the principal's account quotas; refuses it once one is
 /// used. Requests without an account pass.
 pub(crate) fn run(
@@ -138,17 +161,15 @@ pub(crate) fn run(
     status: Option<StatusCode>,
     ctx: &mut RequestCtx<'_>,
 ) -> Result<Flow, GatewayError> {
-    let account = ctx
-        .principal
-        .as_ref()
-        .and_then(|p| p.account.as_ref())
-        .zip(ctx.snapshot.as_ref())
-        .and_then(|(a, snapshot)| snapshot.accounts.get(a));
-    let Some(account) = account else {
+    let Some(account) = account(ctx) else {
         return Ok(Flow::Continue);
     };
+    let counted = account.quota_per_day.is_some() || account.quota_per_month.is_some();
     match quotas.count(account, crate::time::unix_now()) {
-        Ok(()) => Ok(Flow::Continue),
+        Ok(()) => {
+            ctx.quota_counted = counted;
+            Ok(Flow::Continue)
+        }
         Err(mut e) => {
             if let Some(s) = status {
                 e = e.status(s);

@@ -18,6 +18,8 @@ pub struct UpstreamTls {
     pub(crate) server_name: Option<ServerName<'static>>,
     /// The CA file the certificates are checked against, for messages.
     pub(crate) ca_file: PathBuf,
+    /// Whether it is the route's own (else the system's bundle).
+    pub(crate) own_ca: bool,
     /// Equal for equal settings: connections are pooled per target and setting.
     pub(crate) id: u64,
 }
@@ -101,6 +103,7 @@ pub(crate) fn build(s: &TlsSettings) -> Result<UpstreamTls, String> {
         config: Arc::new(config),
         server_name,
         ca_file,
+        own_ca: s.ca_file.is_some(),
         id: h.finish() | 1,
     })
 }
@@ -112,8 +115,12 @@ pub(crate) fn handshake_failure(e: &std::io::Error, tls: &UpstreamTls, name: &st
     match inner {
         Some(Error::InvalidCertificate(c)) => {
             let why = match c {
-                CertificateError::UnknownIssuer => format!(
+                CertificateError::UnknownIssuer if tls.own_ca => format!(
                     "is not signed by a CA in {} (upstream_ca_file)",
+                    tls.ca_file.display()
+                ),
+                CertificateError::UnknownIssuer => format!(
+                    "is not signed by a CA the system trusts ({}; set upstream_ca_file to trust a private CA)",
                     tls.ca_file.display()
                 ),
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
