@@ -326,3 +326,20 @@ fn check_piped_into_head_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
 }
+
+#[test]
+fn trusting_every_peer_is_said_by_check() {
+    let dir = temp_dir("trust-all");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        "[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("server.trusted_proxies: `0.0.0.0/0` trusts every peer: any client can set X-Forwarded-For"),
+        "{out}"
+    );
+}

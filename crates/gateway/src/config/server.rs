@@ -122,6 +122,17 @@ pub(super) fn read(
             let mut nets = Vec::new();
             for (item, span) in list {
                 match IpNet::parse(&item) {
+                    Ok(n) if n.prefix_len() == 0 => {
+                        // Loads, but says what it means.
+                        p.notice(
+                            span,
+                            &s.key_path("trusted_proxies"),
+                            format!(
+                                "`{item}` trusts every peer: any client can set X-Forwarded-For and be counted, limited and allowed under an address of its choosing"
+                            ),
+                        );
+                        nets.push(n);
+                    }
                     Ok(n) => nets.push(n),
                     Err(e) => {
                         p.at(span, &s.key_path("trusted_proxies"), e).expected =

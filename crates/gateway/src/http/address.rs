@@ -13,6 +13,11 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// The prefix length in bits (0: every address).
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     /// Parses `addr` or `addr/prefix`.
     pub fn parse(s: &str) -> Result<IpNet, String> {
         let (addr, prefix) = match s.split_once('/') {

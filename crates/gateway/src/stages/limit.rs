@@ -68,7 +68,12 @@ fn subject(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> String {
         (KeyBy::Header(h), _) if ctx.parts.headers.contains_key(h) => {
             format!("for this value of the {h} header")
         }
-        _ => format!("for address {}", ctx.client_ip()),
+        _ => match ctx.client_ip() {
+            std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                format!("for address {v6} (counted with its /64)")
+            }
+            ip => format!("for address {ip}"),
+        },
     }
 }
 

@@ -168,7 +168,13 @@ impl Targets {
                 Some(_) => Err(self.none_healthy(up, states, &mut now)),
             };
         }
-        let turn = up.turn.fetch_add(1, Ordering::Relaxed);
+        // A request's first try takes the next turn; its retries do not (else with a dead
+        // target every request's first try would land on it).
+        let turn = if tried == 0 {
+            up.turn.fetch_add(1, Ordering::Relaxed)
+        } else {
+            up.turn.load(Ordering::Relaxed)
+        };
         let healthy = |i: usize, now: &mut Option<Instant>| states[i].ejected_for(now).is_none();
         let mut best: Option<usize> = None;
         // Those not tried yet first; then any healthy one.
@@ -524,6 +530,19 @@ mod tests {
         let picks: Vec<usize> = (0..3).map(|_| t.pick(&up, 0).unwrap().index).collect();
         assert_eq!(picks, [0, 1, 2]);
         assert_ne!(t.pick(&up, 1).unwrap().index, 0);
+        // Retries do not take turns: the first tries still alternate over the targets.
+        let firsts: Vec<usize> = (0..3)
+            .map(|_| {
+                let first = t.pick(&up, 0).unwrap().index;
+                t.pick(&up, 1 << first).unwrap();
+                first
+            })
+            .collect();
+        assert_eq!(firsts.len(), 3);
+        assert!(
+            firsts[0] != firsts[1] && firsts[1] != firsts[2],
+            "{firsts:?}"
+        );
         let p = t.pick(&up, 0b110).unwrap();
         assert_eq!(p.index, 0);
         assert_eq!(t.failed(&up, &p, "refused"), None);
