@@ -343,3 +343,55 @@ fn trusting_every_peer_is_said_by_check() {
         "{out}"
     );
 }
+
+#[test]
+fn retry_after_waits_for_every_policy_the_request_would_break() {
+    // The attack probe's finding: with two policies used up, Retry-After and
+    // violated-policies covered only the first, and a request sent then was refused again.
+    let up = Upstream::start(Behaviour::Echo);
+    let extra = "[[routes.rate_limits]]\nname = \"burst\"\nlimit = 2\nwindow = \"2s\"\nkey = \"address\"\n\
+                 [[routes.rate_limits]]\nname = \"hourly\"\nlimit = 2\nwindow = \"1h\"\nkey = \"address\"\n";
+    let gw = Gateway::start(&one_route("/r", &up.url(), extra));
+    assert_eq!(gw.get("/r").status, 200);
+    assert_eq!(gw.get("/r").status, 200);
+    let r = gw.get("/r");
+    let b = assert_problem(&r, "rate_limited");
+    assert_eq!(
+        b["violated-policies"],
+        serde_json::json!(["burst", "hourly"])
+    );
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1790..=1800).contains(&wait), "{wait}");
+    assert!(
+        b["detail"].as_str().unwrap().starts_with(
+            "The rate limit hourly of 2 requests per hour for address 127.0.0.1 is used up"
+        ),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_quota_of_zero_is_refused() {
+    // The attack probe's finding: a quota of 0 was accepted, and every request was then
+    // told to retry after a reset that never helps.
+    let dir = temp_dir("zero-quota");
+    let file = dir.join("candor.toml");
+    std::fs::write(&file, "").unwrap();
+    let (code, _, err) = candor(&[
+        "accounts",
+        "add",
+        "--config",
+        file.to_str().unwrap(),
+        "--name",
+        "None",
+        "--quota-per-day",
+        "0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(
+            "quota_per_day must be 1 or more requests (to stop the account's requests, suspend it)"
+        ),
+        "{err}"
+    );
+}

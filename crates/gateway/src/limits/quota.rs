@@ -112,12 +112,12 @@ impl Quotas {
                 QuotaPeriod::Month => ("calendar month (UTC)", "month"),
             };
             return Err(GatewayError::new(codes::QUOTA_EXCEEDED)
+                .header(RETRY_AFTER, &wait.to_string())
                 .param("account", account.id.clone())
                 .param("used", used.to_string())
                 .param("limit", limit.to_string())
                 .param("period", words)
                 .param("resets_at", crate::time::rfc3339(resets))
-                .header(RETRY_AFTER, &wait.to_string())
                 .extension("limit", limit.into())
                 .extension("used", used.into())
                 .extension("period", name.into())

@@ -89,16 +89,27 @@ pub(crate) fn run_rate(
         match l.check(tag, &key) {
             Ok(state) => ctx.rate_limits.push(state),
             Err(refusal) => {
-                let p = &l.policy;
-                let wait = refusal.retry_after;
-                let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
+                let mut p = &l.policy;
+                let mut wait = refusal.retry_after;
+                let mut violated = vec![p.name.clone()];
                 let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
                 states.push(refusal.state);
-                // The longer windows, not counted: where the client stands with them.
+                // The longer windows, not counted: where the client stands with them. One
+                // that would refuse too is violated as well, and the request is accepted
+                // only once every one of them accepts it.
                 for later in &stage.limiters[i + 1..] {
                     let (tag, key) = key_bytes(&later.policy.key, ctx);
                     states.push(later.peek(tag, &key));
+                    if let Some(d) = later.blocked(tag, &key) {
+                        violated.push(later.policy.name.clone());
+                        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+                        if secs > wait {
+                            wait = secs;
+                            p = &later.policy;
+                        }
+                    }
                 }
+                let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
                 let mut e = GatewayError::new(codes::RATE_LIMITED)
                     .param("policy", p.name.clone())
                     .param("limit", p.limit.to_string())
@@ -109,7 +120,7 @@ pub(crate) fn run_rate(
                     .header(RETRY_AFTER, &wait.to_string())
                     .header(RATELIMIT_POLICY.clone(), &rate::policy_field(&states))
                     .header(RATELIMIT.clone(), &rate::state_field(&states))
-                    .extension("violated-policies", vec![p.name.clone()].into())
+                    .extension("violated-policies", violated.into())
                     .extension("limit", p.limit.into())
                     .extension("window", p.window.as_secs().into())
                     .extension("retry_after", wait.into())

@@ -282,6 +282,15 @@ impl Targets {
         s.ejected_since_success.store(1, Ordering::Relaxed);
         h.ejections += 1;
         s.consecutive.store(0, Ordering::Release);
+        tracing::warn!(
+            target: "candor::upstream",
+            route = %up.route,
+            target = %pick.target.display,
+            cause = %cause,
+            failures_in_a_row = consecutive,
+            ejected_for_ms = time.as_millis() as u64,
+            "target ejected"
+        );
         Some(time)
     }
 

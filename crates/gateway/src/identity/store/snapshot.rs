@@ -125,10 +125,14 @@ impl Identity {
             ("quota_per_day", new.quota_per_day),
             ("quota_per_month", new.quota_per_month),
         ] {
-            if q.is_some_and(|q| q < 0) {
+            // A quota of 0 would refuse every request with a time to retry that never
+            // helps: stopping an account's requests is what suspending it is for.
+            if q.is_some_and(|q| q < 1) {
                 return Err(StoreError::Invalid {
                     field,
-                    reason: "must be 0 or more requests".into(),
+                    reason:
+                        "must be 1 or more requests (to stop the account's requests, suspend it)"
+                            .into(),
                 });
             }
         }
