@@ -61,7 +61,7 @@ pub(crate) fn serve(
         let server = match Server::bind(config, path.clone(), overrides).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("candor: cannot listen: {e}");
+                eprintln!("candor: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -181,3 +181,42 @@ fn drain_deadline_bounds_shutdown() {
     assert_eq!(status.code(), Some(0));
     assert!(gw.log().contains("drain deadline reached"));
 }
+
+#[test]
+fn a_listener_that_cannot_bind_is_named_with_its_fix() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir("bind");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        format!("[server]\ndata_dir = \"{}\"\n", dir.join("data").display()),
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    for (flags, key, which) in [
+        (
+            ["--listen", addr.as_str(), "--admin-listen", "127.0.0.1:0"],
+            "server.listen",
+            "public",
+        ),
+        (
+            ["--listen", "127.0.0.1:0", "--admin-listen", addr.as_str()],
+            "server.admin_listen",
+            "admin",
+        ),
+    ] {
+        let mut args = vec!["serve", "--config", config];
+        args.extend(flags);
+        let (code, _, err) = candor(&args);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains(&format!(
+                "candor: cannot listen on {addr} ({key}, the {which} listener): Address already in use"
+            )) && err.contains(&format!("another process holds that port: stop it, or set {key}")),
+            "{err}"
+        );
+    }
+    // Nothing was created before the listeners were bound.
+    assert!(!dir.join("data").exists());
+}

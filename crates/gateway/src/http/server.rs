@@ -159,6 +159,34 @@ pub struct Server {
     admin: Option<TcpListener>,
 }
 
+/// Binds `addr`, or says which listener could not, why, and what to change.
+async fn listen(
+    addr: SocketAddr,
+    key: &str,
+    flag: &str,
+    which: &str,
+) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        use std::io::ErrorKind;
+        let fix = match e.kind() {
+            ErrorKind::AddrInUse => format!(
+                "another process holds that port: stop it, or set {key} (or {flag}) to a free one"
+            ),
+            ErrorKind::PermissionDenied => format!(
+                "ports below 1024 need privileges: use a port from 1024 up in {key} (or {flag})"
+            ),
+            ErrorKind::AddrNotAvailable => format!(
+                "no interface of this machine has that address: set {key} (or {flag}) to one of its own, such as 127.0.0.1"
+            ),
+            _ => format!("check {key} (or {flag})"),
+        };
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({key}, the {which} listener): {e}; {fix}"),
+        )
+    })
+}
+
 impl Server {
     /// Binds the listeners of `config` (after `overrides`). `config_path` is re-read on
     /// reload.
@@ -168,9 +196,9 @@ impl Server {
         mut overrides: Overrides,
     ) -> std::io::Result<Server> {
         overrides.apply(&mut config);
-        let listener = TcpListener::bind(config.server.listen).await?;
+        let listener = listen(config.server.listen, "server.listen", "--listen", "public").await?;
         let admin = match config.server.admin_listen {
-            Some(a) => Some(TcpListener::bind(a).await?),
+            Some(a) => Some(listen(a, "server.admin_listen", "--admin-listen", "admin").await?),
             None => None,
         };
         // Port 0 asks the system for a free port: from now on the bound addresses are the
