@@ -121,9 +121,21 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
-        Command::Accounts { command, store } => with_identity(&store, |id| accounts(id, command)),
-        Command::Clients { command, store } => with_identity(&store, |id| clients(id, command)),
-        Command::Keys { command, store } => with_identity(&store, |id| api_keys(id, command)),
-        Command::SigningKeys { command, store } => with_identity(&store, |id| keys(id, command)),
+        Command::Accounts { command, store } => {
+            let read_only = matches!(command, AccountCommand::List | AccountCommand::Show { .. });
+            with_identity(&store, read_only, |id| accounts(id, command))
+        }
+        Command::Clients { command, store } => {
+            let read_only = matches!(command, ClientCommand::List | ClientCommand::Show { .. });
+            with_identity(&store, read_only, |id| clients(id, command))
+        }
+        Command::Keys { command, store } => {
+            let read_only = matches!(command, ApiKeyCommand::List | ApiKeyCommand::Show { .. });
+            with_identity(&store, read_only, |id| api_keys(id, command))
+        }
+        Command::SigningKeys { command, store } => {
+            let read_only = matches!(command, KeyCommand::List);
+            with_identity(&store, read_only, |id| keys(id, command))
+        }
     }
 }

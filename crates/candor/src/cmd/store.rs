@@ -26,8 +26,11 @@ pub(crate) fn store_failure(e: &StoreError) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Runs `f` on the store `args` name. A `read_only` command never creates one: where
+/// there is none, it says where it looked.
 pub(crate) fn with_identity(
     args: &StoreArgs,
+    read_only: bool,
     f: impl FnOnce(&Identity) -> Result<(), StoreError>,
 ) -> ExitCode {
     let dir = match (&args.data_dir, &args.config) {
@@ -41,6 +44,15 @@ pub(crate) fn with_identity(
         },
         (None, None) => PathBuf::from("candor-data"),
     };
+    let file = dir.join("candor.sqlite");
+    if read_only && !file.exists() {
+        eprintln!(
+            "candor: no store in {} (looked for {}): nothing has been added there yet; `candor accounts add` or `candor serve` creates it, and --config or --data-dir points elsewhere",
+            dir.display(),
+            file.display()
+        );
+        return ExitCode::FAILURE;
+    }
     match Identity::open(&dir).and_then(|id| f(&id)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => store_failure(&e),

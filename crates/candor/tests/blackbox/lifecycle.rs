@@ -220,3 +220,46 @@ fn a_listener_that_cannot_bind_is_named_with_its_fix() {
     // Nothing was created before the listeners were bound.
     assert!(!dir.join("data").exists());
 }
+
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let dir = temp_dir("no-store");
+    let data = dir.join("data");
+    for cmd in [
+        vec!["accounts", "list"],
+        vec!["accounts", "show", "acme"],
+        vec!["clients", "list"],
+        vec!["keys", "list"],
+        vec!["signing-keys", "list"],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(["--data-dir", data.to_str().unwrap()]);
+        let (code, out, err) = candor(&args);
+        assert_ne!(code, 0, "{cmd:?}: {out}");
+        assert!(
+            err.contains(&format!(
+                "candor: no store in {} (looked for {}): nothing has been added there yet",
+                data.display(),
+                data.join("candor.sqlite").display()
+            )),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(
+        !data.exists(),
+        "a read-only command created the data directory"
+    );
+    // A command that adds creates it.
+    let (code, _, err) = candor(&[
+        "accounts",
+        "add",
+        "--name",
+        "Acme",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = candor(&["accounts", "list", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Acme"), "{out}");
+}
