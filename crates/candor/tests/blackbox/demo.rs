@@ -227,7 +227,12 @@ fn demo_serves_the_devices_api_through_the_gateway() {
     assert_eq!(b["errors"][0]["in"], "path");
 
     // the gateway's own answers in the demo
-    assert_problem(&gw.get("/v1/customers/acme/device"), "route_not_found");
+    let b = assert_problem(&gw.get("/v1/customers/acme/device"), "route_not_found");
+    // As the README's sample says.
+    assert_eq!(
+        b["detail"],
+        "No route matches GET /v1/customers/acme/device. Did you mean /v1/customers/acme/devices (similar path; GET, HEAD, POST)?"
+    );
     assert_problem(&gw.get("/v1/reports"), "service_unavailable");
     assert_problem(
         &gw.request("PUT", "/v1/customers/acme/devices/1/firmware", &[], b"{}"),

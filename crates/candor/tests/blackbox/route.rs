@@ -191,3 +191,30 @@ fn the_gateway_s_own_endpoints_are_routes() {
         "{out}"
     );
 }
+
+#[test]
+fn a_suggestion_names_the_methods_of_every_route_on_its_path() {
+    // The newcomer's finding (issue 15, item 2): with GET and POST on two routes of one
+    // path, the suggestion read only the first route and said "not POST".
+    let up = Upstream::start(Behaviour::Echo);
+    let u = up.url();
+    let gw = Gateway::start(&format!(
+        "[[routes]]\nname = \"list\"\npath = \"/v1/items\"\nmethods = [\"GET\"]\nupstream = \"{u}\"\n\
+         [[routes]]\nname = \"create\"\npath = \"/v1/items\"\nmethods = [\"POST\"]\nupstream = \"{u}\"\n"
+    ));
+    let r = gw.request("POST", "/v1/item", &[], b"{}");
+    let b = assert_problem(&r, "route_not_found");
+    assert_eq!(
+        b["detail"],
+        "No route matches POST /v1/item. Did you mean /v1/items (similar path; GET, HEAD, POST)?"
+    );
+    assert_eq!(b["suggestions"][0]["accepts_method"], true);
+    assert_eq!(
+        b["suggestions"][0]["methods"],
+        serde_json::json!(["GET", "HEAD", "POST"])
+    );
+    // The same list as a 405 on the path itself.
+    let r = gw.request("PATCH", "/v1/items", &[], b"{}");
+    assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+}

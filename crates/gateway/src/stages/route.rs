@@ -450,15 +450,31 @@ impl RouteTable {
 
     fn suggest(&self, host: Option<&str>, path: &str, method: &Method) -> Vec<Suggestion> {
         let mut out: Vec<Suggestion> = Vec::new();
-        let push = |out: &mut Vec<Suggestion>, r: &Route, p: String, reason| {
-            if !out.iter().any(|s| s.path == p) {
-                out.push(Suggestion {
-                    path: p,
-                    methods: r.method_names(),
-                    reason,
-                    accepts_method: r.allows(method),
-                });
+        // Several routes may share a suggested path (GET on one, POST on another): the
+        // suggestion names every method any of them takes, as a 405 there would.
+        let push = |out: &mut Vec<Suggestion>, r: &Route, p: String, reason| match out
+            .iter_mut()
+            .find(|s| s.path == p)
+        {
+            Some(s) => {
+                let any = r.config.methods.is_empty() || (s.methods.is_empty() && s.accepts_method);
+                if any {
+                    s.methods.clear();
+                } else {
+                    for m in r.method_names() {
+                        if !s.methods.contains(&m) {
+                            s.methods.push(m);
+                        }
+                    }
+                }
+                s.accepts_method |= r.allows(method);
             }
+            None => out.push(Suggestion {
+                path: p,
+                methods: r.method_names(),
+                reason,
+                accepts_method: r.allows(method),
+            }),
         };
         let (segs, trailing) = split(path);
         for r in self.for_host(host).filter(|r| !r.builtin) {
@@ -492,7 +508,15 @@ impl RouteTable {
             }
         }
         similar.sort_by_key(|(d, _, _)| *d);
-        for (_, r, p) in similar.into_iter().take(3) {
+        // The three closest paths, each with every route that has it.
+        let mut paths: Vec<String> = Vec::new();
+        for (_, r, p) in similar {
+            if !paths.contains(&p) {
+                if paths.len() == 3 {
+                    continue;
+                }
+                paths.push(p.clone());
+            }
             push(&mut out, r, p, SuggestionReason::Similar);
         }
         out
