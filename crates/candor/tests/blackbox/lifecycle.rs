@@ -263,3 +263,26 @@ fn read_only_commands_never_create_a_store() {
     assert_eq!(code, 0);
     assert!(out.contains("Acme"), "{out}");
 }
+
+#[test]
+fn check_blames_the_missing_file_itself() {
+    // Issue 15, item 9: a missing TLS key was reported at server.tls.cert, and a missing
+    // configuration file at line 0, column 0.
+    let out = check_reports(
+        &format!(
+            "[server.tls]\ncert = \"{}\"\nkey = \"no-such.key\"\n",
+            fixture("server.pem").display()
+        ),
+        &["server.tls.key: cannot read private key"],
+    );
+    assert!(!out.contains("server.tls.cert"), "{out}");
+    let dir = temp_dir("no-config");
+    let missing = dir.join("nowhere.toml");
+    let (code, out, _) = candor(&["check", "--config", missing.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains(&format!("{}: cannot read the file: ", missing.display())),
+        "{out}"
+    );
+    assert!(!out.contains(":0:0"), "{out}");
+}

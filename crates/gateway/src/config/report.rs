@@ -24,7 +24,12 @@ impl ConfigProblem {
     /// The problem as `candor check` prints it: `file:line:column: key: message; did you
     /// mean …? (expected …)`.
     pub fn located(&self, file: &str) -> String {
-        let mut out = format!("{file}:{}:{}: ", self.line, self.column);
+        // Line 0: about the file as a whole (it could not be read), not a place in it.
+        let mut out = if self.line == 0 {
+            format!("{file}: ")
+        } else {
+            format!("{file}:{}:{}: ", self.line, self.column)
+        };
         if !self.key.is_empty() {
             out.push_str(&self.key);
             out.push_str(": ");

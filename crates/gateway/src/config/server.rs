@@ -92,8 +92,9 @@ pub(super) fn read(
             cert: dir.join(cert?.0),
             key: dir.join(key?.0),
         };
-        if let Err(e) = crate::http::tls::server_config(&files) {
-            p.at(t.span.clone(), &t.key_path("cert"), e);
+        if let Err((which, e)) = crate::http::tls::server_config_blaming(&files) {
+            let at = t.get(which).map_or(t.span.clone(), |v| v.span());
+            p.at(at, &t.key_path(which), e);
         }
         Some(files)
     });
