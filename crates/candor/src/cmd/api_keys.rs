@@ -119,6 +119,9 @@ pub(crate) fn api_keys(identity: &Identity, command: ApiKeyCommand) -> Result<()
             let snap = identity.snapshot();
             let mut all: Vec<_> = snap.api_keys.values().collect();
             all.sort_by(|a, b| a.id.cmp(&b.id));
+            if all.is_empty() {
+                println!("No API keys yet: `candor keys add --account ID` makes one.");
+            }
             all.into_iter().for_each(print_api_key);
             Ok(())
         }

@@ -37,9 +37,12 @@ impl Admin {
 fn admin_api_needs_the_admin_token() {
     let a = Admin::start();
     let admin = a.gw.admin.unwrap();
+    let token_file = a.gw.printed("admin API token: in ");
     let r = request(admin, "GET", "/accounts", &[], b"");
-    assert_problem(&r, "credentials_missing");
+    let b = assert_problem(&r, "credentials_missing");
     assert_eq!(r.status, 401);
+    // Issue 15, item 12: the 401 says where the token is.
+    assert_eq!(b["admin_token_file"], token_file, "{b}");
     let r = request(
         admin,
         "GET",
@@ -50,8 +53,11 @@ fn admin_api_needs_the_admin_token() {
     let b = assert_problem(&r, "token_invalid");
     assert_eq!(
         b["detail"],
-        "The access token is not valid: it is not this gateway's admin token."
+        format!(
+            "The access token is not valid: it is not this gateway's admin token (the token is in {token_file})."
+        )
     );
+    assert_eq!(b["admin_token_file"], token_file);
     // Health stays open for load balancers.
     assert_eq!(request(admin, "GET", "/health", &[], b"").status, 200);
     #[cfg(unix)]

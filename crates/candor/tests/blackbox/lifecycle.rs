@@ -262,6 +262,13 @@ fn read_only_commands_never_create_a_store() {
     let (code, out, _) = candor(&["accounts", "list", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.contains("Acme"), "{out}");
+    // An empty list says so (issue 15, item 12).
+    let (code, out, _) = candor(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("No API keys yet: `candor keys add --account ID` makes one."),
+        "{out}"
+    );
 }
 
 #[test]

@@ -106,7 +106,10 @@ fn check_admin(state: &State, req: &Request<Incoming>, path: &str) -> Result<(),
         api_key: None,
         issuers: Vec::new(),
     };
-    let presented = read_credentials(req.headers(), &auth, path)?;
+    // Where the token is, for whoever runs the gateway (the file is readable only there).
+    let file = state.admin_token_file.display().to_string();
+    let presented = read_credentials(req.headers(), &auth, path)
+        .map_err(|e| e.extension("admin_token_file", file.clone().into()))?;
     let expected = state.admin_token();
     let same = presented.len() == expected.len()
         && presented
@@ -115,8 +118,10 @@ fn check_admin(state: &State, req: &Request<Incoming>, path: &str) -> Result<(),
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     if !same {
-        let text = "it is not this gateway's admin token".to_owned();
-        let err = GatewayError::new(codes::TOKEN_INVALID).param("reason_text", text.clone());
+        let text = format!("it is not this gateway's admin token (the token is in {file})");
+        let err = GatewayError::new(codes::TOKEN_INVALID)
+            .param("reason_text", text.clone())
+            .extension("admin_token_file", file.into());
         return Err(challenge(err, "Bearer", Some("invalid_token"), &text));
     }
     Ok(())
