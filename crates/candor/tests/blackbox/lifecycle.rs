@@ -293,3 +293,47 @@ fn check_blames_the_missing_file_itself() {
     );
     assert!(!out.contains(":0:0"), "{out}");
 }
+
+#[test]
+fn a_reload_names_what_only_a_restart_applies() {
+    // Issue 15, item 3: changing server.listen logged "configuration reloaded" and nothing
+    // else, while the old address kept serving.
+    let up = Upstream::start(Behaviour::Echo);
+    let first = one_route("/a", &up.url(), "");
+    let gw = Gateway::start(&first);
+    // Past the file watcher's first look at the file.
+    assert_eq!(gw.get("/a").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let data = gw.config.parent().unwrap().join("elsewhere");
+    std::fs::write(
+        &gw.config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\nworkers = 1\ndata_dir = \"{}\"\n{first}[[routes]]\nname = \"b\"\npath = \"/b\"\nupstream = \"{}\"\n",
+            data.display(),
+            up.url()
+        ),
+    )
+    .unwrap();
+    assert!(
+        gw.eventually(|g| g.get("/b").status == 200),
+        "the routes apply: {}",
+        gw.log()
+    );
+    let log = gw.log();
+    for needle in [
+        "to 127.0.0.1:1: restart to apply;".to_owned(),
+        format!(
+            "{} stays in force until then (--listen sets it on the command line)",
+            gw.addr
+        ),
+        "server.workers changed in the file from".to_owned(),
+        "server.data_dir changed in the file from".to_owned(),
+    ] {
+        assert!(log.contains(&needle), "{needle} not in\n{log}");
+    }
+    assert!(
+        !data.exists(),
+        "the data directory is not moved by a reload"
+    );
+    assert_eq!(gw.get("/a").status, 200, "the old address keeps serving");
+}

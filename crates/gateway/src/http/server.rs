@@ -80,10 +80,34 @@ pub(crate) struct State {
     /// The open connections of the gateway listener and of the admin listener.
     main_conns: Arc<Connections>,
     admin_conns: Arc<Connections>,
-    data_dir: PathBuf,
     admin_token: String,
     /// Where the admin token is kept.
     pub admin_token_file: PathBuf,
+    /// The settings a reload cannot apply, as the file said them at start.
+    started_with: Vec<(&'static str, String)>,
+    /// Whether --listen / --admin-listen were given (they win over the file).
+    flags: (bool, bool),
+}
+
+/// The settings only a restart applies, as `config` (before command-line overrides) says
+/// them.
+fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
+    let s = &config.server;
+    vec![
+        ("server.listen", s.listen.to_string()),
+        (
+            "server.admin_listen",
+            s.admin_listen.map_or("(none)".into(), |a| a.to_string()),
+        ),
+        ("server.workers", s.workers.to_string()),
+        ("server.data_dir", s.data_dir.display().to_string()),
+        (
+            "server.admin_token_file",
+            s.admin_token_file
+                .as_ref()
+                .map_or("(default)".into(), |f| f.display().to_string()),
+        ),
+    ]
 }
 
 impl State {
@@ -113,10 +137,35 @@ impl State {
             tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
         })?;
         config.log_notices(path);
-        self.overrides.apply(&mut config);
-        if config.server.listen != self.listen || config.server.admin_listen != self.admin_listen {
-            tracing::warn!(target: "candor::config", "listen addresses changed in the file; they take effect at the next restart");
+        // Each setting a reload cannot apply and the file now says otherwise: named, with
+        // what stays in force.
+        for ((key, was), (_, now)) in self.started_with.iter().zip(restart_only(&config)) {
+            if *was == now {
+                continue;
+            }
+            let running = match *key {
+                "server.listen" => self.listen.to_string(),
+                "server.admin_listen" => {
+                    self.admin_listen.map_or("(none)".into(), |a| a.to_string())
+                }
+                _ => was.clone(),
+            };
+            let flag = match *key {
+                "server.listen" if self.flags.0 => " (--listen sets it on the command line)",
+                "server.admin_listen" if self.flags.1 => {
+                    " (--admin-listen sets it on the command line)"
+                }
+                _ => "",
+            };
+            tracing::warn!(
+                target: "candor::config",
+                setting = key,
+                file = %now,
+                running = %running,
+                "{key} changed in the file from {was} to {now}: restart to apply; {running} stays in force until then{flag}"
+            );
         }
+        self.overrides.apply(&mut config);
         let tls = match &config.server.tls {
             Some(files) => {
                 Some(
@@ -139,9 +188,6 @@ impl State {
         self.tls.store(Arc::new(tls));
         self.drain_timeout
             .store(Arc::new(config.server.drain_timeout));
-        if config.server.data_dir != self.data_dir {
-            tracing::warn!(target: "candor::config", "server.data_dir changed in the file; it takes effect at the next restart");
-        }
         self.current.store(Arc::new(Pipeline::new(
             &config,
             generation,
@@ -195,6 +241,8 @@ impl Server {
         config_path: Option<PathBuf>,
         mut overrides: Overrides,
     ) -> std::io::Result<Server> {
+        let started_with = restart_only(&config);
+        let flags = (overrides.listen.is_some(), overrides.admin_listen.is_some());
         overrides.apply(&mut config);
         let listener = listen(config.server.listen, "server.listen", "--listen", "public").await?;
         let admin = match config.server.admin_listen {
@@ -247,7 +295,6 @@ impl Server {
             admin_token_file,
             current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
             services,
-            data_dir: config.server.data_dir.clone(),
             tls: ArcSwap::from_pointee(tls),
             forwarder: Forwarder::new(),
             generation: AtomicU64::new(1),
@@ -258,6 +305,8 @@ impl Server {
             admin_listen: config.server.admin_listen,
             main_conns: Connections::new("main"),
             admin_conns: Connections::new("admin"),
+            started_with,
+            flags,
         });
         Ok(Server {
             state,
