@@ -395,3 +395,28 @@ fn a_quota_of_zero_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_request_one_policy_refuses_is_counted_by_none() {
+    // The review's finding: a request refused by the per-address policy still took a cell
+    // of the route-wide one, so one flooding client used up every client's share.
+    let up = Upstream::start(Behaviour::Echo);
+    let extra = "[[routes.rate_limits]]\nname = \"wide\"\nlimit = 5\nwindow = \"1m\"\nkey = \"route\"\n\
+                 [[routes.rate_limits]]\nname = \"narrow\"\nlimit = 1\nwindow = \"1m\"\nkey = \"address\"\n";
+    let gw = Gateway::start(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{}",
+        one_route("/r", &up.url(), extra)
+    ));
+    let from = |ip: &str| gw.request("GET", "/r", &[("X-Forwarded-For", ip)], b"");
+    assert_eq!(from("192.0.2.1").status, 200);
+    for _ in 0..3 {
+        assert_problem(&from("192.0.2.1"), "rate_limited");
+    }
+    let r = from("192.0.2.2");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("ratelimit").unwrap().starts_with("\"wide\";r=3;"),
+        "{:?}",
+        r.header("ratelimit")
+    );
+}

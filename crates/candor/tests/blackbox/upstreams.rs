@@ -325,3 +325,18 @@ fn health_checks_take_a_target_out_and_bring_it_back() {
         back.heads()
     );
 }
+
+#[test]
+fn a_retry_with_no_target_left_passes_the_last_answer_on() {
+    // The review's finding: the 503 that ejected the only target was dropped for the
+    // gateway's own no_healthy_upstream.
+    let busy = Upstream::start(Behaviour::Status(503));
+    let gw = Gateway::start(&route(
+        &[busy.url()],
+        "retries = 1\nretry_on = [\"503\"]\neject_after = 1\nmax_ejected_percent = 100",
+    ));
+    let r = gw.get("/x");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("content-type"), Some("text/plain"), "{}", r.text());
+    assert_eq!(busy.heads().len(), 1);
+}

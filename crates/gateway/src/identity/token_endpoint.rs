@@ -211,7 +211,7 @@ pub(crate) async fn serve(
         Some(g) => g,
     };
     let now = unix_now();
-    let ip_key = format!("ip:{peer}");
+    let ip_key = address_key(peer);
     let client = match grant_type {
         GRANT_CLIENT_CREDENTIALS => {
             authenticate_client(identity, failures, &parts, &form, peer).await?
@@ -479,7 +479,7 @@ async fn authenticate_client(
         }
     };
 
-    let ip_key = format!("ip:{peer}");
+    let ip_key = address_key(peer);
     let client_key = format!("client:{client_id}");
     for key in [&client_key, &ip_key] {
         if let Some(wait) = failures.blocked(key) {
@@ -517,6 +517,14 @@ async fn authenticate_client(
         return Err(oauth(err, "invalid_client", "client authentication failed"));
     };
     Ok(client)
+}
+
+/// The failed-attempt key of a client address: IPv4 whole, IPv6 by its /64 (one host
+/// usually holds a whole /64, and could otherwise spread its failures over it).
+fn address_key(peer: std::net::IpAddr) -> String {
+    let bytes = crate::limits::rate::address_key(peer);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ip:{hex}")
 }
 
 fn invalid_grant(text: String) -> GatewayError {

@@ -36,7 +36,7 @@ impl FailedAttempts {
 
     /// Seconds until `key` may try again, if it is blocked.
     pub(crate) fn blocked(&self, key: &str) -> Option<i64> {
-        let wait = self.limiter.blocked(TAG, key.as_bytes())?;
+        let wait = self.limiter.blocked_own(TAG, key.as_bytes())?;
         Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1) as i64)
     }
 
@@ -91,5 +91,26 @@ mod tests {
         assert_eq!(f.blocked("other"), None);
         f.succeed("k");
         assert_eq!(f.blocked("k"), None);
+    }
+
+    #[test]
+    fn a_store_full_of_made_up_keys_blocks_no_one_else() {
+        // The review's finding: past the key cap every new key was read from the shared
+        // bucket the sprayed keys had used up, and locked out.
+        let policy = PolicyConfig {
+            name: "failed_attempts".into(),
+            limit: 1,
+            window: Duration::from_secs(60),
+            burst: 1,
+            key: KeyBy::Address,
+        };
+        let f = FailedAttempts {
+            limiter: Arc::new(Limiter::new(policy, 2)),
+        };
+        for k in ["a", "b", "c", "d"] {
+            f.fail(k.into());
+        }
+        assert!(f.blocked("a").is_some());
+        assert_eq!(f.blocked("someone-else"), None);
     }
 }

@@ -168,14 +168,22 @@ impl Quotas {
             Err(_) => return Ok(0),
         }
         let mut written = 0;
+        let mut failed = None;
         for (period, rows) in &changed {
-            if let Err(e) = identity.save_quota_usage(*period, rows) {
+            // After a failure, nothing more is tried now: every unsaved count stays marked.
+            if failed.is_some() {
                 self.mark_dirty(*period, rows);
-                return Err(e);
+                continue;
             }
-            written += rows.len();
+            match identity.save_quota_usage(*period, rows) {
+                Ok(()) => written += rows.len(),
+                Err(e) => {
+                    self.mark_dirty(*period, rows);
+                    failed = Some(e);
+                }
+            }
         }
-        Ok(written)
+        failed.map_or(Ok(written), Err)
     }
 
     fn mark_dirty(&self, period: QuotaPeriod, rows: &[(String, i64, i64)]) {

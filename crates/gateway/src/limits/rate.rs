@@ -124,6 +124,7 @@ impl PolicyConfig {
 struct LimiterId {
     route: String,
     policy: PolicyConfig,
+    max_keys: usize,
 }
 
 /// The key of the shared bucket a full limiter counts unknown keys in.
@@ -257,12 +258,13 @@ impl Limiter {
     }
 
     /// `key`'s theoretical arrival time and now, both since the governor's start, if the
-    /// key is held; nothing is counted.
-    fn read(&self, tag: u8, key: &[u8]) -> Option<(Duration, Duration)> {
+    /// key is held (or, with `shared`, the full store's shared bucket it is counted in);
+    /// nothing is counted.
+    fn read_as(&self, tag: u8, key: &[u8], shared: bool) -> Option<(Duration, Duration)> {
         let mut h = self.hash(tag, key);
         if !self.states.contains_key(&h) {
             // A key the full store does not hold is counted in the shared bucket.
-            if self.states.len() < self.max_keys {
+            if !shared || self.states.len() < self.max_keys {
                 return None;
             }
             h = OVERFLOW;
@@ -286,7 +288,18 @@ impl Limiter {
     /// How long until `key` would be accepted, if it would be refused now; nothing is
     /// counted.
     pub(crate) fn blocked(&self, tag: u8, key: &[u8]) -> Option<Duration> {
-        let (tat, now) = self.read(tag, key)?;
+        self.blocked_as(tag, key, true)
+    }
+
+    /// Like [`Limiter::blocked`], but a key the store does not hold is never blocked, even
+    /// when the store is full (the failed-attempt limit fails open: filling its store with
+    /// made-up keys must not lock out everyone else).
+    pub(crate) fn blocked_own(&self, tag: u8, key: &[u8]) -> Option<Duration> {
+        self.blocked_as(tag, key, false)
+    }
+
+    fn blocked_as(&self, tag: u8, key: &[u8], shared: bool) -> Option<Duration> {
+        let (tat, now) = self.read_as(tag, key, shared)?;
         let t = self.policy.quota().replenish_interval();
         let earliest = tat.saturating_sub(t * (self.policy.burst.max(1) - 1));
         (now < earliest).then(|| earliest - now)
@@ -298,7 +311,7 @@ impl Limiter {
         let p = &self.policy;
         let burst = p.burst.max(1);
         let t = p.quota().replenish_interval();
-        let (remaining, reset) = match self.read(tag, key) {
+        let (remaining, reset) = match self.read_as(tag, key, true) {
             Some((tat, now)) if tat > now => {
                 let owed = tat - now;
                 let left = (t * burst).saturating_sub(owed).as_nanos() / t.as_nanos().max(1);
@@ -403,6 +416,7 @@ impl Registry {
         let id = LimiterId {
             route: route.to_owned(),
             policy: policy.clone(),
+            max_keys,
         };
         let Ok(mut map) = self.limiters.lock() else {
             return Arc::new(Limiter::new(policy.clone(), max_keys));

@@ -69,6 +69,8 @@ pub(crate) struct RequestCtx<'a> {
     /// Whether the request was counted against its account's quotas (and is given back if
     /// a rate limit then refuses it or the upstream cannot be reached).
     pub(crate) quota_counted: bool,
+    /// Whether any of the request reached an upstream (then its quota count stands).
+    pub(crate) upstream_reached: bool,
     client_ip: Option<IpAddr>,
 }
 
@@ -97,6 +99,7 @@ impl<'a> RequestCtx<'a> {
             rate_limits: Vec::new(),
             rate_limit_fields: false,
             quota_counted: false,
+            upstream_reached: false,
             client_ip: None,
         }
     }

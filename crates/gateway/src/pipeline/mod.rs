@@ -247,6 +247,7 @@ impl Pipeline {
                 .await;
                 // Never delivered, for the upstream's reasons: not the account's to pay.
                 if let Err(e) = &result
+                    && !ctx.upstream_reached
                     && [
                         codes::UPSTREAM_UNREACHABLE,
                         codes::NO_HEALTHY_UPSTREAM,

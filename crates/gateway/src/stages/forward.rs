@@ -204,6 +204,7 @@ pub(crate) async fn run(
             validation: ctx.validation.take(),
         },
         &mut tries,
+        &mut ctx.upstream_reached,
     )
     .await;
     for (target, outcome) in tries {
@@ -311,6 +312,7 @@ async fn forward(
     route: &RouteConfig,
     exchange: Exchange<'_>,
     tries: &mut Vec<(String, String)>,
+    reached: &mut bool,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let Exchange {
         mut parts,
@@ -419,10 +421,19 @@ async fn forward(
     let mut tried = 0u64;
     let mut attempt = 0u32;
     let mut budget_spent = false;
+    // The answer of the last try while its retry is being made.
+    let mut previous = None;
     let (result, target) = loop {
         let pick = match fwd.targets.pick(up, tried) {
             Ok(p) => p,
-            Err(none) => return Err(no_healthy(route, none)),
+            // A retry with no target left: the last try's answer stands.
+            Err(none) => match previous.take() {
+                Some((result, target)) => {
+                    tries.pop();
+                    break (result, target);
+                }
+                None => return Err(no_healthy(route, none)),
+            },
         };
         tried |= 1 << pick.index;
         let Some(mut r) = req.take() else {
@@ -442,6 +453,8 @@ async fn forward(
             }
             _ => None,
         };
+        // A retry replaces the answer held back for it.
+        drop(previous.take());
         let outstanding = Targets::start(&pick);
         let sent = upstream_wait(
             fwd.pool.send(
@@ -463,6 +476,7 @@ async fn forward(
         // Why this try failed, what the next one sends, and the answer if it is not sent.
         let (cause, next, fallback) = match sent {
             Err(()) => {
+                *reached = true;
                 fwd.targets.failed(
                     up,
                     &pick,
@@ -471,6 +485,7 @@ async fn forward(
                 break (Err(()), pick.target);
             }
             Ok(Ok(resp)) => {
+                *reached = true;
                 let status = resp.status().as_u16();
                 if !(502..=504).contains(&status) {
                     Targets::succeeded(&pick);
@@ -484,6 +499,8 @@ async fn forward(
                 }
             }
             Ok(Err(mut failed)) => {
+                // Written, at least in part: the upstream may have acted on it.
+                *reached |= failed.unsent.is_none();
                 let overloaded = matches!(failed.error, SendError::Overloaded { .. });
                 let cause = match &failed.error {
                     SendError::Connect(c) => c.clone(),
@@ -513,12 +530,14 @@ async fn forward(
                 }
             }
         };
-        // Retries stay within the budget: a share of the requests in flight.
+        // Retries stay within the budget: a share of the requests in flight (this request's
+        // previous retry gives its slot back first).
+        drop(retrying.take());
         let Some(slot) = up.budget.retry(policy.budget) else {
             budget_spent = true;
             break (fallback, pick.target);
         };
-        drop(fallback);
+        previous = Some((fallback, pick.target));
         retrying = Some(slot);
         tries.push((pick.target.display.clone(), cause));
         attempt += 1;

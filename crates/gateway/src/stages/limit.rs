@@ -78,69 +78,99 @@ fn subject(key: &KeyBy, ctx: &mut RequestCtx<'_>) -> String {
 }
 
 /// Counts the request against each policy; refuses it at the first that is used up (and
-/// gives back what its account's quotas counted).
+/// gives back what its account's quotas counted). With several policies, each is read
+/// first without counting: a request one of them refuses is counted by none.
 pub(crate) fn run_rate(
     stage: &RateStage,
     quotas: &Quotas,
     ctx: &mut RequestCtx<'_>,
 ) -> Result<Flow, GatewayError> {
+    if stage.limiters.len() > 1 {
+        for (i, l) in stage.limiters.iter().enumerate() {
+            let (tag, key) = key_bytes(&l.policy.key, ctx);
+            if l.blocked(tag, &key).is_some() {
+                return Err(refuse(stage, quotas, ctx, i, None));
+            }
+        }
+    }
     for (i, l) in stage.limiters.iter().enumerate() {
         let (tag, key) = key_bytes(&l.policy.key, ctx);
         match l.check(tag, &key) {
             Ok(state) => ctx.rate_limits.push(state),
-            Err(refusal) => {
-                let mut p = &l.policy;
-                let mut wait = refusal.retry_after;
-                let mut violated = vec![p.name.clone()];
-                let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
-                states.push(refusal.state);
-                // The longer windows, not counted: where the client stands with them. One
-                // that would refuse too is violated as well, and the request is accepted
-                // only once every one of them accepts it.
-                for later in &stage.limiters[i + 1..] {
-                    let (tag, key) = key_bytes(&later.policy.key, ctx);
-                    states.push(later.peek(tag, &key));
-                    if let Some(d) = later.blocked(tag, &key) {
-                        violated.push(later.policy.name.clone());
-                        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-                        if secs > wait {
-                            wait = secs;
-                            p = &later.policy;
-                        }
-                    }
-                }
-                let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
-                let mut e = GatewayError::new(codes::RATE_LIMITED)
-                    .param("policy", p.name.clone())
-                    .param("limit", p.limit.to_string())
-                    .param("window", p.window_words())
-                    .param("subject", subject(&p.key, ctx))
-                    .param("retry_after", wait.to_string())
-                    .param("retry_at", retry_at.clone())
-                    .header(RETRY_AFTER, &wait.to_string())
-                    .header(RATELIMIT_POLICY.clone(), &rate::policy_field(&states))
-                    .header(RATELIMIT.clone(), &rate::state_field(&states))
-                    .extension("violated-policies", violated.into())
-                    .extension("limit", p.limit.into())
-                    .extension("window", p.window.as_secs().into())
-                    .extension("retry_after", wait.into())
-                    .extension("retry_at", retry_at.into());
-                if let Some(s) = stage.status {
-                    e = e.status(s);
-                }
-                ctx.trail.record(
-                    "rate_limit",
-                    "reject",
-                    Some(codes::RATE_LIMITED),
-                    vec![("policy", p.name.clone())],
-                );
-                refund_quota(quotas, ctx);
-                return Err(e);
-            }
+            Err(refusal) => return Err(refuse(stage, quotas, ctx, i, Some(refusal))),
         }
     }
     ctx.rate_limit_fields |= stage.headers;
     Ok(Flow::Continue)
+}
+
+/// `rate_limited` for a request the stage's policy `i` refuses (`refusal`: counted and
+/// refused; `None`: found used up without counting). Every policy of the stage is shown;
+/// those that would refuse too are violated as well, and Retry-After waits for all of
+/// them.
+fn refuse(
+    stage: &RateStage,
+    quotas: &Quotas,
+    ctx: &mut RequestCtx<'_>,
+    i: usize,
+    refusal: Option<rate::Refusal>,
+) -> GatewayError {
+    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    // The states of policies of earlier stages, and of this stage's counted before `i`.
+    let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
+    let mut p = &stage.limiters[i].policy;
+    let mut wait = 0;
+    let mut violated = Vec::new();
+    for (j, l) in stage.limiters.iter().enumerate() {
+        let (tag, key) = key_bytes(&l.policy.key, ctx);
+        let blocked = match (&refusal, j == i) {
+            (Some(r), true) => {
+                states.push(r.state.clone());
+                Some(r.retry_after)
+            }
+            _ => {
+                // Those counted before `i` are already in `states`.
+                if refusal.is_none() || j > i {
+                    states.push(l.peek(tag, &key));
+                }
+                l.blocked(tag, &key).map(secs)
+            }
+        };
+        if let Some(w) = blocked {
+            violated.push(l.policy.name.clone());
+            if w > wait || violated.len() == 1 {
+                wait = w.max(1);
+                p = &l.policy;
+            }
+        }
+    }
+    let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
+    let mut e = GatewayError::new(codes::RATE_LIMITED)
+        .param("policy", p.name.clone())
+        .param("limit", p.limit.to_string())
+        .param("window", p.window_words())
+        .param("subject", subject(&p.key, ctx))
+        .param("retry_after", wait.to_string())
+        .param("retry_at", retry_at.clone())
+        .header(RETRY_AFTER, &wait.to_string())
+        .header(RATELIMIT_POLICY.clone(), &rate::policy_field(&states))
+        .header(RATELIMIT.clone(), &rate::state_field(&states))
+        .extension("violated-policies", violated.into())
+        .extension("limit", p.limit.into())
+        .extension("window", p.window.as_secs().into())
+        .extension("retry_after", wait.into())
+        .extension("retry_at", retry_at.into());
+    if let Some(s) = stage.status {
+        e = e.status(s);
+    }
+    ctx.trail.record(
+        "rate_limit",
+        "reject",
+        Some(codes::RATE_LIMITED),
+        vec![("policy", p.name.clone())],
+    );
+    refund_quota(quotas, ctx);
+    e
 }
 
 /// Adds the RateLimit fields of the policies `states` passed to an answer.

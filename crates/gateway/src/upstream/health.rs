@@ -75,8 +75,10 @@ pub(crate) async fn keep_checking(
                     check.clone(),
                 );
                 tokio::spawn(async move {
-                    let result = probe(&pool, &up, index, &check).await;
-                    targets.checked(&up, index, &check, result);
+                    // None: the target's connections were all busy; not a failed check.
+                    if let Some(result) = probe(&pool, &up, index, &check).await {
+                        targets.checked(&up, index, &check, result);
+                    }
                     if let Ok(mut r) = running.lock() {
                         r.remove(&key);
                     }
@@ -91,20 +93,24 @@ pub(crate) async fn keep_checking(
 }
 
 /// One check of `up`'s target `index`: `Ok` when it answered 2xx or 3xx within the
-/// check's timeout, else what happened.
+/// check's timeout, else what happened; `None` when every connection the route allows was
+/// busy (a busy target is not an unhealthy one).
 async fn probe(
     pool: &Pool,
     up: &Upstream,
     index: usize,
     check: &HealthCheck,
-) -> Result<(), String> {
+) -> Option<Result<(), String>> {
     let target = &up.targets[index];
     let path = format!("{}{}", up.base_path, check.path);
     let req = http::Request::get(path.as_str())
         .header(http::header::HOST, target.host_header.clone())
         .header(http::header::USER_AGENT, "candor-health-check")
-        .body(UpstreamBody::held(Bytes::new(), BodyWatch::new()))
-        .map_err(|e| format!("cannot build the check request: {e}"))?;
+        .body(UpstreamBody::held(Bytes::new(), BodyWatch::new()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return Some(Err(format!("cannot build the check request: {e}"))),
+    };
     let caps = Caps {
         max_connections: up.max_connections,
         max_queue: 1,
@@ -120,26 +126,33 @@ async fn probe(
         caps,
     );
     let answer = async {
-        let resp = send.await.map_err(|f| match f.error {
-            super::pool::SendError::Connect(c) => c,
-            super::pool::SendError::Exchange(e) => format!("the exchange failed ({e})"),
-            super::pool::SendError::Overloaded { .. } => "every connection was busy".to_owned(),
-        })?;
+        let resp = match send.await {
+            Ok(r) => r,
+            Err(f) => {
+                return match f.error {
+                    super::pool::SendError::Connect(c) => Some(Err(c)),
+                    super::pool::SendError::Exchange(e) => {
+                        Some(Err(format!("the exchange failed ({e})")))
+                    }
+                    super::pool::SendError::Overloaded { .. } => None,
+                };
+            }
+        };
         let status = resp.status();
         // Read to the end, so that the connection goes back to the pool.
         let _ = resp.into_body().collect().await;
-        if status.is_success() || status.is_redirection() {
+        Some(if status.is_success() || status.is_redirection() {
             Ok(())
         } else {
             Err(format!("answered {}", status.as_u16()))
-        }
+        })
     };
     match tokio::time::timeout(check.timeout, answer).await {
-        Ok(r) => r.map_err(|e| format!("health check GET {}: {e}", check.path)),
-        Err(_) => Err(format!(
+        Ok(r) => r.map(|r| r.map_err(|e| format!("health check GET {}: {e}", check.path))),
+        Err(_) => Some(Err(format!(
             "health check GET {}: no answer within {}",
             check.path,
             crate::time::human_duration(check.timeout)
-        )),
+        ))),
     }
 }

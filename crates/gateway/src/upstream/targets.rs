@@ -108,6 +108,9 @@ type StateKey = (Arc<str>, Authority, u64);
 #[derive(Debug, Default)]
 pub(crate) struct Targets {
     states: Mutex<HashMap<StateKey, Arc<TargetState>>>,
+    /// Held while deciding an ejection, so that targets failing at once cannot together
+    /// exceed `max_ejected_percent`.
+    ejecting: Mutex<()>,
 }
 
 /// Why no target can be tried: each target's last failure and when it is tried again.
@@ -144,10 +147,20 @@ impl Targets {
     /// `up`'s targets' states, looked up once per configuration generation.
     fn states_of<'u>(&self, up: &'u Upstream) -> &'u [Arc<TargetState>] {
         up.states.get_or_init(|| {
-            up.targets
+            let states: Vec<Arc<TargetState>> = up
+                .targets
                 .iter()
                 .map(|t| self.state(up, &t.authority))
-                .collect()
+                .collect();
+            // A route whose health checks were removed: what they decided no longer holds.
+            if up.health_check.is_none() {
+                for s in &states {
+                    if s.check_down.swap(false, Ordering::AcqRel) {
+                        s.ejected_until.store(0, Ordering::Release);
+                    }
+                }
+            }
+            states
         })
     }
 
@@ -247,12 +260,7 @@ impl Targets {
     /// was ejected, if it was.
     pub(crate) fn failed(&self, up: &Upstream, pick: &Pick<'_>, cause: &str) -> Option<Duration> {
         let states = self.states_of(up);
-        let mut now = None;
-        let ejected_now = states
-            .iter()
-            .filter(|s| s.ejected_for(&mut now).is_some())
-            .count();
-        let now = *now.get_or_insert_with(Instant::now);
+        let now = Instant::now();
         let allowed = up.targets.len() * usize::from(up.health.max_ejected_percent) / 100;
         let s = pick.state;
         let mut h = s.health.lock().ok()?;
@@ -265,11 +273,19 @@ impl Targets {
             cause: cause.to_owned(),
         });
         let consecutive = s.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        let eject = up.health.eject_after > 0
-            && consecutive >= up.health.eject_after
-            && s.ejected_for(&mut Some(now)).is_none()
-            && ejected_now < allowed;
-        if !eject {
+        if up.health.eject_after == 0
+            || consecutive < up.health.eject_after
+            || s.ejected_for(&mut Some(now)).is_some()
+        {
+            return None;
+        }
+        // Counted and decided under one lock: two targets failing at once see each other.
+        let _deciding = self.ejecting.lock().ok()?;
+        let ejected_now = states
+            .iter()
+            .filter(|t| t.ejected_for(&mut Some(now)).is_some())
+            .count();
+        if ejected_now >= allowed {
             return None;
         }
         let factor = 1u32 << h.ejections.min(16);
