@@ -102,18 +102,7 @@ fn account_quota_survives_a_restart() {
     );
 
     // The day's count is saved: a restart does not hand out a fresh quota.
-    let Setup {
-        gw,
-        up,
-        client_id,
-        secret,
-    } = s;
-    let s = Setup {
-        gw: gw.restart(),
-        up,
-        client_id,
-        secret,
-    };
+    let s = s.restarted(false);
     // (The restarted gateway listens on a new port, so it is a new issuer: a new token.)
     let auth = format!("Bearer {}", token(&s));
     assert_problem(&bearer(&s, "/q", &auth), "quota_exceeded");
@@ -146,18 +135,7 @@ fn a_monthly_quota_survives_a_crash_within_the_save_interval() {
     }
     // Past the save interval, a crash (SIGKILL: nothing saved on the way out) loses nothing.
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let Setup {
-        gw,
-        up,
-        client_id,
-        secret,
-    } = s;
-    let s = Setup {
-        gw: gw.crash_and_restart(),
-        up,
-        client_id,
-        secret,
-    };
+    let s = s.restarted(true);
     let auth = format!("Bearer {}", token(&s));
     let r = bearer(&s, "/q", &auth);
     let b = assert_problem(&r, "quota_exceeded");

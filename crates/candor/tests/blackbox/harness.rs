@@ -1075,3 +1075,26 @@ pub(crate) fn check_reports(config: &str, needles: &[&str]) -> String {
     }
     out
 }
+
+impl Setup {
+    /// This setup with its gateway restarted on the same configuration and data: stopped
+    /// with SIGTERM, or killed with SIGKILL when `crash` (nothing saved on the way out).
+    pub(crate) fn restarted(self, crash: bool) -> Setup {
+        let Setup {
+            gw,
+            up,
+            client_id,
+            secret,
+        } = self;
+        Setup {
+            gw: if crash {
+                gw.crash_and_restart()
+            } else {
+                gw.restart()
+            },
+            up,
+            client_id,
+            secret,
+        }
+    }
+}
