@@ -59,6 +59,11 @@ pub fn rfc3339(t: i64) -> String {
     )
 }
 
+/// Whole seconds of `d`, rounded up (a wait told to a client is never short).
+pub(crate) fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// "60 s", "250 ms".
 pub(crate) fn human_duration(d: std::time::Duration) -> String {
     if d.subsec_millis() == 0 {

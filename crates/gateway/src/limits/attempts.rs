@@ -37,7 +37,7 @@ impl FailedAttempts {
     /// Seconds until `key` may try again, if it is blocked.
     pub(crate) fn blocked(&self, key: &str) -> Option<i64> {
         let wait = self.limiter.blocked_own(TAG, key.as_bytes())?;
-        Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1) as i64)
+        Some(crate::time::ceil_secs(wait).max(1) as i64)
     }
 
     /// Counts a failure of `key`.

@@ -7,6 +7,7 @@
 //! are evicted every few seconds, and a limiter holding `max_keys` keys counts keys it does
 //! not know yet together, in one shared bucket, until eviction makes room.
 
+use crate::time::ceil_secs;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::nanos::Nanos;
@@ -228,10 +229,6 @@ pub(crate) struct Refusal {
     /// Until the next request is accepted, exactly.
     #[cfg(test)]
     wait: Duration,
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl Limiter {

@@ -726,7 +726,7 @@ fn not_retried(mut e: GatewayError) -> GatewayError {
 /// `no_healthy_upstream`: every target is ejected; each one's last failure and when it is
 /// tried again, with Retry-After for the soonest.
 fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
-    let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let secs = crate::time::ceil_secs;
     let wait = secs(none.soonest()).max(1);
     let words: Vec<String> = none
         .targets

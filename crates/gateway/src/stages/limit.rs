@@ -115,7 +115,7 @@ fn refuse(
     i: usize,
     refusal: Option<rate::Refusal>,
 ) -> GatewayError {
-    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let secs = crate::time::ceil_secs;
     // The states of policies of earlier stages, and of this stage's counted before `i`.
     let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
     let mut p = &stage.limiters[i].policy;
