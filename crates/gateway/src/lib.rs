@@ -12,6 +12,7 @@
 //! | identity | `identity` | accounts, clients, keys (SQLite + snapshot), tokens, JWK sets, external issuers, TOTP, the token endpoint |
 //! | limits | `limits` | quotas, failed attempts, the assertion replay cache |
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
+//! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
 //! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
 //! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
@@ -43,6 +44,7 @@
 mod admin;
 mod config;
 pub mod demo;
+pub mod duration;
 mod error;
 mod http;
 mod identity;

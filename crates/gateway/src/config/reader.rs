@@ -186,28 +186,36 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    /// A duration: a string such as "250ms", "60s", "5m", "1h", or an integer number of seconds.
+    /// A duration in the grammar of [`crate::duration`]: a string such as "250ms", "60s",
+    /// "5m", "1h", "1d", or an integer number of seconds.
     pub(crate) fn duration(&self, p: &mut Problems<'_>, key: &str) -> Option<std::time::Duration> {
+        use crate::duration::{DurationError, Unit};
         let v = self.get(key)?;
-        const EXPECTED: &str =
-            "a duration such as \"500ms\", \"30s\", \"5m\", \"1d\" or a number of seconds";
         let parsed = match v.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(|n| std::time::Duration::from_secs(n as u64)),
-            DeValue::String(s) => parse_duration(s),
-            _ => None,
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) if n < 0 => Err(DurationError::Negative),
+                Ok(n) => crate::duration::parse(&n.to_string(), Unit::Seconds),
+                Err(_) => Err(DurationError::TooLarge),
+            },
+            DeValue::String(s) => crate::duration::parse(s, Unit::Seconds),
+            DeValue::Float(_) => Err(DurationError::Fraction),
+            _ => Err(DurationError::NotANumber),
         };
-        if parsed.is_none() {
-            p.at(
-                v.span(),
-                &self.key_path(key),
-                format!("{} is not a duration", display(v.get_ref())),
-            )
-            .expected = Some(EXPECTED.to_owned());
+        match parsed {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.at(
+                    v.span(),
+                    &self.key_path(key),
+                    format!("{} is not a duration: {e}", display(v.get_ref())),
+                )
+                .expected = Some(format!(
+                    "{}; a bare number is seconds (README: Durations)",
+                    crate::duration::GRAMMAR
+                ));
+                None
+            }
         }
-        parsed
     }
 
     /// An array of strings, with each element's span.
@@ -389,23 +397,6 @@ fn display(v: &DeValue<'_>) -> String {
     }
 }
 
-/// Parses "250ms", "60s", "5m", "1h" (an integer and a unit).
-pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(ms))
-}
-
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be a typo.
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
     candidates
@@ -419,24 +410,6 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("250ms"),
-            Some(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(
-            parse_duration("60s"),
-            Some(std::time::Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_duration("2m"),
-            Some(std::time::Duration::from_secs(120))
-        );
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
-    }
 
     #[test]
     fn typos_are_suggested() {
