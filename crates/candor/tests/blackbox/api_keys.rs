@@ -51,7 +51,7 @@ fn api_keys() {
     let b = assert_problem(&r, "credentials_missing");
     assert_eq!(
         b["detail"],
-        "/k/reports requires API key (in the x-api-key header) credentials and the request carried none."
+        "/k/reports requires API key (in the X-Api-Key header) credentials and the request carried none."
     );
 
     let wrong_secret = format!("{}{}", &keys[0][..14], "z".repeat(32));
@@ -150,4 +150,184 @@ fn api_keys() {
     for k in &keys {
         assert!(!log.contains(&k[14..]), "an API key secret reached the log");
     }
+}
+
+/// A credential where the route does not read it is named with where it was found and
+/// where the route expects it (`misplaced`), or as the wrong kind for the route
+/// (`wrong_kind`); never by its value. A request with nothing anywhere is still
+/// `credentials_missing`.
+#[test]
+fn credentials_in_the_wrong_place_are_named() {
+    let up = Upstream::start(Behaviour::Echo);
+    let u = up.url();
+    let config = format!(
+        "[[routes]]\nname = \"header\"\npath = \"/k/header\"\nupstream = \"{u}\"\nauth = \"api_key\"\n\
+         [[routes]]\nname = \"query\"\npath = \"/k/query\"\nupstream = \"{u}\"\nauth = \"api_key\"\napi_key_query = \"api_key\"\n\
+         [[routes]]\nname = \"tokens\"\npath = \"/t\"\nupstream = \"{u}\"\nauth = \"bearer\"\n"
+    );
+    let (mut key, mut client) = (String::new(), String::new());
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
+        key = value_of(
+            &cli_at(path, &["keys", "add", "--account", "acme"]),
+            "api_key:",
+        );
+        client = cli_at(path, &["clients", "add", "--account", "acme"]);
+    });
+    let s = Setup {
+        gw,
+        up,
+        client_id: value_of(&client, "client_id:"),
+        secret: value_of(&client, "client_secret:"),
+    };
+    let jwt = token(&s);
+    let gw = &s.gw;
+    let bearer_key = format!("Bearer {key}");
+    let bearer_jwt = format!("Bearer {jwt}");
+
+    // The right places work, the header's name in any case.
+    assert_eq!(
+        gw.request("GET", "/k/header", &[("X-Api-Key", &key)], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.request("GET", "/k/header", &[("X-API-KEY", &key)], b"")
+            .status,
+        200,
+        "X-API-KEY is the same header"
+    );
+    assert_eq!(gw.get(&format!("/k/query?api_key={key}")).status, 200);
+    assert_eq!(
+        gw.request("GET", "/t", &[("Authorization", &bearer_jwt)], b"")
+            .status,
+        200
+    );
+
+    let wrong_place = "The credentials are in the wrong place: the request carries";
+    let wrong_kind = "The credentials are of the wrong kind: the request carries";
+    let cases: Vec<(String, Vec<(&str, &str)>, &str, String)> = vec![
+        // An API key route reading X-Api-Key.
+        (
+            format!("/k/header?api_key={key}"),
+            vec![],
+            "misplaced",
+            format!("{wrong_place} an API key in the api_key query parameter; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            format!("/k/header?key={key}"),
+            vec![],
+            "misplaced",
+            format!("{wrong_place} an API key in the key query parameter; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("Authorization", &bearer_key)],
+            "misplaced",
+            format!("{wrong_place} an API key in the Authorization header; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("X-Api_Key", &key)],
+            "misplaced",
+            format!("{wrong_place} an API key in the x-api_key header; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("Api-Key", &key)],
+            "misplaced",
+            format!("{wrong_place} an API key in the api-key header; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("apikey", "some-other-vendors-key-0123456789")],
+            "misplaced",
+            format!("{wrong_place} an API key in the apikey header; this route expects it in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("Authorization", &bearer_jwt)],
+            "wrong_kind",
+            format!("{wrong_kind} a bearer token in the Authorization header; this route takes an API key in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("Authorization", "Basic dXNlcjpwYXNzd29yZA==")],
+            "wrong_kind",
+            format!("{wrong_kind} `Basic` credentials in the Authorization header; this route takes an API key in the X-Api-Key header."),
+        ),
+        (
+            "/k/header".into(),
+            vec![("X-Api-Key", &jwt)],
+            "wrong_kind",
+            format!("{wrong_kind} a bearer token in the X-Api-Key header; this route takes an API key there."),
+        ),
+        // An API key route reading the api_key query parameter.
+        (
+            "/k/query".into(),
+            vec![("X-Api-Key", &key)],
+            "misplaced",
+            format!("{wrong_place} an API key in the x-api-key header; this route expects it in the api_key query parameter."),
+        ),
+        (
+            format!("/k/query?apikey={key}"),
+            vec![],
+            "misplaced",
+            format!("{wrong_place} an API key in the apikey query parameter; this route expects it in the api_key query parameter."),
+        ),
+        // A bearer route.
+        (
+            "/t".into(),
+            vec![("Authorization", &bearer_key)],
+            "wrong_kind",
+            format!("{wrong_kind} an API key in the Authorization header; this route takes a bearer token there."),
+        ),
+        (
+            "/t".into(),
+            vec![("X-Api-Key", &key)],
+            "wrong_kind",
+            format!("{wrong_kind} an API key in the x-api-key header; this route takes a bearer token in the Authorization header, as `Bearer <token>`."),
+        ),
+        (
+            format!("/t?access_token={jwt}"),
+            vec![],
+            "misplaced",
+            format!("{wrong_place} a bearer token in the access_token query parameter; this route expects it in the Authorization header, as `Bearer <token>`."),
+        ),
+        (
+            "/t".into(),
+            vec![("X-Access-Token", &jwt)],
+            "misplaced",
+            format!("{wrong_place} a bearer token in the x-access-token header; this route expects it in the Authorization header, as `Bearer <token>`."),
+        ),
+    ];
+    for (target, headers, reason, detail) in &cases {
+        let r = gw.request("GET", target, headers, b"");
+        let b = assert_problem(&r, "credentials_malformed");
+        assert_eq!(b["reason"], *reason, "{target} {headers:?}: {b}");
+        assert_eq!(b["detail"], *detail, "{target} {headers:?}");
+        let text = r.text();
+        assert!(
+            !text.contains(&key[3..]) && !text.contains(&jwt[10..]),
+            "the credential is never echoed: {text}"
+        );
+    }
+
+    // Nothing anywhere (nor a short value under a key name): still credentials_missing.
+    let b = assert_problem(&gw.get("/k/header?page=2"), "credentials_missing");
+    assert_eq!(
+        b["detail"],
+        "/k/header requires API key (in the X-Api-Key header) credentials and the request carried none."
+    );
+    assert_problem(&gw.get("/k/query?key=short"), "credentials_missing");
+    let b = assert_problem(
+        &gw.request("GET", "/t", &[("Accept", "application/json")], b""),
+        "credentials_missing",
+    );
+    assert_eq!(
+        b["detail"],
+        "/t requires Bearer credentials and the request carried none."
+    );
+    let log = gw.log();
+    assert!(!log.contains(&key[14..]), "an API key secret reached the log");
 }

@@ -551,6 +551,16 @@ fn read_route_auth(
             );
         }
     }
+    if let Some((name, span)) = &key_header
+        && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        p.at(
+            span.clone(),
+            &r.key_path("api_key_header"),
+            format!("`{name}` is not a header name"),
+        )
+        .expected = Some("a header name such as \"X-Api-Key\"".into());
+    }
     if let (Some(_), Some((_, span))) = (&key_header, &key_query) {
         p.at(
             span.clone(),
@@ -560,8 +570,9 @@ fn read_route_auth(
     }
     let api_key = api_key.then(|| match (&key_header, &key_query) {
         (_, Some((q, _))) => ApiKeySource::Query(q.clone()),
-        (Some((h, _)), None) => ApiKeySource::Header(h.to_ascii_lowercase()),
-        (None, None) => ApiKeySource::Header("x-api-key".into()),
+        // As spelled, for the details that name it; header names match in any case.
+        (Some((h, _)), None) => ApiKeySource::Header(h.clone()),
+        (None, None) => ApiKeySource::Header("X-Api-Key".into()),
     });
     if !enabled {
         for (key, present) in [

@@ -83,6 +83,7 @@ impl Stage {
             }
             Stage::Authenticate(a) if a.api_key.is_some() => vec![
                 codes::CREDENTIALS_MISSING,
+                codes::CREDENTIALS_MALFORMED,
                 codes::API_KEY_INVALID,
                 codes::API_KEY_RESTRICTION_MISSING,
                 codes::API_KEY_RESTRICTION_MISMATCH,

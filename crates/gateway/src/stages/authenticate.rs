@@ -40,7 +40,7 @@ pub(crate) const SELF_ISSUER: &str = "self";
 /// Where a request carries its API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiKeySource {
-    /// A header, e.g. `X-Api-Key`.
+    /// A header, e.g. `X-Api-Key`, spelled as configured (header names match in any case).
     Header(String),
     /// A query parameter, e.g. `api_key`.
     Query(String),
@@ -225,11 +225,315 @@ pub(crate) fn challenge(
     err.header(WWW_AUTHENTICATE, &value)
 }
 
+/// The summary of `credentials_malformed` when the Authorization header is at fault.
+const AUTHORIZATION_MALFORMED: &str = "The Authorization header is malformed";
+
 fn malformed(scheme: &str, reason: &'static str, text: String) -> GatewayError {
+    malformed_with(scheme, AUTHORIZATION_MALFORMED.into(), reason, text)
+}
+
+/// `credentials_malformed`: `summary` says what is wrong where, `text` the particulars.
+fn malformed_with(
+    scheme: &str,
+    summary: String,
+    reason: &'static str,
+    text: String,
+) -> GatewayError {
     let err = GatewayError::new(codes::CREDENTIALS_MALFORMED)
+        .param("summary", summary)
         .param("reason_text", text.clone())
         .extension("reason", reason.into());
     challenge(err, scheme, Some("invalid_request"), &text)
+}
+
+// ---- Credentials in the wrong place (the failure path only) ----
+//
+// When the place a route reads is empty (or holds a credential of the other kind), the
+// request is searched for a credential elsewhere: the Authorization header, any header or
+// query parameter whose value has the shape of a candor API key or a JWT, and the usual
+// key and token names. The answer names where it was found and where the route reads it,
+// never its value.
+
+/// The kinds of credential a route takes, and what the request may carry instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A candor API key.
+    ApiKey,
+    /// A bearer token (a JWT, or whatever follows `Bearer`).
+    Token,
+    /// Credentials of another scheme (`Basic` …).
+    Other,
+}
+
+/// A credential found where the route does not read it.
+#[derive(Debug)]
+struct Found {
+    kind: Kind,
+    /// What it is, e.g. "an API key", "`Basic` credentials".
+    what: String,
+    /// Where it is, e.g. "the api_key query parameter".
+    place: String,
+}
+
+impl Kind {
+    fn what(self) -> &'static str {
+        match self {
+            Kind::ApiKey => "an API key",
+            Kind::Token => "a bearer token",
+            Kind::Other => "credentials",
+        }
+    }
+}
+
+/// Header names (lower case, letters and digits only) that usually carry API keys, and
+/// those that usually carry tokens.
+const KEY_NAMES: &[&str] = &["apikey", "xapikey", "key", "xkey", "apikeyid", "xapitoken"];
+const TOKEN_NAMES: &[&str] = &[
+    "token",
+    "xtoken",
+    "accesstoken",
+    "xaccesstoken",
+    "authtoken",
+    "xauthtoken",
+    "jwt",
+    "bearer",
+];
+
+/// Whether `v` has the shape of a candor API key (`ck_<id>_<secret>`, possibly cut short).
+fn looks_like_api_key(v: &str) -> bool {
+    v.strip_prefix("ck_").is_some_and(|rest| {
+        rest.len() >= 10 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Whether `v` has the shape of a JWT: three base64url parts, the first a JSON object.
+fn looks_like_jwt(v: &str) -> bool {
+    v.starts_with("eyJ")
+        && v.len() >= MIN_CREDENTIAL_BYTES
+        && v.bytes().filter(|&b| b == b'.').count() == 2
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The credential part of a value that may start with a scheme word (`Bearer x`).
+fn credential_part(value: &str) -> &str {
+    let v = value.trim();
+    let v = v.rsplit_once(' ').map_or(v, |(_, c)| c);
+    v.trim_matches(|c| c == '"' || c == '\'')
+}
+
+/// The kind `value` has by its shape alone.
+fn kind_by_shape(value: &str) -> Option<Kind> {
+    let v = credential_part(value);
+    if looks_like_api_key(v) {
+        Some(Kind::ApiKey)
+    } else if looks_like_jwt(v) {
+        Some(Kind::Token)
+    } else {
+        None
+    }
+}
+
+/// The kind a value under `name` (a header or query parameter) has, by its shape or, for
+/// a long enough value under a usual key or token name, by that name.
+fn kind_of(name: &str, value: &str) -> Option<Kind> {
+    if let Some(k) = kind_by_shape(value) {
+        return Some(k);
+    }
+    let v = credential_part(value);
+    if v.len() < MIN_CREDENTIAL_BYTES || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let n: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if KEY_NAMES.contains(&n.as_str()) {
+        Some(Kind::ApiKey)
+    } else if TOKEN_NAMES.contains(&n.as_str()) {
+        Some(Kind::Token)
+    } else {
+        None
+    }
+}
+
+/// What an Authorization header carries, when a route does not read it.
+fn authorization_kind(value: &str) -> Found {
+    let place = "the Authorization header".to_owned();
+    if let Some(kind) = kind_by_shape(value) {
+        return Found {
+            kind,
+            what: kind.what().into(),
+            place,
+        };
+    }
+    let word = value.trim().split_once(' ').map(|(w, _)| w);
+    match word {
+        Some(w) if w.eq_ignore_ascii_case("bearer") => Found {
+            kind: Kind::Token,
+            what: Kind::Token.what().into(),
+            place,
+        },
+        Some(w) if (1..=20).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Found {
+                kind: Kind::Other,
+                what: format!("`{w}` credentials"),
+                place,
+            }
+        }
+        _ => Found {
+            kind: Kind::Other,
+            what: Kind::Other.what().into(),
+            place,
+        },
+    }
+}
+
+/// A name from the request fit to be repeated in a detail.
+fn shown_name(name: &str) -> Option<&str> {
+    (!name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some(name)
+}
+
+/// Every credential the request carries outside the route's own place (`own_header`,
+/// `own_query`), the Authorization header first (when `authorization` is not the route's
+/// place), then headers, then query parameters.
+fn credentials_elsewhere(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    authorization: bool,
+    own_header: Option<&str>,
+    own_query: Option<&str>,
+) -> Vec<Found> {
+    let mut out = Vec::new();
+    if authorization
+        && let Some(v) = headers.get(AUTHORIZATION)
+        && !v.as_bytes().iter().all(u8::is_ascii_whitespace)
+    {
+        out.push(authorization_kind(v.to_str().unwrap_or("")));
+    }
+    for (name, value) in headers {
+        let n = name.as_str();
+        if name == AUTHORIZATION
+            || name == http::header::COOKIE
+            || own_header.is_some_and(|h| h.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        if let (Ok(v), Some(shown)) = (value.to_str(), shown_name(n))
+            && let Some(kind) = kind_of(n, v)
+        {
+            out.push(Found {
+                kind,
+                what: kind.what().into(),
+                place: format!("the {shown} header"),
+            });
+        }
+    }
+    for kv in query.unwrap_or("").split('&') {
+        let Some((n, v)) = kv.split_once('=') else {
+            continue;
+        };
+        if own_query == Some(n) {
+            continue;
+        }
+        let v = v
+            .replace("%5F", "_")
+            .replace("%5f", "_")
+            .replace("%2E", ".")
+            .replace("%2e", ".");
+        if let Some(shown) = shown_name(n)
+            && let Some(kind) = kind_of(n, &v)
+        {
+            out.push(Found {
+                kind,
+                what: kind.what().into(),
+                place: format!("the {shown} query parameter"),
+            });
+        }
+    }
+    out
+}
+
+/// `credentials_malformed` for a credential the request carries in `found`, where a route
+/// that takes `wanted` in `expected` does not read it: `misplaced` when it is the kind the
+/// route takes, `wrong_kind` when it is not.
+fn misplaced(scheme: &str, found: &Found, wanted: Kind, expected: &str) -> GatewayError {
+    let Found { kind, what, place } = found;
+    if *kind == wanted {
+        malformed_with(
+            scheme,
+            "The credentials are in the wrong place".into(),
+            "misplaced",
+            format!("the request carries {what} in {place}; this route expects it in {expected}"),
+        )
+    } else {
+        let there = if place == expected {
+            "there".to_owned()
+        } else {
+            format!("in {expected}")
+        };
+        malformed_with(
+            scheme,
+            "The credentials are of the wrong kind".into(),
+            "wrong_kind",
+            format!(
+                "the request carries {what} in {place}; this route takes {} {there}",
+                wanted.what()
+            ),
+        )
+    }
+}
+
+/// The credential to tell about among `found`: the first of the kind the route takes, else
+/// the first.
+fn most_telling(found: &[Found], wanted: Kind) -> Option<&Found> {
+    found
+        .iter()
+        .find(|f| f.kind == wanted)
+        .or_else(|| found.first())
+}
+
+/// Where a bearer route reads its token, as a detail says it.
+fn bearer_place(scheme: &str) -> String {
+    format!("the Authorization header, as `{scheme} <token>`")
+}
+
+/// For a bearer route whose Authorization header was refused with `err`: a credential
+/// elsewhere (when the header is absent) or an API key in the header, if the request has
+/// one; otherwise `err`.
+fn diagnose_bearer(
+    err: GatewayError,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    scheme: &str,
+) -> GatewayError {
+    let expected = bearer_place(scheme);
+    match headers.get(AUTHORIZATION) {
+        None => {
+            let found = credentials_elsewhere(headers, query, false, None, None);
+            match most_telling(&found, Kind::Token) {
+                Some(f) => misplaced(scheme, f, Kind::Token, &expected),
+                None => err,
+            }
+        }
+        Some(v) => match v.to_str().ok().and_then(kind_by_shape) {
+            Some(Kind::ApiKey) => api_key_in_authorization(scheme),
+            _ => err,
+        },
+    }
+}
+
+/// `wrong_kind` for a bearer route whose Authorization header carries an API key.
+fn api_key_in_authorization(scheme: &str) -> GatewayError {
+    let place = "the Authorization header";
+    let found = Found {
+        kind: Kind::ApiKey,
+        what: Kind::ApiKey.what().into(),
+        place: place.into(),
+    };
+    misplaced(scheme, &found, Kind::Token, place)
 }
 
 /// The credentials of the Authorization header, checked against the token grammar
@@ -342,20 +646,26 @@ pub(crate) fn read_credentials<'h>(
     Ok(credentials)
 }
 
-/// Reads and verifies the bearer token of a request.
+/// Reads and verifies the bearer token of a request. A refused Authorization header is
+/// looked at again for a credential of another kind or in another place.
 pub(crate) fn authenticate(
     headers: &HeaderMap,
+    query: Option<&str>,
     auth: &AuthConfig,
     policy: &TokenPolicy,
     snapshot: &Snapshot,
     external: &Arc<ExternalKeys>,
     path: &str,
 ) -> Result<Principal, GatewayError> {
-    let token = read_credentials(headers, auth, path)?;
     let scheme = auth.scheme.as_str();
+    let token = read_credentials(headers, auth, path)
+        .map_err(|e| diagnose_bearer(e, headers, query, scheme))?;
     let claims = policy
         .verify(token, snapshot, &auth.issuers, external)
-        .map_err(|e| token_error(e, scheme))?;
+        .map_err(|e| match e {
+            TokenError::NotAJwt(_) if looks_like_api_key(token) => api_key_in_authorization(scheme),
+            e => token_error(e, scheme),
+        })?;
     Ok(Principal {
         client_id: claims.sub,
         account: claims.account,
@@ -424,19 +734,36 @@ pub(crate) fn authenticate_api_key(
             .and_then(|q2| query_param(q2, q))
             .map(|v| v.replace("%5F", "_").replace("%5f", "_")),
     };
+    let expected = source.describe();
     let Some(key) = raw.filter(|k| !k.is_empty()) else {
+        let (own_header, own_query) = match source {
+            ApiKeySource::Header(h) => (Some(h.as_str()), None),
+            ApiKeySource::Query(q) => (None, Some(q.as_str())),
+        };
+        let found = credentials_elsewhere(headers, query, true, own_header, own_query);
+        if let Some(f) = most_telling(&found, Kind::ApiKey) {
+            return Err(misplaced(SCHEME, f, Kind::ApiKey, &expected));
+        }
         let err = GatewayError::new(codes::CREDENTIALS_MISSING)
             .param("path", path.to_owned())
             .param("scheme", format!("API key (in {})", source.describe()))
             .extension("expected_in", source.describe().into());
         return Err(challenge(err, SCHEME, None, ""));
     };
-    let fail = |reason: &'static str, text: String| Err(malformed(SCHEME, reason, text));
+    let fail = |reason: &'static str, text: String| {
+        let summary = format!("The API key in {expected} is malformed");
+        Err(malformed_with(SCHEME, summary, reason, text))
+    };
     if key.starts_with('"') || key.starts_with('\'') {
-        return fail(
-            "quoted",
-            "the API key is in quotes; send it without quotes".into(),
-        );
+        return fail("quoted", "it is in quotes; send it without quotes".into());
+    }
+    if looks_like_jwt(credential_part(&key)) {
+        let found = Found {
+            kind: Kind::Token,
+            what: Kind::Token.what().into(),
+            place: expected.clone(),
+        };
+        return Err(misplaced(SCHEME, &found, Kind::ApiKey, &expected));
     }
     if let Some(i) = key
         .bytes()
@@ -444,17 +771,14 @@ pub(crate) fn authenticate_api_key(
     {
         return fail(
             "bad_characters",
-            format!(
-                "character {} of the API key is not a letter, digit or '_'",
-                i + 1
-            ),
+            format!("character {} is not a letter, digit or '_'", i + 1),
         );
     }
     if key.len() < API_KEY_LEN {
         return fail(
             "too_short",
             format!(
-                "the API key is {} characters; candor keys have {API_KEY_LEN} (was it cut short?)",
+                "it is {} characters; candor keys have {API_KEY_LEN} (was it cut short?)",
                 key.len()
             ),
         );
@@ -463,7 +787,7 @@ pub(crate) fn authenticate_api_key(
         return fail(
             "too_long",
             format!(
-                "the API key is {} characters; candor keys have {API_KEY_LEN}",
+                "it is {} characters; candor keys have {API_KEY_LEN}",
                 key.len()
             ),
         );
@@ -658,6 +982,7 @@ pub(crate) fn run(
         }
         None => authenticate(
             &ctx.parts.headers,
+            ctx.parts.uri.query(),
             auth,
             tokens,
             &snapshot,
@@ -758,6 +1083,40 @@ mod tests {
             read_credentials(&h, &auth(), "/x").unwrap(),
             "abcdefghijklmnopqrstuvwxyz"
         );
+    }
+
+    #[test]
+    fn credential_shapes() {
+        assert!(looks_like_api_key(
+            "ck_abcdefghij_abcdefghijabcdefghijabcdefghij23"
+        ));
+        assert!(!looks_like_api_key("ck_short"));
+        assert!(!looks_like_api_key("sk_live_abcdefghijklmnopqrstuvwxyz"));
+        assert!(looks_like_jwt("eyJhbGciOiJFZERTQSJ9.e30.c2lnbmF0dXJl"));
+        assert!(!looks_like_jwt("eyJhbGciOiJFZERTQSJ9.e30"));
+        assert!(!looks_like_jwt("abc.def.ghi"));
+        assert_eq!(
+            kind_by_shape("Bearer ck_abcdefghij_abcdefghij"),
+            Some(Kind::ApiKey)
+        );
+        assert_eq!(
+            kind_of("Api-Key", "a-vendor-key-0123456789"),
+            Some(Kind::ApiKey)
+        );
+        assert_eq!(
+            kind_of("X_Auth_Token", "opaque-token-0123456789"),
+            Some(Kind::Token)
+        );
+        assert_eq!(kind_of("Api-Key", "short"), None);
+        assert_eq!(kind_of("X-Request-Id", "01JD3W6Q8V1T8ZK3M6R5B0C2XH"), None);
+    }
+
+    #[test]
+    fn a_configured_header_name_matches_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("v"));
+        assert!(h.get("X-Api-Key").is_some());
+        assert!(h.get("X-API-KEY").is_some());
     }
 
     #[test]
