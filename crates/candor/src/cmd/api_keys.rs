@@ -13,8 +13,9 @@ pub(crate) enum ApiKeyCommand {
         /// Scopes it grants, space- or comma-separated.
         #[arg(long, default_value = "")]
         scopes: String,
-        /// Expiry, as a duration from now ("30d", "12h", "90m", "3600s").
-        #[arg(long)]
+        /// Expiry from now: a duration such as 30d, 12h, 90m or 3600s, from 1s to 3650d; a
+        /// bare number is seconds (README: Configuration, Durations). Default: never.
+        #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
         /// A client network the key may be used from (repeatable).
         #[arg(long = "allow-ip")]
@@ -43,27 +44,15 @@ pub(crate) enum ApiKeyCommand {
     },
 }
 
-pub(crate) fn parse_lifetime(s: &str) -> Result<i64, StoreError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().map_err(|_| StoreError::Invalid {
-        field: "expires_in",
-        reason: format!("`{s}` is not a duration such as 30d, 12h, 90m or 3600s"),
-    })?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(StoreError::Invalid {
-                field: "expires_in",
-                reason: format!("unit `{unit}` is not s, m, h or d"),
-            });
-        }
-    };
-    Ok(n * factor)
+/// `--expires-in` in seconds, in the duration grammar.
+fn expires_in_secs(text: &str) -> Result<i64, StoreError> {
+    candor_gateway::duration::EXPIRES_IN
+        .parse(text)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|reason| StoreError::Invalid {
+            field: "--expires-in",
+            reason,
+        })
 }
 
 pub(crate) fn print_api_key(k: &candor_gateway::ApiKey) {
@@ -105,7 +94,7 @@ pub(crate) fn api_keys(identity: &Identity, command: ApiKeyCommand) -> Result<()
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect(),
-                expires_in: expires_in.as_deref().map(parse_lifetime).transpose()?,
+                expires_in: expires_in.as_deref().map(expires_in_secs).transpose()?,
                 allowed_ips: allow_ip,
                 allowed_referers: allow_referer,
             };

@@ -14,9 +14,10 @@ pub(crate) enum ClientCommand {
         /// Scopes it may be granted, space- or comma-separated.
         #[arg(long, default_value = "")]
         scopes: String,
-        /// Token lifetime in seconds.
-        #[arg(long, default_value_t = 300)]
-        lifetime: i64,
+        /// Token lifetime: a duration such as 300s, 5m or 24h, from 30s to 1d; a bare
+        /// number is seconds (README: Configuration, Durations).
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        lifetime: String,
         /// Require a TOTP second factor at the token endpoint.
         #[arg(long)]
         second_factor: bool,
@@ -76,10 +77,16 @@ pub(crate) fn clients(identity: &Identity, command: ClientCommand) -> Result<(),
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
+            let lifetime = candor_gateway::duration::TOKEN_LIFETIME
+                .parse(&lifetime)
+                .map_err(|reason| StoreError::Invalid {
+                    field: "--lifetime",
+                    reason,
+                })?;
             let (client, secret) = identity.add_client(NewClient {
                 account_id: account,
                 scopes,
-                token_lifetime: lifetime,
+                token_lifetime: lifetime.as_secs() as i64,
                 second_factor,
             })?;
             print_client(&client);

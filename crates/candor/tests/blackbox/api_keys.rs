@@ -329,5 +329,87 @@ fn credentials_in_the_wrong_place_are_named() {
         "/t requires Bearer credentials and the request carried none."
     );
     let log = gw.log();
-    assert!(!log.contains(&key[14..]), "an API key secret reached the log");
+    assert!(
+        !log.contains(&key[14..]),
+        "an API key secret reached the log"
+    );
+}
+
+#[test]
+fn expires_in_is_a_duration() {
+    // Issue 15, item 10: `keys add --expires-in` and the admin API's `expires_in` take the
+    // one duration grammar; a bare number is seconds.
+    let gw = Gateway::start_after("", |path| {
+        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
+    });
+    let expiry = |out: &str| -> i64 {
+        let line = out.lines().find(|l| l.starts_with("ck_")).unwrap();
+        let text = line
+            .split("expires ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+        let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+        let t: Vec<i64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let (y, m) = if d[1] <= 2 {
+            (d[0] - 1, d[1] + 9)
+        } else {
+            (d[0], d[1] - 3)
+        };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * m + 2) / 5 + d[2] - 1;
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+        days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+    };
+    for (flag, secs) in [("30d", 30 * 86_400), ("12h", 12 * 3600), ("90", 90)] {
+        let before = candor_gateway::unix_now();
+        let out = cli(
+            &gw,
+            &["keys", "add", "--account", "acme", "--expires-in", flag],
+        );
+        let at = expiry(&out);
+        assert!(
+            at >= before + secs && at <= candor_gateway::unix_now() + secs,
+            "{flag}: {out}"
+        );
+    }
+    for (flag, why) in [
+        ("30x", "`x` is not a unit (ms, s, m, h, d)"),
+        ("0", "`0` (0s) is too short."),
+        ("-1d", "durations cannot be negative"),
+        ("3651d", "`3651d` (3651d) is too long."),
+        ("1.5h", "the number must be whole"),
+        (
+            "99999999999999999999999s",
+            "it is more than 36500d (100 years)",
+        ),
+    ] {
+        let (code, _, err) = candor(&[
+            "keys",
+            "add",
+            "--account",
+            "acme",
+            &format!("--expires-in={flag}"),
+            "--config",
+            gw.config.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{flag}");
+        assert!(err.starts_with("error[validation_failed]: "), "{err}");
+        assert!(
+            err.contains(&format!("--expires-in `{flag}`")),
+            "{flag}: {err}"
+        );
+        assert!(err.contains(why), "{flag}: {err}");
+        assert!(
+            err.contains("a bare number is seconds; from 1s to 3650d"),
+            "{flag}: {err}"
+        );
+    }
+    let (_, help, _) = candor(&["keys", "add", "--help"]);
+    assert!(help.contains("a bare number is seconds"), "{help}");
 }
