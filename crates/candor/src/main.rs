@@ -97,6 +97,15 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
         /// Include the operator catalog named by this configuration.
+    /// List and lift the token endpoint's failed-attempt blocks (client ids and addresses
+    /// refused after too many failed client authentications), on the running gateway's
+    /// admin API.
+    Blocks {
+        #[command(subcommand)]
+        command: BlockCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
         Command::Clients { command, store } => {
             let read_only = matches!(command, ClientCommand::List | ClientCommand::Show { .. });
             with_identity(&store, read_only, |id| clients(id, command))
+        Command::Blocks { command, admin } => blocks(command, &admin),
         }
         Command::Keys { command, store } => {
             let read_only = matches!(command, ApiKeyCommand::List | ApiKeyCommand::Show { .. });

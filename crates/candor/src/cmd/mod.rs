@@ -2,6 +2,7 @@
 
 mod accounts;
 mod api_keys;
+mod blocks;
 mod catalog;
 mod check;
 mod clients;
@@ -12,6 +13,7 @@ mod store;
 
 pub(crate) use accounts::*;
 pub(crate) use api_keys::*;
+pub(crate) use blocks::*;
 pub(crate) use catalog::*;
 pub(crate) use check::*;
 pub(crate) use clients::*;

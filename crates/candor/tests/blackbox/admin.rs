@@ -308,3 +308,111 @@ fn stats_count_what_the_edge_refused_and_who_ended_it() {
     let r = a.call("POST", "/stats", None);
     assert_problem(&r, "method_not_allowed");
 }
+
+#[test]
+fn admin_fields_did_you_mean_and_durations() {
+    // Issue 15, items 10 and 12: unknown fields get a did-you-mean; token_lifetime and
+    // expires_in take the duration grammar or an integer number of seconds, and a bad one
+    // names the field, what was sent, the grammar and the range.
+    let a = Admin::start();
+    let r = a.call("POST", "/accounts", Some(r#"{"id":"acme","name":"Acme"}"#));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = a.call(
+        "POST",
+        "/clients",
+        Some(r#"{"account":"acme","scope":["devices:read"]}"#),
+    );
+    let b = assert_problem(&r, "validation_failed");
+    assert_eq!(b["errors"][0]["name"], "scope");
+    assert_eq!(b["errors"][0]["reason"], "unknown");
+    assert_eq!(
+        b["errors"][0]["detail"],
+        "unknown field `scope`; did you mean `scopes`? (the fields: account, scopes, token_lifetime, second_factor)"
+    );
+    let b = assert_problem(
+        &a.call("POST", "/accounts", Some(r#"{"name":"X","colour":"red"}"#)),
+        "validation_failed",
+    );
+    assert_eq!(
+        b["errors"][0]["detail"],
+        "unknown field `colour` (the fields: id, name, quota_per_day, quota_per_month)"
+    );
+
+    for (sent, seconds) in [(r#""1h""#, 3600), ("600", 600), (r#""90s""#, 90)] {
+        let r = a.call(
+            "POST",
+            "/clients",
+            Some(&format!(r#"{{"account":"acme","token_lifetime":{sent}}}"#)),
+        );
+        assert_eq!(r.status, 201, "{sent}: {}", r.text());
+        assert_eq!(r.json()["token_lifetime"], seconds, "{sent}");
+    }
+    for (sent, reason, detail) in [
+        (
+            r#""5x""#,
+            "invalid",
+            "`5x` is not a duration: `x` is not a unit (ms, s, m, h, d). Expected a whole number and a unit — ms, s, m (minutes), h or d — such as 90s, 5m, 2h or 30d; a bare number is seconds; from 30s to 1d",
+        ),
+        (
+            "10",
+            "invalid",
+            "`10` (10s) is too short. Expected a whole number and a unit — ms, s, m (minutes), h or d — such as 90s, 5m, 2h or 30d; a bare number is seconds; from 30s to 1d",
+        ),
+        (
+            "true",
+            "type",
+            "must be a string such as \"5m\" or an integer number of seconds; it is true. Expected a whole number and a unit — ms, s, m (minutes), h or d — such as 90s, 5m, 2h or 30d; a bare number is seconds; from 30s to 1d",
+        ),
+    ] {
+        let r = a.call(
+            "POST",
+            "/clients",
+            Some(&format!(r#"{{"account":"acme","token_lifetime":{sent}}}"#)),
+        );
+        let b = assert_problem(&r, "validation_failed");
+        let e = &b["errors"][0];
+        assert_eq!(
+            (&e["name"], &e["pointer"], &e["reason"], &e["detail"]),
+            (
+                &"token_lifetime".into(),
+                &"#/token_lifetime".into(),
+                &reason.into(),
+                &detail.into()
+            ),
+            "{sent}"
+        );
+    }
+
+    let r = a.call(
+        "POST",
+        "/keys",
+        Some(r#"{"account":"acme","expires_in":"30d"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.json()["expires_at"].is_string());
+    let r = a.call(
+        "POST",
+        "/keys",
+        Some(r#"{"account":"acme","expires_in":3600}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (sent, why) in [
+        ("-5", "durations cannot be negative"),
+        ("1.5", "the number must be whole"),
+        (r#""0s""#, "`0s` (0s) is too short."),
+        (r#""forever""#, "it does not start with a number (0-9)"),
+    ] {
+        let r = a.call(
+            "POST",
+            "/keys",
+            Some(&format!(r#"{{"account":"acme","expires_in":{sent}}}"#)),
+        );
+        let b = assert_problem(&r, "validation_failed");
+        let detail = b["errors"][0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(why) && detail.ends_with("a bare number is seconds; from 1s to 3650d"),
+            "{sent}: {detail}"
+        );
+        assert_eq!(b["errors"][0]["name"], "expires_in");
+    }
+}

@@ -101,15 +101,43 @@ fn token_endpoint_refusals() {
     );
     assert_eq!(
         b["detail"],
-        "The requested token validity `99999999999` is not accepted; send an integer number of minutes from 1 to 5."
+        "The requested token validity `99999999999` is not accepted: `99999999999` is not a duration: it is more than 36500d (100 years). Expected a whole number and a unit — ms, s, m (minutes), h or d — such as 90s, 5m, 2h or 30d; a bare number is minutes; from 1s to 5m."
     );
-    assert_problem(
-        &token_request(
+    assert_eq!(
+        (&b["min_seconds"], &b["max_seconds"]),
+        (&1.into(), &300.into())
+    );
+    // Issue 15, item 10: validity is a duration; a bare number is minutes, as it was.
+    for (sent, why) in [
+        ("1.5", "the number must be whole (write 90s, not 1.5m)"),
+        ("6", "`6` (6m) is too long."),
+        ("301s", "`301s` (301s) is too long."),
+        ("0", "`0` (0s) is too short."),
+        ("5x", "`x` is not a unit (ms, s, m, h, d)"),
+        ("-1m", "durations cannot be negative"),
+        ("１m", "it does not start with a number (0-9)"),
+    ] {
+        let b = assert_problem(
+            &token_request(
+                &s,
+                &[("grant_type", "client_credentials"), ("validity", sent)],
+            ),
+            "invalid_token_validity",
+        );
+        let detail = b["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(why) && detail.contains("a bare number is minutes; from 1s to 5m"),
+            "{sent}: {detail}"
+        );
+        assert_eq!(b["error"], "invalid_request");
+    }
+    for (sent, secs) in [("90s", 90), ("3", 180), ("5m", 300), ("2 m", 120)] {
+        let r = token_request(
             &s,
-            &[("grant_type", "client_credentials"), ("validity", "1.5")],
-        ),
-        "invalid_token_validity",
-    );
+            &[("grant_type", "client_credentials"), ("validity", sent)],
+        );
+        assert_eq!(r.json()["expires_in"], secs, "{sent}: {}", r.text());
+    }
 
     let b = assert_problem(
         &token_request(
@@ -159,6 +187,8 @@ fn token_endpoint_refusals() {
     let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 0 && wait <= 300);
     assert_eq!(b["retry_after"], wait);
+    assert_eq!(b["blocked"]["kind"], "client");
+    assert_eq!(b["blocked"]["key"], s.client_id.as_str());
     // Even the right secret waits now.
     assert_problem(
         &token_request(&s, &[("grant_type", "client_credentials")]),
@@ -438,4 +468,342 @@ fn jwt_bearer_assertions() {
     );
     let b = assert_problem(&grant("not-a-jwt"), "invalid_grant");
     assert!(b["detail"].as_str().unwrap().contains("not a JWT"), "{b}");
+}
+
+/// An admin API request with the admin token.
+fn admin_call(gw: &Gateway, method: &str, path: &str) -> Response {
+    let token = std::fs::read_to_string(gw.printed("admin API token: in ")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    request(
+        gw.admin.unwrap(),
+        method,
+        path,
+        &[("Authorization", &auth)],
+        b"",
+    )
+}
+
+/// Whether the running gateway knows client `id` (within ~10 s), asked on the admin API
+/// so that no failed attempt is counted while it does not yet.
+fn known(gw: &Gateway, id: &str) -> bool {
+    gw.eventually(|g| admin_call(g, "GET", &format!("/clients/{id}")).status == 200)
+}
+
+/// A token request of client `id` with secret `secret` (Basic).
+fn token_as(s: &Setup, id: &str, secret: &str) -> Response {
+    s.gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM, ("Authorization", &basic(id, secret))],
+        b"grant_type=client_credentials",
+    )
+}
+
+#[test]
+fn one_clients_typos_do_not_block_another_client_of_the_address() {
+    // Issue 15, item 4: five typos locked 127.0.0.1 out, valid clients included, and nothing
+    // could lift the block.
+    let s = setup_with(3);
+    let out = cli(
+        &s.gw,
+        &[
+            "clients",
+            "add",
+            "--account",
+            "acme",
+            "--scopes",
+            "devices:read",
+        ],
+    );
+    let (typo, typo_secret) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+    );
+    // A new client reaches the running gateway within a second or so (asked without
+    // counting failed attempts).
+    assert!(known(&s.gw, &typo));
+    assert_eq!(token_as(&s, &typo, &typo_secret).status, 200);
+    for _ in 0..3 {
+        assert_problem(&token_as(&s, &typo, "cs_typo"), "invalid_client");
+    }
+    let r = token_as(&s, &typo, &typo_secret);
+    let b = assert_problem(&r, "too_many_failed_attempts");
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        wait > 0 && wait <= 100,
+        "one failure comes back every 100 s: {wait}"
+    );
+    let at = b["retry_at"].as_str().unwrap();
+    assert_eq!(
+        b["detail"],
+        format!(
+            "The client_id {typo} is blocked at the token endpoint: 3 failed client authentications within 5 min, the limit per client_id; every attempt with it is refused until the next attempt is accepted, in {wait} s, at {at} (one more failure then blocks it again). An operator can lift the block at once with `candor blocks clear client {typo}`, or DELETE /blocks/client/{typo} on the admin API."
+        )
+    );
+    assert_eq!(
+        b["blocked"],
+        serde_json::json!({ "kind": "client", "key": typo, "failures": 3, "limit": 3, "window": 300 })
+    );
+    assert_eq!(b["error"], "invalid_client");
+    // The other client of the same address is not blocked.
+    assert_eq!(
+        token_request(&s, &[("grant_type", "client_credentials")]).status,
+        200
+    );
+
+    // The operator sees the block, with the CLI and the admin API ...
+    let admin = s.gw.admin.unwrap().to_string();
+    let list = admin_call(&s.gw, "GET", "/blocks");
+    assert_eq!(list.status, 200, "{}", list.text());
+    let v = list.json();
+    assert_eq!(
+        v["limits"],
+        serde_json::json!({ "per_client": 3, "per_address": 30, "window": 300 })
+    );
+    let rows = v["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(
+        (&rows[0]["kind"], &rows[0]["key"]),
+        (&"client".into(), &typo.as_str().into())
+    );
+    assert_eq!(
+        (&rows[0]["failures"], &rows[0]["limit"]),
+        (&3.into(), &3.into())
+    );
+    assert!(rows[0]["retry_after"].as_i64().unwrap() > 0);
+    let out = cli(&s.gw, &["blocks", "list", "--admin", &admin]);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("client "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(&typo) && row.contains("3/3"), "{out}");
+    assert!(
+        out.contains("Limits: 3 failures per client_id, 30 per address, within 5 min"),
+        "{out}"
+    );
+
+    // ... and lifts it with the CLI: the client gets a token again.
+    let out = cli(
+        &s.gw,
+        &["blocks", "clear", "client", &typo, "--admin", &admin],
+    );
+    assert_eq!(
+        out.trim(),
+        format!(
+            "Lifted the block of client_id {typo}: its failures are forgotten and its next attempt is checked as usual."
+        )
+    );
+    assert_eq!(token_as(&s, &typo, &typo_secret).status, 200);
+    let out = cli(&s.gw, &["blocks", "list", "--admin", &admin]);
+    assert!(
+        out.starts_with("No blocks: the token endpoint refuses no client id or address now"),
+        "{out}"
+    );
+    // Clearing it again: nothing to clear, said through the catalog.
+    let (code, _, err) = candor(&[
+        "blocks",
+        "clear",
+        "client",
+        &typo,
+        "--admin",
+        &admin,
+        "--config",
+        s.gw.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "candor: error[resource_not_found]: A block of client_id {typo} does not exist. It has no failed attempts counted now (blocks also end by themselves); GET /blocks lists the current ones."
+        )
+    );
+}
+
+#[test]
+fn an_address_spraying_client_ids_is_blocked_at_its_own_higher_limit() {
+    let s = account_setup(
+        "[auth]\nmax_failed_attempts = 2\nmax_failed_attempts_per_address = 5\n",
+        "",
+        &["--id", "acme", "--name", "Acme"],
+    );
+    let valid = || token_as(&s, &s.client_id, &s.secret);
+    assert!(s.gw.eventually(|_| valid().status == 200));
+    // Five made-up ids, one failure each: under the per-client limit, up to the address's.
+    for i in 0..5 {
+        assert_problem(
+            &token_as(&s, &format!("cl_guess{i}"), "cs_x"),
+            "invalid_client",
+        );
+    }
+    // Now the address is refused whatever the client_id, the valid one too, before any
+    // secret is checked.
+    let r = valid();
+    let b = assert_problem(&r, "too_many_failed_attempts");
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        wait > 0 && wait <= 60,
+        "one failure comes back every 60 s: {wait}"
+    );
+    assert_eq!(b["blocked"]["kind"], "address");
+    assert_eq!(b["blocked"]["key"], "127.0.0.1");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("The address 127.0.0.1 is blocked at the token endpoint: 5 failed client authentications within 5 min, the limit per address; every attempt from it is refused, whatever the client_id, until the next attempt is accepted, in "),
+        "{detail}"
+    );
+    assert!(
+        detail.ends_with("An operator can lift the block at once with `candor blocks clear address 127.0.0.1`, or DELETE /blocks/address/127.0.0.1 on the admin API."),
+        "{detail}"
+    );
+    let rows = admin_call(&s.gw, "GET", "/blocks").json()["data"].clone();
+    assert_eq!(rows[0]["kind"], "address", "{rows}");
+    assert_eq!(rows[0]["key"], "127.0.0.1");
+    assert_eq!(rows[0]["failures"], 5);
+
+    // The admin API: unknown kinds and keys that are not addresses, through the catalog.
+    let r = admin_call(&s.gw, "DELETE", "/blocks/adress/127.0.0.1");
+    let b = assert_problem(&r, "resource_not_found");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean /blocks/address/…?"),
+        "{b}"
+    );
+    let b = assert_problem(
+        &admin_call(&s.gw, "DELETE", "/blocks/address/localhost"),
+        "validation_failed",
+    );
+    assert_eq!(b["errors"][0]["in"], "path");
+    assert_eq!(b["errors"][0]["name"], "address");
+    let r = admin_call(&s.gw, "PUT", "/blocks");
+    assert_problem(&r, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
+    let r = s.gw.request("GET", "/blocks", &[], b"");
+    assert_ne!(r.status, 200);
+    assert_problem(
+        &request(s.gw.admin.unwrap(), "GET", "/blocks", &[], b""),
+        "credentials_missing",
+    );
+
+    // Lifted over the admin API: the valid client gets its token again.
+    let r = admin_call(&s.gw, "DELETE", "/blocks/address/127.0.0.1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["was_blocked"], true);
+    assert_eq!(valid().status, 200);
+    assert_problem(
+        &admin_call(&s.gw, "DELETE", "/blocks/address/127.0.0.1"),
+        "resource_not_found",
+    );
+
+    // Blocked again, both ways; `candor blocks clear --all` lifts everything.
+    for i in 0..5 {
+        token_as(&s, &format!("cl_guess{i}"), "cs_x");
+    }
+    token_as(&s, "cl_guess0", "cs_x");
+    assert_problem(&valid(), "too_many_failed_attempts");
+    let admin = s.gw.admin.unwrap().to_string();
+    let out = cli(&s.gw, &["blocks", "clear", "--all", "--admin", &admin]);
+    assert!(out.starts_with("Lifted "), "{out}");
+    assert_eq!(valid().status, 200);
+    assert_eq!(
+        admin_call(&s.gw, "GET", "/blocks").json()["data"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn candor_blocks_says_when_no_gateway_is_running() {
+    let dir = temp_dir("blocks-cli");
+    std::fs::write(dir.join("admin.token"), "adm_0123456789abcdef0123").unwrap();
+    let addr = Upstream::refused().to_string();
+    let (code, out, err) = candor(&[
+        "blocks",
+        "list",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--admin",
+        &addr,
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with(&format!(
+            "candor: no gateway answers on the admin listener at http://{addr} ("
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Start it with `candor serve --config FILE`"),
+        "{err}"
+    );
+    // No token file: where it was looked for, and what makes one.
+    let (code, _, err) = candor(&["blocks", "list", "--data-dir", "/nonexistent-candor"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read the admin token file /nonexistent-candor/admin.token"),
+        "{err}"
+    );
+    // A configuration without an admin listener.
+    let file = dir.join("candor.toml");
+    std::fs::write(&file, one_route("/a", "http://127.0.0.1:9", "")).unwrap();
+    let (code, _, err) = candor(&["blocks", "list", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("sets no server.admin_listen"), "{err}");
+}
+
+#[test]
+fn the_per_address_limit_is_checked() {
+    check_reports(
+        "[auth]\nmax_failed_attempts = 5\nmax_failed_attempts_per_address = 3\n",
+        &[
+            "auth.max_failed_attempts_per_address: 3 is below auth.max_failed_attempts (5): one client's typos would block its whole address",
+        ],
+    );
+    check_reports(
+        "[auth]\nmax_failed_attempts_per_addres = 3\n",
+        &["did you mean `max_failed_attempts_per_address`?"],
+    );
+}
+
+#[test]
+fn a_client_lifetime_is_a_duration() {
+    // Issue 15, item 10: `clients add --lifetime` takes the one grammar.
+    let s = setup();
+    let out = cli(
+        &s.gw,
+        &["clients", "add", "--account", "acme", "--lifetime", "2m"],
+    );
+    assert!(out.contains("lifetime   120 s"), "{out}");
+    let (id, secret) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+    );
+    assert!(known(&s.gw, &id));
+    assert_eq!(token_as(&s, &id, &secret).json()["expires_in"], 120);
+    let out = cli(
+        &s.gw,
+        &["clients", "add", "--account", "acme", "--lifetime", "600"],
+    );
+    assert!(
+        out.contains("lifetime   600 s"),
+        "a bare number is seconds: {out}"
+    );
+    let (code, _, err) = candor(&[
+        "clients",
+        "add",
+        "--account",
+        "acme",
+        "--lifetime",
+        "2 days",
+        "--config",
+        s.gw.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error[validation_failed]: "), "{err}");
+    assert!(
+        err.trim().ends_with(": --lifetime `2 days` is not a duration: `days` is not a unit (ms, s, m, h, d). Expected a whole number and a unit — ms, s, m (minutes), h or d — such as 90s, 5m, 2h or 30d; a bare number is seconds; from 30s to 1d"),
+        "{err}"
+    );
+    let (_, help, _) = candor(&["clients", "add", "--help"]);
+    assert!(help.contains("a bare number is seconds"), "{help}");
 }

@@ -39,6 +39,7 @@ const ENDPOINTS: &[&str] = &[
     "/keys",
     "/signing-keys",
     "/tokens/revoke",
+    "/blocks",
 ];
 const MAX_BODY: usize = 64 * 1024;
 
@@ -196,7 +197,7 @@ async fn route(
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let known = matches!(
         segs.first(),
-        Some(&("accounts" | "clients" | "keys" | "signing-keys" | "tokens"))
+        Some(&("accounts" | "clients" | "keys" | "signing-keys" | "tokens" | "blocks"))
     );
     if !known {
         return Err(not_found_route(&method, path));
@@ -362,6 +363,28 @@ async fn route(
             }
             let kid = blocking(identity, |i| i.rotate_signing_key()).await?;
             Ok(json_response(StatusCode::OK, json!({ "kid": kid })))
+        }
+        (Some("blocks"), None, _, 1) => match method {
+            Method::GET | Method::HEAD => Ok(list_blocks(pipeline)),
+            Method::DELETE => {
+                let cleared = pipeline.failures().clear_all();
+                tracing::info!(target: "candor::admin", blocks = cleared, "every failed-attempt block lifted");
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "cleared": "all", "blocks_lifted": cleared }),
+                ))
+            }
+            _ => Err(method_not_allowed(
+                path,
+                &method,
+                &["GET", "HEAD", "DELETE"],
+            )),
+        },
+        (Some("blocks"), Some(kind), Some(key), 3) => {
+            if method != Method::DELETE {
+                return Err(method_not_allowed(path, &method, &["DELETE"]));
+            }
+            clear_block(pipeline, kind, key)
         }
         (Some("tokens"), Some("revoke"), None, 2) => {
             if method != Method::POST {
@@ -556,7 +579,7 @@ fn int_field(body: &Value, name: &str, fields: &mut Vec<FieldError>) -> Option<i
             fields.push(body_field(
                 name,
                 "type",
-                format!("must be a whole number; it is {other}"),
+                format!("must be a whole number (of requests); it is {other}"),
             ));
             None
         }
@@ -576,11 +599,14 @@ fn object(body: &Value, known: &[&str]) -> Vec<FieldError> {
             .keys()
             .filter(|k| !known.contains(&k.as_str()))
             .map(|k| {
-                body_field(
-                    k,
-                    "unknown",
-                    format!("is not a field here ({})", known.join(", ")),
-                )
+                let detail = match crate::config::did_you_mean(k, known) {
+                    Some(s) => format!(
+                        "unknown field `{k}`; did you mean `{s}`? (the fields: {})",
+                        known.join(", ")
+                    ),
+                    None => format!("unknown field `{k}` (the fields: {})", known.join(", ")),
+                };
+                body_field(k, "unknown", detail)
             })
             .collect(),
     }
@@ -610,7 +636,8 @@ fn client_body(body: &Value) -> Result<NewClient, GatewayError> {
     );
     let account = text_field(body, "account", true, &mut fields);
     let scopes = list_field(body, "scopes", &mut fields);
-    let token_lifetime = int_field(body, "token_lifetime", &mut fields).unwrap_or(300);
+    let token_lifetime =
+        duration_field(body, &crate::duration::TOKEN_LIFETIME, &mut fields).unwrap_or(300);
     let second_factor = match body.get("second_factor") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -647,7 +674,7 @@ fn api_key_body(body: &Value) -> Result<NewApiKey, GatewayError> {
     );
     let account = text_field(body, "account", true, &mut fields);
     let scopes = list_field(body, "scopes", &mut fields);
-    let expires_in = int_field(body, "expires_in", &mut fields);
+    let expires_in = duration_field(body, &crate::duration::EXPIRES_IN, &mut fields);
     let allowed_ips = list_field(body, "allowed_ips", &mut fields);
     let allowed_referers = list_field(body, "allowed_referers", &mut fields);
     if !fields.is_empty() {
@@ -660,4 +687,131 @@ fn api_key_body(body: &Value) -> Result<NewApiKey, GatewayError> {
         allowed_ips,
         allowed_referers,
     })
+}
+
+/// A duration field: a string in the duration grammar or an integer number of seconds.
+fn duration_field(
+    body: &Value,
+    spec: &crate::duration::Spec,
+    fields: &mut Vec<FieldError>,
+) -> Option<i64> {
+    match body.get(spec.field) {
+        None | Some(Value::Null) => None,
+        Some(v) => match spec.from_json(v) {
+            Ok(d) => Some(d.as_secs() as i64),
+            Err(detail) => {
+                let reason = if v.is_string() || v.is_number() {
+                    "invalid"
+                } else {
+                    "type"
+                };
+                fields.push(body_field(spec.field, reason, detail));
+                None
+            }
+        },
+    }
+}
+
+/// `GET /blocks`: every client id and address the token endpoint refuses now.
+fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
+    let f = pipeline.failures();
+    let now = crate::time::unix_now();
+    let (per_client, per_address) = f.limits();
+    let data: Vec<Value> = f
+        .list()
+        .iter()
+        .map(|b| {
+            json!({
+                "kind": b.kind.as_str(),
+                "key": b.key,
+                "failures": b.failures,
+                "limit": b.limit,
+                "retry_after": b.retry_after,
+                "blocked_until": crate::time::rfc3339(now + b.retry_after),
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "data": data,
+            "limits": {
+                "per_client": per_client,
+                "per_address": per_address,
+                "window": f.window().as_secs(),
+            },
+        }),
+    )
+}
+
+/// Decodes `%XX` escapes of a path segment (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `DELETE /blocks/{client|address}/{key}`: forgets that key's failures.
+fn clear_block(
+    pipeline: &Pipeline,
+    kind: &str,
+    key: &str,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    use crate::limits::attempts::BlockKind;
+    let key = percent_decode(key);
+    let Some(k) = BlockKind::parse(kind) else {
+        let hint = match crate::config::did_you_mean(kind, &["client", "address"]) {
+            Some(s) => format!(" Did you mean /blocks/{s}/…? "),
+            None => " ".to_owned(),
+        };
+        return Err(GatewayError::new(codes::RESOURCE_NOT_FOUND)
+            .param("resource", "Block kind")
+            .param("id", format!("`{}`", kind.chars().take(40).collect::<String>()))
+            .param("scope", "")
+            .param(
+                "hint",
+                format!("{hint}Blocks are kept by client (DELETE /blocks/client/{{client_id}}) or by address (DELETE /blocks/address/{{ip}})."),
+            ));
+    };
+    let shown: String = key.chars().take(64).collect();
+    match pipeline.failures().clear(k, &key) {
+        Err(()) => Err(validation(vec![FieldError {
+            location: "path".into(),
+            pointer: String::new(),
+            name: "address".into(),
+            reason: "format".into(),
+            detail: format!(
+                "`{shown}` is not an IP address; write one such as 127.0.0.1 or 2001:db8::1 (an IPv6 address stands for its /64)"
+            ),
+        }])),
+        Ok(None) => Err(GatewayError::new(codes::RESOURCE_NOT_FOUND)
+            .param("resource", format!("A block of {}", k.words()))
+            .param("id", shown)
+            .param("scope", "")
+            .param(
+                "hint",
+                " It has no failed attempts counted now (blocks also end by themselves); GET /blocks lists the current ones.",
+            )),
+        Ok(Some(was_blocked)) => {
+            tracing::info!(target: "candor::admin", kind = k.as_str(), key = %shown, was_blocked, "failed-attempt block lifted");
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "cleared": { "kind": k.as_str(), "key": key }, "was_blocked": was_blocked }),
+            ))
+        }
+    }
 }

@@ -10,6 +10,7 @@ const AUTH: &[&str] = &[
     "audience",
     "leeway",
     "max_failed_attempts",
+    "max_failed_attempts_per_address",
     "failed_attempts_window",
     "issuers",
 ];
@@ -35,12 +36,18 @@ pub struct AuthSettings {
     pub audience: String,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
-    /// Failed client authentications allowed per window, per client id and per address.
+    /// Failed client authentications allowed per window and client id.
     pub max_failed_attempts: u32,
+    /// Failed client authentications allowed per window and source address, whatever the
+    /// client ids (default: 10 × `max_failed_attempts`).
+    pub max_failed_attempts_per_address: u32,
     /// The window for counting failed attempts.
     pub failed_attempts_window: Duration,
     /// External issuers whose tokens routes may accept.
     pub issuers: Vec<crate::identity::issuers::ExternalIssuer>,
+    /// The `issuer` of each `[[auth.issuers]]` entry that has problems of its own: routes
+    /// naming it are not told it is unknown as well.
+    pub(crate) unloaded_issuers: Vec<String>,
 }
 
 /// Reads `[auth]`.
@@ -50,8 +57,10 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
         audience: "candor".into(),
         leeway: Duration::from_secs(30),
         max_failed_attempts: 5,
+        max_failed_attempts_per_address: 50,
         failed_attempts_window: Duration::from_secs(300),
         issuers: Vec::new(),
+        unloaded_issuers: Vec::new(),
     };
     if let Some(a) = top.table(p, "auth", AUTH) {
         if let Some((v, _)) = a.string(p, "issuer") {
@@ -74,6 +83,25 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
         if let Some(n) = a.integer(p, "max_failed_attempts", 1, 1000) {
             auth.max_failed_attempts = n as u32;
         }
+        auth.max_failed_attempts_per_address = auth.max_failed_attempts * 10;
+        if let Some(n) = a.integer(p, "max_failed_attempts_per_address", 1, 100_000) {
+            if n < i64::from(auth.max_failed_attempts) {
+                p.at(
+                    a.get("max_failed_attempts_per_address")
+                        .map_or(a.span.clone(), |v| v.span()),
+                    "auth.max_failed_attempts_per_address",
+                    format!(
+                        "{n} is below auth.max_failed_attempts ({}): one client's typos would block its whole address, every other client there included",
+                        auth.max_failed_attempts
+                    ),
+                )
+                .expected = Some(format!(
+                    "an integer from {} (max_failed_attempts) to 100000; the default is 10 × max_failed_attempts",
+                    auth.max_failed_attempts
+                ));
+            }
+            auth.max_failed_attempts_per_address = n as u32;
+        }
         if let Some(d) = a.duration(p, "failed_attempts_window") {
             auth.failed_attempts_window = d;
         }
@@ -92,6 +120,10 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
                     );
                 }
                 auth.issuers.push(i);
+            } else if let Some(toml::de::DeValue::String(name)) =
+                t.get("issuer").map(|v| v.get_ref())
+            {
+                auth.unloaded_issuers.push(name.to_string());
             }
             t.finish(p);
         }

@@ -279,7 +279,8 @@ impl Server {
             quotas: Arc::new(quotas),
             failures: crate::limits::attempts::FailedAttempts::new(
                 config.auth.max_failed_attempts,
-                config.auth.failed_attempts_window.as_secs() as i64,
+                config.auth.max_failed_attempts_per_address,
+                config.auth.failed_attempts_window,
                 &rate_limits,
             ),
             rate_limits,

@@ -6,7 +6,7 @@ use crate::error::GatewayError;
 use crate::http::body::GatewayBody;
 use crate::identity::jwt::{self, Claims};
 use crate::identity::store::{AccountStatus, Identity, verify_secret};
-use crate::limits::attempts::{FailedAttempts, ReplayCache};
+use crate::limits::attempts::{Block, BlockKind, FailedAttempts, ReplayCache};
 use crate::stages::authenticate::TokenPolicy;
 use crate::time::unix_now;
 use base64::Engine;
@@ -211,14 +211,13 @@ pub(crate) async fn serve(
         Some(g) => g,
     };
     let now = unix_now();
-    let ip_key = address_key(peer);
     let client = match grant_type {
         GRANT_CLIENT_CREDENTIALS => {
             authenticate_client(identity, failures, &parts, &form, peer).await?
         }
         GRANT_JWT_BEARER => {
-            if let Some(wait) = failures.blocked(&ip_key) {
-                return Err(too_many(format!("address {peer}"), wait));
+            if let Some(block) = failures.check(None, peer) {
+                return Err(too_many(&block, failures));
             }
             let token_url = format!("{}{TOKEN_PATH}", policy.issuer.trim_end_matches('/'));
             let assertion = param("assertion").unwrap_or("");
@@ -242,10 +241,7 @@ pub(crate) async fn serve(
                 Err(failure) => {
                     let (err, client_id) = *failure;
                     if err.code == codes::INVALID_GRANT {
-                        failures.fail(ip_key.clone());
-                        if let Some(id) = client_id {
-                            failures.fail(format!("client:{id}"));
-                        }
+                        failures.fail(client_id.as_deref(), peer);
                     }
                     return Err(err);
                 }
@@ -269,7 +265,6 @@ pub(crate) async fn serve(
             ));
         }
     };
-    let client_key = format!("client:{}", client.client_id);
     let snapshot = identity.snapshot();
 
     if let Some(secret) = &client.totp_secret {
@@ -283,8 +278,7 @@ pub(crate) async fn serve(
                 ));
             }
             Some(code) if !crate::identity::totp::verify(secret, code, now) => {
-                failures.fail(client_key);
-                failures.fail(ip_key);
+                failures.fail(Some(&client.client_id), peer);
                 return Err(oauth(
                     GatewayError::new(codes::SECOND_FACTOR_INVALID)
                         .param("client_id", client.client_id.clone()),
@@ -295,8 +289,7 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
-    failures.succeed(&client_key);
-    failures.succeed(&ip_key);
+    failures.succeed(&client.client_id);
 
     match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
         Some(AccountStatus::Active) => {}
@@ -317,25 +310,28 @@ pub(crate) async fn serve(
         }
     }
 
-    let max_minutes = (client.token_lifetime / 60).max(1);
     let lifetime = match param("validity") {
         None => client.token_lifetime,
-        Some(v) => match v.trim().parse::<i32>() {
-            Ok(m) if (1..=max_minutes).contains(&i64::from(m)) => i64::from(m) * 60,
-            _ => {
-                let shown: String = v.chars().take(40).collect();
-                return Err(oauth(
-                    GatewayError::new(codes::INVALID_TOKEN_VALIDITY)
-                        .param("value", format!("`{shown}`"))
-                        .param("min", "1")
-                        .param("max", max_minutes.to_string())
-                        .extension("min", 1.into())
-                        .extension("max", max_minutes.into()),
-                    "invalid_request",
-                    "validity is a whole number of minutes within the client's bounds",
-                ));
+        Some(v) => {
+            let spec = validity_spec(client.token_lifetime);
+            match spec.parse(v) {
+                Ok(d) => d.as_secs() as i64,
+                Err(reason) => {
+                    let shown: String = v.chars().take(40).collect();
+                    return Err(oauth(
+                        GatewayError::new(codes::INVALID_TOKEN_VALIDITY)
+                            .param("value", format!("`{shown}`"))
+                            .param("reason", reason.clone())
+                            .param("min", crate::duration::text(spec.min))
+                            .param("max", crate::duration::text(spec.max))
+                            .extension("min_seconds", spec.min.as_secs().into())
+                            .extension("max_seconds", spec.max.as_secs().into()),
+                        "invalid_request",
+                        &format!("validity {reason}"),
+                    ));
+                }
             }
-        },
+        }
     };
 
     let scopes: Vec<String> = match param("scope") {
@@ -396,13 +392,71 @@ pub(crate) async fn serve(
     ))
 }
 
-fn too_many(subject: String, wait: i64) -> GatewayError {
+/// The token endpoint's `validity`: a duration (a bare number is minutes, as it always
+/// was) from 1 s to the client's token lifetime.
+fn validity_spec(lifetime: i64) -> crate::duration::Spec {
+    crate::duration::Spec {
+        field: "validity",
+        bare: crate::duration::Unit::Minutes,
+        min: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(lifetime.max(1) as u64),
+    }
+}
+
+/// Percent-encodes `s` for one path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `too_many_failed_attempts`: which key is blocked, how the block ends, who can lift it.
+fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
+    let wait = block.retry_after;
+    let at = crate::time::rfc3339(unix_now() + wait);
+    let (subject, scope) = match block.kind {
+        BlockKind::Client => (
+            format!(
+                "client_id {}",
+                block.key.chars().take(64).collect::<String>()
+            ),
+            "every attempt with it is refused",
+        ),
+        BlockKind::Address => (
+            format!("address {}", block.key),
+            "every attempt from it is refused, whatever the client_id,",
+        ),
+    };
+    let arg = block.argument().chars().take(64).collect::<String>();
     oauth(
         GatewayError::new(codes::TOO_MANY_FAILED_ATTEMPTS)
             .param("subject", subject)
+            .param("failures", block.failures.to_string())
+            .param(
+                "window",
+                crate::time::human_seconds(failures.window().as_secs() as i64),
+            )
+            .param("kind", block.kind.words())
+            .param("scope", scope)
             .param("retry_after", wait.to_string())
+            .param("retry_at", at.clone())
+            .param("clear", format!("{} {arg}", block.kind.as_str()))
+            .param(
+                "admin_path",
+                format!("/blocks/{}/{}", block.kind.as_str(), path_segment(&arg)),
+            )
             .header(RETRY_AFTER, &wait.to_string())
-            .extension("retry_after", wait.into()),
+            .extension("retry_after", wait.into())
+            .extension("retry_at", at.into())
+            .extension(
+                "blocked",
+                json!({ "kind": block.kind.as_str(), "key": block.key, "failures": block.failures, "limit": block.limit, "window": failures.window().as_secs() }),
+            ),
         "invalid_client",
         "too many failed attempts",
     )
@@ -479,17 +533,9 @@ async fn authenticate_client(
         }
     };
 
-    let ip_key = address_key(peer);
-    let client_key = format!("client:{client_id}");
-    for key in [&client_key, &ip_key] {
-        if let Some(wait) = failures.blocked(key) {
-            let subject = if key.starts_with("ip:") {
-                format!("address {peer}")
-            } else {
-                format!("client_id {client_id}")
-            };
-            return Err(too_many(subject, wait));
-        }
+    // A blocked client id or address is refused before any secret is checked.
+    if let Some(block) = failures.check(Some(&client_id), peer) {
+        return Err(too_many(&block, failures));
     }
 
     let snapshot = identity.snapshot();
@@ -507,8 +553,7 @@ async fn authenticate_client(
     .await
     .unwrap_or(false);
     let Some(client) = client.filter(|_| ok) else {
-        failures.fail(client_key);
-        failures.fail(ip_key);
+        failures.fail(Some(&client_id), peer);
         let shown: String = client_id.chars().take(64).collect();
         let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
         if used_basic {
@@ -517,14 +562,6 @@ async fn authenticate_client(
         return Err(oauth(err, "invalid_client", "client authentication failed"));
     };
     Ok(client)
-}
-
-/// The failed-attempt key of a client address: IPv4 whole, IPv6 by its /64 (one host
-/// usually holds a whole /64, and could otherwise spread its failures over it).
-fn address_key(peer: std::net::IpAddr) -> String {
-    let bytes = crate::limits::rate::address_key(peer);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("ip:{hex}")
 }
 
 fn invalid_grant(text: String) -> GatewayError {
@@ -701,6 +738,22 @@ const DUMMY_HASH: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validity_is_a_duration_and_a_bare_number_is_minutes() {
+        let spec = validity_spec(300);
+        assert_eq!(spec.parse("2").unwrap().as_secs(), 120);
+        assert_eq!(spec.parse("90s").unwrap().as_secs(), 90);
+        assert_eq!(spec.parse("5m").unwrap().as_secs(), 300);
+        assert!(spec.parse("6").unwrap_err().contains("is too long"));
+        assert!(spec.parse("0").unwrap_err().contains("is too short"));
+        assert!(
+            spec.parse("1.5")
+                .unwrap_err()
+                .contains("a bare number is minutes; from 1s to 5m")
+        );
+        assert_eq!(path_segment("cl_a/b c"), "cl_a%2Fb%20c");
+    }
 
     #[test]
     fn forms_decode_and_refuse_repeats() {

@@ -325,9 +325,14 @@ impl Limiter {
         }
     }
 
-    /// Forgets `key`: its next request starts with a full bucket.
-    pub(crate) fn forget(&self, tag: u8, key: &[u8]) {
-        self.states.remove(&self.hash(tag, key));
+    /// Forgets `key`: its next request starts with a full bucket. Whether it was held.
+    pub(crate) fn forget(&self, tag: u8, key: &[u8]) -> bool {
+        self.states.remove(&self.hash(tag, key)).is_some()
+    }
+
+    /// Forgets every key (and the full store's shared bucket).
+    pub(crate) fn forget_all(&self) {
+        self.states.clear();
     }
 
     fn hash(&self, tag: u8, key: &[u8]) -> u64 {

@@ -105,6 +105,11 @@ impl Pipeline {
         }
     }
 
+    /// The token endpoint's failed-attempt counts (for the admin API's `/blocks`).
+    pub(crate) fn failures(&self) -> &FailedAttempts {
+        &self.services.failures
+    }
+
     /// The external issuers of this generation.
     pub(crate) fn external_issuers(&self) -> &[ExternalIssuer] {
         &self.tokens.external

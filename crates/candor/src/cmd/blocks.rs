@@ -1,0 +1,265 @@
+//! `candor blocks`: the client ids and addresses the running gateway's token endpoint
+//! refuses after failed attempts, listed and lifted through its admin API (`/blocks`) over
+//! the admin listener, with the admin token.
+
+use candor_gateway::Config;
+use clap::Subcommand;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub(crate) enum BlockCommand {
+    /// List the client ids and addresses refused now: failures, limit, and when the next
+    /// attempt is accepted.
+    List,
+    /// Lift a block at once (its failures are forgotten): `client ID`, `address IP`, or
+    /// --all.
+    Clear {
+        /// What is blocked: client or address.
+        #[arg(value_parser = ["client", "address"], required_unless_present = "all")]
+        kind: Option<String>,
+        /// The client id, or the address (an IPv6 address stands for its /64).
+        #[arg(required_unless_present = "all")]
+        key: Option<String>,
+        /// Lift every block.
+        #[arg(long, conflicts_with_all = ["kind", "key"])]
+        all: bool,
+    },
+}
+
+/// Where the running gateway's admin API is.
+#[derive(clap::Args)]
+pub(crate) struct AdminArgs {
+    /// The running gateway's configuration: its server.admin_listen and admin token file.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Without --config: the data directory holding admin.token (default: candor-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// The admin listener's address (default: server.admin_listen of --config; without
+    /// --config, 127.0.0.1:9090, the demo's).
+    #[arg(long, global = true, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+}
+
+/// The admin listener's address and the admin token file, as `args` find them.
+fn locate(args: &AdminArgs) -> Result<(SocketAddr, PathBuf), String> {
+    match &args.config {
+        Some(c) => {
+            let config = Config::load(c).map_err(|report| report.to_string())?;
+            let token = config
+                .server
+                .admin_token_file
+                .clone()
+                .unwrap_or_else(|| config.server.data_dir.join("admin.token"));
+            let addr = args.admin.or(config.server.admin_listen).ok_or_else(|| {
+                format!(
+                    "{} sets no server.admin_listen, so the gateway serves no admin API: set it (e.g. admin_listen = \"127.0.0.1:9090\") and restart the gateway, or pass --admin ADDR",
+                    c.display()
+                )
+            })?;
+            Ok((addr, token))
+        }
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("candor-data"));
+            let addr = args
+                .admin
+                .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
+            Ok((addr, dir.join("admin.token")))
+        }
+    }
+}
+
+/// Percent-encodes `s` for one path segment.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Sends one admin API request; the status and the JSON body.
+async fn call(
+    addr: SocketAddr,
+    token: &str,
+    method: http::Method,
+    path: &str,
+) -> Result<(u16, Value), String> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        format!(
+            "no gateway answers on the admin listener at http://{addr} ({e}). Start it with `candor serve --config FILE` (or `candor serve` for the demo), or name its admin listener with --config FILE or --admin ADDR"
+        )
+    };
+    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| unreachable(&"no answer within 5 s"))?
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| format!("the admin listener at http://{addr} did not answer within 30 s"))?
+        .map_err(|e| format!("the admin listener at http://{addr} broke off: {e}"))?;
+    let json = serde_json::from_slice(&body).map_err(|_| {
+        format!(
+            "http://{addr}{path} answered {status} with a body that is not JSON: is --admin the address of a candor admin listener?"
+        )
+    })?;
+    Ok((status, json))
+}
+
+fn print_list(v: &Value) {
+    let limits = &v["limits"];
+    let window = limits["window"].as_i64().unwrap_or(0);
+    let limits_text = format!(
+        "{} failures per client_id, {} per address, within {}",
+        limits["per_client"],
+        limits["per_address"],
+        words(window)
+    );
+    let rows = v["data"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!(
+            "No blocks: the token endpoint refuses no client id or address now (limits: {limits_text})."
+        );
+        return;
+    }
+    println!(
+        "{:<8} {:<40} {:>9} {:>12}  UNTIL",
+        "KIND", "KEY", "FAILURES", "BLOCKED FOR"
+    );
+    for b in &rows {
+        println!(
+            "{:<8} {:<40} {:>9} {:>12}  {}",
+            b["kind"].as_str().unwrap_or(""),
+            b["key"].as_str().unwrap_or(""),
+            format!("{}/{}", b["failures"], b["limit"]),
+            words(b["retry_after"].as_i64().unwrap_or(0)),
+            b["blocked_until"].as_str().unwrap_or(""),
+        );
+    }
+    println!(
+        "Limits: {limits_text}; each blocked key may try again when its time is up. Lift a block now with `candor blocks clear client ID`, `candor blocks clear address IP`, or `candor blocks clear --all`."
+    );
+}
+
+/// "37 s", "5 min", "1 h 2 min".
+fn words(s: i64) -> String {
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 && s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else if s < 3600 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, s % 3600 / 60)
+    }
+}
+
+/// Runs `candor blocks`.
+pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
+    let fail = |text: String| {
+        eprintln!("candor: {}", text.trim_end());
+        ExitCode::FAILURE
+    };
+    let (addr, token_file) = match locate(args) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) => {
+            return fail(format!(
+                "cannot read the admin token file {} ({e}); `candor serve` creates it on first start in its data directory (or server.admin_token_file says where), readable by the gateway's user only: pass the gateway's --config, or --data-dir",
+                token_file.display()
+            ));
+        }
+    };
+    let (method, path) = match &command {
+        BlockCommand::List => (http::Method::GET, "/blocks".to_owned()),
+        BlockCommand::Clear { all: true, .. } => (http::Method::DELETE, "/blocks".to_owned()),
+        BlockCommand::Clear { kind, key, .. } => (
+            http::Method::DELETE,
+            format!(
+                "/blocks/{}/{}",
+                kind.as_deref().unwrap_or(""),
+                segment(key.as_deref().unwrap_or(""))
+            ),
+        ),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start: {e}")),
+    };
+    let (status, body) = match runtime.block_on(call(addr, &token, method, &path)) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if !(200..300).contains(&status) {
+        // The gateway's own catalog error.
+        return fail(format!(
+            "error[{}]: {}",
+            body["code"].as_str().unwrap_or("?"),
+            body["detail"].as_str().unwrap_or("(no detail)")
+        ));
+    }
+    match command {
+        BlockCommand::List => print_list(&body),
+        BlockCommand::Clear { all: true, .. } => {
+            let n = body["blocks_lifted"].as_u64().unwrap_or(0);
+            println!(
+                "Lifted {n} block{}; every failed-attempt count is forgotten.",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+        BlockCommand::Clear { kind, key, .. } => {
+            let what = match kind.as_deref() {
+                Some("client") => "client_id",
+                _ => "address",
+            };
+            let key = body["cleared"]["key"]
+                .as_str()
+                .map_or_else(|| key.unwrap_or_default(), str::to_owned);
+            if body["was_blocked"] == true {
+                println!(
+                    "Lifted the block of {what} {key}: its failures are forgotten and its next attempt is checked as usual."
+                );
+            } else {
+                println!("{what} {key} was not blocked; its counted failures are forgotten.");
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
