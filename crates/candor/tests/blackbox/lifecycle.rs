@@ -295,6 +295,52 @@ fn check_blames_the_missing_file_itself() {
 }
 
 #[test]
+fn check_reports_overlaps_alongside_other_problems() {
+    // Issue 15, item 9: an overlap with a route that had a problem of its own was reported
+    // only once that problem was fixed; an issuer with a problem made every route naming
+    // it "not a configured issuer" as well.
+    let out = check_reports(
+        r#"[server]
+listen = "nowhere"
+
+[[auth.issuers]]
+issuer = "https://idp.example.com"
+audience = "devices"
+jwks_url = "not a url"
+
+[[routes]]
+name = "a"
+path = "/a/{x}"
+upstream = "http://127.0.0.1:9"
+timeout = "soon"
+
+[[routes]]
+name = "b"
+path = "/a/{y}"
+upstream = "http://127.0.0.1:9"
+auth = "bearer"
+issuers = ["https://idp.example.com"]
+
+[[routes]]
+name = "a"
+path = "/c"
+methds = ["GET"]
+upstream = "http://127.0.0.1:9"
+"#,
+        &[
+            ": 6 problems",
+            ":2:10: server.listen: `nowhere` is not an address",
+            ":7:12: auth.issuers[0].jwks_url: `not a url` is not an http(s) URL",
+            ":13:11: routes[0].timeout: \"soon\" is not a duration",
+            ":17:8: routes[1].path: route `b` overlaps route `a` (/a/{x}) for the same methods; the second could never match",
+            ":23:8: routes[2].name: a route named `a` is already declared",
+            ":25:1: routes[2].methds: unknown key `methds`; did you mean `methods`?",
+        ],
+    );
+    assert!(!out.contains("not a configured issuer"), "{out}");
+}
+
+#[test]
 fn a_reload_names_what_only_a_restart_applies() {
     // Issue 15, item 3: changing server.listen logged "configuration reloaded" and nothing
     // else, while the old address kept serving.

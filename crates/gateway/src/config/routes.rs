@@ -85,20 +85,24 @@ fn reserved(path: &str) -> Option<String> {
 
 /// Adds `route` to `routes` once its issuers are known and it can be reached: no earlier
 /// route takes the same requests (`derived`: none covers its path; a route of `[[routes]]`:
-/// none has its shape).
+/// none has its shape). A route with problems of its own (`loaded` false) is checked and
+/// kept too, marked, so that the file's every clash is reported in the same pass.
+#[allow(clippy::too_many_arguments)]
 fn admit(
     mut route: RouteConfig,
+    loaded: bool,
     r: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     access: &AccessPolicy,
     auth: &AuthSettings,
-    routes: &mut Vec<RouteConfig>,
+    routes: &mut Vec<(RouteConfig, bool)>,
     derived: bool,
 ) {
     if let Some(a) = &route.auth {
         for i in &a.issuers {
             if i != crate::stages::authenticate::SELF_ISSUER
                 && !auth.issuers.iter().any(|x| &x.issuer == i)
+                && !auth.unloaded_issuers.contains(i)
             {
                 let known: Vec<&str> = auth
                     .issuers
@@ -122,7 +126,7 @@ fn admit(
     route.access = access.merged(&route.access);
     // A route's name is what its errors, logs, rate-limit counts and target health are
     // kept under: two routes of one name would share them.
-    if routes.iter().any(|o| o.name == route.name) {
+    if routes.iter().any(|(o, _)| o.name == route.name) {
         let (span, key) = match r.get("name") {
             Some(v) => (v.span(), r.key_path("name")),
             None => (r.span.clone(), r.key_path("")),
@@ -137,7 +141,7 @@ fn admit(
         )
         .expected = Some("a name of its own for each route".into());
     }
-    let clash = routes.iter().find(|o| {
+    let clash = routes.iter().map(|(o, _)| o).find(|o| {
         (o.host == route.host || (derived && o.host.is_none()))
             && if derived {
                 o.pattern.covers(&route.pattern)
@@ -166,7 +170,7 @@ fn admit(
             ),
         );
     }
-    routes.push(route);
+    routes.push((route, loaded));
 }
 
 /// Reads every `[[routes]]` table, merging each route's policy into `access`.
@@ -178,10 +182,11 @@ pub(super) fn read(
     dir: &std::path::Path,
     max_body_bytes: u64,
 ) -> Vec<RouteConfig> {
-    let mut routes: Vec<RouteConfig> = Vec::new();
-    for r in top.tables(p, "routes", ROUTE) {
-        if let Some(route) = read_route(&r, p, routes.len(), dir, max_body_bytes, None) {
-            admit(route, &r, p, access, auth, &mut routes, false);
+    // Every route whose path could be read, with whether it loaded without a problem.
+    let mut routes: Vec<(RouteConfig, bool)> = Vec::new();
+    for (index, r) in top.tables(p, "routes", ROUTE).into_iter().enumerate() {
+        if let Some((route, loaded)) = read_route(&r, p, index, dir, max_body_bytes, None) {
+            admit(route, loaded, &r, p, access, auth, &mut routes, false);
         }
         r.finish(p);
     }
@@ -207,8 +212,10 @@ pub(super) fn read(
                 })
                 .with_fallback(&entry);
             named.push(d.name.clone());
-            if let Some(route) = read_route(&r, p, routes.len(), dir, max_body_bytes, Some(d)) {
-                admit(route, &r, p, access, auth, &mut routes, true);
+            if let Some((route, loaded)) =
+                read_route(&r, p, routes.len(), dir, max_body_bytes, Some(d))
+            {
+                admit(route, loaded, &r, p, access, auth, &mut routes, true);
             }
             r.finish(p);
         }
@@ -219,8 +226,13 @@ pub(super) fn read(
         entry.finish(p);
     }
     routes
+        .into_iter()
+        .filter_map(|(route, loaded)| loaded.then_some(route))
+        .collect()
 }
 
+/// One route, and whether it loaded without a problem; `None` only when its path could
+/// not be read (a route with other problems is still checked against the others).
 fn read_route(
     r: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
@@ -228,7 +240,7 @@ fn read_route(
     dir: &std::path::Path,
     global_max_body: u64,
     derived: Option<super::openapi::Derived>,
-) -> Option<RouteConfig> {
+) -> Option<(RouteConfig, bool)> {
     let before = p.list.len();
     let host = r.string(p, "host").map(|(h, _)| h.to_ascii_lowercase());
     let (name, pattern, methods, security, derived) = match derived {
@@ -386,10 +398,8 @@ fn read_route(
     }
     let wrap_upstream_errors = r.boolean(p, "wrap_upstream_errors").unwrap_or(false);
     let preserve_host = r.boolean(p, "preserve_host").unwrap_or(false);
-    if p.list.len() > before {
-        return None;
-    }
-    Some(RouteConfig {
+    let loaded = p.list.len() == before;
+    let route = RouteConfig {
         name,
         host,
         pattern: pattern?,
@@ -405,7 +415,8 @@ fn read_route(
         contract,
         max_body_bytes,
         limits,
-    })
+    };
+    Some((route, loaded))
 }
 
 /// A `[[routes]]` table's path pattern and methods.
