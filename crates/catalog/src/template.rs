@@ -1,4 +1,6 @@
-//! Message templates: `{name}` placeholders, compiled once at load.
+//! Message templates: `{name}` placeholders, compiled once at load. `{name|one|other}`
+//! renders `one` when the value of `name` is 1 and `other` otherwise, for a count's noun:
+//! `{count} {count|problem|problems}`.
 
 use std::fmt;
 
@@ -14,6 +16,12 @@ pub struct Template {
 enum Segment {
     Text(String),
     Param(String),
+    /// `{name|one|other}`: the word for the count in `name`.
+    Plural {
+        name: String,
+        one: String,
+        other: String,
+    },
 }
 
 /// Why a template could not be compiled.
@@ -53,7 +61,16 @@ impl Template {
                         position: i,
                         reason: "unclosed '{'",
                     })?;
-                    let name = &source[i + 1..i + 1 + end];
+                    let inside = &source[i + 1..i + 1 + end];
+                    let mut parts = inside.split('|');
+                    let name = parts.next().unwrap_or_default();
+                    let forms: Vec<&str> = parts.collect();
+                    if !forms.is_empty() && forms.len() != 2 {
+                        return Err(TemplateError {
+                            position: i,
+                            reason: "a plural placeholder is {name|one|other}, with two forms",
+                        });
+                    }
                     if name.is_empty()
                         || !name
                             .bytes()
@@ -67,7 +84,14 @@ impl Template {
                     if !text.is_empty() {
                         segments.push(Segment::Text(std::mem::take(&mut text)));
                     }
-                    segments.push(Segment::Param(name.to_owned()));
+                    segments.push(match forms.as_slice() {
+                        [one, other] => Segment::Plural {
+                            name: name.to_owned(),
+                            one: (*one).to_owned(),
+                            other: (*other).to_owned(),
+                        },
+                        _ => Segment::Param(name.to_owned()),
+                    });
                     i += end + 2;
                 }
                 b'}' => {
@@ -101,7 +125,7 @@ impl Template {
     pub fn placeholders(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for s in &self.segments {
-            if let Segment::Param(p) = s
+            if let Segment::Param(p) | Segment::Plural { name: p, .. } = s
                 && !names.contains(&p.as_str())
             {
                 names.push(p);
@@ -125,6 +149,12 @@ impl Template {
                         out.push('}');
                     }
                 },
+                Segment::Plural { name, one, other } => {
+                    match params.iter().find(|(k, _)| k == name) {
+                        Some((_, v)) => out.push_str(if v.trim() == "1" { one } else { other }),
+                        None => out.push_str(&format!("{{{name}|{one}|{other}}}")),
+                    }
+                }
             }
         }
         out
@@ -140,6 +170,19 @@ mod tests {
         let t = Template::compile("a {x} b {{literal}} {y}{x}").unwrap();
         assert_eq!(t.placeholders(), vec!["x", "y"]);
         assert_eq!(t.render(&[("x", "1"), ("y", "2")]), "a 1 b {literal} 21");
+    }
+
+    #[test]
+    fn plural_forms_follow_the_count() {
+        let t = Template::compile("has {n} {n|problem|problems}").unwrap();
+        assert_eq!(t.placeholders(), vec!["n"]);
+        assert_eq!(t.render(&[("n", "1")]), "has 1 problem");
+        assert_eq!(t.render(&[("n", "3")]), "has 3 problems");
+        assert_eq!(t.render(&[("n", "0")]), "has 0 problems");
+        assert_eq!(t.render(&[]), "has {n} {n|problem|problems}");
+        assert!(Template::compile("{n|one}").is_err());
+        assert!(Template::compile("{n|a|b|c}").is_err());
+        assert!(Template::compile("{|a|b}").is_err());
     }
 
     #[test]

@@ -56,7 +56,10 @@ pub(crate) fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCod
             }
             None => {
                 let all: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
-                let suggestion = did_you_mean(&code, &all);
+                // Codes are lower-case words joined by '_': ROUTE_NOT_FOUND and
+                // route-not-found are compared as route_not_found.
+                let normal = code.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+                let suggestion = did_you_mean(&normal, &all);
                 let entry = catalog
                     .get(codes::RESOURCE_NOT_FOUND)
                     .expect("built-in code");

@@ -25,6 +25,20 @@ fn catalog_commands() {
         err.trim(),
         "error[resource_not_found]: Error code route_not_fond does not exist in the catalog. Did you mean route_not_found?"
     );
+    // Issue 15, item 12: another letter case or separator is a typo like any other.
+    for typed in ["ROUTE_NOT_FOUND", "Route-Not-Found", "ROUTE_NOT_FOND"] {
+        let (code, _, err) = candor(&["catalog", "show", typed]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "error[resource_not_found]: Error code {typed} does not exist in the catalog. Did you mean route_not_found?"
+            )
+        );
+    }
+    let (code, _, err) = candor(&["catalog", "show", "no_such_thing_at_all"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`candor catalog list` shows every code."), "{err}");
     let (code, out, _) = candor(&["--help"]);
     assert_eq!(code, 0);
     for c in ["serve", "check", "catalog"] {

@@ -223,7 +223,7 @@ fn every_problem_of_a_request_is_listed_in_order() {
         b["detail"]
             .as_str()
             .unwrap()
-            .starts_with("The request has 15 problem(s): customer must match ^c[0-9]+$; got \"42\"; limit must be at most 100; got 500; since must be"),
+            .starts_with("The request has 15 problems: customer must match ^c[0-9]+$; got \"42\"; limit must be at most 100; got 500; since must be"),
         "{}",
         b["detail"]
     );
@@ -277,6 +277,11 @@ fn parameters_without_a_body_are_answered_at_once() {
             "type",
             "expected an integer, got \"ten\""
         )]
+    );
+    // Issue 15, item 12: one problem, not "1 problem(s)".
+    assert_eq!(
+        b["detail"],
+        "The request has 1 problem: limit expected an integer, got \"ten\""
     );
     assert_eq!(up.hits.load(Ordering::Relaxed), 0);
 }
