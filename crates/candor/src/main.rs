@@ -51,6 +51,11 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// The configuration the running gateway was started with (a copy of the file
+        /// from before your edits): each setting that differs and that only a restart
+        /// applies is listed, as a reload would warn about it.
+        #[arg(long, value_name = "FILE")]
+        running: Option<PathBuf>,
     },
     /// Print OpenAPI 3.1: the catalog's errors as components (a problem-details schema, an
     /// example and a response per code); with --spec, that OpenAPI document (YAML or JSON)
@@ -127,7 +132,7 @@ fn main() -> ExitCode {
             },
             data_dir,
         ),
-        Command::Check { config } => check(&config),
+        Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
         Command::Accounts { command, store } => {

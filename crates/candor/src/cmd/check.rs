@@ -1,11 +1,24 @@
-//! `candor check`: every problem of a configuration file at once, or each route's plan.
+//! `candor check`: every problem of a configuration file at once, or each route's plan;
+//! with `--running`, what of the change only a restart would apply.
 
 use candor_gateway::Config;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub(crate) fn check(path: &Path) -> ExitCode {
+pub(crate) fn check(path: &Path, running: Option<&Path>) -> ExitCode {
+    // The running configuration first: a file that does not load cannot be what runs.
+    let running = match running.map(|r| (r, Config::load(r))) {
+        None => None,
+        Some((r, Ok(c))) => Some((r, c)),
+        Some((r, Err(report))) => {
+            eprint!(
+                "candor check: --running {} cannot be the configuration a gateway runs: it does not load\n{report}",
+                r.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let loaded = Config::load(path);
     let code = if loaded.is_ok() {
         ExitCode::SUCCESS
@@ -13,7 +26,13 @@ pub(crate) fn check(path: &Path) -> ExitCode {
         ExitCode::FAILURE
     };
     let mut out = std::io::stdout().lock();
-    match report(&mut out, path, loaded).and_then(|()| out.flush()) {
+    let written = report(
+        &mut out,
+        path,
+        loaded,
+        running.as_ref().map(|(r, c)| (*r, c)),
+    );
+    match written.and_then(|()| out.flush()) {
         // A reader that stops early (`| head`) is no failure of the check.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("candor check: {e}");
@@ -27,10 +46,20 @@ fn report(
     out: &mut impl Write,
     path: &Path,
     loaded: Result<Config, candor_gateway::ConfigReport>,
+    running: Option<(&Path, &Config)>,
 ) -> std::io::Result<()> {
     let c = match loaded {
         Ok(c) => c,
-        Err(report) => return write!(out, "{report}"),
+        Err(report) => {
+            write!(out, "{report}")?;
+            if running.is_some() {
+                writeln!(
+                    out,
+                    "A reload would refuse this file: the running configuration stays."
+                )?;
+            }
+            return Ok(());
+        }
     };
     writeln!(
         out,
@@ -70,6 +99,43 @@ fn report(
         for notice in &c.notices {
             writeln!(out, "  {}", notice.located(&path.display().to_string()))?;
         }
+    }
+    if let Some((file, was)) = running {
+        restart_only(out, file, was, &c)?;
+    }
+    Ok(())
+}
+
+/// Each setting that `new` changes from the running configuration `was` (read from `file`)
+/// and that only a restart applies: the same list a reload warns about.
+fn restart_only(
+    out: &mut impl Write,
+    file: &Path,
+    was: &Config,
+    new: &Config,
+) -> std::io::Result<()> {
+    let changed: Vec<_> = was
+        .restart_only()
+        .into_iter()
+        .zip(new.restart_only())
+        .filter(|((_, a), (_, b))| a != b)
+        .collect();
+    let n = changed.len();
+    if n == 0 {
+        return writeln!(
+            out,
+            "Against the running configuration {}: nothing needs a restart; a reload applies every change.",
+            file.display()
+        );
+    }
+    writeln!(
+        out,
+        "Against the running configuration {}: {n} setting{} only a restart applies:",
+        file.display(),
+        if n == 1 { "" } else { "s" }
+    )?;
+    for ((key, a), (_, b)) in changed {
+        writeln!(out, "  {key}: {a} → {b} — restart to apply")?;
     }
     Ok(())
 }

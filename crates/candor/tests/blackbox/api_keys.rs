@@ -206,99 +206,131 @@ fn credentials_in_the_wrong_place_are_named() {
 
     let wrong_place = "The credentials are in the wrong place: the request carries";
     let wrong_kind = "The credentials are of the wrong kind: the request carries";
-    let cases: Vec<(String, Vec<(&str, &str)>, &str, String)> = vec![
+    /// (request target, headers, reason, detail).
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, String);
+    let cases: Vec<Case<'_>> = vec![
         // An API key route reading X-Api-Key.
         (
             format!("/k/header?api_key={key}"),
             vec![],
             "misplaced",
-            format!("{wrong_place} an API key in the api_key query parameter; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the api_key query parameter; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             format!("/k/header?key={key}"),
             vec![],
             "misplaced",
-            format!("{wrong_place} an API key in the key query parameter; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the key query parameter; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("Authorization", &bearer_key)],
             "misplaced",
-            format!("{wrong_place} an API key in the Authorization header; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the Authorization header; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("X-Api_Key", &key)],
             "misplaced",
-            format!("{wrong_place} an API key in the x-api_key header; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the x-api_key header; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("Api-Key", &key)],
             "misplaced",
-            format!("{wrong_place} an API key in the api-key header; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the api-key header; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("apikey", "some-other-vendors-key-0123456789")],
             "misplaced",
-            format!("{wrong_place} an API key in the apikey header; this route expects it in the X-Api-Key header."),
+            format!(
+                "{wrong_place} an API key in the apikey header; this route expects it in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("Authorization", &bearer_jwt)],
             "wrong_kind",
-            format!("{wrong_kind} a bearer token in the Authorization header; this route takes an API key in the X-Api-Key header."),
+            format!(
+                "{wrong_kind} a bearer token in the Authorization header; this route takes an API key in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("Authorization", "Basic dXNlcjpwYXNzd29yZA==")],
             "wrong_kind",
-            format!("{wrong_kind} `Basic` credentials in the Authorization header; this route takes an API key in the X-Api-Key header."),
+            format!(
+                "{wrong_kind} `Basic` credentials in the Authorization header; this route takes an API key in the X-Api-Key header."
+            ),
         ),
         (
             "/k/header".into(),
             vec![("X-Api-Key", &jwt)],
             "wrong_kind",
-            format!("{wrong_kind} a bearer token in the X-Api-Key header; this route takes an API key there."),
+            format!(
+                "{wrong_kind} a bearer token in the X-Api-Key header; this route takes an API key there."
+            ),
         ),
         // An API key route reading the api_key query parameter.
         (
             "/k/query".into(),
             vec![("X-Api-Key", &key)],
             "misplaced",
-            format!("{wrong_place} an API key in the x-api-key header; this route expects it in the api_key query parameter."),
+            format!(
+                "{wrong_place} an API key in the x-api-key header; this route expects it in the api_key query parameter."
+            ),
         ),
         (
             format!("/k/query?apikey={key}"),
             vec![],
             "misplaced",
-            format!("{wrong_place} an API key in the apikey query parameter; this route expects it in the api_key query parameter."),
+            format!(
+                "{wrong_place} an API key in the apikey query parameter; this route expects it in the api_key query parameter."
+            ),
         ),
         // A bearer route.
         (
             "/t".into(),
             vec![("Authorization", &bearer_key)],
             "wrong_kind",
-            format!("{wrong_kind} an API key in the Authorization header; this route takes a bearer token there."),
+            format!(
+                "{wrong_kind} an API key in the Authorization header; this route takes a bearer token there."
+            ),
         ),
         (
             "/t".into(),
             vec![("X-Api-Key", &key)],
             "wrong_kind",
-            format!("{wrong_kind} an API key in the x-api-key header; this route takes a bearer token in the Authorization header, as `Bearer <token>`."),
+            format!(
+                "{wrong_kind} an API key in the x-api-key header; this route takes a bearer token in the Authorization header, as `Bearer <token>`."
+            ),
         ),
         (
             format!("/t?access_token={jwt}"),
             vec![],
             "misplaced",
-            format!("{wrong_place} a bearer token in the access_token query parameter; this route expects it in the Authorization header, as `Bearer <token>`."),
+            format!(
+                "{wrong_place} a bearer token in the access_token query parameter; this route expects it in the Authorization header, as `Bearer <token>`."
+            ),
         ),
         (
             "/t".into(),
             vec![("X-Access-Token", &jwt)],
             "misplaced",
-            format!("{wrong_place} a bearer token in the x-access-token header; this route expects it in the Authorization header, as `Bearer <token>`."),
+            format!(
+                "{wrong_place} a bearer token in the x-access-token header; this route expects it in the Authorization header, as `Bearer <token>`."
+            ),
         ),
     ];
     for (target, headers, reason, detail) in &cases {

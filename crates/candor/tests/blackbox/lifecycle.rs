@@ -341,6 +341,87 @@ upstream = "http://127.0.0.1:9"
 }
 
 #[test]
+fn check_against_the_running_configuration_names_what_needs_a_restart() {
+    // Issue 15, item 3: candor check, given the file the gateway runs with, says what of a
+    // change a reload would not apply (the settings a reload warns about).
+    let dir = temp_dir("check-running");
+    let running = dir.join("running.toml");
+    let edited = dir.join("candor.toml");
+    let route = one_route("/a", "http://127.0.0.1:9", "");
+    std::fs::write(
+        &running,
+        format!("[server]\nlisten = \"127.0.0.1:8080\"\nworkers = 2\ndata_dir = \"data\"\n{route}"),
+    )
+    .unwrap();
+    std::fs::write(
+        &edited,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:8081\"\nworkers = 2\ndata_dir = \"other\"\n{}",
+            one_route("/b", "http://127.0.0.1:9", "timeout = \"5s\"")
+        ),
+    )
+    .unwrap();
+    let (e, r) = (edited.to_str().unwrap(), running.to_str().unwrap());
+    let (code, out, _) = candor(&["check", "--config", e, "--running", r]);
+    assert_eq!(
+        code, 0,
+        "a change needing a restart is no problem of the file: {out}"
+    );
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Against"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("Against the running configuration {r}: 2 settings only a restart applies:"),
+            "  server.listen: 127.0.0.1:8080 → 127.0.0.1:8081 — restart to apply".into(),
+            format!(
+                "  server.data_dir: {} → {} — restart to apply",
+                dir.join("data").display(),
+                dir.join("other").display()
+            ),
+        ],
+        "{out}"
+    );
+
+    let (code, out, _) = candor(&["check", "--config", r, "--running", r]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "Against the running configuration {r}: nothing needs a restart; a reload applies every change."
+        )),
+        "{out}"
+    );
+
+    // A file a reload would refuse: its problems, and that the running one stays.
+    std::fs::write(
+        &edited,
+        "[server]\nlisten = \"127.0.0.1:8081\"\nwrokers = 2\n",
+    )
+    .unwrap();
+    let (code, out, _) = candor(&["check", "--config", e, "--running", r]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("{e}: 1 problem\n")), "{out}");
+    assert!(
+        out.ends_with("A reload would refuse this file: the running configuration stays.\n"),
+        "{out}"
+    );
+    assert!(!out.contains("restart to apply"), "{out}");
+
+    // A --running file that does not load cannot be what a gateway runs.
+    let (code, out, err) = candor(&["check", "--config", r, "--running", e]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with(&format!(
+            "candor check: --running {e} cannot be the configuration a gateway runs: it does not load"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_reload_names_what_only_a_restart_applies() {
     // Issue 15, item 3: changing server.listen logged "configuration reloaded" and nothing
     // else, while the old address kept serving.

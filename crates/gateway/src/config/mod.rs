@@ -143,6 +143,28 @@ impl Config {
         }
     }
 
+    /// The settings only a restart applies, each as (key, value as this file says it,
+    /// before command-line overrides). A reload warns about each that changed; `candor
+    /// check --running` lists them against the running configuration.
+    pub fn restart_only(&self) -> Vec<(&'static str, String)> {
+        let s = &self.server;
+        vec![
+            ("server.listen", s.listen.to_string()),
+            (
+                "server.admin_listen",
+                s.admin_listen.map_or("(none)".into(), |a| a.to_string()),
+            ),
+            ("server.workers", s.workers.to_string()),
+            ("server.data_dir", s.data_dir.display().to_string()),
+            (
+                "server.admin_token_file",
+                s.admin_token_file
+                    .as_ref()
+                    .map_or("(default)".into(), |f| f.display().to_string()),
+            ),
+        ]
+    }
+
     /// A configuration with no routes: every default.
     pub fn empty() -> Config {
         Config::parse("<defaults>", "", Path::new(".")).expect("defaults are valid")

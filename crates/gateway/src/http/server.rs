@@ -89,27 +89,6 @@ pub(crate) struct State {
     flags: (bool, bool),
 }
 
-/// The settings only a restart applies, as `config` (before command-line overrides) says
-/// them.
-fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
-    let s = &config.server;
-    vec![
-        ("server.listen", s.listen.to_string()),
-        (
-            "server.admin_listen",
-            s.admin_listen.map_or("(none)".into(), |a| a.to_string()),
-        ),
-        ("server.workers", s.workers.to_string()),
-        ("server.data_dir", s.data_dir.display().to_string()),
-        (
-            "server.admin_token_file",
-            s.admin_token_file
-                .as_ref()
-                .map_or("(default)".into(), |f| f.display().to_string()),
-        ),
-    ]
-}
-
 impl State {
     /// The pipeline new requests get.
     pub(crate) fn current(&self) -> Arc<Pipeline> {
@@ -139,7 +118,7 @@ impl State {
         config.log_notices(path);
         // Each setting a reload cannot apply and the file now says otherwise: named, with
         // what stays in force.
-        for ((key, was), (_, now)) in self.started_with.iter().zip(restart_only(&config)) {
+        for ((key, was), (_, now)) in self.started_with.iter().zip(config.restart_only()) {
             if *was == now {
                 continue;
             }
@@ -241,7 +220,7 @@ impl Server {
         config_path: Option<PathBuf>,
         mut overrides: Overrides,
     ) -> std::io::Result<Server> {
-        let started_with = restart_only(&config);
+        let started_with = config.restart_only();
         let flags = (overrides.listen.is_some(), overrides.admin_listen.is_some());
         overrides.apply(&mut config);
         let listener = listen(config.server.listen, "server.listen", "--listen", "public").await?;
