@@ -42,9 +42,14 @@ enum Command {
         /// Address of the admin listener (health, catalog, error pages).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
-        /// Data directory of the demo mode.
+        /// Data directory of the demo mode. The demo's files there are written on its
+        /// first start and kept after that, edits included.
         #[arg(long, default_value = "candor-data")]
         data_dir: PathBuf,
+        /// Delete the demo's files in the data directory first (its configuration, devices,
+        /// accounts, clients and admin token; each is named as it goes), and start afresh.
+        #[arg(long)]
+        reset_demo: bool,
     },
     /// Check a configuration file and report every problem at once, with line and column.
     Check {
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             data_dir,
+            reset_demo,
         } => serve(
             config,
             Overrides {
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
                 admin_listen,
             },
             data_dir,
+            reset_demo,
         ),
         Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),

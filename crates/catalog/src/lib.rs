@@ -92,6 +92,7 @@ pub mod codes {
         NOT_IMPLEMENTED = "not_implemented";
         INTERNAL_ERROR = "internal_error";
         RESOURCE_NOT_FOUND = "resource_not_found";
+        UNKNOWN_PATH = "unknown_path";
         DUPLICATE_RESOURCE = "duplicate_resource";
         CONFLICT = "conflict";
         UNSUPPORTED_FOR_MODE = "unsupported_for_mode";

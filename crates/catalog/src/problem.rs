@@ -11,7 +11,10 @@ pub struct FieldError {
     /// Where the field is: `body`, `query`, `path` or `header`.
     #[serde(rename = "in")]
     pub location: String,
-    /// JSON pointer into the body (`#/email`), or the parameter name for the others.
+    /// JSON pointer into the body (`#/email`). Only body problems have one: a problem of
+    /// a path, query or header parameter is named by `name` alone (a pointer set on one is
+    /// not rendered).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pointer: String,
     /// The field's name.
     pub name: String,
@@ -74,7 +77,13 @@ impl<'a> Problem<'a> {
     }
 
     /// The field problems.
-    pub fn errors(mut self, errors: Vec<FieldError>) -> Self {
+    pub fn errors(mut self, mut errors: Vec<FieldError>) -> Self {
+        // JSON Pointer for bodies and `name` for the rest, whoever raised the problem.
+        for e in &mut errors {
+            if e.location != "body" {
+                e.pointer.clear();
+            }
+        }
         self.errors = errors;
         self
     }

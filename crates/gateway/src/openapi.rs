@@ -114,10 +114,10 @@ pub fn error_components(catalog: &Catalog, base_url: &str) -> Value {
                 },
                 "CandorFieldError": {
                     "type": "object",
-                    "required": ["in", "pointer", "name", "reason", "detail"],
+                    "required": ["in", "name", "reason", "detail"],
                     "properties": {
                         "in": {"type": "string", "enum": ["body", "query", "path", "header"]},
-                        "pointer": {"type": "string", "description": "A JSON Pointer into the body (#/devices/3/serial), or the parameter's name."},
+                        "pointer": {"type": "string", "description": "A JSON Pointer into the body (#/devices/3/serial); only body problems have one (the others are named by `name`)."},
                         "name": {"type": "string"},
                         "reason": {"type": "string", "description": "A stable reason word: required, blank, type, format, enum, length, range, pattern, unknown, …"},
                         "detail": {"type": "string", "description": "What was expected and, unless it is secret, what was sent."},

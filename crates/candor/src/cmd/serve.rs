@@ -23,9 +23,22 @@ pub(crate) fn serve(
     config_path: Option<PathBuf>,
     overrides: Overrides,
     data_dir: PathBuf,
+    reset_demo: bool,
 ) -> ExitCode {
     init_logging();
     let demo_mode = config_path.is_none();
+    if reset_demo {
+        if !demo_mode {
+            eprintln!(
+                "candor: --reset-demo resets the demo's files in its data directory; it takes no --config (a configured gateway's files are yours to manage)"
+            );
+            return ExitCode::from(2);
+        }
+        if let Err(e) = reset_demo_files(&data_dir) {
+            eprintln!("candor: cannot reset the demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let loaded = match &config_path {
         Some(p) => match Config::load(p) {
             Ok(c) => {
@@ -48,11 +61,19 @@ pub(crate) fn serve(
         }
     };
     rt.block_on(async move {
-        let (config, path, demo_client) = match loaded {
+        let (config, path, demo) = match loaded {
             Some(c) => (c, config_path, None),
             None => match start_demo(&data_dir, &overrides).await {
-                Ok((c, p, creds)) => (c, p, Some(creds)),
-                Err(e) => {
+                Ok(d) => (d.config, Some(d.path), Some((d.client, d.kept))),
+                Err(DemoStart::Config(report, path)) => {
+                    eprint!("{report}");
+                    eprintln!(
+                        "candor: the demo keeps your configuration {} as it is: fix what is listed above (the running demo would reload it), or start over with `candor serve --reset-demo`, which says what it deletes",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(DemoStart::Io(e)) => {
                     eprintln!("candor: cannot start the demo: {e}");
                     return ExitCode::FAILURE;
                 }
@@ -76,64 +97,161 @@ pub(crate) fn serve(
             println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats and the admin API)");
             println!("admin API token: in {}", server.admin_token_file().display());
         }
-        if let (true, Some(creds)) = (demo_mode, demo_client) {
+        if let Some((client, kept)) = demo {
             let admin = server
                 .admin_addr()
                 .map(|a| (a, server.admin_token_file().to_owned()));
-            print_demo_tour(addr, &data_dir, path.as_deref(), &creds, admin);
+            print_demo_tour(addr, &data_dir, path.as_deref(), &client, kept, admin);
         }
         server.run(candor_gateway::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }
 
-pub(crate) async fn start_demo(
-    data_dir: &Path,
-    overrides: &Overrides,
-) -> std::io::Result<(Config, Option<PathBuf>, (String, String))> {
-    let renderer = candor_gateway::Renderer::new(
-        std::sync::Arc::new(Catalog::builtin().clone()),
-        &format!(
-            "http://{}",
-            overrides
-                .listen
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"))
-        ),
+/// Deletes the demo's files, saying which and what each held.
+fn reset_demo_files(data_dir: &Path) -> std::io::Result<()> {
+    let deleted = demo::reset(data_dir)?;
+    if deleted.is_empty() {
+        println!(
+            "candor: --reset-demo: {} holds none of the demo's files; the demo starts fresh",
+            data_dir.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "candor: --reset-demo: deleting the demo's files in {} (other files there stay):",
+        data_dir.display()
     );
-    let api = demo::start(data_dir, renderer).await?;
+    for (path, what) in deleted {
+        println!("  {}  ({what})", path.display());
+    }
+    Ok(())
+}
+
+/// A demo ready to serve.
+pub(crate) struct Demo {
+    pub(crate) config: Config,
+    pub(crate) path: PathBuf,
+    pub(crate) client: demo::DemoClient,
+    /// The data directory was there already: its files were kept, not written.
+    pub(crate) kept: bool,
+}
+
+/// Why the demo did not start.
+pub(crate) enum DemoStart {
+    /// The kept configuration does not load (the report, and the file).
+    Config(candor_gateway::ConfigReport, PathBuf),
+    /// A file or a port.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DemoStart {
+    fn from(e: std::io::Error) -> Self {
+        DemoStart::Io(e)
+    }
+}
+
+/// Starts the demo API and loads the demo configuration. On the first start (no
+/// configuration in `data_dir`) the configuration, the OpenAPI document, the accounts and
+/// the demo client are written; on later starts all of them are kept as they are, edits
+/// included, and the demo API is served where the configuration points.
+pub(crate) async fn start_demo(data_dir: &Path, overrides: &Overrides) -> Result<Demo, DemoStart> {
     let listen = overrides
         .listen
         .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
     let admin = overrides
         .admin_listen
         .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
-    let path = data_dir.join("candor.toml");
-    std::fs::write(data_dir.join(demo::OPENAPI_FILE), demo::OPENAPI_DOCUMENT)?;
-    std::fs::write(&path, demo::config_text(listen, admin, api))?;
-    let config = Config::load(&path).map_err(|r| std::io::Error::other(r.to_string()))?;
-    let creds = demo::demo_credentials(data_dir).map_err(std::io::Error::other)?;
-    Ok((config, Some(path), creds))
+    let renderer = candor_gateway::Renderer::new(
+        std::sync::Arc::new(Catalog::builtin().clone()),
+        &format!("http://{listen}"),
+    );
+    let path = data_dir.join(demo::CONFIG_FILE);
+    let mut kept = path.exists();
+    if kept && demo::kept_api_addr(data_dir).is_none() {
+        // Written by an earlier candor, which served the demo API on a new port each start:
+        // its upstream points nowhere now. Kept aside, not lost.
+        let aside = data_dir.join(format!("candor.toml.{}.bak", candor_gateway::unix_now()));
+        std::fs::rename(&path, &aside)?;
+        println!(
+            "candor: {} was written by an earlier candor, whose demo API moved at each start; it is kept as {} and a new one is written",
+            path.display(),
+            aside.display()
+        );
+        kept = false;
+    }
+    if kept {
+        let at = demo::kept_api_addr(data_dir).expect("checked above");
+        demo::start(data_dir, renderer, at).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot serve the demo API on {at}, where {} sends the devices API's requests (kept in {}): {e}; stop what holds that port, or start over with `candor serve --reset-demo`",
+                    path.display(),
+                    data_dir.join(demo::API_ADDR_FILE).display()
+                ),
+            )
+        })?;
+    } else {
+        // Nothing is written before the gateway's own ports are known to be free.
+        let admin_listen = Some(admin);
+        candor_gateway::probe_listeners(listen, admin_listen)?;
+        let api = demo::start(data_dir, renderer, "127.0.0.1:0".parse().expect("valid")).await?;
+        demo::write_files(data_dir, listen, admin, api)?;
+    }
+    let config = Config::load(&path).map_err(|r| DemoStart::Config(r, path.clone()))?;
+    let client = demo::demo_client(data_dir).map_err(std::io::Error::other)?;
+    Ok(Demo {
+        config,
+        path,
+        client,
+        kept,
+    })
 }
 
 pub(crate) fn print_demo_tour(
     addr: SocketAddr,
     data_dir: &Path,
     config: Option<&Path>,
-    (client_id, secret): &(String, String),
+    client: &demo::DemoClient,
+    kept: bool,
     admin: Option<(SocketAddr, std::path::PathBuf)>,
 ) {
     let base = format!("http://{addr}");
     let json = "-H 'Content-Type: application/json'";
     let auth = "-H \"Authorization: Bearer $TOKEN\"";
+    let client_id = &client.client_id;
+    let secret_file = client.secret_file.display();
+    let rotate = format!(
+        "candor clients rotate {client_id} --data-dir {}",
+        data_dir.display()
+    );
+    let secret_line = match (&client.new_secret, client.secret_file_current) {
+        (Some(secret), _) => format!(
+            "{secret}\n  (shown once; kept for the tour in {secret_file}; a new one: {rotate})"
+        ),
+        (None, true) => format!("in {secret_file} (a new one: {rotate})"),
+        (None, false) => format!(
+            "{secret_file} no longer holds it (rotated?): `{rotate}` prints a new one; put it in that file for the tour"
+        ),
+    };
+    let start = if kept {
+        format!(
+            "candor demo: reusing {data}/: the configuration, the devices, the accounts and the demo client are kept as they were (`candor serve --reset-demo` starts over, saying what it deletes)\n",
+            data = data_dir.display()
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "\ncandor demo: the gateway in front of a small devices API (SQLite in {data}/).\n\
-config: {config} (edit it while candor runs: valid changes apply at once)\n\
+        "\n{start}candor demo: the gateway in front of a small devices API (SQLite in {data}/).\n\
+config: {config} (edit it while candor runs: valid changes apply at once; a restart keeps it)\n\
 demo client of account acme (scopes devices:read devices:write):\n\
   client_id:     {client_id}\n\
-  client_secret: {secret}\n\n\
+  client_secret: {secret_line}\n\n\
 Try:\n\
   # get a token (client credentials), then create a device (201) and list them\n\
-  TOKEN=$(curl -s -u {client_id}:{secret} -d grant_type=client_credentials {base}/oauth/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+  TOKEN=$(curl -s -u {client_id}:$(cat {secret_file}) -d grant_type=client_credentials {base}/oauth/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
   curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
   curl -i {base}/v1/customers/acme/devices {auth}\n\
   # no token, and another customer's account: 401 credentials_missing, 403 account_mismatch\n\

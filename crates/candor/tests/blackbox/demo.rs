@@ -327,3 +327,242 @@ impl Authed<'_> {
         self.request("GET", path, &[], b"")
     }
 }
+
+/// A token for the demo client whose secret the tour reads from its file.
+fn demo_token(gw: &Gateway, client_id: &str, secret_file: &std::path::Path) -> Response {
+    let secret = std::fs::read_to_string(secret_file).unwrap();
+    token_for(gw, client_id, secret.trim())
+}
+
+fn token_for(gw: &Gateway, client_id: &str, secret: &str) -> Response {
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{client_id}:{secret}")
+        )
+    );
+    gw.request(
+        "POST",
+        "/oauth/token",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Authorization", &basic),
+        ],
+        b"grant_type=client_credentials",
+    )
+}
+
+#[test]
+fn a_restart_keeps_the_demo_as_the_user_left_it_and_reset_demo_starts_over() {
+    let gw = Gateway::start_demo();
+    let data = gw.dir.join("data");
+    let client_id = gw.printed("client_id:");
+    let secret = gw.printed("client_secret:");
+    let shown_once = gw.printed("(shown once;");
+    let secret_file = data.join("demo-client.secret");
+    assert!(
+        shown_once.contains(&secret_file.display().to_string()),
+        "{shown_once}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap().trim(),
+        secret
+    );
+    // The tour's token request reads the kept secret, so it works on every start.
+    let token_line = gw.printed("TOKEN=$(curl");
+    assert!(
+        token_line.contains(&format!("-u {client_id}:$(cat {})", secret_file.display())),
+        "{token_line}"
+    );
+    // No `./` in the paths the banner prints (data_dir = "." next to the config).
+    let banner = gw.stdout.lock().unwrap().join("\n");
+    assert!(!banner.contains("/./"), "{banner}");
+    assert!(
+        banner.contains(&format!("{}", data.join("admin.token").display())),
+        "{banner}"
+    );
+
+    // The user's edit, applied live, and a device.
+    let config = data.join("candor.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n# my edit\n[[routes]]\nname = \"mine\"\npath = \"/v9/mine\"\nmode = \"not_implemented\"\n");
+    std::fs::write(&config, &text).unwrap();
+    gw.signal("HUP");
+    assert!(gw.eventually(|g| g.get("/v9/mine").status == 501));
+    let r = demo_token(&gw, &client_id, &secret_file);
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let r = gw.request(
+        "POST",
+        "/v1/customers/acme/devices",
+        &[JSON, ("Authorization", &bearer)],
+        br#"{"name":"Kept","serial":"SN-KEPT"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Restarted: the file, the device, the client and its secret are as they were, and the
+    // demo API answers where the configuration points.
+    let gw = gw.restart_demo(&[]);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    assert!(gw.printed("candor demo: reusing").contains("--reset-demo"));
+    assert_eq!(gw.printed("client_id:"), client_id);
+    let kept = gw.printed("client_secret:");
+    assert!(
+        kept.starts_with(&format!("in {}", secret_file.display())),
+        "{kept}"
+    );
+    assert!(
+        kept.contains(&format!("candor clients rotate {client_id}")),
+        "{kept}"
+    );
+    assert!(!kept.contains(&secret), "the secret is shown once: {kept}");
+    assert_problem(&gw.get("/v9/mine"), "not_implemented");
+    let r = demo_token(&gw, &client_id, &secret_file);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let r = gw.request(
+        "GET",
+        "/v1/customers/acme/devices",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"][0]["serial"], "SN-KEPT");
+
+    // A secret rotated with the CLI: the tour says the file no longer holds it.
+    let (code, out, err) = candor(&[
+        "clients",
+        "rotate",
+        &client_id,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let gw = gw.restart_demo(&[]);
+    let stale = gw.printed("client_secret:");
+    assert!(stale.contains("no longer holds it"), "{stale}");
+
+    // --reset-demo names what it deletes, then everything is new.
+    let gw = gw.restart_demo(&["--reset-demo"]);
+    let said = gw.stdout.lock().unwrap().join("\n");
+    assert!(
+        said.contains("--reset-demo: deleting the demo's files in"),
+        "{said}"
+    );
+    for (file, what) in [
+        ("candor.toml", "with any edits made to it"),
+        ("demo.sqlite", "the devices created"),
+        ("candor.sqlite", "accounts, clients"),
+        ("admin.token", "the admin API token"),
+    ] {
+        assert!(
+            said.contains(&format!("{}  (", data.join(file).display())) && said.contains(what),
+            "{file}: {said}"
+        );
+    }
+    let new_id = gw.printed("client_id:");
+    assert_ne!(new_id, client_id);
+    assert!(
+        !std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("my edit")
+    );
+    assert_problem(&gw.get("/v9/mine"), "route_not_found");
+    let r = demo_token(&gw, &new_id, &secret_file);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_demo_that_cannot_start_writes_nothing_and_a_broken_kept_config_is_not_replaced() {
+    // The public port is taken: the listener is named, and no file is written.
+    let dir = temp_dir("demo-taken");
+    let data = dir.join("data");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().to_string();
+    let (code, out, err) = candor(&[
+        "serve",
+        "--listen",
+        &port,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot listen on {port} (server.listen, the public listener)"
+        )),
+        "{err}"
+    );
+    assert!(!data.join("candor.toml").exists());
+    assert!(!data.join("candor.sqlite").exists());
+    drop(held);
+
+    // A kept configuration that no longer loads is reported and left as it is.
+    let gw = Gateway::start_demo();
+    let data = gw.dir.join("data");
+    let config = data.join("candor.toml");
+    let mut gw = gw;
+    gw.signal("TERM");
+    let _ = gw.child.wait();
+    let broken = "[server\nlisten = 1\n";
+    std::fs::write(&config, broken).unwrap();
+    let (code, out, err) = candor(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("the demo keeps your configuration"), "{err}");
+    assert!(err.contains("candor serve --reset-demo"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), broken);
+}
+
+#[test]
+fn the_apis_own_errors_are_told_apart_from_the_gateways() {
+    let gw = Gateway::start_demo();
+    let data = gw.dir.join("data");
+    // A route broader than what the API serves: the gateway routes it, the API does not.
+    let api = std::fs::read_to_string(data.join("demo-api.addr")).unwrap();
+    let config = data.join("candor.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[routes]]\nname = \"labs\"\npath = \"/v1/labs/{{*rest}}\"\nupstream = \"http://{}\"\n",
+        api.trim()
+    ));
+    std::fs::write(&config, &text).unwrap();
+    // The file watcher's first look can miss a change made right after start: SIGHUP too.
+    gw.signal("HUP");
+    assert!(gw.eventually(|g| g.get("/v1/labs/x").json()["code"] == "unknown_path"));
+
+    let r = gw.get("/v1/labs/x");
+    let b = assert_problem(&r, "unknown_path");
+    assert_eq!(b["source"], "upstream", "{b}");
+    assert_eq!(
+        b["detail"],
+        "The devices API has no GET /v1/labs/x. It serves /v1/customers/{customer}/devices[/{id}]."
+    );
+    // The gateway's own 404 carries no source, and another code.
+    let own = assert_problem(&gw.get("/v1/lab/x"), "route_not_found");
+    assert!(own.get("source").is_none(), "{own}");
+    // The page says whose answer it is.
+    let page = gw.get("/errors/unknown_path").text();
+    assert!(page.contains("the API behind it answered"), "{page}");
+
+    // The log line: source upstream, with the API's own code (not an error of the gateway's).
+    let rid = b["request_id"].as_str().unwrap();
+    let line = gw.log_line(&format!("\"request_id\":\"{rid}\""));
+    assert!(line.contains("\"source\":\"upstream\""), "{line}");
+    assert!(line.contains("\"code\":\"unknown_path\""), "{line}");
+    assert!(line.contains("\"status\":404"), "{line}");
+    assert_eq!(
+        gw.stats()["errors"].get("unknown_path"),
+        None,
+        "not counted as the gateway's"
+    );
+}

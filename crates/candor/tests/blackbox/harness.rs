@@ -160,6 +160,26 @@ impl Gateway {
         Self::spawn(dir, data.join("candor.toml"), &args, false)
     }
 
+    /// Stops this demo with SIGTERM, waits for it, and starts the demo again on the same
+    /// data directory, with `extra` arguments (`--reset-demo`, say).
+    pub(crate) fn restart_demo(mut self, extra: &[&str]) -> Gateway {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        let (dir, config) = (self.dir.take(), self.config.clone());
+        let data = dir.join("data");
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(dir, config, &args, false)
+    }
+
     fn spawn(dir: TempDir, config: PathBuf, args: &[&str], with_config: bool) -> Gateway {
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut cmd = Command::new(BIN);
@@ -514,6 +534,23 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 /// Asserts `resp` is a catalog error with `code`, checks the whole envelope, and returns
 /// the body. Every code a test produces is asserted through here (the coverage test reads
 /// these calls).
+/// Where an `errors[]` item is: a body problem's JSON Pointer, the name of the others, which
+/// must have no pointer (one convention for every problem).
+pub(crate) fn at(e: &Value) -> String {
+    if e["in"] == "body" {
+        e["pointer"]
+            .as_str()
+            .expect("a body problem has a pointer")
+            .to_owned()
+    } else {
+        assert!(
+            e.get("pointer").is_none(),
+            "only body problems have a pointer: {e}"
+        );
+        e["name"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
 pub(crate) fn assert_problem(resp: &Response, code: &str) -> Value {
     let body = resp.json();
     let entry = candor_catalog::Catalog::builtin()

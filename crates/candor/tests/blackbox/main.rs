@@ -31,6 +31,7 @@
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
+//! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`catalog_coverage`]: every catalog code is produced by some test here.
 
 mod harness;
@@ -50,6 +51,7 @@ mod head_guard;
 mod issuers;
 mod lifecycle;
 mod negotiate;
+mod newcomer;
 mod openapi;
 mod parse;
 mod policy;

@@ -30,7 +30,8 @@ unknown_query = "refuse"
     (gw, up)
 }
 
-/// The `errors[]` items as (in, pointer, reason, detail).
+/// The `errors[]` items as (in, where, reason, detail): `where` is the pointer of a body
+/// problem, the name of the others (which have no pointer).
 fn items(b: &Value) -> Vec<[String; 4]> {
     b["errors"]
         .as_array()
@@ -38,7 +39,7 @@ fn items(b: &Value) -> Vec<[String; 4]> {
         .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            [s("in"), s("pointer"), s("reason"), s("detail")]
+            [s("in"), at(e), s("reason"), s("detail")]
         })
         .collect()
 }

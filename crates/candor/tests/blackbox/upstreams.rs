@@ -81,7 +81,7 @@ fn every_target_ejected_is_no_healthy_upstream_until_one_comes_back() {
     let b = assert_problem(&r, "no_healthy_upstream");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
-    assert_eq!(b["targets"][0]["target"], format!("http://{dead}"));
+    assert_eq!(b["targets"][0]["target"], "upstream");
     assert!(
         b["targets"][0]["last_failure"]
             .as_str()
@@ -91,9 +91,9 @@ fn every_target_ejected_is_no_healthy_upstream_until_one_comes_back() {
     );
     let detail = b["detail"].as_str().unwrap();
     assert!(
-        detail.starts_with(&format!(
-            "Route r has no healthy upstream: every target is ejected after failing in a row: http://{dead} (connection refused"
-        )) && detail.contains("tried again in 1 s"),
+        detail.starts_with(
+            "Route r has no healthy upstream: every target is ejected after failing in a row: upstream (connection refused"
+        ) && detail.contains("tried again in 1 s"),
         "{detail}"
     );
     // The target comes back: once its ejection ends it is tried, and answers.
@@ -149,9 +149,9 @@ fn requests_that_went_out_are_retried_only_when_they_may_be() {
     let b = assert_problem(&gw.get("/b"), "upstream_unreachable");
     assert_eq!(b["not_retried"], "the retry budget is spent", "{b}");
     assert!(
-        b["detail"].as_str().unwrap().starts_with(&format!(
-            "Route r could not connect to its upstream http://{dead} (not retried: the retry budget is spent): connection refused"
-        )),
+        b["detail"].as_str().unwrap().starts_with(
+            "Route r could not connect to its upstream (not retried: the retry budget is spent): connection refused"
+        ),
         "{b}"
     );
 
@@ -339,4 +339,53 @@ fn a_retry_with_no_target_left_passes_the_last_answer_on() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("content-type"), Some("text/plain"), "{}", r.text());
     assert_eq!(busy.heads().len(), 1);
+}
+
+#[test]
+fn clients_are_told_the_upstreams_name_and_the_log_its_addresses() {
+    let dead = Upstream::refused();
+    let other = Upstream::refused();
+    let gw = Gateway::start(&route(
+        &[format!("http://{dead}"), format!("http://{other}")],
+        "upstream_name = \"devices-api\"\nretries = 1\neject_after = 0",
+    ));
+    let r = gw.get("/n");
+    let b = assert_problem(&r, "upstream_unreachable");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Route r could not connect to its upstream devices-api (target ")
+            && detail.contains(" of 2) (try 2; before: devices-api (target "),
+        "{detail}"
+    );
+    assert!(
+        b["tries"][0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("devices-api (target "),
+        "{b}"
+    );
+    let text = r.text();
+    for addr in [dead, other] {
+        assert!(!text.contains(&addr.to_string()), "{text}");
+    }
+    // The log line has both addresses: the retried one and the last.
+    let rid = b["request_id"].as_str().unwrap();
+    let line = gw.log_line(&format!("\"request_id\":\"{rid}\""));
+    assert!(
+        line.contains(&format!("http://{dead}")) && line.contains(&format!("http://{other}")),
+        "{line}"
+    );
+
+    // An address is not a name, and a name is short words.
+    check_reports(
+        &route(&[format!("http://{dead}")], "upstream_name = \"10.0.0.7\""),
+        &["routes[0].upstream_name", "is an address"],
+    );
+    check_reports(
+        &route(&[format!("http://{dead}")], "upstream_name = \"a/b\""),
+        &[
+            "routes[0].upstream_name",
+            "is not a name clients can be shown",
+        ],
+    );
 }

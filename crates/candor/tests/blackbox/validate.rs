@@ -78,7 +78,8 @@ fn gateway() -> (Gateway, Upstream) {
     (gw, up)
 }
 
-/// The `errors[]` items as (in, pointer, reason, detail).
+/// The `errors[]` items as (in, where, reason, detail): `where` is the pointer of a body
+/// problem, the name of the others (which have no pointer).
 fn items(b: &Value) -> Vec<(String, String, String, String)> {
     b["errors"]
         .as_array()
@@ -86,7 +87,7 @@ fn items(b: &Value) -> Vec<(String, String, String, String)> {
         .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            (s("in"), s("pointer"), s("reason"), s("detail"))
+            (s("in"), at(e), s("reason"), s("detail"))
         })
         .collect()
 }

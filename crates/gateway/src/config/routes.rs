@@ -19,6 +19,7 @@ pub(super) const ROUTE: &[&str] = &[
     "path",
     "methods",
     "upstream",
+    "upstream_name",
     "timeout",
     "max_connections",
     "max_queue",
@@ -292,6 +293,7 @@ fn read_route(
     };
     let max_connections = r.integer(p, "max_connections", 1, 100_000);
     let max_queue = r.integer(p, "max_queue", 0, 100_000);
+    let upstream_name = upstream_name(r, p);
     let urls = match r.get("upstream").map(|v| v.get_ref()) {
         Some(toml::de::DeValue::Array(_)) => r.strings(p, "upstream"),
         _ => r.string(p, "upstream").map(|u| vec![u]),
@@ -309,6 +311,7 @@ fn read_route(
                         up.max_queue = n as usize;
                     }
                     up.route = name.as_str().into();
+                    crate::upstream::label_targets(&mut up.targets, upstream_name.as_deref());
                     super::upstreams::tune(r, p, &mut up, dir);
                     Some(up)
                 }
@@ -667,6 +670,39 @@ fn read_route_auth(
     })
 }
 
+/// `upstream_name`: what clients are told the upstream is called (its addresses stay in the
+/// log and on the admin listener).
+fn upstream_name(r: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Option<String> {
+    let (n, span) = r.string(p, "upstream_name")?;
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_. ".contains(&b));
+    if !ok {
+        p.at(
+            span,
+            &r.key_path("upstream_name"),
+            format!("`{n}` is not a name clients can be shown"),
+        )
+        .expected = Some(
+            "1 to 64 letters, digits, spaces, '-', '_' or '.', such as \"devices-api\"".into(),
+        );
+        return None;
+    }
+    if n.parse::<std::net::IpAddr>().is_ok() {
+        p.at(
+            span,
+            &r.key_path("upstream_name"),
+            format!(
+                "`{n}` is an address; the name is what clients see instead of the upstream's addresses"
+            ),
+        )
+        .expected = Some("a name such as \"devices-api\"".into());
+        return None;
+    }
+    Some(n)
+}
+
 /// One target URL: its address, base path and whether it is https.
 fn parse_target(s: &str) -> Result<(crate::upstream::Target, String, bool), String> {
     let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
@@ -700,6 +736,7 @@ fn parse_target(s: &str) -> Result<(crate::upstream::Target, String, bool), Stri
         crate::upstream::Target {
             host_header,
             display: s.to_owned(),
+            label: String::new(),
             authority,
         },
         uri.path().trim_end_matches('/').to_owned(),
@@ -746,6 +783,7 @@ pub(crate) fn parse_upstream_list(urls: &[String]) -> Result<Upstream, String> {
     if targets.is_empty() {
         return Err("no target: list at least one URL".into());
     }
+    crate::upstream::label_targets(&mut targets, None);
     Ok(Upstream {
         targets,
         base_path: base.unwrap_or_default(),

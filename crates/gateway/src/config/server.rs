@@ -176,11 +176,11 @@ pub(super) fn read(
     let admin_token_file = server
         .as_ref()
         .and_then(|s| s.string(p, "admin_token_file"))
-        .map(|(f, _)| dir.join(f));
+        .map(|(f, _)| joined(dir, &f));
     let data_dir = server
         .as_ref()
         .and_then(|s| s.string(p, "data_dir"))
-        .map_or_else(|| dir.join("candor-data"), |(d, _)| dir.join(d));
+        .map_or_else(|| dir.join("candor-data"), |(d, _)| joined(dir, &d));
     if let Some(s) = server {
         s.finish(p);
     }
@@ -199,6 +199,21 @@ pub(super) fn read(
         },
         catalog,
     )
+}
+
+/// `dir` joined with `relative`, without `.` segments: a data directory of "." next to
+/// `candor-data/candor.toml` is `candor-data`, not `candor-data/.`, in every message.
+fn joined(dir: &Path, relative: &str) -> PathBuf {
+    let path: PathBuf = dir
+        .join(relative)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if path.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        path
+    }
 }
 
 fn socket_addr(t: &TableReader<'_, '_>, p: &mut Problems<'_>, key: &str) -> Option<SocketAddr> {

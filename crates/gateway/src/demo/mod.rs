@@ -1,7 +1,9 @@
 //! The built-in demo API: a small REST resource (`/v1/customers/{customer}/devices`) kept in
 //! SQLite, served on a loopback port behind the gateway. It answers its own errors through
-//! the same catalog (`resource_not_found`, `duplicate_resource`, `validation_failed`,
-//! `malformed_body`, `unsupported_media_type`).
+//! the same catalog, with codes of its own where the gateway has one for the same words
+//! (`unknown_path`, never the gateway's `route_not_found`; `resource_not_found`,
+//! `duplicate_resource`, `validation_failed`, `malformed_body`), and every body it sends says
+//! `"source": "upstream"`: an API's answer is never taken for the gateway's.
 
 use crate::error::GatewayError;
 use crate::http::body::GatewayBody;
@@ -30,9 +32,15 @@ struct DemoApi {
     renderer: Renderer,
 }
 
-/// Opens (or creates) the database under `data_dir` and serves the demo API on an
-/// ephemeral loopback port; returns that port's address.
-pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<SocketAddr> {
+/// Opens (or creates) the database under `data_dir` and serves the demo API on `addr` (a
+/// loopback address; port 0 picks a free port); returns the address it serves on.
+pub async fn start(
+    data_dir: &Path,
+    renderer: Renderer,
+    addr: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    // Bound first: a port that is taken leaves nothing behind.
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     std::fs::create_dir_all(data_dir)?;
     let conn = Connection::open(data_dir.join("demo.sqlite")).map_err(std::io::Error::other)?;
     conn.execute_batch(
@@ -50,9 +58,8 @@ pub async fn start(data_dir: &Path, renderer: Renderer) -> std::io::Result<Socke
     .map_err(std::io::Error::other)?;
     let api = Arc::new(DemoApi {
         db: Mutex::new(conn),
-        renderer,
+        renderer: renderer.for_upstream(),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -165,13 +172,16 @@ impl DemoApi {
                     self.blocking(move |api| api.get(&customer, id)).await
                 }
             }
-            _ => Err(GatewayError::new(codes::ROUTE_NOT_FOUND)
+            // Its own code, not the gateway's route_not_found: the gateway did route this.
+            _ => Err(GatewayError::new(codes::UNKNOWN_PATH)
+                .param("api", "The devices API")
                 .param("method", req.method().to_string())
                 .param("path", path.to_owned())
                 .param(
                     "hint",
-                    " The demo API serves /v1/customers/{customer}/devices[/{id}].",
-                )),
+                    " It serves /v1/customers/{customer}/devices[/{id}].",
+                )
+                .source(crate::error::ErrorSource::Upstream)),
         }
     }
 
@@ -407,11 +417,102 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The demo's account and client, created on first start. The client's secret is stored
-/// hashed, so every start gives the demo client a new secret to print.
-pub fn demo_credentials(
+/// The demo's files in its data directory, with what each holds: what
+/// `candor serve --reset-demo` deletes (and nothing else).
+pub const FILES: &[(&str, &str)] = &[
+    (
+        CONFIG_FILE,
+        "the demo configuration, with any edits made to it",
+    ),
+    (OPENAPI_FILE, "the devices API's OpenAPI document"),
+    (API_ADDR_FILE, "the demo API's address"),
+    ("demo.sqlite", "the devices created"),
+    ("demo.sqlite-wal", "the devices' write-ahead log"),
+    ("demo.sqlite-shm", "the devices' shared memory"),
+    (
+        "candor.sqlite",
+        "accounts, clients, API keys, signing keys and quota usage",
+    ),
+    ("candor.sqlite-wal", "the store's write-ahead log"),
+    ("candor.sqlite-shm", "the store's shared memory"),
+    ("admin.token", "the admin API token"),
+    (CLIENT_ID_FILE, "the demo client's id"),
+    (CLIENT_SECRET_FILE, "the demo client's secret"),
+];
+
+/// The demo configuration's file name.
+pub const CONFIG_FILE: &str = "candor.toml";
+/// Where the demo API's address is kept, so that a restart serves it where the
+/// configuration's upstream points.
+pub const API_ADDR_FILE: &str = "demo-api.addr";
+/// Where the demo client's id is kept.
+pub const CLIENT_ID_FILE: &str = "demo-client-id";
+/// Where the demo client's secret is kept (readable by its owner only), for the tour's
+/// token request.
+pub const CLIENT_SECRET_FILE: &str = "demo-client.secret";
+
+/// Deletes the demo's [`FILES`] from `data_dir`; returns those that were there, with what
+/// each held. The directory and any other file in it stay.
+pub fn reset(data_dir: &Path) -> std::io::Result<Vec<(std::path::PathBuf, &'static str)>> {
+    let mut deleted = Vec::new();
+    for (name, what) in FILES {
+        let path = data_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => deleted.push((path, *what)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot delete {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The address the demo API was first served on (from [`API_ADDR_FILE`]), if this data
+/// directory has one.
+pub fn kept_api_addr(data_dir: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(data_dir.join(API_ADDR_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Writes the demo's configuration, OpenAPI document and API address into `data_dir`, for
+/// a first start.
+pub fn write_files(
     data_dir: &Path,
-) -> Result<(String, String), crate::identity::store::StoreError> {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    api: SocketAddr,
+) -> std::io::Result<std::path::PathBuf> {
+    std::fs::write(data_dir.join(OPENAPI_FILE), OPENAPI_DOCUMENT)?;
+    let path = data_dir.join(CONFIG_FILE);
+    std::fs::write(&path, config_text(listen, admin, api))?;
+    std::fs::write(data_dir.join(API_ADDR_FILE), format!("{api}\n"))?;
+    Ok(path)
+}
+
+/// The demo client of account `acme`.
+#[derive(Debug)]
+pub struct DemoClient {
+    /// Its client id.
+    pub client_id: String,
+    /// Its secret, when it was created on this start (it is shown once).
+    pub new_secret: Option<String>,
+    /// Where its secret is kept.
+    pub secret_file: std::path::PathBuf,
+    /// Whether the kept secret is still the client's (false once it was rotated with
+    /// `candor clients rotate` without updating the file, or the file was removed).
+    pub secret_file_current: bool,
+}
+
+/// The demo's accounts and client, created on first start and kept: a restart reuses the
+/// client and its secret (kept in [`CLIENT_SECRET_FILE`]) instead of making a new one.
+pub fn demo_client(data_dir: &Path) -> Result<DemoClient, crate::identity::store::StoreError> {
     use crate::identity::store::{Identity, NewAccount, NewClient, StoreError};
     let identity = Identity::open(data_dir)?;
     for (id, name) in [("acme", "Acme Corp (demo)"), ("globex", "Globex (demo)")] {
@@ -425,12 +526,21 @@ pub fn demo_credentials(
             Err(e) => return Err(e),
         }
     }
-    let id_file = data_dir.join("demo-client-id");
+    let io = |e: std::io::Error| StoreError::Backend(e.to_string());
+    let id_file = data_dir.join(CLIENT_ID_FILE);
+    let secret_file = data_dir.join(CLIENT_SECRET_FILE);
     if let Ok(client_id) = std::fs::read_to_string(&id_file) {
         let client_id = client_id.trim().to_owned();
-        if identity.snapshot().clients.contains_key(&client_id) {
-            let secret = identity.rotate_client_secret(&client_id)?;
-            return Ok((client_id, secret));
+        if let Some(client) = identity.snapshot().clients.get(&client_id) {
+            let kept = std::fs::read_to_string(&secret_file).unwrap_or_default();
+            let secret_file_current =
+                crate::identity::store::verify_secret(kept.trim(), &client.secret_hash);
+            return Ok(DemoClient {
+                client_id,
+                new_secret: None,
+                secret_file,
+                secret_file_current,
+            });
         }
     }
     let (client, secret) = identity.add_client(NewClient {
@@ -439,8 +549,24 @@ pub fn demo_credentials(
         token_lifetime: 300,
         second_factor: false,
     })?;
-    std::fs::write(&id_file, &client.client_id).map_err(|e| StoreError::Backend(e.to_string()))?;
-    Ok((client.client_id, secret))
+    write_private(&secret_file, &secret).map_err(io)?;
+    std::fs::write(&id_file, &client.client_id).map_err(io)?;
+    Ok(DemoClient {
+        client_id: client.client_id,
+        new_secret: Some(secret),
+        secret_file,
+        secret_file_current: true,
+    })
+}
+
+/// Writes `text` to a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// The demo API's OpenAPI document, written next to the demo configuration.

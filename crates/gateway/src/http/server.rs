@@ -191,25 +191,52 @@ async fn listen(
     flag: &str,
     which: &str,
 ) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        use std::io::ErrorKind;
-        let fix = match e.kind() {
-            ErrorKind::AddrInUse => format!(
-                "another process holds that port: stop it, or set {key} (or {flag}) to a free one"
-            ),
-            ErrorKind::PermissionDenied => format!(
-                "ports below 1024 need privileges: use a port from 1024 up in {key} (or {flag})"
-            ),
-            ErrorKind::AddrNotAvailable => format!(
-                "no interface of this machine has that address: set {key} (or {flag}) to one of its own, such as 127.0.0.1"
-            ),
-            _ => format!("check {key} (or {flag})"),
-        };
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {addr} ({key}, the {which} listener): {e}; {fix}"),
-        )
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| listen_error(e, addr, key, flag, which))
+}
+
+/// Says which listener could not bind `addr`, why, and what to change.
+fn listen_error(
+    e: std::io::Error,
+    addr: SocketAddr,
+    key: &str,
+    flag: &str,
+    which: &str,
+) -> std::io::Error {
+    use std::io::ErrorKind;
+    let fix = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another process holds that port: stop it, or set {key} (or {flag}) to a free one"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: use a port from 1024 up in {key} (or {flag})"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "no interface of this machine has that address: set {key} (or {flag}) to one of its own, such as 127.0.0.1"
+        ),
+        _ => format!("check {key} (or {flag})"),
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot listen on {addr} ({key}, the {which} listener): {e}; {fix}"),
+    )
+}
+
+/// Checks that the public and admin listeners could bind `listen` and `admin` now, with
+/// the same message [`Server::bind`] gives, before anything is written for them (the
+/// demo checks this before it creates its files).
+pub fn probe_listeners(listen: SocketAddr, admin: Option<SocketAddr>) -> std::io::Result<()> {
+    let probe = |addr: SocketAddr, key: &str, flag: &str, which: &str| {
+        std::net::TcpListener::bind(addr)
+            .map(drop)
+            .map_err(|e| listen_error(e, addr, key, flag, which))
+    };
+    probe(listen, "server.listen", "--listen", "public")?;
+    if let Some(a) = admin {
+        probe(a, "server.admin_listen", "--admin-listen", "admin")?;
+    }
+    Ok(())
 }
 
 impl Server {

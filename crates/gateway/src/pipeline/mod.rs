@@ -197,8 +197,16 @@ impl Pipeline {
         }
         let status = resp.status().as_u16();
         if self.log_requests || error.is_some() {
-            let code = error.as_ref().map_or("", |e| e.code);
-            let source = error.as_ref().map_or("", |e| e.source.as_str());
+            // The upstream's own error answers are told apart: `source: upstream`, with the
+            // upstream's problem code.
+            let upstream = resp
+                .extensions()
+                .get::<crate::stages::forward::UpstreamProblem>();
+            let (code, source) = match (&error, upstream) {
+                (Some(e), _) => (e.code, e.source.as_str()),
+                (None, Some(p)) => (p.0.as_deref().unwrap_or(""), "upstream"),
+                (None, None) => ("", ""),
+            };
             let ended_by = error.as_ref().map(|e| e.ended_by());
             if let (Some(e), Some(by)) = (&error, ended_by) {
                 crate::stats::STATS.error(e.code, by);

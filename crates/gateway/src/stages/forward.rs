@@ -207,12 +207,13 @@ pub(crate) async fn run(
         &mut ctx.upstream_reached,
     )
     .await;
+    // Addresses go to the log (the trail), never to the client.
     for (target, outcome) in tries {
         ctx.trail.record(
             "forward",
             "retry",
             None,
-            vec![("target", target), ("outcome", outcome)],
+            vec![("target", target.display.clone()), ("outcome", outcome)],
         );
     }
     let mut facts = Vec::with_capacity(2);
@@ -220,6 +221,9 @@ pub(crate) async fn run(
     match &resp {
         Ok(r) => {
             facts.push(("status", r.status().as_u16().to_string()));
+            if let Some(UpstreamProblem(Some(code))) = r.extensions().get() {
+                facts.push(("upstream_code", code.clone()));
+            }
             ctx.trail.record("forward", "response", None, facts);
         }
         Err(e) => ctx.trail.record("forward", "fail", Some(e.code), facts),
@@ -307,11 +311,11 @@ async fn check_json(contract: Pending, bytes: Bytes) -> Result<(), GatewayError>
 }
 
 /// Forwards the request to `route`'s upstream.
-async fn forward(
+async fn forward<'r>(
     fwd: &Forwarder,
-    route: &RouteConfig,
+    route: &'r RouteConfig,
     exchange: Exchange<'_>,
-    tries: &mut Vec<(String, String)>,
+    tries: &mut Vec<(&'r Target, String)>,
     reached: &mut bool,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let Exchange {
@@ -539,13 +543,13 @@ async fn forward(
         };
         previous = Some((fallback, pick.target));
         retrying = Some(slot);
-        tries.push((pick.target.display.clone(), cause));
+        tries.push((pick.target, cause));
         attempt += 1;
         tokio::time::sleep(backoff(policy.backoff, attempt)).await;
         req = Some(next);
     };
     drop(retrying);
-    let tries: &[(String, String)] = tries;
+    let tries: &[(&Target, String)] = tries;
     // An error blaming the last target; says when a retry was held back by the budget.
     let upstream_error = |code: &'static str| {
         let e = upstream_error(code, route, target, tries);
@@ -618,12 +622,73 @@ async fn forward(
     if route.wrap_upstream_errors && resp.status().as_u16() >= 400 && !is_problem(resp.headers()) {
         return Err(wrap(route, target, tries, resp).await);
     }
+    if resp.status().as_u16() >= 400 {
+        let head = request.0 == Method::HEAD;
+        return answered_with_error(route, target, tries, resp, head, request_id, response_idle)
+            .await;
+    }
     // The response's X-Request-Id is set by the pipeline, on every response alike.
     let status = resp.status().as_u16();
     resp.body_mut()
         .stream_to_client(request_id, status, response_idle);
     Ok(resp.map(GatewayBody::Upstream))
 }
+
+/// The upstream's own error answer, passed on unchanged, with what the log needs to tell it
+/// from the gateway's errors: [`UpstreamProblem`] (`source: upstream`, and the upstream's
+/// problem code when its body is problem details of at most 64 KiB, read whole for that).
+async fn answered_with_error(
+    route: &RouteConfig,
+    target: &Target,
+    tries: &[(&Target, String)],
+    mut resp: Response<PooledBody>,
+    head: bool,
+    request_id: &HeaderValue,
+    response_idle: Duration,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let status = resp.status().as_u16();
+    let small = !head
+        && resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= WRAP_BODY_LIMIT);
+    if !(small && is_problem(resp.headers())) {
+        resp.extensions_mut().insert(UpstreamProblem(None));
+        resp.body_mut()
+            .stream_to_client(request_id, status, response_idle);
+        return Ok(resp.map(GatewayBody::Upstream));
+    }
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::Limited::new(body, WRAP_BODY_LIMIT);
+    let bytes = match tokio::time::timeout(response_idle, body.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
+            return Err(
+                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries)
+                    .param("cause", format!("broke off its error body ({e})")),
+            );
+        }
+        Err(_) => {
+            return Err(
+                upstream_error(codes::UPSTREAM_TIMEOUT, route, target, tries)
+                    .param("timeout", human_duration(response_idle))
+                    .extension("timeout_ms", (response_idle.as_millis() as u64).into()),
+            );
+        }
+    };
+    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| Some(v.get("code")?.as_str()?.chars().take(64).collect()));
+    let mut resp = Response::from_parts(parts, GatewayBody::full(bytes));
+    resp.extensions_mut().insert(UpstreamProblem(code));
+    Ok(resp)
+}
+
+/// Marks a response the upstream answered with an error status: the log says
+/// `source: upstream`, with the upstream's problem code when it sent one.
+#[derive(Clone, Debug)]
+pub(crate) struct UpstreamProblem(pub(crate) Option<String>);
 
 /// Waits for the upstream's answer for at most `timeout`, counted from the later of the
 /// start and the last piece of request body the client sent: the upstream is not charged for
@@ -681,27 +746,33 @@ fn body_error(fault: &BodyFault, start: &str, max_body: u64, idle: Duration) -> 
 }
 
 /// An error blaming `target` of `route`'s upstream; `tries` are the tries before the last
-/// (target, what happened), listed in the detail and as `tries`.
+/// (target, what happened), listed in the detail and as `tries`. Targets are named by
+/// their labels (`upstream_name`, "target 2 of 3"); their addresses go to the log only, as
+/// the `address` fact.
 fn upstream_error(
     code: &'static str,
     route: &RouteConfig,
     target: &Target,
-    tries: &[(String, String)],
+    tries: &[(&Target, String)],
 ) -> GatewayError {
     let mut e = GatewayError::new(code)
         .param("route", route.name.clone())
+        .param("address", target.display.clone())
         .extension("route", route.name.clone().into())
         .source(ErrorSource::Upstream);
     if tries.is_empty() {
-        return e.param("upstream", target.display.clone());
+        return e.param("upstream", target.in_words());
     }
-    let upstream = if tries.iter().all(|(t, _)| *t == target.display) {
-        format!("{} (tried {} times)", target.display, tries.len() + 1)
+    let upstream = if tries.iter().all(|(t, _)| std::ptr::eq(*t, target)) {
+        format!("{} (tried {} times)", target.in_words(), tries.len() + 1)
     } else {
-        let before: Vec<String> = tries.iter().map(|(t, c)| format!("{t}: {c}")).collect();
+        let before: Vec<String> = tries
+            .iter()
+            .map(|(t, c)| format!("{}: {c}", t.public()))
+            .collect();
         format!(
             "{} (try {}; before: {})",
-            target.display,
+            target.in_words(),
             tries.len() + 1,
             before.join("; ")
         )
@@ -709,7 +780,7 @@ fn upstream_error(
     e = e.param("upstream", upstream);
     let list: Vec<serde_json::Value> = tries
         .iter()
-        .map(|(t, c)| serde_json::json!({"target": t, "outcome": c}))
+        .map(|(t, c)| serde_json::json!({"target": t.public(), "outcome": c}))
         .collect();
     e.extension("tries", list.into())
 }
@@ -735,7 +806,11 @@ fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
             let last = last
                 .as_ref()
                 .map_or("no failure recorded", |f| f.cause.as_str());
-            format!("{t} ({last}; tried again in {} s)", secs(*until).max(1))
+            format!(
+                "{} ({last}; tried again in {} s)",
+                t.public(),
+                secs(*until).max(1)
+            )
         })
         .collect();
     let list: Vec<serde_json::Value> = none
@@ -743,11 +818,17 @@ fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
         .iter()
         .map(|(t, last, until)| {
             serde_json::json!({
-                "target": t,
+                "target": t.public(),
                 "last_failure": last.as_ref().map(|f| f.cause.clone()),
                 "retry_in": secs(*until).max(1),
             })
         })
+        .collect();
+    // For the log only.
+    let addresses: Vec<&str> = none
+        .targets
+        .iter()
+        .map(|(t, ..)| t.display.as_str())
         .collect();
     GatewayError::new(codes::NO_HEALTHY_UPSTREAM)
         .param("route", route.name.clone())
@@ -758,6 +839,7 @@ fn no_healthy(route: &RouteConfig, none: NoneHealthy) -> GatewayError {
                 words.join(", ")
             ),
         )
+        .param("addresses", addresses.join(", "))
         .header(header::RETRY_AFTER, &wait.to_string())
         .extension("route", route.name.clone().into())
         .extension("targets", list.into())
@@ -802,7 +884,7 @@ fn is_problem(h: &HeaderMap) -> bool {
 async fn wrap(
     route: &RouteConfig,
     target: &Target,
-    tries: &[(String, String)],
+    tries: &[(&Target, String)],
     resp: Response<PooledBody>,
 ) -> GatewayError {
     let status = resp.status();

@@ -19,6 +19,9 @@ pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Renderer {
     catalog: Arc<Catalog>,
     base_url: String,
+    /// Set for an API behind the gateway (the demo API): its problems say
+    /// `"source": "upstream"`, so that they cannot be taken for the gateway's.
+    upstream: bool,
 }
 
 impl Renderer {
@@ -27,7 +30,15 @@ impl Renderer {
         Renderer {
             catalog,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            upstream: false,
         }
+    }
+
+    /// This renderer for an API behind the gateway: every problem it renders carries
+    /// `"source": "upstream"`.
+    pub fn for_upstream(mut self) -> Self {
+        self.upstream = true;
+        self
     }
 
     /// The catalog.
@@ -62,6 +73,9 @@ impl Renderer {
             .errors(err.fields.clone());
         if let Some(r) = err.retry {
             problem = problem.retry(r);
+        }
+        if self.upstream {
+            problem = problem.extension("source", "upstream".into());
         }
         for (k, v) in &err.extensions {
             problem = problem.extension(k, v.clone());

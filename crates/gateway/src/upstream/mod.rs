@@ -16,8 +16,46 @@ pub struct Target {
     pub authority: http::uri::Authority,
     /// The authority as a Host header value, made once.
     pub host_header: http::HeaderValue,
-    /// As written in the config.
+    /// As written in the config: for the log and the admin listener only.
     pub display: String,
+    /// How clients are told of it, never its address: the upstream's `upstream_name`, with
+    /// "(target 2 of 3)" when it has several targets; "target 2 of 3" for an unnamed
+    /// upstream's; empty for the only target of an unnamed upstream.
+    pub label: String,
+}
+
+impl Target {
+    /// The label as it reads after "the upstream" in a sentence: " name", " (target 2 of
+    /// 3)", or nothing.
+    pub fn in_words(&self) -> String {
+        match self.label.as_str() {
+            "" => String::new(),
+            l if l.starts_with("target ") => format!(" ({l})"),
+            l => format!(" {l}"),
+        }
+    }
+
+    /// The label for a JSON member: "upstream" for the only target of an unnamed upstream.
+    pub fn public(&self) -> &str {
+        if self.label.is_empty() {
+            "upstream"
+        } else {
+            &self.label
+        }
+    }
+}
+
+/// Labels `targets` for clients (see [`Target::label`]), by the upstream's `name`.
+pub(crate) fn label_targets(targets: &mut [Target], name: Option<&str>) {
+    let n = targets.len();
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.label = match (name, n) {
+            (Some(name), 1) => name.to_owned(),
+            (Some(name), _) => format!("{name} (target {} of {n})", i + 1),
+            (None, 1) => String::new(),
+            (None, _) => format!("target {} of {n}", i + 1),
+        };
+    }
 }
 
 /// Where a route forwards to: one or more targets sharing a base path, how a request picks

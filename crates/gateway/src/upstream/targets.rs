@@ -116,8 +116,8 @@ pub(crate) struct Targets {
 /// Why no target can be tried: each target's last failure and when it is tried again.
 #[derive(Debug)]
 pub(crate) struct NoneHealthy {
-    /// Per target: its address, its last failure, until when it is ejected.
-    pub(crate) targets: Vec<(String, Option<Failure>, Duration)>,
+    /// Per target: the target, its last failure, until when it is ejected.
+    pub(crate) targets: Vec<(Target, Option<Failure>, Duration)>,
 }
 
 impl NoneHealthy {
@@ -228,7 +228,7 @@ impl Targets {
                 .map(|(t, s)| {
                     let last = s.health.lock().ok().and_then(|h| h.recent.back().cloned());
                     let until = s.ejected_for(now).unwrap_or(Duration::ZERO);
-                    (t.display.clone(), last, until)
+                    (t.clone(), last, until)
                 })
                 .collect(),
         }
