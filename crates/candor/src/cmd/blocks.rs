@@ -263,3 +263,30 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_for_the_path_and_waits_in_words() {
+        assert_eq!(segment("2001:db8::/64"), "2001:db8::%2F64");
+        assert_eq!(segment("cl_a b"), "cl_a%20b");
+        assert_eq!(words(59), "59 s");
+        assert_eq!(words(300), "5 min");
+        assert_eq!(words(301), "5 min 1 s");
+        assert_eq!(words(3720), "1 h 2 min");
+    }
+
+    #[test]
+    fn without_a_configuration_the_demo_is_assumed() {
+        let args = AdminArgs {
+            config: None,
+            data_dir: None,
+            admin: None,
+        };
+        let (addr, token) = locate(&args).unwrap();
+        assert_eq!(addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(token, PathBuf::from("candor-data/admin.token"));
+    }
+}

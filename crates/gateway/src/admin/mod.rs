@@ -815,3 +815,52 @@ fn clear_block(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_get_a_did_you_mean() {
+        let body = json!({ "account": "acme", "scope": ["a"], "zzzzzzzz": 1 });
+        let problems = object(&body, &["account", "scopes", "token_lifetime"]);
+        let details: Vec<&str> = problems.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                "unknown field `scope`; did you mean `scopes`? (the fields: account, scopes, token_lifetime)",
+                "unknown field `zzzzzzzz` (the fields: account, scopes, token_lifetime)"
+            ]
+        );
+    }
+
+    #[test]
+    fn duration_fields_take_strings_and_seconds() {
+        let mut fields = Vec::new();
+        let spec = &crate::duration::TOKEN_LIFETIME;
+        assert_eq!(
+            duration_field(&json!({ "token_lifetime": "1h" }), spec, &mut fields),
+            Some(3600)
+        );
+        assert_eq!(
+            duration_field(&json!({ "token_lifetime": 60 }), spec, &mut fields),
+            Some(60)
+        );
+        assert_eq!(duration_field(&json!({}), spec, &mut fields), None);
+        assert!(fields.is_empty());
+        assert_eq!(
+            duration_field(&json!({ "token_lifetime": [1] }), spec, &mut fields),
+            None
+        );
+        assert_eq!(
+            (fields[0].name.as_str(), fields[0].reason.as_str()),
+            ("token_lifetime", "type")
+        );
+    }
+
+    #[test]
+    fn path_segments_are_decoded() {
+        assert_eq!(percent_decode("2001:db8::%2F64"), "2001:db8::/64");
+        assert_eq!(percent_decode("cl_a%20b%zz%"), "cl_a b%zz%");
+    }
+}
