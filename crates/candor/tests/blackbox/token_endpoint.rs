@@ -807,3 +807,28 @@ fn a_client_lifetime_is_a_duration() {
     let (_, help, _) = candor(&["clients", "add", "--help"]);
     assert!(help.contains("a bare number is seconds"), "{help}");
 }
+
+#[test]
+fn a_reload_applies_new_failed_attempt_limits() {
+    let s = setup_with(3);
+    for _ in 0..3 {
+        assert_problem(&token_as(&s, "cl_typo", "cs_x"), "invalid_client");
+    }
+    assert_problem(&token_as(&s, "cl_typo", "cs_x"), "too_many_failed_attempts");
+    let text = std::fs::read_to_string(&s.gw.config).unwrap();
+    std::fs::write(
+        &s.gw.config,
+        text.replace("max_failed_attempts = 3", "max_failed_attempts = 4"),
+    )
+    .unwrap();
+    assert!(
+        s.gw.eventually(|g| {
+            admin_call(g, "GET", "/blocks").json()["limits"]
+                == serde_json::json!({ "per_client": 4, "per_address": 40, "window": 300 })
+        }),
+        "{}",
+        admin_call(&s.gw, "GET", "/blocks").text()
+    );
+    // A changed limit starts afresh.
+    assert_problem(&token_as(&s, "cl_typo", "cs_x"), "invalid_client");
+}

@@ -90,24 +90,26 @@ const MAX_NAME_CHARS: usize = 256;
 /// against spraying many ids from one place; a blocked address is refused for every
 /// client id, before any secret is checked (no argon2 work, and no answer that tells a known
 /// id from an unknown one).
+///
+/// The limits follow configuration reloads ([`FailedAttempts::configure`]); a limit that is
+/// unchanged keeps its counts.
 #[derive(Debug)]
 pub(crate) struct FailedAttempts {
-    per_client: Arc<Limiter>,
-    per_address: Arc<Limiter>,
-    window: Duration,
+    limits: arc_swap::ArcSwap<Limits>,
     /// The readable name of each key with failures, for listing (bounded by `MAX_NAMES`).
     names: Mutex<HashMap<(BlockKind, Vec<u8>), String>>,
 }
 
-impl FailedAttempts {
-    /// At most `per_client` failures per client id and `per_address` per address in
-    /// `window`; the limiters are filed in `registry`, which evicts idle keys.
-    pub(crate) fn new(
-        per_client: u32,
-        per_address: u32,
-        window: Duration,
-        registry: &Registry,
-    ) -> Self {
+/// The two limiters of one configuration.
+#[derive(Debug)]
+struct Limits {
+    per_client: Arc<Limiter>,
+    per_address: Arc<Limiter>,
+    window: Duration,
+}
+
+impl Limits {
+    fn new(per_client: u32, per_address: u32, window: Duration, registry: &Registry) -> Limits {
         let window = window.max(Duration::from_secs(1));
         let limiter = |name: &str, max: u32| {
             let policy = PolicyConfig {
@@ -119,24 +121,67 @@ impl FailedAttempts {
             };
             registry.limiter("candor.token_endpoint", &policy, 100_000)
         };
-        FailedAttempts {
+        Limits {
             per_client: limiter("failed_attempts_per_client", per_client),
             per_address: limiter("failed_attempts_per_address", per_address),
             window,
+        }
+    }
+
+    fn limiter(&self, kind: BlockKind) -> &Arc<Limiter> {
+        match kind {
+            BlockKind::Client => &self.per_client,
+            BlockKind::Address => &self.per_address,
+        }
+    }
+}
+
+impl FailedAttempts {
+    /// At most `per_client` failures per client id and `per_address` per address in
+    /// `window`; the limiters are filed in `registry`, which evicts idle keys.
+    pub(crate) fn new(
+        per_client: u32,
+        per_address: u32,
+        window: Duration,
+        registry: &Registry,
+    ) -> Self {
+        FailedAttempts {
+            limits: arc_swap::ArcSwap::from_pointee(Limits::new(
+                per_client,
+                per_address,
+                window,
+                registry,
+            )),
             names: Mutex::default(),
+        }
+    }
+
+    /// Applies a reloaded configuration's limits: a limit whose value and window are
+    /// unchanged keeps its counts (the registry hands the same limiter back), a changed one
+    /// starts afresh.
+    pub(crate) fn configure(
+        &self,
+        per_client: u32,
+        per_address: u32,
+        window: Duration,
+        registry: &Registry,
+    ) {
+        let next = Limits::new(per_client, per_address, window, registry);
+        let now = self.limits.load();
+        if !Arc::ptr_eq(&now.per_client, &next.per_client)
+            || !Arc::ptr_eq(&now.per_address, &next.per_address)
+        {
+            self.limits.store(Arc::new(next));
         }
     }
 
     /// The window failures are counted in.
     pub(crate) fn window(&self) -> Duration {
-        self.window
+        self.limits.load().window
     }
 
-    fn limiter(&self, kind: BlockKind) -> &Limiter {
-        match kind {
-            BlockKind::Client => &self.per_client,
-            BlockKind::Address => &self.per_address,
-        }
+    fn limiter(&self, kind: BlockKind) -> Arc<Limiter> {
+        self.limits.load().limiter(kind).clone()
     }
 
     /// The key's state, if it is blocked now.
@@ -167,11 +212,14 @@ impl FailedAttempts {
 
     /// Counts a failure of `client` (if one was sent) and of `peer`.
     pub(crate) fn fail(&self, client: Option<&str>, peer: IpAddr) {
+        let limits = self.limits.load();
         let a = address_key(peer);
-        let _ = self.per_address.check(BlockKind::Address.tag(), &a);
+        let _ = limits.per_address.check(BlockKind::Address.tag(), &a);
         self.remember(BlockKind::Address, a, || address_name(peer));
         if let Some(c) = client {
-            let _ = self.per_client.check(BlockKind::Client.tag(), c.as_bytes());
+            let _ = limits
+                .per_client
+                .check(BlockKind::Client.tag(), c.as_bytes());
             self.remember(BlockKind::Client, c.as_bytes().to_vec(), || {
                 let mut n: String = c.chars().take(MAX_NAME_CHARS).collect();
                 if n.len() < c.len() {
@@ -185,7 +233,9 @@ impl FailedAttempts {
     /// Forgets `client`'s failures after it authenticated. Its address keeps its count: a
     /// sprayer holding one valid client must not wipe it with a success.
     pub(crate) fn succeed(&self, client: &str) {
-        self.per_client
+        self.limits
+            .load()
+            .per_client
             .forget(BlockKind::Client.tag(), client.as_bytes());
     }
 
@@ -257,8 +307,9 @@ impl FailedAttempts {
     /// Forgets every failure; returns how many keys were blocked.
     pub(crate) fn clear_all(&self) -> usize {
         let blocked = self.list().len();
-        self.per_client.forget_all();
-        self.per_address.forget_all();
+        let limits = self.limits.load();
+        limits.per_client.forget_all();
+        limits.per_address.forget_all();
         if let Ok(mut names) = self.names.lock() {
             names.clear();
         }
@@ -267,7 +318,11 @@ impl FailedAttempts {
 
     /// The failures allowed per window: per client id, per address.
     pub(crate) fn limits(&self) -> (u32, u32) {
-        (self.per_client.policy.limit, self.per_address.policy.limit)
+        let limits = self.limits.load();
+        (
+            limits.per_client.policy.limit,
+            limits.per_address.policy.limit,
+        )
     }
 }
 
@@ -335,6 +390,27 @@ mod tests {
         assert_eq!(f.check(Some("other"), peer), None);
         f.succeed("k");
         assert_eq!(f.check(Some("k"), peer), None);
+    }
+
+    #[test]
+    fn a_reload_applies_new_limits_and_keeps_unchanged_counts() {
+        let registry = Registry::default();
+        let f = FailedAttempts::new(2, 20, Duration::from_secs(60), &registry);
+        let peer = ip("127.0.0.1");
+        f.fail(Some("k"), peer);
+        f.configure(2, 20, Duration::from_secs(60), &registry);
+        f.fail(Some("k"), peer);
+        assert!(
+            f.check(Some("k"), peer).is_some(),
+            "the same limits keep counting"
+        );
+        f.configure(3, 20, Duration::from_secs(60), &registry);
+        assert_eq!(f.limits(), (3, 20));
+        assert_eq!(
+            f.check(Some("k"), peer),
+            None,
+            "a changed limit starts afresh"
+        );
     }
 
     #[test]
@@ -430,13 +506,15 @@ mod tests {
             key: KeyBy::Address,
         };
         let f = FailedAttempts {
-            per_client: Arc::new(Limiter::new(policy.clone(), 2)),
-            per_address: Arc::new(Limiter::new(policy, 2)),
-            window: Duration::from_secs(60),
+            limits: arc_swap::ArcSwap::from_pointee(Limits {
+                per_client: Arc::new(Limiter::new(policy.clone(), 2)),
+                per_address: Arc::new(Limiter::new(policy, 2)),
+                window: Duration::from_secs(60),
+            }),
             names: Mutex::default(),
         };
         for k in ["a", "b", "c", "d"] {
-            f.per_client.check(b'c', k.as_bytes()).ok();
+            f.limiter(BlockKind::Client).check(b'c', k.as_bytes()).ok();
         }
         assert!(f.check(Some("a"), ip("10.9.9.9")).is_some());
         assert_eq!(f.check(Some("someone-else"), ip("10.9.9.9")), None);

@@ -82,6 +82,12 @@ impl Pipeline {
     /// Compiles `config`.
     pub(crate) fn new(config: &Config, generation: u64, services: Arc<Services>) -> Self {
         let (entries, plans) = plan::compile(config, &services.rate_limits);
+        services.failures.configure(
+            config.auth.max_failed_attempts,
+            config.auth.max_failed_attempts_per_address,
+            config.auth.failed_attempts_window,
+            &services.rate_limits,
+        );
         Pipeline {
             services,
             tokens: TokenPolicy::new(
