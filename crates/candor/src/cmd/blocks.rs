@@ -96,10 +96,11 @@ async fn call(
     token: &str,
     method: http::Method,
     path: &str,
+    start: &str,
 ) -> Result<(u16, Value), String> {
     let unreachable = |e: &dyn std::fmt::Display| {
         format!(
-            "no gateway answers on the admin listener at http://{addr} ({e}). Start it with `candor serve --config FILE` (or `candor serve` for the demo), or name its admin listener with --config FILE or --admin ADDR"
+            "no gateway answers on the admin listener at http://{addr} ({e}). Start it with {start}, or name its admin listener with --config FILE or --admin ADDR"
         )
     };
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
@@ -223,7 +224,11 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start: {e}")),
     };
-    let (status, body) = match runtime.block_on(call(addr, &token, method, &path)) {
+    let start = match &args.config {
+        Some(c) => format!("`candor serve --config {}`", c.display()),
+        None => "`candor serve --config FILE` (or `candor serve` for the demo)".to_owned(),
+    };
+    let (status, body) = match runtime.block_on(call(addr, &token, method, &path, &start)) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
