@@ -318,6 +318,34 @@ mode = "maintainance"
     }
 
     #[test]
+    fn durations_take_the_one_grammar() {
+        let c = check(
+            "[[routes]]\nname = \"m\"\npath = \"/m\"\nmode = \"maintenance\"\nretry_after = \"5m\"\ntimeout = \"2 s\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.routes[0].mode,
+            RouteMode::Maintenance {
+                retry_after: 300,
+                ..
+            }
+        ));
+        let report = check(
+            "[server]\ndrain_timeout = -5\n[timeouts]\nkeepalive = \"1.5m\"\n[[routes]]\nname = \"m\"\npath = \"/m\"\nmode = \"maintenance\"\nretry_after = \"8d\"\n",
+        )
+        .unwrap_err();
+        let text = report.to_string();
+        for needle in [
+            "server.drain_timeout: -5 is not a duration: durations cannot be negative",
+            "timeouts.keepalive: \"1.5m\" is not a duration: the number must be whole (write 90s, not 1.5m)",
+            "routes[0].retry_after: \"8d\" (8d) is too long",
+            "a duration from 0s to 7d such as \"5m\" (a bare number is seconds; README: Durations)",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+    }
+
+    #[test]
     fn proxy_route_needs_an_upstream() {
         let report = check("[[routes]]\nname = \"x\"\npath = \"/a\"\n").unwrap_err();
         assert!(

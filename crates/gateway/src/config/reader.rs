@@ -218,6 +218,44 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
+    /// A duration (as [`TableReader::duration`]) of whole seconds from `min` to `max`.
+    pub(crate) fn duration_in(
+        &self,
+        p: &mut Problems<'_>,
+        key: &str,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let d = self.duration(p, key)?;
+        if d.subsec_nanos() == 0 && (min..=max).contains(&d) {
+            return Some(d);
+        }
+        let v = self.get(key)?;
+        let text = crate::duration::text;
+        p.at(
+            v.span(),
+            &self.key_path(key),
+            format!(
+                "{} ({}) is {}",
+                display(v.get_ref()),
+                text(d),
+                if d.subsec_nanos() != 0 {
+                    "not a whole number of seconds"
+                } else if d < min {
+                    "too short"
+                } else {
+                    "too long"
+                }
+            ),
+        )
+        .expected = Some(format!(
+            "a duration from {} to {} such as \"5m\" (a bare number is seconds; README: Durations)",
+            text(min),
+            text(max)
+        ));
+        None
+    }
+
     /// An array of strings, with each element's span.
     pub(crate) fn strings(
         &self,

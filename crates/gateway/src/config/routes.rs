@@ -271,7 +271,14 @@ fn read_route(
         }
     };
     let mode_word = r.string(p, "mode");
-    let retry_after = r.integer(p, "retry_after", 0, 86_400 * 7).unwrap_or(300) as u64;
+    let retry_after = r
+        .duration_in(
+            p,
+            "retry_after",
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(86_400 * 7),
+        )
+        .map_or(300, |d| d.as_secs());
     let until = r.string(p, "maintenance_until").map(|(s, _)| s);
     let mut mode_known = true;
     let mode = match mode_word.as_ref().map(|(m, s)| (m.as_str(), s)) {
