@@ -102,11 +102,6 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Read the error catalog.
-    Catalog {
-        #[command(subcommand)]
-        command: CatalogCommand,
-        /// Include the operator catalog named by this configuration.
     /// List and lift the token endpoint's failed-attempt blocks (client ids and addresses
     /// refused after too many failed client authentications), on the running gateway's
     /// admin API.
@@ -116,6 +111,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Read the error catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+        /// Include the operator catalog named by this configuration.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
@@ -142,6 +142,7 @@ fn main() -> ExitCode {
         Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
+        Command::Blocks { command, admin } => blocks(command, &admin),
         Command::Accounts { command, store } => {
             let read_only = matches!(command, AccountCommand::List | AccountCommand::Show { .. });
             with_identity(&store, read_only, |id| accounts(id, command))
@@ -149,7 +150,6 @@ fn main() -> ExitCode {
         Command::Clients { command, store } => {
             let read_only = matches!(command, ClientCommand::List | ClientCommand::Show { .. });
             with_identity(&store, read_only, |id| clients(id, command))
-        Command::Blocks { command, admin } => blocks(command, &admin),
         }
         Command::Keys { command, store } => {
             let read_only = matches!(command, ApiKeyCommand::List | ApiKeyCommand::Show { .. });
