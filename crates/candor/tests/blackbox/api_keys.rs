@@ -345,6 +345,17 @@ fn credentials_in_the_wrong_place_are_named() {
         );
     }
 
+    // The key in its place behind a scheme word.
+    let b = assert_problem(
+        &gw.request("GET", "/k/header", &[("X-Api-Key", &bearer_key)], b""),
+        "credentials_malformed",
+    );
+    assert_eq!(b["reason"], "bad_characters");
+    assert_eq!(
+        b["detail"],
+        "The API key in the X-Api-Key header is malformed: it starts with `Bearer `; send the key alone, without a scheme word."
+    );
+
     // Nothing anywhere (nor a short value under a key name): still credentials_missing.
     let b = assert_problem(&gw.get("/k/header?page=2"), "credentials_missing");
     assert_eq!(

@@ -769,6 +769,16 @@ pub(crate) fn authenticate_api_key(
         .bytes()
         .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
     {
+        if let Some((word, rest)) = key.split_once(' ')
+            && looks_like_api_key(rest.trim())
+            && (1..=20).contains(&word.len())
+            && word.bytes().all(|b| b.is_ascii_alphabetic())
+        {
+            return fail(
+                "bad_characters",
+                format!("it starts with `{word} `; send the key alone, without a scheme word"),
+            );
+        }
         return fail(
             "bad_characters",
             format!("character {} is not a letter, digit or '_'", i + 1),
