@@ -38,7 +38,10 @@ fn catalog_commands() {
     }
     let (code, _, err) = candor(&["catalog", "show", "no_such_thing_at_all"]);
     assert_eq!(code, 1);
-    assert!(err.contains("`candor catalog list` shows every code."), "{err}");
+    assert!(
+        err.contains("`candor catalog list` shows every code."),
+        "{err}"
+    );
     let (code, out, _) = candor(&["--help"]);
     assert_eq!(code, 0);
     for c in ["serve", "check", "catalog"] {
