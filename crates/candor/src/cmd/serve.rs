@@ -162,44 +162,48 @@ pub(crate) async fn start_demo(data_dir: &Path, overrides: &Overrides) -> Result
     let admin = overrides
         .admin_listen
         .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
-    let renderer = candor_gateway::Renderer::new(
-        std::sync::Arc::new(Catalog::builtin().clone()),
-        &format!("http://{listen}"),
-    );
+    let renderer = |base: &str| {
+        candor_gateway::Renderer::new(std::sync::Arc::new(Catalog::builtin().clone()), base)
+    };
     let path = data_dir.join(demo::CONFIG_FILE);
-    let mut kept = path.exists();
-    if kept && demo::kept_api_addr(data_dir).is_none() {
-        // Written by an earlier candor, which served the demo API on a new port each start:
-        // its upstream points nowhere now. Kept aside, not lost.
-        let aside = data_dir.join(format!("candor.toml.{}.bak", candor_gateway::unix_now()));
-        std::fs::rename(&path, &aside)?;
-        println!(
-            "candor: {} was written by an earlier candor, whose demo API moved at each start; it is kept as {} and a new one is written",
-            path.display(),
-            aside.display()
-        );
-        kept = false;
-    }
-    if kept {
-        let at = demo::kept_api_addr(data_dir).expect("checked above");
-        demo::start(data_dir, renderer, at).await.map_err(|e| {
+    let kept_addr = if path.exists() {
+        match demo::kept_api_addr(data_dir) {
+            Some(at) => Some(at),
+            None => {
+                set_aside(data_dir)?;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let kept = kept_addr.is_some();
+    let config = if let Some(at) = kept_addr {
+        let config = Config::load(&path).map_err(|r| DemoStart::Config(r, path.clone()))?;
+        // The demo API's error pages are the gateway's, where the kept configuration has it.
+        let base = match overrides.listen {
+            Some(l) if l.port() != 0 => format!("http://{l}"),
+            _ => config.server.public_base_url.clone(),
+        };
+        demo::start(data_dir, renderer(&base), at).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot serve the demo API on {at}, where {} sends the devices API's requests (kept in {}): {e}; stop what holds that port, or start over with `candor serve --reset-demo`",
+                    "cannot serve the demo API on {at}, where {} sends the devices API's requests (kept in {}): {e}; if another candor serves this demo already, use that one; otherwise stop what holds the port",
                     path.display(),
                     data_dir.join(demo::API_ADDR_FILE).display()
                 ),
             )
         })?;
+        config
     } else {
         // Nothing is written before the gateway's own ports are known to be free.
-        let admin_listen = Some(admin);
-        candor_gateway::probe_listeners(listen, admin_listen)?;
-        let api = demo::start(data_dir, renderer, "127.0.0.1:0".parse().expect("valid")).await?;
+        candor_gateway::probe_listeners(listen, Some(admin))?;
+        let loopback = "127.0.0.1:0".parse().expect("valid");
+        let api = demo::start(data_dir, renderer(&format!("http://{listen}")), loopback).await?;
         demo::write_files(data_dir, listen, admin, api)?;
-    }
-    let config = Config::load(&path).map_err(|r| DemoStart::Config(r, path.clone()))?;
+        Config::load(&path).map_err(|r| DemoStart::Config(r, path.clone()))?
+    };
     let client = demo::demo_client(data_dir).map_err(std::io::Error::other)?;
     Ok(Demo {
         config,
@@ -207,6 +211,29 @@ pub(crate) async fn start_demo(data_dir: &Path, overrides: &Overrides) -> Result
         client,
         kept,
     })
+}
+
+/// A kept configuration whose demo API address is missing, unreadable or not a loopback
+/// address (an earlier candor wrote none, or the file was changed): the configuration's
+/// upstream cannot be trusted to point at the demo API, so it and the OpenAPI document are
+/// set aside, never deleted, and new ones are written.
+fn set_aside(data_dir: &Path) -> std::io::Result<()> {
+    let stamp = candor_gateway::unix_now();
+    let mut kept = Vec::new();
+    for name in [demo::CONFIG_FILE, demo::OPENAPI_FILE] {
+        let from = data_dir.join(name);
+        if from.exists() {
+            let to = data_dir.join(format!("{name}.{stamp}.bak"));
+            std::fs::rename(&from, &to)?;
+            kept.push(format!("{} as {}", from.display(), to.display()));
+        }
+    }
+    println!(
+        "candor: {} is missing, unreadable or not a loopback address, so where the demo API runs is unknown; new demo files are written, and yours are kept: {}",
+        data_dir.join(demo::API_ADDR_FILE).display(),
+        kept.join(", ")
+    );
+    Ok(())
 }
 
 pub(crate) fn print_demo_tour(

@@ -363,6 +363,20 @@ fn credentials_in_the_wrong_place_are_named() {
         "/k/header requires API key (in the X-Api-Key header) credentials and the request carried none."
     );
     assert_problem(&gw.get("/k/query?key=short"), "credentials_missing");
+    // Ordinary parameters are not credentials (the attack probe's false positives): a sort
+    // key, a page cursor, an X-Key header on a bearer route that got no token.
+    assert_problem(
+        &gw.get("/t?key=customer-sort-order-by-name"),
+        "credentials_missing",
+    );
+    assert_problem(
+        &gw.get("/t?token=b3BhcXVlLXBhZ2UtY3Vyc29yLTEyMw"),
+        "credentials_missing",
+    );
+    assert_problem(
+        &gw.request("GET", "/t", &[("X-Key", "0123456789abcdef0123")], b""),
+        "credentials_missing",
+    );
     let b = assert_problem(
         &gw.request("GET", "/t", &[("Accept", "application/json")], b""),
         "credentials_missing",

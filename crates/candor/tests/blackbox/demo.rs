@@ -566,3 +566,66 @@ fn the_apis_own_errors_are_told_apart_from_the_gateways() {
         "not counted as the gateway's"
     );
 }
+
+#[test]
+fn kept_demo_files_that_cannot_be_trusted_are_set_aside_not_lost() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = Gateway::start_demo();
+    let data = gw.dir.join("data");
+    // The attack probe's findings: an address file naming every interface was served on,
+    // and a garbage one lost the user's edit of the OpenAPI document.
+    let spec = data.join("devices.openapi.yaml");
+    let mut edited = std::fs::read_to_string(&spec).unwrap();
+    edited.push_str("# my edit\n");
+    std::fs::write(&spec, &edited).unwrap();
+    std::fs::write(data.join("demo-api.addr"), "0.0.0.0:45678\n").unwrap();
+    // A secret file that is a symlink to a readable file, and a client that is gone: the
+    // new secret must not go through the link.
+    let elsewhere = gw.dir.join("elsewhere.txt");
+    std::fs::write(&elsewhere, "public\n").unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let secret_file = data.join("demo-client.secret");
+    std::fs::remove_file(&secret_file).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &secret_file).unwrap();
+    std::fs::write(data.join("demo-client-id"), "cl_gone").unwrap();
+
+    let gw = gw.restart_demo(&[]);
+    let said = gw.stdout.lock().unwrap().join("\n");
+    assert!(
+        said.contains("is missing, unreadable or not a loopback address") && said.contains(".bak"),
+        "{said}"
+    );
+    let kept: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bak"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let spec_bak = kept
+        .iter()
+        .find(|n| n.starts_with("devices.openapi.yaml."))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(data.join(spec_bak)).unwrap(),
+        edited
+    );
+    let addr: std::net::SocketAddr = std::fs::read_to_string(data.join("demo-api.addr"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    // The gateway still serves the (new) demo.
+    assert_problem(&gw.get("/v1/customers/acme/devices"), "credentials_missing");
+
+    // The secret went into a new file of its own, readable by its owner only.
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "public\n");
+    let meta = std::fs::symlink_metadata(&secret_file).unwrap();
+    assert!(meta.file_type().is_file(), "{meta:?}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let secret = gw.printed("client_secret:");
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap().trim(),
+        secret
+    );
+}

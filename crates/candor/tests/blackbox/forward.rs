@@ -556,3 +556,42 @@ fn idle_connections_another_route_opened_do_not_lift_a_routes_cap() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn an_upstreams_own_problem_passes_unchanged_and_is_logged_as_its_own() {
+    let up = Upstream::start(Behaviour::Problem(409));
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), ""));
+    let r = gw.get("/p");
+    assert_eq!(r.status, 409);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        r.text(),
+        r#"{"type":"about:blank","title":"Oops","status":409,"code":"its_own_code"}"#
+    );
+    let rid = r.header("x-request-id").unwrap().to_owned();
+    let line = gw.log_line(&format!("\"request_id\":\"{rid}\""));
+    for part in [
+        "\"code\":\"its_own_code\"",
+        "\"source\":\"upstream\"",
+        "\"status\":409",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+}
+
+#[test]
+fn an_upstreams_problem_body_that_stalls_is_said_to_stall() {
+    // The attack probe's finding: a stalled error body was answered "sent no response
+    // headers within 3 s", replacing the upstream's 404 with an untrue 504.
+    let up = Upstream::start(Behaviour::ProblemStall(404));
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nresponse_body_idle = \"1s\"\n{}",
+        one_route("/{*rest}", &up.url(), "timeout = \"5s\"")
+    ));
+    let b = assert_problem(&gw.get("/s"), "upstream_protocol_error");
+    assert_eq!(b["upstream_status"], 404);
+    assert_eq!(
+        b["detail"],
+        "Route r: the upstream answered 404 Not Found with a problem-details body of 100 bytes, then stopped sending it for 1 s (timeouts.response_body_idle) after 8 bytes of it."
+    );
+}

@@ -650,6 +650,11 @@ pub(crate) enum Behaviour {
     Status(u16),
     /// Answers 200 with a Content-Length of 100, sends 10 bytes and closes.
     CutBody,
+    /// Answers this status as problem details (`code` "its_own_code") of which it sends 8 of
+    /// the 100 bytes announced, then nothing (until the gateway closes the connection).
+    ProblemStall(u16),
+    /// Answers this status with a whole problem-details body, `code` "its_own_code".
+    Problem(u16),
 }
 
 /// An upstream on a loopback port, serving in a thread.
@@ -839,6 +844,29 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received, clo
                 let _ = conn.flush();
                 std::thread::sleep(Duration::from_millis(50));
                 let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        Behaviour::ProblemStall(status) => {
+            if read_request(&mut conn, log).is_some() {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} Oops\r\nContent-Type: application/problem+json\r\nContent-Length: 100\r\n\r\n{{\"code\":"
+                );
+                let _ = conn.flush();
+                let mut sink = [0u8; 64];
+                let _ = conn.read(&mut sink);
+            }
+        }
+        Behaviour::Problem(status) => {
+            while read_request(&mut conn, log).is_some() {
+                let body =
+                    r#"{"type":"about:blank","title":"Oops","status":409,"code":"its_own_code"}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} Oops\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.flush();
             }
         }
         Behaviour::PlainError => {

@@ -252,9 +252,16 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     let b = assert_problem(&gw.get("/untrusted/x"), "upstream_unreachable");
     assert!(
         b["detail"].as_str().unwrap().ends_with(
-            "TLS handshake failed: the upstream's certificate is not signed by a CA the system trusts (/etc/ssl/certs/ca-certificates.crt; set upstream_ca_file to trust a private CA)."
+            "TLS handshake failed: the upstream's certificate is not signed by a CA the system trusts (set upstream_ca_file to trust a private CA)."
         ),
         "{b}"
+    );
+    // The client is told which check failed, never the server's paths; the log has them.
+    assert!(!b.to_string().contains("/etc/ssl"), "{b}");
+    let line = gw.log_line("TLS handshake with an upstream failed");
+    assert!(
+        line.contains("ca-certificates.crt") && line.contains(&format!("localhost:{port}")),
+        "{line}"
     );
     // The attack probe's finding: health was shared by address, so the route with the
     // wrong CA ejected the target for the route with the right one. It is per route now.
@@ -263,9 +270,14 @@ fn https_upstreams_are_verified_and_their_failures_named() {
     let b = assert_problem(&gw.get("/name/x"), "upstream_unreachable");
     assert!(
         b["detail"].as_str().unwrap().ends_with(
-            "TLS handshake failed: the upstream's certificate is not valid for the name api.example.com (upstream_sni sets the name checked)."
+            "TLS handshake failed: the upstream's certificate is not valid for the name it was checked against (the target's host, or upstream_sni)."
         ),
         "{b}"
+    );
+    assert!(!b.to_string().contains("api.example.com"), "{b}");
+    assert!(
+        gw.log_line("\"name_checked\":\"api.example.com\"")
+            .contains("TLS handshake with an upstream failed")
     );
     // https:// to a port that speaks plain HTTP (and waits for a request head).
     let b = assert_problem(&gw.get("/plain/x"), "upstream_unreachable");

@@ -474,11 +474,13 @@ pub fn reset(data_dir: &Path) -> std::io::Result<Vec<(std::path::PathBuf, &'stat
 /// The address the demo API was first served on (from [`API_ADDR_FILE`]), if this data
 /// directory has one.
 pub fn kept_api_addr(data_dir: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(data_dir.join(API_ADDR_FILE))
+    let addr: SocketAddr = std::fs::read_to_string(data_dir.join(API_ADDR_FILE))
         .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    // The demo API answers anyone without credentials: never on another interface.
+    addr.ip().is_loopback().then_some(addr)
 }
 
 /// Writes the demo's configuration, OpenAPI document and API address into `data_dir`, for
@@ -559,14 +561,25 @@ pub fn demo_client(data_dir: &Path) -> Result<DemoClient, crate::identity::store
     })
 }
 
-/// Writes `text` to a file only its owner can read.
+/// Writes `text` to a file only its owner can read: a new file, renamed over `path`, so
+/// that neither a symlink there nor an existing file's mode decides where the secret goes
+/// or who can read it.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
+    let written = options
+        .open(&temp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// The demo API's OpenAPI document, written next to the demo configuration.

@@ -285,12 +285,12 @@ impl Kind {
     }
 }
 
-/// Header names (lower case, letters and digits only) that usually carry API keys, and
-/// those that usually carry tokens.
-const KEY_NAMES: &[&str] = &["apikey", "xapikey", "key", "xkey", "apikeyid", "xapitoken"];
+/// Header and parameter names (lower case, letters and digits only) that carry API keys,
+/// and those that carry tokens, whatever the value's shape. Bare `key` and `token` are not
+/// among them: they name sort keys and page cursors as often as credentials (a value of
+/// a credential's shape is recognised under any name).
+const KEY_NAMES: &[&str] = &["apikey", "xapikey", "apikeyid", "xapitoken"];
 const TOKEN_NAMES: &[&str] = &[
-    "token",
-    "xtoken",
     "accesstoken",
     "xaccesstoken",
     "authtoken",
@@ -1119,6 +1119,10 @@ mod tests {
         );
         assert_eq!(kind_of("Api-Key", "short"), None);
         assert_eq!(kind_of("X-Request-Id", "01JD3W6Q8V1T8ZK3M6R5B0C2XH"), None);
+        // The attack probe's false positives: a sort key, a page cursor, an X-Key value.
+        assert_eq!(kind_of("key", "customer-sort-order-by-name"), None);
+        assert_eq!(kind_of("token", "b3BhcXVlLXBhZ2UtY3Vyc29yLTEyMw"), None);
+        assert_eq!(kind_of("X-Key", "0123456789abcdef0123"), None);
     }
 
     #[test]

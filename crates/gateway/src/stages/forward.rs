@@ -659,24 +659,50 @@ async fn answered_with_error(
             .stream_to_client(request_id, status, response_idle);
         return Ok(resp.map(GatewayBody::Upstream));
     }
-    let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, WRAP_BODY_LIMIT);
-    let bytes = match tokio::time::timeout(response_idle, body.collect()).await {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) => {
-            return Err(
-                upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries)
-                    .param("cause", format!("broke off its error body ({e})")),
-            );
-        }
-        Err(_) => {
-            return Err(
-                upstream_error(codes::UPSTREAM_TIMEOUT, route, target, tries)
-                    .param("timeout", human_duration(response_idle))
-                    .extension("timeout_ms", (response_idle.as_millis() as u64).into()),
-            );
+    let declared = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let (parts, mut body) = resp.into_parts();
+    // Read as it would have streamed: each piece within the response body's idle timeout.
+    // A body that stalls or breaks off is said to be this error answer's body, with how
+    // much of it came.
+    let mut bytes = bytes::BytesMut::with_capacity(declared);
+    let broke = loop {
+        match tokio::time::timeout(response_idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Ok(None) => break None,
+            Ok(Some(Err(e))) => break Some(format!("broke off ({e})")),
+            Err(_) => {
+                break Some(format!(
+                    "stopped sending it for {} (timeouts.response_body_idle)",
+                    human_duration(response_idle)
+                ));
+            }
         }
     };
+    if let Some(how) = broke {
+        let status = parts.status;
+        return Err(
+            upstream_error(codes::UPSTREAM_PROTOCOL_ERROR, route, target, tries)
+                .param(
+                    "cause",
+                    format!(
+                        "answered {} {} with a problem-details body of {declared} bytes, then {how} after {} bytes of it",
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or(""),
+                        bytes.len()
+                    ),
+                )
+                .extension("upstream_status", status.as_u16().into()),
+        );
+    }
+    let bytes = bytes.freeze();
     let code = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| Some(v.get("code")?.as_str()?.chars().take(64).collect()));

@@ -520,9 +520,10 @@ async fn open(
             let name = match &tls.server_name {
                 Some(n) => n.clone(),
                 None => rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
-                    SendError::Connect(format!(
-                        "TLS: `{host}` is not a name a certificate can be checked against"
-                    ))
+                    tracing::warn!(target: "candor::upstream", host = %host, "an upstream's host is not a name a TLS certificate can be checked against");
+                    SendError::Connect(
+                        "TLS: the target's host is not a name a certificate can be checked against (set upstream_sni)".to_owned(),
+                    )
                 })?,
             };
             let shown = name.to_str().into_owned();
@@ -532,9 +533,8 @@ async fn open(
             match tokio::time::timeout(left, handshake).await {
                 Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
                 Ok(Err(e)) => {
-                    return Err(SendError::Connect(super::tls::handshake_failure(
-                        &e, tls, &shown,
-                    )));
+                    super::tls::log_handshake_failure(&e, tls, authority.as_str(), &shown);
+                    return Err(SendError::Connect(super::tls::handshake_failure(&e, tls)));
                 }
                 Err(_) => {
                     return Err(SendError::Connect(format!(

@@ -108,23 +108,23 @@ pub(crate) fn build(s: &TlsSettings) -> Result<UpstreamTls, String> {
     })
 }
 
-/// A failed TLS handshake in words: which check failed and what to look at.
-pub(crate) fn handshake_failure(e: &std::io::Error, tls: &UpstreamTls, name: &str) -> String {
+/// A failed TLS handshake in words, for the client: which check failed and which setting
+/// to look at, never the name checked nor a file's path (the log has those: see
+/// [`log_handshake_failure`]).
+pub(crate) fn handshake_failure(e: &std::io::Error, tls: &UpstreamTls) -> String {
     use rustls::{CertificateError, Error};
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
     match inner {
         Some(Error::InvalidCertificate(c)) => {
             let why = match c {
-                CertificateError::UnknownIssuer if tls.own_ca => format!(
-                    "is not signed by a CA in {} (upstream_ca_file)",
-                    tls.ca_file.display()
-                ),
-                CertificateError::UnknownIssuer => format!(
-                    "is not signed by a CA the system trusts ({}; set upstream_ca_file to trust a private CA)",
-                    tls.ca_file.display()
-                ),
+                CertificateError::UnknownIssuer if tls.own_ca => {
+                    "is not signed by a CA of the route's upstream_ca_file".to_owned()
+                }
+                CertificateError::UnknownIssuer => {
+                    "is not signed by a CA the system trusts (set upstream_ca_file to trust a private CA)".to_owned()
+                }
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                    format!("is not valid for the name {name} (upstream_sni sets the name checked)")
+                    "is not valid for the name it was checked against (the target's host, or upstream_sni)".to_owned()
                 }
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                     "has expired".to_owned()
@@ -148,4 +148,22 @@ pub(crate) fn handshake_failure(e: &std::io::Error, tls: &UpstreamTls, name: &st
         }
         None => format!("TLS handshake failed: {e}"),
     }
+}
+
+/// Logs a failed handshake with what the client is not told: the target, the name checked
+/// and the CA file.
+pub(crate) fn log_handshake_failure(
+    e: &std::io::Error,
+    tls: &UpstreamTls,
+    target: &str,
+    name: &str,
+) {
+    tracing::warn!(
+        target: "candor::upstream",
+        target = %target,
+        name_checked = %name,
+        ca_file = %tls.ca_file.display(),
+        error = %e,
+        "TLS handshake with an upstream failed"
+    );
 }
