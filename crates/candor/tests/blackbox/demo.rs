@@ -508,15 +508,8 @@ fn a_demo_that_cannot_start_writes_nothing_and_a_broken_kept_config_is_not_repla
     let _ = gw.child.wait();
     let broken = "[server\nlisten = 1\n";
     std::fs::write(&config, broken).unwrap();
-    let (code, out, err) = candor(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let args = demo_args(&data);
+    let (code, out, err) = candor(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("the demo keeps your configuration"), "{err}");
     assert!(err.contains("candor serve --reset-demo"), "{err}");

@@ -148,15 +148,8 @@ impl Gateway {
     pub(crate) fn start_demo() -> Gateway {
         let dir = temp_dir("demo");
         let data = dir.join("data");
-        let args = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
+        let args = demo_args(&data);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::spawn(dir, data.join("candor.toml"), &args, false)
     }
 
@@ -166,16 +159,8 @@ impl Gateway {
         self.signal("TERM");
         let _ = self.child.wait();
         let (dir, config) = (self.dir.take(), self.config.clone());
-        let data = dir.join("data");
-        let mut args = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
+        let args = demo_args(&dir.join("data"));
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         Self::spawn(dir, config, &args, false)
     }
@@ -534,6 +519,21 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 /// Asserts `resp` is a catalog error with `code`, checks the whole envelope, and returns
 /// the body. Every code a test produces is asserted through here (the coverage test reads
 /// these calls).
+/// `candor serve` arguments for the demo in `data`, on ephemeral ports.
+pub(crate) fn demo_args(data: &Path) -> Vec<String> {
+    [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Where an `errors[]` item is: a body problem's JSON Pointer, the name of the others, which
 /// must have no pointer (one convention for every problem).
 pub(crate) fn at(e: &Value) -> String {
