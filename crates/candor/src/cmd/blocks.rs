@@ -1,6 +1,7 @@
-//! `candor blocks`: the client ids and addresses the running gateway's token endpoint
-//! refuses after failed attempts, listed and lifted through its admin API (`/blocks`) over
-//! the admin listener, with the admin token.
+//! `candor blocks`: the client ids (each from one address) and addresses the running
+//! gateway's token endpoint refuses after failed attempts, listed and lifted through its
+//! admin API (`/blocks`) over the admin listener, with the admin token. Client ids and
+//! other texts from the gateway are printed with their control characters escaped.
 
 use candor_gateway::Config;
 use clap::Subcommand;
@@ -14,17 +15,18 @@ use std::time::Duration;
 
 #[derive(Subcommand)]
 pub(crate) enum BlockCommand {
-    /// List the client ids and addresses refused now: failures, limit, and when the next
-    /// attempt is accepted.
+    /// List the client ids (with the address each is blocked from) and addresses refused
+    /// now: failures, limit, and when the next attempt is accepted.
     List,
-    /// Lift a block at once (its failures are forgotten): `client ID`, `address IP`, or
-    /// --all.
+    /// Lift a block at once (its failures are forgotten): `client ID` (that client id's
+    /// blocks from every address), `address IP`, or --all.
     Clear {
         /// What is blocked: client or address.
         #[arg(value_parser = ["client", "address"], required_unless_present = "all")]
         kind: Option<String>,
-        /// The client id, or the address (an IPv6 address stands for its /64).
-        #[arg(required_unless_present = "all")]
+        /// The client id (its blocks from every address are lifted), or the address (an
+        /// IPv6 address stands for its /64).
+        #[arg(required_unless_present = "all", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         key: Option<String>,
         /// Lift every block.
         #[arg(long, conflicts_with_all = ["kind", "key"])]
@@ -138,39 +140,79 @@ async fn call(
     Ok((status, json))
 }
 
+/// `s` safe to print on a terminal: control characters and other non-printables (format
+/// characters such as bidi overrides, separators other than the space) as `\u{…}`, and a
+/// backslash doubled, so that a client id chosen by anyone cannot drive the terminal.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let n = c as u32;
+        let unprintable = c.is_control()
+            || (c.is_whitespace() && c != ' ')
+            || matches!(n, 0xad | 0x034f | 0x061c | 0x115f | 0x1160 | 0x17b4 | 0x17b5 | 0x180b..=0x180f | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0x3164 | 0xfe00..=0xfe0f | 0xfeff | 0xffa0 | 0xfff0..=0xfffb | 0xe0000..=0xe0fff)
+            || (0xe000..=0xf8ff).contains(&n)
+            || n >= 0xf0000;
+        match c {
+            '\\' => out.push_str("\\\\"),
+            _ if unprintable => out.push_str(&format!("\\u{{{n:x}}}")),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON string field of `v`, [`shown`].
+fn field(v: &Value, name: &str) -> String {
+    shown(v[name].as_str().unwrap_or(""))
+}
+
 fn print_list(v: &Value) {
     let limits = &v["limits"];
     let window = limits["window"].as_i64().unwrap_or(0);
     let limits_text = format!(
-        "{} failures per client_id, {} per address, within {}",
+        "{} failures per client_id from one address, {} per address, within {}",
         limits["per_client"],
         limits["per_address"],
         words(window)
     );
     let rows = v["data"].as_array().cloned().unwrap_or_default();
+    let unlisted = v["unlisted_failures"].as_u64().unwrap_or(0);
+    let incomplete = || {
+        if unlisted > 0 {
+            println!(
+                "The list is incomplete: {unlisted} failure{} within the last {} came from client ids or addresses not listed, as {} were listed already; their blocks end by themselves, and `candor blocks clear --all` lifts them now.",
+                if unlisted == 1 { "" } else { "s" },
+                words(window),
+                v["max_listed"]
+            );
+        }
+    };
     if rows.is_empty() {
         println!(
             "No blocks: the token endpoint refuses no client id or address now (limits: {limits_text})."
         );
+        incomplete();
         return;
     }
     println!(
-        "{:<8} {:<40} {:>9} {:>12}  UNTIL",
-        "KIND", "KEY", "FAILURES", "BLOCKED FOR"
+        "{:<8} {:<40} {:<24} {:>9} {:>12}  UNTIL",
+        "KIND", "KEY", "FROM ADDRESS", "FAILURES", "BLOCKED FOR"
     );
     for b in &rows {
         println!(
-            "{:<8} {:<40} {:>9} {:>12}  {}",
-            b["kind"].as_str().unwrap_or(""),
-            b["key"].as_str().unwrap_or(""),
+            "{:<8} {:<40} {:<24} {:>9} {:>12}  {}",
+            field(b, "kind"),
+            field(b, "key"),
+            field(b, "address"),
             format!("{}/{}", b["failures"], b["limit"]),
             words(b["retry_after"].as_i64().unwrap_or(0)),
-            b["blocked_until"].as_str().unwrap_or(""),
+            field(b, "blocked_until"),
         );
     }
     println!(
-        "Limits: {limits_text}; each blocked key may try again when its time is up. Lift a block now with `candor blocks clear client ID`, `candor blocks clear address IP`, or `candor blocks clear --all`."
+        "Limits: {limits_text}; a client_id is counted from each address apart. Each blocked key may try again when its time is up. Lift a block now with `candor blocks clear client ID` (from every address), `candor blocks clear address IP`, or `candor blocks clear --all`."
     );
+    incomplete();
 }
 
 /// "37 s", "5 min", "1 h 2 min".
@@ -236,8 +278,8 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
         // The gateway's own catalog error.
         return fail(format!(
             "error[{}]: {}",
-            body["code"].as_str().unwrap_or("?"),
-            body["detail"].as_str().unwrap_or("(no detail)")
+            shown(body["code"].as_str().unwrap_or("?")),
+            shown(body["detail"].as_str().unwrap_or("(no detail)"))
         ));
     }
     match command {
@@ -254,15 +296,22 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
                 Some("client") => "client_id",
                 _ => "address",
             };
-            let key = body["cleared"]["key"]
-                .as_str()
-                .map_or_else(|| key.unwrap_or_default(), str::to_owned);
+            let key = shown(
+                &body["cleared"]["key"]
+                    .as_str()
+                    .map_or_else(|| key.unwrap_or_default(), str::to_owned),
+            );
+            let from = if what == "client_id" {
+                " from every address"
+            } else {
+                ""
+            };
             if body["was_blocked"] == true {
                 println!(
-                    "Lifted the block of {what} {key}: its failures are forgotten and its next attempt is checked as usual."
+                    "Lifted the block of {what} {key}{from}: its failures are forgotten and its next attempt is checked as usual."
                 );
             } else {
-                println!("{what} {key} was not blocked; its counted failures are forgotten.");
+                println!("{what} {key} was not blocked{from}; its counted failures are forgotten.");
             }
         }
     }
@@ -281,6 +330,16 @@ mod tests {
         assert_eq!(words(300), "5 min");
         assert_eq!(words(301), "5 min 1 s");
         assert_eq!(words(3720), "1 h 2 min");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(shown("\u{1b}[31mRED\u{1b}[0m"), "\\u{1b}[31mRED\\u{1b}[0m");
+        assert_eq!(
+            shown("a\u{202e}b\u{7f}c\u{9b}d\nе"),
+            "a\\u{202e}b\\u{7f}c\\u{9b}d\\u{a}е"
+        );
+        assert_eq!(shown("cl a\\b"), "cl a\\\\b");
     }
 
     #[test]

@@ -537,12 +537,12 @@ fn one_clients_typos_do_not_block_another_client_of_the_address() {
     assert_eq!(
         b["detail"],
         format!(
-            "The client_id {typo} is blocked at the token endpoint: 3 failed client authentications within 5 min, the limit per client_id; every attempt with it is refused until the next attempt is accepted, in {wait} s, at {at} (one more failure then blocks it again). An operator can lift the block at once with `candor blocks clear client {typo}`, or DELETE /blocks/client/{typo} on the admin API."
+            "The client_id {typo} from address 127.0.0.1 is blocked at the token endpoint: 3 failed client authentications within 5 min, the limit per client_id from one address; every attempt with it from this address is refused (its failures from other addresses are counted apart) until the next attempt is accepted, in {wait} s, at {at} (one more failure then blocks it again). An operator can lift the block at once with `candor blocks clear client {typo}`, or DELETE /blocks/client/{typo} on the admin API."
         )
     );
     assert_eq!(
         b["blocked"],
-        serde_json::json!({ "kind": "client", "key": typo, "failures": 3, "limit": 3, "window": 300 })
+        serde_json::json!({ "kind": "client", "key": typo, "address": "127.0.0.1", "failures": 3, "limit": 3, "window": 300 })
     );
     assert_eq!(b["error"], "invalid_client");
     // The other client of the same address is not blocked.
@@ -563,8 +563,12 @@ fn one_clients_typos_do_not_block_another_client_of_the_address() {
     let rows = v["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");
     assert_eq!(
-        (&rows[0]["kind"], &rows[0]["key"]),
-        (&"client".into(), &typo.as_str().into())
+        (&rows[0]["kind"], &rows[0]["key"], &rows[0]["address"]),
+        (&"client".into(), &typo.as_str().into(), &"127.0.0.1".into())
+    );
+    assert_eq!(
+        (&v["unlisted_failures"], &v["max_listed"]),
+        (&0.into(), &10_000.into())
     );
     assert_eq!(
         (&rows[0]["failures"], &rows[0]["limit"]),
@@ -576,9 +580,14 @@ fn one_clients_typos_do_not_block_another_client_of_the_address() {
         .lines()
         .find(|l| l.starts_with("client "))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(row.contains(&typo) && row.contains("3/3"), "{out}");
     assert!(
-        out.contains("Limits: 3 failures per client_id, 30 per address, within 5 min"),
+        row.contains(&typo) && row.contains("127.0.0.1") && row.contains("3/3"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "Limits: 3 failures per client_id from one address, 30 per address, within 5 min"
+        ),
         "{out}"
     );
 
@@ -590,7 +599,7 @@ fn one_clients_typos_do_not_block_another_client_of_the_address() {
     assert_eq!(
         out.trim(),
         format!(
-            "Lifted the block of client_id {typo}: its failures are forgotten and its next attempt is checked as usual."
+            "Lifted the block of client_id {typo} from every address: its failures are forgotten and its next attempt is checked as usual."
         )
     );
     assert_eq!(token_as(&s, &typo, &typo_secret).status, 200);
@@ -831,4 +840,269 @@ fn a_reload_applies_new_failed_attempt_limits() {
     );
     // A changed limit starts afresh.
     assert_problem(&token_as(&s, "cl_typo", "cs_x"), "invalid_client");
+}
+
+/// A token request sent from the local address `source` (127.0.0.2 is loopback on Linux,
+/// as `curl --interface 127.0.0.2` would send it).
+fn token_from(s: &Setup, source: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    use std::io::Write;
+    let addr = s.gw.addr;
+    let mut req = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(req.as_bytes()).unwrap();
+    read_response(&mut stream)
+}
+
+/// An unsigned JWT-bearer assertion claiming to be client `id` (its `iss` is not verified
+/// before it is counted).
+fn forged_assertion(s: &Setup, id: &str) -> String {
+    let now = unix_now();
+    let claims = serde_json::json!({
+        "iss": id, "sub": id, "aud": format!("http://{}/oauth/token", s.gw.addr),
+        "exp": now + 60, "iat": now, "jti": format!("j{now}"),
+    });
+    assertion("EdDSA", "k1", &claims, &|_| vec![0; 64])
+}
+
+#[test]
+fn a_client_id_known_elsewhere_cannot_lock_the_client_out() {
+    // The attack probe: client ids are not secret, and three `-u victim:wrong` from
+    // 127.0.0.2, then one more every window / limit, kept the real client on 127.0.0.1
+    // locked out; so did unverified assertion `iss` values.
+    let s = setup_with(3);
+    let victim = s.client_id.clone();
+    let wrong = basic(&victim, "cs_wrong");
+    for _ in 0..3 {
+        let r = token_from(
+            &s,
+            "127.0.0.2",
+            &[("Authorization", &wrong)],
+            "grant_type=client_credentials",
+        );
+        assert_problem(&r, "invalid_client");
+    }
+    // The attacker is blocked with that id from its own address ...
+    let r = token_from(
+        &s,
+        "127.0.0.2",
+        &[("Authorization", &wrong)],
+        "grant_type=client_credentials",
+    );
+    let b = assert_problem(&r, "too_many_failed_attempts");
+    assert_eq!(b["blocked"]["address"], "127.0.0.2", "{b}");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("The client_id {victim} from address 127.0.0.2 is blocked at the token endpoint: 3 failed client authentications within 5 min, the limit per client_id from one address; every attempt with it from this address is refused (its failures from other addresses are counted apart) until")),
+        "{detail}"
+    );
+    // ... and the real client is not.
+    let valid = || token_as(&s, &victim, &s.secret);
+    assert_eq!(valid().status, 200, "{}", valid().text());
+
+    // The jwt-bearer grant counts an assertion's unverified iss from its address only.
+    let form_of = |a: &str| {
+        format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={a}")
+    };
+    for _ in 0..5 {
+        let r = token_from(
+            &s,
+            "127.0.0.3",
+            &[],
+            &form_of(&forged_assertion(&s, &victim)),
+        );
+        assert_eq!(r.status / 100, 4, "{}", r.text());
+    }
+    assert_eq!(valid().status, 200, "{}", valid().text());
+
+    // The operator sees which client is blocked from where; `clear client ID` lifts its
+    // blocks from every address.
+    let v = admin_call(&s.gw, "GET", "/blocks").json();
+    let rows: Vec<(&str, &str, &str)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["key"].as_str().unwrap(),
+                r["address"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("client", victim.as_str(), "127.0.0.2"),
+            ("client", victim.as_str(), "127.0.0.3")
+        ],
+        "{v}"
+    );
+    let admin = s.gw.admin.unwrap().to_string();
+    let out = cli(&s.gw, &["blocks", "list", "--admin", &admin]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("client ") && l.contains(&victim) && l.contains("127.0.0.2")),
+        "{out}"
+    );
+    let out = cli(
+        &s.gw,
+        &["blocks", "clear", "client", &victim, "--admin", &admin],
+    );
+    assert!(
+        out.starts_with(&format!(
+            "Lifted the block of client_id {victim} from every address"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        admin_call(&s.gw, "GET", "/blocks").json()["data"],
+        serde_json::json!([])
+    );
+    let r = token_from(
+        &s,
+        "127.0.0.2",
+        &[("Authorization", &wrong)],
+        "grant_type=client_credentials",
+    );
+    assert_problem(&r, "invalid_client");
+}
+
+#[test]
+fn client_ids_reach_the_terminal_escaped_and_the_shell_quoted() {
+    // The attack probe: any client_id is counted, and `candor blocks list` and `clear`
+    // printed it raw (`client_id=%1b%5b31mRED%1b%5b0m` turned the terminal red).
+    let s = setup_with(3);
+    let body = "grant_type=client_credentials&client_id=%1b%5b31mRED%1b%5b0m&client_secret=x";
+    for _ in 0..3 {
+        assert_problem(
+            &s.gw
+                .request("POST", "/oauth/token", &[FORM], body.as_bytes()),
+            "invalid_client",
+        );
+    }
+    let r =
+        s.gw.request("POST", "/oauth/token", &[FORM], body.as_bytes());
+    let b = assert_problem(&r, "too_many_failed_attempts");
+    assert!(!r.body.contains(&0x1b), "JSON escapes it: {}", r.text());
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`candor blocks clear client $'\\x1b[31mRED\\x1b[0m'`"),
+        "{b}"
+    );
+    let list = admin_call(&s.gw, "GET", "/blocks");
+    assert!(!list.body.contains(&0x1b), "{}", list.text());
+    assert_eq!(list.json()["data"][0]["key"], "\u{1b}[31mRED\u{1b}[0m");
+
+    let admin = s.gw.admin.unwrap().to_string();
+    let out = cli(&s.gw, &["blocks", "list", "--admin", &admin]);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(out.contains("\\u{1b}[31mRED\\u{1b}[0m"), "{out}");
+    let out = cli(
+        &s.gw,
+        &[
+            "blocks",
+            "clear",
+            "client",
+            "\u{1b}[31mRED\u{1b}[0m",
+            "--admin",
+            &admin,
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        "Lifted the block of client_id \\u{1b}[31mRED\\u{1b}[0m from every address: its failures are forgotten and its next attempt is checked as usual."
+    );
+    // Again: the catalog's answer, escaped too.
+    let (code, _, err) = candor(&[
+        "blocks",
+        "clear",
+        "client",
+        "\u{1b}[31mRED\u{1b}[0m",
+        "--admin",
+        &admin,
+        "--config",
+        s.gw.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(
+        err.contains("error[resource_not_found]: A block of client_id \\u{1b}[31mRED"),
+        "{err}"
+    );
+
+    // An id with a space is quoted in the suggested command.
+    let body = "grant_type=client_credentials&client_id=a+b&client_secret=x";
+    for _ in 0..3 {
+        s.gw.request("POST", "/oauth/token", &[FORM], body.as_bytes());
+    }
+    let b = assert_problem(
+        &s.gw
+            .request("POST", "/oauth/token", &[FORM], body.as_bytes()),
+        "too_many_failed_attempts",
+    );
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`candor blocks clear client 'a b'`, or DELETE /blocks/client/a%20b on"),
+        "{b}"
+    );
+
+    // An empty id is a usage error of the CLI, not the admin API's route_not_found.
+    let (code, _, err) = candor(&[
+        "blocks",
+        "clear",
+        "client",
+        "",
+        "--admin",
+        &admin,
+        "--config",
+        s.gw.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("route_not_found"), "{err}");
+    assert!(err.contains("a value is required"), "{err}");
+}
+
+#[test]
+fn the_failed_attempts_window_has_a_range() {
+    // The attack probe: "0s", 0 and "1ms" passed `candor check` and were raised to 1 s in
+    // silence (the limit all but off); "10000d" was accepted too.
+    for (value, says) in [
+        ("\"0s\"", "\"0s\" (0s) is too short"),
+        ("0", "0 (0s) is too short"),
+        ("\"1ms\"", "\"1ms\" (1ms) is not a whole number of seconds"),
+        ("\"30s\"", "\"30s\" (30s) is too short"),
+        ("\"10000d\"", "\"10000d\" (10000d) is too long"),
+    ] {
+        check_reports(
+            &format!("[auth]\nfailed_attempts_window = {value}\n"),
+            &[
+                &format!("auth.failed_attempts_window: {says}"),
+                "a duration from 1m to 1d such as \"5m\"",
+            ],
+        );
+    }
 }

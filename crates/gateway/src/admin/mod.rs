@@ -712,7 +712,8 @@ fn duration_field(
     }
 }
 
-/// `GET /blocks`: every client id and address the token endpoint refuses now.
+/// `GET /blocks`: every client id (with the address it is blocked from) and address the
+/// token endpoint refuses now, and how many recent failures could not be listed.
 fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
     let f = pipeline.failures();
     let now = crate::time::unix_now();
@@ -724,6 +725,7 @@ fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
             json!({
                 "kind": b.kind.as_str(),
                 "key": b.key,
+                "address": b.address.as_deref().unwrap_or(&b.key),
                 "failures": b.failures,
                 "limit": b.limit,
                 "retry_after": b.retry_after,
@@ -735,6 +737,8 @@ fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
         StatusCode::OK,
         json!({
             "data": data,
+            "unlisted_failures": f.unlisted(),
+            "max_listed": crate::limits::attempts::MAX_NAMES,
             "limits": {
                 "per_client": per_client,
                 "per_address": per_address,
@@ -784,7 +788,7 @@ fn clear_block(
             .param("scope", "")
             .param(
                 "hint",
-                format!("{hint}Blocks are kept by client (DELETE /blocks/client/{{client_id}}) or by address (DELETE /blocks/address/{{ip}})."),
+                format!("{hint}Blocks are kept by client (DELETE /blocks/client/{{client_id}} lifts its blocks from every address) or by address (DELETE /blocks/address/{{ip}})."),
             ));
     };
     let shown: String = key.chars().take(64).collect();
@@ -807,7 +811,7 @@ fn clear_block(
                 " It has no failed attempts counted now (blocks also end by themselves); GET /blocks lists the current ones.",
             )),
         Ok(Some(was_blocked)) => {
-            tracing::info!(target: "candor::admin", kind = k.as_str(), key = %shown, was_blocked, "failed-attempt block lifted");
+            tracing::info!(target: "candor::admin", kind = k.as_str(), key = ?shown, was_blocked, "failed-attempt block lifted");
             Ok(json_response(
                 StatusCode::OK,
                 json!({ "cleared": { "kind": k.as_str(), "key": key }, "was_blocked": was_blocked }),

@@ -14,6 +14,12 @@ const AUTH: &[&str] = &[
     "failed_attempts_window",
     "issuers",
 ];
+/// The shortest `failed_attempts_window`: shorter, failures would come back within seconds
+/// and the limit would hardly slow down guessing.
+const MIN_WINDOW: Duration = Duration::from_secs(60);
+/// The longest `failed_attempts_window`: longer, one client's typos would keep it out for
+/// days.
+const MAX_WINDOW: Duration = Duration::from_secs(86_400);
 /// The shortest refresh period of an external issuer's JWK set.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 
@@ -41,7 +47,7 @@ pub struct AuthSettings {
     /// Failed client authentications allowed per window and source address, whatever the
     /// client ids (default: 10 × `max_failed_attempts`).
     pub max_failed_attempts_per_address: u32,
-    /// The window for counting failed attempts.
+    /// The window for counting failed attempts: 1 minute to 1 day (default 5 minutes).
     pub failed_attempts_window: Duration,
     /// External issuers whose tokens routes may accept.
     pub issuers: Vec<crate::identity::issuers::ExternalIssuer>,
@@ -102,7 +108,7 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
             }
             auth.max_failed_attempts_per_address = n as u32;
         }
-        if let Some(d) = a.duration(p, "failed_attempts_window") {
+        if let Some(d) = a.duration_in(p, "failed_attempts_window", MIN_WINDOW, MAX_WINDOW) {
             auth.failed_attempts_window = d;
         }
         for t in a.tables(p, "issuers", ISSUER) {

@@ -289,7 +289,7 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
-    failures.succeed(&client.client_id);
+    failures.succeed(&client.client_id, peer);
 
     match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
         Some(AccountStatus::Active) => {}
@@ -415,20 +415,51 @@ fn path_segment(s: &str) -> String {
         .collect()
 }
 
+/// `s` as one shell word: as it is when it is made of characters no shell treats specially,
+/// else in single quotes, or in `$'…'` with escapes when it holds control characters.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_owned();
+    }
+    if !s.chars().any(char::is_control) {
+        return format!("'{}'", s.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for c in s.chars() {
+        match c {
+            '\'' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// `too_many_failed_attempts`: which key is blocked, how the block ends, who can lift it.
 fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
     let wait = block.retry_after;
     let at = crate::time::rfc3339(unix_now() + wait);
-    let (subject, scope) = match block.kind {
+    let (subject, kind, scope) = match block.kind {
         BlockKind::Client => (
             format!(
-                "client_id {}",
-                block.key.chars().take(64).collect::<String>()
+                "client_id {} from address {}",
+                block.key.chars().take(64).collect::<String>(),
+                block.address.as_deref().unwrap_or("?")
             ),
-            "every attempt with it is refused",
+            "client_id from one address",
+            "every attempt with it from this address is refused (its failures from other addresses are counted apart)",
         ),
         BlockKind::Address => (
             format!("address {}", block.key),
+            "address",
             "every attempt from it is refused, whatever the client_id,",
         ),
     };
@@ -441,11 +472,11 @@ fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
                 "window",
                 crate::time::human_seconds(failures.window().as_secs() as i64),
             )
-            .param("kind", block.kind.words())
+            .param("kind", kind)
             .param("scope", scope)
             .param("retry_after", wait.to_string())
             .param("retry_at", at.clone())
-            .param("clear", format!("{} {arg}", block.kind.as_str()))
+            .param("clear", format!("{} {}", block.kind.as_str(), shell_word(&arg)))
             .param(
                 "admin_path",
                 format!("/blocks/{}/{}", block.kind.as_str(), path_segment(&arg)),
@@ -455,7 +486,10 @@ fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
             .extension("retry_at", at.into())
             .extension(
                 "blocked",
-                json!({ "kind": block.kind.as_str(), "key": block.key, "failures": block.failures, "limit": block.limit, "window": failures.window().as_secs() }),
+                match &block.address {
+                    Some(a) => json!({ "kind": block.kind.as_str(), "key": block.key, "address": a, "failures": block.failures, "limit": block.limit, "window": failures.window().as_secs() }),
+                    None => json!({ "kind": block.kind.as_str(), "key": block.key, "failures": block.failures, "limit": block.limit, "window": failures.window().as_secs() }),
+                },
             ),
         "invalid_client",
         "too many failed attempts",
@@ -753,6 +787,16 @@ mod tests {
                 .contains("a bare number is minutes; from 1s to 5m")
         );
         assert_eq!(path_segment("cl_a/b c"), "cl_a%2Fb%20c");
+    }
+
+    #[test]
+    fn ids_are_quoted_for_the_shell_when_they_need_it() {
+        assert_eq!(shell_word("cl_a-1.b"), "cl_a-1.b");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$(rm)"), "'$(rm)'");
+        assert_eq!(shell_word("\u{1b}[31m'"), "$'\\x1b[31m\\''");
     }
 
     #[test]

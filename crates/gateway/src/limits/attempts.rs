@@ -1,17 +1,19 @@
 //! Limits of the token endpoint: failed client authentications counted per client id and
-//! per source address (`too_many_failed_attempts`), and the JWT-bearer assertion ids already
-//! used (`assertion_replayed`).
+//! source address, and per source address (`too_many_failed_attempts`), and the JWT-bearer
+//! assertion ids already used (`assertion_replayed`).
 
 use super::rate::{KeyBy, Limiter, PolicyConfig, Registry, address_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a failed-attempt count is kept by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum BlockKind {
-    /// The client id sent (known or not).
+    /// The client id sent (known or not), from one source address (IPv6 by its /64):
+    /// client ids are not secret, so failures elsewhere must not block the client here.
     Client,
     /// The source address (IPv6 by its /64).
     Address,
@@ -26,7 +28,7 @@ impl BlockKind {
         }
     }
 
-    /// `client_id`, `address`: what the key is, in words.
+    /// `client_id`, `address`: what the key names, in words.
     pub(crate) fn words(self) -> &'static str {
         match self {
             BlockKind::Client => "client_id",
@@ -59,6 +61,8 @@ pub(crate) struct Block {
     /// The key as a person reads and types it: the client id, or the address
     /// (`2001:db8::/64` for IPv6).
     pub(crate) key: String,
+    /// For a client block, the address it is blocked from (`2001:db8::/64` for IPv6).
+    pub(crate) address: Option<String>,
     /// Failures counted now (they come back one per `window / limit`).
     pub(crate) failures: u32,
     /// The failures allowed per window for this kind of key.
@@ -77,16 +81,23 @@ impl Block {
 
 /// The most readable key names kept for listing blocks; the counting itself is bounded by
 /// the limiters' own key cap.
-const MAX_NAMES: usize = 10_000;
+pub(crate) const MAX_NAMES: usize = 10_000;
+/// The most keys each limiter holds. Past that, failures of keys it does not hold are not
+/// counted on their own and never block (fail-open: a store filled with made-up keys must
+/// not lock out everyone else); that is logged at most once a minute.
+pub(crate) const MAX_KEYS: usize = 100_000;
 /// Client ids longer than this are listed cut (no real client id is that long).
 const MAX_NAME_CHARS: usize = 256;
 
-/// Counts failed client authentications per client id and per source address, with the
-/// rate limits' machinery: a GCRA bucket of `limit` failures that refills one failure per
-/// `window / limit`, so that a blocked key gets one more try as soon as one is due.
+/// Counts failed client authentications per (client id, source address) and per source
+/// address, with the rate limits' machinery: a GCRA bucket of `limit` failures that refills
+/// one failure per `window / limit`, so that a blocked key gets one more try as soon as one
+/// is due.
 ///
-/// Client ids have the lower limit (`auth.max_failed_attempts`): one client's typos block
-/// that client id only. Addresses have a higher one (`auth.max_failed_attempts_per_address`)
+/// A client id from one address has the lower limit (`auth.max_failed_attempts`): one
+/// client's typos block that client id from that address only, and someone elsewhere who
+/// knows the id (it is not secret: a token's `sub` carries it) cannot lock the client out.
+/// Addresses have a higher one (`auth.max_failed_attempts_per_address`)
 /// against spraying many ids from one place; a blocked address is refused for every
 /// client id, before any secret is checked (no argon2 work, and no answer that tells a known
 /// id from an unknown one).
@@ -97,7 +108,51 @@ const MAX_NAME_CHARS: usize = 256;
 pub(crate) struct FailedAttempts {
     limits: arc_swap::ArcSwap<Limits>,
     /// The readable name of each key with failures, for listing (bounded by `MAX_NAMES`).
-    names: Mutex<HashMap<(BlockKind, Vec<u8>), String>>,
+    names: Mutex<Names>,
+    /// When a failure that was not counted (the store full) was last logged, Unix seconds.
+    full_warned: AtomicI64,
+}
+
+/// The readable names of the keys with failures, and the failures whose key could not be
+/// listed because `MAX_NAMES` were already.
+#[derive(Debug, Default)]
+struct Names {
+    map: HashMap<(BlockKind, Vec<u8>), Name>,
+    /// Failures of keys not listed, since `last_unlisted` minus less than a window.
+    unlisted: u64,
+    last_unlisted: Option<Instant>,
+}
+
+/// A key's readable name: the client id or the address, and a client's address.
+#[derive(Debug, Clone)]
+struct Name {
+    key: String,
+    address: Option<String>,
+}
+
+/// The bytes a client id is counted under from `address` (an [`address_key`]): its length,
+/// the address, then the id, so that no two pairs share them.
+fn client_key(client: &str, address: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + address.len() + client.len());
+    k.push(address.len() as u8);
+    k.extend_from_slice(address);
+    k.extend_from_slice(client.as_bytes());
+    k
+}
+
+/// The address part of a [`client_key`].
+fn address_of(client_key: &[u8]) -> &[u8] {
+    let n = client_key.first().map_or(0, |&n| usize::from(n));
+    client_key.get(1..1 + n).unwrap_or_default()
+}
+
+/// A client id as it is listed: cut at `MAX_NAME_CHARS`.
+fn client_name(c: &str) -> String {
+    let mut n: String = c.chars().take(MAX_NAME_CHARS).collect();
+    if n.len() < c.len() {
+        n.push('…');
+    }
+    n
 }
 
 /// The two limiters of one configuration.
@@ -119,7 +174,7 @@ impl Limits {
                 burst: max.max(1),
                 key: KeyBy::Address,
             };
-            registry.limiter("candor.token_endpoint", &policy, 100_000)
+            registry.limiter("candor.token_endpoint", &policy, MAX_KEYS)
         };
         Limits {
             per_client: limiter("failed_attempts_per_client", per_client),
@@ -153,6 +208,7 @@ impl FailedAttempts {
                 registry,
             )),
             names: Mutex::default(),
+            full_warned: AtomicI64::new(0),
         }
     }
 
@@ -185,13 +241,14 @@ impl FailedAttempts {
     }
 
     /// The key's state, if it is blocked now.
-    fn block_of(&self, kind: BlockKind, key: &[u8], name: &str) -> Option<Block> {
+    fn block_of(&self, kind: BlockKind, key: &[u8], name: &Name) -> Option<Block> {
         let l = self.limiter(kind);
         let wait = l.blocked_own(kind.tag(), key)?;
         let state = l.peek(kind.tag(), key);
         Some(Block {
             kind,
-            key: name.to_owned(),
+            key: name.key.clone(),
+            address: name.address.clone(),
             failures: state.limit.saturating_sub(state.remaining),
             limit: state.limit,
             retry_after: crate::time::ceil_secs(wait).max(1) as i64,
@@ -201,8 +258,25 @@ impl FailedAttempts {
     /// Whether an attempt with `client` (if one was sent) from `peer` is refused now: the
     /// block that ends last (the one `Retry-After` must wait for; the address on a tie).
     pub(crate) fn check(&self, client: Option<&str>, peer: IpAddr) -> Option<Block> {
-        let address = self.block_of(BlockKind::Address, &address_key(peer), &address_name(peer));
-        let client = client.and_then(|c| self.block_of(BlockKind::Client, c.as_bytes(), c));
+        let a = address_key(peer);
+        let address = self.block_of(
+            BlockKind::Address,
+            &a,
+            &Name {
+                key: address_name(peer),
+                address: None,
+            },
+        );
+        let client = client.and_then(|c| {
+            self.block_of(
+                BlockKind::Client,
+                &client_key(c, &a),
+                &Name {
+                    key: c.to_owned(),
+                    address: Some(address_name(peer)),
+                },
+            )
+        });
         match (address, client) {
             (Some(a), Some(c)) if c.retry_after > a.retry_after => Some(c),
             (Some(a), _) => Some(a),
@@ -210,96 +284,169 @@ impl FailedAttempts {
         }
     }
 
-    /// Counts a failure of `client` (if one was sent) and of `peer`.
+    /// Counts a failure of `client` (if one was sent) from `peer`, and of `peer`. A client
+    /// id is counted from this address only: an unverified one (a JWT-bearer assertion's
+    /// `iss`, a made-up Basic id) never counts against the real client elsewhere.
     pub(crate) fn fail(&self, client: Option<&str>, peer: IpAddr) {
         let limits = self.limits.load();
         let a = address_key(peer);
-        let _ = limits.per_address.check(BlockKind::Address.tag(), &a);
-        self.remember(BlockKind::Address, a, || address_name(peer));
+        self.count(&limits.per_address, BlockKind::Address, &a);
         if let Some(c) = client {
-            let _ = limits
-                .per_client
-                .check(BlockKind::Client.tag(), c.as_bytes());
-            self.remember(BlockKind::Client, c.as_bytes().to_vec(), || {
-                let mut n: String = c.chars().take(MAX_NAME_CHARS).collect();
-                if n.len() < c.len() {
-                    n.push('…');
-                }
-                n
+            let k = client_key(c, &a);
+            self.count(&limits.per_client, BlockKind::Client, &k);
+            self.remember(BlockKind::Client, k, || Name {
+                key: client_name(c),
+                address: Some(address_name(peer)),
             });
+        }
+        self.remember(BlockKind::Address, a, || Name {
+            key: address_name(peer),
+            address: None,
+        });
+    }
+
+    /// Counts one failure of `key`; a key the full store does not hold is not counted on
+    /// its own (fail-open), which is logged.
+    fn count(&self, limiter: &Limiter, kind: BlockKind, key: &[u8]) {
+        let _ = limiter.check(kind.tag(), key);
+        if !limiter.holds(kind.tag(), key) {
+            self.warn_full(kind);
         }
     }
 
-    /// Forgets `client`'s failures after it authenticated. Its address keeps its count: a
-    /// sprayer holding one valid client must not wipe it with a success.
-    pub(crate) fn succeed(&self, client: &str) {
-        self.limits
-            .load()
-            .per_client
-            .forget(BlockKind::Client.tag(), client.as_bytes());
+    /// Logs, at most once a minute, that failures go uncounted; whether it logged now.
+    fn warn_full(&self, kind: BlockKind) -> bool {
+        let now = crate::time::unix_now();
+        let last = self.full_warned.load(Ordering::Relaxed);
+        if now - last < 60
+            || self
+                .full_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        tracing::warn!(
+            target: "candor::token_endpoint",
+            kind = kind.as_str(),
+            max_keys = MAX_KEYS,
+            "the token endpoint's failed-attempt store is full: failures of client ids and addresses it does not hold yet are not counted and do not block (it fails open rather than lock everyone out) until idle keys are evicted; many made-up client ids or addresses are failing (check the log for invalid_client), and `candor blocks clear --all` empties the store"
+        );
+        true
     }
 
-    fn remember(&self, kind: BlockKind, key: Vec<u8>, name: impl FnOnce() -> String) {
+    /// Forgets `client`'s failures from `peer` after it authenticated there. The address
+    /// keeps its count: a sprayer holding one valid client must not wipe it with a success.
+    pub(crate) fn succeed(&self, client: &str, peer: IpAddr) {
+        self.limits.load().per_client.forget(
+            BlockKind::Client.tag(),
+            &client_key(client, &address_key(peer)),
+        );
+    }
+
+    fn remember(&self, kind: BlockKind, key: Vec<u8>, name: impl FnOnce() -> Name) {
         let Ok(mut names) = self.names.lock() else {
             return;
         };
-        if names.contains_key(&(kind, key.clone())) {
+        if names.map.contains_key(&(kind, key.clone())) {
             return;
         }
-        if names.len() >= MAX_NAMES {
-            self.prune(&mut names);
+        if names.map.len() >= MAX_NAMES {
+            self.prune(&mut names.map);
         }
-        if names.len() < MAX_NAMES {
-            names.insert((kind, key), name());
+        if names.map.len() < MAX_NAMES {
+            names.map.insert((kind, key), name());
+        } else {
+            let window = self.window();
+            if names.last_unlisted.is_some_and(|t| t.elapsed() > window) {
+                names.unlisted = 0;
+            }
+            names.unlisted += 1;
+            names.last_unlisted = Some(Instant::now());
         }
     }
 
     /// Drops the names of keys the limiters no longer hold (their failures have all come
     /// back, or idle keys were evicted).
-    fn prune(&self, names: &mut HashMap<(BlockKind, Vec<u8>), String>) {
+    fn prune(&self, names: &mut HashMap<(BlockKind, Vec<u8>), Name>) {
         names.retain(|(kind, key), _| {
             let l = self.limiter(*kind);
             l.peek(kind.tag(), key).remaining < l.policy.burst.max(1)
         });
     }
 
-    /// Every key blocked now, addresses first, then by key.
+    /// Every key blocked now, addresses first, then by key and address.
     pub(crate) fn list(&self) -> Vec<Block> {
         let Ok(mut names) = self.names.lock() else {
             return Vec::new();
         };
-        self.prune(&mut names);
+        self.prune(&mut names.map);
         let mut out: Vec<Block> = names
+            .map
             .iter()
             .filter_map(|((kind, key), name)| self.block_of(*kind, key, name))
             .collect();
         out.sort_by(|a, b| {
-            (b.kind == BlockKind::Address, &a.key).cmp(&(a.kind == BlockKind::Address, &b.key))
+            (b.kind == BlockKind::Address, &a.key, &a.address).cmp(&(
+                a.kind == BlockKind::Address,
+                &b.key,
+                &b.address,
+            ))
         });
         out
     }
 
-    /// The bytes `key` (as a person types it) is counted under; `None` if it is not an
-    /// address of its kind.
-    fn key_bytes(kind: BlockKind, key: &str) -> Option<Vec<u8>> {
+    /// Failures within the last window whose key is not listed, because [`MAX_NAMES`] keys
+    /// were already: while it is not 0, [`FailedAttempts::list`] may miss blocks.
+    pub(crate) fn unlisted(&self) -> u64 {
+        let Ok(mut names) = self.names.lock() else {
+            return 0;
+        };
+        let window = self.window();
+        if names.last_unlisted.is_some_and(|t| t.elapsed() > window) {
+            names.unlisted = 0;
+            names.last_unlisted = None;
+        }
+        names.unlisted
+    }
+
+    /// The bytes `key` (as a person types it) is counted under: for a client id, under
+    /// each address it has failures listed from; `None` if it is not an address (for that
+    /// kind).
+    fn key_bytes(&self, kind: BlockKind, key: &str) -> Option<Vec<Vec<u8>>> {
         match kind {
-            BlockKind::Client => Some(key.as_bytes().to_vec()),
+            BlockKind::Client => {
+                let names = self.names.lock().ok()?;
+                Some(
+                    names
+                        .map
+                        .keys()
+                        .filter(|(k, b)| {
+                            *k == BlockKind::Client && *b == client_key(key, address_of(b))
+                        })
+                        .map(|(_, b)| b.clone())
+                        .collect(),
+                )
+            }
             BlockKind::Address => {
                 let ip: IpAddr = key.trim().trim_end_matches("/64").parse().ok()?;
-                Some(address_key(ip))
+                Some(vec![address_key(ip)])
             }
         }
     }
 
-    /// Forgets `key`'s failures. `Err` if `key` is not an address (for that kind);
-    /// `Ok(None)` if no failures were counted for it; else whether it was blocked.
+    /// Forgets `key`'s failures: an address's, or a client id's from every address.
+    /// `Err` if `key` is not an address (for that kind); `Ok(None)` if no failures were
+    /// counted for it; else whether it was blocked (from any address).
     pub(crate) fn clear(&self, kind: BlockKind, key: &str) -> Result<Option<bool>, ()> {
-        let bytes = Self::key_bytes(kind, key).ok_or(())?;
         let l = self.limiter(kind);
-        let was_blocked = l.blocked_own(kind.tag(), &bytes).is_some();
-        let held = l.forget(kind.tag(), &bytes);
-        if let Ok(mut names) = self.names.lock() {
-            names.remove(&(kind, bytes));
+        let (mut held, mut was_blocked) = (false, false);
+        for bytes in self.key_bytes(kind, key).ok_or(())? {
+            was_blocked |= l.blocked_own(kind.tag(), &bytes).is_some();
+            held |= l.forget(kind.tag(), &bytes);
+            if let Ok(mut names) = self.names.lock() {
+                names.map.remove(&(kind, bytes));
+            }
         }
         Ok(held.then_some(was_blocked))
     }
@@ -311,7 +458,7 @@ impl FailedAttempts {
         limits.per_client.forget_all();
         limits.per_address.forget_all();
         if let Ok(mut names) = self.names.lock() {
-            names.clear();
+            *names = Names::default();
         }
         blocked
     }
@@ -388,7 +535,7 @@ mod tests {
             (BlockKind::Client, "k", 2, 2, 30)
         );
         assert_eq!(f.check(Some("other"), peer), None);
-        f.succeed("k");
+        f.succeed("k", peer);
         assert_eq!(f.check(Some("k"), peer), None);
     }
 
@@ -435,7 +582,7 @@ mod tests {
             (BlockKind::Address, "127.0.0.1", 30)
         );
         // A success does not reset the address.
-        f.succeed("valid");
+        f.succeed("valid", peer);
         assert!(f.check(Some("valid"), peer).is_some());
         assert_eq!(f.check(Some("valid"), ip("127.0.0.2")), None);
     }
@@ -448,17 +595,17 @@ mod tests {
         f.fail(Some("b"), v6);
         f.fail(Some("c"), ip("10.0.0.1"));
         let list = f.list();
-        let keys: Vec<(&str, &str)> = list
+        let keys: Vec<(&str, &str, Option<&str>)> = list
             .iter()
-            .map(|b| (b.kind.as_str(), b.key.as_str()))
+            .map(|b| (b.kind.as_str(), b.key.as_str(), b.address.as_deref()))
             .collect();
         assert_eq!(
             keys,
             [
-                ("address", "2001:db8:1:2::/64"),
-                ("client", "a"),
-                ("client", "b"),
-                ("client", "c")
+                ("address", "2001:db8:1:2::/64", None),
+                ("client", "a", Some("2001:db8:1:2::/64")),
+                ("client", "b", Some("2001:db8:1:2::/64")),
+                ("client", "c", Some("10.0.0.1"))
             ]
         );
         assert_eq!(list[0].argument(), "2001:db8:1:2::");
@@ -484,7 +631,9 @@ mod tests {
         for i in 0..(MAX_NAMES + 50) {
             f.fail(Some(&format!("id{i}")), ip("10.0.0.1"));
         }
-        assert!(f.names.lock().unwrap().len() <= MAX_NAMES);
+        assert!(f.names.lock().unwrap().map.len() <= MAX_NAMES);
+        // The names dropped are counted, for GET /blocks to say the list is incomplete.
+        assert!(f.unlisted() >= 50, "{}", f.unlisted());
         let long = "x".repeat(1000);
         f.clear_all();
         for _ in 0..5 {
@@ -508,15 +657,66 @@ mod tests {
         let f = FailedAttempts {
             limits: arc_swap::ArcSwap::from_pointee(Limits {
                 per_client: Arc::new(Limiter::new(policy.clone(), 2)),
-                per_address: Arc::new(Limiter::new(policy, 2)),
+                per_address: Arc::new(Limiter::new(
+                    PolicyConfig {
+                        limit: 100,
+                        burst: 100,
+                        ..policy
+                    },
+                    2,
+                )),
                 window: Duration::from_secs(60),
             }),
             names: Mutex::default(),
+            full_warned: AtomicI64::new(0),
         };
+        let peer = ip("10.9.9.9");
         for k in ["a", "b", "c", "d"] {
-            f.limiter(BlockKind::Client).check(b'c', k.as_bytes()).ok();
+            f.fail(Some(k), peer);
         }
-        assert!(f.check(Some("a"), ip("10.9.9.9")).is_some());
-        assert_eq!(f.check(Some("someone-else"), ip("10.9.9.9")), None);
+        assert!(f.check(Some("a"), peer).is_some());
+        assert_eq!(f.check(Some("someone-else"), peer), None);
+        // Fail-open is logged, at most once a minute.
+        assert_ne!(f.full_warned.load(Ordering::Relaxed), 0, "logged");
+        assert!(
+            !f.warn_full(BlockKind::Client),
+            "not again within the minute"
+        );
+    }
+
+    #[test]
+    fn failures_from_elsewhere_do_not_block_a_client_here() {
+        // The attack probe: client ids are not secret, and three wrong secrets for the
+        // victim's id from 127.0.0.2 blocked the victim on 127.0.0.1.
+        let f = FailedAttempts::new(3, 30, Duration::from_secs(300), &Registry::default());
+        let (victim, attacker) = (ip("127.0.0.1"), ip("127.0.0.2"));
+        for _ in 0..10 {
+            f.fail(Some("cl_victim"), attacker);
+        }
+        let b = f.check(Some("cl_victim"), attacker).unwrap();
+        assert_eq!(
+            (b.kind, b.key.as_str(), b.address.as_deref()),
+            (BlockKind::Client, "cl_victim", Some("127.0.0.2"))
+        );
+        assert_eq!(f.check(Some("cl_victim"), victim), None);
+        // IPv6 by /64: another host of the same /64 is the same address.
+        for _ in 0..3 {
+            f.fail(Some("cl_v6"), ip("2001:db8::1"));
+        }
+        assert!(f.check(Some("cl_v6"), ip("2001:db8::2")).is_some());
+        assert_eq!(f.check(Some("cl_v6"), ip("2001:db8:0:1::1")), None);
+        // A success clears that address's failures only.
+        f.fail(Some("cl_victim"), victim);
+        f.succeed("cl_victim", victim);
+        assert!(f.check(Some("cl_victim"), attacker).is_some());
+        // `clear client ID` lifts its blocks from every address.
+        for _ in 0..3 {
+            f.fail(Some("cl_victim"), victim);
+        }
+        assert_eq!(f.list().len(), 3, "{:?}", f.list());
+        assert_eq!(f.clear(BlockKind::Client, "cl_victim"), Ok(Some(true)));
+        assert_eq!(f.check(Some("cl_victim"), attacker), None);
+        assert_eq!(f.check(Some("cl_victim"), victim), None);
+        assert_eq!(f.clear(BlockKind::Client, "cl_victim"), Ok(None));
     }
 }

@@ -330,6 +330,11 @@ impl Limiter {
         self.states.remove(&self.hash(tag, key)).is_some()
     }
 
+    /// Whether the store holds `key` on its own (not in the full store's shared bucket).
+    pub(crate) fn holds(&self, tag: u8, key: &[u8]) -> bool {
+        self.states.contains_key(&self.hash(tag, key))
+    }
+
     /// Forgets every key (and the full store's shared bucket).
     pub(crate) fn forget_all(&self) {
         self.states.clear();
