@@ -174,7 +174,7 @@ impl Limits {
                 burst: max.max(1),
                 key: KeyBy::Address,
             };
-            registry.limiter("candor.token_endpoint", &policy, MAX_KEYS)
+            registry.limiter(super::rate::FAIL_OPEN_ROUTE, &policy, MAX_KEYS)
         };
         Limits {
             per_client: limiter("failed_attempts_per_client", per_client),

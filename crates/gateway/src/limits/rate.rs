@@ -141,7 +141,15 @@ pub(crate) struct BoundedStore {
     policy: String,
     /// When that warning was last logged (Unix seconds): at most once a minute.
     warned: std::sync::atomic::AtomicI64,
+    /// A limiter of [`FAIL_OPEN_ROUTE`]: its owner logs a full store in its own words.
+    quiet: bool,
 }
+
+/// The route the token endpoint's failed-attempt limiters are filed under. They fail open
+/// (a key the full store does not hold is never blocked) and say so themselves, so the
+/// rate limits' warning about a full store, which names limits.max_rate_limit_keys and a
+/// shared bucket, is not logged for them.
+pub(crate) const FAIL_OPEN_ROUTE: &str = "candor.token_endpoint";
 
 impl StateStore for BoundedStore {
     type Key = u64;
@@ -151,6 +159,9 @@ impl StateStore for BoundedStore {
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
         if self.inner.len() >= self.max_keys && !self.inner.contains_key(key) {
+            if self.quiet {
+                return self.inner.measure_and_replace(&OVERFLOW, f);
+            }
             let now = crate::time::unix_now();
             let last = self.warned.load(std::sync::atomic::Ordering::Relaxed);
             if now - last >= 60
@@ -232,14 +243,23 @@ pub(crate) struct Refusal {
 }
 
 impl Limiter {
-    /// A limiter enforcing `policy` on at most `max_keys` keys.
+    /// A limiter enforcing `policy` on at most `max_keys` keys (the registry's are built
+    /// with [`Registry::limiter`]).
+    #[cfg(test)]
     pub(crate) fn new(policy: PolicyConfig, max_keys: usize) -> Limiter {
+        Self::build(policy, max_keys, false)
+    }
+
+    /// A limiter enforcing `policy` on at most `max_keys` keys; `quiet`, it does not warn
+    /// when its store is full.
+    fn build(policy: PolicyConfig, max_keys: usize, quiet: bool) -> Limiter {
         let states: Arc<DashMapStateStore<u64>> = Arc::default();
         let store = BoundedStore {
             inner: states.clone(),
             max_keys: max_keys.max(1),
             policy: policy.name.clone(),
             warned: std::sync::atomic::AtomicI64::new(0),
+            quiet,
         };
         let governor: Governor = RateLimiter::new(policy.quota(), store, DefaultClock::default());
         // Taken after the governor's own start: waits worked out from it are never short.
@@ -425,13 +445,14 @@ impl Registry {
             policy: policy.clone(),
             max_keys,
         };
+        let quiet = route == FAIL_OPEN_ROUTE;
         let Ok(mut map) = self.limiters.lock() else {
-            return Arc::new(Limiter::new(policy.clone(), max_keys));
+            return Arc::new(Limiter::build(policy.clone(), max_keys, quiet));
         };
         if let Some(l) = map.get(&id).and_then(Weak::upgrade) {
             return l;
         }
-        let l = Arc::new(Limiter::new(policy.clone(), max_keys));
+        let l = Arc::new(Limiter::build(policy.clone(), max_keys, quiet));
         map.insert(id, Arc::downgrade(&l));
         l
     }
