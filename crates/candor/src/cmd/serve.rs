@@ -274,43 +274,43 @@ pub(crate) fn print_demo_tour(
         "\n{start}candor demo: the gateway in front of a small devices API (SQLite in {data}/).\n\
 config: {config} (edit it while candor runs: valid changes apply at once; a restart keeps it)\n\
 demo client of account acme (scopes devices:read devices:write):\n\
-  client_id:     {client_id}\n\
-  client_secret: {secret_line}\n\n\
+\x20 client_id:     {client_id}\n\
+\x20 client_secret: {secret_line}\n\n\
 Try:\n\
-  # get a token (client credentials), then create a device (201) and list them\n\
-  TOKEN=$(curl -s -u {client_id}:$(cat {secret_file}) -d grant_type=client_credentials {base}/oauth/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
-  curl -i {base}/v1/customers/acme/devices {auth}\n\
-  # no token, and another customer's account: 401 credentials_missing, 403 account_mismatch\n\
-  curl -i {base}/v1/customers/acme/devices\n\
-  curl -i {base}/v1/customers/globex/devices {auth}\n\
-  # a typo in the path: 404 route_not_found that names the route you meant\n\
-  curl -i {base}/v1/customers/acme/device\n\
-  # a body that is not JSON, and a format the API cannot answer in: 415 and 406, from the gateway\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {auth} -H 'Content-Type: application/xml' -d '<device/>'\n\
-  curl -i {base}/v1/customers/acme/devices {auth} -H 'Accept: application/xml'\n\
-  # JSON that does not parse, and a form body sent as JSON: 400 malformed_body with what was found, line and column\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\": \"Hall sensor\", \"serial\" = 1}}'\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d 'name=Hall+sensor&serial=SN-0002'\n\
-  # every field problem at once: 400 validation_failed, from the API's OpenAPI document ({openapi})\n\
-  curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
-  # 100 quick requests: the burst of 30 passes, then 429 rate_limited with Retry-After; every answer carries RateLimit-Policy and RateLimit\n\
-  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}}\\n' {base}/v1/customers/acme/devices {auth}; done | sort | uniq -c\n\
-  curl -i {base}/v1/customers/acme/devices {auth}\n\
-  # an API under maintenance: 503 with Retry-After\n\
-  curl -i {base}/v1/reports\n\
-  # what any error code means, and what to check\n\
-  curl -s {base}/errors/route_not_found\n\
-  # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
-  (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
-  # an unknown query parameter, and a device id that is not a number: 400 validation_failed naming the operation\n\
-  curl -i '{base}/v1/customers/acme/devices?limt=5' {auth}\n\
-  curl -i {base}/v1/customers/acme/devices/abc {auth}\n\
-  # each route's plan: the stages its requests pass, in order\n\
-  candor check --config {config}\n\
-  # the OpenAPI document with every error each operation can get, and the catalog as OpenAPI components\n\
-  candor openapi --config {config} --spec {openapi}\n\
-  candor openapi\n",
+\x20 # get a token (client credentials), then create a device (201) and list them\n\
+\x20 TOKEN=$(curl -s -u {client_id}:$(cat {secret_file}) -d grant_type=client_credentials {base}/oauth/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\n\
+\x20 curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"Hall sensor\",\"serial\":\"SN-0001\"}}'\n\
+\x20 curl -i {base}/v1/customers/acme/devices {auth}\n\
+\x20 # no token, and another customer's account: 401 credentials_missing, 403 account_mismatch\n\
+\x20 curl -i {base}/v1/customers/acme/devices\n\
+\x20 curl -i {base}/v1/customers/globex/devices {auth}\n\
+\x20 # a typo in the path: 404 route_not_found that names the route you meant\n\
+\x20 curl -i {base}/v1/customers/acme/device\n\
+\x20 # a body that is not JSON, and a format the API cannot answer in: 415 and 406, from the gateway\n\
+\x20 curl -i -X POST {base}/v1/customers/acme/devices {auth} -H 'Content-Type: application/xml' -d '<device/>'\n\
+\x20 curl -i {base}/v1/customers/acme/devices {auth} -H 'Accept: application/xml'\n\
+\x20 # JSON that does not parse, and a form body sent as JSON: 400 malformed_body with what was found, line and column\n\
+\x20 curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\": \"Hall sensor\", \"serial\" = 1}}'\n\
+\x20 curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d 'name=Hall+sensor&serial=SN-0002'\n\
+\x20 # every field problem at once: 400 validation_failed, from the API's OpenAPI document ({openapi})\n\
+\x20 curl -i -X POST {base}/v1/customers/acme/devices {auth} {json} -d '{{\"name\":\"\",\"serial\":\"x y\",\"kind\":\"toaster\"}}'\n\
+\x20 # 100 quick requests: the burst of 30 passes, then 429 rate_limited with Retry-After; every answer carries RateLimit-Policy and RateLimit\n\
+\x20 for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}}\\n' {base}/v1/customers/acme/devices {auth}; done | sort | uniq -c\n\
+\x20 curl -i {base}/v1/customers/acme/devices {auth}\n\
+\x20 # an API under maintenance: 503 with Retry-After\n\
+\x20 curl -i {base}/v1/reports\n\
+\x20 # what any error code means, and what to check\n\
+\x20 curl -s {base}/errors/route_not_found\n\
+\x20 # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
+\x20 (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
+\x20 # an unknown query parameter, and a device id that is not a number: 400 validation_failed naming the operation\n\
+\x20 curl -i '{base}/v1/customers/acme/devices?limt=5' {auth}\n\
+\x20 curl -i {base}/v1/customers/acme/devices/abc {auth}\n\
+\x20 # each route's plan: the stages its requests pass, in order\n\
+\x20 candor check --config {config}\n\
+\x20 # the OpenAPI document with every error each operation can get, and the catalog as OpenAPI components\n\
+\x20 candor openapi --config {config} --spec {openapi}\n\
+\x20 candor openapi\n",
         data = data_dir.display(),
         config = config.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
         openapi = data_dir.join(demo::OPENAPI_FILE).display(),
@@ -318,9 +318,9 @@ Try:\n\
     if let Some((admin, token_file)) = admin {
         println!(
             "  # what the edge refused, cut off and closed, and who ended each failed exchange\n\
-  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
-  # each route's upstream targets: healthy or ejected, and their recent failures\n\
-  curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n",
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
+\x20 # each route's upstream targets: healthy or ejected, and their recent failures\n\
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n",
             token = token_file.display()
         );
     }
