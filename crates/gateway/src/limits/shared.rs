@@ -1,0 +1,551 @@
+//! Rate limits shared by several gateways through Redis (`[limits.shared]`).
+//!
+//! Exact mode: each check of a route's rate-limit stage is one call of [`GCRA_SCRIPT`], a
+//! Lua script run atomically by stock Redis 7 (EVALSHA; the script is loaded again when
+//! Redis answers NOSCRIPT, as after a restart). The script reads the clock of Redis, so that
+//! every gateway counts against one clock, and does for all of the stage's policies what
+//! the local limiter does for one: GCRA with the same arithmetic, in microseconds. A
+//! request one policy refuses is counted by none. Each key expires when its bucket is full
+//! again (at most the policy's window), so idle keys leave Redis by themselves.
+//!
+//! When Redis fails or does not answer within `timeout`, the store is *down*: one request
+//! a second tries it again, the others do not wait on it. `on_failure = "open"` counts
+//! requests in the local limiters meanwhile; `"closed"` refuses them with
+//! `rate_limit_store_unavailable`. The outage and the recovery are logged once each.
+
+use super::rate::{PolicyConfig, PolicyState};
+use crate::time::ceil_secs;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How the shared store counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedMode {
+    /// One atomic script call per check.
+    Exact,
+}
+
+/// What rate-limited routes do while the shared store is unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Count in each gateway's own limiters (each admits up to the whole limit).
+    Open,
+    /// Refuse with `rate_limit_store_unavailable`.
+    Closed,
+}
+
+/// `[limits.shared]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// The Redis URL (`redis://host:port/db`).
+    pub redis: String,
+    /// How checks use Redis.
+    pub mode: SharedMode,
+    /// What happens while Redis is unreachable.
+    pub on_failure: OnFailure,
+    /// The longest a request waits on Redis (connecting included).
+    pub timeout: Duration,
+}
+
+impl SharedConfig {
+    /// The URL without its password, for logs and `candor check`.
+    pub fn shown_url(&self) -> String {
+        match (self.redis.split_once("://"), self.redis.rfind('@')) {
+            (Some((scheme, rest)), Some(at)) if at > scheme.len() => {
+                let host = &self.redis[at + 1..];
+                let user = rest.split_once('@').map_or("", |(cred, _)| cred);
+                let user = user.split_once(':').map_or(user, |(u, _)| u);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => self.redis.clone(),
+        }
+    }
+
+    /// The setting in words: "redis://127.0.0.1:6379 (exact mode, on failure open,
+    /// timeout 250ms)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (exact mode, on failure {}, timeout {})",
+            self.shown_url(),
+            match self.on_failure {
+                OnFailure::Open => "open: each gateway counts alone",
+                OnFailure::Closed => "closed: rate_limit_store_unavailable",
+            },
+            crate::duration::text(self.timeout)
+        )
+    }
+}
+
+/// GCRA for every key of one check, atomically.
+///
+/// `KEYS[i]` is a policy's key; `ARGV[2i-1]` its emission interval `t` in microseconds
+/// (window / limit) and `ARGV[2i]` its burst. As in `governor`: a key's theoretical
+/// arrival time (TAT) is now when absent or past; a request is conforming when
+/// `now >= TAT - t * (burst - 1)`, and a conforming request moves TAT to `max(TAT, now) + t`.
+/// Only when every key conforms is each counted (with an expiry at its new TAT: the moment
+/// its bucket is full again).
+///
+/// Returns `{counted, owed_1, wait_1, owed_2, wait_2, ...}`: `counted` is 1 when the
+/// request was counted; `owed` is TAT - now after the call (µs, 0 when the bucket is full);
+/// `wait` is how long until the key conforms (0 when it does now).
+pub(crate) const GCRA_SCRIPT: &str = r#"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local n = #KEYS
+local tats = {}
+local blocked = false
+for i = 1, n do
+  local t = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if tat < now then tat = now end
+  tats[i] = tat
+  if now < tat - t * (burst - 1) then blocked = true end
+end
+local out = {blocked and 0 or 1}
+for i = 1, n do
+  local t = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tats[i]
+  local earliest = tat - t * (burst - 1)
+  local wait = 0
+  if earliest > now then wait = earliest - now end
+  if not blocked then
+    tat = tat + t
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  end
+  out[2 * i] = tat - now
+  out[2 * i + 1] = wait
+end
+return out
+"#;
+
+/// After a failure, how long until a request tries Redis again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One policy's part of a check: its Redis key and its arithmetic.
+#[derive(Debug)]
+pub(crate) struct Ask {
+    key: String,
+    /// The emission interval, µs (at least 1).
+    t: u64,
+    burst: u32,
+}
+
+/// A policy of a route, as Redis knows it: the prefix of its keys. Two gateways with the
+/// same route and policy share keys; a changed policy starts afresh, as locally.
+#[derive(Clone)]
+pub(crate) struct PolicyKeys {
+    prefix: ring::digest::Context,
+    t: u64,
+    burst: u32,
+}
+
+impl std::fmt::Debug for PolicyKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyKeys")
+            .field("t", &self.t)
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+impl PolicyKeys {
+    /// The keys of `route`'s `policy`.
+    pub(crate) fn new(route: &str, policy: &PolicyConfig) -> PolicyKeys {
+        let mut prefix = ring::digest::Context::new(&ring::digest::SHA256);
+        let fingerprint = format!(
+            "{route}\0{}\0{}\0{}\0{}\0{}\0",
+            policy.name,
+            policy.limit,
+            policy.window.as_secs(),
+            policy.burst,
+            policy.key.describe()
+        );
+        prefix.update(fingerprint.as_bytes());
+        PolicyKeys {
+            prefix,
+            t: emission_interval(policy),
+            burst: policy.burst.max(1),
+        }
+    }
+
+    /// The part of a check for the request counted under `tag` and `key`. The key is
+    /// hashed: header values and client ids are not stored in Redis as they are.
+    pub(crate) fn ask(&self, tag: u8, key: &[u8]) -> Ask {
+        let mut h = self.prefix.clone();
+        h.update(&[tag]);
+        h.update(key);
+        let digest = h.finish();
+        let mut name = String::with_capacity(10 + 32);
+        name.push_str("candor:rl:");
+        for b in &digest.as_ref()[..16] {
+            name.push_str(&format!("{b:02x}"));
+        }
+        Ask {
+            key: name,
+            t: self.t,
+            burst: self.burst,
+        }
+    }
+}
+
+/// The emission interval of `policy` in µs: window / limit, as the local limiter's quota.
+fn emission_interval(policy: &PolicyConfig) -> u64 {
+    let per = policy.window / policy.limit.max(1);
+    (per.as_micros() as u64).max(1)
+}
+
+/// What Redis answered for one policy.
+#[derive(Clone, Debug)]
+pub(crate) struct Outcome {
+    /// The policy's state (after counting, when the request was counted).
+    pub(crate) state: PolicyState,
+    /// Seconds until the policy admits a request, when it refuses this one.
+    pub(crate) blocked: Option<u64>,
+}
+
+/// The policy's state from the script's `owed` and `wait` (µs), as the local limiter
+/// reports it: `counted` says whether the request was counted.
+pub(crate) fn outcome(policy: &PolicyConfig, counted: bool, owed: u64, wait: u64) -> Outcome {
+    let t = emission_interval(policy);
+    let burst = policy.burst.max(1);
+    let us = Duration::from_micros;
+    let state = |remaining: u32, reset: u64| PolicyState {
+        name: policy.name.clone(),
+        limit: policy.limit,
+        window: policy.window.as_secs(),
+        remaining,
+        reset,
+    };
+    let capacity = t * u64::from(burst);
+    let remaining = (capacity.saturating_sub(owed) / t).min(u64::from(burst)) as u32;
+    if counted {
+        // As governor's snapshot: the bucket is full again once the used cells are back.
+        let used = u64::from(burst.saturating_sub(remaining).max(1));
+        return Outcome {
+            state: state(remaining, ceil_secs(us(t * used)).max(1)),
+            blocked: None,
+        };
+    }
+    if wait > 0 {
+        // Empty: the next cell in `wait`, the rest one per `t` after it.
+        let reset = ceil_secs(us(wait + t * u64::from(burst - 1))).max(1);
+        return Outcome {
+            state: state(0, reset),
+            blocked: Some(ceil_secs(us(wait)).max(1)),
+        };
+    }
+    Outcome {
+        state: state(remaining, ceil_secs(us(owed))),
+        blocked: None,
+    }
+}
+
+/// Why the shared store could not be used: words that name no address or secret.
+#[derive(Clone, Debug)]
+pub(crate) struct Unavailable {
+    /// "refused the connection", "did not answer within 250ms", ...
+    pub(crate) cause: String,
+}
+
+/// A connection to Redis and whether it is up: one per `[limits.shared]` setting, kept
+/// across reloads that do not change it.
+pub(crate) struct SharedStore {
+    /// The setting.
+    pub(crate) config: SharedConfig,
+    client: Option<redis::Client>,
+    conn: OnceLock<ConnectionManager>,
+    script: redis::Script,
+    epoch: Instant,
+    down: AtomicBool,
+    /// Milliseconds since `epoch` before which no request tries Redis again.
+    next_try: AtomicU64,
+    /// The last failure's cause and when the outage began.
+    outage: Mutex<(String, Option<Instant>)>,
+}
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStore")
+            .field("redis", &self.config.shown_url())
+            .field("down", &self.down.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl SharedStore {
+    /// A store for `config`; nothing connects until the first check.
+    pub(crate) fn new(config: SharedConfig) -> SharedStore {
+        SharedStore {
+            client: redis::Client::open(config.redis.as_str()).ok(),
+            config,
+            conn: OnceLock::new(),
+            script: redis::Script::new(GCRA_SCRIPT),
+            epoch: Instant::now(),
+            down: AtomicBool::new(false),
+            next_try: AtomicU64::new(0),
+            outage: Mutex::new((String::new(), None)),
+        }
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, Unavailable> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let client = self.client.clone().ok_or_else(|| Unavailable {
+            cause: "has an address the client cannot use".into(),
+        })?;
+        let t = self.config.timeout;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(t))
+            .set_response_timeout(Some(t))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let c = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            tracing::warn!(target: "candor::limits", redis = %self.config.shown_url(), error = %e, "cannot set up the shared rate-limit store's connection");
+            Unavailable {
+                cause: "could not be set up".into(),
+            }
+        })?;
+        Ok(self.conn.get_or_init(|| c).clone())
+    }
+
+    fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The last failure, while the store is down and not due for another try.
+    fn still_down(&self) -> Option<Unavailable> {
+        if !self.down.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = self.millis();
+        let next = self.next_try.load(Ordering::Relaxed);
+        // One request per interval tries again; the others do not wait.
+        if now >= next
+            && self
+                .next_try
+                .compare_exchange(
+                    next,
+                    now + RETRY_INTERVAL.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return None;
+        }
+        Some(self.unavailable())
+    }
+
+    fn unavailable(&self) -> Unavailable {
+        let cause = self
+            .outage
+            .lock()
+            .map_or_else(|_| "failed".into(), |o| o.0.clone());
+        Unavailable { cause }
+    }
+
+    fn failed(&self, cause: String) -> Unavailable {
+        self.next_try.store(
+            self.millis() + RETRY_INTERVAL.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        if let Ok(mut o) = self.outage.lock() {
+            o.0.clone_from(&cause);
+            if !self.down.swap(true, Ordering::Relaxed) {
+                o.1 = Some(Instant::now());
+                let fallback = match self.config.on_failure {
+                    OnFailure::Open => "counting in each gateway's own limiters until it is back",
+                    OnFailure::Closed => {
+                        "refusing rate-limited requests (rate_limit_store_unavailable) until it is back"
+                    }
+                };
+                tracing::warn!(target: "candor::limits", redis = %self.config.shown_url(), cause = %cause, "the shared rate-limit store {cause}: {fallback}");
+            }
+        }
+        Unavailable { cause }
+    }
+
+    fn recovered(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            let since = self.outage.lock().ok().and_then(|mut o| o.1.take());
+            let secs = since.map_or(0, |s| s.elapsed().as_secs());
+            tracing::info!(target: "candor::limits", redis = %self.config.shown_url(), down_for_s = secs, "the shared rate-limit store answers again after {secs} s: rate limits are shared again");
+        }
+    }
+
+    /// Seconds until the next try, for `Retry-After`.
+    pub(crate) fn retry_after(&self) -> u64 {
+        let next = self.next_try.load(Ordering::Relaxed);
+        (next.saturating_sub(self.millis()).div_ceil(1000)).max(1)
+    }
+
+    /// Checks one request against `asks` (one per policy), counting it in all when none
+    /// refuses it: whether it was counted, and each policy's `(owed, wait)` in µs.
+    pub(crate) async fn check(&self, asks: &[Ask]) -> Result<(bool, Vec<(u64, u64)>), Unavailable> {
+        if let Some(u) = self.still_down() {
+            return Err(u);
+        }
+        let mut conn = self.connection()?;
+        let mut call = self.script.prepare_invoke();
+        for a in asks {
+            call.key(&a.key).arg(a.t).arg(a.burst);
+        }
+        let answer = tokio::time::timeout(
+            self.config.timeout,
+            call.invoke_async::<Vec<i64>>(&mut conn),
+        )
+        .await;
+        let values = match answer {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(self.failed(cause_of(&e, self.config.timeout))),
+            Err(_) => {
+                return Err(self.failed(format!(
+                    "did not answer within {} (limits.shared.timeout)",
+                    crate::duration::text(self.config.timeout)
+                )));
+            }
+        };
+        if values.len() != 1 + 2 * asks.len() {
+            return Err(
+                self.failed("answered the rate-limit script with an unexpected reply".into())
+            );
+        }
+        self.recovered();
+        let pairs = values[1..]
+            .chunks(2)
+            .map(|p| (p[0].max(0) as u64, p[1].max(0) as u64))
+            .collect();
+        Ok((values[0] == 1, pairs))
+    }
+}
+
+/// A Redis error in words that name no address.
+fn cause_of(e: &redis::RedisError, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!(
+            "did not answer within {} (limits.shared.timeout)",
+            crate::duration::text(timeout)
+        )
+    } else if e.is_connection_refusal() {
+        "refused the connection (is redis-server running?)".into()
+    } else if e.is_connection_dropped() || e.is_io_error() {
+        "dropped the connection".into()
+    } else {
+        match e.code() {
+            Some(code) => format!("answered with an error ({code})"),
+            None => "failed".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::rate::{KeyBy, Limiter};
+
+    fn policy(limit: u32, window: u64, burst: u32) -> PolicyConfig {
+        PolicyConfig {
+            name: "burst".into(),
+            limit,
+            window: Duration::from_secs(window),
+            burst,
+            key: KeyBy::Address,
+        }
+    }
+
+    /// The script's arithmetic, in Rust, on a clock in µs: what Redis would store and
+    /// return (the tests below run the real script against a real server when one is
+    /// installed).
+    fn script_step(tat: &mut Option<u64>, now: u64, t: u64, burst: u64) -> (bool, u64, u64) {
+        let cur = tat.unwrap_or(0).max(now);
+        let earliest = cur.saturating_sub(t * (burst - 1));
+        let wait = earliest.saturating_sub(now);
+        if now < earliest {
+            return (false, cur - now, wait);
+        }
+        *tat = Some(cur + t);
+        (true, cur + t - now, wait)
+    }
+
+    #[test]
+    fn the_script_arithmetic_gives_the_local_limiters_fields() {
+        // 3 per 30 s: one back every 10 s.
+        let p = policy(3, 30, 3);
+        let l = Limiter::new(p.clone(), 10);
+        let mut tat = None;
+        for _ in 0..3 {
+            let (ok, owed, wait) = script_step(&mut tat, 1_000_000, 10_000_000, 3);
+            let shared = outcome(&p, ok, owed, wait).state;
+            let local = l.check(b'i', b"a").unwrap();
+            assert_eq!(
+                (shared.remaining, shared.reset),
+                (local.remaining, local.reset)
+            );
+        }
+        let (ok, owed, wait) = script_step(&mut tat, 1_000_000, 10_000_000, 3);
+        assert!(!ok);
+        let o = outcome(&p, ok, owed, wait);
+        let local = l.check(b'i', b"a").unwrap_err();
+        assert_eq!(o.blocked, Some(local.retry_after));
+        assert_eq!(
+            (o.state.remaining, o.state.reset),
+            (local.state.remaining, local.state.reset)
+        );
+        // 5 s later: still refused, 5 s to wait; 10 s later one is back.
+        let (ok, owed, wait) = script_step(&mut tat, 6_000_000, 10_000_000, 3);
+        assert_eq!((ok, outcome(&p, ok, owed, wait).blocked), (false, Some(5)));
+        let (ok, owed, wait) = script_step(&mut tat, 11_000_000, 10_000_000, 3);
+        let o = outcome(&p, ok, owed, wait);
+        assert!(ok);
+        assert_eq!((o.state.remaining, o.state.reset), (0, 30));
+    }
+
+    #[test]
+    fn a_policy_not_refusing_is_shown_as_it_stands() {
+        let p = policy(1000, 86_400, 1000);
+        // 3 counted (owed 3 × 86.4 s), request not counted because another policy refused.
+        let o = outcome(&p, false, 259_200_000, 0);
+        assert_eq!(
+            (o.state.remaining, o.state.reset, o.blocked),
+            (997, 260, None)
+        );
+        assert_eq!(outcome(&p, false, 0, 0).state.remaining, 1000);
+    }
+
+    #[test]
+    fn keys_are_shared_by_route_and_policy_and_hide_the_value() {
+        let a = PolicyKeys::new("r", &policy(3, 30, 3)).ask(b'h', b"tenant-1");
+        let b = PolicyKeys::new("r", &policy(3, 30, 3)).ask(b'h', b"tenant-1");
+        let c = PolicyKeys::new("r", &policy(4, 30, 4)).ask(b'h', b"tenant-1");
+        let d = PolicyKeys::new("r", &policy(3, 30, 3)).ask(b'i', b"tenant-1");
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        assert_ne!(a.key, d.key);
+        assert!(a.key.starts_with("candor:rl:") && !a.key.contains("tenant"));
+        assert_eq!((a.t, a.burst), (10_000_000, 3));
+    }
+
+    #[test]
+    fn the_url_is_shown_without_its_password() {
+        let c = |u: &str| SharedConfig {
+            redis: u.into(),
+            mode: SharedMode::Exact,
+            on_failure: OnFailure::Open,
+            timeout: Duration::from_millis(250),
+        };
+        assert_eq!(
+            c("redis://app:s3cret@10.0.0.1:6379/0").shown_url(),
+            "redis://app:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            c("redis://127.0.0.1:6379").shown_url(),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}
