@@ -1163,3 +1163,77 @@ impl Setup {
         }
     }
 }
+
+// ------------------------------------------------------------------ Redis
+
+/// A `redis-server` of the test's own, on a free loopback port, in a temp directory, with
+/// nothing saved to disk; killed when dropped. CI installs the Debian package.
+pub(crate) struct Redis {
+    child: Option<Child>,
+    /// The port it listens on (kept across [`Redis::restart`]).
+    pub(crate) port: u16,
+    dir: TempDir,
+}
+
+impl Redis {
+    /// Starts a server and waits until it answers PING.
+    pub(crate) fn start() -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: Upstream::refused().port(),
+            dir: temp_dir("redis"),
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL and waits for it: everything it held is gone.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port, empty, and waits until it answers.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&*self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
