@@ -531,6 +531,111 @@ mod tests {
         assert_eq!((a.t, a.burst), (10_000_000, 3));
     }
 
+    /// A redis-server of the test's own on a free loopback port; killed when dropped.
+    struct Server(std::process::Child, u16, std::path::PathBuf);
+
+    impl Server {
+        fn start() -> Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = std::env::temp_dir().join(format!("candor-redis-unit-{port}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Server(child, port, dir)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.2);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_script_on_a_real_redis_matches_the_local_limiter() {
+        let server = Server::start();
+        let store = SharedStore::new(SharedConfig {
+            redis: format!("redis://127.0.0.1:{}", server.1),
+            mode: SharedMode::Exact,
+            on_failure: OnFailure::Closed,
+            timeout: Duration::from_secs(5),
+        });
+        let burst = policy(3, 30, 3);
+        let keys = PolicyKeys::new("r", &burst);
+        let local = Limiter::new(burst.clone(), 10);
+        for _ in 0..3 {
+            let (counted, a) = store.check(&[keys.ask(b'i', b"a")]).await.unwrap();
+            let shared = outcome(&burst, counted, a[0].0, a[0].1).state;
+            let l = local.check(b'i', b"a").unwrap();
+            assert!(counted);
+            assert_eq!((shared.remaining, shared.reset), (l.remaining, l.reset));
+        }
+        let (counted, a) = store.check(&[keys.ask(b'i', b"a")]).await.unwrap();
+        let o = outcome(&burst, counted, a[0].0, a[0].1);
+        let l = local.check(b'i', b"a").unwrap_err();
+        assert!(!counted);
+        assert_eq!(o.blocked, Some(l.retry_after));
+        assert_eq!(o.state.reset, l.state.reset);
+
+        // The key expires when its bucket is full again: within the window.
+        let client = redis::Client::open(store.config.redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let key = keys.ask(b'i', b"a").key;
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((29_000..=30_000).contains(&pttl), "{pttl}");
+
+        // Two policies: one refusing means neither counts.
+        let daily = PolicyConfig {
+            name: "daily".into(),
+            ..policy(1000, 86_400, 1000)
+        };
+        let dkeys = PolicyKeys::new("r", &daily);
+        let (counted, a) = store
+            .check(&[keys.ask(b'i', b"a"), dkeys.ask(b'i', b"a")])
+            .await
+            .unwrap();
+        assert!(!counted);
+        let d = outcome(&daily, counted, a[1].0, a[1].1);
+        assert_eq!((d.state.remaining, d.blocked), (1000, None));
+        let (counted, _) = store
+            .check(&[keys.ask(b'i', b"b"), dkeys.ask(b'i', b"a")])
+            .await
+            .unwrap();
+        assert!(counted);
+
+        // After the script cache is flushed (as by a restart), EVALSHA's NOSCRIPT loads it
+        // again.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (counted, a) = store.check(&[keys.ask(b'i', b"c")]).await.unwrap();
+        assert!(counted && a[0].0 > 0);
+    }
+
     #[test]
     fn the_url_is_shown_without_its_password() {
         let c = |u: &str| SharedConfig {
