@@ -1222,6 +1222,18 @@ impl Redis {
         panic!("redis-server on port {} did not answer PING", self.port);
     }
 
+    /// Sends `sig` (`STOP`, `CONT`) to the server: stopped, it holds its connections open
+    /// and answers nothing.
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;

@@ -95,6 +95,7 @@ fn three_gateways_share_one_limit_through_redis_within_5_percent() {
     let accepted: u32 = 1 + results.iter().map(|r| r.0).sum::<u32>();
     let refused: u32 = results.iter().map(|r| r.1).sum();
     let failed: u32 = results.iter().map(|r| r.2).sum();
+    eprintln!("three gateways, one limit of 150: {accepted} accepted, {refused} refused");
     assert_eq!(failed, 0, "{results:?}");
     // Alone, each gateway would have admitted 150 (450 in all).
     assert!(
@@ -197,6 +198,36 @@ fn redis_killed_with_on_failure_closed_is_503_naming_the_cause_until_it_is_back(
     assert_eq!(gw.get("/plain").status, 200);
 
     redis.restart();
+    assert!(
+        gw.eventually(|g| g.get("/limited").status == 200),
+        "the gateway did not use the store again"
+    );
+    gw.log_line("answers again");
+}
+
+#[test]
+fn a_redis_that_stops_answering_is_a_timeout_named_in_the_answer() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        100,
+        "on_failure = \"closed\"\ntimeout = \"200ms\"",
+    );
+    let gw = Gateway::start(&text);
+    let r = gw.get("/limited");
+    assert_eq!((r.status, remaining(&r)), (200, 99), "{}", r.text());
+    // Stopped, Redis keeps the connection open and answers nothing: the request gives up
+    // after limits.shared.timeout.
+    redis.signal("STOP");
+    let r = gw.get("/limited");
+    let b = assert_problem(&r, "rate_limit_store_unavailable");
+    assert_eq!(
+        b["cause"], "did not answer within 200ms (limits.shared.timeout)",
+        "{b}"
+    );
+    redis.signal("CONT");
     assert!(
         gw.eventually(|g| g.get("/limited").status == 200),
         "the gateway did not use the store again"

@@ -248,10 +248,17 @@ impl Pipeline {
         let plan = &self.plans[route.index];
         for stage in &plan.stages {
             let flow = match stage {
-                // Only rate-limited routes with a shared store wait on it.
+                // Only rate-limited routes with a shared store wait on it (boxed: the
+                // Redis call's future does not grow every request's).
                 plan::Stage::RateLimit(r) if r.shared.is_some() => {
                     let shared = r.shared.as_ref().expect("matched");
-                    crate::stages::limit::run_shared(r, shared, &self.services.quotas, ctx).await?
+                    Box::pin(crate::stages::limit::run_shared(
+                        r,
+                        shared,
+                        &self.services.quotas,
+                        ctx,
+                    ))
+                    .await?
                 }
                 _ => stage.run(self, ctx)?,
             };
