@@ -52,7 +52,8 @@ BASELINE_PORT=${BASELINE_PORT:-$(free_port)}
 # the redis-server it uses (on the load core: the proxy core measures candor alone).
 REDIS_PORT=${REDIS_PORT:-$(free_port)}
 CANDOR_REDIS_PORT=${CANDOR_REDIS_PORT:-$(free_port)}
-for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT"; do
+CANDOR_BATCHED_PORT=${CANDOR_BATCHED_PORT:-$(free_port)}
+for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT" "$CANDOR_BATCHED_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
 done
 
@@ -228,15 +229,20 @@ cat "$WORK/plain.toml" >> "$WORK/redis/candor.toml"
 taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$WORK/redis" --logfile "$WORK/redis/redis.log" & REDIS_PID=$!; PIDS+=($REDIS_PID)
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/redis/candor.toml" >/dev/null & CANDOR_REDIS_PID=$!; PIDS+=($CANDOR_REDIS_PID)
-TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis"
-PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $CANDOR_REDIS_PORT"
+# The same in batched mode, on a third candor.
+mkdir -p "$WORK/batched"
+sed -e "s/127.0.0.1:$CANDOR_REDIS_PORT/127.0.0.1:$CANDOR_BATCHED_PORT/" \
+  -e 's/^mode = "exact"/mode = "batched"\nlease = 100/' "$WORK/redis/candor.toml" > "$WORK/batched/candor.toml"
+CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/batched/candor.toml" >/dev/null & CANDOR_BATCHED_PID=$!; PIDS+=($CANDOR_BATCHED_PID)
+TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
+PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $CANDOR_REDIS_PORT $CANDOR_BATCHED_PORT"
 BASELINE_PID=
 if [ -n "$BASELINE" ]; then
   # The older binary with the same routes, on its own port and data directory.
   mkdir -p "$WORK/baseline"
   sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor-base.toml" > "$WORK/baseline/candor.toml"
   CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
-  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis"
+  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
   PORTS="$PORTS $BASELINE_PORT"
 fi
 
@@ -307,6 +313,12 @@ for round in $(seq "$ROUNDS"); do
         calls_after=$(redis_calls)
         TRIPS="${TRIPS:-} $(awk -v a="$calls_after" -v b="$calls_before" -v n="$(cat "$WORK/requests.candor-rl-redis")" 'BEGIN { if (n > 0) printf "%.3f", (a - b) / n; else print "-" }')"
         ;;
+      candor-rl-batched)
+        calls_before=$(redis_calls)
+        r=$(measure candor-rl-batched $CANDOR_BATCHED_PORT $CANDOR_BATCHED_PID /rl/)
+        calls_after=$(redis_calls)
+        BTRIPS="${BTRIPS:-} $(awk -v a="$calls_after" -v b="$calls_before" -v n="$(cat "$WORK/requests.candor-rl-batched")" 'BEGIN { if (n > 0) printf "%.4f", (a - b) / n; else print "-" }')"
+        ;;
     esac
     RPS[$target]="${RPS[$target]:-} ${r% *}"
     CPU[$target]="${CPU[$target]:-} ${r#* }"
@@ -328,6 +340,7 @@ cj=$(echo "${CPU[candor-jwt]}" | median)
 cp=$(echo "${CPU[candor-post]}" | median); cv=$(echo "${CPU[candor-valid]}" | median)
 cr=$(echo "${CPU[candor-rl]}" | median); cx=$(echo "${CPU[candor-429]}" | median)
 crr=$(echo "${CPU[candor-rl-redis]}" | median); trips=$(echo "$TRIPS" | median)
+crb=$(echo "${CPU[candor-rl-batched]}" | median); btrips=$(echo "$BTRIPS" | median)
 echo
 awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr" -v x="$cx" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
@@ -337,6 +350,8 @@ awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr"
   printf "CPU per request: a 429 rate_limited answer / a proxied request on the plain route = %.2f (target: <= 0.3)\n", x / c }'
 awk -v c="$cn" -v r="$crr" -v t="$trips" 'BEGIN {
   printf "CPU per request: candor rate-limited route (Redis, exact mode) / plain route = %.2f; Redis round trips per request = %s (exact: 1)\n", r / c, t }'
+awk -v c="$cn" -v r="$crb" -v t="$btrips" 'BEGIN {
+  printf "CPU per request: candor rate-limited route (Redis, batched mode) / plain route = %.2f (target: <= 1.2); Redis round trips per request = %s (target: < 0.1)\n", r / c, t }'
 if [ -n "$BASELINE" ]; then
   bl=$(echo "${CPU[baseline]}" | median)
   awk -v c="$cn" -v b="$bl" 'BEGIN { printf "CPU per request: candor plain route / baseline plain route = %.3f (target: <= 1.03)\n", c / b }'

@@ -1234,6 +1234,36 @@ impl Redis {
         assert!(ok.success());
     }
 
+    /// How many times Redis ran a script (EVALSHA, EVAL, SCRIPT LOAD): the gateways'
+    /// round trips.
+    pub(crate) fn script_calls(&self) -> u64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"INFO commandstats\r\n").unwrap();
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        r.read_line(&mut head).unwrap();
+        let len: usize = head.trim().trim_start_matches('$').parse().unwrap();
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| {
+                ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .filter_map(|l| {
+                l.split_once("calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;

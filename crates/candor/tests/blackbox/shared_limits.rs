@@ -108,6 +108,61 @@ fn three_gateways_share_one_limit_through_redis_within_5_percent() {
 }
 
 #[test]
+fn batched_gateways_lease_permits_and_stay_within_the_stated_bound() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    // Leases of 10: the gateways together never admit more than the limit in a burst, and
+    // at most 3 × 9 fewer (permits left in leases).
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        150,
+        "mode = \"batched\"\nlease = 10\non_failure = \"closed\"\ntimeout = \"5s\"",
+    );
+    let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&text)).collect();
+    let before = redis.script_calls();
+    let burst = |n: usize| -> Vec<(u32, u32)> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = gws
+                .iter()
+                .map(|gw| {
+                    s.spawn(move || {
+                        let (mut ok, mut limited) = (0, 0);
+                        for _ in 0..n {
+                            let r = gw.get("/limited");
+                            match r.status {
+                                200 => ok += 1,
+                                _ => {
+                                    assert_problem(&r, "rate_limited");
+                                    limited += 1;
+                                }
+                            }
+                        }
+                        (ok, limited)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    // Under the limit: every request passes, about one in ten asks Redis.
+    let first = burst(40);
+    assert!(first.iter().all(|r| *r == (40, 0)), "{first:?}");
+    let calls = redis.script_calls() - before;
+    eprintln!("batched, 120 requests under the limit: {calls} Redis round trips");
+    assert!(calls <= 24, "{calls} round trips for 120 requests");
+    // Past the limit.
+    let second = burst(60);
+    let accepted: u32 = 120 + second.iter().map(|r| r.0).sum::<u32>();
+    eprintln!("batched, three gateways, one limit of 150: {accepted} accepted");
+    assert!(
+        (150 - 27..=150).contains(&accepted),
+        "accepted {accepted} of a shared limit of 150 ({second:?})"
+    );
+    assert!(second.iter().all(|r| r.1 > 0), "{second:?}");
+}
+
+#[test]
 fn redis_killed_mid_run_fails_open_to_local_limits_and_recovers() {
     let mut redis = Redis::start();
     let up = Upstream::start(Behaviour::Echo);
@@ -257,12 +312,12 @@ fn check_reports_the_shared_store_and_its_mistakes() {
     );
     assert!(!out.contains("s3cret"), "{out}");
     check_reports(
-        "[limits.shared]\nredis = \"rediss://127.0.0.1:6390\"\nmode = \"batched\"\non_failure = \"maybe\"\ntimeout = \"30s\"\n",
+        "[limits.shared]\nredis = \"rediss://127.0.0.1:6390\"\nmode = \"fast\"\non_failure = \"maybe\"\ntimeout = \"30s\"\n",
         &[
             "limits.shared.redis",
             "rediss:// (TLS to Redis) is not supported",
             "limits.shared.mode",
-            "\"batched\" is not built yet",
+            "\"fast\" is not a mode",
             "limits.shared.on_failure",
             "\"maybe\" is not a choice",
             "limits.shared.timeout",
@@ -272,6 +327,10 @@ fn check_reports_the_shared_store_and_its_mistakes() {
     check_reports(
         "[limits.shared]\nmode = \"exact\"\n",
         &["limits.shared.redis", "is missing"],
+    );
+    check_reports(
+        "[limits.shared]\nredis = \"redis://127.0.0.1:6379\"\nlease = 10\n",
+        &["limits.shared.lease", "applies to mode = \"batched\" only"],
     );
     check_reports(
         "[limits.shared]\nredis = \"http://127.0.0.1:6379\"\n",

@@ -6,7 +6,7 @@ use crate::limits::shared::{OnFailure, SharedConfig, SharedMode};
 pub(crate) use crate::stages::transport::Limits;
 use std::time::Duration;
 
-const SHARED: &[&str] = &["redis", "mode", "on_failure", "timeout"];
+const SHARED: &[&str] = &["redis", "mode", "lease", "on_failure", "timeout"];
 
 const LIMITS: &[&str] = &[
     "max_uri_bytes",
@@ -67,7 +67,8 @@ pub(super) fn read(
     (limits, shared)
 }
 
-/// Reads `[limits.shared]`: `redis` is required; `mode` "exact" (the default),
+/// Reads `[limits.shared]`: `redis` is required; `mode` "exact" (the default) or
+/// "batched" (with `lease`, 2 to 10000 permits, default 100),
 /// `on_failure` "open" (the default) or "closed", `timeout` from 1ms to 10s (250ms).
 fn read_shared(s: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Option<SharedConfig> {
     let before = p.list.len();
@@ -105,20 +106,29 @@ fn read_shared(s: &TableReader<'_, '_>, p: &mut Problems<'_>) -> Option<SharedCo
             String::new()
         }
     };
+    let lease = s.integer(p, "lease", 2, 10_000).map(|n| n as u32);
     let mode = match s.string(p, "mode") {
         None => SharedMode::Exact,
         Some((m, _)) if m == "exact" => SharedMode::Exact,
+        Some((m, _)) if m == "batched" => SharedMode::Batched {
+            lease: lease.unwrap_or(100),
+        },
         Some((m, span)) => {
-            let why = if m == "batched" {
-                "\"batched\" is not built yet".to_owned()
-            } else {
-                format!("\"{m}\" is not a mode")
-            };
-            p.at(span, &s.key_path("mode"), why).expected =
-                Some("\"exact\" (one Redis call per check of a rate-limited route)".into());
+            p.at(span, &s.key_path("mode"), format!("\"{m}\" is not a mode"))
+                .expected = Some(
+                "\"exact\" (one Redis call per check) or \"batched\" (permits leased `lease` at a time)"
+                    .into(),
+            );
             SharedMode::Exact
         }
     };
+    if lease.is_some() && mode == SharedMode::Exact {
+        p.at(
+            s.get("lease").map_or(s.span.clone(), |v| v.span()),
+            &s.key_path("lease"),
+            "applies to mode = \"batched\" only".into(),
+        );
+    }
     let on_failure = match s.string(p, "on_failure") {
         None => OnFailure::Open,
         Some((m, _)) if m == "open" => OnFailure::Open,

@@ -8,6 +8,16 @@
 //! request one policy refuses is counted by none. Each key expires when its bucket is full
 //! again (at most the policy's window), so idle keys leave Redis by themselves.
 //!
+//! Batched mode: a gateway leases up to `lease` permits of a key at once (one script call
+//! takes them from the shared bucket) and admits requests from its lease without a round
+//! trip until it is spent; a lease unused for [`LEASE_TIME`] is dropped. Permits are taken
+//! from Redis before they are used, so the gateways together never admit more than the
+//! limit allows in a burst; what a lease holds is admitted up to [`LEASE_TIME`] later, so
+//! over any window the gateways admit at most `gateways × (lease - 1)` more than the
+//! policy, and a dropped lease leaves at most `lease - 1` permits unused per gateway and
+//! key. A policy's lease is at most a tenth of its burst, so policies with a burst under 20
+//! are counted exactly.
+//!
 //! When Redis fails or does not answer within `timeout`, the store is *down*: one request
 //! a second tries it again, the others do not wait on it. `on_failure = "open"` counts
 //! requests in the local limiters meanwhile; `"closed"` refuses them with
@@ -25,6 +35,11 @@ use std::time::{Duration, Instant};
 pub enum SharedMode {
     /// One atomic script call per check.
     Exact,
+    /// Permits leased `lease` at a time per key and gateway.
+    Batched {
+        /// The most permits one lease takes.
+        lease: u32,
+    },
 }
 
 /// What rate-limited routes do while the shared store is unreachable.
@@ -67,8 +82,12 @@ impl SharedConfig {
     /// timeout 250ms)".
     pub fn describe(&self) -> String {
         format!(
-            "{} (exact mode, on failure {}, timeout {})",
+            "{} ({}, on failure {}, timeout {})",
             self.shown_url(),
+            match self.mode {
+                SharedMode::Exact => "exact mode".to_owned(),
+                SharedMode::Batched { lease } => format!("batched mode, leases of up to {lease}"),
+            },
             match self.on_failure {
                 OnFailure::Open => "open: each gateway counts alone",
                 OnFailure::Closed => "closed: rate_limit_store_unavailable",
@@ -80,50 +99,77 @@ impl SharedConfig {
 
 /// GCRA for every key of one check, atomically.
 ///
-/// `KEYS[i]` is a policy's key; `ARGV[2i-1]` its emission interval `t` in microseconds
-/// (window / limit) and `ARGV[2i]` its burst. As in `governor`: a key's theoretical
-/// arrival time (TAT) is now when absent or past; a request is conforming when
+/// `KEYS[i]` is a policy's key; `ARGV[3i-2]` its emission interval `t` in microseconds
+/// (window / limit), `ARGV[3i-1]` its burst and `ARGV[3i]` how many cells to take (1 in
+/// exact mode; a lease in batched mode; 0 to read only). As in `governor`: a key's
+/// theoretical arrival time (TAT) is now when absent or past; a request is conforming when
 /// `now >= TAT - t * (burst - 1)`, and a conforming request moves TAT to `max(TAT, now) + t`.
-/// Only when every key conforms is each counted (with an expiry at its new TAT: the moment
-/// its bucket is full again).
+/// Up to `want` cells are taken, as many as conform (`(now - TAT) / t + burst`). Only when
+/// every key wanting cells has one are they taken (each key then expires at its new TAT:
+/// the moment its bucket is full again).
 ///
-/// Returns `{counted, owed_1, wait_1, owed_2, wait_2, ...}`: `counted` is 1 when the
-/// request was counted; `owed` is TAT - now after the call (µs, 0 when the bucket is full);
-/// `wait` is how long until the key conforms (0 when it does now).
+/// Returns `{counted, owed_1, wait_1, got_1, ...}`: `counted` is 1 when the cells were
+/// taken; `owed` is TAT - now after the call (µs, 0 when the bucket is full); `wait` is how
+/// long until the key conforms (0 when it does now); `got` the cells taken.
 pub(crate) const GCRA_SCRIPT: &str = r#"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local n = #KEYS
 local tats = {}
+local gets = {}
 local blocked = false
 for i = 1, n do
-  local t = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+  local t = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   if tat < now then tat = now end
   tats[i] = tat
-  if now < tat - t * (burst - 1) then blocked = true end
+  local free = math.floor((now - tat) / t) + burst
+  if free < 0 then free = 0 end
+  gets[i] = math.min(want, free)
+  if want > 0 and free < 1 then blocked = true end
 end
 local out = {blocked and 0 or 1}
 for i = 1, n do
-  local t = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+  local t = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
   local tat = tats[i]
   local earliest = tat - t * (burst - 1)
   local wait = 0
   if earliest > now then wait = earliest - now end
-  if not blocked then
-    tat = tat + t
+  local got = 0
+  if not blocked and gets[i] > 0 then
+    got = gets[i]
+    tat = tat + t * got
     redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
   end
-  out[2 * i] = tat - now
-  out[2 * i + 1] = wait
+  out[3 * i - 1] = tat - now
+  out[3 * i] = wait
+  out[3 * i + 1] = got
 end
 return out
 "#;
 
 /// After a failure, how long until a request tries Redis again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a batched-mode lease may be drawn on; then its unused permits are dropped.
+pub(crate) const LEASE_TIME: Duration = Duration::from_secs(1);
+
+/// The most leases a gateway holds; past it, expired ones are dropped first, then all.
+const MAX_LEASES: usize = 100_000;
+
+/// A gateway's lease of one key's permits (batched mode).
+#[derive(Debug)]
+struct Lease {
+    /// Permits left to admit without asking Redis.
+    left: u32,
+    /// When it was taken.
+    taken: Instant,
+    /// The key's TAT - now when it was taken (µs), for the RateLimit fields.
+    owed: u64,
+}
 
 /// One policy's part of a check: its Redis key and its arithmetic.
 #[derive(Debug)]
@@ -132,6 +178,18 @@ pub(crate) struct Ask {
     /// The emission interval, µs (at least 1).
     t: u64,
     burst: u32,
+}
+
+/// What one check found for one policy: `owed` and `wait` as the script returns them (µs),
+/// and `leased`, permits this gateway holds beyond them (batched mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// TAT - now in Redis (µs).
+    pub(crate) owed: u64,
+    /// Until the key admits a request (µs); 0 when it does.
+    pub(crate) wait: u64,
+    /// Permits this gateway holds in its lease after this check.
+    pub(crate) leased: u32,
 }
 
 /// A policy of a route, as Redis knows it: the prefix of its keys. Two gateways with the
@@ -209,7 +267,20 @@ pub(crate) struct Outcome {
 
 /// The policy's state from the script's `owed` and `wait` (µs), as the local limiter
 /// reports it: `counted` says whether the request was counted.
+#[cfg(test)]
 pub(crate) fn outcome(policy: &PolicyConfig, counted: bool, owed: u64, wait: u64) -> Outcome {
+    outcome_leased(policy, counted, owed, wait, 0)
+}
+
+/// [`outcome`] for a gateway holding `leased` permits of the key beyond what Redis shows
+/// (batched mode): they are this gateway's requests left.
+pub(crate) fn outcome_leased(
+    policy: &PolicyConfig,
+    counted: bool,
+    owed: u64,
+    wait: u64,
+    leased: u32,
+) -> Outcome {
     let t = emission_interval(policy);
     let burst = policy.burst.max(1);
     let us = Duration::from_micros;
@@ -221,7 +292,9 @@ pub(crate) fn outcome(policy: &PolicyConfig, counted: bool, owed: u64, wait: u64
         reset,
     };
     let capacity = t * u64::from(burst);
-    let remaining = (capacity.saturating_sub(owed) / t).min(u64::from(burst)) as u32;
+    let remaining = ((capacity.saturating_sub(owed) / t) as u32)
+        .saturating_add(leased)
+        .min(burst);
     if counted {
         // As governor's snapshot: the bucket is full again once the used cells are back.
         let used = u64::from(burst.saturating_sub(remaining).max(1));
@@ -265,6 +338,8 @@ pub(crate) struct SharedStore {
     next_try: AtomicU64,
     /// The last failure's cause and when the outage began.
     outage: Mutex<(String, Option<Instant>)>,
+    /// Batched mode: this gateway's leases, by Redis key.
+    leases: Mutex<std::collections::HashMap<String, Lease>>,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -288,6 +363,7 @@ impl SharedStore {
             down: AtomicBool::new(false),
             next_try: AtomicU64::new(0),
             outage: Mutex::new((String::new(), None)),
+            leases: Mutex::default(),
         }
     }
 
@@ -386,15 +462,27 @@ impl SharedStore {
     }
 
     /// Checks one request against `asks` (one per policy), counting it in all when none
-    /// refuses it: whether it was counted, and each policy's `(owed, wait)` in µs.
-    pub(crate) async fn check(&self, asks: &[Ask]) -> Result<(bool, Vec<(u64, u64)>), Unavailable> {
+    /// refuses it: whether it was counted, and each policy's [`Answer`]. In batched mode a
+    /// request the gateway's leases cover asks nothing of Redis.
+    pub(crate) async fn check(&self, asks: &[Ask]) -> Result<(bool, Vec<Answer>), Unavailable> {
+        let lease = match self.config.mode {
+            SharedMode::Exact => None,
+            SharedMode::Batched { lease } => Some(lease),
+        };
+        // What each policy wants of Redis: one cell (exact), a lease, or nothing (leased).
+        let mut wants: Vec<u32> = vec![1; asks.len()];
+        if let Some(size) = lease
+            && let Some(answers) = self.draw_on_leases(asks, &mut wants, size)
+        {
+            return Ok((true, answers));
+        }
         if let Some(u) = self.still_down() {
             return Err(u);
         }
         let mut conn = self.connection()?;
         let mut call = self.script.prepare_invoke();
-        for a in asks {
-            call.key(&a.key).arg(a.t).arg(a.burst);
+        for (a, want) in asks.iter().zip(&wants) {
+            call.key(&a.key).arg(a.t).arg(a.burst).arg(*want);
         }
         let answer = tokio::time::timeout(
             self.config.timeout,
@@ -411,17 +499,109 @@ impl SharedStore {
                 )));
             }
         };
-        if values.len() != 1 + 2 * asks.len() {
+        if values.len() != 1 + 3 * asks.len() {
             return Err(
                 self.failed("answered the rate-limit script with an unexpected reply".into())
             );
         }
         self.recovered();
-        let pairs = values[1..]
-            .chunks(2)
-            .map(|p| (p[0].max(0) as u64, p[1].max(0) as u64))
+        let counted = values[0] == 1;
+        let mut answers: Vec<Answer> = values[1..]
+            .chunks(3)
+            .map(|p| Answer {
+                owed: p[0].max(0) as u64,
+                wait: p[1].max(0) as u64,
+                leased: p[2].max(0) as u32,
+            })
             .collect();
-        Ok((values[0] == 1, pairs))
+        if lease.is_some() {
+            self.keep_leases(asks, &wants, counted, &mut answers);
+        } else {
+            for a in &mut answers {
+                a.leased = 0;
+            }
+        }
+        Ok((counted, answers))
+    }
+
+    /// Batched mode: admits the request from this gateway's leases when each policy's
+    /// covers it; else sets `wants` to what each policy must lease (`size`, at most a tenth
+    /// of its burst; 0 where a lease covers it) and returns `None`.
+    fn draw_on_leases(&self, asks: &[Ask], wants: &mut [u32], size: u32) -> Option<Vec<Answer>> {
+        let Ok(mut leases) = self.leases.lock() else {
+            return None;
+        };
+        let now = Instant::now();
+        let mut covered = true;
+        for (a, want) in asks.iter().zip(wants.iter_mut()) {
+            let live = leases
+                .get(&a.key)
+                .is_some_and(|l| l.left > 0 && now.duration_since(l.taken) < LEASE_TIME);
+            *want = if live {
+                0
+            } else {
+                covered = false;
+                size.min(a.burst / 10).max(1)
+            };
+        }
+        if !covered {
+            return None;
+        }
+        Some(
+            asks.iter()
+                .map(|a| {
+                    let l = leases.get_mut(&a.key).expect("covered");
+                    l.left -= 1;
+                    let elapsed = now.duration_since(l.taken).as_micros() as u64;
+                    Answer {
+                        owed: l.owed.saturating_sub(elapsed),
+                        wait: 0,
+                        leased: l.left,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Batched mode, after Redis answered: the request takes one permit of each policy (of
+    /// the lease just taken, or of the one held); the rest of a new lease is kept.
+    fn keep_leases(&self, asks: &[Ask], wants: &[u32], counted: bool, answers: &mut [Answer]) {
+        let Ok(mut leases) = self.leases.lock() else {
+            return;
+        };
+        if leases.len() >= MAX_LEASES {
+            leases.retain(|_, l| l.taken.elapsed() < LEASE_TIME);
+            if leases.len() >= MAX_LEASES {
+                leases.clear();
+            }
+        }
+        let now = Instant::now();
+        for ((a, want), answer) in asks.iter().zip(wants).zip(answers.iter_mut()) {
+            if !counted {
+                // Nothing taken: what the gateway holds is still its own.
+                answer.leased = leases
+                    .get(&a.key)
+                    .filter(|l| now.duration_since(l.taken) < LEASE_TIME)
+                    .map_or(0, |l| l.left);
+                continue;
+            }
+            if *want > 0 {
+                let got = answer.leased;
+                leases.insert(
+                    a.key.clone(),
+                    Lease {
+                        left: got.saturating_sub(1),
+                        taken: now,
+                        owed: answer.owed,
+                    },
+                );
+                answer.leased = got.saturating_sub(1);
+            } else if let Some(l) = leases.get_mut(&a.key) {
+                // Covered by the lease held (another policy needed Redis).
+                l.left = l.left.saturating_sub(1);
+                answer.leased = l.left;
+            }
+        }
     }
 }
 
@@ -583,13 +763,13 @@ mod tests {
         let local = Limiter::new(burst.clone(), 10);
         for _ in 0..3 {
             let (counted, a) = store.check(&[keys.ask(b'i', b"a")]).await.unwrap();
-            let shared = outcome(&burst, counted, a[0].0, a[0].1).state;
+            let shared = outcome(&burst, counted, a[0].owed, a[0].wait).state;
             let l = local.check(b'i', b"a").unwrap();
             assert!(counted);
             assert_eq!((shared.remaining, shared.reset), (l.remaining, l.reset));
         }
         let (counted, a) = store.check(&[keys.ask(b'i', b"a")]).await.unwrap();
-        let o = outcome(&burst, counted, a[0].0, a[0].1);
+        let o = outcome(&burst, counted, a[0].owed, a[0].wait);
         let l = local.check(b'i', b"a").unwrap_err();
         assert!(!counted);
         assert_eq!(o.blocked, Some(l.retry_after));
@@ -617,13 +797,41 @@ mod tests {
             .await
             .unwrap();
         assert!(!counted);
-        let d = outcome(&daily, counted, a[1].0, a[1].1);
+        let d = outcome(&daily, counted, a[1].owed, a[1].wait);
         assert_eq!((d.state.remaining, d.blocked), (1000, None));
         let (counted, _) = store
             .check(&[keys.ask(b'i', b"b"), dkeys.ask(b'i', b"a")])
             .await
             .unwrap();
         assert!(counted);
+
+        // Batched: a lease of at most a tenth of the burst (3 of 30), drawn on locally; the
+        // fields count the lease as this gateway's requests left.
+        let batched = SharedStore::new(SharedConfig {
+            mode: SharedMode::Batched { lease: 100 },
+            ..store.config.clone()
+        });
+        let p30 = policy(30, 30, 30);
+        let k30 = PolicyKeys::new("r", &p30);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (counted, a) = batched.check(&[k30.ask(b'i', b"z")]).await.unwrap();
+            assert!(counted);
+            let o = outcome_leased(&p30, counted, a[0].owed, a[0].wait, a[0].leased);
+            seen.push((a[0].leased, o.state.remaining));
+        }
+        assert_eq!(seen, [(2, 29), (1, 28), (0, 27), (2, 26)]);
+        let owed: u64 = {
+            let key = k30.ask(b'i', b"z").key;
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            pttl as u64
+        };
+        // Six cells taken in Redis (two leases of 3), one a second.
+        assert!((5_000..=6_000).contains(&owed), "{owed}");
 
         // After the script cache is flushed (as by a restart), EVALSHA's NOSCRIPT loads it
         // again.
@@ -633,7 +841,7 @@ mod tests {
             .await
             .unwrap();
         let (counted, a) = store.check(&[keys.ask(b'i', b"c")]).await.unwrap();
-        assert!(counted && a[0].0 > 0);
+        assert!(counted && a[0].owed > 0);
     }
 
     #[test]

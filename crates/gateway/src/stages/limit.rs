@@ -243,8 +243,8 @@ pub(crate) async fn run_shared(
     };
     let mut states = Vec::with_capacity(answers.len());
     let mut blocked = Vec::new();
-    for (j, (l, (owed, wait))) in stage.limiters.iter().zip(answers).enumerate() {
-        let o = crate::limits::shared::outcome(&l.policy, counted, owed, wait);
+    for (j, (l, a)) in stage.limiters.iter().zip(answers).enumerate() {
+        let o = crate::limits::shared::outcome_leased(&l.policy, counted, a.owed, a.wait, a.leased);
         states.push(o.state);
         if let Some(w) = o.blocked {
             blocked.push((j, w));
