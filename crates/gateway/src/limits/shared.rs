@@ -10,7 +10,8 @@
 //!
 //! Batched mode: a gateway leases up to `lease` permits of a key at once (one script call
 //! takes them from the shared bucket) and admits requests from its lease without a round
-//! trip until it is spent; a lease unused for [`LEASE_TIME`] is dropped. Permits are taken
+//! trip until it is spent; a lease is drawn on for at most [`LEASE_TIME`] after it was last
+//! topped up, then dropped. Permits are taken
 //! from Redis before they are used, so the gateways together never admit more than the
 //! limit allows in a burst; what a lease holds is admitted up to [`LEASE_TIME`] later, so
 //! over any window the gateways admit at most `gateways × (lease - 1)` more than the
@@ -586,16 +587,21 @@ impl SharedStore {
                 continue;
             }
             if *want > 0 {
-                let got = answer.leased;
+                // A lease another request took meanwhile is kept: its permits are added.
+                let held = leases
+                    .get(&a.key)
+                    .filter(|l| now.duration_since(l.taken) < LEASE_TIME)
+                    .map_or(0, |l| l.left);
+                let left = held.saturating_add(answer.leased.saturating_sub(1));
                 leases.insert(
                     a.key.clone(),
                     Lease {
-                        left: got.saturating_sub(1),
+                        left,
                         taken: now,
                         owed: answer.owed,
                     },
                 );
-                answer.leased = got.saturating_sub(1);
+                answer.leased = left;
             } else if let Some(l) = leases.get_mut(&a.key) {
                 // Covered by the lease held (another policy needed Redis).
                 l.left = l.left.saturating_sub(1);
