@@ -240,8 +240,10 @@ impl PolicyKeys {
         let digest = h.finish();
         let mut name = String::with_capacity(10 + 32);
         name.push_str("candor:rl:");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in &digest.as_ref()[..16] {
-            name.push_str(&format!("{b:02x}"));
+            name.push(char::from(HEX[usize::from(b >> 4)]));
+            name.push(char::from(HEX[usize::from(b & 15)]));
         }
         Ask {
             key: name,
