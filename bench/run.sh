@@ -28,7 +28,7 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 (systemctl stop nginx haproxy || service nginx stop || true; service haproxy stop || true) >/dev/null 2>&1 || true
 
 cargo build --release --locked -q
-CANDOR=$PWD/target/release/candor
+CANDOR=${CARGO_TARGET_DIR:-$PWD/target}/release/candor
 
 WORK=$(mktemp -d /tmp/candor-bench.XXXXXX)
 PIDS=()
@@ -48,7 +48,12 @@ HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
 CANDOR_PORT=${CANDOR_PORT:-$(free_port)}
 BASELINE=${BASELINE:-}
 BASELINE_PORT=${BASELINE_PORT:-$(free_port)}
-for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT"; do
+# A second candor whose rate-limited route shares its limit through Redis (exact mode), and
+# the redis-server it uses (on the load core: the proxy core measures candor alone).
+REDIS_PORT=${REDIS_PORT:-$(free_port)}
+CANDOR_REDIS_PORT=${CANDOR_REDIS_PORT:-$(free_port)}
+CANDOR_BATCHED_PORT=${CANDOR_BATCHED_PORT:-$(free_port)}
+for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT" "$CANDOR_BATCHED_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
 done
 
@@ -194,15 +199,50 @@ taskset -c "$PROXY_CPU" "$HAPROXY" -f "$WORK/haproxy.cfg" -db & HAPROXY_PID=$!; 
 cat "$WORK/candor.toml" "$WORK/plain.toml" > "$WORK/candor-base.toml"
 cat "$WORK/validate.toml" "$WORK/plain.toml" >> "$WORK/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/candor.toml" >/dev/null & CANDOR_PID=$!; PIDS+=($CANDOR_PID)
-TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429"
-PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT"
+mkdir -p "$WORK/redis"
+cat > "$WORK/redis/candor.toml" <<CONF
+[server]
+listen = "127.0.0.1:$CANDOR_REDIS_PORT"
+workers = 1
+
+[log]
+requests = false
+
+[limits.shared]
+redis = "redis://127.0.0.1:$REDIS_PORT"
+mode = "exact"
+on_failure = "closed"
+timeout = "1s"
+
+[[routes]]
+name = "limited"
+path = "/rl/{*rest}"
+upstream = "http://127.0.0.1:$UP_PORT"
+[[routes.rate_limits]]
+name = "burst"
+limit = 1000000000
+window = "1s"
+key = "address"
+
+CONF
+cat "$WORK/plain.toml" >> "$WORK/redis/candor.toml"
+taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$WORK/redis" --logfile "$WORK/redis/redis.log" & REDIS_PID=$!; PIDS+=($REDIS_PID)
+CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/redis/candor.toml" >/dev/null & CANDOR_REDIS_PID=$!; PIDS+=($CANDOR_REDIS_PID)
+# The same in batched mode, on a third candor.
+mkdir -p "$WORK/batched"
+sed -e "s/127.0.0.1:$CANDOR_REDIS_PORT/127.0.0.1:$CANDOR_BATCHED_PORT/" \
+  -e 's/^mode = "exact"/mode = "batched"\nlease = 100/' "$WORK/redis/candor.toml" > "$WORK/batched/candor.toml"
+CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/batched/candor.toml" >/dev/null & CANDOR_BATCHED_PID=$!; PIDS+=($CANDOR_BATCHED_PID)
+TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
+PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $CANDOR_REDIS_PORT $CANDOR_BATCHED_PORT"
 BASELINE_PID=
 if [ -n "$BASELINE" ]; then
   # The older binary with the same routes, on its own port and data directory.
   mkdir -p "$WORK/baseline"
   sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor-base.toml" > "$WORK/baseline/candor.toml"
   CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
-  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429"
+  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
   PORTS="$PORTS $BASELINE_PORT"
 fi
 
@@ -227,12 +267,15 @@ measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"
   local name=$1 port=$2 pid=$3 path=${4:-/} header=${5:-X-Bench: 1} script=()
   [ -n "${6:-}" ] && script=(-s "$6")
   local before after out reqs rps
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${script[@]}" -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1 # warm-up
+  local warm
+  warm=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${script[@]}" -H "$header" "http://127.0.0.1:$port$path" 2>&1) # warm-up
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" "${script[@]}" -H "$header" "http://127.0.0.1:$port$path")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  # Every request sent, warm-up included (for counts read from outside, such as Redis's).
+  echo "$warm" "$out" | awk '/requests in/ {n += $1} END {print n}' > "$WORK/requests.$name"
   if [ -z "${REFUSALS:-}" ] && echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses" >&2; echo "$out" >&2; exit 1; fi
   if [ -n "${REFUSALS:-}" ] && ! echo "$out" | grep -q "Non-2xx"; then echo "$name: no refusals" >&2; echo "$out" >&2; exit 1; fi
   if [ -n "$pid" ]; then
@@ -241,6 +284,11 @@ measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"
   else
     echo "$rps -"
   fi
+}
+
+redis_calls() { # script calls Redis has run
+  redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' |
+    awk -F'[=,:]' '/^cmdstat_(evalsha|eval|script)/ {n += $3} END {print n + 0}'
 }
 
 declare -A RPS CPU
@@ -257,6 +305,20 @@ for round in $(seq "$ROUNDS"); do
       candor-valid) r=$(BODY_FILE="$WORK/device.json" measure candor-valid $CANDOR_PORT $CANDOR_PID /validate/ "X-Bench: 1" "$WORK/post.lua") ;;
       candor-rl) r=$(measure candor-rl $CANDOR_PORT $CANDOR_PID /rl/) ;;
       candor-429) r=$(REFUSALS=1 measure candor-429 $CANDOR_PORT $CANDOR_PID /rl429/) ;;
+      candor-rl-redis)
+        # Redis round trips per request: the script calls Redis ran (EVALSHA, and EVAL or
+        # SCRIPT LOAD after a NOSCRIPT), over the requests of the warm-up and the run.
+        calls_before=$(redis_calls)
+        r=$(measure candor-rl-redis $CANDOR_REDIS_PORT $CANDOR_REDIS_PID /rl/)
+        calls_after=$(redis_calls)
+        TRIPS="${TRIPS:-} $(awk -v a="$calls_after" -v b="$calls_before" -v n="$(cat "$WORK/requests.candor-rl-redis")" 'BEGIN { if (n > 0) printf "%.3f", (a - b) / n; else print "-" }')"
+        ;;
+      candor-rl-batched)
+        calls_before=$(redis_calls)
+        r=$(measure candor-rl-batched $CANDOR_BATCHED_PORT $CANDOR_BATCHED_PID /rl/)
+        calls_after=$(redis_calls)
+        BTRIPS="${BTRIPS:-} $(awk -v a="$calls_after" -v b="$calls_before" -v n="$(cat "$WORK/requests.candor-rl-batched")" 'BEGIN { if (n > 0) printf "%.4f", (a - b) / n; else print "-" }')"
+        ;;
     esac
     RPS[$target]="${RPS[$target]:-} ${r% *}"
     CPU[$target]="${CPU[$target]:-} ${r#* }"
@@ -277,6 +339,8 @@ cn=$(echo "${CPU[candor]}" | median); ng=$(echo "${CPU[nginx]}" | median); hp=$(
 cj=$(echo "${CPU[candor-jwt]}" | median)
 cp=$(echo "${CPU[candor-post]}" | median); cv=$(echo "${CPU[candor-valid]}" | median)
 cr=$(echo "${CPU[candor-rl]}" | median); cx=$(echo "${CPU[candor-429]}" | median)
+crr=$(echo "${CPU[candor-rl-redis]}" | median); trips=$(echo "$TRIPS" | median)
+crb=$(echo "${CPU[candor-rl-batched]}" | median); btrips=$(echo "$BTRIPS" | median)
 echo
 awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr" -v x="$cx" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
@@ -284,6 +348,10 @@ awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr"
   printf "CPU per request: candor validating route (1 KiB JSON POST) / plain route, same POST = %.2f (target: <= 1.25); / plain GET = %.2f\n", v / p, v / c
   printf "CPU per request: candor rate-limited route (in memory) / plain route = %.2f (target: <= 1.1)\n", r / c
   printf "CPU per request: a 429 rate_limited answer / a proxied request on the plain route = %.2f (target: <= 0.3)\n", x / c }'
+awk -v c="$cn" -v r="$crr" -v t="$trips" 'BEGIN {
+  printf "CPU per request: candor rate-limited route (Redis, exact mode) / plain route = %.2f; Redis round trips per request = %s (exact: 1)\n", r / c, t }'
+awk -v c="$cn" -v r="$crb" -v t="$btrips" 'BEGIN {
+  printf "CPU per request: candor rate-limited route (Redis, batched mode) / plain route = %.2f (target: <= 1.2); Redis round trips per request = %s (target: < 0.1)\n", r / c, t }'
 if [ -n "$BASELINE" ]; then
   bl=$(echo "${CPU[baseline]}" | median)
   awk -v c="$cn" -v b="$bl" 'BEGIN { printf "CPU per request: candor plain route / baseline plain route = %.3f (target: <= 1.03)\n", c / b }'

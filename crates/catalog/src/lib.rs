@@ -80,6 +80,7 @@ pub mod codes {
         ACCOUNT_INACTIVE = "account_inactive";
         QUOTA_EXCEEDED = "quota_exceeded";
         RATE_LIMITED = "rate_limited";
+        RATE_LIMIT_STORE_UNAVAILABLE = "rate_limit_store_unavailable";
         VALIDATION_FAILED = "validation_failed";
         UPSTREAM_UNREACHABLE = "upstream_unreachable";
         UPSTREAM_PROTOCOL_ERROR = "upstream_protocol_error";

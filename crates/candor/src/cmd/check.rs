@@ -72,6 +72,13 @@ fn report(
             .admin_listen
             .map_or(String::new(), |a| format!(", admin on {a}")),
     )?;
+    if let Some(shared) = &c.shared_limits {
+        writeln!(
+            out,
+            "  rate limits shared through Redis at {}",
+            shared.describe()
+        )?;
+    }
     // Each route's plan: what its requests pass, in order.
     for plan in c.route_plans() {
         let methods = if plan.methods.is_empty() {

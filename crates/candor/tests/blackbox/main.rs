@@ -32,6 +32,8 @@
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
+//! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
+//!   restarted.
 //! - [`catalog_coverage`]: every catalog code is produced by some test here.
 
 mod harness;
@@ -58,6 +60,7 @@ mod policy;
 mod protocols;
 mod rate_limits;
 mod route;
+mod shared_limits;
 mod timeouts;
 mod token_endpoint;
 mod transport;

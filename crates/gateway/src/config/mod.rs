@@ -61,6 +61,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Request size limits.
     pub limits: Limits,
+    /// `[limits.shared]`: the Redis store rate limits are shared through, if any.
+    pub shared_limits: Option<crate::limits::shared::SharedConfig>,
     /// How long the gateway waits for clients.
     pub timeouts: Timeouts,
     /// Logging.
@@ -175,7 +177,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let before = p.list.len();
     let (server, catalog) = server::read(top, p, dir);
     let auth = auth::read(top, p, dir);
-    let limits = limits::read(top, p);
+    let (limits, shared_limits) = limits::read(top, p);
     let timeouts = timeouts::read(top, p);
     let log = log::read(top, p);
     let debug = debug::read(top, p);
@@ -187,6 +189,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     Some(Config {
         server,
         limits,
+        shared_limits,
         timeouts,
         log,
         debug,

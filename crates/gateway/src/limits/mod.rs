@@ -8,3 +8,4 @@
 pub(crate) mod attempts;
 pub(crate) mod quota;
 pub(crate) mod rate;
+pub(crate) mod shared;

@@ -429,9 +429,30 @@ impl Limiter {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     limiters: Mutex<HashMap<LimiterId, Weak<Limiter>>>,
+    /// The shared (Redis) store of `[limits.shared]`, kept while its setting is unchanged.
+    shared: Mutex<Option<Arc<crate::limits::shared::SharedStore>>>,
 }
 
 impl Registry {
+    /// The shared store of `config`: the live one if its setting is unchanged, else a new
+    /// one (which connects at its first check).
+    pub(crate) fn shared_store(
+        &self,
+        config: &crate::limits::shared::SharedConfig,
+    ) -> Arc<crate::limits::shared::SharedStore> {
+        let Ok(mut slot) = self.shared.lock() else {
+            return Arc::new(crate::limits::shared::SharedStore::new(config.clone()));
+        };
+        match &*slot {
+            Some(s) if s.config == *config => s.clone(),
+            _ => {
+                let s = Arc::new(crate::limits::shared::SharedStore::new(config.clone()));
+                *slot = Some(s.clone());
+                s
+            }
+        }
+    }
+
     /// The limiter of `route`'s `policy`: the live one if a generation still uses it, else a
     /// new one holding at most `max_keys` keys.
     pub(crate) fn limiter(

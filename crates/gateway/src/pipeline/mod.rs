@@ -247,7 +247,22 @@ impl Pipeline {
         ctx.route = Some(route);
         let plan = &self.plans[route.index];
         for stage in &plan.stages {
-            if let Flow::Respond(resp) = stage.run(self, ctx)? {
+            let flow = match stage {
+                // Only rate-limited routes with a shared store wait on it (boxed: the
+                // Redis call's future does not grow every request's).
+                plan::Stage::RateLimit(r) if r.shared.is_some() => {
+                    let shared = r.shared.as_ref().expect("matched");
+                    Box::pin(crate::stages::limit::run_shared(
+                        r,
+                        shared,
+                        &self.services.quotas,
+                        ctx,
+                    ))
+                    .await?
+                }
+                _ => stage.run(self, ctx)?,
+            };
+            if let Flow::Respond(resp) = flow {
                 return Ok(*resp);
             }
         }

@@ -11,6 +11,7 @@ use super::context::{Flow, RequestCtx};
 use crate::config::{Config, ERRORS_PREFIX, RouteConfig, RouteMode};
 use crate::error::GatewayError;
 use crate::identity::token_endpoint::{JWKS_PATH, TOKEN_PATH};
+use crate::limits::shared::{OnFailure, PolicyKeys};
 use crate::stages::authenticate::{self, AuthConfig};
 use crate::stages::negotiate::Negotiation;
 use crate::stages::policy::AccessPolicy;
@@ -110,7 +111,12 @@ impl Stage {
                 }
                 out
             }
-            Stage::RateLimit(_) => vec![codes::RATE_LIMITED],
+            Stage::RateLimit(r) => match &r.shared {
+                Some(s) if s.store.config.on_failure == OnFailure::Closed => {
+                    vec![codes::RATE_LIMITED, codes::RATE_LIMIT_STORE_UNAVAILABLE]
+                }
+                _ => vec![codes::RATE_LIMITED],
+            },
             Stage::Limit(_) => vec![codes::QUOTA_EXCEEDED],
             Stage::Validate(_) => vec![codes::VALIDATION_FAILED],
         }
@@ -182,11 +188,19 @@ impl Plan {
                 .filter(|p| p.key.needs_principal() == after_auth)
                 .map(|p| limiters.registry.limiter(&route.name, p, limiters.max_keys))
                 .collect();
+            let shared = limiters.shared.as_ref().map(|store| limit::SharedStage {
+                store: store.clone(),
+                keys: chosen
+                    .iter()
+                    .map(|l| PolicyKeys::new(&route.name, &l.policy))
+                    .collect(),
+            });
             (!chosen.is_empty()).then(|| {
                 Stage::RateLimit(limit::RateStage {
                     limiters: chosen,
                     headers: l.headers,
                     status: l.rate_status,
+                    shared,
                 })
             })
         };
@@ -291,6 +305,8 @@ pub(crate) struct Limiters<'a> {
     pub(crate) registry: &'a crate::limits::rate::Registry,
     /// The most keys a new limiter holds.
     pub(crate) max_keys: usize,
+    /// The shared (Redis) store, when `[limits.shared]` is set.
+    pub(crate) shared: Option<std::sync::Arc<crate::limits::shared::SharedStore>>,
 }
 
 /// The route table's entries and their plans, by index: the gateway's own endpoints first
@@ -302,6 +318,10 @@ pub(crate) fn compile(
     let limiters = Limiters {
         registry,
         max_keys: config.limits.max_rate_limit_keys,
+        shared: config
+            .shared_limits
+            .as_ref()
+            .map(|c| registry.shared_store(c)),
     };
     let mut entries = Vec::with_capacity(config.routes.len() + 4);
     let mut plans = Vec::with_capacity(config.routes.len() + 4);

@@ -4,6 +4,7 @@
 use crate::error::GatewayError;
 use crate::limits::quota::Quotas;
 use crate::limits::rate::{self, KeyBy, Limiter, PolicyState};
+use crate::limits::shared::{OnFailure, PolicyKeys, SharedStore};
 use crate::pipeline::context::{Flow, RequestCtx};
 use candor_catalog::codes;
 use http::header::RETRY_AFTER;
@@ -26,6 +27,18 @@ pub(crate) struct RateStage {
     pub(crate) headers: bool,
     /// The status of the refusal, if not 429.
     pub(crate) status: Option<StatusCode>,
+    /// The shared (Redis) store the policies count in, when `[limits.shared]` is set; the
+    /// limiters above count while it is unreachable with `on_failure = "open"`.
+    pub(crate) shared: Option<SharedStage>,
+}
+
+/// A rate-limit stage's policies in the shared store.
+#[derive(Debug)]
+pub(crate) struct SharedStage {
+    /// The store.
+    pub(crate) store: Arc<SharedStore>,
+    /// Each policy's keys, in the order of the stage's limiters.
+    pub(crate) keys: Vec<PolicyKeys>,
 }
 
 /// The bytes `ctx`'s request is counted under for `key`, with a tag byte so that a fallback
@@ -118,12 +131,10 @@ fn refuse(
     let secs = crate::time::ceil_secs;
     // The states of policies of earlier stages, and of this stage's counted before `i`.
     let mut states: Vec<PolicyState> = std::mem::take(&mut ctx.rate_limits);
-    let mut p = &stage.limiters[i].policy;
-    let mut wait = 0;
-    let mut violated = Vec::new();
+    let mut blocked = Vec::new();
     for (j, l) in stage.limiters.iter().enumerate() {
         let (tag, key) = key_bytes(&l.policy.key, ctx);
-        let blocked = match (&refusal, j == i) {
+        let wait = match (&refusal, j == i) {
             (Some(r), true) => {
                 states.push(r.state.clone());
                 Some(r.retry_after)
@@ -136,12 +147,33 @@ fn refuse(
                 l.blocked(tag, &key).map(secs)
             }
         };
-        if let Some(w) = blocked {
-            violated.push(l.policy.name.clone());
-            if w > wait || violated.len() == 1 {
-                wait = w.max(1);
-                p = &l.policy;
-            }
+        if let Some(w) = wait {
+            blocked.push((j, w));
+        }
+    }
+    refusal_error(stage, quotas, ctx, i, states, &blocked)
+}
+
+/// `rate_limited` with the fields of `states` (every policy shown), for the stage's
+/// policies `blocked` (index, seconds to wait) would refuse; Retry-After waits for all of
+/// them. `first` is the policy named when none is found blocked (a race).
+fn refusal_error(
+    stage: &RateStage,
+    quotas: &Quotas,
+    ctx: &mut RequestCtx<'_>,
+    first: usize,
+    states: Vec<PolicyState>,
+    blocked: &[(usize, u64)],
+) -> GatewayError {
+    let mut p = &stage.limiters[first].policy;
+    let mut wait = 0;
+    let mut violated = Vec::new();
+    for &(j, w) in blocked {
+        let policy = &stage.limiters[j].policy;
+        violated.push(policy.name.clone());
+        if w > wait || violated.len() == 1 {
+            wait = w.max(1);
+            p = policy;
         }
     }
     let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
@@ -171,6 +203,88 @@ fn refuse(
     );
     refund_quota(quotas, ctx);
     e
+}
+
+/// Counts the request in the shared store: one atomic call for all of the stage's
+/// policies (a request one refuses is counted by none). While the store is unreachable,
+/// the local limiters count (`on_failure = "open"`) or the request is refused with
+/// `rate_limit_store_unavailable` (`"closed"`).
+pub(crate) async fn run_shared(
+    stage: &RateStage,
+    shared: &SharedStage,
+    quotas: &Quotas,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<Flow, GatewayError> {
+    let asks: Vec<_> = stage
+        .limiters
+        .iter()
+        .zip(&shared.keys)
+        .map(|(l, k)| {
+            let (tag, key) = key_bytes(&l.policy.key, ctx);
+            k.ask(tag, &key)
+        })
+        .collect();
+    let (counted, answers) = match shared.store.check(&asks).await {
+        Ok(a) => a,
+        Err(down) => {
+            return match shared.store.config.on_failure {
+                OnFailure::Open => {
+                    ctx.trail.record(
+                        "rate_limit",
+                        "local",
+                        None,
+                        vec![("shared_store", down.cause)],
+                    );
+                    run_rate(stage, quotas, ctx)
+                }
+                OnFailure::Closed => Err(store_unavailable(shared, quotas, ctx, down.cause)),
+            };
+        }
+    };
+    let mut states = Vec::with_capacity(answers.len());
+    let mut blocked = Vec::new();
+    for (j, (l, a)) in stage.limiters.iter().zip(answers).enumerate() {
+        let o = crate::limits::shared::outcome_leased(&l.policy, counted, a.owed, a.wait, a.leased);
+        states.push(o.state);
+        if let Some(w) = o.blocked {
+            blocked.push((j, w));
+        }
+    }
+    if !counted {
+        let mut all = std::mem::take(&mut ctx.rate_limits);
+        all.extend(states);
+        let first = blocked.first().map_or(0, |b| b.0);
+        return Err(refusal_error(stage, quotas, ctx, first, all, &blocked));
+    }
+    ctx.rate_limits.extend(states);
+    ctx.rate_limit_fields |= stage.headers;
+    Ok(Flow::Continue)
+}
+
+/// `rate_limit_store_unavailable`: the shared store is unreachable and the gateway is set
+/// to refuse what it cannot count.
+fn store_unavailable(
+    shared: &SharedStage,
+    quotas: &Quotas,
+    ctx: &mut RequestCtx<'_>,
+    cause: String,
+) -> GatewayError {
+    let route = ctx.route.map_or("", |r| r.config.name.as_str()).to_owned();
+    let wait = shared.store.retry_after();
+    ctx.trail.record(
+        "rate_limit",
+        "reject",
+        Some(codes::RATE_LIMIT_STORE_UNAVAILABLE),
+        vec![("shared_store", cause.clone())],
+    );
+    refund_quota(quotas, ctx);
+    GatewayError::new(codes::RATE_LIMIT_STORE_UNAVAILABLE)
+        .param("route", route)
+        .param("cause", cause.clone())
+        .param("retry_after", wait.to_string())
+        .header(RETRY_AFTER, &wait.to_string())
+        .extension("cause", cause.into())
+        .extension("retry_after", wait.into())
 }
 
 /// Adds the RateLimit fields of the policies `states` passed to an answer.

@@ -1,0 +1,339 @@
+//! Rate limits shared through Redis (`[limits.shared]`), black-box, with a real
+//! `redis-server` of the test's own: three gateways sharing one limit, Redis killed mid-run
+//! and restarted (fail open: each gateway counts alone; fail closed:
+//! `rate_limit_store_unavailable`), recovery without a restart, and `candor check`.
+
+use crate::harness::*;
+
+/// A route limited to `limit` requests an hour as a whole (so that every gateway and
+/// every client counts in one bucket), a plain route beside it, and the shared store.
+fn config(upstream: &str, redis: &str, limit: u32, shared_extra: &str) -> String {
+    format!(
+        r#"
+[limits.shared]
+redis = "{redis}"
+{shared_extra}
+
+[[routes]]
+name = "limited"
+path = "/limited"
+upstream = "{upstream}"
+
+[[routes.rate_limits]]
+name = "hourly"
+limit = {limit}
+window = "1h"
+key = "route"
+
+[[routes]]
+name = "plain"
+path = "/plain"
+upstream = "{upstream}"
+"#
+    )
+}
+
+/// The `r` of the `hourly` policy in a RateLimit field.
+fn remaining(r: &Response) -> u32 {
+    let f = r
+        .header("ratelimit")
+        .unwrap_or_else(|| panic!("{}", r.text()));
+    f.strip_prefix("\"hourly\";r=")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{f}"))
+}
+
+#[test]
+fn three_gateways_share_one_limit_through_redis_within_5_percent() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    // Closed, with a long timeout: a slow answer shows as a 503, never as a request
+    // counted by one gateway alone.
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        150,
+        "on_failure = \"closed\"\ntimeout = \"5s\"",
+    );
+    let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&text)).collect();
+    let first = gws[0].get("/limited");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("\"hourly\";q=150;w=3600")
+    );
+    assert_eq!(remaining(&first), 149);
+    // 3 × 100 more requests at once, each gateway taking a third.
+    let results: Vec<(u32, u32, u32)> = std::thread::scope(|s| {
+        let handles: Vec<_> = gws
+            .iter()
+            .map(|gw| {
+                s.spawn(move || {
+                    let (mut ok, mut limited, mut other) = (0, 0, 0);
+                    for _ in 0..100 {
+                        let r = gw.get("/limited");
+                        match r.status {
+                            200 => ok += 1,
+                            429 => {
+                                assert_problem(&r, "rate_limited");
+                                assert_eq!(remaining(&r), 0);
+                                limited += 1;
+                            }
+                            _ => {
+                                eprintln!("{}: {}", r.status, r.text());
+                                other += 1;
+                            }
+                        }
+                    }
+                    (ok, limited, other)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: u32 = 1 + results.iter().map(|r| r.0).sum::<u32>();
+    let refused: u32 = results.iter().map(|r| r.1).sum();
+    let failed: u32 = results.iter().map(|r| r.2).sum();
+    eprintln!("three gateways, one limit of 150: {accepted} accepted, {refused} refused");
+    assert_eq!(failed, 0, "{results:?}");
+    // Alone, each gateway would have admitted 150 (450 in all).
+    assert!(
+        (143..=157).contains(&accepted),
+        "accepted {accepted} of a shared limit of 150 ({results:?})"
+    );
+    assert_eq!(accepted + refused, 301);
+    // Every gateway saw some of the refusals: the count was shared.
+    assert!(results.iter().all(|r| r.1 > 0), "{results:?}");
+}
+
+#[test]
+fn batched_gateways_lease_permits_and_stay_within_the_stated_bound() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    // Leases of 10: the gateways together never admit more than the limit in a burst, and
+    // at most 3 × 9 fewer (permits left in leases).
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        150,
+        "mode = \"batched\"\nlease = 10\non_failure = \"closed\"\ntimeout = \"5s\"",
+    );
+    let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&text)).collect();
+    let before = redis.script_calls();
+    let burst = |n: usize| -> Vec<(u32, u32)> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = gws
+                .iter()
+                .map(|gw| {
+                    s.spawn(move || {
+                        let (mut ok, mut limited) = (0, 0);
+                        for _ in 0..n {
+                            let r = gw.get("/limited");
+                            match r.status {
+                                200 => ok += 1,
+                                _ => {
+                                    assert_problem(&r, "rate_limited");
+                                    limited += 1;
+                                }
+                            }
+                        }
+                        (ok, limited)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    // Under the limit: every request passes, about one in ten asks Redis.
+    let first = burst(40);
+    assert!(first.iter().all(|r| *r == (40, 0)), "{first:?}");
+    let calls = redis.script_calls() - before;
+    eprintln!("batched, 120 requests under the limit: {calls} Redis round trips");
+    assert!(calls <= 24, "{calls} round trips for 120 requests");
+    // Past the limit.
+    let second = burst(60);
+    let accepted: u32 = 120 + second.iter().map(|r| r.0).sum::<u32>();
+    eprintln!("batched, three gateways, one limit of 150: {accepted} accepted");
+    assert!(
+        (150 - 27..=150).contains(&accepted),
+        "accepted {accepted} of a shared limit of 150 ({second:?})"
+    );
+    assert!(second.iter().all(|r| r.1 > 0), "{second:?}");
+}
+
+#[test]
+fn redis_killed_mid_run_fails_open_to_local_limits_and_recovers() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let text = config(&up.url(), &redis.url(), 5, "on_failure = \"open\"");
+    let a = Gateway::start(&text);
+    let b = Gateway::start(&text);
+    // Shared: 3 through a, 2 through b, and the sixth is refused by either.
+    for gw in [&a, &a, &a, &b, &b] {
+        assert_eq!(gw.get("/limited").status, 200);
+    }
+    assert_problem(&b.get("/limited"), "rate_limited");
+    assert_problem(&a.get("/limited"), "rate_limited");
+
+    redis.kill();
+    // Each gateway counts alone: its own 5 pass (its local bucket is full), then 429.
+    let mut passed = 0;
+    for _ in 0..6 {
+        let r = a.get("/limited");
+        match r.status {
+            200 => passed += 1,
+            _ => {
+                assert_problem(&r, "rate_limited");
+            }
+        }
+    }
+    assert_eq!(passed, 5);
+    assert_eq!(b.get("/limited").status, 200);
+    let line = a.log_line("the shared rate-limit store");
+    assert!(
+        line.contains("counting in each gateway's own limiters"),
+        "{line}"
+    );
+    assert!(!line.contains("password"), "{line}");
+    // Logged once per outage, not per request.
+    let warned = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("the shared rate-limit store") && l.contains("until it is back"))
+        .count();
+    assert_eq!(warned, 1, "{}", a.log());
+    // The plain route never touches the store.
+    assert_eq!(a.get("/plain").status, 200);
+
+    // Back, empty: counts are shared again without a restart of the gateways.
+    redis.restart();
+    assert!(
+        a.eventually(|g| {
+            let r = g.get("/limited");
+            r.status == 200 && remaining(&r) == 4
+        }),
+        "gateway a did not share its limit again"
+    );
+    a.log_line("answers again");
+    let r = b.get("/limited");
+    assert_eq!((r.status, remaining(&r)), (200, 3), "{}", r.text());
+}
+
+#[test]
+fn redis_killed_with_on_failure_closed_is_503_naming_the_cause_until_it_is_back() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let text = config(&up.url(), &redis.url(), 100, "on_failure = \"closed\"");
+    let gw = Gateway::start(&text);
+    assert_eq!(gw.get("/limited").status, 200);
+    redis.kill();
+    let r = gw.get("/limited");
+    let b = assert_problem(&r, "rate_limit_store_unavailable");
+    assert_eq!(r.status, 503);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Route limited") && detail.contains("(Redis)"),
+        "{detail}"
+    );
+    let cause = b["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("refused the connection") || cause.contains("dropped the connection"),
+        "{cause}"
+    );
+    // The address of the store is the operator's: in the log, not in the answer.
+    assert!(!r.text().contains(&redis.port.to_string()), "{}", r.text());
+    let line = gw.log_line("refusing rate-limited requests");
+    assert!(line.contains(&redis.url()), "{line}");
+    // Nothing waits on the store while it is down: the next refusal is at once, and
+    // routes without rate limits pass.
+    assert_problem(&gw.get("/limited"), "rate_limit_store_unavailable");
+    assert_eq!(gw.get("/plain").status, 200);
+
+    redis.restart();
+    assert!(
+        gw.eventually(|g| g.get("/limited").status == 200),
+        "the gateway did not use the store again"
+    );
+    gw.log_line("answers again");
+}
+
+#[test]
+fn a_redis_that_stops_answering_is_a_timeout_named_in_the_answer() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        100,
+        "on_failure = \"closed\"\ntimeout = \"200ms\"",
+    );
+    let gw = Gateway::start(&text);
+    let r = gw.get("/limited");
+    assert_eq!((r.status, remaining(&r)), (200, 99), "{}", r.text());
+    // Stopped, Redis keeps the connection open and answers nothing: the request gives up
+    // after limits.shared.timeout.
+    redis.signal("STOP");
+    let r = gw.get("/limited");
+    let b = assert_problem(&r, "rate_limit_store_unavailable");
+    assert_eq!(
+        b["cause"], "did not answer within 200ms (limits.shared.timeout)",
+        "{b}"
+    );
+    redis.signal("CONT");
+    assert!(
+        gw.eventually(|g| g.get("/limited").status == 200),
+        "the gateway did not use the store again"
+    );
+    gw.log_line("answers again");
+}
+
+#[test]
+fn check_reports_the_shared_store_and_its_mistakes() {
+    let dir = temp_dir("shared-check");
+    let file = dir.join("candor.toml");
+    std::fs::write(
+        &file,
+        config(
+            "http://127.0.0.1:9",
+            "redis://app:s3cret@127.0.0.1:6390/2",
+            10,
+            "on_failure = \"closed\"\ntimeout = \"100ms\"",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = candor(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("rate limits shared through Redis at redis://app:***@127.0.0.1:6390/2 (exact mode, on failure closed: rate_limit_store_unavailable, timeout 100ms)"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+    check_reports(
+        "[limits.shared]\nredis = \"rediss://127.0.0.1:6390\"\nmode = \"fast\"\non_failure = \"maybe\"\ntimeout = \"30s\"\n",
+        &[
+            "limits.shared.redis",
+            "rediss:// (TLS to Redis) is not supported",
+            "limits.shared.mode",
+            "\"fast\" is not a mode",
+            "limits.shared.on_failure",
+            "\"maybe\" is not a choice",
+            "limits.shared.timeout",
+            "must be from 1ms to 10s",
+        ],
+    );
+    check_reports(
+        "[limits.shared]\nmode = \"exact\"\n",
+        &["limits.shared.redis", "is missing"],
+    );
+    check_reports(
+        "[limits.shared]\nredis = \"redis://127.0.0.1:6379\"\nlease = 10\n",
+        &["limits.shared.lease", "applies to mode = \"batched\" only"],
+    );
+    check_reports(
+        "[limits.shared]\nredis = \"http://127.0.0.1:6379\"\n",
+        &["is not a Redis URL the client can use"],
+    );
+}
