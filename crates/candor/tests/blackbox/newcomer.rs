@@ -102,7 +102,9 @@ fn the_readme_tour_does_what_the_readme_says() {
                 Some(rest) => format!("{BIN} {rest}"),
                 None => c,
             };
-            script.push_str(&format!("echo '@@@ {n}'\n{c}\necho; echo \"@@@ rc=$?\"\n"));
+            script.push_str(&format!(
+                "echo '@@@ {n}'\n{c}\nrc=$?; echo; echo \"@@@ rc=$rc\"\n"
+            ));
             n += 1;
         }
     }
