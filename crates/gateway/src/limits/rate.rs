@@ -532,19 +532,22 @@ pub(crate) fn state_field(states: &[PolicyState]) -> String {
     items.join(", ")
 }
 
+/// A policy named "burst", keyed by address, for tests here and in `shared`.
+#[cfg(test)]
+pub(crate) fn test_policy(limit: u32, window: u64, burst: u32) -> PolicyConfig {
+    PolicyConfig {
+        name: "burst".into(),
+        limit,
+        window: Duration::from_secs(window),
+        burst,
+        key: KeyBy::Address,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_policy as policy;
     use super::*;
-
-    fn policy(limit: u32, window: u64, burst: u32) -> PolicyConfig {
-        PolicyConfig {
-            name: "burst".into(),
-            limit,
-            window: Duration::from_secs(window),
-            burst,
-            key: KeyBy::Address,
-        }
-    }
 
     #[test]
     fn a_burst_is_admitted_then_refused_with_the_wait() {

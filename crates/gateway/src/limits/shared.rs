@@ -635,17 +635,7 @@ fn cause_of(e: &redis::RedisError, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::rate::{KeyBy, Limiter};
-
-    fn policy(limit: u32, window: u64, burst: u32) -> PolicyConfig {
-        PolicyConfig {
-            name: "burst".into(),
-            limit,
-            window: Duration::from_secs(window),
-            burst,
-            key: KeyBy::Address,
-        }
-    }
+    use crate::limits::rate::{Limiter, test_policy as policy};
 
     /// The script's arithmetic, in Rust, on a clock in µs: what Redis would store and
     /// return (the tests below run the real script against a real server when one is
