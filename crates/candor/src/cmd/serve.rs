@@ -86,6 +86,8 @@ pub(crate) fn serve(
                 return ExitCode::FAILURE;
             }
         };
+        // Before the listeners are announced: a SIGTERM from then on drains.
+        let shutdown = candor_gateway::shutdown_signal();
         let addr = server.local_addr().expect("bound");
         let scheme = if server.public_base_url().starts_with("https") {
             "https"
@@ -103,7 +105,7 @@ pub(crate) fn serve(
                 .map(|a| (a, server.admin_token_file().to_owned()));
             print_demo_tour(addr, &data_dir, path.as_deref(), &client, kept, admin);
         }
-        server.run(candor_gateway::shutdown_signal()).await;
+        server.run(shutdown).await;
         ExitCode::SUCCESS
     })
 }

@@ -529,7 +529,7 @@ fn the_apis_own_errors_are_told_apart_from_the_gateways() {
         api.trim()
     ));
     std::fs::write(&config, &text).unwrap();
-    // The file watcher's first look can miss a change made right after start: SIGHUP too.
+    // SIGHUP as an operator would (the file watcher would see the change too).
     gw.signal("HUP");
     assert!(gw.eventually(|g| g.get("/v1/labs/x").json()["code"] == "unknown_path"));
 

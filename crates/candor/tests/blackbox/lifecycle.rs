@@ -464,3 +464,28 @@ fn a_reload_names_what_only_a_restart_applies() {
     );
     assert_eq!(gw.get("/a").status, 200, "the old address keeps serving");
 }
+
+#[test]
+fn signals_and_edits_right_after_start_are_not_lost() {
+    // The finding (a flaky CI run): SIGHUP's handler was installed after the listeners were
+    // announced, so a SIGHUP right after start ended the gateway (the signal's default),
+    // and an edit in its first half second was missed by the file watcher.
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/aaaa", &up.url(), ""));
+    gw.signal("HUP");
+    assert_eq!(gw.get("/aaaa").status, 200, "alive after an early SIGHUP");
+
+    let gw = Gateway::start(&one_route("/aaaa", &up.url(), ""));
+    std::fs::write(&gw.config, one_route("/bbbbb", &up.url(), "")).unwrap();
+    assert!(
+        gw.eventually(|g| g.get("/bbbbb").status == 200),
+        "{}",
+        gw.log()
+    );
+
+    // A SIGTERM right after start drains and exits 0.
+    let mut gw = Gateway::start(&one_route("/aaaa", &up.url(), ""));
+    gw.signal("TERM");
+    let status = gw.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

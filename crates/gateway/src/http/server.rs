@@ -182,6 +182,17 @@ pub struct Server {
     state: Arc<State>,
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// Set up before the listeners are announced: a SIGHUP or an edit of the file right
+    /// after start is a reload, never the signal's default (the process ending) or missed.
+    reloads: Reloads,
+}
+
+/// The reload triggers, armed when the server is bound.
+struct Reloads {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+    /// The configuration file's fingerprint when it was loaded.
+    file: Option<(SystemTime, u64)>,
 }
 
 /// Binds `addr`, or says which listener could not, why, and what to change.
@@ -315,10 +326,18 @@ impl Server {
             started_with,
             flags,
         });
+        let reloads = Reloads {
+            #[cfg(unix)]
+            hup: state.config_path.as_ref().and_then(|_| {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+            }),
+            file: state.config_path.as_deref().and_then(fingerprint),
+        };
         Ok(Server {
             state,
             listener,
             admin,
+            reloads,
         })
     }
 
@@ -349,6 +368,7 @@ impl Server {
             state,
             listener,
             admin,
+            reloads,
         } = self;
         let (main_conns, admin_conns) = (state.main_conns.clone(), state.admin_conns.clone());
         let mut h1 = hyper::server::conn::http1::Builder::new();
@@ -397,8 +417,11 @@ impl Server {
             move || issuers_state.current().external_issuers().to_vec(),
         ));
         if state.config_path.is_some() {
-            tokio::spawn(watch_config(state.clone()));
-            tokio::spawn(reload_on_sighup(state.clone()));
+            tokio::spawn(watch_config(state.clone(), reloads.file));
+            #[cfg(unix)]
+            if let Some(hup) = reloads.hup {
+                tokio::spawn(reload_on_sighup(state.clone(), hup));
+            }
         }
         tokio::pin!(shutdown);
         loop {
@@ -702,12 +725,13 @@ fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reloads when the file's modification time or size changes (checked every second).
-async fn watch_config(state: Arc<State>) {
+/// Reloads when the file's modification time or size changes (checked twice a second),
+/// compared from `loaded`, the fingerprint when the server was bound.
+async fn watch_config(state: Arc<State>, loaded: Option<(SystemTime, u64)>) {
     let Some(path) = state.config_path.clone() else {
         return;
     };
-    let mut last = fingerprint(&path);
+    let mut last = loaded;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = fingerprint(&path);
@@ -719,34 +743,37 @@ async fn watch_config(state: Arc<State>) {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(state: Arc<State>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(state: Arc<State>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         tracing::info!(target: "candor::config", "SIGHUP: reloading configuration");
         let _ = state.reload();
     }
 }
 
-#[cfg(not(unix))]
-async fn reload_on_sighup(_state: Arc<State>) {}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: call it before announcing the listeners, so that a SIGTERM
+/// right after start drains instead of ending the process at once.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!(target: "candor::server", "SIGTERM received"),
-            _ = int.recv() => tracing::info!(target: "candor::server", "SIGINT received"),
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            let (Ok(mut term), Ok(mut int)) = (term, int) else {
+                tracing::error!(target: "candor::server", "cannot install the SIGTERM and SIGINT handlers; stopping needs SIGKILL");
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!(target: "candor::server", "SIGTERM received"),
+                _ = int.recv() => tracing::info!(target: "candor::server", "SIGINT received"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
