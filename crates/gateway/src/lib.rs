@@ -60,6 +60,7 @@ mod upstream;
 
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
+pub use http::path_segment;
 pub use http::server::{Overrides, Server, probe_listeners, shutdown_signal};
 pub use identity::jwt::Claims;
 pub use identity::store::{

@@ -80,18 +80,6 @@ fn locate(args: &AdminArgs) -> Result<(SocketAddr, PathBuf), String> {
     }
 }
 
-/// Percent-encodes `s` for one path segment.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Sends one admin API request; the status and the JSON body.
 async fn call(
     addr: SocketAddr,
@@ -255,7 +243,7 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
             format!(
                 "/blocks/{}/{}",
                 kind.as_deref().unwrap_or(""),
-                segment(key.as_deref().unwrap_or(""))
+                candor_gateway::path_segment(key.as_deref().unwrap_or(""))
             ),
         ),
     };
@@ -324,8 +312,11 @@ mod tests {
 
     #[test]
     fn keys_are_encoded_for_the_path_and_waits_in_words() {
-        assert_eq!(segment("2001:db8::/64"), "2001:db8::%2F64");
-        assert_eq!(segment("cl_a b"), "cl_a%20b");
+        assert_eq!(
+            candor_gateway::path_segment("2001:db8::/64"),
+            "2001:db8::%2F64"
+        );
+        assert_eq!(candor_gateway::path_segment("cl_a b"), "cl_a%20b");
         assert_eq!(words(59), "59 s");
         assert_eq!(words(300), "5 min");
         assert_eq!(words(301), "5 min 1 s");

@@ -26,3 +26,16 @@ pub(crate) mod json_body;
 pub(crate) mod request_id;
 pub(crate) mod server;
 pub(crate) mod tls;
+
+/// Percent-encodes `s` for one path segment (what the admin API's `/blocks/{kind}/{key}`
+/// takes, from the token endpoint's 429 and from `candor blocks`).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -403,18 +403,6 @@ fn validity_spec(lifetime: i64) -> crate::duration::Spec {
     }
 }
 
-/// Percent-encodes `s` for one path segment.
-fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `s` as one shell word: as it is when it is made of characters no shell treats specially,
 /// else in single quotes, or in `$'…'` with escapes when it holds control characters.
 fn shell_word(s: &str) -> String {
@@ -479,7 +467,7 @@ fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
             .param("clear", format!("{} {}", block.kind.as_str(), shell_word(&arg)))
             .param(
                 "admin_path",
-                format!("/blocks/{}/{}", block.kind.as_str(), path_segment(&arg)),
+                format!("/blocks/{}/{}", block.kind.as_str(), crate::http::path_segment(&arg)),
             )
             .header(RETRY_AFTER, &wait.to_string())
             .extension("retry_after", wait.into())
@@ -786,7 +774,7 @@ mod tests {
                 .unwrap_err()
                 .contains("a bare number is minutes; from 1s to 5m")
         );
-        assert_eq!(path_segment("cl_a/b c"), "cl_a%2Fb%20c");
+        assert_eq!(crate::http::path_segment("cl_a/b c"), "cl_a%2Fb%20c");
     }
 
     #[test]
