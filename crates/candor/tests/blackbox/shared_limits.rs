@@ -337,3 +337,50 @@ fn check_reports_the_shared_store_and_its_mistakes() {
         &["is not a Redis URL the client can use"],
     );
 }
+
+#[test]
+fn batched_mode_with_two_policies_never_admits_past_the_limit() {
+    // The attack probe's finding: a route-wide policy with a live lease and a per-tenant
+    // policy that must ask Redis for every new tenant. Requests asking at once all counted
+    // on the lease's last permit: 32 of 100 admitted against a limit of 20.
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    // The tenant policy belongs to the limited route, right after its "hourly" one.
+    let text = config(
+        &up.url(),
+        &redis.url(),
+        20,
+        "mode = \"batched\"\nlease = 10\non_failure = \"closed\"\ntimeout = \"5s\"",
+    )
+    .replacen(
+        "key = \"route\"\n",
+        "key = \"route\"\n\n[[routes.rate_limits]]\nname = \"tenant\"\nlimit = 1000\nwindow = \"1h\"\nkey = \"header:x-tenant\"\n",
+        1,
+    );
+    let gws: Vec<Gateway> = (0..2).map(|_| Gateway::start(&text)).collect();
+    let accepted: u32 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|t| {
+                let gw = &gws[t % 2];
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..2 {
+                        let tenant = format!("t{t}-{i}");
+                        let r = gw.request("GET", "/limited", &[("X-Tenant", &tenant)], b"");
+                        match r.status {
+                            200 => ok += 1,
+                            _ => {
+                                assert_problem(&r, "rate_limited");
+                            }
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    eprintln!("batched, two policies, two gateways: {accepted} of 100 accepted, limit 20");
+    assert!(accepted <= 20, "{accepted} accepted against a limit of 20");
+    assert!(accepted >= 20 - 2 * 9, "{accepted}");
+}

@@ -479,12 +479,27 @@ impl SharedStore {
         {
             return Ok((true, answers));
         }
+        let result = self.ask_redis(asks, &wants, lease.is_some()).await;
+        if result.is_err() && lease.is_some() {
+            // The permits set aside from live leases are this gateway's again.
+            self.give_back(asks, &wants);
+        }
+        result
+    }
+
+    /// One script call for `asks`, wanting `wants` of each; the leases kept in batched mode.
+    async fn ask_redis(
+        &self,
+        asks: &[Ask],
+        wants: &[u32],
+        batched: bool,
+    ) -> Result<(bool, Vec<Answer>), Unavailable> {
         if let Some(u) = self.still_down() {
             return Err(u);
         }
         let mut conn = self.connection()?;
         let mut call = self.script.prepare_invoke();
-        for (a, want) in asks.iter().zip(&wants) {
+        for (a, want) in asks.iter().zip(wants) {
             call.key(&a.key).arg(a.t).arg(a.burst).arg(*want);
         }
         let answer = tokio::time::timeout(
@@ -517,8 +532,8 @@ impl SharedStore {
                 leased: p[2].max(0) as u32,
             })
             .collect();
-        if lease.is_some() {
-            self.keep_leases(asks, &wants, counted, &mut answers);
+        if batched {
+            self.keep_leases(asks, wants, counted, &mut answers);
         } else {
             for a in &mut answers {
                 a.leased = 0;
@@ -548,6 +563,16 @@ impl SharedStore {
             };
         }
         if !covered {
+            // Another policy must ask Redis: the permits of the live leases are set aside
+            // now, under the lock, so that requests asking at once cannot all count on the
+            // same last permit (given back if Redis refuses or fails).
+            for (a, want) in asks.iter().zip(wants.iter()) {
+                if *want == 0
+                    && let Some(l) = leases.get_mut(&a.key)
+                {
+                    l.left -= 1;
+                }
+            }
             return None;
         }
         Some(
@@ -581,7 +606,13 @@ impl SharedStore {
         let now = Instant::now();
         for ((a, want), answer) in asks.iter().zip(wants).zip(answers.iter_mut()) {
             if !counted {
-                // Nothing taken: what the gateway holds is still its own.
+                // Nothing taken: what the gateway holds is still its own, the permit set
+                // aside included.
+                if *want == 0
+                    && let Some(l) = leases.get_mut(&a.key)
+                {
+                    l.left = l.left.saturating_add(1);
+                }
                 answer.leased = leases
                     .get(&a.key)
                     .filter(|l| now.duration_since(l.taken) < LEASE_TIME)
@@ -604,10 +635,24 @@ impl SharedStore {
                     },
                 );
                 answer.leased = left;
-            } else if let Some(l) = leases.get_mut(&a.key) {
-                // Covered by the lease held (another policy needed Redis).
-                l.left = l.left.saturating_sub(1);
+            } else if let Some(l) = leases.get(&a.key) {
+                // Covered by the lease held (another policy needed Redis): its permit was
+                // set aside in `draw_on_leases`.
                 answer.leased = l.left;
+            }
+        }
+    }
+
+    /// Gives back the permits `draw_on_leases` set aside (where `wants` is 0).
+    fn give_back(&self, asks: &[Ask], wants: &[u32]) {
+        let Ok(mut leases) = self.leases.lock() else {
+            return;
+        };
+        for (a, want) in asks.iter().zip(wants) {
+            if *want == 0
+                && let Some(l) = leases.get_mut(&a.key)
+            {
+                l.left = l.left.saturating_add(1);
             }
         }
     }
