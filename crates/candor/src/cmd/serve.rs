@@ -1,5 +1,6 @@
 //! `candor serve`: the gateway, or with no configuration the embedded demo and its tour.
 
+use super::logging::{LogFormat, init_logging_as};
 use candor_catalog::Catalog;
 use candor_gateway::{Config, Overrides, Server, demo};
 use std::net::SocketAddr;
@@ -24,8 +25,9 @@ pub(crate) fn serve(
     overrides: Overrides,
     data_dir: PathBuf,
     reset_demo: bool,
+    log_format: LogFormat,
 ) -> ExitCode {
-    init_logging();
+    init_logging_as(log_format);
     let demo_mode = config_path.is_none();
     if reset_demo {
         if !demo_mode {
@@ -326,17 +328,4 @@ Try:\n\
             token = token_file.display()
         );
     }
-}
-
-/// Logs as JSON lines; `CANDOR_LOG` sets the filter.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -31,6 +31,7 @@
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
+//! - [`events`]: the API event log, `candor explain`, `/requests/{id}` and `/events`.
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
 //!   restarted.
@@ -47,6 +48,7 @@ mod caps;
 mod catalog;
 mod catalog_coverage;
 mod demo;
+mod events;
 mod forward;
 mod framing;
 mod head_guard;

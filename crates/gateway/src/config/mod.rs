@@ -166,7 +166,12 @@ impl Config {
             ("events.enabled", self.events.enabled.to_string()),
             (
                 "events.dir",
-                self.events.dir_in(&s.data_dir).display().to_string(),
+                self.events
+                    .dir
+                    .as_ref()
+                    .map_or("(events in server.data_dir)".into(), |d| {
+                        d.display().to_string()
+                    }),
             ),
             (
                 "server.admin_token_file",

@@ -199,6 +199,9 @@ pub(crate) struct RequestFacts {
     pub(crate) duration_us: u64,
     /// The configuration generation that served it.
     pub(crate) config_generation: u64,
+    /// For an error, its troubleshooting page (the problem's `type`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) docs: Option<String>,
     /// Each stage's decision, in order.
     pub(crate) trail: Trail,
 }

@@ -58,7 +58,10 @@ pub fn tell(id: &str, events: Vec<Value>, catalog: &Catalog, base_url: &str) -> 
             "explanation": e.explanation,
             "checklist": e.checklist,
             "retry": e.retry.as_str(),
-            "docs": format!("{}/errors/{}", base_url.trim_end_matches('/'), e.code),
+            "docs": facts["docs"].as_str().map_or_else(
+                || format!("{}/errors/{}", base_url.trim_end_matches('/'), e.code),
+                str::to_owned,
+            ),
         }))
     });
     json!({
@@ -114,9 +117,15 @@ pub fn text(story: &Value) -> String {
     let took = story["duration_us"].as_u64().map_or(String::new(), |us| {
         format!(" after {:.1} ms", us as f64 / 1000.0)
     });
-    let blamed = story["source"]
-        .as_str()
-        .map_or(String::new(), |b| format!(" (blamed on the {b})"));
+    let blamed = story["source"].as_str().map_or(String::new(), |b| {
+        let who = match b {
+            "downstream" => "the client's request",
+            "upstream" => "the upstream",
+            "internal" => "the gateway",
+            other => other,
+        };
+        format!(" (caused by {who})")
+    });
     let _ = writeln!(out, "  answered {answer}{took}{blamed}");
     if let Some(g) = story["config_generation"].as_u64() {
         let _ = writeln!(out, "  configuration generation {g}");

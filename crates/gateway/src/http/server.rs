@@ -349,13 +349,15 @@ impl Server {
             .clone()
             .unwrap_or_else(|| config.server.data_dir.join("admin.token"));
         let admin_token = crate::admin::load_or_create_token(&admin_token_file)?;
+        let forwarder = Forwarder::new();
+        forwarder.targets.set_events(services.events.clone());
         let state = Arc::new(State {
             admin_token,
             admin_token_file,
             current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
             services,
             tls: ArcSwap::from_pointee(tls),
-            forwarder: Forwarder::new(),
+            forwarder,
             generation: AtomicU64::new(1),
             config_path,
             overrides,
@@ -825,6 +827,11 @@ fn log_refusal(
         ended_by: ended_by.as_str(),
         duration_us: 0,
         config_generation: state.generation.load(Ordering::Relaxed),
+        docs: Some(format!(
+            "{}/errors/{}",
+            state.current().renderer().base_url(),
+            err.code
+        )),
         trail,
     }));
     events.emit(ev);

@@ -367,6 +367,7 @@ impl Pipeline {
             ended_by: ended_by.map_or("", |b| b.as_str()),
             duration_us,
             config_generation: self.generation,
+            docs: error.map(|e| format!("{}/errors/{}", self.renderer.base_url(), e.code)),
             trail,
         }));
         log.send(ev).await;
