@@ -305,6 +305,8 @@ Try:\n\
 \x20 curl -i {base}/v1/reports\n\
 \x20 # what any error code means, and what to check\n\
 \x20 curl -s {base}/errors/route_not_found\n\
+\x20 # the story of one request by its id (X-Request-Id, or request_id in an error body), from the event log: each stage's decision, what to check\n\
+\x20 candor explain $(curl -s {base}/v1/customers/acme/device | sed -E 's/.*\"request_id\":\"([^\"]+)\".*/\\1/') --data-dir {data}\n\
 \x20 # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
 \x20 (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
 \x20 # an unknown query parameter, and a device id that is not a number: 400 validation_failed naming the operation\n\
@@ -324,7 +326,9 @@ Try:\n\
             "  # what the edge refused, cut off and closed, and who ended each failed exchange\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
 \x20 # each route's upstream targets: healthy or ejected, and their recent failures\n\
-\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n",
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n\
+\x20 # the API event log: the newest warnings and worse (filters: type=request.*, route, code, request_id, limit)\n\
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" 'http://{admin}/events?severity=warning'\n",
             token = token_file.display()
         );
     }

@@ -461,7 +461,9 @@ fn write_loop(
         if batch.is_empty() {
             continue;
         }
-        if let Err(e) = store.write(&batch, &mut written) {
+        let consumers = consumers.load();
+        let want = (!consumers.is_empty()).then_some(&mut written);
+        if let Err(e) = store.write(&batch, want) {
             stats.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(target: "candor::events", error = %e, events = batch.len(), "cannot write to the event log; the events go on to the subscriptions");
         }
@@ -469,10 +471,12 @@ fn write_loop(
             .written
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
-        for c in consumers.load().iter() {
-            c.take(&written);
+        if !written.is_empty() {
+            for c in consumers.iter() {
+                c.take(&written);
+            }
+            written.clear();
         }
-        written.clear();
     }
     store.finish();
     if let Some(done) = closing {

@@ -81,11 +81,12 @@ impl Store {
     }
 
     /// Appends and indexes `batch` (the lines are flushed before the index commits, so an
-    /// index row never points past the file's end), filling `written` for the consumers.
+    /// index row never points past the file's end), filling `written` for the consumers
+    /// when there are any.
     pub(crate) fn write(
         &mut self,
         batch: &[Event],
-        written: &mut Vec<Written>,
+        mut written: Option<&mut Vec<Written>>,
     ) -> Result<(), String> {
         if self.file_len >= self.max_file_bytes || self.file_started.elapsed() >= self.rotate_every
         {
@@ -111,7 +112,9 @@ impl Store {
                 failed = Some(e.to_string());
                 continue;
             }
-            let line: Arc<str> = String::from_utf8_lossy(&self.line).into();
+            let line: Option<Arc<str>> = written
+                .is_some()
+                .then(|| String::from_utf8_lossy(&self.line).into());
             self.line.push(b'\n');
             if failed.is_none() {
                 match self.file.write_all(&self.line) {
@@ -122,13 +125,15 @@ impl Store {
                     Err(e) => failed = Some(e.to_string()),
                 }
             }
-            written.push(Written {
-                kind: ev.kind,
-                severity: ev.severity,
-                route: ev.route.clone(),
-                code: ev.code.as_deref().map(str::to_owned),
-                line,
-            });
+            if let (Some(w), Some(line)) = (written.as_deref_mut(), line) {
+                w.push(Written {
+                    kind: ev.kind,
+                    severity: ev.severity,
+                    route: ev.route.clone(),
+                    code: ev.code.as_deref().map(str::to_owned),
+                    line,
+                });
+            }
         }
         self.file.flush().map_err(|e| e.to_string())?;
         if let Err(e) = self.index(batch, &rows) {
@@ -420,11 +425,11 @@ mod tests {
                 .code("route_not_found")
                 .fact("padding", "x".repeat(200));
             store
-                .write(std::slice::from_ref(&ev), &mut written)
+                .write(std::slice::from_ref(&ev), Some(&mut written))
                 .unwrap();
         }
         let ev = Event::new(kinds::CONFIG_APPLIED, Severity::Info).fact("generation", 2);
-        store.write(&[ev], &mut written).unwrap();
+        store.write(&[ev], Some(&mut written)).unwrap();
         store.finish();
         assert_eq!(written.len(), 601);
         let files = std::fs::read_dir(&dir)
@@ -482,7 +487,7 @@ mod tests {
         let mut store = Store::open(&dir, &config).unwrap();
         let mut written = Vec::new();
         let ev = Event::new(kinds::API_STARTED, Severity::Info).request("old");
-        store.write(&[ev], &mut written).unwrap();
+        store.write(&[ev], Some(&mut written)).unwrap();
         store.rotate().unwrap();
         // The first file ended two days ago.
         let two_days_ago = crate::time::unix_millis(SystemTime::now()) - 2 * 86_400_000;
