@@ -70,7 +70,17 @@ pub(crate) fn explain(request_id: &str, args: &LogArgs, json: bool) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    match story::find(&reader, request_id.trim(), &catalog, &base_url) {
+    // A request answered a moment ago may still be on its way to the log: looked for again
+    // for up to a second.
+    let mut found = story::find(&reader, request_id.trim(), &catalog, &base_url);
+    for _ in 0..10 {
+        if found.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        found = story::find(&reader, request_id.trim(), &catalog, &base_url);
+    }
+    match found {
         Ok(story) => {
             if json {
                 println!(

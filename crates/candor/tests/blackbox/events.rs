@@ -348,3 +348,27 @@ fn the_event_log_can_be_turned_off() {
         "{b}"
     );
 }
+
+#[test]
+fn log_lines_for_people_say_what_happened_in_one_line() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start_with(
+        &one_route("/v1/devices", &up.url(), ""),
+        &["--log-format", "human"],
+    );
+    let r = gw.get("/v1/devicez");
+    let rid = r.header("x-request-id").unwrap().to_owned();
+    let line = gw.log_line(&rid);
+    assert!(!line.starts_with('{'), "{line}");
+    for needle in [
+        " INFO  404 route_not_found GET /v1/devicez ",
+        &format!("request_id={rid}"),
+        &format!("(candor explain {rid})"),
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    assert!(!line.contains("trail"), "{line}");
+    // No line is JSON.
+    let log = gw.log();
+    assert!(log.lines().all(|l| !l.starts_with('{')), "{log}");
+}

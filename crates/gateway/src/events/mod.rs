@@ -441,6 +441,7 @@ fn write_loop(
     let mut batch = Vec::with_capacity(BATCH);
     let mut written = Vec::with_capacity(BATCH);
     let mut closing = None;
+    let mut last_error: Option<Instant> = None;
     while closing.is_none() {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -464,8 +465,12 @@ fn write_loop(
         let consumers = consumers.load();
         let want = (!consumers.is_empty()).then_some(&mut written);
         if let Err(e) = store.write(&batch, want) {
-            stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(target: "candor::events", error = %e, events = batch.len(), "cannot write to the event log; the events go on to the subscriptions");
+            let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // A full disk fails every batch: told at most once a minute.
+            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_error = Some(Instant::now());
+                tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
+            }
         }
         stats
             .written
@@ -473,7 +478,13 @@ fn write_loop(
         batch.clear();
         if !written.is_empty() {
             for c in consumers.iter() {
-                c.take(&written);
+                // A consumer that panics loses this batch, not the log.
+                let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    c.take(&written)
+                }));
+                if taken.is_err() {
+                    tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
+                }
             }
             written.clear();
         }
