@@ -15,6 +15,7 @@
 //! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
 //! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
+//! | supervised | [`RestartCause`] | why `candor serve`'s supervisor restarted the worker (for the event log) |
 //! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
 //!
 //! The stages, in request order (`stages/`):
@@ -55,13 +56,14 @@ mod pipeline;
 mod properties;
 mod stages;
 mod stats;
+mod supervised;
 mod time;
 mod upstream;
 
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
 pub use http::path_segment;
-pub use http::server::{Overrides, Server, probe_listeners, shutdown_signal};
+pub use http::server::{Listeners, Overrides, Server, probe_listeners, shutdown_signal};
 pub use identity::jwt::Claims;
 pub use identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, Snapshot,
@@ -71,4 +73,5 @@ pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
 pub use stages::respond::Renderer;
 pub use stages::validate::BodyCheck;
+pub use supervised::{RESTARTED_ENV, RestartCause};
 pub use time::{rfc3339, unix_now};
