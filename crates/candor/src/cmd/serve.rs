@@ -95,11 +95,12 @@ pub(crate) fn serve(
     #[cfg(not(unix))]
     let passed = candor_gateway::Listeners::default();
     // A restarted worker keeps what the first one started with (its tour too).
-    if reset_demo && restart.is_none() {
-        if let Err(e) = reset_demo_files(&data_dir) {
-            eprintln!("candor: cannot reset the demo: {e}");
-            return ExitCode::FAILURE;
-        }
+    if reset_demo
+        && restart.is_none()
+        && let Err(e) = reset_demo_files(&data_dir)
+    {
+        eprintln!("candor: cannot reset the demo: {e}");
+        return ExitCode::FAILURE;
     }
     let loaded = match &config_path {
         Some(p) => match Config::load(p) {

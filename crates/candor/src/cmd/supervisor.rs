@@ -3,7 +3,8 @@
 //!
 //! - **Sockets.** The supervisor binds the public and the admin listener (or takes those
 //!   systemd passed it) and keeps them open for its whole life. A worker is the same
-//!   executable with the same arguments and the hidden `--supervised-worker`, and gets the
+//!   executable (`/proc/self/exe` on Linux: an upgrade in place does not change it under a
+//!   running supervisor) with the same arguments and the hidden `--supervised-worker`, and gets the
 //!   sockets as fds 3 and 4 by systemd's convention (`LISTEN_FDS`, `LISTEN_FDNAMES=public:admin`,
 //!   no `LISTEN_PID`: the parent cannot know the child's pid, and listenfd then does not check
 //!   it). Connections that arrive while no worker runs wait in the kernel's accept queue of
@@ -31,7 +32,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{ExitCode, ExitStatus, Stdio};
@@ -336,10 +337,20 @@ impl Supervisor {
 
     /// Starts a worker on the listeners, telling it `cause` when it replaces one.
     fn spawn(&self, cause: Option<&RestartCause>) -> std::io::Result<Worker> {
-        let exe = std::env::current_exe()?;
+        // The supervisor's own executable, even when its file was replaced or removed since
+        // (an upgrade in place): the workers run the version the supervisor runs.
+        let exe = if Path::new("/proc/self/exe").exists() {
+            "/proc/self/exe".into()
+        } else {
+            std::env::current_exe()?
+        };
         let (ours, theirs) = UnixStream::pair()?;
         let mut cmd = std::process::Command::new(exe);
-        cmd.args(std::env::args_os().skip(1))
+        let mut args = std::env::args_os();
+        if let Some(name) = args.next() {
+            cmd.arg0(name);
+        }
+        cmd.args(args)
             .arg(WORKER_FLAG)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .env_remove("LISTEN_PID")
