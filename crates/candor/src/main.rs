@@ -54,6 +54,15 @@ enum Command {
         /// otherwise (auto), or always one or the other.
         #[arg(long, value_enum, default_value = "auto")]
         log_format: LogFormat,
+        /// Run in one process, without the supervisor that restarts the gateway when it
+        /// dies: for running under systemd or another service manager that restarts it
+        /// (see examples/systemd/). Also set by CANDOR_NO_SUPERVISOR=1. Sockets passed by
+        /// systemd (socket activation: LISTEN_FDS, named `public` and `admin`) are served.
+        #[arg(long)]
+        no_supervisor: bool,
+        /// Internal: this process is a worker started by the supervisor.
+        #[arg(long, hide = true)]
+        supervised_worker: bool,
     },
     /// Check a configuration file and report every problem at once, with line and column.
     Check {
@@ -137,6 +146,19 @@ enum Command {
     },
 }
 
+/// Whether `candor serve` supervises a worker, is one, or runs alone.
+fn serve_role(no_supervisor: bool, supervised_worker: bool) -> Role {
+    let env_alone = std::env::var("CANDOR_NO_SUPERVISOR")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+    if supervised_worker {
+        Role::Worker
+    } else if no_supervisor || env_alone || cfg!(not(unix)) {
+        Role::Alone
+    } else {
+        Role::Supervisor
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -147,6 +169,8 @@ fn main() -> ExitCode {
             data_dir,
             reset_demo,
             log_format,
+            no_supervisor,
+            supervised_worker,
         } => serve(
             config,
             Overrides {
@@ -156,6 +180,7 @@ fn main() -> ExitCode {
             data_dir,
             reset_demo,
             log_format,
+            serve_role(no_supervisor, supervised_worker),
         ),
         Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),

@@ -16,6 +16,7 @@
 //! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
 //! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
+//! | supervised | [`RestartCause`] | why `candor serve`'s supervisor restarted the worker (for the event log) |
 //! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
 //!
 //! The stages, in request order (`stages/`):
@@ -57,6 +58,7 @@ mod pipeline;
 mod properties;
 mod stages;
 mod stats;
+mod supervised;
 mod time;
 mod upstream;
 
@@ -64,7 +66,7 @@ pub use config::EventsConfig;
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
 pub use http::path_segment;
-pub use http::server::{Overrides, Server, probe_listeners, shutdown_signal};
+pub use http::server::{Listeners, Overrides, Server, probe_listeners, shutdown_signal};
 pub use identity::jwt::Claims;
 pub use identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, Snapshot,
@@ -74,4 +76,5 @@ pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
 pub use stages::respond::Renderer;
 pub use stages::validate::BodyCheck;
+pub use supervised::{RESTARTED_ENV, RestartCause};
 pub use time::{rfc3339, rfc3339_millis, unix_now};

@@ -12,6 +12,8 @@ mod openapi;
 mod serve;
 mod signing_keys;
 mod store;
+#[cfg(unix)]
+mod supervisor;
 
 pub(crate) use accounts::*;
 pub(crate) use api_keys::*;

@@ -20,26 +20,89 @@ pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime
     }
 }
 
+/// How `candor serve` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A supervisor holding the listening sockets, and the gateway in a worker process it
+    /// restarts when it dies (the default on Unix; see `supervisor`).
+    Supervisor,
+    /// One process (`--no-supervisor`, for systemd and the like), on the sockets systemd
+    /// passes when it passes any (socket activation).
+    Alone,
+    /// A worker started by the supervisor (the hidden `--supervised-worker`).
+    Worker,
+}
+
+/// The demo's addresses: `--listen` and `--admin-listen`, or 127.0.0.1:8080 and :9090.
+pub(crate) fn demo_addresses(overrides: &Overrides) -> (SocketAddr, SocketAddr) {
+    (
+        overrides
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
+        overrides
+            .admin_listen
+            .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid")),
+    )
+}
+
 pub(crate) fn serve(
     config_path: Option<PathBuf>,
     overrides: Overrides,
     data_dir: PathBuf,
     reset_demo: bool,
     log_format: LogFormat,
+    role: Role,
 ) -> ExitCode {
     init_logging_as(log_format);
     let demo_mode = config_path.is_none();
-    if reset_demo {
-        if !demo_mode {
-            eprintln!(
-                "candor: --reset-demo resets the demo's files in its data directory; it takes no --config (a configured gateway's files are yours to manage)"
-            );
-            return ExitCode::from(2);
-        }
-        if let Err(e) = reset_demo_files(&data_dir) {
-            eprintln!("candor: cannot reset the demo: {e}");
+    if reset_demo && !demo_mode {
+        eprintln!(
+            "candor: --reset-demo resets the demo's files in its data directory; it takes no --config (a configured gateway's files are yours to manage)"
+        );
+        return ExitCode::from(2);
+    }
+    #[cfg(unix)]
+    if role == Role::Supervisor {
+        return super::supervisor::supervise(
+            config_path.as_deref(),
+            &overrides,
+            &data_dir,
+            reset_demo,
+        );
+    }
+    // A restarted worker: the previous one ended abnormally; the supervisor says how.
+    let restart = match role {
+        Role::Worker => candor_gateway::RestartCause::from_env(),
+        _ => None,
+    };
+    #[cfg(unix)]
+    let link = match role {
+        Role::Worker => match super::supervisor::SupervisorLink::from_stdin() {
+            Ok(link) => Some(link),
+            Err(e) => {
+                eprintln!("candor: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    #[cfg(unix)]
+    let passed = match super::supervisor::passed_listeners() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("candor: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    #[cfg(not(unix))]
+    let passed = candor_gateway::Listeners::default();
+    // A restarted worker keeps what the first one started with (its tour too).
+    if reset_demo
+        && restart.is_none()
+        && let Err(e) = reset_demo_files(&data_dir)
+    {
+        eprintln!("candor: cannot reset the demo: {e}");
+        return ExitCode::FAILURE;
     }
     let loaded = match &config_path {
         Some(p) => match Config::load(p) {
@@ -63,9 +126,10 @@ pub(crate) fn serve(
         }
     };
     rt.block_on(async move {
+        let bound = passed.public.is_some();
         let (config, path, demo) = match loaded {
             Some(c) => (c, config_path, None),
-            None => match start_demo(&data_dir, &overrides).await {
+            None => match start_demo(&data_dir, &overrides, bound).await {
                 Ok(d) => (d.config, Some(d.path), Some((d.client, d.kept))),
                 Err(DemoStart::Config(report, path)) => {
                     eprint!("{report}");
@@ -81,7 +145,7 @@ pub(crate) fn serve(
                 }
             },
         };
-        let server = match Server::bind(config, path.clone(), overrides).await {
+        let mut server = match Server::bind_with(config, path.clone(), overrides, passed).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("candor: {e}");
@@ -90,26 +154,70 @@ pub(crate) fn serve(
         };
         // Before the listeners are announced: a SIGTERM from then on drains.
         let shutdown = candor_gateway::shutdown_signal();
-        let addr = server.local_addr().expect("bound");
-        let scheme = if server.public_base_url().starts_with("https") {
-            "https"
-        } else {
-            "http"
+        if let Some(cause) = restart {
+            tracing::warn!(target: "candor::supervisor", signal = cause.signal, signal_name = cause.signal_name, exit_status = cause.exit_status, restarts = cause.restarts, previous_pid = cause.previous_pid, at = %cause.at, "restarted by the supervisor: the previous worker (pid {}) ended by {} at {} (restart {} in a row)", cause.previous_pid, cause.ended_by(), cause.at, cause.restarts);
+            server.restarted(cause);
+        }
+        if server.restart_cause().is_none() {
+            announce(&server, demo, &data_dir, path.as_deref());
+        }
+        // Ready: the supervisor counts this worker as serving from now on; the worker drains
+        // and exits when the supervisor is gone.
+        #[cfg(unix)]
+        let supervisor_gone = match link {
+            Some(link) => Some(link.ready().await),
+            None => None,
         };
-        println!("candor listening on {scheme}://{addr}");
-        if let Some(a) = server.admin_addr() {
-            println!("candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats and the admin API)");
-            println!("admin API token: in {}", server.admin_token_file().display());
-        }
-        if let Some((client, kept)) = demo {
-            let admin = server
-                .admin_addr()
-                .map(|a| (a, server.admin_token_file().to_owned()));
-            print_demo_tour(addr, &data_dir, path.as_deref(), &client, kept, admin);
-        }
-        server.run(shutdown).await;
+        #[cfg(not(unix))]
+        let supervisor_gone: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        let stop = async move {
+            let gone = async move {
+                match supervisor_gone {
+                    Some(gone) => gone.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown => {}
+                () = gone => {}
+            }
+        };
+        server.run(stop).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The listening lines (the tests and the tour read them), and the demo's tour.
+fn announce(
+    server: &Server,
+    demo: Option<(demo::DemoClient, bool)>,
+    data_dir: &Path,
+    config: Option<&Path>,
+) {
+    let Ok(addr) = server.local_addr() else {
+        return;
+    };
+    let scheme = if server.public_base_url().starts_with("https") {
+        "https"
+    } else {
+        "http"
+    };
+    println!("candor listening on {scheme}://{addr}");
+    if let Some(a) = server.admin_addr() {
+        println!(
+            "candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats and the admin API)"
+        );
+        println!(
+            "admin API token: in {}",
+            server.admin_token_file().display()
+        );
+    }
+    if let Some((client, kept)) = demo {
+        let admin = server
+            .admin_addr()
+            .map(|a| (a, server.admin_token_file().to_owned()));
+        print_demo_tour(addr, data_dir, config, &client, kept, admin);
+    }
 }
 
 /// Deletes the demo's files, saying which and what each held.
@@ -159,13 +267,15 @@ impl From<std::io::Error> for DemoStart {
 /// configuration in `data_dir`) the configuration, the OpenAPI document, the accounts and
 /// the demo client are written; on later starts all of them are kept as they are, edits
 /// included, and the demo API is served where the configuration points.
-pub(crate) async fn start_demo(data_dir: &Path, overrides: &Overrides) -> Result<Demo, DemoStart> {
-    let listen = overrides
-        .listen
-        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
-    let admin = overrides
-        .admin_listen
-        .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
+///
+/// `bound`: the gateway's listeners were bound before (by the supervisor or systemd), so
+/// they are not probed.
+pub(crate) async fn start_demo(
+    data_dir: &Path,
+    overrides: &Overrides,
+    bound: bool,
+) -> Result<Demo, DemoStart> {
+    let (listen, admin) = demo_addresses(overrides);
     let renderer = |base: &str| {
         candor_gateway::Renderer::new(std::sync::Arc::new(Catalog::builtin().clone()), base)
     };
@@ -202,7 +312,9 @@ pub(crate) async fn start_demo(data_dir: &Path, overrides: &Overrides) -> Result
         config
     } else {
         // Nothing is written before the gateway's own ports are known to be free.
-        candor_gateway::probe_listeners(listen, Some(admin))?;
+        if !bound {
+            candor_gateway::probe_listeners(listen, Some(admin))?;
+        }
         let loopback = "127.0.0.1:0".parse().expect("valid");
         let api = demo::start(data_dir, renderer(&format!("http://{listen}")), loopback).await?;
         demo::write_files(data_dir, listen, admin, api)?;

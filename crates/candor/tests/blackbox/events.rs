@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Every event written so far in the log folder `dir`, in file order.
-fn events_in(dir: &Path) -> Vec<Value> {
+pub(crate) fn events_in(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -355,6 +355,7 @@ fn log_lines_for_people_say_what_happened_in_one_line() {
     let gw = Gateway::start_with(
         &one_route("/v1/devices", &up.url(), ""),
         &["--log-format", "human"],
+        |_| {},
     );
     let r = gw.get("/v1/devicez");
     let rid = r.header("x-request-id").unwrap().to_owned();

@@ -93,11 +93,18 @@ impl Gateway {
         Self::start_after(config, |_| {})
     }
 
-    /// Like [`Gateway::start`], with `extra` arguments to `candor serve`.
-    pub(crate) fn start_with(config: &str, extra: &[&str]) -> Gateway {
+    /// Like [`Gateway::start`], running `prepare` with the config file's path first (to
+    /// create accounts and clients with the CLI, say).
+    pub(crate) fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+        Self::start_with(config, &[], prepare)
+    }
+
+    /// Like [`Gateway::start_after`], with `extra` arguments to `serve` (`--no-supervisor`).
+    pub(crate) fn start_with(config: &str, extra: &[&str], prepare: impl FnOnce(&Path)) -> Gateway {
         let dir = temp_dir("gw");
         let path = dir.join("candor.toml");
         std::fs::write(&path, config).unwrap();
+        prepare(&path);
         let mut args = vec![
             "serve",
             "--listen",
@@ -107,27 +114,6 @@ impl Gateway {
         ];
         args.extend_from_slice(extra);
         Self::spawn(dir, path, &args, true)
-    }
-
-    /// Like [`Gateway::start`], running `prepare` with the config file's path first (to
-    /// create accounts and clients with the CLI, say).
-    pub(crate) fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
-        let dir = temp_dir("gw");
-        let path = dir.join("candor.toml");
-        std::fs::write(&path, config).unwrap();
-        prepare(&path);
-        Self::spawn(
-            dir,
-            path,
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-            true,
-        )
     }
 
     /// Stops this gateway with SIGTERM, waits for it, and starts it again on the same
@@ -278,7 +264,9 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
-    /// Sends a signal with kill(1).
+    /// Sends a signal with kill(1) to the process started, the supervisor (which forwards
+    /// TERM, INT and HUP to its worker). KILL is a crash of the whole gateway: the worker is
+    /// killed too.
     pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
@@ -286,6 +274,41 @@ impl Gateway {
             .status()
             .unwrap();
         assert!(ok.success());
+        if sig == "KILL" {
+            self.kill_workers();
+        }
+    }
+
+    /// The pid of the supervisor's current worker, as the supervisor printed it.
+    pub(crate) fn worker_pid(&self) -> u32 {
+        self.printed("candor supervisor: worker pid ");
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("candor supervisor: worker pid "))
+            .filter_map(|pid| pid.parse().ok())
+            .next_back()
+            .unwrap()
+    }
+
+    /// Kills this gateway's workers (the supervisor's children, found in /proc by the
+    /// worker flag and this gateway's directory in their command line) and waits until
+    /// they are gone, for at most 10 s.
+    fn kill_workers(&self) {
+        if self.dir.as_os_str().is_empty() {
+            return;
+        }
+        for pid in workers_of(&self.dir) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while process_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// The admin listener's `/stats`, read with the admin token.
@@ -352,9 +375,40 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        // The process first, then (as the fields drop) the directory it wrote to.
+        // The processes first (the supervisor, so that it restarts nothing, then its
+        // worker), then (as the fields drop) the directory they wrote to.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.kill_workers();
+    }
+}
+
+/// The supervised workers running with `dir` in their command line (their configuration
+/// or data directory is in it).
+pub(crate) fn workers_of(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned().into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let has = |needle: &[u8]| cmdline.windows(needle.len()).any(|w| w == needle);
+            has(b"--supervised-worker") && has(&dir)
+        })
+        .filter(|pid| process_alive(*pid))
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie, dead and not yet reaped, does not).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 

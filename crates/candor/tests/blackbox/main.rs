@@ -28,6 +28,8 @@
 //!   idle HTTP/2 connections and the maximum connection age.
 //! - [`timeouts`]: request head, keep-alive and TLS waits, each from accept.
 //! - [`lifecycle`]: `candor check`, reload on change and SIGHUP, graceful shutdown.
+//! - [`supervisor`]: the worker process restarted on the same sockets when it dies, the
+//!   crash-loop back-off, signals forwarded, `--no-supervisor`.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
@@ -63,6 +65,7 @@ mod protocols;
 mod rate_limits;
 mod route;
 mod shared_limits;
+mod supervisor;
 mod timeouts;
 mod token_endpoint;
 mod transport;

@@ -437,7 +437,12 @@ fn write_loop(
     consumers: &arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>,
     stats: &LogStats,
 ) {
-    const BATCH: usize = 512;
+    // Up to this many events per write; after a write that was not full, the writer sleeps
+    // out the rest of FLUSH_EVERY, so that under load senders wake nobody and each write,
+    // transaction and flush carries many events (an event reaches the file within
+    // FLUSH_EVERY, or at once when the log was idle).
+    const BATCH: usize = 4096;
+    const FLUSH_EVERY: Duration = Duration::from_millis(25);
     let mut batch = Vec::with_capacity(BATCH);
     let mut written = Vec::with_capacity(BATCH);
     let mut closing = None;
@@ -446,6 +451,7 @@ fn write_loop(
         let Some(first) = rx.blocking_recv() else {
             break;
         };
+        let began = Instant::now();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -462,6 +468,7 @@ fn write_loop(
         if batch.is_empty() {
             continue;
         }
+        let full = batch.len() >= BATCH;
         let consumers = consumers.load();
         let want = (!consumers.is_empty()).then_some(&mut written);
         if let Err(e) = store.write(&batch, want) {
@@ -487,6 +494,9 @@ fn write_loop(
                 }
             }
             written.clear();
+        }
+        if closing.is_none() && !full {
+            std::thread::sleep(FLUSH_EVERY.saturating_sub(began.elapsed()));
         }
     }
     store.finish();

@@ -34,6 +34,15 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// The addresses the public and the admin listener of `config` bind with these
+    /// overrides.
+    pub fn listen_addrs(&self, config: &Config) -> (SocketAddr, Option<SocketAddr>) {
+        (
+            self.listen.unwrap_or(config.server.listen),
+            self.admin_listen.or(config.server.admin_listen),
+        )
+    }
+
     fn apply(&self, config: &mut Config) {
         if let Some(l) = self.listen {
             let default_base = format!(
@@ -220,6 +229,9 @@ pub struct Server {
     state: Arc<State>,
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// Why the supervisor restarted this worker (see [`crate::RestartCause`]); `None` on a
+    /// first start and without the supervisor.
+    restart: Option<crate::RestartCause>,
     /// Set up before the listeners are announced: a SIGHUP or an edit of the file right
     /// after start is a reload, never the signal's default (the process ending) or missed.
     reloads: Reloads,
@@ -288,21 +300,80 @@ pub fn probe_listeners(listen: SocketAddr, admin: Option<SocketAddr>) -> std::io
     Ok(())
 }
 
+/// Listening sockets bound before the gateway starts — by `candor serve`'s supervisor, which
+/// keeps them open across worker restarts, or by systemd (socket activation) — for
+/// [`Server::bind_with`].
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The public listener (`server.listen`).
+    pub public: Option<std::net::TcpListener>,
+    /// The admin listener (`server.admin_listen`).
+    pub admin: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the public listener on `public` and the admin listener on `admin`, with the
+    /// messages [`Server::bind`] gives when one cannot bind ([`Overrides::listen_addrs`]
+    /// says which addresses a configuration binds).
+    pub async fn bind(public: SocketAddr, admin: Option<SocketAddr>) -> std::io::Result<Listeners> {
+        let public = listen(public, "server.listen", "--listen", "public")
+            .await?
+            .into_std()?;
+        let admin = match admin {
+            Some(a) => Some(
+                listen(a, "server.admin_listen", "--admin-listen", "admin")
+                    .await?
+                    .into_std()?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            public: Some(public),
+            admin,
+        })
+    }
+}
+
+/// A listener bound by someone else, made a tokio listener.
+fn adopt(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
 impl Server {
     /// Binds the listeners of `config` (after `overrides`). `config_path` is re-read on
     /// reload.
     pub async fn bind(
+        config: Config,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> std::io::Result<Server> {
+        Self::bind_with(config, config_path, overrides, Listeners::default()).await
+    }
+
+    /// Like [`Server::bind`], serving on the listeners in `bound` that are there (already
+    /// bound: passed by the supervisor or by systemd) and binding the others from the
+    /// configuration. A listener passed wins over the configuration's address: an admin
+    /// listener passed is served even where the file names none.
+    pub async fn bind_with(
         mut config: Config,
         config_path: Option<PathBuf>,
         mut overrides: Overrides,
+        bound: Listeners,
     ) -> std::io::Result<Server> {
         let started_with = config.restart_only();
         let flags = (overrides.listen.is_some(), overrides.admin_listen.is_some());
         overrides.apply(&mut config);
-        let listener = listen(config.server.listen, "server.listen", "--listen", "public").await?;
-        let admin = match config.server.admin_listen {
-            Some(a) => Some(listen(a, "server.admin_listen", "--admin-listen", "admin").await?),
-            None => None,
+        let listener = match bound.public {
+            Some(l) => adopt(l)?,
+            None => listen(config.server.listen, "server.listen", "--listen", "public").await?,
+        };
+        let admin = match (bound.admin, config.server.admin_listen) {
+            (Some(l), _) => Some(adopt(l)?),
+            (None, Some(a)) => {
+                Some(listen(a, "server.admin_listen", "--admin-listen", "admin").await?)
+            }
+            (None, None) => None,
         };
         // Port 0 asks the system for a free port: from now on the bound addresses are the
         // configuration's, on this start and on every reload.
@@ -380,8 +451,20 @@ impl Server {
             state,
             listener,
             admin,
+            restart: None,
             reloads,
         })
+    }
+
+    /// Records why the supervisor restarted this worker (read with
+    /// [`crate::RestartCause::from_env`]), for the event log.
+    pub fn restarted(&mut self, cause: crate::RestartCause) {
+        self.restart = Some(cause);
+    }
+
+    /// Why the supervisor restarted this worker, when it did.
+    pub fn restart_cause(&self) -> Option<&crate::RestartCause> {
+        self.restart.as_ref()
     }
 
     /// The gateway listener's address.
@@ -411,6 +494,7 @@ impl Server {
             state,
             listener,
             admin,
+            restart,
             reloads,
         } = self;
         let (main_conns, admin_conns) = (state.main_conns.clone(), state.admin_conns.clone());
@@ -485,6 +569,22 @@ impl Server {
                     .fact("pid", std::process::id()),
             );
             state.config_applied(pipeline.generation, pipeline.upstreams().count(), "start");
+            // After a crash: the supervisor's cause, for the "API has restarted due to an
+            // error" alert.
+            if let Some(cause) = restart {
+                let ended_by = cause.ended_by();
+                state.services.events.emit(
+                    Event::new(kinds::API_RESTARTED, Severity::Warning)
+                        .fact("ended_by", ended_by)
+                        .fact("signal", cause.signal)
+                        .fact("signal_name", cause.signal_name)
+                        .fact("exit_status", cause.exit_status)
+                        .fact("restarts", cause.restarts)
+                        .fact("previous_pid", cause.previous_pid)
+                        .fact("ended_at", cause.at)
+                        .fact("pid", std::process::id()),
+                );
+            }
         }
         tokio::pin!(shutdown);
         loop {
