@@ -69,8 +69,9 @@ pub struct SubscriptionConfig {
     /// In `block` mode, the longest the event log waits for room in a full queue before the
     /// sink is taken as stalled and its events are dropped (counted) until it has room again.
     pub max_wait: Duration,
-    /// Where each route name in the filter was written (to check them against the routes).
-    pub(crate) route_spans: Vec<(String, Range<usize>)>,
+    /// Where each route name in the filter was written, and the key (to check them against
+    /// the routes once those are read).
+    pub(crate) route_spans: Vec<(String, Range<usize>, String)>,
 }
 
 /// What a subscription takes: an event passes when each set part matches.
@@ -352,12 +353,12 @@ fn read_one(
     })
 }
 
-/// The filter, and each route name's span.
+/// The filter, and each route name's span and key.
 fn read_filter(
     s: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     catalog: &candor_catalog::Catalog,
-) -> (EventFilterConfig, Vec<(String, Range<usize>)>) {
+) -> (EventFilterConfig, Vec<(String, Range<usize>, String)>) {
     let mut f = EventFilterConfig {
         types: Vec::new(),
         severity: Severity::Info,
@@ -386,7 +387,12 @@ fn read_filter(
                     &s.key_path("severity"),
                     format!("`{sev}` is not a severity"),
                 );
-                problem.suggestion = did_you_mean(&sev, &names);
+                problem.suggestion = did_you_mean(&sev, &names).or_else(|| {
+                    names
+                        .iter()
+                        .find(|n| !sev.is_empty() && n.starts_with(sev.as_str()))
+                        .map(|n| (*n).to_owned())
+                });
                 problem.expected = Some(format!(
                     "the least severity taken, one of: {}",
                     names.join(", ")
@@ -394,8 +400,13 @@ fn read_filter(
             }
         }
     }
-    let routes = s.strings(p, "routes").unwrap_or_default();
-    f.routes = routes.iter().map(|(r, _)| r.clone()).collect();
+    let routes: Vec<_> = s
+        .strings(p, "routes")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(r, span)| (r, span, s.key_path("routes")))
+        .collect();
+    f.routes = routes.iter().map(|(r, _, _)| r.clone()).collect();
     let known: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
     for (code, span) in s.strings(p, "codes").unwrap_or_default() {
         if !known.contains(&code.as_str()) {
@@ -775,14 +786,14 @@ pub(super) fn check_routes(
     routes: &[super::RouteConfig],
 ) {
     let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
-    for (i, s) in subscriptions.iter().enumerate() {
-        for (r, span) in &s.route_spans {
+    for s in subscriptions {
+        for (r, span, key) in &s.route_spans {
             if names.contains(&r.as_str()) {
                 continue;
             }
             let problem = p.at(
                 span.clone(),
-                &format!("events.subscriptions[{i}].routes"),
+                key,
                 format!("`{r}` is not the name of a route"),
             );
             problem.suggestion = did_you_mean(r, &names);
