@@ -79,7 +79,7 @@ fn a_burst_passes_then_429_says_which_policy_and_when() {
     assert_eq!(up.heads().len(), 3);
     let line = gw.log_line("rate_limited");
     assert!(
-        line.contains(r#"{\"stage\":\"rate_limit\",\"outcome\":\"reject\",\"code\":\"rate_limited\",\"facts\":[[\"policy\",\"burst\"]]}"#),
+        line.contains(r#"{\"stage\":\"rate_limit\",\"outcome\":\"reject\",\"code\":\"rate_limited\",\"facts\":{\"policy\":\"burst\"}}"#),
         "{line}"
     );
 }
