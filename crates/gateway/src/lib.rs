@@ -63,6 +63,10 @@ mod time;
 mod upstream;
 
 pub use config::EventsConfig;
+pub use config::{
+    AlertRules, AlertsConfig, EmailConfig, ErrorRateRule, EventFilterConfig, Mode, Secret,
+    SinkConfig, SubscriptionConfig, SyslogConfig, SyslogTransport, WebhookConfig,
+};
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
 pub use http::path_segment;

@@ -38,10 +38,14 @@
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
 //!   restarted.
 //! - [`catalog_coverage`]: every catalog code is produced by some test here.
+//! - [`subscriptions`]: event subscriptions: webhooks in block and drop mode, signatures,
+//!   syslog over UDP and TCP, filters.
+//! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
 
 mod harness;
 
 mod admin;
+mod alerts;
 mod api_keys;
 mod authenticate;
 mod authorize;
@@ -66,6 +70,7 @@ mod rate_limits;
 mod route;
 mod shared_limits;
 mod supervisor;
+mod subscriptions;
 mod timeouts;
 mod token_endpoint;
 mod transport;

@@ -150,10 +150,9 @@ async fn route(
         }
         "/stats" => {
             check_admin(state, &req, path)?;
-            return Ok(json_response(
-                StatusCode::OK,
-                crate::stats::STATS.to_json(&state.connections()),
-            ));
+            let mut stats = crate::stats::STATS.to_json(&state.connections());
+            stats["events"] = crate::events::subscriptions::stats_json(state.events());
+            return Ok(json_response(StatusCode::OK, stats));
         }
         "/upstreams" => {
             check_admin(state, &req, path)?;

@@ -1,7 +1,8 @@
 //! `[events]`: the API event log — where it is written, when a file is rotated and how long
-//! files are kept.
+//! files are kept — and its subscriptions (`subscriptions.rs`).
 
 use super::reader::{Problems, TableReader};
+use super::subscriptions::SubscriptionConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ const EVENTS: &[&str] = &[
     "rotate_every",
     "keep_for",
     "queue",
+    "subscriptions",
 ];
 
 /// `[events]`
@@ -31,6 +33,8 @@ pub struct EventsConfig {
     /// Events waiting for the writer, at most; a request whose event finds the queue full
     /// waits for room (nothing is lost; the waits are counted).
     pub queue: usize,
+    /// `[[events.subscriptions]]`: where events are delivered besides the log.
+    pub subscriptions: Vec<SubscriptionConfig>,
 }
 
 impl Default for EventsConfig {
@@ -42,6 +46,7 @@ impl Default for EventsConfig {
             rotate_every: Duration::from_secs(86_400),
             keep_for: Duration::from_secs(14 * 86_400),
             queue: 65_536,
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -54,7 +59,12 @@ impl EventsConfig {
 }
 
 /// Reads `[events]`.
-pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> EventsConfig {
+pub(super) fn read(
+    top: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    dir: &Path,
+    catalog: &candor_catalog::Catalog,
+) -> EventsConfig {
     let mut c = EventsConfig::default();
     let Some(t) = top.table(p, "events", EVENTS) else {
         return c;
@@ -87,6 +97,7 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
     if let Some(n) = t.integer(p, "queue", 1, 1 << 24) {
         c.queue = n as usize;
     }
+    c.subscriptions = super::subscriptions::read(&t, p, dir, catalog);
     t.finish(p);
     c
 }

@@ -11,6 +11,8 @@
 //! | `[timeouts]` | `timeouts.rs` | `Timeouts`: every wait on a client |
 //! | `[log]` | `log.rs` | `LogConfig` |
 //! | `[events]` | `events.rs` | `EventsConfig`: the API event log |
+//! | `[[events.subscriptions]]` | `subscriptions.rs` | `SubscriptionConfig`: filters and sinks |
+//! | `[alerts]` | `alerts.rs` | `AlertsConfig`: alert rules and where alerts go |
 //! | `[debug]` | `debug.rs` | `DebugConfig` |
 //! | `[auth]`, `[[auth.issuers]]` | `auth.rs` | `AuthSettings`, external issuers |
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
@@ -22,6 +24,7 @@
 //! `candor check` prints.
 
 mod access;
+mod alerts;
 mod auth;
 mod contract;
 mod debug;
@@ -34,9 +37,11 @@ mod reader;
 mod report;
 mod routes;
 mod server;
+mod subscriptions;
 mod timeouts;
 mod upstreams;
 
+pub use alerts::{AlertRules, AlertsConfig, EmailConfig, ErrorRateRule};
 pub(crate) use auth::AuthSettings;
 pub(crate) use debug::DebugConfig;
 pub use events::EventsConfig;
@@ -49,6 +54,10 @@ pub use report::{ConfigProblem, ConfigReport};
 pub(crate) use routes::parse_upstream_list;
 pub(crate) use routes::{ERRORS_PREFIX, RouteConfig, RouteMode, Upstream};
 pub(crate) use server::{ServerConfig, TlsFiles};
+pub use subscriptions::{
+    EventFilterConfig, Mode, Secret, SinkConfig, SubscriptionConfig, SyslogConfig, SyslogTransport,
+    WebhookConfig,
+};
 pub(crate) use timeouts::Timeouts;
 
 use candor_catalog::Catalog;
@@ -72,6 +81,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The API event log.
     pub events: EventsConfig,
+    /// Alert rules and where alerts go (`None`: no alerts).
+    pub alerts: Option<AlertsConfig>,
     /// Fault injection for operators.
     pub debug: DebugConfig,
     /// Token issuing and checking.
@@ -89,7 +100,8 @@ pub struct Config {
 }
 
 const TOP: &[&str] = &[
-    "server", "limits", "timeouts", "log", "events", "debug", "auth", "access", "routes", "openapi",
+    "server", "limits", "timeouts", "log", "events", "alerts", "debug", "auth", "access", "routes",
+    "openapi",
 ];
 
 impl Config {
@@ -195,10 +207,12 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let (limits, shared_limits) = limits::read(top, p);
     let timeouts = timeouts::read(top, p);
     let log = log::read(top, p);
-    let events = events::read(top, p, dir);
+    let events = events::read(top, p, dir, &catalog);
+    let alerts = alerts::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
     let routes = routes::read(top, p, &access, &auth, dir, limits.max_body_bytes);
+    subscriptions::check_routes(p, &events.subscriptions, &routes);
     if p.list.len() > before {
         return None;
     }
@@ -209,6 +223,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         timeouts,
         log,
         events,
+        alerts,
         debug,
         auth,
         access,

@@ -10,8 +10,11 @@
 //! [`story`] reads the log back: the events of one request, told for `candor explain`
 //! and the admin API's `/requests/{id}`.
 
+pub(crate) mod alerts;
+mod sinks;
 pub(crate) mod store;
 pub mod story;
+pub(crate) mod subscriptions;
 
 use crate::pipeline::trail::Trail;
 use serde::Serialize;

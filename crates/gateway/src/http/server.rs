@@ -182,6 +182,7 @@ impl State {
             generation,
             self.services.clone(),
         )));
+        crate::events::subscriptions::apply(&self.services.events, &config);
         tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
         self.config_applied(generation, config.routes.len(), "reload");
         Ok(generation)
@@ -400,6 +401,7 @@ impl Server {
         let rate_limits = Arc::new(crate::limits::rate::Registry::default());
         let events = crate::events::EventLog::open(&config.events, &config.server.data_dir)
             .map_err(std::io::Error::other)?;
+        crate::events::subscriptions::apply(&events, &config);
         let services = Arc::new(Services {
             events,
             identity: Arc::new(identity),
@@ -654,6 +656,7 @@ impl Server {
                 .fact("left_open", main_conns.open() + admin_conns.open()),
         );
         events.close(Duration::from_secs(5)).await;
+        crate::events::subscriptions::flush(events, Duration::from_secs(5)).await;
     }
 }
 

@@ -351,8 +351,10 @@ impl Pipeline {
         } else {
             kinds::REQUEST_COMPLETED
         };
+        // 5xx is an error whoever answered it (the error-rate alert counts these); a
+        // request the gateway refused for the client's reasons is worth a look.
         let severity = match status {
-            500.. if error.is_some() => Severity::Error,
+            500.. => Severity::Error,
             400.. if error.is_some() => Severity::Notice,
             _ => Severity::Info,
         };
