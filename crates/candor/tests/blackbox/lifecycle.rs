@@ -374,18 +374,12 @@ fn check_against_the_running_configuration_names_what_needs_a_restart() {
     assert_eq!(
         lines,
         [
-            format!("Against the running configuration {r}: 3 settings only a restart applies:"),
+            format!("Against the running configuration {r}: 2 settings only a restart applies:"),
             "  server.listen: 127.0.0.1:8080 → 127.0.0.1:8081 — restart to apply".into(),
             format!(
                 "  server.data_dir: {} → {} — restart to apply",
                 dir.join("data").display(),
                 dir.join("other").display()
-            ),
-            // The event log's folder is under the data directory by default.
-            format!(
-                "  events.dir: {} → {} — restart to apply",
-                dir.join("data/events").display(),
-                dir.join("other/events").display()
             ),
         ],
         "{out}"
