@@ -13,7 +13,7 @@
 //! | limits | `limits` | quotas, failed attempts, the assertion replay cache |
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
 //! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
-//! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
+//! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`), `/metrics` (`metrics`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
 //! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
 //!
@@ -49,6 +49,7 @@ mod error;
 mod http;
 mod identity;
 mod limits;
+mod metrics;
 pub mod openapi;
 mod pipeline;
 #[cfg(test)]

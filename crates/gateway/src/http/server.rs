@@ -618,7 +618,9 @@ async fn serve_connection(
 fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let mut resp = pipeline.renderer().render(&r.error, &r.target, &request_id);
+    let mut resp = pipeline
+        .renderer()
+        .render(&r.error, &r.target, &request_id, None);
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     log_refusal(&request_id, resp.status().as_u16(), &r.error);
@@ -675,7 +677,9 @@ where
 {
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
+    let (status, body) = pipeline
+        .renderer()
+        .problem_json(err, target, &request_id, None);
     log_refusal(&request_id, status.as_u16(), err);
     let mut extra = String::new();
     for (name, value) in &err.headers {

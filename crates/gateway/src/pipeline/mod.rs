@@ -20,6 +20,7 @@ use crate::error::{ErrorSource, GatewayError};
 use crate::http::address::IpNet;
 use crate::http::body::GatewayBody;
 use crate::http::request_id::RequestId;
+use crate::http::trace::TraceContext;
 use crate::identity::issuers::{ExternalIssuer, ExternalKeys};
 use crate::identity::store::Identity;
 use crate::identity::token_endpoint;
@@ -145,6 +146,7 @@ impl Pipeline {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let rid = RequestId::of(req.headers());
+        let trace = TraceContext::of(req.headers());
         let method = req.method().clone();
         let uri = req.uri().clone();
         let mut trail = Trail::default();
@@ -154,9 +156,12 @@ impl Pipeline {
             trusted_proxies: &self.trusted_proxies,
         };
         let (parts, body) = req.into_parts();
+        // For the metrics: the route's index and the upstream's time.
+        let mut seen = (None, None);
         let outcome = AssertUnwindSafe(async {
-            let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail);
+            let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail, trace);
             let result = self.run(forwarder, &mut ctx).await;
+            seen = (ctx.route.map(|r| r.index), ctx.upstream_time);
             let fields = ctx.rate_limit_fields.then_some(ctx.rate_limits);
             (result, fields)
         })
@@ -175,7 +180,11 @@ impl Pipeline {
                     Some(err.code),
                     err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
                 );
-                (self.renderer.render(&err, uri.path(), &rid.text), Some(err))
+                let trace_id = trace.trace_id_hex();
+                let resp = self
+                    .renderer
+                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                (resp, Some(err))
             }
             Err(panic) => {
                 let what = panic
@@ -194,7 +203,11 @@ impl Pipeline {
                     Some(codes::INTERNAL_ERROR),
                     vec![("panic", what)],
                 );
-                (self.renderer.render(&err, uri.path(), &rid.text), Some(err))
+                let trace_id = trace.trace_id_hex();
+                let resp = self
+                    .renderer
+                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                (resp, Some(err))
             }
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
@@ -202,6 +215,9 @@ impl Pipeline {
             crate::stages::limit::add_fields(resp.headers_mut(), &states);
         }
         let status = resp.status().as_u16();
+        let route_metrics = seen.0.map(|i| &self.plans[i].metrics);
+        let code = error.as_ref().map(|e| e.code);
+        crate::metrics::request(route_metrics, status, code, started.elapsed(), seen.1);
         if self.log_requests || error.is_some() {
             // The upstream's own error answers are told apart: `source: upstream`, with the
             // upstream's problem code.
