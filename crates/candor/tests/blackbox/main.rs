@@ -30,6 +30,8 @@
 //! - [`lifecycle`]: `candor check`, reload on change and SIGHUP, graceful shutdown.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
+//! - [`metrics`]: `/metrics` after requests that passed, missed and were rate limited;
+//!   `traceparent` to the upstream; the trace id in problem bodies.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
@@ -52,6 +54,7 @@ mod framing;
 mod head_guard;
 mod issuers;
 mod lifecycle;
+mod metrics;
 mod negotiate;
 mod newcomer;
 mod openapi;
