@@ -322,7 +322,8 @@ Try:\n\
             "  # what the edge refused, cut off and closed, and who ended each failed exchange\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
 \x20 # each route's upstream targets: healthy or ejected, and their recent failures\n\
-\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n",
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n\
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/metrics  # Prometheus metrics (docs/metrics.md)\n",
             token = token_file.display()
         );
     }
