@@ -53,7 +53,9 @@ BASELINE_PORT=${BASELINE_PORT:-$(free_port)}
 REDIS_PORT=${REDIS_PORT:-$(free_port)}
 CANDOR_REDIS_PORT=${CANDOR_REDIS_PORT:-$(free_port)}
 CANDOR_BATCHED_PORT=${CANDOR_BATCHED_PORT:-$(free_port)}
-for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT" "$CANDOR_BATCHED_PORT"; do
+# A candor with the plain route and the API event log off: the event log's cost.
+CANDOR_NOEV_PORT=${CANDOR_NOEV_PORT:-$(free_port)}
+for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT" "$CANDOR_BATCHED_PORT" "$CANDOR_NOEV_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
 done
 
@@ -234,15 +236,19 @@ mkdir -p "$WORK/batched"
 sed -e "s/127.0.0.1:$CANDOR_REDIS_PORT/127.0.0.1:$CANDOR_BATCHED_PORT/" \
   -e 's/^mode = "exact"/mode = "batched"\nlease = 100/' "$WORK/redis/candor.toml" > "$WORK/batched/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/batched/candor.toml" >/dev/null & CANDOR_BATCHED_PID=$!; PIDS+=($CANDOR_BATCHED_PID)
-TARGETS="direct nginx haproxy candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
-PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $CANDOR_REDIS_PORT $CANDOR_BATCHED_PORT"
+mkdir -p "$WORK/noev"
+sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$CANDOR_NOEV_PORT/" "$WORK/candor-base.toml" > "$WORK/noev/candor.toml"
+printf '\n[events]\nenabled = false\n' >> "$WORK/noev/candor.toml"
+CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/noev/candor.toml" >/dev/null & CANDOR_NOEV_PID=$!; PIDS+=($CANDOR_NOEV_PID)
+TARGETS="direct nginx haproxy candor candor-noev candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
+PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $CANDOR_REDIS_PORT $CANDOR_BATCHED_PORT $CANDOR_NOEV_PORT"
 BASELINE_PID=
 if [ -n "$BASELINE" ]; then
   # The older binary with the same routes, on its own port and data directory.
   mkdir -p "$WORK/baseline"
   sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$BASELINE_PORT/" "$WORK/candor-base.toml" > "$WORK/baseline/candor.toml"
   CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$BASELINE" serve --config "$WORK/baseline/candor.toml" >/dev/null & BASELINE_PID=$!; PIDS+=($BASELINE_PID)
-  TARGETS="direct nginx haproxy baseline candor candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
+  TARGETS="direct nginx haproxy baseline candor candor-noev candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"
   PORTS="$PORTS $BASELINE_PORT"
 fi
 
@@ -300,6 +306,7 @@ for round in $(seq "$ROUNDS"); do
       nginx) r=$(measure nginx $NGINX_PORT $NGINX_PID) ;;
       haproxy) r=$(measure haproxy $HAPROXY_PORT $HAPROXY_PID) ;;
       candor) r=$(measure candor $CANDOR_PORT $CANDOR_PID) ;;
+      candor-noev) r=$(measure candor-noev $CANDOR_NOEV_PORT $CANDOR_NOEV_PID) ;;
       candor-jwt) r=$(measure candor-jwt $CANDOR_PORT $CANDOR_PID /jwt/ "Authorization: Bearer $TOKEN") ;;
       candor-post) r=$(BODY_FILE="$WORK/device.json" measure candor-post $CANDOR_PORT $CANDOR_PID /post/ "X-Bench: 1" "$WORK/post.lua") ;;
       candor-valid) r=$(BODY_FILE="$WORK/device.json" measure candor-valid $CANDOR_PORT $CANDOR_PID /validate/ "X-Bench: 1" "$WORK/post.lua") ;;
@@ -341,6 +348,7 @@ cp=$(echo "${CPU[candor-post]}" | median); cv=$(echo "${CPU[candor-valid]}" | me
 cr=$(echo "${CPU[candor-rl]}" | median); cx=$(echo "${CPU[candor-429]}" | median)
 crr=$(echo "${CPU[candor-rl-redis]}" | median); trips=$(echo "$TRIPS" | median)
 crb=$(echo "${CPU[candor-rl-batched]}" | median); btrips=$(echo "$BTRIPS" | median)
+cne=$(echo "${CPU[candor-noev]}" | median)
 echo
 awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr" -v x="$cx" 'BEGIN {
   printf "CPU per request: candor/nginx = %.2f, candor/HAProxy = %.2f (target for candor/nginx: <= 1.3)\n", c / n, c / h
@@ -348,6 +356,8 @@ awk -v c="$cn" -v n="$ng" -v h="$hp" -v j="$cj" -v p="$cp" -v v="$cv" -v r="$cr"
   printf "CPU per request: candor validating route (1 KiB JSON POST) / plain route, same POST = %.2f (target: <= 1.25); / plain GET = %.2f\n", v / p, v / c
   printf "CPU per request: candor rate-limited route (in memory) / plain route = %.2f (target: <= 1.1)\n", r / c
   printf "CPU per request: a 429 rate_limited answer / a proxied request on the plain route = %.2f (target: <= 0.3)\n", x / c }'
+awk -v c="$cn" -v e="$cne" 'BEGIN {
+  printf "CPU per request: candor plain route with the event log on / off = %.3f (target: <= 1.05)\n", c / e }'
 awk -v c="$cn" -v r="$crr" -v t="$trips" 'BEGIN {
   printf "CPU per request: candor rate-limited route (Redis, exact mode) / plain route = %.2f; Redis round trips per request = %s (exact: 1)\n", r / c, t }'
 awk -v c="$cn" -v r="$crb" -v t="$btrips" 'BEGIN {

@@ -50,6 +50,10 @@ enum Command {
         /// accounts, clients and admin token; each is named as it goes), and start afresh.
         #[arg(long)]
         reset_demo: bool,
+        /// How the log on stderr is written: readable lines on a terminal and JSON
+        /// otherwise (auto), or always one or the other.
+        #[arg(long, value_enum, default_value = "auto")]
+        log_format: LogFormat,
     },
     /// Check a configuration file and report every problem at once, with line and column.
     Check {
@@ -112,6 +116,18 @@ enum Command {
         admin: AdminArgs,
     },
     /// Read the error catalog.
+    /// Tells the story of one request from the event log: when, from where, each stage's
+    /// decision with its facts, every upstream try, the answer, and for an error what it
+    /// means and what to check.
+    Explain {
+        /// The request id (the `X-Request-Id` header, or `request_id` in an error body).
+        request_id: String,
+        #[command(flatten)]
+        log: LogArgs,
+        /// Print the story as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
@@ -130,6 +146,7 @@ fn main() -> ExitCode {
             admin_listen,
             data_dir,
             reset_demo,
+            log_format,
         } => serve(
             config,
             Overrides {
@@ -138,11 +155,17 @@ fn main() -> ExitCode {
             },
             data_dir,
             reset_demo,
+            log_format,
         ),
         Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
         Command::Blocks { command, admin } => blocks(command, &admin),
+        Command::Explain {
+            request_id,
+            log,
+            json,
+        } => explain(&request_id, &log, json),
         Command::Accounts { command, store } => {
             let read_only = matches!(command, AccountCommand::List | AccountCommand::Show { .. });
             with_identity(&store, read_only, |id| accounts(id, command))

@@ -81,6 +81,7 @@ pub mod codes {
         QUOTA_EXCEEDED = "quota_exceeded";
         RATE_LIMITED = "rate_limited";
         RATE_LIMIT_STORE_UNAVAILABLE = "rate_limit_store_unavailable";
+        EVENT_LOG_UNAVAILABLE = "event_log_unavailable";
         VALIDATION_FAILED = "validation_failed";
         UPSTREAM_UNREACHABLE = "upstream_unreachable";
         UPSTREAM_PROTOCOL_ERROR = "upstream_protocol_error";

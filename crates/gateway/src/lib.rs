@@ -11,6 +11,7 @@
 //! | upstream | `upstream` | the connection pool |
 //! | identity | `identity` | accounts, clients, keys (SQLite + snapshot), tokens, JWK sets, external issuers, TOTP, the token endpoint |
 //! | limits | `limits` | quotas, failed attempts, the assertion replay cache |
+//! | events | [`events`] | the API event log (JSON lines + SQLite index), subscriptions, alerts; a request's story |
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
 //! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
 //! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`), `/metrics` (`metrics`) and the gateway's own error pages |
@@ -46,6 +47,7 @@ mod config;
 pub mod demo;
 pub mod duration;
 mod error;
+pub mod events;
 mod http;
 mod identity;
 mod limits;
@@ -59,6 +61,7 @@ mod stats;
 mod time;
 mod upstream;
 
+pub use config::EventsConfig;
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
 pub use error::GatewayError;
 pub use http::path_segment;
@@ -72,4 +75,4 @@ pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
 pub use stages::respond::Renderer;
 pub use stages::validate::BodyCheck;
-pub use time::{rfc3339, unix_now};
+pub use time::{rfc3339, rfc3339_millis, unix_now};

@@ -59,6 +59,20 @@ pub fn rfc3339(t: i64) -> String {
     )
 }
 
+/// `2026-11-22T10:00:05.123Z` for `t` (milliseconds since the Unix epoch).
+pub fn rfc3339_millis(t: i64) -> String {
+    let mut s = rfc3339(t.div_euclid(1000));
+    s.truncate(s.len() - 1);
+    s.push_str(&format!(".{:03}Z", t.rem_euclid(1000)));
+    s
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Whole seconds of `d`, rounded up (a wait told to a client is never short).
 pub(crate) fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -94,6 +108,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_860_005), "2026-11-28T10:00:05Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339_millis(1_795_860_005_042),
+            "2026-11-28T10:00:05.042Z"
+        );
         assert_eq!(human_seconds(37), "37 s");
         assert_eq!(human_seconds(300), "5 min");
         assert_eq!(human_seconds(303), "5 min 3 s");

@@ -1,5 +1,6 @@
 //! `candor serve`: the gateway, or with no configuration the embedded demo and its tour.
 
+use super::logging::{LogFormat, init_logging_as};
 use candor_catalog::Catalog;
 use candor_gateway::{Config, Overrides, Server, demo};
 use std::net::SocketAddr;
@@ -24,8 +25,9 @@ pub(crate) fn serve(
     overrides: Overrides,
     data_dir: PathBuf,
     reset_demo: bool,
+    log_format: LogFormat,
 ) -> ExitCode {
-    init_logging();
+    init_logging_as(log_format);
     let demo_mode = config_path.is_none();
     if reset_demo {
         if !demo_mode {
@@ -303,6 +305,8 @@ Try:\n\
 \x20 curl -i {base}/v1/reports\n\
 \x20 # what any error code means, and what to check\n\
 \x20 curl -s {base}/errors/route_not_found\n\
+\x20 # the story of one request by its id (X-Request-Id, or request_id in an error body), from the event log: each stage's decision, what to check\n\
+\x20 candor explain $(curl -s {base}/v1/customers/acme/device | sed -E 's/.*\"request_id\":\"([^\"]+)\".*/\\1/') --data-dir {data}\n\
 \x20 # a request head that never ends: 408 request_timeout after timeouts.request_head (10 s)\n\
 \x20 (printf 'GET /v1/reports HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: '; sleep 12) | curl -s telnet://{addr}\n\
 \x20 # an unknown query parameter, and a device id that is not a number: 400 validation_failed naming the operation\n\
@@ -323,21 +327,10 @@ Try:\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
 \x20 # each route's upstream targets: healthy or ejected, and their recent failures\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n\
-\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/metrics  # Prometheus metrics (docs/metrics.md)\n",
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/metrics  # Prometheus metrics (docs/metrics.md)\n\
+\x20 # the API event log: the newest warnings and worse (filters: type=request.*, route, code, request_id, limit)\n\
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" 'http://{admin}/events?severity=warning'\n",
             token = token_file.display()
         );
     }
-}
-
-/// Logs as JSON lines; `CANDOR_LOG` sets the filter.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

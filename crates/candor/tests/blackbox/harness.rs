@@ -93,6 +93,22 @@ impl Gateway {
         Self::start_after(config, |_| {})
     }
 
+    /// Like [`Gateway::start`], with `extra` arguments to `candor serve`.
+    pub(crate) fn start_with(config: &str, extra: &[&str]) -> Gateway {
+        let dir = temp_dir("gw");
+        let path = dir.join("candor.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(dir, path, &args, true)
+    }
+
     /// Like [`Gateway::start`], running `prepare` with the config file's path first (to
     /// create accounts and clients with the CLI, say).
     pub(crate) fn start_after(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {

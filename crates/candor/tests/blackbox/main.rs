@@ -33,6 +33,7 @@
 //! - [`metrics`]: `/metrics` after requests that passed, missed and were rate limited;
 //!   `traceparent` to the upstream; the trace id in problem bodies.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
+//! - [`events`]: the API event log, `candor explain`, `/requests/{id}` and `/events`.
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
 //!   restarted.
@@ -49,6 +50,7 @@ mod caps;
 mod catalog;
 mod catalog_coverage;
 mod demo;
+mod events;
 mod forward;
 mod framing;
 mod head_guard;

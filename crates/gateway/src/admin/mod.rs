@@ -42,6 +42,8 @@ const ENDPOINTS: &[&str] = &[
     "/signing-keys",
     "/tokens/revoke",
     "/blocks",
+    "/events",
+    "/requests/{id}",
 ];
 const MAX_BODY: usize = 64 * 1024;
 
@@ -207,7 +209,16 @@ async fn route(
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let known = matches!(
         segs.first(),
-        Some(&("accounts" | "clients" | "keys" | "signing-keys" | "tokens" | "blocks"))
+        Some(
+            &("accounts"
+                | "clients"
+                | "keys"
+                | "signing-keys"
+                | "tokens"
+                | "blocks"
+                | "events"
+                | "requests")
+        )
     );
     if !known {
         return Err(not_found_route(&method, path));
@@ -390,6 +401,14 @@ async fn route(
                 &["GET", "HEAD", "DELETE"],
             )),
         },
+        (Some("events"), None, _, 1) => match method {
+            Method::GET | Method::HEAD => list_events(state, pipeline, req.uri().query()).await,
+            _ => Err(method_not_allowed(path, &method, &["GET", "HEAD"])),
+        },
+        (Some("requests"), Some(id), None, 2) => match method {
+            Method::GET | Method::HEAD => explain_request(state, pipeline, id).await,
+            _ => Err(method_not_allowed(path, &method, &["GET", "HEAD"])),
+        },
         (Some("blocks"), Some(kind), Some(key), 3) => {
             if method != Method::DELETE {
                 return Err(method_not_allowed(path, &method, &["DELETE"]));
@@ -468,6 +487,153 @@ fn metrics_response(
         }),
     );
     resp
+}
+
+/// Reads the event log on a blocking thread; a log that is off or unreadable is
+/// `event_log_unavailable` naming why.
+async fn read_events<T: Send + 'static>(
+    state: &State,
+    f: impl FnOnce(&crate::events::EventReader) -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    let unavailable = log_unavailable;
+    let Some(dir) = state.events().dir().map(ToOwned::to_owned) else {
+        return Err(unavailable(
+            "the event log is off ([events] enabled = false)".into(),
+        ));
+    };
+    tokio::task::spawn_blocking(move || {
+        let reader = crate::events::EventReader::open(&dir).map_err(unavailable)?;
+        f(&reader)
+    })
+    .await
+    .map_err(|e| {
+        GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("admin API: {e}"))
+    })?
+}
+
+fn log_unavailable(why: String) -> GatewayError {
+    GatewayError::new(codes::EVENT_LOG_UNAVAILABLE)
+        .param("reason", why)
+        .source(crate::error::ErrorSource::Internal)
+}
+
+/// `GET /events?type=&severity=&route=&code=&request_id=&limit=`: the newest events that
+/// pass the filters, newest first.
+async fn list_events(
+    state: &State,
+    _pipeline: &Pipeline,
+    query: Option<&str>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let mut filter = crate::events::EventFilter::default();
+    let mut fields = Vec::new();
+    let query_field = |name: &str, reason: &str, detail: String| FieldError {
+        location: "query".into(),
+        pointer: String::new(),
+        name: name.into(),
+        reason: reason.into(),
+        detail,
+    };
+    for (k, v) in crate::stages::validate::query_pairs(query.unwrap_or("")) {
+        match k.as_str() {
+            "type" => {
+                let known = v == "*"
+                    || crate::events::kinds::ALL.contains(&v.as_str())
+                    || v.strip_suffix(".*").is_some_and(|p| {
+                        crate::events::kinds::ALL
+                            .iter()
+                            .any(|k| k.starts_with(&format!("{p}.")))
+                    });
+                if !known {
+                    let hint = crate::config::did_you_mean(&v, crate::events::kinds::ALL)
+                        .map_or(String::new(), |s| format!("; did you mean {s}?"));
+                    fields.push(query_field(
+                        "type",
+                        "enum",
+                        format!(
+                            "is {v:?}, not an event type{hint} (one of {}, or a prefix such as request.*)",
+                            crate::events::kinds::ALL.join(", ")
+                        ),
+                    ));
+                }
+                filter.kind = Some(v);
+            }
+            "severity" => match crate::events::Severity::parse(&v) {
+                Some(s) => filter.severity = Some(s),
+                None => fields.push(query_field(
+                    "severity",
+                    "enum",
+                    format!("is {v:?}; one of info, notice, warning, error, critical (the least to list)"),
+                )),
+            },
+            "route" => filter.route = Some(v),
+            "code" => filter.code = Some(v),
+            "request_id" => filter.request_id = Some(v),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => filter.limit = Some(n),
+                _ => fields.push(query_field(
+                    "limit",
+                    "range",
+                    format!("is {v:?}; a number from 1 to 1000"),
+                )),
+            },
+            other => fields.push(query_field(
+                other,
+                "unknown",
+                "is not a filter of /events: type, severity, route, code, request_id, limit"
+                    .into(),
+            )),
+        }
+    }
+    if !fields.is_empty() {
+        return Err(validation(fields));
+    }
+    let (events, oldest) = read_events(state, move |r| {
+        let events = r.recent(&filter).map_err(log_unavailable)?;
+        Ok((events, r.oldest()))
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "events": events,
+            "log_starts": oldest.map(crate::time::rfc3339_millis),
+        }),
+    ))
+}
+
+/// `GET /requests/{id}`: the story of one request, from the event log.
+async fn explain_request(
+    state: &State,
+    pipeline: &Pipeline,
+    id: &str,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let id = percent_decode(id);
+    let owned = id.clone();
+    let (events, oldest) = read_events(state, move |r| {
+        let events = r.by_request(&owned).map_err(log_unavailable)?;
+        Ok((events, r.oldest()))
+    })
+    .await?;
+    if events.is_empty() {
+        let hint = match oldest {
+            Some(ms) => format!(
+                " The event log goes back to {}; older files are deleted after events.keep_for.",
+                crate::time::rfc3339_millis(ms)
+            ),
+            None => " The event log is empty.".into(),
+        };
+        return Err(GatewayError::new(codes::RESOURCE_NOT_FOUND)
+            .param("resource", "Request")
+            .param("id", id)
+            .param("scope", " in the event log")
+            .param("hint", hint)
+            .extension("log_starts", oldest.map(crate::time::rfc3339_millis).into()));
+    }
+    let r = pipeline.renderer();
+    Ok(json_response(
+        StatusCode::OK,
+        crate::events::story::tell(&id, events, r.catalog(), r.base_url()),
+    ))
 }
 
 async fn blocking<T: Send + 'static>(

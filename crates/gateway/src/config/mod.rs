@@ -10,6 +10,7 @@
 //! | `[limits]` | `limits.rs` | the transport stage's `Limits` |
 //! | `[timeouts]` | `timeouts.rs` | `Timeouts`: every wait on a client |
 //! | `[log]` | `log.rs` | `LogConfig` |
+//! | `[events]` | `events.rs` | `EventsConfig`: the API event log |
 //! | `[debug]` | `debug.rs` | `DebugConfig` |
 //! | `[auth]`, `[[auth.issuers]]` | `auth.rs` | `AuthSettings`, external issuers |
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
@@ -24,6 +25,7 @@ mod access;
 mod auth;
 mod contract;
 mod debug;
+mod events;
 mod limits;
 mod log;
 pub(crate) mod openapi;
@@ -37,6 +39,7 @@ mod upstreams;
 
 pub(crate) use auth::AuthSettings;
 pub(crate) use debug::DebugConfig;
+pub use events::EventsConfig;
 pub(crate) use limits::Limits;
 pub(crate) use log::LogConfig;
 pub(crate) use rate_limits::RouteLimits;
@@ -67,6 +70,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Logging.
     pub log: LogConfig,
+    /// The API event log.
+    pub events: EventsConfig,
     /// Fault injection for operators.
     pub debug: DebugConfig,
     /// Token issuing and checking.
@@ -84,7 +89,7 @@ pub struct Config {
 }
 
 const TOP: &[&str] = &[
-    "server", "limits", "timeouts", "log", "debug", "auth", "access", "routes", "openapi",
+    "server", "limits", "timeouts", "log", "events", "debug", "auth", "access", "routes", "openapi",
 ];
 
 impl Config {
@@ -158,6 +163,16 @@ impl Config {
             ),
             ("server.workers", s.workers.to_string()),
             ("server.data_dir", s.data_dir.display().to_string()),
+            ("events.enabled", self.events.enabled.to_string()),
+            (
+                "events.dir",
+                self.events
+                    .dir
+                    .as_ref()
+                    .map_or("(events in server.data_dir)".into(), |d| {
+                        d.display().to_string()
+                    }),
+            ),
             (
                 "server.admin_token_file",
                 s.admin_token_file
@@ -180,6 +195,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let (limits, shared_limits) = limits::read(top, p);
     let timeouts = timeouts::read(top, p);
     let log = log::read(top, p);
+    let events = events::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
     let routes = routes::read(top, p, &access, &auth, dir, limits.max_body_bytes);
@@ -192,6 +208,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         shared_limits,
         timeouts,
         log,
+        events,
         debug,
         auth,
         access,

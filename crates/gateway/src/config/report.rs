@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// One problem in a configuration file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigProblem {
     /// 1-based line.
     pub line: usize,

@@ -129,20 +129,39 @@ impl Connections {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Close {
     /// No request for the keep-alive time.
-    Idle,
+    Idle = 1,
     /// Older than `timeouts.max_connection_age`.
-    Age,
+    Age = 2,
     /// The client reset most of its requests, over the budget.
-    Resets,
+    Resets = 3,
+    /// The gateway is shutting down.
+    Drain = 4,
 }
 
 impl Close {
+    /// Records on the connection that the gateway asked it to close, and why.
+    pub(crate) fn mark(self, shared: &Shared) {
+        shared.closing.store(self as u8, Ordering::Relaxed);
+    }
+
+    /// Why the gateway asked the connection to close, if it did (for its event).
+    pub(crate) fn marked(shared: &Shared) -> Option<&'static str> {
+        Some(match shared.closing.load(Ordering::Relaxed) {
+            1 => "idle",
+            2 => "max_connection_age",
+            3 => "resets",
+            4 => "shutdown",
+            _ => return None,
+        })
+    }
+
     /// For the log.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Close::Idle => "idle for timeouts.keepalive",
             Close::Age => "older than timeouts.max_connection_age",
             Close::Resets => "the client reset most of its requests",
+            Close::Drain => "the gateway is shutting down",
         }
     }
 
@@ -153,6 +172,7 @@ impl Close {
             Close::Idle => &s.closed_idle,
             Close::Age => &s.closed_age,
             Close::Resets => &s.closed_resets,
+            Close::Drain => return,
         });
     }
 }
@@ -252,7 +272,10 @@ where
     let deadline = tokio::time::Instant::now() + d.timeouts.request_head + Duration::from_secs(1);
     let sniffed = tokio::select! {
         r = io.sniff(deadline) => r,
-        _ = d.drain.changed() => return Ok(()),
+        _ = d.drain.changed() => {
+            Close::Drain.mark(&d.shared);
+            return Ok(());
+        }
     };
     match sniffed {
         Ok(true) => drive_h2(io, d).await,
@@ -280,6 +303,7 @@ fn looked_at(
         Err(why) => {
             tracing::debug!(target: "candor::server", peer = %d.peer, why = why.as_str(), "asking a connection to close");
             why.count();
+            why.mark(&d.shared);
             Some(why)
         }
     }
@@ -290,6 +314,7 @@ fn calm_down(d: &Driving<'_, impl ConnService>) {
     let (resets, requests) = d.shared.resets();
     tracing::warn!(target: "candor::server", peer = %d.peer, resets, requests, "closing a connection: the client reset most of its requests");
     Close::Resets.count();
+    Close::Resets.mark(&d.shared);
 }
 
 /// Drives an HTTP/2 connection: on shutdown, idleness (keep-alive) or age it gets GOAWAY
@@ -321,6 +346,7 @@ where
             r = conn.as_mut() => return r,
             _ = d.drain.changed(), if !closing => {
                 closing = true;
+                Close::Drain.mark(&d.shared);
                 conn.as_mut().graceful_shutdown();
             }
             () = d.shared.calm.notified() => {
@@ -414,6 +440,7 @@ where
                 r = conn.as_mut() => return r,
                 _ = d.drain.changed(), if !closing => {
                     closing = true;
+                    Close::Drain.mark(&d.shared);
                     conn.as_mut().graceful_shutdown();
                 }
                 () = d.shared.calm.notified(), if !closing => {
@@ -469,7 +496,10 @@ where
                         return Ok(());
                     }
                 },
-                _ = d.drain.changed() => break true,
+                _ = d.drain.changed() => {
+                    Close::Drain.mark(&d.shared);
+                    break true;
+                }
                 () = &mut timer => {
                     if looked_at(&d, accepted, timer.as_mut()).is_some() {
                         break true;
@@ -483,6 +513,83 @@ where
             let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
             return Ok(());
         }
+    }
+}
+
+/// A client socket whose bytes are counted (into the connection's [`Shared`]) for its
+/// `connection.closed` event.
+pub(crate) struct Counted<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Counted<S> {
+    /// Counts `inner`'s bytes into `shared`.
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Counted { inner, shared }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            this.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            this.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -109,6 +109,12 @@ pub(crate) struct Shared {
     /// A request head is being collected: the connection waits on the head's time, no
     /// longer on the keep-alive time.
     collecting: AtomicBool,
+    /// Bytes read from and written to the client's socket (TLS records included).
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    /// Why the gateway asked the connection to close (a `connections::Close` as a number,
+    /// 0 for none): for its `connection.closed` event.
+    pub(crate) closing: std::sync::atomic::AtomicU8,
 }
 
 /// Resets a connection may make before it is closed, when they are also most of its

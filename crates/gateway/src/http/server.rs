@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Overrides from the command line, which win over the file on every reload.
@@ -114,6 +114,7 @@ impl State {
         };
         let mut config = Config::load(path).inspect_err(|report| {
             tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
+            self.config_rejected(report);
         })?;
         config.log_notices(path);
         // Each setting a reload cannot apply and the file now says otherwise: named, with
@@ -146,9 +147,9 @@ impl State {
         }
         self.overrides.apply(&mut config);
         let tls = match &config.server.tls {
-            Some(files) => {
-                Some(
-                    crate::http::tls::server_config(files).map_err(|e| ConfigReport {
+            Some(files) => Some(
+                crate::http::tls::server_config(files)
+                    .map_err(|e| ConfigReport {
                         file: path.display().to_string(),
                         problems: vec![crate::config::ConfigProblem {
                             line: 0,
@@ -158,9 +159,9 @@ impl State {
                             expected: None,
                             suggestion: None,
                         }],
-                    })?,
-                )
-            }
+                    })
+                    .inspect_err(|report| self.config_rejected(report))?,
+            ),
             None => None,
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
@@ -173,7 +174,44 @@ impl State {
             self.services.clone(),
         )));
         tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
+        self.config_applied(generation, config.routes.len(), "reload");
         Ok(generation)
+    }
+
+    /// The API event log.
+    pub(crate) fn events(&self) -> &Arc<crate::events::EventLog> {
+        &self.services.events
+    }
+
+    fn config_applied(&self, generation: u64, routes: usize, how: &str) {
+        use crate::events::{Event, Severity, kinds};
+        self.services.events.emit(
+            Event::new(kinds::CONFIG_APPLIED, Severity::Info)
+                .fact("generation", generation)
+                .fact("routes", routes)
+                .fact("how", how)
+                .fact(
+                    "file",
+                    self.config_path.as_ref().map(|p| p.display().to_string()),
+                ),
+        );
+    }
+
+    fn config_rejected(&self, report: &ConfigReport) {
+        use crate::events::{Event, Severity, kinds};
+        self.services.events.emit(
+            Event::new(kinds::CONFIG_REJECTED, Severity::Warning)
+                .fact("file", report.file.as_str())
+                .fact(
+                    "running_generation",
+                    self.generation.load(Ordering::Relaxed),
+                )
+                .fact(
+                    "problems",
+                    serde_json::to_value(&report.problems).unwrap_or_default(),
+                )
+                .fact("report", report.to_string()),
+        );
     }
 }
 
@@ -289,7 +327,10 @@ impl Server {
         let quotas = crate::limits::quota::Quotas::load(&identity)
             .map_err(|e| std::io::Error::other(format!("cannot read quota usage: {e}")))?;
         let rate_limits = Arc::new(crate::limits::rate::Registry::default());
+        let events = crate::events::EventLog::open(&config.events, &config.server.data_dir)
+            .map_err(std::io::Error::other)?;
         let services = Arc::new(Services {
+            events,
             identity: Arc::new(identity),
             replay: crate::limits::attempts::ReplayCache::default(),
             external: Arc::new(crate::identity::issuers::ExternalKeys::default()),
@@ -308,13 +349,15 @@ impl Server {
             .clone()
             .unwrap_or_else(|| config.server.data_dir.join("admin.token"));
         let admin_token = crate::admin::load_or_create_token(&admin_token_file)?;
+        let forwarder = Forwarder::new();
+        forwarder.targets.set_events(services.events.clone());
         let state = Arc::new(State {
             admin_token,
             admin_token_file,
             current: ArcSwap::from_pointee(Pipeline::new(&config, 1, services.clone())),
             services,
             tls: ArcSwap::from_pointee(tls),
-            forwarder: Forwarder::new(),
+            forwarder,
             generation: AtomicU64::new(1),
             config_path,
             overrides,
@@ -423,6 +466,26 @@ impl Server {
                 tokio::spawn(reload_on_sighup(state.clone(), hup));
             }
         }
+        {
+            use crate::events::{Event, Severity, kinds};
+            let pipeline = state.current();
+            state.services.events.emit(
+                Event::new(kinds::API_STARTED, Severity::Info)
+                    .fact("listen", listener.local_addr().ok().map(|a| a.to_string()))
+                    .fact(
+                        "admin_listen",
+                        admin
+                            .as_ref()
+                            .and_then(|a| a.local_addr().ok())
+                            .map(|a| a.to_string()),
+                    )
+                    .fact("tls", state.tls.load().is_some())
+                    .fact("config_generation", pipeline.generation)
+                    .fact("version", env!("CARGO_PKG_VERSION"))
+                    .fact("pid", std::process::id()),
+            );
+            state.config_applied(pipeline.generation, pipeline.upstreams().count(), "start");
+        }
         tokio::pin!(shutdown);
         loop {
             let admin_accept = async {
@@ -471,11 +534,26 @@ impl Server {
         let drained = async {
             tokio::join!(main_conns.drain(), admin_conns.drain());
         };
-        tokio::select! {
-            () = drained => tracing::info!(target: "candor::server", "drained; exiting"),
-            () = tokio::time::sleep(deadline) => tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections"),
-        }
+        let drained = tokio::select! {
+            () = drained => {
+                tracing::info!(target: "candor::server", "drained; exiting");
+                true
+            }
+            () = tokio::time::sleep(deadline) => {
+                tracing::warn!(target: "candor::server", "drain deadline reached; closing remaining connections");
+                false
+            }
+        };
         crate::limits::quota::persist(&state.services.quotas, &state.services.identity).await;
+        use crate::events::{Event, Severity, kinds};
+        let events = &state.services.events;
+        events.emit(
+            Event::new(kinds::API_STOPPED, Severity::Warning)
+                .fact("reason", "shutdown requested (SIGTERM or SIGINT)")
+                .fact("drained", drained)
+                .fact("left_open", main_conns.open() + admin_conns.open()),
+        );
+        events.close(Duration::from_secs(5)).await;
     }
 }
 
@@ -498,6 +576,18 @@ const MAX_REFUSING: usize = 256;
 fn refuse_connection(state: &Arc<State>, stream: TcpStream, is_admin: bool, cap: usize) {
     static REFUSING: AtomicUsize = AtomicUsize::new(0);
     let tls = !is_admin && state.tls.load().is_some();
+    if let Ok(peer) = stream.peer_addr() {
+        use crate::events::{Event, Severity, kinds};
+        state.services.events.emit(
+            Event::new(kinds::CONNECTION_FAILED, Severity::Warning)
+                .fact("client", peer.ip().to_string())
+                .fact("listener", if is_admin { "admin" } else { "main" })
+                .fact(
+                    "reason",
+                    format!("refused: the listener has limits.max_connections ({cap}) open"),
+                ),
+        );
+    }
     if tls || REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
         if !tls {
             REFUSING.fetch_sub(1, Ordering::AcqRel);
@@ -536,6 +626,8 @@ async fn serve_connection(
     };
     let tls = tls_config.is_some();
     let conn = Arc::new(guard::Shared::default());
+    let accepted = std::time::Instant::now();
+    let events = state.services.events.clone();
     let svc_state = state.clone();
     let svc_conn = conn.clone();
     let svc = service_fn(move |req| {
@@ -543,7 +635,7 @@ async fn serve_connection(
         // Until its response has been sent, the connection is busy, not idle.
         let in_flight = svc_conn.begin();
         // A request head the guard refused: its stand-in is answered with the error.
-        let refused = svc_conn.next_request().map(|r| refusal(&state, r));
+        let refused = svc_conn.next_request().map(|r| refusal(&state, r, peer));
         // Boxed: hyper keeps room for one in-flight future per connection, and an idle
         // keep-alive connection should not hold a request's worth of state.
         Box::pin(async move {
@@ -580,42 +672,101 @@ async fn serve_connection(
     let result = match tls_config {
         // Boxed: a TLS connection's state is larger, and plain connections need not carry
         // room for it.
-        Some(cfg) => Box::pin(async move {
+        Some(cfg) => Box::pin({
+            let (conn, events) = (conn.clone(), events.clone());
+            async move {
             // The handshake, and the peek before it, end within tls_handshake of accept.
             let handshake_deadline = tokio::time::Instant::now() + timeouts.tls_handshake;
             let stream = refuse_plain_http(&state, stream, handshake_deadline).await?;
+            let stream = connections::Counted::new(stream, conn.clone());
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
+            let why = match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream))
+                .await
+            {
                 Ok(Ok(tls_stream)) => {
                     let io = HeadGuard::new(tls_stream, conn.clone(), limits, waits);
-                    Some(connections::serve(io, driving).await)
+                    return Some(connections::serve(io, driving).await);
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "candor::server", peer = %peer, error = %e, "TLS handshake failed");
-                    crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
-                    None
+                    format!("TLS handshake failed: {e}")
                 }
                 Err(_) => {
                     tracing::debug!(target: "candor::server", peer = %peer, "TLS handshake timed out");
-                    crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
-                    None
+                    format!(
+                        "TLS handshake not done within timeouts.tls_handshake ({})",
+                        crate::time::human_duration(timeouts.tls_handshake)
+                    )
                 }
-            }
-        })
+            };
+            crate::stats::bump(&crate::stats::STATS.tls_handshakes_failed);
+            use crate::events::{Event, Severity, kinds};
+            events.emit(
+                Event::new(kinds::CONNECTION_FAILED, Severity::Notice)
+                    .fact("client", peer.ip().to_string())
+                    .fact("listener", "main")
+                    .fact("reason", why)
+                    .fact("duration_ms", accepted.elapsed().as_millis() as u64),
+            );
+            None
+        }})
         .await,
         None => {
+            let stream = connections::Counted::new(stream, conn.clone());
             let io = HeadGuard::new(stream, conn.clone(), limits, waits);
             Some(connections::serve(io, driving).await)
         }
     };
-    if let Some(Err(e)) = result {
-        tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
+    let error = match &result {
+        Some(Err(e)) => {
+            tracing::debug!(target: "candor::server", peer = %peer, error = %e, "connection ended with an error");
+            Some(e.to_string())
+        }
+        _ => None,
+    };
+    if result.is_some() && events.on() {
+        connection_closed(&events, &conn, peer, is_admin, tls, accepted, error).await;
     }
+}
+
+/// The `connection.closed` event: bytes, duration, requests, whether after a response, and
+/// who closed it.
+async fn connection_closed(
+    events: &crate::events::EventLog,
+    conn: &guard::Shared,
+    peer: SocketAddr,
+    is_admin: bool,
+    tls: bool,
+    accepted: std::time::Instant,
+    error: Option<String>,
+) {
+    use crate::events::{Event, Severity, kinds};
+    let (_, requests) = conn.resets();
+    let after_response = requests > 0 && conn.idle().is_some();
+    let closed_by = match (connections::Close::marked(conn), &error) {
+        (Some(why), _) => format!("gateway ({why})"),
+        (None, Some(_)) => "error".to_owned(),
+        (None, None) => "client".to_owned(),
+    };
+    let mut ev = Event::new(kinds::CONNECTION_CLOSED, Severity::Info)
+        .fact("client", peer.ip().to_string())
+        .fact("listener", if is_admin { "admin" } else { "main" })
+        .fact("tls", tls)
+        .fact("requests", requests)
+        .fact("bytes_in", conn.bytes_in.load(Ordering::Relaxed))
+        .fact("bytes_out", conn.bytes_out.load(Ordering::Relaxed))
+        .fact("duration_ms", accepted.elapsed().as_millis() as u64)
+        .fact("after_response", after_response)
+        .fact("closed_by", closed_by);
+    if let Some(e) = error {
+        ev = ev.fact("error", e);
+    }
+    events.send(ev).await;
 }
 
 /// The answer to a request head the guard refused (see [`guard`]): the catalog error, with
 /// a new request id, closing the connection.
-fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
+fn refusal(state: &State, r: &guard::Rejection, peer: SocketAddr) -> Response<GatewayBody> {
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
     let mut resp = pipeline
@@ -623,15 +774,69 @@ fn refusal(state: &State, r: &guard::Rejection) -> Response<GatewayBody> {
         .render(&r.error, &r.target, &request_id, None);
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    log_refusal(&request_id, resp.status().as_u16(), &r.error);
+    log_refusal(
+        state,
+        &request_id,
+        resp.status().as_u16(),
+        &r.error,
+        peer,
+        &r.target,
+    );
     resp
 }
 
-/// The request log line of a request refused before it was parsed; counted in `/stats`.
-fn log_refusal(request_id: &str, status: u16, err: &GatewayError) {
+/// The request log line and `request.rejected` event of a request refused before it was
+/// parsed; counted in `/stats`.
+fn log_refusal(
+    state: &State,
+    request_id: &str,
+    status: u16,
+    err: &GatewayError,
+    peer: SocketAddr,
+    target: &str,
+) {
     let ended_by = err.ended_by();
     crate::stats::STATS.error(err.code, ended_by);
     tracing::info!(target: "candor::request", request_id = %request_id, status, code = err.code, source = err.source.as_str(), ended_by = ended_by.as_str(), trail = "[{\"stage\":\"accept\",\"outcome\":\"reject\"}]", "request");
+    let events = &state.services.events;
+    if !events.on() {
+        return;
+    }
+    use crate::events::{Event, Facts, RequestFacts, Severity, kinds};
+    let mut trail = crate::pipeline::trail::Trail::default();
+    trail.record(
+        "accept",
+        "reject",
+        Some(err.code),
+        err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
+    );
+    let mut ev = Event::new(
+        kinds::REQUEST_REJECTED,
+        if status >= 500 {
+            Severity::Error
+        } else {
+            Severity::Notice
+        },
+    )
+    .request(request_id)
+    .code(err.code);
+    ev.facts = Facts::Request(Box::new(RequestFacts {
+        method: String::new(),
+        path: target.split('?').next().unwrap_or("").to_owned(),
+        client: peer.ip(),
+        status,
+        source: err.source.as_str(),
+        ended_by: ended_by.as_str(),
+        duration_us: 0,
+        config_generation: state.generation.load(Ordering::Relaxed),
+        docs: Some(format!(
+            "{}/errors/{}",
+            state.current().renderer().base_url(),
+            err.code
+        )),
+        trail,
+    }));
+    events.emit(ev);
 }
 
 /// Plain HTTP sent to a TLS listener: answered in plain HTTP with `https_required` (a TLS
@@ -671,16 +876,16 @@ async fn refuse_plain_http(
 }
 
 /// Answers `err` outside the HTTP parser, then closes the connection.
-async fn answer_and_close<S>(state: &State, mut stream: S, err: &GatewayError, target: &str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn answer_and_close(state: &State, mut stream: TcpStream, err: &GatewayError, target: &str) {
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
     let (status, body) = pipeline
         .renderer()
         .problem_json(err, target, &request_id, None);
-    log_refusal(&request_id, status.as_u16(), err);
+    log_refusal(state, &request_id, status.as_u16(), err, peer, target);
     let mut extra = String::new();
     for (name, value) in &err.headers {
         if let Ok(v) = value.to_str() {

@@ -381,7 +381,7 @@ pub(crate) async fn serve(
     let token = jwt::issue(key, &claims).map_err(|e| {
         GatewayError::new(codes::INTERNAL_ERROR).param("stage", format!("token endpoint: {e}"))
     })?;
-    Ok(json_no_store(
+    let mut resp = json_no_store(
         StatusCode::OK,
         &json!({
             "access_token": token,
@@ -389,7 +389,28 @@ pub(crate) async fn serve(
             "expires_in": lifetime,
             "scope": claims.scope,
         }),
-    ))
+    );
+    resp.extensions_mut().insert(Issued {
+        client_id: client.client_id.clone(),
+        account: client.account_id.clone(),
+        grant_type: if grant_type == GRANT_JWT_BEARER {
+            "jwt-bearer"
+        } else {
+            GRANT_CLIENT_CREDENTIALS
+        },
+    });
+    Ok(resp)
+}
+
+/// A token was issued (a response extension, for the `auth.succeeded` event).
+#[derive(Clone, Debug)]
+pub(crate) struct Issued {
+    /// The client.
+    pub(crate) client_id: String,
+    /// Its account.
+    pub(crate) account: String,
+    /// How it authenticated.
+    pub(crate) grant_type: &'static str,
 }
 
 /// The token endpoint's `validity`: a duration (a bare number is minutes, as it always

@@ -42,6 +42,34 @@ use std::sync::Arc;
 use std::time::Instant;
 use trail::Trail;
 
+/// The codes that mean a client failed to authenticate (`auth.failed`).
+const AUTH_FAILURES: &[&str] = &[
+    codes::CREDENTIALS_MISSING,
+    codes::CREDENTIALS_MALFORMED,
+    codes::TOKEN_INVALID,
+    codes::TOKEN_EXPIRED,
+    codes::TOKEN_NOT_YET_VALID,
+    codes::TOKEN_WRONG_AUDIENCE,
+    codes::TOKEN_REVOKED,
+    codes::API_KEY_INVALID,
+    codes::API_KEY_RESTRICTION_MISSING,
+    codes::API_KEY_RESTRICTION_MISMATCH,
+    codes::INVALID_CLIENT,
+    codes::INVALID_GRANT,
+    codes::ASSERTION_REPLAYED,
+    codes::SECOND_FACTOR_REQUIRED,
+    codes::SECOND_FACTOR_INVALID,
+    codes::TOO_MANY_FAILED_ATTEMPTS,
+];
+
+/// What the request's events need from its context once the stages are done.
+#[derive(Default)]
+struct Seen {
+    route: Option<String>,
+    principal: Option<(String, Option<String>)>,
+    client: Option<std::net::IpAddr>,
+}
+
 /// One configuration generation, compiled: what a request is served with from start to end,
 /// even if the configuration is reloaded meanwhile.
 #[derive(Debug)]
@@ -77,6 +105,8 @@ pub(crate) struct Services {
     pub(crate) quotas: Arc<Quotas>,
     /// Rate limiters, by route and policy.
     pub(crate) rate_limits: Arc<crate::limits::rate::Registry>,
+    /// The API event log.
+    pub(crate) events: Arc<crate::events::EventLog>,
 }
 
 impl Pipeline {
@@ -156,12 +186,19 @@ impl Pipeline {
             trusted_proxies: &self.trusted_proxies,
         };
         let (parts, body) = req.into_parts();
+        let events = self.services.events.on();
+        let mut seen = Seen::default();
         // For the metrics: the route's index and the upstream's time.
-        let mut seen = (None, None);
+        let mut measured = (None, None);
         let outcome = AssertUnwindSafe(async {
             let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail, trace);
             let result = self.run(forwarder, &mut ctx).await;
-            seen = (ctx.route.map(|r| r.index), ctx.upstream_time);
+            measured = (ctx.route.map(|r| r.index), ctx.upstream_time);
+            if events {
+                seen.route = ctx.route.map(|r| r.config.name.clone());
+                seen.principal = ctx.principal.take().map(|p| (p.client_id, p.account));
+                seen.client = Some(ctx.client_ip());
+            }
             let fields = ctx.rate_limit_fields.then_some(ctx.rate_limits);
             (result, fields)
         })
@@ -214,41 +251,143 @@ impl Pipeline {
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
             crate::stages::limit::add_fields(resp.headers_mut(), &states);
         }
-        let status = resp.status().as_u16();
-        let route_metrics = seen.0.map(|i| &self.plans[i].metrics);
+        let duration_us = started.elapsed().as_micros() as u64;
+        seen.client.get_or_insert(peer.ip());
+        self.record(
+            &rid.text,
+            &method,
+            &uri,
+            &resp,
+            error.as_ref(),
+            seen,
+            duration_us,
+            trail,
+        )
+        .await;
+        let route_metrics = measured.0.map(|i| &self.plans[i].metrics);
         let code = error.as_ref().map(|e| e.code);
-        crate::metrics::request(route_metrics, status, code, started.elapsed(), seen.1);
+        let status = resp.status().as_u16();
+        crate::metrics::request(route_metrics, status, code, started.elapsed(), measured.1);
+        resp
+    }
+
+    /// The request's log line (as configured) and its events: `request.completed` or
+    /// `request.rejected`, and, as the request says, `auth.succeeded` / `auth.failed`,
+    /// `limit.exceeded`, `quota.exceeded`.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        rid: &str,
+        method: &http::Method,
+        uri: &http::Uri,
+        resp: &Response<GatewayBody>,
+        error: Option<&GatewayError>,
+        seen: Seen,
+        duration_us: u64,
+        trail: Trail,
+    ) {
+        use crate::events::{Event, Facts, RequestFacts, Severity, kinds};
+        let status = resp.status().as_u16();
+        let upstream = resp.extensions().get::<forward::UpstreamProblem>();
+        let (code, source) = match (error, upstream) {
+            (Some(e), _) => (Some(e.code.into()), e.source.as_str()),
+            (None, Some(p)) => (p.0.clone().map(Into::into), "upstream"),
+            (None, None) => (None, ""),
+        };
+        let ended_by = error.map(|e| e.ended_by());
+        if let (Some(e), Some(by)) = (error, ended_by) {
+            crate::stats::STATS.error(e.code, by);
+        }
         if self.log_requests || error.is_some() {
-            // The upstream's own error answers are told apart: `source: upstream`, with the
-            // upstream's problem code.
-            let upstream = resp
-                .extensions()
-                .get::<crate::stages::forward::UpstreamProblem>();
-            let (code, source) = match (&error, upstream) {
-                (Some(e), _) => (e.code, e.source.as_str()),
-                (None, Some(p)) => (p.0.as_deref().unwrap_or(""), "upstream"),
-                (None, None) => ("", ""),
-            };
-            let ended_by = error.as_ref().map(|e| e.ended_by());
-            if let (Some(e), Some(by)) = (&error, ended_by) {
-                crate::stats::STATS.error(e.code, by);
-            }
             tracing::info!(
                 target: "candor::request",
-                request_id = %rid.text,
+                request_id = %rid,
                 method = %method,
                 path = %uri.path(),
                 status,
-                code,
+                code = code.as_deref().unwrap_or(""),
                 source,
                 ended_by = ended_by.map_or("", |b| b.as_str()),
-                duration_us = started.elapsed().as_micros() as u64,
+                duration_us,
                 config_generation = self.generation,
                 trail = %trail.to_json(),
                 "request"
             );
         }
-        resp
+        let log = &self.services.events;
+        if !log.on() {
+            return;
+        }
+        let client = seen.client.expect("set by handle");
+        let about = |kind, severity| {
+            let mut ev = Event::new(kind, severity).request(rid);
+            ev.route = seen.route.clone();
+            ev
+        };
+        if let Some((client_id, account)) = &seen.principal {
+            log.send(
+                about(kinds::AUTH_SUCCEEDED, Severity::Info)
+                    .fact("client_id", client_id.as_str())
+                    .fact("account", account.as_deref())
+                    .fact("client", client.to_string()),
+            )
+            .await;
+        }
+        if let Some(issued) = resp.extensions().get::<token_endpoint::Issued>() {
+            log.send(
+                about(kinds::AUTH_SUCCEEDED, Severity::Info)
+                    .fact("client_id", issued.client_id.as_str())
+                    .fact("account", issued.account.as_str())
+                    .fact("grant_type", issued.grant_type)
+                    .fact("client", client.to_string()),
+            )
+            .await;
+        }
+        if let Some(e) = error {
+            let also = if AUTH_FAILURES.contains(&e.code) {
+                Some((kinds::AUTH_FAILED, Severity::Notice))
+            } else if e.code == codes::RATE_LIMITED {
+                Some((kinds::LIMIT_EXCEEDED, Severity::Notice))
+            } else if e.code == codes::QUOTA_EXCEEDED {
+                Some((kinds::QUOTA_EXCEEDED, Severity::Notice))
+            } else {
+                None
+            };
+            if let Some((kind, severity)) = also {
+                let mut ev = about(kind, severity)
+                    .code(e.code)
+                    .fact("client", client.to_string());
+                for (k, v) in &e.params {
+                    ev = ev.fact(k, v.as_str());
+                }
+                log.send(ev).await;
+            }
+        }
+        let kind = if error.is_some() {
+            kinds::REQUEST_REJECTED
+        } else {
+            kinds::REQUEST_COMPLETED
+        };
+        let severity = match status {
+            500.. if error.is_some() => Severity::Error,
+            400.. if error.is_some() => Severity::Notice,
+            _ => Severity::Info,
+        };
+        let mut ev = about(kind, severity);
+        ev.code = code;
+        ev.facts = Facts::Request(Box::new(RequestFacts {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            client,
+            status,
+            source,
+            ended_by: ended_by.map_or("", |b| b.as_str()),
+            duration_us,
+            config_generation: self.generation,
+            docs: error.map(|e| format!("{}/errors/{}", self.renderer.base_url(), e.code)),
+            trail,
+        }));
+        log.send(ev).await;
     }
 
     /// The stages, in order: a fixed start, the route's plan, its endpoint.

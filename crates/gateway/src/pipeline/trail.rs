@@ -1,6 +1,6 @@
 //! The request trail: each stage records its decision (stage, outcome, catalog code and the
 //! facts behind it, never a secret). It is logged as one structured record per request and
-//! is the material for the event log and `candor explain` later.
+//! is the material of the request's event and of `candor explain`.
 
 use serde::Serialize;
 
@@ -14,9 +14,24 @@ pub(crate) struct TrailEvent {
     /// The catalog code, when the decision was an error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
-    /// The facts behind the decision.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The facts behind the decision (a JSON object: each name once, the last value).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_object")]
     pub facts: Vec<(&'static str, String)>,
+}
+
+fn as_object<S: serde::Serializer>(
+    facts: &[(&'static str, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(facts.len()))?;
+    for (i, (k, v)) in facts.iter().enumerate() {
+        // A name given twice keeps its last value (a JSON object's names are unique).
+        if facts[i + 1..].iter().all(|(later, _)| later != k) {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    m.end()
 }
 
 /// The decisions taken for one request, in order.

@@ -516,7 +516,7 @@ fn param_problems(contract: &Contract, ctx: &RequestCtx<'_>, found: &mut Vec<Fou
 }
 
 /// The query string's name / value pairs, decoded (`+` is a space), in order.
-fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -108,6 +108,8 @@ type StateKey = (Arc<str>, Authority, u64);
 #[derive(Debug, Default)]
 pub(crate) struct Targets {
     states: Mutex<HashMap<StateKey, Arc<TargetState>>>,
+    /// Where `upstream.down` / `upstream.up` go, once the server has its event log.
+    events: std::sync::OnceLock<Arc<crate::events::EventLog>>,
     /// Held while deciding an ejection, so that targets failing at once cannot together
     /// exceed `max_ejected_percent`.
     ejecting: Mutex<()>,
@@ -132,6 +134,40 @@ impl NoneHealthy {
 }
 
 impl Targets {
+    /// Sends this upstream's health changes to `events`.
+    pub(crate) fn set_events(&self, events: Arc<crate::events::EventLog>) {
+        let _ = self.events.set(events);
+    }
+
+    /// `upstream.down` (warning; critical when no target is left) or `upstream.up`.
+    fn health_event(&self, up: &Upstream, index: usize, down: bool, cause: Option<&str>) {
+        use crate::events::{Event, Severity, kinds};
+        let Some(events) = self.events.get() else {
+            return;
+        };
+        let mut now = Some(Instant::now());
+        let healthy = self
+            .states_of(up)
+            .iter()
+            .filter(|s| s.ejected_for(&mut now).is_none() && !s.check_down.load(Ordering::Acquire))
+            .count();
+        let (kind, severity) = match (down, healthy) {
+            (true, 0) => (kinds::UPSTREAM_DOWN, Severity::Critical),
+            (true, _) => (kinds::UPSTREAM_DOWN, Severity::Warning),
+            (false, _) => (kinds::UPSTREAM_UP, Severity::Info),
+        };
+        let mut ev = Event::new(kind, severity)
+            .fact("route", &*up.route)
+            .fact("target", up.targets[index].display.as_str())
+            .fact("healthy_targets", healthy)
+            .fact("targets", up.targets.len())
+            .route(&up.route);
+        if let Some(c) = cause {
+            ev = ev.fact("cause", c);
+        }
+        events.emit(ev);
+    }
+
     fn state(&self, up: &Upstream, authority: &Authority) -> Arc<TargetState> {
         let Ok(mut states) = self.states.lock() else {
             return Arc::default();
@@ -307,6 +343,18 @@ impl Targets {
             ejected_for_ms = time.as_millis() as u64,
             "target ejected"
         );
+        drop(h);
+        if let Some(index) = states.iter().position(|t| std::ptr::eq(&**t, s)) {
+            self.health_event(
+                up,
+                index,
+                true,
+                Some(&format!(
+                    "{cause} ({consecutive} failures in a row; ejected for {})",
+                    crate::time::human_duration(time)
+                )),
+            );
+        }
         Some(time)
     }
 
@@ -328,6 +376,7 @@ impl Targets {
                     s.ejected_until.store(0, Ordering::Release);
                     s.consecutive.store(0, Ordering::Release);
                     tracing::info!(target: "candor::upstream", target = %up.targets[index].display, "health checks pass again: back in rotation");
+                    self.health_event(up, index, false, None);
                 }
             }
             Err(cause) => {
@@ -349,6 +398,7 @@ impl Targets {
                         .store(nanos(Instant::now() + check.interval), Ordering::Release);
                     if !s.check_down.swap(true, Ordering::AcqRel) {
                         tracing::warn!(target: "candor::upstream", target = %up.targets[index].display, cause = %cause, "health checks fail: out of rotation");
+                        self.health_event(up, index, true, Some(&cause));
                     }
                 }
             }

@@ -1,0 +1,564 @@
+//! The API event log: typed events (what happened to the API, its connections, its requests
+//! and its configuration), each with an id, a time, a type, a severity, the request id where
+//! there is one, and facts — never a secret.
+//!
+//! A request never waits on disk: [`EventLog::send`] puts the event in a bounded queue and a
+//! writer thread appends it to a JSON-lines file ([`store`]), indexes it in SQLite (request
+//! id, time, type, code), then hands the batch to the consumers (subscriptions, alerts). A
+//! full queue makes the sender wait for room: nothing is lost, and the waits are counted.
+//!
+//! [`story`] reads the log back: the events of one request, told for `candor explain`
+//! and the admin API's `/requests/{id}`.
+
+pub(crate) mod store;
+pub mod story;
+
+use crate::pipeline::trail::Trail;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+pub use store::{EventFilter, EventReader};
+
+/// How much an event matters, in syslog's order (RFC 5424 §6.2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Routine: a request served, the gateway started.
+    Info,
+    /// Normal but worth a look: a request refused for the client's reasons.
+    Notice,
+    /// Something may need an operator: an upstream down, a configuration rejected.
+    Warning,
+    /// Something failed: a request the gateway or its upstream could not serve.
+    Error,
+    /// The API is not serving.
+    Critical,
+}
+
+impl Severity {
+    /// All, least first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Notice,
+        Severity::Warning,
+        Severity::Error,
+        Severity::Critical,
+    ];
+
+    /// `info`, `notice`, `warning`, `error`, `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Notice => "notice",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The severity named `s`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The number stored in the index (0 = info).
+    pub(crate) fn rank(self) -> i64 {
+        self as i64
+    }
+
+    /// The RFC 5424 severity number.
+    pub fn syslog(self) -> u8 {
+        match self {
+            Severity::Info => 6,
+            Severity::Notice => 5,
+            Severity::Warning => 4,
+            Severity::Error => 3,
+            Severity::Critical => 2,
+        }
+    }
+}
+
+impl Serialize for Severity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The event types, as subscriptions name them.
+pub mod kinds {
+    /// The gateway started serving (listeners, configuration generation, version).
+    pub const API_STARTED: &str = "api.started";
+    /// The gateway stopped (reason).
+    pub const API_STOPPED: &str = "api.stopped";
+    /// The gateway was restarted by its supervisor after a crash (exit status or signal).
+    pub const API_RESTARTED: &str = "api.restarted";
+    /// A connection failed before a request could be read (TLS handshake, timeouts).
+    pub const CONNECTION_FAILED: &str = "connection.failed";
+    /// A connection closed: bytes, duration, whether after a response, who closed it.
+    pub const CONNECTION_CLOSED: &str = "connection.closed";
+    /// A client authenticated (client, account).
+    pub const AUTH_SUCCEEDED: &str = "auth.succeeded";
+    /// A client failed to authenticate (client, account where known, code).
+    pub const AUTH_FAILED: &str = "auth.failed";
+    /// The gateway refused a request (stage, code, facts).
+    pub const REQUEST_REJECTED: &str = "request.rejected";
+    /// A request was answered (status, timings, upstream tries).
+    pub const REQUEST_COMPLETED: &str = "request.completed";
+    /// A configuration was loaded (generation, file).
+    pub const CONFIG_APPLIED: &str = "config.applied";
+    /// A configuration was rejected; the running one stays (the full report).
+    pub const CONFIG_REJECTED: &str = "config.rejected";
+    /// An upstream target failed its health checks.
+    pub const UPSTREAM_DOWN: &str = "upstream.down";
+    /// An upstream target passes its health checks again.
+    pub const UPSTREAM_UP: &str = "upstream.up";
+    /// A rate limit refused a request.
+    pub const LIMIT_EXCEEDED: &str = "limit.exceeded";
+    /// An account's quota refused a request.
+    pub const QUOTA_EXCEEDED: &str = "quota.exceeded";
+    /// Events a sink dropped while it was failing, told once it recovers.
+    pub const EVENTS_DROPPED: &str = "events.dropped";
+    /// An alert was raised.
+    pub const ALERT_RAISED: &str = "alert.raised";
+
+    /// Every type.
+    pub const ALL: &[&str] = &[
+        API_STARTED,
+        API_STOPPED,
+        API_RESTARTED,
+        CONNECTION_FAILED,
+        CONNECTION_CLOSED,
+        AUTH_SUCCEEDED,
+        AUTH_FAILED,
+        REQUEST_REJECTED,
+        REQUEST_COMPLETED,
+        CONFIG_APPLIED,
+        CONFIG_REJECTED,
+        UPSTREAM_DOWN,
+        UPSTREAM_UP,
+        LIMIT_EXCEEDED,
+        QUOTA_EXCEEDED,
+        EVENTS_DROPPED,
+        ALERT_RAISED,
+    ];
+}
+
+/// One event, as emitted (its id is given when it is written).
+#[derive(Debug)]
+pub(crate) struct Event {
+    /// When it happened.
+    pub(crate) time: SystemTime,
+    /// Its type, one of [`kinds`].
+    pub(crate) kind: &'static str,
+    /// How much it matters.
+    pub(crate) severity: Severity,
+    /// The request it is about.
+    pub(crate) request_id: Option<String>,
+    /// The W3C trace it belongs to.
+    pub(crate) trace_id: Option<String>,
+    /// The route it is about.
+    pub(crate) route: Option<String>,
+    /// The catalog code (or an upstream's problem code), for errors.
+    pub(crate) code: Option<Cow<'static, str>>,
+    /// What else is known.
+    pub(crate) facts: Facts,
+}
+
+/// An event's facts.
+#[derive(Debug)]
+pub(crate) enum Facts {
+    /// Named values.
+    Map(serde_json::Map<String, serde_json::Value>),
+    /// A request's story.
+    Request(Box<RequestFacts>),
+}
+
+/// What a request's event tells: the request, the answer, the timings and the trail.
+#[derive(Debug, Serialize)]
+pub(crate) struct RequestFacts {
+    /// The method.
+    pub(crate) method: String,
+    /// The path (never the query, which may hold a credential).
+    pub(crate) path: String,
+    /// The client's address.
+    pub(crate) client: IpAddr,
+    /// The status sent.
+    pub(crate) status: u16,
+    /// Who the error is blamed on, for an error: client, gateway, upstream.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) source: &'static str,
+    /// Which side ended the request, for an error.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) ended_by: &'static str,
+    /// From the head's arrival to the answer's head, in microseconds.
+    pub(crate) duration_us: u64,
+    /// The configuration generation that served it.
+    pub(crate) config_generation: u64,
+    /// For an error, its troubleshooting page (the problem's `type`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) docs: Option<String>,
+    /// Each stage's decision, in order.
+    pub(crate) trail: Trail,
+}
+
+impl Event {
+    /// An event of `kind` now, with no facts yet.
+    pub(crate) fn new(kind: &'static str, severity: Severity) -> Self {
+        Event {
+            time: SystemTime::now(),
+            kind,
+            severity,
+            request_id: None,
+            trace_id: None,
+            route: None,
+            code: None,
+            facts: Facts::Map(serde_json::Map::new()),
+        }
+    }
+
+    /// Adds a fact.
+    pub(crate) fn fact(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        if let Facts::Map(m) = &mut self.facts {
+            m.insert(name.to_owned(), value.into());
+        }
+        self
+    }
+
+    /// Sets the catalog code.
+    pub(crate) fn code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the request id.
+    pub(crate) fn request(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
+    }
+
+    /// Sets the route.
+    pub(crate) fn route(mut self, name: &str) -> Self {
+        self.route = Some(name.to_owned());
+        self
+    }
+}
+
+/// An event as the writer wrote it: its index fields and its line (without the newline),
+/// for consumers.
+#[derive(Clone, Debug)]
+pub(crate) struct Written {
+    /// The type.
+    pub(crate) kind: &'static str,
+    /// The severity.
+    pub(crate) severity: Severity,
+    /// The route, if any.
+    pub(crate) route: Option<String>,
+    /// The code, if any.
+    pub(crate) code: Option<String>,
+    /// The JSON line.
+    pub(crate) line: Arc<str>,
+}
+
+/// What receives each batch the writer wrote (subscriptions, alert rules). Called on the
+/// writer's thread: a consumer that waits holds the log back (its sink's `block` mode).
+pub(crate) trait Consumer: Send + Sync + std::fmt::Debug {
+    /// Takes a batch, in order.
+    fn take(&self, batch: &[Written]);
+}
+
+enum Msg {
+    Event(Event),
+    /// Write what came before, then answer and stop.
+    Close(std::sync::mpsc::Sender<()>),
+}
+
+/// Counters of the log itself.
+#[derive(Debug, Default)]
+pub(crate) struct LogStats {
+    /// Events emitted.
+    pub(crate) emitted: AtomicU64,
+    /// Events written.
+    pub(crate) written: AtomicU64,
+    /// Events lost: the queue was full for an event that could not wait, or the log closed.
+    pub(crate) lost: AtomicU64,
+    /// Sends that waited for room in the queue, and how long in all (µs).
+    pub(crate) waited: AtomicU64,
+    pub(crate) waited_us: AtomicU64,
+    /// Files or index writes that failed.
+    pub(crate) write_errors: AtomicU64,
+}
+
+/// The API event log of one gateway process.
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    tx: Option<mpsc::Sender<Msg>>,
+    dir: Option<std::path::PathBuf>,
+    consumers: Arc<arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) stats: Arc<LogStats>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Event(e) => e.fmt(f),
+            Msg::Close(_) => f.write_str("Close"),
+        }
+    }
+}
+
+impl EventLog {
+    /// A log that records nothing (`[events] enabled = false`).
+    pub(crate) fn off() -> Arc<Self> {
+        Arc::new(EventLog {
+            tx: None,
+            dir: None,
+            consumers: Default::default(),
+            writer: Mutex::new(None),
+            stats: Default::default(),
+        })
+    }
+
+    /// Opens the log in `config`'s folder under `data_dir` and starts its writer.
+    pub(crate) fn open(
+        config: &crate::config::EventsConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<Self>, String> {
+        if !config.enabled {
+            return Ok(Self::off());
+        }
+        let dir = config.dir_in(data_dir);
+        let store = store::Store::open(&dir, config).map_err(|e| {
+            format!(
+                "cannot open the event log in {}: {e} (set [events] dir, or enabled = false)",
+                dir.display()
+            )
+        })?;
+        let (tx, rx) = mpsc::channel(config.queue);
+        let consumers: Arc<arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>> = Default::default();
+        let stats: Arc<LogStats> = Default::default();
+        let writer = {
+            let consumers = consumers.clone();
+            let stats = stats.clone();
+            std::thread::Builder::new()
+                .name("candor-events".into())
+                .spawn(move || write_loop(rx, store, &consumers, &stats))
+                .map_err(|e| format!("cannot start the event writer: {e}"))?
+        };
+        Ok(Arc::new(EventLog {
+            tx: Some(tx),
+            dir: Some(dir),
+            consumers,
+            writer: Mutex::new(Some(writer)),
+            stats,
+        }))
+    }
+
+    /// Whether events are recorded (callers skip building them when not).
+    #[inline]
+    pub(crate) fn on(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The folder of the log, when it is on.
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// Replaces the consumers (a reload's subscriptions and alert rules).
+    pub(crate) fn set_consumers(&self, consumers: Vec<Arc<dyn Consumer>>) {
+        self.consumers.store(Arc::new(consumers));
+    }
+
+    /// Records `ev` without waiting: for the few places that cannot wait. When the queue is
+    /// full the event is lost, and counted.
+    pub(crate) fn emit(&self, ev: Event) {
+        let Some(tx) = &self.tx else { return };
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        if tx.try_send(Msg::Event(ev)).is_err() {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records `ev`, waiting for room when the queue is full (nothing is lost; the wait is
+    /// counted). Never waits on disk itself.
+    pub(crate) async fn send(&self, ev: Event) {
+        let Some(tx) = &self.tx else { return };
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        let ev = match tx.try_send(Msg::Event(ev)) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(ev)) => ev,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let started = Instant::now();
+        if tx.send(ev).await.is_err() {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .waited_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes everything sent so far and stops the writer, waiting at most `wait`.
+    pub(crate) async fn close(&self, wait: Duration) {
+        let Some(tx) = &self.tx else { return };
+        let (done, finished) = std::sync::mpsc::channel();
+        if tokio::time::timeout(wait, tx.send(Msg::Close(done)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            if finished.recv_timeout(wait).is_ok()
+                && let Some(w) = writer
+            {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// The writer: batches of events appended and indexed, then handed to the consumers.
+fn write_loop(
+    mut rx: mpsc::Receiver<Msg>,
+    mut store: store::Store,
+    consumers: &arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>,
+    stats: &LogStats,
+) {
+    const BATCH: usize = 512;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut written = Vec::with_capacity(BATCH);
+    let mut closing = None;
+    let mut last_error: Option<Instant> = None;
+    while closing.is_none() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Event(e) => batch.push(e),
+                Msg::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let consumers = consumers.load();
+        let want = (!consumers.is_empty()).then_some(&mut written);
+        if let Err(e) = store.write(&batch, want) {
+            let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            // A full disk fails every batch: told at most once a minute.
+            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_error = Some(Instant::now());
+                tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
+            }
+        }
+        stats
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.clear();
+        if !written.is_empty() {
+            for c in consumers.iter() {
+                // A consumer that panics loses this batch, not the log.
+                let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    c.take(&written)
+                }));
+                if taken.is_err() {
+                    tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
+                }
+            }
+            written.clear();
+        }
+    }
+    store.finish();
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// An event's line: `{"id","time","type","severity","request_id","trace_id","route","code","facts"}`.
+pub(crate) struct Line<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) time_ms: i64,
+    pub(crate) event: &'a Event,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", self.id)?;
+        m.serialize_entry("time", &crate::time::rfc3339_millis(self.time_ms))?;
+        m.serialize_entry("type", e.kind)?;
+        m.serialize_entry("severity", &e.severity)?;
+        if let Some(r) = &e.request_id {
+            m.serialize_entry("request_id", r)?;
+        }
+        if let Some(t) = &e.trace_id {
+            m.serialize_entry("trace_id", t)?;
+        }
+        if let Some(r) = &e.route {
+            m.serialize_entry("route", r)?;
+        }
+        if let Some(c) = &e.code {
+            m.serialize_entry("code", c)?;
+        }
+        match &e.facts {
+            Facts::Map(f) => m.serialize_entry("facts", f)?,
+            Facts::Request(r) => m.serialize_entry("facts", r)?,
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(Severity::Warning > Severity::Notice);
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Severity::Critical.syslog(), 2);
+    }
+
+    #[test]
+    fn a_line_is_one_json_object() {
+        let ev = Event::new(kinds::CONFIG_APPLIED, Severity::Info)
+            .fact("generation", 2)
+            .code("x\"y");
+        let line = serde_json::to_string(&Line {
+            id: "ev1",
+            time_ms: 1_795_860_005_042,
+            event: &ev,
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["type"], "config.applied");
+        assert_eq!(v["time"], "2026-11-28T10:00:05.042Z");
+        assert_eq!(v["code"], "x\"y");
+        assert_eq!(v["facts"]["generation"], 2);
+        assert!(!line.contains('\n'));
+    }
+}
