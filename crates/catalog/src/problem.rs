@@ -35,6 +35,8 @@ pub struct Problem<'a> {
     instance: &'a str,
     code: &'a str,
     request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
     retry: &'static str,
     errors: Vec<FieldError>,
     #[serde(flatten)]
@@ -58,6 +60,7 @@ impl<'a> Problem<'a> {
             instance,
             code: &entry.code,
             request_id,
+            trace_id: None,
             retry: entry.retry.as_str(),
             errors: Vec::new(),
             extensions: Map::new(),
@@ -67,6 +70,14 @@ impl<'a> Problem<'a> {
     /// Overrides the status (the entry's status is the default).
     pub fn status(mut self, status: u16) -> Self {
         self.status = status;
+        self
+    }
+
+    /// The W3C trace id of the request (32 lower-case hex digits), shown after
+    /// `request_id`; absent when the request had no trace (refused before its head was
+    /// parsed).
+    pub fn trace_id(mut self, trace_id: Option<&'a str>) -> Self {
+        self.trace_id = trace_id;
         self
     }
 
@@ -98,6 +109,7 @@ impl<'a> Problem<'a> {
             "instance",
             "code",
             "request_id",
+            "trace_id",
             "retry",
             "errors",
         ];
@@ -132,5 +144,21 @@ mod tests {
             json,
             r#"{"type":"https://api.example.com/errors/method_not_allowed","title":"Method not allowed for this path","status":405,"detail":"d \"q\"","instance":"/v1","code":"method_not_allowed","request_id":"01J","retry":"never","errors":[],"allowed":["GET"]}"#
         );
+    }
+
+    #[test]
+    fn the_trace_id_follows_the_request_id() {
+        let entry = Catalog::builtin().get(codes::ROUTE_NOT_FOUND).unwrap();
+        let json = Problem::new(entry, "http://x", "d", "/v1", "01J")
+            .trace_id(Some("4bf92f3577b34da6a3ce929d0e0e4736"))
+            .extension("trace_id", serde_json::json!("shadow"))
+            .to_json();
+        assert!(
+            json.contains(
+                r#""request_id":"01J","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","retry""#
+            ),
+            "{json}"
+        );
+        assert!(!json.contains("shadow"), "{json}");
     }
 }

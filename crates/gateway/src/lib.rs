@@ -14,7 +14,7 @@
 //! | events | [`events`] | the API event log (JSON lines + SQLite index), subscriptions, alerts; a request's story |
 //! | config | `config` | the TOML file: root, report, reader, one file per section |
 //! | durations | [`duration`] | the one grammar of durations a person types (`90s`, `5m`, `30d`) |
-//! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`) and the gateway's own error pages |
+//! | admin | [`admin`](crate) | the admin listener, its `/stats` (`stats`), `/metrics` (`metrics`) and the gateway's own error pages |
 //! | demo | [`demo`] | the demo devices API |
 //! | supervised | [`RestartCause`] | why `candor serve`'s supervisor restarted the worker (for the event log) |
 //! | OpenAPI out | [`openapi`] | the catalog's errors as OpenAPI components; a document annotated with what each route answers |
@@ -52,6 +52,7 @@ pub mod events;
 mod http;
 mod identity;
 mod limits;
+mod metrics;
 pub mod openapi;
 mod pipeline;
 #[cfg(test)]

@@ -107,6 +107,7 @@ pub fn error_components(catalog: &Catalog, base_url: &str) -> Value {
                         "instance": {"type": "string", "description": "The request's path."},
                         "code": {"type": "string", "enum": codes, "description": "The catalog code: a stable contract."},
                         "request_id": {"type": "string", "description": "The request's id, also in X-Request-Id: give it when asking about the request."},
+                        "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "The request's W3C trace id: the client's traceparent's when it sent a valid one, else a trace started at the gateway (absent only when the request was refused before its head was parsed)."},
                         "retry": {"type": "string", "enum": ["never", "after_delay", "with_backoff", "after_reauth"], "description": "Whether and how the same request may be retried."},
                         "errors": {"type": "array", "items": {"$ref": "#/components/schemas/CandorFieldError"}, "description": "Every field at fault, in a stable order."},
                     },

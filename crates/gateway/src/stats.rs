@@ -83,6 +83,20 @@ impl Stats {
         }
     }
 
+    /// Calls `f` with each error code, who ended its exchanges, and how many (for
+    /// `/metrics`).
+    pub(crate) fn each_error(&self, mut f: impl FnMut(&'static str, EndedBy, u64)) {
+        if let Ok(m) = self.errors.lock() {
+            for (code, counts) in m.iter() {
+                for (i, by) in EndedBy::ALL.iter().enumerate() {
+                    if counts[i] > 0 {
+                        f(code, *by, counts[i]);
+                    }
+                }
+            }
+        }
+    }
+
     /// The counters as JSON, with each listener's connections: (name, open, refused at the
     /// cap).
     pub(crate) fn to_json(&self, listeners: &[(&str, usize, u64)]) -> Value {

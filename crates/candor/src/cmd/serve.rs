@@ -439,6 +439,7 @@ Try:\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/stats\n\
 \x20 # each route's upstream targets: healthy or ejected, and their recent failures\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/upstreams\n\
+\x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://{admin}/metrics  # Prometheus metrics (docs/metrics.md)\n\
 \x20 # the API event log: the newest warnings and worse (filters: type=request.*, route, code, request_id, limit)\n\
 \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" 'http://{admin}/events?severity=warning'\n",
             token = token_file.display()

@@ -32,6 +32,8 @@
 //!   crash-loop back-off, signals forwarded, `--no-supervisor`.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
 //! - [`admin`]: the admin listener and its administration API.
+//! - [`metrics`]: `/metrics` after requests that passed, missed and were rate limited;
+//!   `traceparent` to the upstream; the trace id in problem bodies.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
 //! - [`events`]: the API event log, `candor explain`, `/requests/{id}` and `/events`.
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
@@ -60,6 +62,7 @@ mod framing;
 mod head_guard;
 mod issuers;
 mod lifecycle;
+mod metrics;
 mod negotiate;
 mod newcomer;
 mod openapi;

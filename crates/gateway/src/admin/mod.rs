@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::http::body::json_response;
 use crate::http::request_id::RequestId;
 use crate::http::server::State;
+use crate::http::trace::TraceContext;
 use crate::identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
 };
@@ -31,6 +32,7 @@ use std::sync::Arc;
 const ENDPOINTS: &[&str] = &[
     "/health",
     "/stats",
+    "/metrics",
     "/upstreams",
     "/catalog",
     "/errors/{code}",
@@ -76,14 +78,18 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let rid = RequestId::of(req.headers());
+    let trace = TraceContext::of(req.headers());
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut resp = match route(state, pipeline, req, &path).await {
         Ok(r) => r,
         Err(e) => {
             crate::stats::STATS.error(e.code, e.ended_by());
-            tracing::info!(target: "candor::admin", request_id = %rid.text, method = %method, path = %path, code = e.code, ended_by = e.ended_by().as_str(), "admin request refused");
-            pipeline.renderer().render(&e, &path, &rid.text)
+            let trace_id = trace.trace_id_hex();
+            tracing::info!(target: "candor::admin", request_id = %rid.text, trace_id = %trace_id, method = %method, path = %path, code = e.code, ended_by = e.ended_by().as_str(), "admin request refused");
+            pipeline
+                .renderer()
+                .render(&e, &path, &rid.text, Some(&trace_id))
         }
     };
     resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
@@ -139,7 +145,7 @@ async fn route(
     let method = req.method().clone();
     let read_only = method == Method::GET || method == Method::HEAD;
     match path {
-        "/health" | "/stats" | "/upstreams" | "/catalog" if !read_only => {
+        "/health" | "/stats" | "/metrics" | "/upstreams" | "/catalog" if !read_only => {
             return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
         }
         "/health" => {
@@ -153,6 +159,10 @@ async fn route(
             let mut stats = crate::stats::STATS.to_json(&state.connections());
             stats["events"] = crate::events::subscriptions::stats_json(state.events());
             return Ok(json_response(StatusCode::OK, stats));
+        }
+        "/metrics" => {
+            check_admin(state, &req, path)?;
+            return Ok(metrics_response(state, pipeline, &req));
         }
         "/upstreams" => {
             check_admin(state, &req, path)?;
@@ -449,6 +459,33 @@ async fn route(
         }
         _ => Err(not_found_route(&method, path)),
     }
+}
+
+/// `GET /metrics`: OpenMetrics text for scrapers that ask for it, else the Prometheus text
+/// format.
+fn metrics_response(
+    state: &State,
+    pipeline: &Pipeline,
+    req: &Request<Incoming>,
+) -> Response<GatewayBody> {
+    let targets = state.forwarder().targets.health(pipeline.upstreams());
+    let connections = state.connections();
+    let live = crate::metrics::Live {
+        connections: &connections,
+        targets,
+    };
+    let openmetrics = crate::metrics::wants_openmetrics(req.headers().get(http::header::ACCEPT));
+    let body = crate::metrics::encode(&live, openmetrics);
+    let mut resp = Response::new(GatewayBody::full(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(if openmetrics {
+            crate::metrics::OPENMETRICS_TEXT
+        } else {
+            crate::metrics::PROMETHEUS_TEXT
+        }),
+    );
+    resp
 }
 
 /// Reads the event log on a blocking thread; a log that is off or unreadable is

@@ -129,10 +129,15 @@ fn db_error(e: impl std::fmt::Display) -> GatewayError {
 impl DemoApi {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GatewayBody> {
         let rid = RequestId::of(req.headers());
+        // The trace the gateway sent (or a new one when called directly).
+        let trace = crate::http::trace::TraceContext::of(req.headers());
         let path = req.uri().path().to_owned();
         let mut resp = match self.clone().route(req, &path).await {
             Ok(r) => r,
-            Err(e) => self.renderer.render(&e, &path, &rid.text),
+            Err(e) => {
+                let trace_id = trace.trace_id_hex();
+                self.renderer.render(&e, &path, &rid.text, Some(&trace_id))
+            }
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
         resp

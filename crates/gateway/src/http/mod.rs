@@ -11,6 +11,7 @@
 //! | [`body`] | the body type that streams both ways |
 //! | [`json_body`] | JSON request bodies for the admin and demo APIs |
 //! | [`request_id`] | `X-Request-Id`: kept when well formed, else a new ULID |
+//! | [`trace`] | W3C `traceparent`: continued when valid, else a new trace; this hop's to the upstream |
 //! | [`address`] | IP networks, the client's address behind trusted proxies |
 //!
 //! May depend on: `pipeline` (the server hands requests to it), `admin`, `config`,
@@ -26,6 +27,7 @@ pub(crate) mod json_body;
 pub(crate) mod request_id;
 pub(crate) mod server;
 pub(crate) mod tls;
+pub(crate) mod trace;
 
 /// Percent-encodes `s` for one path segment (what the admin API's `/blocks/{kind}/{key}`
 /// takes, from the token endpoint's 429 and from `candor blocks`).

@@ -872,7 +872,9 @@ async fn connection_closed(
 fn refusal(state: &State, r: &guard::Rejection, peer: SocketAddr) -> Response<GatewayBody> {
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let mut resp = pipeline.renderer().render(&r.error, &r.target, &request_id);
+    let mut resp = pipeline
+        .renderer()
+        .render(&r.error, &r.target, &request_id, None);
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     log_refusal(
@@ -983,7 +985,9 @@ async fn answer_and_close(state: &State, mut stream: TcpStream, err: &GatewayErr
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let (status, body) = pipeline.renderer().problem_json(err, target, &request_id);
+    let (status, body) = pipeline
+        .renderer()
+        .problem_json(err, target, &request_id, None);
     log_refusal(state, &request_id, status.as_u16(), err, peer, target);
     let mut extra = String::new();
     for (name, value) in &err.headers {

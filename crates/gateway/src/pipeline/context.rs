@@ -1,9 +1,10 @@
 //! The request context: what one request carries through the stages — its parts and body,
 //! the downstream connection, the canonical path, the matched route, the identity snapshot
-//! and the authenticated principal, and the trail of decisions.
+//! and the authenticated principal, its trace, and the trail of decisions.
 
 use crate::http::address::{IpNet, client_ip, is_https};
 use crate::http::body::GatewayBody;
+use crate::http::trace::TraceContext;
 use crate::identity::store::Snapshot;
 use crate::pipeline::trail::Trail;
 use crate::stages::authenticate::Principal;
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a stage decided.
 #[derive(Debug)]
@@ -71,6 +73,11 @@ pub(crate) struct RequestCtx<'a> {
     pub(crate) quota_counted: bool,
     /// Whether any of the request reached an upstream (then its quota count stands).
     pub(crate) upstream_reached: bool,
+    /// The request's W3C trace (its `traceparent`'s, or one started here): the trace id
+    /// for problem bodies and events is `trace.trace_id_hex()`.
+    pub(crate) trace: TraceContext,
+    /// How long the upstream took to answer (retries included), once forwarded.
+    pub(crate) upstream_time: Option<Duration>,
     client_ip: Option<IpAddr>,
 }
 
@@ -82,6 +89,7 @@ impl<'a> RequestCtx<'a> {
         down: Downstream<'a>,
         request_id: &'a HeaderValue,
         trail: &'a mut Trail,
+        trace: TraceContext,
     ) -> Self {
         RequestCtx {
             parts,
@@ -100,6 +108,8 @@ impl<'a> RequestCtx<'a> {
             rate_limit_fields: false,
             quota_counted: false,
             upstream_reached: false,
+            trace,
+            upstream_time: None,
             client_ip: None,
         }
     }

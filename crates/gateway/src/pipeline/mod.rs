@@ -20,6 +20,7 @@ use crate::error::{ErrorSource, GatewayError};
 use crate::http::address::IpNet;
 use crate::http::body::GatewayBody;
 use crate::http::request_id::RequestId;
+use crate::http::trace::TraceContext;
 use crate::identity::issuers::{ExternalIssuer, ExternalKeys};
 use crate::identity::store::Identity;
 use crate::identity::token_endpoint;
@@ -175,6 +176,7 @@ impl Pipeline {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let rid = RequestId::of(req.headers());
+        let trace = TraceContext::of(req.headers());
         let method = req.method().clone();
         let uri = req.uri().clone();
         let mut trail = Trail::default();
@@ -186,9 +188,12 @@ impl Pipeline {
         let (parts, body) = req.into_parts();
         let events = self.services.events.on();
         let mut seen = Seen::default();
+        // For the metrics: the route's index and the upstream's time.
+        let mut measured = (None, None);
         let outcome = AssertUnwindSafe(async {
-            let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail);
+            let mut ctx = RequestCtx::new(parts, body, down, &rid.header, &mut trail, trace);
             let result = self.run(forwarder, &mut ctx).await;
+            measured = (ctx.route.map(|r| r.index), ctx.upstream_time);
             if events {
                 seen.route = ctx.route.map(|r| r.config.name.clone());
                 seen.principal = ctx.principal.take().map(|p| (p.client_id, p.account));
@@ -212,7 +217,11 @@ impl Pipeline {
                     Some(err.code),
                     err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
                 );
-                (self.renderer.render(&err, uri.path(), &rid.text), Some(err))
+                let trace_id = trace.trace_id_hex();
+                let resp = self
+                    .renderer
+                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                (resp, Some(err))
             }
             Err(panic) => {
                 let what = panic
@@ -231,7 +240,11 @@ impl Pipeline {
                     Some(codes::INTERNAL_ERROR),
                     vec![("panic", what)],
                 );
-                (self.renderer.render(&err, uri.path(), &rid.text), Some(err))
+                let trace_id = trace.trace_id_hex();
+                let resp = self
+                    .renderer
+                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                (resp, Some(err))
             }
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
@@ -251,6 +264,10 @@ impl Pipeline {
             trail,
         )
         .await;
+        let route_metrics = measured.0.map(|i| &self.plans[i].metrics);
+        let code = error.as_ref().map(|e| e.code);
+        let status = resp.status().as_u16();
+        crate::metrics::request(route_metrics, status, code, started.elapsed(), measured.1);
         resp
     }
 

@@ -165,6 +165,8 @@ pub(crate) struct Plan {
     pub(crate) stages: Vec<Stage>,
     /// What answers.
     pub(crate) endpoint: Endpoint,
+    /// The route's metric handles.
+    pub(crate) metrics: crate::metrics::RouteMetrics,
 }
 
 impl Plan {
@@ -222,6 +224,7 @@ impl Plan {
         Plan {
             stages,
             endpoint: Endpoint::Proxy,
+            metrics: crate::metrics::RouteMetrics::new(&route.name),
         }
     }
 
@@ -348,13 +351,14 @@ pub(crate) fn compile(
     }
     for (route, endpoint) in own {
         if let Some(config) = route {
-            entries.push(RouteEntry {
-                config,
-                builtin: true,
-            });
             plans.push(Plan {
                 stages: Vec::new(),
                 endpoint,
+                metrics: crate::metrics::RouteMetrics::new(&config.name),
+            });
+            entries.push(RouteEntry {
+                config,
+                builtin: true,
             });
         }
     }

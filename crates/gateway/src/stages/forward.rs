@@ -6,6 +6,7 @@ use crate::config::Timeouts;
 use crate::config::{RouteConfig, Upstream};
 use crate::error::{ErrorSource, GatewayError};
 use crate::http::body::{BodyFault, BodyWatch, GatewayBody, UpstreamBody};
+use crate::http::trace::TraceContext;
 use crate::pipeline::context::{Downstream, RequestCtx};
 use crate::stages::authenticate::Principal;
 use crate::stages::negotiate::BodyFormat;
@@ -202,9 +203,11 @@ pub(crate) async fn run(
             response_idle: timeouts.response_body_idle,
             body_format: ctx.body_format,
             validation: ctx.validation.take(),
+            trace: ctx.trace,
         },
         &mut tries,
         &mut ctx.upstream_reached,
+        &mut ctx.upstream_time,
     )
     .await;
     // Addresses go to the log (the trail), never to the client.
@@ -276,6 +279,8 @@ struct Exchange<'a> {
     body_format: Option<BodyFormat>,
     /// The route's contract, when the body is still to be checked against it.
     validation: Option<Pending>,
+    /// The request's trace: the upstream gets this hop's `traceparent`.
+    trace: TraceContext,
 }
 
 /// A body larger than this is parsed and checked on the blocking pool, not on a worker.
@@ -317,6 +322,7 @@ async fn forward<'r>(
     exchange: Exchange<'_>,
     tries: &mut Vec<(&'r Target, String)>,
     reached: &mut bool,
+    upstream_time: &mut Option<Duration>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let Exchange {
         mut parts,
@@ -330,6 +336,7 @@ async fn forward<'r>(
         response_idle,
         body_format,
         validation,
+        trace,
     } = exchange;
     let mut held: Option<Bytes> = None;
     let up = route.upstream.as_ref().ok_or_else(|| {
@@ -355,6 +362,7 @@ async fn forward<'r>(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    trace.propagate(&mut parts.headers);
     let host = if route.preserve_host {
         original_host
     } else {
@@ -427,6 +435,7 @@ async fn forward<'r>(
     let mut budget_spent = false;
     // The answer of the last try while its retry is being made.
     let mut previous = None;
+    let sending = Instant::now();
     let (result, target) = loop {
         let pick = match fwd.targets.pick(up, tried) {
             Ok(p) => p,
@@ -549,6 +558,7 @@ async fn forward<'r>(
         req = Some(next);
     };
     drop(retrying);
+    *upstream_time = Some(sending.elapsed());
     let tries: &[(&Target, String)] = tries;
     // An error blaming the last target; says when a retry was held back by the budget.
     let upstream_error = |code: &'static str| {

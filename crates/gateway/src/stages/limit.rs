@@ -201,6 +201,7 @@ fn refusal_error(
         Some(codes::RATE_LIMITED),
         vec![("policy", p.name.clone())],
     );
+    crate::metrics::rate_limited(ctx.route.map_or("", |r| &r.config.name), &p.name);
     refund_quota(quotas, ctx);
     e
 }

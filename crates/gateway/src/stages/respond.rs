@@ -51,12 +51,15 @@ impl Renderer {
         &self.base_url
     }
 
-    /// The body of `err` as JSON text, and its status.
+    /// The body of `err` as JSON text, and its status. `trace_id` is the request's W3C
+    /// trace id (32 lower-case hex digits), absent for a request refused before its head was
+    /// parsed.
     pub fn problem_json(
         &self,
         err: &GatewayError,
         instance: &str,
         request_id: &str,
+        trace_id: Option<&str>,
     ) -> (StatusCode, String) {
         let entry = self
             .catalog
@@ -69,6 +72,7 @@ impl Renderer {
             StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         });
         let mut problem = Problem::new(entry, &self.base_url, &detail, instance, request_id)
+            .trace_id(trace_id)
             .status(status.as_u16())
             .errors(err.fields.clone());
         if let Some(r) = err.retry {
@@ -83,14 +87,15 @@ impl Renderer {
         (status, problem.to_json())
     }
 
-    /// The complete response for `err`.
+    /// The complete response for `err` (`trace_id` as for [`Renderer::problem_json`]).
     pub fn render(
         &self,
         err: &GatewayError,
         instance: &str,
         request_id: &str,
+        trace_id: Option<&str>,
     ) -> Response<GatewayBody> {
-        let (status, body) = self.problem_json(err, instance, request_id);
+        let (status, body) = self.problem_json(err, instance, request_id, trace_id);
         let mut resp = Response::new(GatewayBody::full(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();

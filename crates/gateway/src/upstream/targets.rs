@@ -405,6 +405,23 @@ impl Targets {
         }
     }
 
+    /// Whether each target of `upstreams` (route name, upstream) is in rotation now: route,
+    /// target as configured, healthy (for `/metrics`).
+    pub(crate) fn health<'u>(
+        &self,
+        upstreams: impl Iterator<Item = (&'u str, &'u Upstream)>,
+    ) -> Vec<(String, String, bool)> {
+        let mut now = None;
+        let mut out = Vec::new();
+        for (route, up) in upstreams {
+            for (t, s) in up.targets.iter().zip(self.states_of(up)) {
+                let healthy = s.ejected_for(&mut now).is_none();
+                out.push((route.to_owned(), t.display.clone(), healthy));
+            }
+        }
+        out
+    }
+
     /// Every known target's state, for `GET /upstreams`.
     pub(crate) fn report(&self) -> serde_json::Value {
         let now = Instant::now();
