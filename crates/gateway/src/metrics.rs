@@ -83,16 +83,6 @@ struct Recorded {
     gateway: HistogramFamily<RouteLabel>,
     upstream: HistogramFamily<RouteLabel>,
     rate_limited: Family<PolicyLabels, Counter>,
-    #[allow(
-        dead_code,
-        reason = "the event log's sinks report through these (merged apart from the metrics)"
-    )]
-    sink_depth: Family<SinkLabel, Gauge>,
-    #[allow(
-        dead_code,
-        reason = "the event log's sinks report through these (merged apart from the metrics)"
-    )]
-    sink_dropped: Family<SinkLabel, Counter>,
 }
 
 static RECORDED: LazyLock<Recorded> = LazyLock::new(|| {
@@ -101,8 +91,6 @@ static RECORDED: LazyLock<Recorded> = LazyLock::new(|| {
     let gateway: HistogramFamily<RouteLabel> = Family::new_with_constructor(gateway_histogram);
     let upstream: HistogramFamily<RouteLabel> = Family::new_with_constructor(upstream_histogram);
     let rate_limited = Family::<PolicyLabels, Counter>::default();
-    let sink_depth = Family::<SinkLabel, Gauge>::default();
-    let sink_dropped = Family::<SinkLabel, Counter>::default();
     registry.register(
         "candor_requests",
         "Requests answered by the pipeline, by route (empty: no route matched), status and catalog code (none: not a gateway error)",
@@ -123,24 +111,12 @@ static RECORDED: LazyLock<Recorded> = LazyLock::new(|| {
         "Requests refused by a rate-limit policy, by route and policy",
         rate_limited.clone(),
     );
-    registry.register(
-        "candor_event_sink_queue_depth",
-        "Events waiting in an event sink's queue",
-        sink_depth.clone(),
-    );
-    registry.register(
-        "candor_event_sink_dropped",
-        "Events an event sink dropped (its queue was full or it failed)",
-        sink_dropped.clone(),
-    );
     Recorded {
         registry,
         requests,
         gateway,
         upstream,
         rate_limited,
-        sink_depth,
-        sink_dropped,
     }
 });
 
@@ -224,69 +200,14 @@ pub(crate) fn rate_limited(route: &str, policy: &str) {
         .inc();
 }
 
-/// One event sink's handles, for a sink that reports often (no label lookup per report).
-#[allow(
-    dead_code,
-    reason = "the event log's sinks report through these (merged apart from the metrics)"
-)]
-#[derive(Clone, Debug)]
-pub(crate) struct SinkMetrics {
-    depth: Gauge,
-    dropped: Counter,
-}
-
-#[allow(
-    dead_code,
-    reason = "the event log's sinks report through these (merged apart from the metrics)"
-)]
-impl SinkMetrics {
-    /// The handles of the sink named `sink`: its series exist from now on, at 0. A family
-    /// with no series is not shown at all, so a sink makes its handles when it starts.
-    pub(crate) fn new(sink: &str) -> SinkMetrics {
-        let label = SinkLabel {
-            sink: sink.to_owned(),
-        };
-        SinkMetrics {
-            depth: RECORDED.sink_depth.get_or_create_owned(&label),
-            dropped: RECORDED.sink_dropped.get_or_create_owned(&label),
-        }
-    }
-
-    /// Sets the events waiting in the sink's queue now.
-    pub(crate) fn queue_depth(&self, depth: i64) {
-        self.depth.set(depth);
-    }
-
-    /// Counts `n` events the sink dropped.
-    pub(crate) fn dropped(&self, n: u64) {
-        self.dropped.inc_by(n);
-    }
-}
-
-/// Sets `candor_event_sink_queue_depth{sink}`: the events waiting in `sink`'s queue now.
-#[allow(
-    dead_code,
-    reason = "the event log's sinks report through these (merged apart from the metrics)"
-)]
-pub(crate) fn sink_queue_depth(sink: &str, depth: i64) {
-    SinkMetrics::new(sink).queue_depth(depth);
-}
-
-/// Adds `n` to `candor_event_sink_dropped_total{sink}`.
-#[allow(
-    dead_code,
-    reason = "the event log's sinks report through these (merged apart from the metrics)"
-)]
-pub(crate) fn sink_dropped(sink: &str, n: u64) {
-    SinkMetrics::new(sink).dropped(n);
-}
-
 /// What is read at scrape time from the running gateway.
 pub(crate) struct Live<'a> {
     /// Per listener: name, connections open now, refused at its cap so far.
     pub(crate) connections: &'a [(&'static str, usize, u64)],
     /// Per target of the current configuration: route, target as configured, healthy.
     pub(crate) targets: Vec<(String, String, bool)>,
+    /// Per event subscription: its name, events in its sink's queue, events it dropped.
+    pub(crate) sinks: Vec<(String, i64, u64)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -406,6 +327,24 @@ fn scraped(live: &Live<'_>) -> Registry {
         "Whether a route's upstream target is in rotation (1) or ejected (0)",
         healthy,
     );
+
+    let depth = Family::<SinkLabel, Gauge>::default();
+    let dropped = Family::<SinkLabel, Counter>::default();
+    for (sink, waiting, lost) in &live.sinks {
+        let l = SinkLabel { sink: sink.clone() };
+        depth.get_or_create(&l).set(*waiting);
+        dropped.get_or_create(&l).inc_by(*lost);
+    }
+    r.register(
+        "candor_event_sink_queue_depth",
+        "Events waiting in an event subscription's sink queue",
+        depth,
+    );
+    r.register(
+        "candor_event_sink_dropped",
+        "Events an event subscription's sink dropped (drop mode: its queue was full or it failed; block mode: it stalled past max_wait)",
+        dropped,
+    );
     r
 }
 
@@ -443,6 +382,7 @@ mod tests {
             &Live {
                 connections: &[("main", 3, 1), ("admin", 1, 0)],
                 targets: vec![("orders".into(), "http://10.0.0.1:80".into(), false)],
+                sinks: Vec::new(),
             },
             false,
         )
@@ -505,10 +445,14 @@ mod tests {
 
     #[test]
     fn sinks_report_their_queue_and_drops() {
-        sink_queue_depth("unit-test-sink", 7);
-        sink_dropped("unit-test-sink", 2);
-        SinkMetrics::new("unit-test-sink").dropped(1);
-        let text = scrape();
+        let text = encode(
+            &Live {
+                connections: &[],
+                targets: Vec::new(),
+                sinks: vec![("unit-test-sink".into(), 7, 3)],
+            },
+            false,
+        );
         assert!(
             text.contains(r#"candor_event_sink_queue_depth{sink="unit-test-sink"} 7"#),
             "{text}"
@@ -525,6 +469,7 @@ mod tests {
             &Live {
                 connections: &[],
                 targets: Vec::new(),
+                sinks: Vec::new(),
             },
             true,
         );

@@ -351,7 +351,11 @@ fn syslog_over_udp_is_rfc5424_with_the_event_as_message() {
     assert_eq!(head[0], "1");
     assert_eq!(head[1], ev["time"].as_str().unwrap(), "{msg}");
     assert_eq!(head[3], "candor-test");
-    assert_eq!(head[4], gw.worker_pid().to_string(), "the worker writes the event");
+    assert_eq!(
+        head[4],
+        gw.worker_pid().to_string(),
+        "the worker writes the event"
+    );
     assert_eq!(head[5], "request.completed");
     assert_eq!(ev["request_id"], r.header("x-request-id").unwrap());
 }

@@ -470,9 +470,14 @@ fn metrics_response(
 ) -> Response<GatewayBody> {
     let targets = state.forwarder().targets.health(pipeline.upstreams());
     let connections = state.connections();
+    let sinks = crate::events::subscriptions::sink_stats(state.events())
+        .into_iter()
+        .map(|s| (s.name, s.depth as i64, s.dropped))
+        .collect();
     let live = crate::metrics::Live {
         connections: &connections,
         targets,
+        sinks,
     };
     let openmetrics = crate::metrics::wants_openmetrics(req.headers().get(http::header::ACCEPT));
     let body = crate::metrics::encode(&live, openmetrics);

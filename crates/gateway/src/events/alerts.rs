@@ -272,7 +272,15 @@ impl Alerts {
             kinds::UPSTREAM_DOWN if rules.upstream_unhealthy => {
                 let facts = facts_of(
                     w,
-                    &["upstream", "route", "target", "healthy_targets", "targets", "cause", "reason"],
+                    &[
+                        "upstream",
+                        "route",
+                        "target",
+                        "healthy_targets",
+                        "targets",
+                        "cause",
+                        "reason",
+                    ],
                 );
                 if facts.get("healthy_targets").and_then(Value::as_u64) != Some(0) {
                     return;

@@ -200,6 +200,9 @@ pub(crate) struct RequestFacts {
     pub(crate) ended_by: &'static str,
     /// From the head's arrival to the answer's head, in microseconds.
     pub(crate) duration_us: u64,
+    /// Of that, the time spent on the upstream (every try, back-off included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_us: Option<u64>,
     /// The configuration generation that served it.
     pub(crate) config_generation: u64,
     /// For an error, its troubleshooting page (the problem's `type`).
@@ -489,9 +492,8 @@ fn write_loop(
         if !written.is_empty() {
             for c in consumers.iter() {
                 // A consumer that panics loses this batch, not the log.
-                let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    c.take(&written)
-                }));
+                let taken =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.take(&written)));
                 if taken.is_err() {
                     tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
                 }

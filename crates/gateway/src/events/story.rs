@@ -78,6 +78,7 @@ pub fn tell(id: &str, events: Vec<Value>, catalog: &Catalog, base_url: &str) -> 
         "source": facts["source"],
         "ended_by": facts["ended_by"],
         "duration_us": facts["duration_us"],
+        "upstream_us": facts["upstream_us"],
         "config_generation": facts["config_generation"],
         "stages": trail,
         "upstream_tries": tries,
@@ -115,7 +116,10 @@ pub fn text(story: &Value) -> String {
         None => s(&story["status"]),
     };
     let took = story["duration_us"].as_u64().map_or(String::new(), |us| {
-        format!(" after {:.1} ms", us as f64 / 1000.0)
+        let upstream = story["upstream_us"].as_u64().map_or(String::new(), |u| {
+            format!(", {:.1} ms of it on the upstream", u as f64 / 1000.0)
+        });
+        format!(" after {:.1} ms{upstream}", us as f64 / 1000.0)
     });
     let blamed = story["source"].as_str().map_or(String::new(), |b| {
         let who = match b {

@@ -931,6 +931,7 @@ fn log_refusal(
         source: err.source.as_str(),
         ended_by: ended_by.as_str(),
         duration_us: 0,
+        upstream_us: None,
         config_generation: state.generation.load(Ordering::Relaxed),
         docs: Some(format!(
             "{}/errors/{}",

@@ -66,6 +66,8 @@ const AUTH_FAILURES: &[&str] = &[
 #[derive(Default)]
 struct Seen {
     route: Option<String>,
+    trace_id: Option<String>,
+    upstream_us: Option<u64>,
     principal: Option<(String, Option<String>)>,
     client: Option<std::net::IpAddr>,
 }
@@ -253,6 +255,10 @@ impl Pipeline {
         }
         let duration_us = started.elapsed().as_micros() as u64;
         seen.client.get_or_insert(peer.ip());
+        if events {
+            seen.trace_id = Some(trace.trace_id_hex());
+            seen.upstream_us = measured.1.map(|d| d.as_micros() as u64);
+        }
         self.record(
             &rid.text,
             &method,
@@ -322,6 +328,7 @@ impl Pipeline {
         let about = |kind, severity| {
             let mut ev = Event::new(kind, severity).request(rid);
             ev.route = seen.route.clone();
+            ev.trace_id = seen.trace_id.clone();
             ev
         };
         if let Some((client_id, account)) = &seen.principal {
@@ -385,6 +392,7 @@ impl Pipeline {
             source,
             ended_by: ended_by.map_or("", |b| b.as_str()),
             duration_us,
+            upstream_us: seen.upstream_us,
             config_generation: self.generation,
             docs: error.map(|e| format!("{}/errors/{}", self.renderer.base_url(), e.code)),
             trail,
