@@ -191,7 +191,8 @@ where
                     Value::Bool(b) => b.to_string(),
                 })
         };
-        let mut out = format!("{clock} {start}{:<5}{end} ", level.as_str());
+        let prefix = format!("{clock} {start}{:<5}{end} ", level.as_str());
+        let mut out = String::new();
         if meta.target() == "candor::request" {
             let code = get("code").filter(|c| !c.is_empty());
             let took = get("duration_us")
@@ -230,6 +231,19 @@ where
                 let _ = write!(out, "  {name}={text}");
             }
         }
-        writeln!(w, "{out}")
+        // One event, one line: a value cannot start a line of its own (or carry terminal
+        // escapes) in a log a person reads.
+        let mut line = prefix;
+        for c in out.chars() {
+            match c {
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                c if c.is_control() => {
+                    let _ = write!(line, "\\u{{{:04x}}}", c as u32);
+                }
+                c => line.push(c),
+            }
+        }
+        writeln!(w, "{line}")
     }
 }

@@ -268,3 +268,64 @@ password_env = "CANDOR_TEST_NO_SUCH_PASSWORD_VARIABLE"
         ],
     );
 }
+
+#[test]
+fn a_worker_killed_is_alerted_as_api_has_restarted_due_to_an_error() {
+    let up = Upstream::start(Behaviour::Echo);
+    let hook = Hook::start(Duration::ZERO);
+    let smtp = SmtpSink::start();
+    let config = format!(
+        r#"[alerts.webhook]
+url = "{url}"
+secret_file = "alert.secret"
+
+[alerts.email]
+smtp = "smtp://{smtp}"
+from = "candor@example.test"
+to = ["ops@example.test"]
+
+{route}"#,
+        url = hook.url("/alerts"),
+        smtp = smtp.addr,
+        route = one_route("/r", &up.url(), ""),
+    );
+    let gw = Gateway::start_after(&config, |path| {
+        std::fs::write(path.with_file_name("alert.secret"), "restart-secret-12").unwrap();
+    });
+    assert_eq!(gw.get("/r").status, 200);
+    let old = gw.worker_pid();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The supervisor starts a new worker, which records api.restarted; the rule raises
+    // "API has restarted due to an error" (System, Warning), by webhook and by e-mail.
+    assert!(
+        wait_for(30, || hook
+            .posts()
+            .iter()
+            .any(|p| p.json()["alert"]["rule"] == "api_restarted")),
+        "{}",
+        gw.log()
+    );
+    let post = hook
+        .posts()
+        .into_iter()
+        .find(|p| p.json()["alert"]["rule"] == "api_restarted")
+        .unwrap();
+    let alert = &post.json()["alert"];
+    assert_eq!(alert["title"], "API has restarted due to an error");
+    assert_eq!(alert["type"], "System");
+    assert_eq!(alert["severity"], "Warning");
+    assert_eq!(alert["facts"]["signal_name"], "SIGKILL", "{alert}");
+    assert!(
+        wait_for(30, || smtp.mails().iter().any(
+            |m| unfolded(&m.data).contains("API has restarted due to an error")
+        )),
+        "{}",
+        gw.log()
+    );
+    // And the gateway serves again.
+    assert_eq!(gw.get("/r").status, 200);
+}

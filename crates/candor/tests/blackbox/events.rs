@@ -369,6 +369,25 @@ fn log_lines_for_people_say_what_happened_in_one_line() {
         assert!(line.contains(needle), "{needle:?} not in {line}");
     }
     assert!(!line.contains("trail"), "{line}");
+    // A rejected reload's report (several lines of text) stays on one line.
+    let good = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(
+        &gw.config,
+        format!("{good}\n[timeouts]\nkeepalive = \"forever\"\nrequest_head = \"never\"\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let rejected = gw.log_line("configuration rejected");
+    assert!(rejected.contains(" ERROR candor::config "), "{rejected}");
+    assert!(rejected.contains("keepalive"), "{rejected}");
+    assert!(
+        rejected.contains("\\n"),
+        "the report's lines are escaped: {rejected}"
+    );
+    assert!(
+        rejected.contains("request_head"),
+        "both problems on the one line: {rejected}"
+    );
     // No line is JSON.
     let log = gw.log();
     assert!(log.lines().all(|l| !l.starts_with('{')), "{log}");

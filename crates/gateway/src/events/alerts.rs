@@ -239,7 +239,19 @@ impl Alerts {
         let rules = &self.config.rules;
         match w.kind {
             kinds::API_RESTARTED if rules.api_restarted => {
-                let facts = facts_of(w, &["signal", "exit_status", "restarts", "reason"]);
+                let facts = facts_of(
+                    w,
+                    &[
+                        "ended_by",
+                        "signal",
+                        "signal_name",
+                        "exit_status",
+                        "restarts",
+                        "previous_pid",
+                        "ended_at",
+                        "reason",
+                    ],
+                );
                 self.raise(Alert {
                     rule: "api_restarted",
                     key: "api_restarted".into(),
