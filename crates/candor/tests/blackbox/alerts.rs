@@ -329,3 +329,71 @@ to = ["ops@example.test"]
     // And the gateway serves again.
     assert_eq!(gw.get("/r").status, 200);
 }
+
+#[test]
+fn shared_state_unreachable_is_an_event_and_an_alert() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let hook = Hook::start(Duration::ZERO);
+    let config = format!(
+        r#"[limits.shared]
+redis = "{redis}"
+on_failure = "closed"
+
+[alerts.webhook]
+url = "{url}"
+secret_file = "alert.secret"
+
+{route}
+[[routes.rate_limits]]
+name = "hourly"
+limit = 100
+window = "1h"
+key = "route"
+"#,
+        redis = redis.url(),
+        url = hook.url("/alerts"),
+        route = one_route("/limited", &up.url(), ""),
+    );
+    let gw = Gateway::start_after(&config, |path| {
+        std::fs::write(path.with_file_name("alert.secret"), "redis-alert-secret-5").unwrap();
+    });
+    assert_eq!(gw.get("/limited").status, 200);
+    redis.kill();
+    assert_problem(&gw.get("/limited"), "rate_limit_store_unavailable");
+    let raised = |rule: &str| {
+        hook.posts()
+            .into_iter()
+            .map(|p| p.json()["alert"].clone())
+            .find(|a| a["rule"] == rule)
+    };
+    assert!(
+        wait_for(20, || raised("shared_state_unreachable").is_some()),
+        "{}",
+        gw.log()
+    );
+    let alert = raised("shared_state_unreachable").unwrap();
+    assert_eq!(alert["title"], "Shared state (Redis) unreachable");
+    assert_eq!(alert["type"], "System");
+    assert_eq!(
+        alert["severity"], "Critical",
+        "on_failure = closed: {alert}"
+    );
+    assert_eq!(alert["facts"]["on_failure"], "closed");
+    assert!(alert["advice"].as_str().unwrap().contains("503"));
+    // The events: down, then up once it answers again.
+    redis.restart();
+    assert!(gw.eventually(|g| g.get("/limited").status == 200));
+    let dir = gw.dir.join("candor-data").join("events");
+    let mut seen = Vec::new();
+    gw.eventually(|_| {
+        seen = crate::events::events_in(&dir)
+            .into_iter()
+            .filter(|e| e["type"].as_str().unwrap().starts_with("shared_state."))
+            .collect();
+        seen.len() >= 2
+    });
+    assert_eq!(seen[0]["type"], "shared_state.down", "{seen:#?}");
+    assert_eq!(seen[0]["severity"], "critical");
+    assert_eq!(seen[1]["type"], "shared_state.up", "{seen:#?}");
+}

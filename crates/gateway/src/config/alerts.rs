@@ -13,6 +13,7 @@ const RULES: &[&str] = &[
     "api_restarted",
     "config_rejected",
     "upstream_unhealthy",
+    "shared_state_unreachable",
     "error_rate",
     "certificate_expiry",
 ];
@@ -54,6 +55,9 @@ pub struct AlertRules {
     /// "Upstream has no healthy target" (Upstream, Critical), on an `upstream.down` whose
     /// `healthy_targets` is 0.
     pub upstream_unhealthy: bool,
+    /// "Shared state (Redis) unreachable" (System; Critical when `on_failure = "closed"`),
+    /// on `shared_state.down`.
+    pub shared_state_unreachable: bool,
     /// A route's error rate over a window above a threshold (Upstream, Warning).
     pub error_rate: Option<ErrorRateRule>,
     /// The TLS certificate expires within this (System, Warning; Critical within a day).
@@ -66,6 +70,7 @@ impl Default for AlertRules {
             api_restarted: true,
             config_rejected: true,
             upstream_unhealthy: true,
+            shared_state_unreachable: true,
             error_rate: Some(ErrorRateRule::default()),
             certificate_expiry: Some(Duration::from_secs(14 * 86_400)),
         }
@@ -163,6 +168,10 @@ fn read_rules(r: &TableReader<'_, '_>, p: &mut Problems<'_>, rules: &mut AlertRu
         ("api_restarted", &mut rules.api_restarted),
         ("config_rejected", &mut rules.config_rejected),
         ("upstream_unhealthy", &mut rules.upstream_unhealthy),
+        (
+            "shared_state_unreachable",
+            &mut rules.shared_state_unreachable,
+        ),
     ] {
         if let Some(b) = r.boolean(p, key) {
             *on = b;

@@ -262,6 +262,33 @@ impl Alerts {
                     advice: "The gateway's worker process ended abnormally and its supervisor started it again; requests in flight then were cut off. Read the gateway's log just before the restart for the cause (a panic names its place; a signal such as SIGKILL may be the out-of-memory killer), and `candor explain` a request id from that time. If it happens again, keep the log and report it.".into(),
                 });
             }
+            kinds::SHARED_STATE_DOWN if rules.shared_state_unreachable => {
+                let facts = facts_of(w, &["store", "address", "cause", "on_failure", "meanwhile"]);
+                let closed = facts.get("on_failure").and_then(Value::as_str) == Some("closed");
+                let address = facts
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                self.raise(Alert {
+                    rule: "shared_state_unreachable",
+                    key: format!("shared_state_unreachable:{address}"),
+                    title: "Shared state (Redis) unreachable".into(),
+                    kind: AlertType::System,
+                    severity: if closed {
+                        AlertSeverity::Critical
+                    } else {
+                        AlertSeverity::Warning
+                    },
+                    facts,
+                    advice: if closed {
+                        "The Redis server the gateways share rate limits through does not answer, and `on_failure = \"closed\"`: rate-limited routes answer 503 rate_limit_store_unavailable until it is back. Start or fix the server at the address above; the gateway tries it every second and needs no restart."
+                    } else {
+                        "The Redis server the gateways share rate limits through does not answer; each gateway counts rate limits on its own meanwhile (`on_failure = \"open\"`), so together they admit more than the limit. Start or fix the server at the address above; the gateway tries it every second and needs no restart."
+                    }
+                    .into(),
+                });
+            }
             kinds::CONFIG_REJECTED if rules.config_rejected => {
                 let facts = facts_of(w, &["file", "running_generation", "report"]);
                 let file = facts

@@ -128,6 +128,10 @@ pub mod kinds {
     pub const EVENTS_DROPPED: &str = "events.dropped";
     /// An alert was raised.
     pub const ALERT_RAISED: &str = "alert.raised";
+    /// The store the gateways share state through (Redis) stopped answering.
+    pub const SHARED_STATE_DOWN: &str = "shared_state.down";
+    /// It answers again.
+    pub const SHARED_STATE_UP: &str = "shared_state.up";
 
     /// Every type.
     pub const ALL: &[&str] = &[
@@ -148,6 +152,8 @@ pub mod kinds {
         QUOTA_EXCEEDED,
         EVENTS_DROPPED,
         ALERT_RAISED,
+        SHARED_STATE_DOWN,
+        SHARED_STATE_UP,
     ];
 }
 
@@ -251,6 +257,22 @@ impl Event {
     pub(crate) fn route(mut self, name: &str) -> Self {
         self.route = Some(name.to_owned());
         self
+    }
+}
+
+/// The event log of the running gateway, for the few places deep in the code that have no
+/// handle of their own (the shared rate-limit store): set when the server is bound.
+static PROCESS_LOG: std::sync::OnceLock<std::sync::Weak<EventLog>> = std::sync::OnceLock::new();
+
+/// Makes `log` the process's event log (the first server bound in a process).
+pub(crate) fn set_process_log(log: &Arc<EventLog>) {
+    let _ = PROCESS_LOG.set(Arc::downgrade(log));
+}
+
+/// Records `ev` in the process's event log, if there is one (without waiting).
+pub(crate) fn emit_to_process_log(ev: Event) {
+    if let Some(log) = PROCESS_LOG.get().and_then(std::sync::Weak::upgrade) {
+        log.emit(ev);
     }
 }
 

@@ -401,6 +401,7 @@ impl Server {
         let rate_limits = Arc::new(crate::limits::rate::Registry::default());
         let events = crate::events::EventLog::open(&config.events, &config.server.data_dir)
             .map_err(std::io::Error::other)?;
+        crate::events::set_process_log(&events);
         crate::events::subscriptions::apply(&events, &config);
         let services = Arc::new(Services {
             events,

@@ -445,6 +445,23 @@ impl SharedStore {
                     }
                 };
                 tracing::warn!(target: "candor::limits", redis = %self.config.shown_url(), cause = %cause, "the shared rate-limit store {cause}: {fallback}");
+                use crate::events::{Event, Severity, kinds};
+                let closed = matches!(self.config.on_failure, OnFailure::Closed);
+                crate::events::emit_to_process_log(
+                    Event::new(
+                        kinds::SHARED_STATE_DOWN,
+                        if closed {
+                            Severity::Critical
+                        } else {
+                            Severity::Error
+                        },
+                    )
+                    .fact("store", "redis")
+                    .fact("address", self.config.shown_url())
+                    .fact("cause", cause.as_str())
+                    .fact("on_failure", if closed { "closed" } else { "open" })
+                    .fact("meanwhile", fallback),
+                );
             }
         }
         Unavailable { cause }
@@ -455,6 +472,13 @@ impl SharedStore {
             let since = self.outage.lock().ok().and_then(|mut o| o.1.take());
             let secs = since.map_or(0, |s| s.elapsed().as_secs());
             tracing::info!(target: "candor::limits", redis = %self.config.shown_url(), down_for_s = secs, "the shared rate-limit store answers again after {secs} s: rate limits are shared again");
+            use crate::events::{Event, Severity, kinds};
+            crate::events::emit_to_process_log(
+                Event::new(kinds::SHARED_STATE_UP, Severity::Info)
+                    .fact("store", "redis")
+                    .fact("address", self.config.shown_url())
+                    .fact("down_for_s", secs),
+            );
         }
     }
 
