@@ -399,6 +399,19 @@ mod tests {
     use super::*;
     use crate::events::{Event, kinds};
 
+    fn jsonl_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "jsonl")
+            })
+            .count()
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "candor-events-{name}-{}-{}",
@@ -432,16 +445,7 @@ mod tests {
         store.write(&[ev], Some(&mut written)).unwrap();
         store.finish();
         assert_eq!(written.len(), 601);
-        let files = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".jsonl")
-            })
-            .count();
+        let files = jsonl_files(&dir);
         assert!(
             files > 1,
             "600 events of ~400 bytes rotate at 64 KiB: {files} files"
@@ -502,16 +506,7 @@ mod tests {
         store.retention();
         let r = EventReader::open(&dir).unwrap();
         assert!(r.by_request("old").unwrap().is_empty());
-        let files = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".jsonl")
-            })
-            .count();
+        let files = jsonl_files(&dir);
         assert_eq!(files, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
