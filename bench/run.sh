@@ -264,8 +264,13 @@ TOKEN=$(curl -fs -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials
   "http://127.0.0.1:$CANDOR_PORT/oauth/token" | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 curl -fs -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CANDOR_PORT/jwt/" || { echo "JWT route refused the token"; exit 1; }
 TICKS=$(getconf CLK_TCK)
-cpu_ticks() { # user+system ticks of a pid and its threads
-  awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() { # user+system ticks of a pid and its threads, and of its child processes
+  # (candor serve is a supervisor whose worker process serves)
+  local p t=0
+  for p in $1 $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
 }
 
 measure() { # name port pid [path] [header] [wrk script] -> "rps cpu_per_100k"

@@ -208,6 +208,8 @@ pub(crate) struct Live<'a> {
     pub(crate) targets: Vec<(String, String, bool)>,
     /// Per event subscription: its name, events in its sink's queue, events it dropped.
     pub(crate) sinks: Vec<(String, i64, u64)>,
+    /// The event log: events written, lost, sends that waited for room, failed writes.
+    pub(crate) event_log: [u64; 4],
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -328,6 +330,20 @@ fn scraped(live: &Live<'_>) -> Registry {
         healthy,
     );
 
+    for (i, (name, help)) in [
+        ("candor_event_log_written", "Events the event log wrote (file and index)"),
+        ("candor_event_log_lost", "Events lost: the queue was full for an event that could not wait, or the log had closed"),
+        ("candor_event_log_waits", "Requests that waited for room in the event log's queue"),
+        ("candor_event_log_write_errors", "Batches the event log could not write whole (a full disk, say): see the gateway's log"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Counter::<u64>::default();
+        c.inc_by(live.event_log[i]);
+        r.register(name, help, c);
+    }
+
     let depth = Family::<SinkLabel, Gauge>::default();
     let dropped = Family::<SinkLabel, Counter>::default();
     for (sink, waiting, lost) in &live.sinks {
@@ -383,6 +399,7 @@ mod tests {
                 connections: &[("main", 3, 1), ("admin", 1, 0)],
                 targets: vec![("orders".into(), "http://10.0.0.1:80".into(), false)],
                 sinks: Vec::new(),
+                event_log: [0; 4],
             },
             false,
         )
@@ -450,6 +467,7 @@ mod tests {
                 connections: &[],
                 targets: Vec::new(),
                 sinks: vec![("unit-test-sink".into(), 7, 3)],
+                event_log: [0; 4],
             },
             false,
         );
@@ -470,6 +488,7 @@ mod tests {
                 connections: &[],
                 targets: Vec::new(),
                 sinks: Vec::new(),
+                event_log: [0; 4],
             },
             true,
         );

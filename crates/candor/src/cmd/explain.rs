@@ -53,6 +53,13 @@ fn locate(args: &LogArgs) -> Result<(PathBuf, Catalog, String), String> {
 
 /// `candor explain`.
 pub(crate) fn explain(request_id: &str, args: &LogArgs, json: bool) -> ExitCode {
+    let request_id = request_id.trim();
+    if request_id.is_empty() {
+        eprintln!(
+            "candor: explain needs a request id: the X-Request-Id header of the answer, or request_id in an error body"
+        );
+        return ExitCode::from(2);
+    }
     let (dir, catalog, base_url) = match locate(args) {
         Ok(x) => x,
         Err(e) => {
@@ -72,13 +79,13 @@ pub(crate) fn explain(request_id: &str, args: &LogArgs, json: bool) -> ExitCode 
     };
     // A request answered a moment ago may still be on its way to the log: looked for again
     // for up to a second.
-    let mut found = story::find(&reader, request_id.trim(), &catalog, &base_url);
+    let mut found = story::find(&reader, request_id, &catalog, &base_url);
     for _ in 0..10 {
         if found.is_ok() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        found = story::find(&reader, request_id.trim(), &catalog, &base_url);
+        found = story::find(&reader, request_id, &catalog, &base_url);
     }
     match found {
         Ok(story) => {
@@ -93,6 +100,11 @@ pub(crate) fn explain(request_id: &str, args: &LogArgs, json: bool) -> ExitCode 
             ExitCode::SUCCESS
         }
         Err(e) => {
+            // The id is the operator's typing, echoed back: no control characters.
+            let e: String = e
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
             eprintln!("candor: {e} ({})", shown(&dir));
             ExitCode::FAILURE
         }

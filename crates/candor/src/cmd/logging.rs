@@ -209,11 +209,10 @@ where
                 get("request_id").unwrap_or_default(),
             );
             if code.is_some() {
-                let _ = write!(
-                    out,
-                    "  (candor explain {})",
-                    get("request_id").unwrap_or_default()
-                );
+                // An id a client chose may start with `-`: after `--` it is no flag.
+                let id = get("request_id").unwrap_or_default();
+                let dashes = if id.starts_with('-') { "-- " } else { "" };
+                let _ = write!(out, "  (candor explain {dashes}{id})");
             }
         } else {
             let _ = write!(

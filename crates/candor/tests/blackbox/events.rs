@@ -392,3 +392,72 @@ fn log_lines_for_people_say_what_happened_in_one_line() {
     let log = gw.log();
     assert!(log.lines().all(|l| !l.starts_with('{')), "{log}");
 }
+
+#[test]
+fn a_request_id_sent_twice_hides_neither_request() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/v1/devices", &up.url(), ""));
+    let shared = [("X-Request-Id", "SHARED-1")];
+    assert_eq!(gw.request("GET", "/v1/devices", &shared, b"").status, 200);
+    assert_problem(
+        &gw.request("GET", "/v1/devicez", &shared, b""),
+        "route_not_found",
+    );
+    let mut story = Value::Null;
+    gw.eventually(|g| {
+        let (code, out, _) = candor(&[
+            "explain",
+            "SHARED-1",
+            "--json",
+            "--config",
+            g.config.to_str().unwrap(),
+        ]);
+        story = serde_json::from_str(&out).unwrap_or(Value::Null);
+        code == 0
+            && story["other_requests"]
+                .as_array()
+                .is_some_and(|o| o.len() == 1)
+    });
+    // The newest is told; the other is listed, not hidden.
+    assert_eq!(story["code"], "route_not_found", "{story:#}");
+    assert_eq!(story["other_requests"][0]["status"], 200, "{story:#}");
+    assert_eq!(story["other_requests"][0]["path"], "/v1/devices");
+    let text = cli(&gw, &["explain", "SHARED-1"]);
+    assert!(
+        text.contains("1 other request(s) carried this id"),
+        "{text}"
+    );
+}
+
+#[test]
+fn who_closed_a_connection_is_told() {
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&format!(
+        "[timeouts]\nkeepalive = \"1s\"\n\n{}",
+        one_route("/v1/devices", &up.url(), "")
+    ));
+    // One request, then silence: the gateway closes the idle connection.
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /v1/devices HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200);
+    let closed = wait_event(&gw, "connection.closed (idle)", |e| {
+        e["type"] == "connection.closed" && e["facts"]["requests"] == 1
+    });
+    assert_eq!(
+        closed["facts"]["closed_by"], "gateway (idle (timeouts.keepalive))",
+        "{closed}"
+    );
+    assert_eq!(closed["facts"]["after_response"], true);
+    // /stats tells the log's own counters.
+    let stats = gw.stats();
+    let log = &stats["events"]["log"];
+    assert_eq!(log["on"], true, "{stats}");
+    assert!(log["written"].as_u64().unwrap() >= 3, "{log}");
+    assert_eq!(log["lost"], 0);
+    assert_eq!(log["write_errors"], 0);
+    // A filter given twice is a problem, not a silent choice.
+    let r = admin(&gw, "/events?type=auth.*&type=request.*");
+    let b = assert_problem(&r, "validation_failed");
+    assert_eq!(b["errors"][0]["reason"], "repeated", "{b}");
+}

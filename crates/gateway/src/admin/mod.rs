@@ -158,6 +158,7 @@ async fn route(
             check_admin(state, &req, path)?;
             let mut stats = crate::stats::STATS.to_json(&state.connections());
             stats["events"] = crate::events::subscriptions::stats_json(state.events());
+            stats["events"]["log"] = state.events().stats.to_json(state.events().on());
             return Ok(json_response(StatusCode::OK, stats));
         }
         "/metrics" => {
@@ -474,10 +475,18 @@ fn metrics_response(
         .into_iter()
         .map(|s| (s.name, s.depth as i64, s.dropped))
         .collect();
+    let log = &state.events().stats;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let live = crate::metrics::Live {
         connections: &connections,
         targets,
         sinks,
+        event_log: [
+            get(&log.written),
+            get(&log.lost),
+            get(&log.waited),
+            get(&log.write_errors),
+        ],
     };
     let openmetrics = crate::metrics::wants_openmetrics(req.headers().get(http::header::ACCEPT));
     let body = crate::metrics::encode(&live, openmetrics);
@@ -537,7 +546,17 @@ async fn list_events(
         reason: reason.into(),
         detail,
     };
+    let mut named: Vec<String> = Vec::new();
     for (k, v) in crate::stages::validate::query_pairs(query.unwrap_or("")) {
+        if named.contains(&k) {
+            fields.push(query_field(
+                &k,
+                "repeated",
+                "is given more than once; each filter takes one value".into(),
+            ));
+            continue;
+        }
+        named.push(k.clone());
         match k.as_str() {
             "type" => {
                 let known = v == "*"

@@ -218,6 +218,22 @@ pub(crate) struct RequestFacts {
     pub(crate) trail: Trail,
 }
 
+/// A path as an event keeps it: at most [`MAX_PATH`] bytes, then how long it was (a refused
+/// 80 KiB target is not logged whole).
+pub(crate) fn kept_path(path: &str) -> Cow<'_, str> {
+    if path.len() <= MAX_PATH {
+        return Cow::Borrowed(path);
+    }
+    let mut end = MAX_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} bytes)", &path[..end], path.len()))
+}
+
+/// The longest path an event keeps whole.
+pub(crate) const MAX_PATH: usize = 2048;
+
 impl Event {
     /// An event of `kind` now, with no facts yet.
     pub(crate) fn new(kind: &'static str, severity: Severity) -> Self {
@@ -337,6 +353,22 @@ impl std::fmt::Debug for Msg {
             Msg::Event(e) => e.fmt(f),
             Msg::Close(_) => f.write_str("Close"),
         }
+    }
+}
+
+impl LogStats {
+    /// The counters as `/stats` shows them.
+    pub(crate) fn to_json(&self, on: bool) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "on": on,
+            "emitted": get(&self.emitted),
+            "written": get(&self.written),
+            "lost": get(&self.lost),
+            "waited": get(&self.waited),
+            "waited_us": get(&self.waited_us),
+            "write_errors": get(&self.write_errors),
+        })
     }
 }
 
@@ -499,7 +531,13 @@ fn write_loop(
         let full = batch.len() >= BATCH;
         let consumers = consumers.load();
         let want = (!consumers.is_empty()).then_some(&mut written);
-        if let Err(e) = store.write(&batch, want) {
+        let result = store.write(&batch, want);
+        if result.is_ok() {
+            stats
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        if let Err(e) = result {
             let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
             // A full disk fails every batch: told at most once a minute.
             if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
@@ -507,9 +545,6 @@ fn write_loop(
                 tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
             }
         }
-        stats
-            .written
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
         if !written.is_empty() {
             for c in consumers.iter() {

@@ -7,7 +7,7 @@ use super::{Event, Line, Severity, Written};
 use crate::config::EventsConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -252,6 +252,9 @@ fn new_file(
     ))
 }
 
+/// The most events told for one request id.
+pub(crate) const MAX_PER_REQUEST: usize = 500;
+
 /// Which events to list.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
@@ -298,12 +301,15 @@ impl EventReader {
         })
     }
 
-    /// The events of request `id`, in order.
+    /// The events of request `id`, in order: the newest [`MAX_PER_REQUEST`] (a client may
+    /// send one id with many requests).
     pub fn by_request(&self, id: &str) -> Result<Vec<serde_json::Value>, String> {
-        self.lines(
-            "SELECT f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE e.request_id = ?1 ORDER BY e.rowid",
-            &[&id as &dyn rusqlite::ToSql],
-        )
+        let mut events = self.lines(
+            "SELECT f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE e.request_id = ?1 ORDER BY e.rowid DESC LIMIT ?2",
+            &[&id as &dyn rusqlite::ToSql, &(MAX_PER_REQUEST as i64)],
+        )?;
+        events.reverse();
+        Ok(events)
     }
 
     /// The newest events that pass `f`, newest first.
@@ -371,26 +377,57 @@ impl EventReader {
         let mut open: Option<(String, BufReader<File>)> = None;
         let mut out = Vec::with_capacity(rows.len());
         let mut text = String::new();
+        let mut unreadable: Option<String> = None;
+        let found = rows.len();
         for (name, offset) in rows {
+            // The index names files in the log's own folder, nothing else.
+            if name.contains(['/', '\\']) || name.starts_with('.') {
+                unreadable
+                    .get_or_insert(format!("the index names {name:?}, not a file of the log"));
+                continue;
+            }
             if open.as_ref().is_none_or(|(n, _)| *n != name) {
                 match File::open(self.dir.join(&name)) {
                     Ok(f) => open = Some((name.clone(), BufReader::new(f))),
-                    // Deleted by retention after the query: skipped.
-                    Err(_) => continue,
+                    // Deleted by retention after the query, or unreadable: said if nothing
+                    // else is found.
+                    Err(e) => {
+                        unreadable.get_or_insert(format!(
+                            "{} cannot be read: {e}",
+                            self.dir.join(&name).display()
+                        ));
+                        continue;
+                    }
                 }
             }
             let (_, reader) = open.as_mut().expect("opened");
             text.clear();
+            // One line, at most 4 MiB of it (a damaged file may have no newline).
             if reader.seek(SeekFrom::Start(offset as u64)).is_err()
-                || reader.read_line(&mut text).is_err()
+                || reader.by_ref().take(4 << 20).read_line(&mut text).is_err()
             {
                 continue;
             }
-            if let Ok(v) = serde_json::from_str(text.trim_end()) {
-                out.push(v);
+            match serde_json::from_str(text.trim_end()) {
+                Ok(v) => out.push(v),
+                Err(_) => {
+                    unreadable.get_or_insert(format!(
+                        "{} holds no event where the index says (damaged or truncated)",
+                        self.dir
+                            .join(open.as_ref().map_or("", |(n, _)| n))
+                            .display()
+                    ));
+                }
             }
         }
-        Ok(out)
+        match unreadable {
+            // The index knows events the files no longer give: say so, rather than "not
+            // there".
+            Some(why) if out.is_empty() && found > 0 => {
+                Err(format!("the event index lists {found} event(s), but {why}"))
+            }
+            _ => Ok(out),
+        }
     }
 }
 

@@ -30,17 +30,31 @@ pub fn find(
 }
 
 /// The story of request `id` from its events.
+///
+/// A client may choose its request ids (`X-Request-Id`) and send one with several requests:
+/// the newest is told, and the others are listed (`other_requests`), so that none hides
+/// behind another.
 pub fn tell(id: &str, events: Vec<Value>, catalog: &Catalog, base_url: &str) -> Value {
-    let main = events
+    let is_request = |e: &&Value| {
+        matches!(
+            e["type"].as_str(),
+            Some("request.completed" | "request.rejected")
+        )
+    };
+    let requests: Vec<&Value> = events.iter().filter(is_request).collect();
+    let main = requests.last().map_or(Value::Null, |e| (*e).clone());
+    let other_requests: Vec<Value> = requests[..requests.len().saturating_sub(1)]
         .iter()
-        .find(|e| {
-            matches!(
-                e["type"].as_str(),
-                Some("request.completed" | "request.rejected")
-            )
+        .map(|e| {
+            json!({
+                "time": e["time"],
+                "method": e["facts"]["method"],
+                "path": e["facts"]["path"],
+                "status": e["facts"]["status"],
+                "code": e["code"],
+            })
         })
-        .cloned()
-        .unwrap_or(Value::Null);
+        .collect();
     let facts = &main["facts"];
     let trail = facts["trail"].as_array().cloned().unwrap_or_default();
     let tries: Vec<Value> = trail
@@ -80,6 +94,7 @@ pub fn tell(id: &str, events: Vec<Value>, catalog: &Catalog, base_url: &str) -> 
         "duration_us": facts["duration_us"],
         "upstream_us": facts["upstream_us"],
         "config_generation": facts["config_generation"],
+        "other_requests": other_requests,
         "stages": trail,
         "upstream_tries": tries,
         "error": error,
@@ -136,6 +151,31 @@ pub fn text(story: &Value) -> String {
     }
     if let Some(t) = story["trace_id"].as_str() {
         let _ = writeln!(out, "  trace {t}");
+    }
+    if let Some(others) = story["other_requests"].as_array().filter(|o| !o.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nnote: {} other request(s) carried this id (a client may choose its X-Request-Id); this is the newest. The others:",
+            others.len()
+        );
+        for o in others.iter().take(20) {
+            let _ = writeln!(
+                out,
+                "  {} {} {} {} {}",
+                s(&o["time"]),
+                s(&o["method"]),
+                s(&o["path"]),
+                s(&o["status"]),
+                o["code"].as_str().unwrap_or("")
+            );
+        }
+        if others.len() > 20 {
+            let _ = writeln!(
+                out,
+                "  … and {} more (--json lists them all)",
+                others.len() - 20
+            );
+        }
     }
     let _ = writeln!(out, "\nstages:");
     for st in story["stages"].as_array().into_iter().flatten() {

@@ -136,6 +136,8 @@ pub(crate) enum Close {
     Resets = 3,
     /// The gateway is shutting down.
     Drain = 4,
+    /// A request head did not arrive whole within `timeouts.request_head`.
+    Head = 5,
 }
 
 impl Close {
@@ -147,10 +149,11 @@ impl Close {
     /// Why the gateway asked the connection to close, if it did (for its event).
     pub(crate) fn marked(shared: &Shared) -> Option<&'static str> {
         Some(match shared.closing.load(Ordering::Relaxed) {
-            1 => "idle",
+            1 => "idle (timeouts.keepalive)",
             2 => "max_connection_age",
             3 => "resets",
             4 => "shutdown",
+            5 => "request_head timeout",
             _ => return None,
         })
     }
@@ -162,6 +165,7 @@ impl Close {
             Close::Age => "older than timeouts.max_connection_age",
             Close::Resets => "the client reset most of its requests",
             Close::Drain => "the gateway is shutting down",
+            Close::Head => "no whole request head within timeouts.request_head",
         }
     }
 
@@ -172,7 +176,7 @@ impl Close {
             Close::Idle => &s.closed_idle,
             Close::Age => &s.closed_age,
             Close::Resets => &s.closed_resets,
-            Close::Drain => return,
+            Close::Drain | Close::Head => return,
         });
     }
 }

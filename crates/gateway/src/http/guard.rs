@@ -908,6 +908,11 @@ impl<S> HeadGuard<S> {
     /// connection (or one that never sent a byte) is closed without an answer.
     fn expire(&mut self, wait: Wait) {
         let collecting = self.held.len() > self.ready;
+        // For the connection's `connection.closed` event: the gateway closed it.
+        match wait {
+            Wait::Head => crate::http::connections::Close::Head.mark(&self.shared),
+            Wait::Idle => crate::http::connections::Close::Idle.mark(&self.shared),
+        }
         if wait == Wait::Head && collecting {
             let refusal = head_timed_out(&self.held[self.ready..], self.waits.head);
             self.refuse(refusal);

@@ -652,7 +652,10 @@ impl Server {
         let events = &state.services.events;
         events.emit(
             Event::new(kinds::API_STOPPED, Severity::Warning)
-                .fact("reason", "shutdown requested (SIGTERM or SIGINT)")
+                .fact(
+                    "reason",
+                    "asked to stop: SIGTERM or SIGINT, or the supervisor is gone",
+                )
                 .fact("drained", drained)
                 .fact("left_open", main_conns.open() + admin_conns.open()),
         );
@@ -912,7 +915,10 @@ fn log_refusal(
         "accept",
         "reject",
         Some(err.code),
-        err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        err.params
+            .iter()
+            .map(|(k, v)| (*k, crate::events::kept_path(v).into_owned()))
+            .collect(),
     );
     let mut ev = Event::new(
         kinds::REQUEST_REJECTED,
@@ -926,7 +932,7 @@ fn log_refusal(
     .code(err.code);
     ev.facts = Facts::Request(Box::new(RequestFacts {
         method: String::new(),
-        path: target.split('?').next().unwrap_or("").to_owned(),
+        path: crate::events::kept_path(target.split('?').next().unwrap_or("")).into_owned(),
         client: peer.ip(),
         status,
         source: err.source.as_str(),

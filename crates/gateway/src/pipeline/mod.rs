@@ -217,7 +217,10 @@ impl Pipeline {
                     "respond",
                     "error",
                     Some(err.code),
-                    err.params.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                    err.params
+                        .iter()
+                        .map(|(k, v)| (*k, crate::events::kept_path(v).into_owned()))
+                        .collect(),
                 );
                 let trace_id = trace.trace_id_hex();
                 let resp = self
@@ -309,7 +312,7 @@ impl Pipeline {
                 target: "candor::request",
                 request_id = %rid,
                 method = %method,
-                path = %uri.path(),
+                path = %crate::events::kept_path(uri.path()),
                 status,
                 code = code.as_deref().unwrap_or(""),
                 source,
@@ -386,7 +389,7 @@ impl Pipeline {
         ev.code = code;
         ev.facts = Facts::Request(Box::new(RequestFacts {
             method: method.to_string(),
-            path: uri.path().to_owned(),
+            path: crate::events::kept_path(uri.path()).into_owned(),
             client,
             status,
             source,
