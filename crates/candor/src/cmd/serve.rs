@@ -205,7 +205,7 @@ fn announce(
     println!("candor listening on {scheme}://{addr}");
     if let Some(a) = server.admin_addr() {
         println!(
-            "candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats and the admin API)"
+            "candor admin listening on http://{a} (/health, /catalog, /errors/{{code}}, and, with the admin token, /stats, /metrics, /events, /requests/{{id}} and the admin API)"
         );
         println!(
             "admin API token: in {}",
