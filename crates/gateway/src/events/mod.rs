@@ -321,6 +321,9 @@ enum Msg {
     Close(std::sync::mpsc::Sender<()>),
 }
 
+/// The longest a request waits for room in a full event queue.
+const MAX_SEND_WAIT: Duration = Duration::from_secs(5);
+
 /// Counters of the log itself.
 #[derive(Debug, Default)]
 pub(crate) struct LogStats {
@@ -345,6 +348,8 @@ pub(crate) struct EventLog {
     consumers: Arc<arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stats: Arc<LogStats>,
+    /// How long a send waits for room ([`MAX_SEND_WAIT`]).
+    send_wait: Duration,
 }
 
 impl std::fmt::Debug for Msg {
@@ -381,6 +386,7 @@ impl EventLog {
             consumers: Default::default(),
             writer: Mutex::new(None),
             stats: Default::default(),
+            send_wait: MAX_SEND_WAIT,
         })
     }
 
@@ -416,6 +422,7 @@ impl EventLog {
             consumers,
             writer: Mutex::new(Some(writer)),
             stats,
+            send_wait: MAX_SEND_WAIT,
         }))
     }
 
@@ -445,8 +452,8 @@ impl EventLog {
         }
     }
 
-    /// Records `ev`, waiting for room when the queue is full (nothing is lost; the wait is
-    /// counted). Never waits on disk itself.
+    /// Records `ev`, waiting for room when the queue is full (the wait is counted; past
+    /// [`MAX_SEND_WAIT`] the event is lost, and counted). Never waits on disk itself.
     pub(crate) async fn send(&self, ev: Event) {
         let Some(tx) = &self.tx else { return };
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
@@ -459,8 +466,13 @@ impl EventLog {
             }
         };
         let started = Instant::now();
-        if tx.send(ev).await.is_err() {
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        // Bounded back-pressure: a writer stuck on its disk (a hung mount) does not hold
+        // requests forever; past MAX_SEND_WAIT the event is lost, and counted.
+        match tokio::time::timeout(self.send_wait, tx.send(ev)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.stats.waited.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -613,6 +625,34 @@ mod tests {
             assert_eq!(Severity::parse(s.as_str()), Some(s));
         }
         assert_eq!(Severity::Critical.syslog(), 2);
+    }
+
+    #[test]
+    fn a_send_to_a_stuck_writer_waits_a_bounded_time_then_counts_the_event_lost() {
+        // A queue of one that nobody reads: the writer is stuck.
+        let (tx, _rx) = mpsc::channel(1);
+        let log = EventLog {
+            tx: Some(tx),
+            dir: None,
+            consumers: Default::default(),
+            writer: Mutex::new(None),
+            stats: Default::default(),
+            send_wait: Duration::from_millis(50),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            log.send(Event::new(kinds::API_STARTED, Severity::Info))
+                .await;
+            log.send(Event::new(kinds::API_STOPPED, Severity::Info))
+                .await;
+        });
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(get(&log.stats.emitted), 2);
+        assert_eq!(get(&log.stats.waited), 1);
+        assert_eq!(get(&log.stats.lost), 1);
     }
 
     #[test]
