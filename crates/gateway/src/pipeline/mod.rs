@@ -252,6 +252,7 @@ impl Pipeline {
                 (resp, Some(err))
             }
         };
+        let rid_made_at = rid.made_at_ms;
         resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
             crate::stages::limit::add_fields(resp.headers_mut(), &states);
@@ -264,6 +265,7 @@ impl Pipeline {
         }
         self.record(
             &rid.text,
+            rid_made_at,
             &method,
             &uri,
             &resp,
@@ -287,6 +289,7 @@ impl Pipeline {
     async fn record(
         &self,
         rid: &str,
+        rid_made_at: Option<u64>,
         method: &http::Method,
         uri: &http::Uri,
         resp: &Response<GatewayBody>,
@@ -387,6 +390,7 @@ impl Pipeline {
         };
         let mut ev = about(kind, severity);
         ev.code = code;
+        ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
         ev.facts = Facts::Request(Box::new(RequestFacts {
             method: method.to_string(),
             path: crate::events::kept_path(uri.path()).into_owned(),
