@@ -181,6 +181,28 @@ impl DemoApi {
                     self.blocking(move |api| api.get(&customer, id)).await
                 }
             }
+            // A diagnostics session on the device: it takes `duration` seconds (1 to 300,
+            // default 5), which is what a gateway's upstream timeout is shown with.
+            (Method::GET, ["v1", "customers", customer, "devices", id, "diagnostics"]) => {
+                check_customer(customer)?;
+                let seconds = diagnostics_duration(req.uri().query())?;
+                let id: i64 = id.parse().map_err(|_| {
+                    validation_failed(vec![field(
+                        "path",
+                        "device",
+                        "type",
+                        format!("must be a whole number; the path has `{id}`"),
+                    )])
+                })?;
+                let customer = (*customer).to_owned();
+                let (c, i) = (customer.clone(), id);
+                self.clone().blocking(move |api| api.get(&c, i)).await?;
+                tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({"device": id, "customer": customer, "duration_s": seconds, "result": "all checks passed"}),
+                ))
+            }
             // Its own code, not the gateway's route_not_found: the gateway did route this.
             _ => Err(GatewayError::new(codes::UNKNOWN_PATH)
                 .param("api", "The devices API")
@@ -188,7 +210,7 @@ impl DemoApi {
                 .param("path", path.to_owned())
                 .param(
                     "hint",
-                    " It serves /v1/customers/{customer}/devices[/{id}].",
+                    " It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]].",
                 )
                 .source(crate::error::ErrorSource::Upstream)),
         }
@@ -358,6 +380,26 @@ fn not_found(customer: &str, id: i64) -> GatewayError {
             "hint",
             format!(" GET /v1/customers/{customer}/devices lists the devices that do."),
         )
+}
+
+/// The `duration` query parameter of a diagnostics session: whole seconds, 1 to 300.
+fn diagnostics_duration(query: Option<&str>) -> Result<u64, GatewayError> {
+    let Some(raw) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("duration="))
+    else {
+        return Ok(5);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=300).contains(&n) => Ok(n),
+        _ => Err(validation_failed(vec![field(
+            "query",
+            "duration",
+            "range",
+            format!("must be whole seconds from 1 to 300; it is `{raw}`"),
+        )])),
+    }
 }
 
 fn check_customer(customer: &str) -> Result<(), GatewayError> {
