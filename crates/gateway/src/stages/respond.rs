@@ -80,6 +80,9 @@ impl Profiles {
 /// `X-Request-Id`
 pub(crate) static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// The parameter that carries an upstream problem's `detail`, as it wrote it.
+const UPSTREAM_DETAIL: &str = "upstream_detail";
+
 /// The header a response of `profile` carries its request id in (`X-Request-Id` unless
 /// the profile names another).
 pub(crate) fn request_id_header(profile: Option<&Profile>) -> HeaderName {
@@ -203,8 +206,9 @@ impl Renderer {
             .expect("internal_error is a built-in code");
         let mut params: Vec<(&str, &str)> =
             err.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let detail = match &err.detail {
-            Some(d) => d.clone(),
+        // An upstream's problem arrives with its message already written.
+        let detail = match params.iter().find(|(k, _)| *k == UPSTREAM_DETAIL) {
+            Some((_, d)) => (*d).to_owned(),
             None => entry.message.render(&params),
         };
         // String extensions (`reason`...) choose a profile's rows too.
@@ -301,7 +305,7 @@ impl Renderer {
             .status(status)
             .source(ErrorSource::Upstream);
         if let Some(d) = v.get("detail").and_then(|d| d.as_str()) {
-            err = err.detail(d);
+            err = err.param(UPSTREAM_DETAIL, d);
         }
         for e in v
             .get("errors")
