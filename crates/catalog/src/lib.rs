@@ -7,6 +7,8 @@
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
+//! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
+//! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -23,11 +25,14 @@ mod entry;
 mod load;
 pub mod page;
 mod problem;
+pub mod profile;
+pub mod profile_page;
 mod template;
 
 pub use entry::{Entry, Retry};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
+pub use profile::Profile;
 pub use template::Template;
 
 /// The built-in catalog's source text (TOML), embedded at build time.
