@@ -43,6 +43,8 @@
 //! - [`subscriptions`]: event subscriptions: webhooks in block and drop mode, signatures,
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
+//! - [`client`]: candor-client against the gateway: errors decoded, retries by retry class,
+//!   `Retry-After`, the retry budget, tokens refreshed and re-acquired.
 
 mod harness;
 
@@ -55,6 +57,7 @@ mod body_faults;
 mod caps;
 mod catalog;
 mod catalog_coverage;
+mod client;
 mod demo;
 mod events;
 mod forward;
