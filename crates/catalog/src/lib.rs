@@ -8,6 +8,7 @@
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
 //! - [`RetryRules`] — each code's retry class and back-off guidance, as data for clients.
+//! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -24,12 +25,14 @@ mod entry;
 mod load;
 pub mod page;
 mod problem;
+pub mod profile;
 mod retry_rules;
 mod template;
 
 pub use entry::{Entry, Retry};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
+pub use profile::Profile;
 pub use retry_rules::{Backoff, CLASSES, Jitter, RetryRule, RetryRules, StatusRule};
 pub use template::Template;
 

@@ -18,6 +18,7 @@
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
 //! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
+//! | `[server] profile`, `[profiles]` | `profiles.rs` | the renderer's `Profiles`: which error profile answers where |
 //! | `[[openapi]]` | `openapi.rs` | routes derived from an OpenAPI document (then read as `[[routes]]` are) |
 //!
 //! `reader.rs` walks TOML tables recording problems with their spans; `report.rs` is what
@@ -32,6 +33,7 @@ mod events;
 mod limits;
 mod log;
 pub(crate) mod openapi;
+mod profiles;
 mod rate_limits;
 mod reader;
 mod report;
@@ -93,6 +95,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
     pub catalog: Arc<Catalog>,
+    /// The error profiles: built-in and the operator's, and which answers where.
+    pub profiles: Arc<crate::stages::respond::Profiles>,
     /// What loaded but should be known: parts of OpenAPI documents the gateway does not
     /// check, when an `[[openapi]]` entry says `unsupported = "warn"`. `candor check`
     /// prints them; the server logs them when it loads the file.
@@ -101,7 +105,7 @@ pub struct Config {
 
 const TOP: &[&str] = &[
     "server", "limits", "timeouts", "log", "events", "alerts", "debug", "auth", "access", "routes",
-    "openapi",
+    "openapi", "profiles",
 ];
 
 impl Config {
@@ -211,7 +215,16 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let alerts = alerts::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
-    let routes = routes::read(top, p, &access, &auth, dir, limits.max_body_bytes);
+    let profiles = profiles::read(top, p, dir, &catalog);
+    let routes = routes::read(
+        top,
+        p,
+        &access,
+        &auth,
+        dir,
+        limits.max_body_bytes,
+        (&profiles, &catalog),
+    );
     subscriptions::check_routes(p, &events.subscriptions, &routes);
     if p.list.len() > before {
         return None;
@@ -229,6 +242,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         access,
         routes,
         catalog,
+        profiles: Arc::new(profiles),
         notices: Vec::new(),
     })
 }
