@@ -27,11 +27,12 @@ pub enum Envelope {
     Problem,
     /// Cisco AsyncOS: `{"error":{"message","code","explanation"}}`.
     AsyncOs,
-    /// Edgio / Verizon Media: `{"Message": "..."}`.
+    /// Edgio / Verizon Media: `{"Message", "Type", "Fields":[{"Name","Message"}]}`.
     Edgio,
     /// Pelion Device Management: `{"object":"error","code","type","message","fields",...}`.
     Pelion,
-    /// Samsung Knox Cloud: a numeric `code` (e.g. 4032251) with its `message` name.
+    /// Samsung Knox Cloud: `{"code": 4032251, "message": "ACCESS_TOKEN_EXPIRED",
+    /// "description", "fields"}`.
     Knox,
     /// IXON APIv2: `{"type":"Error","data":[{"message","propertyName"}],"status":"error"}`.
     Ixon,
@@ -69,6 +70,10 @@ pub struct ApiError {
     /// The machine-readable code: candor's catalog code (`rate_limited`), Pelion's `type`
     /// (`validation_error`), Knox's numeric code (`4032251`).
     pub code: Option<String>,
+    /// The catalog codes this answer can stand for: its own code for problem details; for
+    /// another envelope, those candor's error profile for it maps to what the body says
+    /// (`["token_expired"]` for AsyncOS's `ExpiredSignatureError.`). Empty when unknown.
+    pub catalog_codes: Vec<String>,
     /// A short summary: the problem `title`, AsyncOS's `explanation`, Knox's message name.
     pub title: Option<String>,
     /// What happened to this request, in words.
@@ -131,8 +136,18 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Knox's numeric codes whose remedy is a new access token.
-const KNOX_REAUTH: &[&str] = &["4032251", "4032252", "40122050"];
+/// `[{name, message}]` items as faults.
+fn name_message_list(list: Option<&Value>, name: &str, message: &str) -> Vec<FieldFault> {
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| FieldFault {
+            name: text(f, name),
+            message: text(f, message).unwrap_or_default(),
+            ..FieldFault::default()
+        })
+        .collect()
+}
 
 fn text(v: &Value, key: &str) -> Option<String> {
     match v.get(key)? {
@@ -149,6 +164,7 @@ impl ApiError {
             class: ErrorClass::Network,
             status: None,
             code: None,
+            catalog_codes: Vec::new(),
             title: Some("No answer from the server".into()),
             detail: Some(cause),
             fields: Vec::new(),
@@ -196,6 +212,7 @@ impl ApiError {
             },
             status: Some(status),
             code: None,
+            catalog_codes: Vec::new(),
             title: None,
             detail: None,
             fields: Vec::new(),
@@ -212,7 +229,7 @@ impl ApiError {
         };
         let mut body_retry = None;
         match &json {
-            Some(v) => e.decode(v, &mut body_retry),
+            Some(v) => e.decode(v, status, &mut body_retry),
             None => {
                 let t = String::from_utf8_lossy(body).trim().to_owned();
                 if !t.is_empty() {
@@ -226,21 +243,17 @@ impl ApiError {
                 .iter()
                 .find_map(|h| header(h));
         }
+        if e.envelope == Envelope::Problem {
+            e.catalog_codes = e.code.iter().cloned().collect();
+        }
         e.retry = body_retry
-            .or_else(|| match e.envelope {
-                Envelope::Problem => e.code.as_deref().and_then(|c| rules.class_of_code(c)),
-                Envelope::Knox => e
-                    .code
-                    .as_deref()
-                    .filter(|c| KNOX_REAUTH.contains(c))
-                    .map(|_| Retry::AfterReauth),
-                _ => None,
-            })
+            .or_else(|| crate::profiles::common_class(&e.catalog_codes, rules))
             .unwrap_or_else(|| rules.class_of_status(status));
         e
     }
 
-    fn decode(&mut self, v: &Value, body_retry: &mut Option<Retry>) {
+    fn decode(&mut self, v: &Value, status: u16, body_retry: &mut Option<Retry>) {
+        use crate::profiles::{Said, reverse};
         if v.get("type").and_then(Value::as_str) == Some("Error")
             && v.get("status").and_then(Value::as_str) == Some("error")
             && v.get("data").is_some_and(Value::is_array)
@@ -259,27 +272,50 @@ impl ApiError {
                 Some(n) => format!("{} - {n}", f.message),
                 None => f.message.clone(),
             });
+            if let Some(first) = self.fields.first() {
+                self.catalog_codes = reverse(
+                    "ixon",
+                    &Said {
+                        status,
+                        message: Some(&first.message),
+                        property: first.name.as_deref(),
+                        fields: first.name.is_some(),
+                        ..Said::default()
+                    },
+                );
+            }
         } else if v.get("object").and_then(Value::as_str) == Some("error") {
             self.envelope = Envelope::Pelion;
             self.code = text(v, "type");
             self.detail = text(v, "message");
             self.request_id = text(v, "request_id");
-            for f in v
-                .get("fields")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                self.fields.push(FieldFault {
-                    name: text(f, "name"),
-                    message: text(f, "message").unwrap_or_default(),
-                    ..FieldFault::default()
-                });
-            }
+            self.fields = name_message_list(v.get("fields"), "name", "message");
+            let code = text(v, "code");
+            self.catalog_codes = reverse(
+                "pelion",
+                &Said {
+                    status,
+                    code: code.as_deref(),
+                    kind: self.code.as_deref(),
+                    message: self.detail.as_deref(),
+                    fields: !self.fields.is_empty(),
+                    ..Said::default()
+                },
+            );
         } else if let Some(inner) = v.get("error").filter(|i| i.is_object()) {
             self.envelope = Envelope::AsyncOs;
             self.detail = text(inner, "message");
             self.title = text(inner, "explanation");
+            let code = text(inner, "code");
+            self.catalog_codes = reverse(
+                "asyncos",
+                &Said {
+                    status,
+                    code: code.as_deref(),
+                    message: self.detail.as_deref(),
+                    ..Said::default()
+                },
+            );
         } else if v.get("title").is_some()
             || (v.get("type").is_some_and(Value::is_string)
                 && v.get("status").is_some_and(Value::is_u64))
@@ -319,9 +355,10 @@ impl ApiError {
                     .map(Duration::from_secs);
             }
         } else if let Some(code) = v.get("code").filter(|c| {
-            c.as_u64().is_some_and(|n| n >= 1_000_000)
+            let long_number = c.as_u64().is_some_and(|n| n >= 1_000_000)
                 || c.as_str()
-                    .is_some_and(|s| s.len() >= 7 && s.bytes().all(|b| b.is_ascii_digit()))
+                    .is_some_and(|s| s.len() >= 7 && s.bytes().all(|b| b.is_ascii_digit()));
+            long_number || (v.get("description").is_some() && v.get("message").is_some())
         }) {
             self.envelope = Envelope::Knox;
             self.code = Some(match code {
@@ -333,10 +370,33 @@ impl ApiError {
                 .or_else(|| text(v, "detail"))
                 .or_else(|| text(v, "message"));
             self.request_id = text(v, "requestId").or_else(|| text(v, "request_id"));
+            self.fields = name_message_list(v.get("fields"), "name", "message");
+            self.catalog_codes = reverse(
+                "knox",
+                &Said {
+                    status,
+                    code: self.code.as_deref(),
+                    name: self.title.as_deref(),
+                    message: text(v, "description").as_deref(),
+                    fields: !self.fields.is_empty(),
+                    ..Said::default()
+                },
+            );
         } else if let Some(m) = text(v, "Message") {
             self.envelope = Envelope::Edgio;
             self.detail = Some(m);
-            self.code = text(v, "Code").or_else(|| text(v, "Type"));
+            self.title = text(v, "Type");
+            self.fields = name_message_list(v.get("Fields"), "Name", "Message");
+            self.catalog_codes = reverse(
+                "edgio",
+                &Said {
+                    status,
+                    name: self.title.as_deref(),
+                    message: self.detail.as_deref(),
+                    fields: !self.fields.is_empty(),
+                    ..Said::default()
+                },
+            );
         }
     }
 
@@ -456,6 +516,7 @@ mod tests {
         );
         assert_eq!(e.envelope, Envelope::AsyncOs);
         assert_eq!(e.detail.as_deref(), Some("ExpiredSignatureError."));
+        assert_eq!(e.catalog_codes, ["token_expired"]);
         assert_eq!(
             e.title.as_deref(),
             Some("401 = No permission -- see authorization schemes.")
@@ -479,10 +540,11 @@ mod tests {
     #[test]
     fn edgio_message_from_seed_001() {
         let e = decode(
-            403,
+            400,
             r#"{"Message":"Cannot update or retrieve information of a deleted customer."}"#,
         );
         assert_eq!(e.envelope, Envelope::Edgio);
+        assert_eq!(e.catalog_codes, ["account_inactive"]);
         assert_eq!(
             e.detail.as_deref(),
             Some("Cannot update or retrieve information of a deleted customer.")
@@ -518,6 +580,7 @@ mod tests {
         );
         assert_eq!(e.fields[0].name.as_deref(), Some("name"));
         assert_eq!(e.fields[0].message, "A human-readable validation error");
+        assert!(e.catalog_codes.contains(&"validation_failed".to_owned()));
         assert_eq!(e.retry, Retry::Never);
         let e = decode(
             429,
@@ -541,6 +604,7 @@ mod tests {
         assert_eq!(e.envelope, Envelope::Knox);
         assert_eq!(e.code.as_deref(), Some("4032251"));
         assert_eq!(e.title.as_deref(), Some("ACCESS_TOKEN_EXPIRED"));
+        assert_eq!(e.catalog_codes, ["token_expired"]);
         assert_eq!(e.retry, Retry::AfterReauth);
         let e = decode(
             400,
@@ -548,6 +612,7 @@ mod tests {
         );
         assert_eq!(e.envelope, Envelope::Knox);
         assert_eq!(e.code.as_deref(), Some("4002250"));
+        assert_eq!(e.catalog_codes, ["assertion_replayed"]);
         assert_eq!(e.retry, Retry::Never);
     }
 
@@ -587,6 +652,7 @@ mod tests {
         );
         assert_eq!(e.fields[0].name, None);
         assert_eq!(e.detail.as_deref(), Some("2FA is required"));
+        assert_eq!(e.catalog_codes, ["second_factor_required"]);
         assert_eq!(e.retry, Retry::AfterReauth);
         let e = decode(504, "");
         assert_eq!(e.class, ErrorClass::Server);

@@ -45,6 +45,7 @@
 mod auth;
 mod client;
 mod error;
+mod profiles;
 mod retry;
 pub mod rules;
 mod transport;

@@ -444,3 +444,121 @@ fn a_second_factor_and_jwt_assertions_obtain_tokens() {
         assert_eq!(c.stats().token_requests, 1);
     }
 }
+
+#[test]
+fn each_profiles_envelope_is_decoded_and_acted_on() {
+    let up = Upstream::start(Behaviour::Echo);
+    let profiles = [
+        ("asyncos", Envelope::AsyncOs),
+        ("edgio", Envelope::Edgio),
+        ("pelion", Envelope::Pelion),
+        ("knox", Envelope::Knox),
+        ("ixon", Envelope::Ixon),
+        ("problem", Envelope::Problem),
+    ];
+    let mut config = String::new();
+    for (name, _) in &profiles {
+        let u = up.url();
+        config.push_str(&format!(
+            r#"
+[[routes]]
+name = "{name}"
+path = "/{name}/devices"
+upstream = "{u}"
+auth = "bearer"
+profile = "{name}"
+[[routes.validate.params]]
+in = "header"
+name = "Api-Company"
+required = true
+schema = {{ type = "string" }}
+
+[[routes]]
+name = "{name}-limited"
+path = "/{name}/limited"
+upstream = "{u}"
+profile = "{name}"
+[[routes.rate_limits]]
+limit = 1
+window = "2s"
+key = "address"
+"#
+        ));
+    }
+    let mut out = String::new();
+    let gw = Gateway::start_after(&config, |path| {
+        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
+        out = cli_at(path, &["clients", "add", "--account", "acme"]);
+    });
+    let (id, secret) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+    );
+    let (anonymous, _) = client_of(&gw, |b| b);
+    for (name, envelope) in profiles {
+        let path = format!("/{name}/devices");
+        let (client, events) =
+            client_of(&gw, |b| b.client_credentials(&id, &secret, "/oauth/token"));
+        run(async {
+            // No credentials: 401 in the profile's words, whose remedy is a token.
+            let e = anonymous.get(&path).send().await.unwrap_err();
+            assert_eq!(e.envelope, envelope, "{name}: {:?}", e.body);
+            assert_eq!(e.status, Some(401), "{name}");
+            assert_eq!(e.class, ErrorClass::Content);
+            assert_eq!(e.retry, Retry::AfterReauth, "{name}: {e:?}");
+            assert!(
+                e.catalog_codes.contains(&"credentials_missing".to_owned()),
+                "{name}: {:?}",
+                e.catalog_codes
+            );
+            assert!(e.request_id.is_some(), "{name}");
+            assert_eq!(
+                e.gave_up.as_deref(),
+                Some("no credentials this client could renew")
+            );
+
+            // A required header missing: never retried; the header named where the
+            // envelope has room for fields.
+            let e = client.get(&path).send().await.unwrap_err();
+            assert_eq!(e.envelope, envelope, "{name}: {:?}", e.body);
+            assert_eq!(e.status, Some(400), "{name}");
+            assert_eq!(e.retry, Retry::Never, "{name}: {e:?}");
+            assert_eq!(e.attempts, 1);
+            assert!(
+                e.catalog_codes.contains(&"validation_failed".to_owned()),
+                "{name}: {:?}",
+                e.catalog_codes
+            );
+            if envelope != Envelope::AsyncOs {
+                assert!(
+                    e.fields.iter().any(|f| f
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("api-company"))),
+                    "{name}: {:?}",
+                    e.body
+                );
+            }
+            let ok = client.get(&path).header("Api-Company", "acme").send().await;
+            assert_eq!(ok.unwrap().status(), 200);
+
+            // Rate limited: the profile's 429, Retry-After waited, then the answer.
+            let limited = format!("/{name}/limited");
+            assert_eq!(client.get(&limited).send().await.unwrap().attempts(), 1);
+            let resp = client.get(&limited).send().await.unwrap();
+            assert_eq!(resp.attempts(), 2, "{name}");
+        });
+        let events = events.lock().unwrap();
+        assert_eq!(events.len(), 1, "{name}");
+        let e = &events[0].error;
+        assert_eq!(e.envelope, envelope, "{name}: {:?}", e.body);
+        assert_eq!(e.status, Some(429));
+        assert_eq!(e.retry, Retry::AfterDelay, "{name}: {e:?}");
+        assert!(
+            e.catalog_codes.contains(&"rate_limited".to_owned()),
+            "{name}: {:?}",
+            e.catalog_codes
+        );
+        assert_eq!(Some(events[0].delay), e.retry_after, "{name}");
+    }
+}
