@@ -142,7 +142,7 @@ pub(crate) enum Grant {
     /// `client_credentials` with HTTP Basic.
     Secret { id: String, secret: String },
     /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with a signed assertion.
-    Assertion { id: String, key: AssertionKey },
+    Assertion { id: String, key: Box<AssertionKey> },
 }
 
 /// An RFC 6238 one-time code generator: HMAC-SHA1, 30 s steps, 6 digits (what candor's

@@ -247,7 +247,7 @@ impl ClientBuilder {
     ) -> Self {
         let grant = Grant::Assertion {
             id: client_id.into(),
-            key,
+            key: Box::new(key),
         };
         self.grant = Some((grant, token_url.into()));
         self

@@ -57,12 +57,12 @@ pub struct FieldFault {
     pub message: String,
 }
 
-/// An error from an API behind candor, or from getting to it.
+/// What an [`ApiError`] says; read through the error (`err.class`, `err.fields`...).
 ///
 /// Every field is decoded from what the answer carried; what it did not carry is `None`.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct ApiError {
+pub struct ErrorDetails {
     /// Network, content (4xx) or server (5xx).
     pub class: ErrorClass,
     /// The HTTP status; `None` for a network error.
@@ -100,6 +100,25 @@ pub struct ApiError {
     pub attempts: u32,
     /// Why no further retry was made, when the class allowed one.
     pub gave_up: Option<String>,
+}
+
+/// An error from an API behind candor, or from getting to it. Its [`ErrorDetails`] are read
+/// as fields of the error itself (`err.class`, `err.retry`), boxed so that a `Result` stays
+/// small.
+#[derive(Clone, Debug)]
+pub struct ApiError(Box<ErrorDetails>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.0
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -160,7 +179,7 @@ fn text(v: &Value, key: &str) -> Option<String> {
 impl ApiError {
     /// A network error: no answer.
     pub(crate) fn network(cause: String) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ErrorDetails {
             class: ErrorClass::Network,
             status: None,
             code: None,
@@ -177,16 +196,16 @@ impl ApiError {
             body: None,
             attempts: 1,
             gave_up: None,
-        }
+        }))
     }
 
-    /// A client-side error that no retry can fix (a bad URL, an unreadable key).
+    /// A client-side error that no retry can fix (a bad URL, an unreadable key, an answer
+    /// longer than the client reads): class network (no answer was used), retry never.
     pub(crate) fn local(detail: String) -> ApiError {
-        ApiError {
-            retry: Retry::Never,
-            title: Some("The request could not be made".into()),
-            ..ApiError::network(detail)
-        }
+        let mut e = ApiError::network(detail);
+        e.retry = Retry::Never;
+        e.title = Some("The request could not be made".into());
+        e
     }
 
     /// Decodes an error answer: `status` ≥ 400, its headers and body. `rules` decide the
@@ -204,7 +223,7 @@ impl ApiError {
                 .map(str::to_owned)
         };
         let json: Option<Value> = serde_json::from_slice(body).ok().filter(Value::is_object);
-        let mut e = ApiError {
+        let mut e = ApiError(Box::new(ErrorDetails {
             class: if status >= 500 {
                 ErrorClass::Server
             } else {
@@ -226,7 +245,7 @@ impl ApiError {
             body: None,
             attempts: 1,
             gave_up: None,
-        };
+        }));
         let mut body_retry = None;
         match &json {
             Some(v) => e.decode(v, status, &mut body_retry),

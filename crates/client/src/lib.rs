@@ -53,4 +53,4 @@ mod transport;
 pub use auth::{AssertionKey, Totp};
 pub use candor_catalog::{Backoff, Jitter, Retry, RetryRule, RetryRules};
 pub use client::{Client, ClientBuilder, RequestBuilder, Response, RetryEvent, Stats};
-pub use error::{ApiError, Envelope, ErrorClass, FieldFault};
+pub use error::{ApiError, Envelope, ErrorClass, ErrorDetails, FieldFault};

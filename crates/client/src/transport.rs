@@ -166,17 +166,21 @@ impl Transport {
             }
             r
         };
+        let replayable =
+            parts.method.is_idempotent() || parts.headers.contains_key("idempotency-key");
         let exchange = async {
-            if let Some(mut sender) = self.pooled(&origin) {
-                if sender.ready().await.is_ok() {
-                    match sender.send_request(build(&parts, &body)).await {
-                        Ok(resp) => return self.finish(origin.clone(), sender, resp).await,
-                        // Closed before our request went out: a fresh connection will do.
-                        Err(e) if e.is_canceled() || e.is_closed() || e.is_incomplete_message() => {
-                        }
-                        Err(e) => {
-                            return Err(ApiError::network(format!("exchange with {origin}: {e}")));
-                        }
+            if let Some(mut sender) = self.pooled(&origin)
+                && sender.ready().await.is_ok()
+            {
+                match sender.send_request(build(&parts, &body)).await {
+                    Ok(resp) => return self.finish(origin.clone(), sender, resp).await,
+                    // Closed by the server before our request went out: a fresh connection
+                    // will do. Closed while it went out (the keep-alive race): sent again
+                    // only when that is safe (idempotent, or with an Idempotency-Key).
+                    Err(e) if e.is_canceled() || e.is_closed() => {}
+                    Err(e) if e.is_incomplete_message() && replayable => {}
+                    Err(e) => {
+                        return Err(ApiError::network(format!("exchange with {origin}: {e}")));
                     }
                 }
             }
@@ -212,7 +216,14 @@ impl Transport {
             .collect()
             .await
             .map_err(|e| {
-                ApiError::network(format!("reading the answer's body from {origin}: {e}"))
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::local(format!(
+                        "the answer from {origin} is longer than {} bytes (max_body_bytes)",
+                        self.max_body
+                    ))
+                } else {
+                    ApiError::network(format!("reading the answer's body from {origin}: {e}"))
+                }
             })?
             .to_bytes();
         self.keep(origin, sender);

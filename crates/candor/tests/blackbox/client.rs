@@ -160,6 +160,16 @@ fn every_class_of_error_and_never_is_never_retried() {
         assert!(e.detail.as_deref().unwrap().contains("refused"), "{e}");
     });
     assert_eq!(nobody.stats().retries, 2);
+
+    // An answer longer than the client accepts: no retry makes it shorter.
+    let small = Client::builder(format!("http://{}", gw.addr))
+        .max_body_bytes(16)
+        .build()
+        .unwrap();
+    let e = run(small.get("/r").send()).unwrap_err();
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.retry, Retry::Never);
+    assert!(e.to_string().contains("longer than 16 bytes"), "{e}");
 }
 
 #[test]
@@ -177,6 +187,8 @@ fn an_upstream_failing_twice_is_retried_with_one_idempotency_key() {
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 2);
     for e in events.iter() {
+        // Every attempt carried the same key.
+        assert_eq!(e.error.detail, Some(format!("failing {key}")));
         // The upstream's own 502, passed on: no catalog code, retried by its status.
         assert_eq!(e.error.status, Some(502));
         assert_eq!(e.error.class, ErrorClass::Server);
