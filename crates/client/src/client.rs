@@ -543,7 +543,10 @@ impl RequestBuilder {
                     if from_token || inner.tokens.is_none() {
                         return give_up(e, "no credentials this client could renew".into());
                     }
-                    if reauthed || cap == Some(0) {
+                    if cap == Some(0) {
+                        return give_up(e, "retries are off (max_retries 0)".into());
+                    }
+                    if reauthed {
                         return give_up(e, "a new token was refused too".into());
                     }
                     reauthed = true;
