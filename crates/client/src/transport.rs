@@ -100,7 +100,17 @@ impl Transport {
             let stream = tokio_rustls::TlsConnector::from(self.tls()?)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| ApiError::network(format!("TLS with {host}:{port}: {e}")))?;
+                .map_err(|e| {
+                    // A certificate not trusted or a protocol refused is not fixed by
+                    // trying again; a connection cut during the handshake may be.
+                    let refused = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
+                    let text = format!("TLS with {host}:{port}: {e}");
+                    if refused {
+                        ApiError::local(text)
+                    } else {
+                        ApiError::network(text)
+                    }
+                })?;
             let (sender, conn) = http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(handshake_failed)?;

@@ -3,7 +3,8 @@
 //! fails twice, a connection reset, a refused one) with `never` never retried;
 //! `Retry-After` waited, from candor's own 429 and from an upstream's 503; the retry
 //! budget; tokens cached, refreshed before expiry and re-acquired once on `after_reauth`;
-//! JWT assertions and one-time codes.
+//! JWT assertions and one-time codes; each built-in profile's envelope; HTTPS with a
+//! private CA, and an untrusted certificate never retried.
 
 use crate::harness::*;
 use candor_client::{AssertionKey, Client, Envelope, ErrorClass, Retry, RetryEvent, rules};
@@ -573,4 +574,32 @@ key = "address"
         );
         assert_eq!(Some(events[0].delay), e.retry_after, "{name}");
     }
+}
+
+#[test]
+fn https_with_a_private_ca_and_an_untrusted_certificate_is_not_retried() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        fixture("server.pem").display(),
+        fixture("server.key").display(),
+        one_route("/r", &up.url(), "")
+    );
+    let gw = Gateway::start(&config);
+    let ca = std::fs::read_to_string(fixture("ca.pem")).unwrap();
+    let base = format!("https://{}", gw.addr);
+    let trusted = Client::builder(&base)
+        .add_root_certificates_pem(&ca)
+        .build()
+        .unwrap();
+    let resp = run(trusted.get("/r").send()).unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.request_id().is_some());
+
+    let untrusted = Client::builder(&base).build().unwrap();
+    let e = run(untrusted.get("/r").send()).unwrap_err();
+    assert_eq!(e.class, ErrorClass::Network);
+    assert_eq!(e.retry, Retry::Never);
+    assert_eq!(e.attempts, 1);
+    assert!(e.to_string().contains("TLS with"), "{e}");
 }
