@@ -7,6 +7,7 @@
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
+//! - [`RetryRules`] — each code's retry class and back-off guidance, as data for clients.
 //! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
@@ -27,12 +28,14 @@ pub mod page;
 mod problem;
 pub mod profile;
 pub mod profile_page;
+mod retry_rules;
 mod template;
 
 pub use entry::{Entry, Retry};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
 pub use profile::Profile;
+pub use retry_rules::{Backoff, CLASSES, Jitter, RetryRule, RetryRules, StatusRule};
 pub use template::Template;
 
 /// The built-in catalog's source text (TOML), embedded at build time.
