@@ -46,6 +46,11 @@ impl Profiles {
         &self.all
     }
 
+    /// The hosts with a profile of their own.
+    pub fn hosts(&self) -> &[(String, Arc<Profile>)] {
+        &self.hosts
+    }
+
     /// The listener's profile, if one is set.
     pub fn listener(&self) -> Option<&Arc<Profile>> {
         self.listener.as_ref()
