@@ -61,14 +61,16 @@ mod stages;
 mod stats;
 mod supervised;
 mod time;
+#[cfg(feature = "otlp")]
+mod traces;
 mod upstream;
 
-pub use config::EventsConfig;
 pub use config::{
     AlertRules, AlertsConfig, EmailConfig, ErrorRateRule, EventFilterConfig, Mode, Secret,
     SinkConfig, SubscriptionConfig, SyslogConfig, SyslogTransport, WebhookConfig,
 };
 pub use config::{Config, ConfigProblem, ConfigReport, did_you_mean};
+pub use config::{EventsConfig, OtlpConfig, TracesConfig};
 pub use error::GatewayError;
 pub use http::path_segment;
 pub use http::server::{Listeners, Overrides, Server, probe_listeners, shutdown_signal};

@@ -132,6 +132,12 @@ pub(crate) struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// The route's name.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn route(&self) -> &str {
+        &self.route
+    }
+
     /// The handles of the route named `route` (its series exist from now on, at 0).
     pub(crate) fn new(route: &str) -> RouteMetrics {
         let m = &*RECORDED;

@@ -43,6 +43,7 @@
 //! - [`subscriptions`]: event subscriptions: webhooks in block and drop mode, signatures,
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
+//! - [`traces`]: OTLP export of a span per request.
 //! - [`seeds`]: the seed documents and the examples that reproduce them; [`profiles_pelion`]:
 //!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked;
 //!   [`profiles_ixon`]: `examples/ixon.toml` against seed 004.
@@ -85,6 +86,7 @@ mod subscriptions;
 mod supervisor;
 mod timeouts;
 mod token_endpoint;
+mod traces;
 mod transport;
 mod upstreams;
 mod validate;

@@ -159,6 +159,17 @@ async fn route(
             let mut stats = crate::stats::STATS.to_json(&state.connections());
             stats["events"] = crate::events::subscriptions::stats_json(state.events());
             stats["events"]["log"] = state.events().stats.to_json(state.events().on());
+            #[cfg(feature = "otlp")]
+            {
+                let t = state.traces();
+                let get =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                stats["traces"] = json!({
+                    "otlp": t.on(),
+                    "exported": get(&t.stats.exported),
+                    "dropped": get(&t.stats.dropped),
+                });
+            }
             return Ok(json_response(StatusCode::OK, stats));
         }
         "/metrics" => {

@@ -43,6 +43,7 @@ mod routes;
 mod server;
 mod subscriptions;
 mod timeouts;
+mod traces;
 mod upstreams;
 
 pub use alerts::{AlertRules, AlertsConfig, EmailConfig, ErrorRateRule};
@@ -63,6 +64,7 @@ pub use subscriptions::{
     WebhookConfig,
 };
 pub(crate) use timeouts::Timeouts;
+pub use traces::{OtlpConfig, TracesConfig};
 
 use candor_catalog::Catalog;
 use reader::{Problems, TableReader};
@@ -85,6 +87,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The API event log.
     pub events: EventsConfig,
+    /// Span export (`[traces.otlp]`).
+    pub traces: TracesConfig,
     /// Alert rules and where alerts go (`None`: no alerts).
     pub alerts: Option<AlertsConfig>,
     /// Fault injection for operators.
@@ -109,7 +113,7 @@ pub struct Config {
 
 const TOP: &[&str] = &[
     "server", "limits", "timeouts", "log", "events", "alerts", "debug", "auth", "access", "routes",
-    "openapi", "profiles", "demo_api",
+    "openapi", "profiles", "demo_api", "traces",
 ];
 
 impl Config {
@@ -221,6 +225,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let log = log::read(top, p);
     let events = events::read(top, p, dir, &catalog);
     let alerts = alerts::read(top, p, dir);
+    let traces = traces::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
     let profiles = profiles::read(top, p, dir, &catalog);
@@ -245,6 +250,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         timeouts,
         log,
         events,
+        traces,
         alerts,
         debug,
         auth,

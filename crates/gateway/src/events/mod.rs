@@ -12,7 +12,7 @@
 
 pub(crate) mod alerts;
 mod line;
-mod sinks;
+pub(crate) mod sinks;
 pub(crate) mod store;
 pub mod story;
 pub(crate) mod subscriptions;

@@ -183,6 +183,8 @@ impl State {
             self.services.clone(),
         )));
         crate::events::subscriptions::apply(&self.services.events, &config);
+        #[cfg(feature = "otlp")]
+        self.services.traces.apply(config.traces.otlp.as_ref());
         tracing::info!(target: "candor::config", generation, routes = config.routes.len(), "configuration reloaded");
         self.config_applied(generation, config.routes.len(), "reload");
         Ok(generation)
@@ -191,6 +193,12 @@ impl State {
     /// The API event log.
     pub(crate) fn events(&self) -> &Arc<crate::events::EventLog> {
         &self.services.events
+    }
+
+    /// The OTLP span export.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn traces(&self) -> &crate::traces::Traces {
+        &self.services.traces
     }
 
     fn config_applied(&self, generation: u64, routes: usize, how: &str) {
@@ -416,7 +424,11 @@ impl Server {
                 &rate_limits,
             ),
             rate_limits,
+            #[cfg(feature = "otlp")]
+            traces: Default::default(),
         });
+        #[cfg(feature = "otlp")]
+        services.traces.apply(config.traces.otlp.as_ref());
         let admin_token_file = config
             .server
             .admin_token_file

@@ -33,6 +33,9 @@ pub(crate) struct TraceContext {
     pub(crate) flags: u8,
     /// Whether the trace came with the request (else it started at the gateway).
     pub(crate) continued: bool,
+    /// The gateway's own span for this request: the parent the upstream is told of, and
+    /// the span exported over OTLP. The same as `span_id` when the trace started here.
+    pub(crate) hop: [u8; 8],
 }
 
 impl TraceContext {
@@ -48,11 +51,13 @@ impl TraceContext {
 
     /// A new trace, sampled.
     pub(crate) fn new() -> TraceContext {
+        let span_id = nonzero(|| fastrand::u64(..).to_be_bytes());
         TraceContext {
             trace_id: nonzero(|| fastrand::u128(..).to_be_bytes()),
-            span_id: nonzero(|| fastrand::u64(..).to_be_bytes()),
+            span_id,
             flags: SAMPLED,
             continued: false,
+            hop: span_id,
         }
     }
 
@@ -91,6 +96,7 @@ impl TraceContext {
             span_id,
             flags,
             continued: true,
+            hop: nonzero(|| fastrand::u64(..).to_be_bytes()),
         })
     }
 
@@ -101,9 +107,9 @@ impl TraceContext {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The `traceparent` the upstream gets: this trace, with a new span id for this hop.
+    /// The `traceparent` the upstream gets: this trace, with this hop's span as the parent.
     pub(crate) fn child_header(&self) -> HeaderValue {
-        let span = nonzero(|| fastrand::u64(..).to_be_bytes());
+        let span = self.hop;
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex_into(&self.trace_id, &mut out[3..35]);
         hex_into(&span, &mut out[36..52]);
@@ -141,7 +147,8 @@ fn hex_byte(two: &[u8]) -> Option<u8> {
     Some(digit(two[0])? << 4 | digit(two[1])?)
 }
 
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
+/// `bytes` as lower-case hex digits, into `out` (twice as long).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
     for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = HEX[usize::from(b >> 4)];
         out[2 * i + 1] = HEX[usize::from(b & 15)];

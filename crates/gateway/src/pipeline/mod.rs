@@ -114,6 +114,9 @@ pub(crate) struct Services {
     pub(crate) rate_limits: Arc<crate::limits::rate::Registry>,
     /// The API event log.
     pub(crate) events: Arc<crate::events::EventLog>,
+    /// OTLP span export.
+    #[cfg(feature = "otlp")]
+    pub(crate) traces: crate::traces::Traces,
 }
 
 impl Pipeline {
@@ -324,6 +327,34 @@ impl Pipeline {
         let route_metrics = measured.0.map(|i| &self.plans[i].metrics);
         let code = error.as_ref().map(|e| e.code);
         let status = resp.status().as_u16();
+        #[cfg(feature = "otlp")]
+        if self.services.traces.on() {
+            let route = route_metrics.map_or("unrouted", |m| m.route());
+            let end = std::time::SystemTime::now();
+            let mut attributes = vec![
+                ("http.request.method", method.to_string()),
+                (
+                    "url.path",
+                    crate::events::kept_path(uri.path()).into_owned(),
+                ),
+                ("candor.route", route.to_owned()),
+                ("candor.request_id", rid.text.clone()),
+                ("client.address", peer.ip().to_string()),
+            ];
+            if let Some(c) = code {
+                attributes.push(("candor.code", c.to_owned()));
+            }
+            self.services.traces.record(crate::traces::Span {
+                trace_id: trace.trace_id,
+                span_id: trace.hop,
+                parent: trace.continued.then_some(trace.span_id),
+                name: format!("{method} {route}"),
+                start: end - started.elapsed(),
+                end,
+                status,
+                attributes,
+            });
+        }
         crate::metrics::request(route_metrics, status, code, started.elapsed(), measured.1);
         resp
     }
