@@ -17,6 +17,8 @@
 //! - [`authorize`]: scopes, the account a request names, account quotas.
 //! - [`validate`]: route contracts: parameters, headers and JSON bodies, every problem at
 //!   once (`validation_failed`), schemas `candor check` refuses.
+//! - [`config_modes`]: configuration modes (cluster, group, machine), overrides in the
+//!   configuration and through the admin API, `unsupported_for_mode`.
 //! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
 //! - [`api_keys`]: API keys, their restrictions, rotation and deletion.
 //! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
@@ -55,6 +57,7 @@ mod body_faults;
 mod caps;
 mod catalog;
 mod catalog_coverage;
+mod config_modes;
 mod demo;
 mod events;
 mod forward;

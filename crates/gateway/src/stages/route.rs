@@ -59,6 +59,10 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// Its rate-limit policies and the statuses of its limit answers.
     pub(crate) limits: crate::config::RouteLimits,
+    /// The feature it configures and the configuration modes it supports, if it does.
+    pub config_mode: Option<crate::stages::config_mode::RouteModes>,
+    /// Its upstream is the built-in demo API (`upstream = "builtin:demo"`).
+    pub builtin_upstream: bool,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.
@@ -563,7 +567,7 @@ pub(crate) fn run<'t>(
             ctx.trail.record(
                 "route",
                 "reject",
-                Some(codes::ROUTE_NOT_FOUND),
+                Some(err.code),
                 vec![("suggestions", count.to_string())],
             );
             Err(err)
@@ -623,6 +627,18 @@ fn not_found(method: &Method, path: &str, suggestions: Vec<Suggestion>) -> Gatew
             })
         })
         .collect();
+    // A path that names a route in other letter case is told apart: its own code, so that
+    // an API whose contract answers it differently (Edgio's 403 "Invalid Case") can.
+    if let Some(case) = suggestions
+        .iter()
+        .find(|s| s.reason == SuggestionReason::LetterCase)
+    {
+        return GatewayError::new(codes::PATH_CASE_MISMATCH)
+            .param("method", method.to_string())
+            .param("path", path.to_owned())
+            .param("suggested", case.path.clone())
+            .extension("suggestions", list.into());
+    }
     GatewayError::new(codes::ROUTE_NOT_FOUND)
         .param("method", method.to_string())
         .param("path", path.to_owned())
