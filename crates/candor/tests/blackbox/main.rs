@@ -38,6 +38,8 @@
 //!   `traceparent` to the upstream; the trace id in problem bodies.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
 //! - [`events`]: the API event log, `candor explain`, `/requests/{id}` and `/events`.
+//! - [`examples`]: the seed examples (asyncos, edgio, knox) as they ship, every error their
+//!   seed documents produced by a real request.
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
 //!   restarted.
@@ -60,6 +62,7 @@ mod catalog_coverage;
 mod config_modes;
 mod demo;
 mod events;
+mod examples;
 mod forward;
 mod framing;
 mod head_guard;

@@ -157,7 +157,8 @@ impl DemoApi {
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (req.method().clone(), segs.as_slice()) {
-            (m, ["v1", "customers", customer, "devices"]) => {
+            // Under `/v1`, or any prefix an example's routes give it (`/v2/mcc/...`).
+            (m, [.., "customers", customer, "devices"]) => {
                 check_customer(customer)?;
                 let customer = (*customer).to_owned();
                 if m == Method::POST {
@@ -167,7 +168,7 @@ impl DemoApi {
                     self.blocking(move |api| api.list(&customer)).await
                 }
             }
-            (m, ["v1", "customers", customer, "devices", id]) => {
+            (m, [.., "customers", customer, "devices", id]) => {
                 check_customer(customer)?;
                 let id: i64 = id.parse().map_err(|_| {
                     validation_failed(vec![field(

@@ -1,0 +1,578 @@
+//! The seed examples (`examples/asyncos.toml`, `edgio.toml`, `knox.toml`), black-box: each
+//! file started as it ships (its data directory moved into the test's own), accounts and
+//! clients made with the CLI, and every error its seed document lists produced by a real
+//! request, checked for status and catalog code (in the default `problem` envelope).
+
+use crate::harness::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use candor_gateway::{Claims, Identity, unix_now};
+
+/// `examples/NAME.toml` with its data directory in the test's directory.
+fn example(name: &str) -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = format!("data_dir = \"../candor-data/{name}\"");
+    assert!(text.contains(&line), "{} has no `{line}`", file.display());
+    text.replace(&line, "data_dir = \"candor-data\"")
+}
+
+/// The example's gateway, after `prepare` ran the CLI on its configuration.
+fn start(name: &str, prepare: impl FnOnce(&std::path::Path)) -> Gateway {
+    Gateway::start_after(&example(name), prepare)
+}
+
+fn identity(gw: &Gateway) -> Identity {
+    Identity::open(&gw.dir.join("candor-data")).unwrap()
+}
+
+/// A token signed with the gateway's key, as its token endpoint signs them, edited.
+fn signed(
+    gw: &Gateway,
+    client: &str,
+    account: &str,
+    aud: &str,
+    edit: impl FnOnce(&mut Claims),
+) -> String {
+    let now = unix_now();
+    let mut c = Claims {
+        iss: format!("http://{}", gw.addr),
+        sub: client.into(),
+        aud: aud.into(),
+        exp: now + 300,
+        iat: now,
+        nbf: None,
+        jti: format!("t-{now}-{}", std::process::id()),
+        scope: String::new(),
+        account: Some(account.into()),
+    };
+    edit(&mut c);
+    identity(gw).sign(&c).unwrap()
+}
+
+fn client_token(gw: &Gateway, id: &str, secret: &str, extra: &[(&str, &str)]) -> Response {
+    let auth = basic(id, secret);
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    pairs.extend_from_slice(extra);
+    gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM, ("Authorization", &auth)],
+        form(&pairs).as_bytes(),
+    )
+}
+
+// ------------------------------------------------------------------ AsyncOS (000)
+
+#[test]
+fn asyncos_example_answers_its_documented_errors() {
+    let mut out = String::new();
+    let gw = start("asyncos", |path| {
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "esa", "--name", "Mail gateway"],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "esa"]);
+    });
+    let (id, secret) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+    );
+    let sg = "/esa/api/v2.0/config/sender_groups";
+
+    // "Unauthorized." 401: no token.
+    let r = gw.get(sg);
+    assert_eq!(r.status, 401);
+    assert_problem(&r, "credentials_missing");
+
+    // "Invalid credentials." at the token endpoint.
+    let r = client_token(&gw, &id, "not-the-secret", &[]);
+    assert_eq!(r.status, 401);
+    assert_problem(&r, "invalid_client");
+
+    let r = client_token(&gw, &id, &secret, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {token}");
+    let get = |path: &str, auth: &str| gw.request("GET", path, &[("Authorization", auth)], b"");
+    assert_eq!(get(sg, &auth).status, 200);
+
+    // "InvalidTokenError." 401: a token whose signature does not verify.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut sig = B64.decode(&parts[2]).unwrap();
+    sig[0] ^= 1;
+    parts[2] = B64.encode(sig);
+    let r = get(sg, &format!("Bearer {}", parts.join(".")));
+    assert_eq!(r.status, 401);
+    assert_problem(&r, "token_invalid");
+
+    // "ExpiredSignatureError." 401.
+    let expired = signed(&gw, &id, "esa", "asyncos-api", |c| {
+        c.iat -= 900;
+        c.exp = c.iat + 300;
+    });
+    let r = get(sg, &format!("Bearer {expired}"));
+    assert_eq!(r.status, 401);
+    assert_problem(&r, "token_expired");
+
+    // "Unsupported operation for machine mode. Override settings from the UI for
+    // sender_groups to configure through APIs." 404.
+    let r = get(&format!("{sg}?mode=machine"), &auth);
+    assert_eq!(r.status, 404);
+    let b = assert_problem(&r, "unsupported_for_mode");
+    assert_eq!(
+        b["detail"],
+        "Unsupported operation for machine mode. Override settings from the UI for sender_groups to configure through APIs."
+    );
+    // URL lists are overridden for machine mode in the file; sender groups once the admin
+    // API overrides them.
+    assert_eq!(
+        get("/esa/api/v2.0/config/url_lists?mode=machine", &auth).status,
+        200
+    );
+    assert_eq!(
+        admin_call(&gw, "PUT", "/modes/sender_groups/machine", None).status,
+        201
+    );
+    assert_eq!(get(&format!("{sg}?mode=machine"), &auth).status, 200);
+    assert_problem(
+        &get("/esa/api/v2.0/config/dictionaries?mode=group", &auth),
+        "unsupported_for_mode",
+    );
+}
+
+// ------------------------------------------------------------------ Edgio (001)
+
+#[test]
+fn edgio_example_answers_its_documented_errors() {
+    let (mut primary, mut backup, mut deleted, mut client) =
+        (String::new(), String::new(), String::new(), String::new());
+    let gw = start("edgio", |path| {
+        for (id, name) in [
+            ("0001", "Customer one"),
+            ("0002", "Gone"),
+            ("0003", "Customer three"),
+        ] {
+            cli_at(path, &["accounts", "add", "--id", id, "--name", name]);
+        }
+        primary = cli_at(path, &["accounts", "token", "0001", "primary"])
+            .trim()
+            .to_owned();
+        backup = cli_at(path, &["accounts", "token", "0001", "backup"])
+            .trim()
+            .to_owned();
+        deleted = cli_at(path, &["accounts", "token", "0002", "primary"])
+            .trim()
+            .to_owned();
+        cli_at(path, &["accounts", "delete", "0002"]);
+        client = cli_at(
+            path,
+            &[
+                "clients",
+                "add",
+                "--account",
+                "0001",
+                "--scopes",
+                "devices:read",
+                "--lifetime",
+                "300s",
+            ],
+        );
+    });
+    let devices = "/v2/mcc/customers/0001/devices";
+    let tok = |t: &str| format!("TOK: {t}");
+    let get = |path: &str, auth: &str| gw.request("GET", path, &[("Authorization", auth)], b"");
+    let post = |path: &str, auth: &str, ct: &str, body: &str| {
+        gw.request(
+            "POST",
+            path,
+            &[("Authorization", auth), ("Content-Type", ct)],
+            body.as_bytes(),
+        )
+    };
+
+    // Primary and backup are valid at once, with or without a space after TOK:.
+    assert_eq!(get(devices, &tok(&primary)).status, 200);
+    assert_eq!(get(devices, &format!("TOK:{backup}")).status, 200);
+
+    // 400: request body format against Content-Type; an invalid field; URL encoding.
+    assert_problem(
+        &post(devices, &tok(&primary), "application/xml", "<device/>"),
+        "unsupported_media_type",
+    );
+    assert_problem(
+        &post(devices, &tok(&primary), "application/json", "{\"name\": "),
+        "malformed_body",
+    );
+    let r = post(
+        devices,
+        &tok(&primary),
+        "application/json",
+        r#"{"name":"","serial":"x y"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert_problem(&r, "validation_failed");
+    assert_problem(
+        &get("/v2/mcc/customers/00%zz/devices", &tok(&primary)),
+        "invalid_url_encoding",
+    );
+    // 400 inactive / deleted customer (its own token, its own URL).
+    let r = get("/v2/mcc/customers/0002/devices", &tok(&deleted));
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        assert_problem(&r, "account_inactive")["account_status"],
+        "deleted"
+    );
+    // Invalid customer id: the URL names another account than the token's.
+    let r = get("/v2/mcc/customers/0003/devices", &tok(&primary));
+    assert_eq!(r.status, 403);
+    assert_problem(&r, "account_mismatch");
+
+    // 401: missing token; an unknown token; expired (OAuth tokens live 300 s);
+    // insufficient permissions.
+    assert_problem(&gw.get(devices), "credentials_missing");
+    assert_problem(
+        &get(devices, &tok("tok_0123456789abcdefghijklmnopqrstuvwxyz")),
+        "token_invalid",
+    );
+    let (id, secret) = (
+        value_of(&client, "client_id:"),
+        value_of(&client, "client_secret:"),
+    );
+    let r = client_token(&gw, &id, &secret, &[]);
+    assert_eq!(r.json()["expires_in"], 300, "{}", r.text());
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    assert_eq!(get("/rest/v1/customers/0001/devices", &bearer).status, 200);
+    let expired = signed(&gw, &id, "0001", "edgio-mcc", |c| {
+        c.iat -= 600;
+        c.exp = c.iat + 300;
+        c.scope = "devices:read".into();
+    });
+    assert_problem(
+        &get(
+            "/rest/v1/customers/0001/devices",
+            &format!("Bearer {expired}"),
+        ),
+        "token_expired",
+    );
+    let r = post(
+        "/rest/v1/customers/0001/devices",
+        &bearer,
+        "application/json",
+        r#"{"name":"a","serial":"S1"}"#,
+    );
+    assert_eq!(r.status, 403);
+    assert_problem(&r, "insufficient_scope");
+
+    // 403: the token in quotes; the wrong letter case.
+    let r = get(devices, &format!("\"TOK: {primary}\""));
+    assert_eq!(
+        assert_problem(&r, "credentials_malformed")["reason"],
+        "quoted"
+    );
+    let r = get(devices, &format!("TOK: \"{primary}\""));
+    assert_eq!(
+        assert_problem(&r, "credentials_malformed")["reason"],
+        "quoted"
+    );
+    let r = get("/v2/MCC/customers/0001/devices", &tok(&primary));
+    assert_eq!(r.status, 404);
+    let b = assert_problem(&r, "path_case_mismatch");
+    assert_eq!(b["suggestions"][0]["path"], devices);
+
+    // 404: an endpoint not found, with the trailing-slash hint; a device that does not exist.
+    let b = assert_problem(
+        &get(&format!("{devices}/"), &tok(&primary)),
+        "route_not_found",
+    );
+    assert_eq!(b["suggestions"][0]["reason"], "trailing_slash");
+    assert_problem(
+        &get(&format!("{devices}/999"), &tok(&primary)),
+        "resource_not_found",
+    );
+
+    // 405: a method the endpoint does not take.
+    let r = gw.request("PUT", devices, &[("Authorization", &tok(&primary))], b"");
+    assert_eq!(r.status, 405);
+    assert_problem(&r, "method_not_allowed");
+
+    // 409: the same resource created twice.
+    let body = r#"{"name":"Edge node","serial":"EN-1"}"#;
+    assert_eq!(
+        post(devices, &tok(&primary), "application/json", body).status,
+        201
+    );
+    let r = post(devices, &tok(&primary), "application/json", body);
+    assert_eq!(r.status, 409);
+    assert_problem(&r, "duplicate_resource");
+
+    // 500 "Method Error".
+    let r = get("/v2/mcc/customers/0001/method-error", &tok(&primary));
+    assert_eq!(r.status, 500);
+    assert_problem(&r, "internal_error");
+
+    // Rotation: a new primary through the admin API; the old primary stops working, the
+    // backup never did.
+    let r = admin_call(&gw, "POST", "/accounts/0001/tokens/primary", None);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let new_primary = r.json()["token"].as_str().unwrap().to_owned();
+    assert_problem(&get(devices, &tok(&primary)), "token_invalid");
+    assert_eq!(get(devices, &tok(&backup)).status, 200);
+    assert_eq!(get(devices, &tok(&new_primary)).status, 200);
+    let slots = gw.admin_get("/accounts/0001/tokens");
+    assert_eq!(slots["data"][0]["slot"], "primary");
+    assert_eq!(slots["data"][1]["set"], true);
+    assert!(
+        !slots.to_string().contains(&new_primary),
+        "tokens are never listed"
+    );
+    assert_problem(
+        &admin_call(&gw, "POST", "/accounts/0001/tokens/tertiary", None),
+        "validation_failed",
+    );
+    assert_problem(
+        &admin_call(&gw, "POST", "/accounts/0404/tokens/primary", None),
+        "resource_not_found",
+    );
+}
+
+// ------------------------------------------------------------------ Knox (003)
+
+#[test]
+fn knox_example_answers_its_documented_errors() {
+    use ring::signature::{self, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let key = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "knox-1", "x": B64.encode(key.public_key().as_ref())},
+    ]});
+    let (mut client, mut quota_client, mut open_key, mut ip_key, mut referer_key) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    let gw = start("knox", |path| {
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "tenant1", "--name", "Tenant"],
+        );
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "tenant2",
+                "--name",
+                "Small tenant",
+                "--quota-per-day",
+                "1",
+            ],
+        );
+        quota_client = cli_at(path, &["clients", "add", "--account", "tenant2"]);
+        client = cli_at(
+            path,
+            &["clients", "add", "--account", "tenant1", "--lifetime", "1h"],
+        );
+        let id = value_of(&client, "client_id:");
+        let file = path.parent().unwrap().join("client.jwks.json");
+        std::fs::write(&file, jwks.to_string()).unwrap();
+        cli_at(
+            path,
+            &["clients", "set-keys", &id, "--jwks", file.to_str().unwrap()],
+        );
+        let key_of = |out: String| value_of(&out, "api_key:");
+        open_key = key_of(cli_at(path, &["keys", "add", "--account", "tenant1"]));
+        ip_key = key_of(cli_at(
+            path,
+            &[
+                "keys",
+                "add",
+                "--account",
+                "tenant1",
+                "--allow-ip",
+                "10.9.9.0/24",
+            ],
+        ));
+        referer_key = key_of(cli_at(
+            path,
+            &[
+                "keys",
+                "add",
+                "--account",
+                "tenant1",
+                "--allow-referer",
+                "https://console.example/*",
+            ],
+        ));
+    });
+    let id = value_of(&client, "client_id:");
+    let token_url = format!("http://{}/oauth/token", gw.addr);
+    let now = unix_now();
+    let jwt = |jti: &str, tamper: bool| {
+        let claims = serde_json::json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 120, "iat": now, "jti": jti});
+        let input = format!(
+            "{}.{}",
+            B64.encode(
+                serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "knox-1"}).to_string()
+            ),
+            B64.encode(claims.to_string())
+        );
+        let mut sig = key.sign(input.as_bytes()).as_ref().to_vec();
+        if tamper {
+            sig[0] ^= 1;
+        }
+        format!("{input}.{}", B64.encode(sig))
+    };
+    let grant = |assertion: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion),
+        ];
+        pairs.extend_from_slice(extra);
+        gw.request("POST", "/oauth/token", &[FORM], form(&pairs).as_bytes())
+    };
+    // The running gateway picks the client's keys up within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    // The JWT flow: a signed JWT with a fresh jti, validity in minutes (int32).
+    let r = grant(
+        &jwt("jti-1", false),
+        &[("validityForAccessTokenInMinutes", "15")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["expires_in"], 900);
+    let access = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    // 4002250 API_KEY_NON_UNIQUE_JWTID
+    assert_problem(&grant(&jwt("jti-1", false), &[]), "assertion_replayed");
+    // 4002251 ACCESS_TOKEN_TIMEOUT_VALIDITY_RESOURCE_INVALID_PARAM
+    for bad in ["fifteen", "15m", "2147483648"] {
+        let b = assert_problem(
+            &grant(
+                &jwt(&format!("jti-v-{bad}"), false),
+                &[("validityForAccessTokenInMinutes", bad)],
+            ),
+            "invalid_token_validity",
+        );
+        assert_eq!(b["parameter"], "validityForAccessTokenInMinutes");
+        assert!(b["detail"].as_str().unwrap().contains("int32"), "{b}");
+    }
+    // 40122050 ACCESS_TOKEN_BAD_REQUEST: a badly signed JWT.
+    assert_problem(&grant(&jwt("jti-2", true), &[]), "invalid_grant");
+
+    let devices = "/kcs/v1/customers/tenant1/devices";
+    let get = |path: &str, h: &[(&str, &str)]| gw.request("GET", path, h, b"");
+    assert_eq!(get(devices, &[("Authorization", &access)]).status, 200);
+    // 4032251 ACCESS_TOKEN_EXPIRED, 4032252 ACCESS_TOKEN_INVALID
+    let expired = signed(&gw, &id, "tenant1", "knox-cloud", |c| {
+        c.iat -= 7200;
+        c.exp = c.iat + 900;
+    });
+    assert_problem(
+        &get(devices, &[("Authorization", &format!("Bearer {expired}"))]),
+        "token_expired",
+    );
+    let other_api = signed(&gw, &id, "tenant1", "another-api", |_| {});
+    assert_problem(
+        &get(
+            devices,
+            &[("Authorization", &format!("Bearer {other_api}"))],
+        ),
+        "token_wrong_audience",
+    );
+    assert_problem(
+        &get(
+            devices,
+            &[(
+                "Authorization",
+                "Bearer eyJhbGciOiJFZERTQSJ9.e30.c2lnbmF0dXJl",
+            )],
+        ),
+        "token_invalid",
+    );
+
+    // 4042251 API_KEY_RESTRICTION_NOT_FOUND, 4042252 API_KEY_RESTRICTION_INVALID
+    let keyed = "/kcs/v1/keyed/customers/tenant1/devices";
+    assert_eq!(get(keyed, &[("x-knox-apikey", &open_key)]).status, 200);
+    assert_problem(
+        &get(keyed, &[("x-knox-apikey", &referer_key)]),
+        "api_key_restriction_missing",
+    );
+    assert_problem(
+        &get(
+            keyed,
+            &[
+                ("x-knox-apikey", &referer_key),
+                ("Referer", "https://evil.example/"),
+            ],
+        ),
+        "api_key_restriction_mismatch",
+    );
+    assert_problem(
+        &get(keyed, &[("x-knox-apikey", &ip_key)]),
+        "api_key_restriction_mismatch",
+    );
+
+    // 4000000 RESOURCE_INVALID_PARAM, 4040000 RESOURCE_NOT_FOUND
+    let r = gw.request(
+        "POST",
+        devices,
+        &[
+            ("Authorization", &access),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"name":"","serial":"x y","kind":"toaster"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert_problem(&r, "validation_failed");
+    assert_problem(
+        &get(&format!("{devices}/4711"), &[("Authorization", &access)]),
+        "resource_not_found",
+    );
+
+    // Standard codes: 401, 404, 406, 501.
+    assert_problem(&get(devices, &[]), "credentials_missing");
+    assert_problem(
+        &get("/kcs/v1/customers/tenant1/device", &[]),
+        "route_not_found",
+    );
+    let r = get(
+        devices,
+        &[("Authorization", &access), ("Accept", "application/xml")],
+    );
+    assert_eq!(r.status, 406);
+    assert_problem(&r, "not_acceptable");
+    let r = get("/kcs/v1/licenses", &[]);
+    assert_eq!(r.status, 501);
+    assert_problem(&r, "not_implemented");
+
+    // 422 when limits are exceeded: tenant2's quota is 1 request a day.
+    let (id2, secret2) = (
+        value_of(&quota_client, "client_id:"),
+        value_of(&quota_client, "client_secret:"),
+    );
+    let r = client_token(&gw, &id2, &secret2, &[]);
+    let t2 = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let quota_devices = "/kcs/v1/customers/tenant2/devices";
+    assert_eq!(get(quota_devices, &[("Authorization", &t2)]).status, 200);
+    let r = get(quota_devices, &[("Authorization", &t2)]);
+    assert_eq!(r.status, 422);
+    assert_problem(&r, "quota_exceeded");
+
+    // 429: 10 requests a minute per client on the devices route.
+    let r = (0..12)
+        .map(|_| get(devices, &[("Authorization", &access)]))
+        .find(|r| r.status != 200)
+        .expect("the 11th request in a minute is refused");
+    assert_eq!(r.status, 429);
+    assert_problem(&r, "rate_limited");
+}
