@@ -7,6 +7,7 @@
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
+//! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -23,11 +24,13 @@ mod entry;
 mod load;
 pub mod page;
 mod problem;
+pub mod profile;
 mod template;
 
 pub use entry::{Entry, Retry};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
+pub use profile::Profile;
 pub use template::Template;
 
 /// The built-in catalog's source text (TOML), embedded at build time.

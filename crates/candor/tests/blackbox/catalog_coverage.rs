@@ -6,8 +6,7 @@
 
 use std::collections::BTreeSet;
 
-/// Codes raised by stages that are not built yet: resource conflicts and operations a mode
-/// does not support.
+/// Codes raised by stages that are not built yet (none now; later work may list some).
 const OWNED_BY_LATER_WORK: &[&str] = &[];
 
 #[test]

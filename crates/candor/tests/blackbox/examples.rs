@@ -8,8 +8,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use candor_gateway::{Claims, Identity, unix_now};
 
-/// `examples/NAME.toml` with its data directory in the test's directory.
+/// `examples/NAME.toml` with its data directory in the test's directory, answering in the
+/// default `problem` envelope (its profile line taken out) so that the catalog code of each
+/// answer is checked; the profile's own bodies are checked by the `*_seed_*` tests.
 fn example(name: &str) -> String {
+    let line = format!("profile = \"{name}\"\n");
+    let text = example_as_shipped(name);
+    assert!(text.contains(&line), "examples/{name}.toml has no `{line}`");
+    text.replace(&line, "")
+}
+
+/// `examples/NAME.toml` as it ships, its data directory in the test's directory.
+fn example_as_shipped(name: &str) -> String {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
         .join(format!("{name}.toml"));

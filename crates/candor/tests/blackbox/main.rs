@@ -47,6 +47,8 @@
 //! - [`subscriptions`]: event subscriptions: webhooks in block and drop mode, signatures,
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
+//! - [`seeds`]: the seed documents and the examples that reproduce them; [`profiles_pelion`]:
+//!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked.
 
 mod harness;
 
@@ -74,9 +76,11 @@ mod newcomer;
 mod openapi;
 mod parse;
 mod policy;
+mod profiles_pelion;
 mod protocols;
 mod rate_limits;
 mod route;
+mod seeds;
 mod shared_limits;
 mod subscriptions;
 mod supervisor;

@@ -19,6 +19,8 @@
 //! | `[config_modes]` | `modes.rs` | the configuration-mode stage's `ModeSettings` (a route's `feature`, `config_modes`) |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
 //! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
+//! | `[server] profile`, `[profiles]` | `profiles.rs` | the renderer's `Profiles`: which error profile answers where |
+//! | `[demo_api]` | `demo_api.rs` | where `candor serve` serves the built-in demo API |
 //! | `[[openapi]]` | `openapi.rs` | routes derived from an OpenAPI document (then read as `[[routes]]` are) |
 //!
 //! `reader.rs` walks TOML tables recording problems with their spans; `report.rs` is what
@@ -29,11 +31,13 @@ mod alerts;
 mod auth;
 mod contract;
 mod debug;
+mod demo_api;
 mod events;
 mod limits;
 mod log;
 mod modes;
 pub(crate) mod openapi;
+mod profiles;
 mod rate_limits;
 mod reader;
 mod report;
@@ -97,6 +101,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
     pub catalog: Arc<Catalog>,
+    /// Where `candor serve` serves the built-in demo API (`[demo_api] listen`), if anywhere.
+    pub demo_api: Option<std::net::SocketAddr>,
+    /// The error profiles: built-in and the operator's, and which answers where.
+    pub profiles: Arc<crate::stages::respond::Profiles>,
     /// What loaded but should be known: parts of OpenAPI documents the gateway does not
     /// check, when an `[[openapi]]` entry says `unsupported = "warn"`. `candor check`
     /// prints them; the server logs them when it loads the file.
@@ -116,6 +124,8 @@ const TOP: &[&str] = &[
     "config_modes",
     "routes",
     "openapi",
+    "profiles",
+    "demo_api",
 ];
 
 impl Config {
@@ -189,6 +199,10 @@ impl Config {
             ),
             ("server.workers", s.workers.to_string()),
             ("server.data_dir", s.data_dir.display().to_string()),
+            (
+                "demo_api.listen",
+                self.demo_api.map_or("(none)".into(), |a| a.to_string()),
+            ),
             ("events.enabled", self.events.enabled.to_string()),
             (
                 "events.dir",
@@ -236,6 +250,8 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
     let config_modes = modes::read(top, p);
+    let profiles = profiles::read(top, p, dir, &catalog);
+    let demo_api = demo_api::read(top, p);
     let routes = routes::read(
         top,
         p,
@@ -244,6 +260,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         &config_modes,
         dir,
         limits.max_body_bytes,
+        (&profiles, &catalog),
     );
     subscriptions::check_routes(p, &events.subscriptions, &routes);
     if p.list.len() > before {
@@ -263,6 +280,8 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         config_modes,
         routes,
         catalog,
+        profiles: Arc::new(profiles),
+        demo_api,
         notices: Vec::new(),
     })
 }

@@ -181,6 +181,10 @@ impl DemoApi {
                 let customer = (*customer).to_owned();
                 if m == Method::DELETE {
                     self.blocking(move |api| api.delete(&customer, id)).await
+                } else if m == Method::PUT {
+                    let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                    self.blocking(move |api| api.replace(&customer, id, &body))
+                        .await
                 } else {
                     self.blocking(move |api| api.get(&customer, id)).await
                 }
@@ -327,6 +331,57 @@ impl DemoApi {
         let mut resp = Response::new(GatewayBody::empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         Ok(resp)
+    }
+
+    /// Replaces a device's name and kind; its serial is its identity and cannot change
+    /// (`conflict`: the device's current state forbids it).
+    fn replace(
+        &self,
+        customer: &str,
+        id: i64,
+        body: &Value,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let (name, serial, kind) = validate_device(body)?;
+        let db = self.db.lock().map_err(db_error)?;
+        let current: Option<String> = db
+            .query_row(
+                "SELECT serial FROM devices WHERE customer = ?1 AND id = ?2",
+                params![customer, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        let Some(current) = current else {
+            return Err(not_found(customer, id));
+        };
+        if current != serial {
+            return Err(GatewayError::new(codes::CONFLICT)
+                .param(
+                    "reason_text",
+                    format!(
+                        "Device {id} has serial {current}; a device's serial cannot change (create a new device for serial {serial})"
+                    ),
+                )
+                .field(field(
+                    "body",
+                    "serial",
+                    "conflict",
+                    format!("is `{current}` for device {id} and cannot change"),
+                )));
+        }
+        db.execute(
+            "UPDATE devices SET name = ?1, kind = ?2 WHERE customer = ?3 AND id = ?4",
+            params![name, kind, customer, id],
+        )
+        .map_err(db_error)?;
+        let device = db
+            .query_row(
+                "SELECT id, customer, name, serial, kind, created_at FROM devices WHERE id = ?1",
+                params![id],
+                device_json,
+            )
+            .map_err(db_error)?;
+        Ok(json_response(StatusCode::OK, &device))
     }
 
     fn create(&self, customer: &str, body: &Value) -> Result<Response<GatewayBody>, GatewayError> {

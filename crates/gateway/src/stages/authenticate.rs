@@ -930,7 +930,10 @@ pub(crate) fn authenticate_account_token(
     let digest = crate::identity::store::sha256_hex(token);
     let Some(found) = snapshot.account_tokens.get(&digest) else {
         let text = "it is neither the primary nor the backup token of an account (a token stops working when its slot is rotated)".to_owned();
-        let err = GatewayError::new(codes::TOKEN_INVALID).param("reason_text", text.clone());
+        // `credential`: an error profile may answer an unknown account token apart.
+        let err = GatewayError::new(codes::TOKEN_INVALID)
+            .param("reason_text", text.clone())
+            .param("credential", "account_token");
         return Err(challenge(err, scheme, Some("invalid_token"), &text));
     };
     Ok(Principal {

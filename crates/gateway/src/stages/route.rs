@@ -63,6 +63,8 @@ pub struct RouteConfig {
     pub config_mode: Option<crate::stages::config_mode::RouteModes>,
     /// Its upstream is the built-in demo API (`upstream = "builtin:demo"`).
     pub builtin_upstream: bool,
+    /// The error profile its answers are rendered in (`None`: its host's or listener's).
+    pub profile: Option<std::sync::Arc<candor_catalog::Profile>>,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.
