@@ -586,3 +586,570 @@ fn knox_example_answers_its_documented_errors() {
     assert_eq!(r.status, 429);
     assert_problem(&r, "rate_limited");
 }
+
+// ------------------------------------------------------------------ the seeds' own bodies
+//
+// The examples as they ship (with their profiles): every JSON body a seed shows is what a
+// real request gets (JSON equality), and every row of its tables is produced by a real
+// request, checked for status, code / type and message; each test lists the rows covered.
+
+use crate::seeds::{assert_all_rows_covered, seed, seed_bodies};
+
+#[test]
+fn asyncos_seed_bodies_are_what_requests_get() {
+    let text = seed("000");
+    let bodies = seed_bodies(&text);
+    assert_eq!(bodies.len(), 5, "seed 000 shows five error bodies");
+    let rows: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- Error - "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+
+    let mut out = String::new();
+    let gw = Gateway::start_after(&example_as_shipped("asyncos"), |path| {
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "esa", "--name", "Mail gateway"],
+        );
+        out = cli_at(path, &["clients", "add", "--account", "esa"]);
+    });
+    let (id, secret) = (
+        value_of(&out, "client_id:"),
+        value_of(&out, "client_secret:"),
+    );
+    let sg = "/esa/api/v2.0/config/sender_groups";
+    let token = client_token(&gw, &id, &secret, &[]).json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut sig = B64.decode(&parts[2]).unwrap();
+    sig[0] ^= 1;
+    parts[2] = B64.encode(sig);
+    let expired = signed(&gw, &id, "esa", "asyncos-api", |c| {
+        c.iat -= 900;
+        c.exp = c.iat + 300;
+    });
+    let get = |path: &str, auth: &str| gw.request("GET", path, &[("Authorization", auth)], b"");
+    let answers = [
+        gw.get(sg),
+        client_token(&gw, &id, "not-the-secret", &[]),
+        get(sg, &format!("Bearer {}", parts.join("."))),
+        get(sg, &format!("Bearer {expired}")),
+        get(&format!("{sg}?mode=machine"), &format!("Bearer {token}")),
+    ];
+    let mut covered = Vec::new();
+    for ((r, want), row) in answers.iter().zip(&bodies).zip(&rows) {
+        assert_eq!(&r.json(), want, "{row}");
+        assert_eq!(
+            r.status.to_string(),
+            want["error"]["code"].as_str().unwrap(),
+            "{row}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        covered.push(row.clone());
+    }
+    assert_all_rows_covered("000 (AsyncOS)", &rows, &covered);
+}
+
+/// A row of the Edgio document: status, "Error Message Type", and the Message the document
+/// gives for it (the type's own words where it gives none).
+struct EdgioRow {
+    status: u16,
+    kind: &'static str,
+    message: &'static str,
+}
+
+const EDGIO_ROWS: &[EdgioRow] = &[
+    EdgioRow {
+        status: 400,
+        kind: "Inactive/Deleted Customer",
+        message: "Cannot update or retrieve information of a deleted customer.",
+    },
+    EdgioRow {
+        status: 400,
+        kind: "Invalid Customer ID Value/Invalid ID Value",
+        message: "Invalid Customer ID Value",
+    },
+    EdgioRow {
+        status: 400,
+        kind: "Invalid Request/Response Type",
+        message: "Invalid Request/Response Type",
+    },
+    EdgioRow {
+        status: 400,
+        kind: "Invalid Request URL/Parameter",
+        message: "Invalid Request URL/Parameter",
+    },
+    EdgioRow {
+        status: 400,
+        kind: "Missing Required Fields",
+        message: "Missing Required Fields",
+    },
+    EdgioRow {
+        status: 401,
+        kind: "Missing/Invalid Token",
+        message: "Missing/Invalid Token",
+    },
+    EdgioRow {
+        status: 401,
+        kind: "Insufficient Permissions",
+        message: "Insufficient Permissions",
+    },
+    EdgioRow {
+        status: 401,
+        kind: "Expired Token",
+        message: "Expired Token",
+    },
+    EdgioRow {
+        status: 403,
+        kind: "Authentication Failure",
+        message: "Access Denied",
+    },
+    EdgioRow {
+        status: 403,
+        kind: "Authentication Failure",
+        message: "Invalid user",
+    },
+    EdgioRow {
+        status: 403,
+        kind: "Insufficient Access Rights",
+        message: "Insufficient access rights.",
+    },
+    EdgioRow {
+        status: 403,
+        kind: "Invalid Case",
+        message: "Invalid Case",
+    },
+    EdgioRow {
+        status: 404,
+        kind: "Invalid Request URI",
+        message: "Endpoint not found",
+    },
+    EdgioRow {
+        status: 405,
+        kind: "Invalid Request",
+        message: "Invalid Request",
+    },
+    EdgioRow {
+        status: 409,
+        kind: "invalid_request",
+        message: "invalid_request",
+    },
+    EdgioRow {
+        status: 500,
+        kind: "Server Error",
+        message: "Method Error",
+    },
+];
+
+#[test]
+fn edgio_seed_rows_are_what_requests_get() {
+    let text = seed("001");
+    // Every row's type and quoted message is the document's.
+    for row in EDGIO_ROWS {
+        assert!(text.contains(row.kind), "seed 001 has no type {}", row.kind);
+        assert!(
+            text.contains(&format!("{} ", row.status)),
+            "seed 001 has no status {}",
+            row.status
+        );
+    }
+    for quoted in [
+        "Cannot update or retrieve information of a deleted customer.",
+        "Access Denied",
+        "Invalid user",
+        "Endpoint not found",
+        "Method Error",
+    ] {
+        assert!(
+            text.contains(&format!("\"{quoted}")),
+            "seed 001 quotes {quoted}"
+        );
+    }
+    let (mut primary, mut deleted, mut client) = (String::new(), String::new(), String::new());
+    let gw = Gateway::start_after(&example_as_shipped("edgio"), |path| {
+        for (id, name) in [
+            ("0001", "Customer one"),
+            ("0002", "Gone"),
+            ("0003", "Customer three"),
+        ] {
+            cli_at(path, &["accounts", "add", "--id", id, "--name", name]);
+        }
+        primary = cli_at(path, &["accounts", "token", "0001", "primary"])
+            .trim()
+            .to_owned();
+        deleted = cli_at(path, &["accounts", "token", "0002", "primary"])
+            .trim()
+            .to_owned();
+        cli_at(path, &["accounts", "delete", "0002"]);
+        client = cli_at(
+            path,
+            &[
+                "clients",
+                "add",
+                "--account",
+                "0001",
+                "--scopes",
+                "devices:read",
+                "--lifetime",
+                "300s",
+            ],
+        );
+    });
+    let devices = "/v2/mcc/customers/0001/devices";
+    let tok = format!("TOK: {primary}");
+    let get = |path: &str, auth: &str| gw.request("GET", path, &[("Authorization", auth)], b"");
+    let post = |path: &str, auth: &str, ct: &str, body: &str| {
+        gw.request(
+            "POST",
+            path,
+            &[("Authorization", auth), ("Content-Type", ct)],
+            body.as_bytes(),
+        )
+    };
+    let (id, secret) = (
+        value_of(&client, "client_id:"),
+        value_of(&client, "client_secret:"),
+    );
+    let bearer = format!(
+        "Bearer {}",
+        client_token(&gw, &id, &secret, &[]).json()["access_token"]
+            .as_str()
+            .unwrap()
+    );
+    let expired = signed(&gw, &id, "0001", "edgio-mcc", |c| {
+        c.iat -= 600;
+        c.exp = c.iat + 300;
+        c.scope = "devices:read".into();
+    });
+    assert_eq!(
+        post(
+            devices,
+            &tok,
+            "application/json",
+            r#"{"name":"Edge","serial":"EN-1"}"#
+        )
+        .status,
+        201
+    );
+    let answers: Vec<Response> = vec![
+        get("/v2/mcc/customers/0002/devices", &format!("TOK: {deleted}")),
+        get("/v2/mcc/customers/0003/devices", &tok),
+        post(devices, &tok, "application/xml", "<device/>"),
+        post(
+            devices,
+            &tok,
+            "application/json",
+            r#"{"name":"Edge 2","serial":"x y"}"#,
+        ),
+        post(devices, &tok, "application/json", r#"{"serial":"EN-2"}"#),
+        gw.get(devices),
+        post(
+            "/rest/v1/customers/0001/devices",
+            &bearer,
+            "application/json",
+            r#"{"name":"a","serial":"EN-3"}"#,
+        ),
+        get(
+            "/rest/v1/customers/0001/devices",
+            &format!("Bearer {expired}"),
+        ),
+        get(devices, &format!("\"{tok}\"")),
+        get(devices, "TOK: tok_0123456789abcdefghijklmnopqrstuvwxyz"),
+        gw.request(
+            "DELETE",
+            &format!("{devices}/1"),
+            &[("Authorization", &tok)],
+            b"",
+        ),
+        get("/v2/MCC/customers/0001/devices", &tok),
+        get(&format!("{devices}/"), &tok),
+        gw.request("PUT", devices, &[("Authorization", &tok)], b""),
+        post(
+            devices,
+            &tok,
+            "application/json",
+            r#"{"name":"Edge","serial":"EN-1"}"#,
+        ),
+        get("/v2/mcc/customers/0001/method-error", &tok),
+    ];
+    assert_eq!(answers.len(), EDGIO_ROWS.len());
+    let mut covered = Vec::new();
+    for (r, row) in answers.iter().zip(EDGIO_ROWS) {
+        let b = r.json();
+        let name = format!("{} {} ({})", row.status, row.kind, row.message);
+        assert_eq!(r.status, row.status, "{name}: {b}");
+        assert_eq!(b["Type"], row.kind, "{name}: {b}");
+        assert_eq!(b["Message"], row.message, "{name}: {b}");
+        covered.push(name);
+    }
+    // The field errors of a 400, in the document's terms.
+    assert_eq!(answers[3].json()["Fields"][0]["Name"], "serial");
+    let rows: Vec<String> = EDGIO_ROWS
+        .iter()
+        .map(|r| format!("{} {} ({})", r.status, r.kind, r.message))
+        .collect();
+    assert_all_rows_covered("001 (Edgio)", &rows, &covered);
+}
+
+#[test]
+fn knox_seed_rows_are_what_requests_get() {
+    use ring::signature::{self, KeyPair};
+    let text = seed("003");
+    // Both tables: `CODE NAME description`, the standard codes (3 digits, a name of one or
+    // more words) and the Knox codes (7 or 8 digits, one upper-case word).
+    let mut standard = Vec::new();
+    let mut knox = Vec::new();
+    for line in text.lines() {
+        let Some((code, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if !code.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match code.len() {
+            3 => {
+                let name_end = rest
+                    .match_indices(' ')
+                    .map(|(i, _)| i)
+                    .find(|&i| {
+                        ["The ", "Authorization ", "Specifies ", "An "]
+                            .iter()
+                            .any(|w| rest[i + 1..].starts_with(w))
+                    })
+                    .unwrap();
+                standard.push((
+                    code.to_owned(),
+                    rest[..name_end].to_owned(),
+                    rest[name_end + 1..].to_owned(),
+                ));
+            }
+            7 | 8 => {
+                let (name, description) = rest.split_once(' ').unwrap();
+                knox.push((code.to_owned(), name.to_owned(), description.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        (standard.len(), knox.len()),
+        (9, 9),
+        "{standard:?} {knox:?}"
+    );
+
+    let rng = ring::rand::SystemRandom::new();
+    let key = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "knox-1", "x": B64.encode(key.public_key().as_ref())},
+    ]});
+    let (mut client, mut quota_client, mut referer_key) =
+        (String::new(), String::new(), String::new());
+    let gw = Gateway::start_after(&example_as_shipped("knox"), |path| {
+        cli_at(
+            path,
+            &["accounts", "add", "--id", "tenant1", "--name", "Tenant"],
+        );
+        cli_at(
+            path,
+            &[
+                "accounts",
+                "add",
+                "--id",
+                "tenant2",
+                "--name",
+                "Small",
+                "--quota-per-day",
+                "1",
+            ],
+        );
+        client = cli_at(
+            path,
+            &["clients", "add", "--account", "tenant1", "--lifetime", "1h"],
+        );
+        quota_client = cli_at(path, &["clients", "add", "--account", "tenant2"]);
+        let file = path.parent().unwrap().join("client.jwks.json");
+        std::fs::write(&file, jwks.to_string()).unwrap();
+        cli_at(
+            path,
+            &[
+                "clients",
+                "set-keys",
+                &value_of(&client, "client_id:"),
+                "--jwks",
+                file.to_str().unwrap(),
+            ],
+        );
+        referer_key = value_of(
+            &cli_at(
+                path,
+                &[
+                    "keys",
+                    "add",
+                    "--account",
+                    "tenant1",
+                    "--allow-referer",
+                    "https://console.example/*",
+                ],
+            ),
+            "api_key:",
+        );
+    });
+    let id = value_of(&client, "client_id:");
+    let token_url = format!("http://{}/oauth/token", gw.addr);
+    let now = unix_now();
+    let jwt = |jti: &str, tamper: bool| {
+        let claims = serde_json::json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 120, "iat": now, "jti": jti});
+        let input = format!(
+            "{}.{}",
+            B64.encode(
+                serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "knox-1"}).to_string()
+            ),
+            B64.encode(claims.to_string())
+        );
+        let mut sig = key.sign(input.as_bytes()).as_ref().to_vec();
+        if tamper {
+            sig[0] ^= 1;
+        }
+        format!("{input}.{}", B64.encode(sig))
+    };
+    let grant = |assertion: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion),
+        ];
+        pairs.extend_from_slice(extra);
+        gw.request("POST", "/oauth/token", &[FORM], form(&pairs).as_bytes())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = grant(
+        &jwt("jti-1", false),
+        &[("validityForAccessTokenInMinutes", "30")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let access = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let (id2, secret2) = (
+        value_of(&quota_client, "client_id:"),
+        value_of(&quota_client, "client_secret:"),
+    );
+    let small = format!(
+        "Bearer {}",
+        client_token(&gw, &id2, &secret2, &[]).json()["access_token"]
+            .as_str()
+            .unwrap()
+    );
+    let devices = "/kcs/v1/customers/tenant1/devices";
+    let get = |path: &str, h: &[(&str, &str)]| gw.request("GET", path, h, b"");
+    let expired = signed(&gw, &id, "tenant1", "knox-cloud", |c| {
+        c.iat -= 7200;
+        c.exp = c.iat + 1800;
+    });
+    let other_api = signed(&gw, &id, "tenant1", "another-api", |_| {});
+    let keyed = "/kcs/v1/keyed/customers/tenant1/devices";
+
+    // The Knox codes, in the document's order.
+    let knox_answers = [
+        grant(&jwt("jti-1", false), &[]),
+        grant(
+            &jwt("jti-2", false),
+            &[("validityForAccessTokenInMinutes", "thirty")],
+        ),
+        grant(&jwt("jti-3", true), &[]),
+        get(devices, &[("Authorization", &format!("Bearer {expired}"))]),
+        get(
+            devices,
+            &[("Authorization", &format!("Bearer {other_api}"))],
+        ),
+        get(keyed, &[("x-knox-apikey", &referer_key)]),
+        get(
+            keyed,
+            &[
+                ("x-knox-apikey", &referer_key),
+                ("Referer", "https://evil.example/"),
+            ],
+        ),
+        gw.request(
+            "POST",
+            devices,
+            &[
+                ("Authorization", &access),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"name":"","serial":"x y"}"#,
+        ),
+        get(&format!("{devices}/4711"), &[("Authorization", &access)]),
+    ];
+    let mut covered = Vec::new();
+    let mut rows = Vec::new();
+    for (r, (code, name, description)) in knox_answers.iter().zip(&knox) {
+        let b = r.json();
+        let row = format!("{code} {name}");
+        assert_eq!(b["code"].to_string(), *code, "{row}: {b}");
+        assert_eq!(b["message"], name.as_str(), "{row}: {b}");
+        assert_eq!(b["description"], description.as_str(), "{row}: {b}");
+        assert_eq!(r.status.to_string(), code[..3], "{row}: {b}");
+        covered.push(row.clone());
+    }
+    rows.extend(knox.iter().map(|(c, n, _)| format!("{c} {n}")));
+
+    // The standard codes, in the document's order.
+    let mut standard_answers = vec![
+        gw.request(
+            "POST",
+            devices,
+            &[
+                ("Authorization", &access),
+                ("Content-Type", "application/json"),
+            ],
+            b"{\"name\": ",
+        ),
+        get(devices, &[]),
+        get(
+            "/kcs/v1/customers/tenant2/devices",
+            &[("Authorization", &access)],
+        ),
+        get("/kcs/v1/customers/tenant1/device", &[]),
+        get(
+            devices,
+            &[("Authorization", &access), ("Accept", "application/xml")],
+        ),
+    ];
+    assert_eq!(
+        get(
+            "/kcs/v1/customers/tenant2/devices",
+            &[("Authorization", &small)]
+        )
+        .status,
+        200
+    );
+    standard_answers.push(get(
+        "/kcs/v1/customers/tenant2/devices",
+        &[("Authorization", &small)],
+    ));
+    standard_answers.push(
+        (0..12)
+            .map(|_| get(devices, &[("Authorization", &access)]))
+            .find(|r| r.status != 200)
+            .expect("the 11th request in a minute is refused"),
+    );
+    standard_answers.push(get("/kcs/v1/debug/fault", &[]));
+    standard_answers.push(get("/kcs/v1/licenses", &[]));
+    for (r, (code, name, description)) in standard_answers.iter().zip(&standard) {
+        let b = r.json();
+        let row = format!("{code} {name}");
+        assert_eq!(r.status.to_string(), *code, "{row}: {b}");
+        assert_eq!(b["code"].to_string(), *code, "{row}: {b}");
+        assert_eq!(b["message"], name.as_str(), "{row}: {b}");
+        assert_eq!(b["description"], description.as_str(), "{row}: {b}");
+        covered.push(row.clone());
+    }
+    rows.extend(standard.iter().map(|(c, n, _)| format!("{c} {n}")));
+    assert_all_rows_covered("003 (Knox)", &rows, &covered);
+}
