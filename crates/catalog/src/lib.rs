@@ -101,6 +101,5 @@ pub mod codes {
         DUPLICATE_RESOURCE = "duplicate_resource";
         CONFLICT = "conflict";
         UNSUPPORTED_FOR_MODE = "unsupported_for_mode";
-        PATH_CASE_MISMATCH = "path_case_mismatch";
     }
 }

@@ -289,8 +289,9 @@ fn edgio_example_answers_its_documented_errors() {
     );
     let r = get("/v2/MCC/customers/0001/devices", &tok(&primary));
     assert_eq!(r.status, 404);
-    let b = assert_problem(&r, "path_case_mismatch");
+    let b = assert_problem(&r, "route_not_found");
     assert_eq!(b["suggestions"][0]["path"], devices);
+    assert_eq!(b["suggestions"][0]["reason"], "letter_case");
 
     // 404: an endpoint not found, with the trailing-slash hint; a device that does not exist.
     let b = assert_problem(

@@ -629,18 +629,6 @@ fn not_found(method: &Method, path: &str, suggestions: Vec<Suggestion>) -> Gatew
             })
         })
         .collect();
-    // A path that names a route in other letter case is told apart: its own code, so that
-    // an API whose contract answers it differently (Edgio's 403 "Invalid Case") can.
-    if let Some(case) = suggestions
-        .iter()
-        .find(|s| s.reason == SuggestionReason::LetterCase)
-    {
-        return GatewayError::new(codes::PATH_CASE_MISMATCH)
-            .param("method", method.to_string())
-            .param("path", path.to_owned())
-            .param("suggested", case.path.clone())
-            .extension("suggestions", list.into());
-    }
     GatewayError::new(codes::ROUTE_NOT_FOUND)
         .param("method", method.to_string())
         .param("path", path.to_owned())
