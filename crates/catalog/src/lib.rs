@@ -8,6 +8,7 @@
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
 //! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
+//! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -25,6 +26,7 @@ mod load;
 pub mod page;
 mod problem;
 pub mod profile;
+pub mod profile_page;
 mod template;
 
 pub use entry::{Entry, Retry};

@@ -80,7 +80,17 @@ pub const STANDARD_VARS: &[&str] = &[
 ];
 
 /// The values a `field` template may name (besides the standard ones).
-pub const FIELD_VARS: &[&str] = &["name", "message", "in", "pointer", "reason", "detail"];
+/// `display_name` is the name as an API shows it: a header's in its usual letter case
+/// (`Api-Company`; the gateway matches header names in lower case), any other as it is.
+pub const FIELD_VARS: &[&str] = &[
+    "name",
+    "display_name",
+    "message",
+    "in",
+    "pointer",
+    "reason",
+    "detail",
+];
 
 /// Why a profile could not be loaded, or what `check` found wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,6 +363,21 @@ impl Profile {
     /// The built-in profile `name`.
     pub fn builtin(name: &str) -> Option<&'static Profile> {
         Profile::builtins().iter().find(|p| p.name == name)
+    }
+
+    /// How field errors are worded: (where, reason, message template), in order; the first
+    /// that fits a field error words it (else its catalog detail stands).
+    pub fn field_messages(&self) -> Vec<(Option<&str>, Option<&str>, &str)> {
+        self.field_messages
+            .iter()
+            .map(|m| {
+                (
+                    m.location.as_deref(),
+                    m.reason.as_deref(),
+                    m.message.source(),
+                )
+            })
+            .collect()
     }
 
     /// Whether this is the default RFC 9457 rendering (rendered by [`crate::Problem`]).
@@ -761,8 +786,10 @@ impl Profile {
                 let mut first = true;
                 for fe in ctx.f.fields {
                     let msg = self.field_message(fe);
+                    let display = display_name(fe);
                     let scope = FieldScope {
                         name: &fe.name,
+                        display_name: &display,
                         message: msg.as_deref().unwrap_or(&fe.detail),
                         location: &fe.location,
                         pointer: &fe.pointer,
@@ -783,6 +810,7 @@ impl Profile {
                 {
                     let scope = FieldScope {
                         name: ctx.property.unwrap_or(""),
+                        display_name: ctx.property.unwrap_or(""),
                         message: ctx.message,
                         location: "",
                         pointer: "",
@@ -835,6 +863,7 @@ impl Profile {
         })?;
         Some(m.message.render(&[
             ("name", &fe.name),
+            ("display_name", &display_name(fe)),
             ("in", &fe.location),
             ("pointer", &fe.pointer),
             ("reason", &fe.reason),
@@ -856,6 +885,7 @@ struct Ctx<'a> {
 
 struct FieldScope<'a> {
     name: &'a str,
+    display_name: &'a str,
     message: &'a str,
     location: &'a str,
     pointer: &'a str,
@@ -867,6 +897,7 @@ impl<'a> FieldScope<'a> {
     fn vars(&self) -> Vec<(&'a str, &'a str)> {
         vec![
             ("name", self.name),
+            ("display_name", self.display_name),
             ("message", self.message),
             ("in", self.location),
             ("pointer", self.pointer),
@@ -898,6 +929,7 @@ impl<'a> Ctx<'a> {
         if let Some(fs) = field {
             match name {
                 "name" => return Val::Str(Borrowed(fs.name)),
+                "display_name" => return Val::Str(Borrowed(fs.display_name)),
                 "message" => return Val::Str(Borrowed(fs.message)),
                 "in" => return Val::Str(Borrowed(fs.location)),
                 "pointer" => return Val::Str(Borrowed(fs.pointer)),
@@ -948,6 +980,20 @@ impl<'a> Ctx<'a> {
                 .map_or(Val::Null, |(_, v)| Val::Str(Borrowed(v))),
         }
     }
+}
+
+/// A field's name as an API shows it: a header's in its usual letter case.
+fn display_name(fe: &FieldError) -> std::borrow::Cow<'_, str> {
+    if fe.location != "header" {
+        return std::borrow::Cow::Borrowed(&fe.name);
+    }
+    let mut out = String::with_capacity(fe.name.len());
+    let mut start = true;
+    for c in fe.name.chars() {
+        out.push(if start { c.to_ascii_uppercase() } else { c });
+        start = c == '-';
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {

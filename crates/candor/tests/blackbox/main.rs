@@ -48,7 +48,8 @@
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
 //! - [`seeds`]: the seed documents and the examples that reproduce them; [`profiles_pelion`]:
-//!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked.
+//!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked;
+//!   [`profiles_ixon`]: `examples/ixon.toml` against seed 004.
 
 mod harness;
 
@@ -76,6 +77,7 @@ mod newcomer;
 mod openapi;
 mod parse;
 mod policy;
+mod profiles_ixon;
 mod profiles_pelion;
 mod protocols;
 mod rate_limits;

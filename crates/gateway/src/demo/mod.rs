@@ -189,6 +189,28 @@ impl DemoApi {
                     self.blocking(move |api| api.get(&customer, id)).await
                 }
             }
+            // A diagnostics session on the device: it takes `duration` seconds (1 to 300,
+            // default 5), which is what a gateway's upstream timeout is shown with.
+            (Method::GET, ["v1", "customers", customer, "devices", id, "diagnostics"]) => {
+                check_customer(customer)?;
+                let seconds = diagnostics_duration(req.uri().query())?;
+                let id: i64 = id.parse().map_err(|_| {
+                    validation_failed(vec![field(
+                        "path",
+                        "device",
+                        "type",
+                        format!("must be a whole number; the path has `{id}`"),
+                    )])
+                })?;
+                let customer = (*customer).to_owned();
+                let (c, i) = (customer.clone(), id);
+                self.clone().blocking(move |api| api.get(&c, i)).await?;
+                tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({"device": id, "customer": customer, "duration_s": seconds, "result": "all checks passed"}),
+                ))
+            }
             // A feature's settings, under any prefix (`/esa/api/v2.0/config/sender_groups`):
             // the stand-in for configuration APIs.
             (m, [.., "config", feature]) if !feature.is_empty() => {
@@ -218,7 +240,7 @@ impl DemoApi {
                 .param("path", path.to_owned())
                 .param(
                     "hint",
-                    " It serves /v1/customers/{customer}/devices[/{id}] and .../config/{feature}.",
+                    " It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]] and .../config/{feature}.",
                 )
                 .source(crate::error::ErrorSource::Upstream)),
         }
@@ -439,6 +461,26 @@ fn not_found(customer: &str, id: i64) -> GatewayError {
             "hint",
             format!(" GET /v1/customers/{customer}/devices lists the devices that do."),
         )
+}
+
+/// The `duration` query parameter of a diagnostics session: whole seconds, 1 to 300.
+fn diagnostics_duration(query: Option<&str>) -> Result<u64, GatewayError> {
+    let Some(raw) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("duration="))
+    else {
+        return Ok(5);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=300).contains(&n) => Ok(n),
+        _ => Err(validation_failed(vec![field(
+            "query",
+            "duration",
+            "range",
+            format!("must be whole seconds from 1 to 300; it is `{raw}`"),
+        )])),
+    }
 }
 
 fn check_customer(customer: &str) -> Result<(), GatewayError> {
