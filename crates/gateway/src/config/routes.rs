@@ -201,6 +201,7 @@ fn admit(
 }
 
 /// Reads every `[[routes]]` table, merging each route's policy into `access`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
     top: &TableReader<'_, '_>,
     p: &mut Problems<'_>,

@@ -97,11 +97,14 @@ fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     })
 }
 
+/// Where a request named its mode: `query` or `header`, and the parameter's name.
+type NamedIn<'r> = Option<(&'static str, &'r str)>;
+
 /// The mode a request names (or the default), and where it named it.
 fn requested<'r>(
     rule: &'r RouteModes,
     ctx: &'r RequestCtx<'_>,
-) -> Result<(String, Option<(&'static str, &'r str)>), GatewayError> {
+) -> Result<(String, NamedIn<'r>), GatewayError> {
     let s = &rule.settings;
     if let Some(h) = &s.header
         && let Some(v) = ctx.parts.headers.get(h.as_str())
