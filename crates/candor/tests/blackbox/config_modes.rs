@@ -50,7 +50,7 @@ fn a_feature_takes_requests_below_the_base_level_once_overridden() {
     assert_eq!(r.status, 404);
     assert_eq!(
         b["detail"],
-        "Unsupported operation for machine mode. Override settings from the UI for sender_groups to configure through APIs."
+        "Unsupported operation for machine mode on sender_groups. Override settings from the UI for sender_groups to configure through APIs."
     );
     assert_eq!(b["feature"], "sender_groups");
     assert_eq!(b["mode"], "machine");
@@ -68,7 +68,7 @@ fn a_feature_takes_requests_below_the_base_level_once_overridden() {
     let b = assert_problem(&gw.get(&format!("{ul}?mode=group")), "unsupported_for_mode");
     assert_eq!(
         b["detail"],
-        "Unsupported operation for group mode. This operation on url_lists supports cluster, machine mode only."
+        "Unsupported operation for group mode on url_lists. This operation on url_lists supports cluster, machine mode only."
     );
 
     // A mode that is no level at all is a parameter problem.

@@ -134,7 +134,7 @@ fn asyncos_example_answers_its_documented_errors() {
     let b = assert_problem(&r, "unsupported_for_mode");
     assert_eq!(
         b["detail"],
-        "Unsupported operation for machine mode. Override settings from the UI for sender_groups to configure through APIs."
+        "Unsupported operation for machine mode on sender_groups. Override settings from the UI for sender_groups to configure through APIs."
     );
     // URL lists are overridden for machine mode in the file; sender groups once the admin
     // API overrides them.
@@ -1153,4 +1153,31 @@ fn knox_seed_rows_are_what_requests_get() {
     }
     rows.extend(standard.iter().map(|(c, n, _)| format!("{c} {n}")));
     assert_all_rows_covered("003 (Knox)", &rows, &covered);
+}
+
+#[test]
+fn account_tokens_grant_no_scopes_and_need_an_account() {
+    check_reports(
+        r#"
+[[routes]]
+path = "/v2/mcc/customers/{customer}/devices"
+upstream = "builtin:demo"
+auth = "account_token"
+scopes = ["devices:read"]
+account_param = "customer"
+"#,
+        &["account tokens grant no scopes"],
+    );
+    let dir = temp_dir("account-token-cli");
+    let (code, out, err) = candor(&[
+        "accounts",
+        "token",
+        "0404",
+        "primary",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("0404"), "{err}");
+    assert!(out.trim().is_empty(), "no token is printed: {out}");
 }
