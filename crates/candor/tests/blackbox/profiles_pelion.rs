@@ -366,6 +366,16 @@ profile = "knox"
 "#
     );
     let gw = Gateway::start(&config);
+    // `candor check` says which profile answers where.
+    let plan = crate::harness::cli(&gw, &["check"]);
+    for line in [
+        "  errors in profile pelion (the listener's)",
+        "  errors in profile ixon for host ixon.example",
+        "(errors in profile problem)",
+        "(errors in profile knox)",
+    ] {
+        assert!(plan.contains(line), "{line} not in\n{plan}");
+    }
     // The route's own profile wins: problem details here, the demo API's conflict as is.
     let r = gw.request("GET", "/v1/customers/acme/devices/7", &[], b"");
     assert_problem(&r, "resource_not_found");
