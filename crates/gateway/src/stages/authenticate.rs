@@ -580,9 +580,11 @@ pub(crate) fn read_credentials<'h>(
             format!("it is in quotes; send `Authorization: {scheme} <token>` without quotes"),
         ));
     }
-    // `TOK:abc` and `TOK: abc`: a scheme word may end in a colon, with or without a space.
-    let colon = value
-        .get(..scheme.len() + 1)
+    // `TOK:abc` and `TOK: abc`: a custom scheme word may end in a colon, with or without a
+    // space (Bearer keeps RFC 6750's `Bearer <token>`).
+    let colon = (!scheme.eq_ignore_ascii_case("bearer"))
+        .then_some(value)
+        .and_then(|v| v.get(..scheme.len() + 1))
         .filter(|w| w[..scheme.len()].eq_ignore_ascii_case(scheme) && w.ends_with(':'))
         .map(|w| (w, value[w.len()..].trim_start()))
         .filter(|(_, rest)| !rest.is_empty());
