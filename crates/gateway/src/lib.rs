@@ -76,8 +76,8 @@ pub use http::path_segment;
 pub use http::server::{Listeners, Overrides, Server, probe_listeners, shutdown_signal};
 pub use identity::jwt::Claims;
 pub use identity::store::{
-    Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, Snapshot,
-    StoreError,
+    Account, AccountStatus, AccountToken, ApiKey, Client, Identity, NewAccount, NewApiKey,
+    NewClient, Snapshot, StoreError, TokenSlot,
 };
 pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;

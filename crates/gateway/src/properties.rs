@@ -91,6 +91,7 @@ proptest! {
             scopes: vec![],
             account: None,
             api_key: None,
+        account_tokens: false,
             issuers: vec![SELF_ISSUER.to_owned()],
         };
         let _ = read_credentials(&headers, &auth, "/x");

@@ -1,6 +1,6 @@
 //! `candor accounts`: customer accounts.
 
-use candor_gateway::{Account, AccountStatus, Identity, NewAccount, StoreError};
+use candor_gateway::{Account, AccountStatus, Identity, NewAccount, StoreError, TokenSlot};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -41,6 +41,16 @@ pub(crate) enum AccountCommand {
     Delete {
         /// Account id.
         id: String,
+    },
+    /// Issue the account's primary or backup token (`Authorization: TOK: <token>` on routes
+    /// with auth = "account_token"), replacing the one in that slot; the other slot's token
+    /// keeps working, so clients move to it while this one is rotated. Printed once.
+    Token {
+        /// Account id.
+        id: String,
+        /// Which token: primary or backup.
+        #[arg(value_parser = ["primary", "backup"])]
+        slot: String,
     },
 }
 
@@ -121,5 +131,20 @@ pub(crate) fn accounts(identity: &Identity, command: AccountCommand) -> Result<(
         AccountCommand::Suspend { id } => status(&id, AccountStatus::Suspended),
         AccountCommand::Activate { id } => status(&id, AccountStatus::Active),
         AccountCommand::Delete { id } => status(&id, AccountStatus::Deleted),
+        AccountCommand::Token { id, slot } => {
+            let slot = TokenSlot::from_word(&slot).unwrap_or(TokenSlot::Primary);
+            let token = identity.issue_account_token(&id, slot)?;
+            println!("{token}");
+            eprintln!(
+                "the {} token of account {id}: shown once; send it as `Authorization: TOK: {token}` (the {} token, if set, keeps working)",
+                slot.as_str(),
+                if slot == TokenSlot::Primary {
+                    "backup"
+                } else {
+                    "primary"
+                }
+            );
+            Ok(())
+        }
     }
 }

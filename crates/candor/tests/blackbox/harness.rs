@@ -1369,3 +1369,20 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// Calls the admin API of `gw` with its admin token (a JSON `body`, if any).
+pub(crate) fn admin_call(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> Response {
+    let token = std::fs::read_to_string(gw.printed("admin API token: in ")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let mut h = vec![("Authorization", auth.as_str())];
+    if body.is_some() {
+        h.push(("Content-Type", "application/json"));
+    }
+    request(
+        gw.admin.unwrap(),
+        method,
+        path,
+        &h,
+        body.unwrap_or("").as_bytes(),
+    )
+}

@@ -17,6 +17,8 @@
 //! - [`authorize`]: scopes, the account a request names, account quotas.
 //! - [`validate`]: route contracts: parameters, headers and JSON bodies, every problem at
 //!   once (`validation_failed`), schemas `candor check` refuses.
+//! - [`config_modes`]: configuration modes (cluster, group, machine), overrides in the
+//!   configuration and through the admin API, `unsupported_for_mode`.
 //! - [`token_endpoint`]: client credentials, refusals, second factors, key rotation, JWT-bearer.
 //! - [`api_keys`]: API keys, their restrictions, rotation and deletion.
 //! - [`issuers`]: tokens of external issuers with JWK sets from a file or over HTTPS.
@@ -36,6 +38,8 @@
 //!   `traceparent` to the upstream; the trace id in problem bodies.
 //! - [`demo`]: the embedded demo (`candor serve` with no configuration).
 //! - [`events`]: the API event log, `candor explain`, `/requests/{id}` and `/events`.
+//! - [`examples`]: the seed examples (asyncos, edgio, knox) as they ship, every error their
+//!   seed documents produced by a real request.
 //! - [`newcomer`]: the README's tour, read out of the README and run against the demo.
 //! - [`shared_limits`]: rate limits shared through a real redis-server, Redis killed and
 //!   restarted.
@@ -62,8 +66,10 @@ mod caps;
 mod catalog;
 mod catalog_coverage;
 mod client;
+mod config_modes;
 mod demo;
 mod events;
+mod examples;
 mod forward;
 mod framing;
 mod head_guard;

@@ -18,6 +18,7 @@ use crate::http::server::State;
 use crate::http::trace::TraceContext;
 use crate::identity::store::{
     Account, AccountStatus, ApiKey, Client, Identity, NewAccount, NewApiKey, NewClient, StoreError,
+    TokenSlot,
 };
 use crate::pipeline::Pipeline;
 use crate::stages::respond::X_REQUEST_ID;
@@ -41,6 +42,7 @@ const ENDPOINTS: &[&str] = &[
     "/keys",
     "/signing-keys",
     "/tokens/revoke",
+    "/modes",
     "/blocks",
     "/events",
     "/requests/{id}",
@@ -113,6 +115,7 @@ fn check_admin(state: &State, req: &Request<Incoming>, path: &str) -> Result<(),
         scopes: vec![],
         account: None,
         api_key: None,
+        account_tokens: false,
         issuers: Vec::new(),
     };
     // Where the token is, for whoever runs the gateway (the file is readable only there).
@@ -226,6 +229,7 @@ async fn route(
                 | "keys"
                 | "signing-keys"
                 | "tokens"
+                | "modes"
                 | "blocks"
                 | "events"
                 | "requests")
@@ -271,6 +275,133 @@ async fn route(
                 AccountStatus::Active
             };
             set_status(identity, id, status).await
+        }
+        (Some("accounts"), Some(id), Some("tokens"), 3) => match method {
+            Method::GET | Method::HEAD => {
+                let snap = identity.snapshot();
+                if !snap.accounts.contains_key(id) {
+                    return Err(missing("Account", id));
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    account_tokens_json(&snap, id),
+                ))
+            }
+            _ => Err(method_not_allowed(path, &method, &["GET", "HEAD"])),
+        },
+        (Some("accounts"), Some(id), Some("tokens"), 4) => {
+            if method != Method::POST {
+                return Err(method_not_allowed(path, &method, &["POST"]));
+            }
+            let word = segs[3].as_str();
+            let Some(slot) = TokenSlot::from_word(word) else {
+                let shown: String = word.chars().take(40).collect();
+                return Err(validation(vec![FieldError {
+                    location: "path".into(),
+                    pointer: "slot".into(),
+                    name: "slot".into(),
+                    reason: "enum".into(),
+                    detail: format!(
+                        "is `{}`; an account has a primary and a backup token",
+                        shown.escape_default()
+                    ),
+                }]));
+            };
+            let owned = id.to_owned();
+            let token = blocking(identity, move |i| i.issue_account_token(&owned, slot)).await?;
+            tracing::info!(target: "candor::admin", account = %id, slot = slot.as_str(), "account token issued");
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({ "account": id, "slot": slot.as_str(), "token": token, "scheme": "TOK:" }),
+            ))
+        }
+        (Some("modes"), None, _, 1) => match method {
+            Method::GET | Method::HEAD => Ok(json_response(
+                StatusCode::OK,
+                modes_json(pipeline, &identity.snapshot()),
+            )),
+            _ => Err(method_not_allowed(path, &method, &["GET", "HEAD"])),
+        },
+        (Some("modes"), Some(feature), Some(mode), 3) => {
+            let settings = pipeline.config_modes();
+            let mut fields = Vec::new();
+            let features = pipeline.features();
+            if !features.iter().any(|f| f == feature) {
+                fields.push(FieldError {
+                    location: "path".into(),
+                    pointer: "feature".into(),
+                    name: "feature".into(),
+                    reason: "enum".into(),
+                    detail: format!(
+                        "is `{}`; the routes configure {}",
+                        feature
+                            .chars()
+                            .take(64)
+                            .collect::<String>()
+                            .escape_default(),
+                        if features.is_empty() {
+                            "no feature".to_owned()
+                        } else {
+                            features.join(", ")
+                        }
+                    ),
+                });
+            }
+            if !settings.levels.iter().any(|l| l == mode) || mode == settings.base() {
+                fields.push(FieldError {
+                    location: "path".into(),
+                    pointer: "mode".into(),
+                    name: "mode".into(),
+                    reason: "enum".into(),
+                    detail: format!(
+                        "is `{}`; a feature is overridden in {} ({} is the base level and needs no override)",
+                        mode.chars().take(64).collect::<String>().escape_default(),
+                        settings.levels[1..].join(", "),
+                        settings.base()
+                    ),
+                });
+            }
+            if !fields.is_empty() {
+                return Err(validation(fields));
+            }
+            let declared = settings
+                .overrides
+                .contains(&(feature.to_owned(), mode.to_owned()));
+            let (f, m) = (feature.to_owned(), mode.to_owned());
+            match method {
+                Method::PUT => {
+                    let added =
+                        blocking(identity, move |i| i.set_mode_override(&f, &m, true)).await?;
+                    tracing::info!(target: "candor::admin", feature = %feature, mode = %mode, "configuration-mode override set");
+                    Ok(json_response(
+                        if added {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        },
+                        json!({ "feature": feature, "mode": mode, "overridden": true }),
+                    ))
+                }
+                Method::DELETE => {
+                    let removed =
+                        blocking(identity, move |i| i.set_mode_override(&f, &m, false)).await?;
+                    if declared {
+                        return Err(GatewayError::new(codes::CONFLICT).param(
+                            "reason_text",
+                            format!("The override of {feature} for {mode} mode is declared in the configuration ([[config_modes.overrides]]); it stays until it is removed there"),
+                        ).extension("feature", feature.into()).extension("mode", mode.into()));
+                    }
+                    if !removed {
+                        return Err(missing("Mode override", &format!("{feature}/{mode}")));
+                    }
+                    tracing::info!(target: "candor::admin", feature = %feature, mode = %mode, "configuration-mode override removed");
+                    Ok(json_response(
+                        StatusCode::OK,
+                        json!({ "feature": feature, "mode": mode, "overridden": false }),
+                    ))
+                }
+                _ => Err(method_not_allowed(path, &method, &["PUT", "DELETE"])),
+            }
         }
         (Some("clients"), None, _, 1) => match method {
             Method::GET => {
@@ -698,6 +829,47 @@ async fn set_status(
     let id = id.to_owned();
     let a = blocking(identity, move |i| i.set_account_status(&id, status)).await?;
     Ok(json_response(StatusCode::OK, account_json(&a)))
+}
+
+/// An account's token slots (never the tokens).
+fn account_tokens_json(snap: &crate::identity::store::Snapshot, id: &str) -> Value {
+    let slot = |want: TokenSlot| {
+        snap.account_tokens
+            .values()
+            .find(|t| t.account_id == id && t.slot == want)
+            .map_or(
+                json!({ "slot": want.as_str(), "set": false }),
+                |t| json!({ "slot": want.as_str(), "set": true, "created_at": t.created_at }),
+            )
+    };
+    json!({ "account": id, "scheme": "TOK:", "data": [slot(TokenSlot::Primary), slot(TokenSlot::Backup)] })
+}
+
+/// `GET /modes`: the levels, where requests name their mode, and every override with
+/// where it comes from.
+fn modes_json(pipeline: &Pipeline, snap: &crate::identity::store::Snapshot) -> Value {
+    let s = pipeline.config_modes();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut all: std::collections::BTreeSet<&(String, String)> = s.overrides.iter().collect();
+    all.extend(snap.mode_overrides.iter());
+    for key in all {
+        let mut from = Vec::new();
+        if s.overrides.contains(key) {
+            from.push("config");
+        }
+        if snap.mode_overrides.contains(key) {
+            from.push("admin");
+        }
+        rows.push(json!({ "feature": key.0, "mode": key.1, "set_by": from }));
+    }
+    json!({
+        "levels": s.levels,
+        "base": s.base(),
+        "mode_from": s.source_text(),
+        "default": s.default,
+        "features": pipeline.features(),
+        "overrides": rows,
+    })
 }
 
 fn list_accounts(identity: &Identity) -> Response<GatewayBody> {

@@ -13,6 +13,8 @@ const AUTH: &[&str] = &[
     "max_failed_attempts_per_address",
     "failed_attempts_window",
     "issuers",
+    "validity_param",
+    "validity_format",
 ];
 /// The shortest `failed_attempts_window`: shorter, failures would come back within seconds
 /// and the limit would hardly slow down guessing.
@@ -51,6 +53,9 @@ pub struct AuthSettings {
     pub failed_attempts_window: Duration,
     /// External issuers whose tokens routes may accept.
     pub issuers: Vec<crate::identity::issuers::ExternalIssuer>,
+    /// The token endpoint's parameter asking for a shorter token lifetime (default
+    /// `validity`), and how it is written.
+    pub validity: crate::identity::token_endpoint::ValidityParam,
     /// The `issuer` of each `[[auth.issuers]]` entry that has problems of its own: routes
     /// naming it are not told it is unknown as well.
     pub(crate) unloaded_issuers: Vec<String>,
@@ -67,6 +72,7 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
         failed_attempts_window: Duration::from_secs(300),
         issuers: Vec::new(),
         unloaded_issuers: Vec::new(),
+        validity: Default::default(),
     };
     if let Some(a) = top.table(p, "auth", AUTH) {
         if let Some((v, _)) = a.string(p, "issuer") {
@@ -110,6 +116,42 @@ pub(super) fn read(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) 
         }
         if let Some(d) = a.duration_in(p, "failed_attempts_window", MIN_WINDOW, MAX_WINDOW) {
             auth.failed_attempts_window = d;
+        }
+        if let Some((name, span)) = a.string(p, "validity_param") {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if ok {
+                auth.validity.name = name;
+            } else {
+                p.at(
+                    span,
+                    "auth.validity_param",
+                    format!("`{name}` is not a parameter name"),
+                )
+                .expected = Some(
+                    "letters, digits, '_', '-' or '.', such as \"validityForAccessTokenInMinutes\""
+                        .into(),
+                );
+            }
+        }
+        if let Some((format, span)) = a.string(p, "validity_format") {
+            use crate::identity::token_endpoint::ValidityFormat;
+            match format.as_str() {
+                "duration" => auth.validity.format = ValidityFormat::Duration,
+                "int32_minutes" => auth.validity.format = ValidityFormat::Int32Minutes,
+                other => {
+                    let problem = p.at(
+                        span,
+                        "auth.validity_format",
+                        format!("unknown format `{other}`"),
+                    );
+                    problem.suggestion = super::did_you_mean(other, &["duration", "int32_minutes"]);
+                    problem.expected = Some("\"duration\" (such as 5m; a bare number is minutes) or \"int32_minutes\" (a 32-bit integer of minutes)".into());
+                }
+            }
         }
         for t in a.tables(p, "issuers", ISSUER) {
             if let Some(i) = read_issuer(&t, p, dir) {

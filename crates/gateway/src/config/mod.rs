@@ -16,6 +16,7 @@
 //! | `[debug]` | `debug.rs` | `DebugConfig` |
 //! | `[auth]`, `[[auth.issuers]]` | `auth.rs` | `AuthSettings`, external issuers |
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
+//! | `[config_modes]` | `modes.rs` | the configuration-mode stage's `ModeSettings` (a route's `feature`, `config_modes`) |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
 //! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
 //! | `[server] profile`, `[profiles]` | `profiles.rs` | the renderer's `Profiles`: which error profile answers where |
@@ -34,6 +35,7 @@ mod demo_api;
 mod events;
 mod limits;
 mod log;
+mod modes;
 pub(crate) mod openapi;
 mod profiles;
 mod rate_limits;
@@ -97,6 +99,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The transport policy every route starts from.
     pub access: crate::stages::policy::AccessPolicy,
+    /// Configuration modes: levels, where requests name theirs, declared overrides.
+    pub config_modes: Arc<crate::stages::config_mode::ModeSettings>,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
@@ -112,8 +116,21 @@ pub struct Config {
 }
 
 const TOP: &[&str] = &[
-    "server", "limits", "timeouts", "log", "events", "alerts", "debug", "auth", "access", "routes",
-    "openapi", "profiles", "demo_api", "traces",
+    "server",
+    "limits",
+    "timeouts",
+    "log",
+    "events",
+    "alerts",
+    "debug",
+    "auth",
+    "access",
+    "config_modes",
+    "routes",
+    "openapi",
+    "profiles",
+    "demo_api",
+    "traces",
 ];
 
 impl Config {
@@ -210,6 +227,16 @@ impl Config {
         ]
     }
 
+    /// Whether a route's upstream is the built-in demo API (`upstream = "builtin:demo"`).
+    pub fn uses_builtin_demo(&self) -> bool {
+        self.routes.iter().any(|r| r.builtin_upstream)
+    }
+
+    /// Points the `builtin:demo` routes at the demo API serving on `addr`.
+    pub fn point_builtin_demo(&mut self, addr: std::net::SocketAddr) {
+        routes::point_builtin(&mut self.routes, addr);
+    }
+
     /// A configuration with no routes: every default.
     pub fn empty() -> Config {
         Config::parse("<defaults>", "", Path::new(".")).expect("defaults are valid")
@@ -228,6 +255,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let traces = traces::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
+    let config_modes = modes::read(top, p);
     let profiles = profiles::read(top, p, dir, &catalog);
     let demo_api = demo_api::read(top, p);
     let routes = routes::read(
@@ -235,6 +263,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         p,
         &access,
         &auth,
+        &config_modes,
         dir,
         limits.max_body_bytes,
         (&profiles, &catalog),
@@ -255,6 +284,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         debug,
         auth,
         access,
+        config_modes,
         routes,
         catalog,
         profiles: Arc::new(profiles),

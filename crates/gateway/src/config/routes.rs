@@ -62,11 +62,36 @@ pub(super) const ROUTE: &[&str] = &[
     "upstream_client_key",
     "rate_limit_status",
     "quota_status",
+    "feature",
+    "config_modes",
     "profile",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
+/// The upstream word for the built-in demo API (devices and settings), which the server
+/// starts on a loopback port of its own: examples run with nothing else to start.
+pub(crate) const BUILTIN_DEMO: &str = "builtin:demo";
+/// Where a `builtin:demo` route points until the server has started the demo API.
+const BUILTIN_PLACEHOLDER: &str = "http://127.0.0.1:9";
+
+/// Points every `builtin:demo` route of `routes` at the demo API serving on `addr`.
+pub(crate) fn point_builtin(routes: &mut [RouteConfig], addr: std::net::SocketAddr) {
+    for route in routes.iter_mut().filter(|r| r.builtin_upstream) {
+        let Some(up) = route.upstream.as_mut() else {
+            continue;
+        };
+        if let Ok((mut t, _, _)) = parse_target(&format!("http://{addr}")) {
+            if let Some(old) = up.targets.first() {
+                t.label = old.label.clone();
+            }
+            t.display = format!("{BUILTIN_DEMO} ({addr})");
+            up.display = t.display.clone();
+            up.targets = vec![t];
+        }
+    }
+}
+
 /// The path prefix where the gateway serves its own error pages.
 pub(crate) const ERRORS_PREFIX: &str = "/errors";
 
@@ -176,11 +201,13 @@ fn admit(
 }
 
 /// Reads every `[[routes]]` table, merging each route's policy into `access`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn read(
     top: &TableReader<'_, '_>,
     p: &mut Problems<'_>,
     access: &AccessPolicy,
     auth: &AuthSettings,
+    modes: &std::sync::Arc<super::modes::ModeSettings>,
     dir: &std::path::Path,
     max_body_bytes: u64,
     profiles: (&crate::stages::respond::Profiles, &candor_catalog::Catalog),
@@ -188,9 +215,10 @@ pub(super) fn read(
     // Every route whose path could be read, with whether it loaded without a problem.
     let mut routes: Vec<(RouteConfig, bool)> = Vec::new();
     for (index, r) in top.tables(p, "routes", ROUTE).into_iter().enumerate() {
-        if let Some((route, loaded)) = read_route(&r, p, index, dir, max_body_bytes, None)
+        if let Some((mut route, loaded)) = read_route(&r, p, index, dir, max_body_bytes, None)
             .map(|(route, loaded)| with_profile(route, loaded, &r, p, profiles))
         {
+            route.config_mode = super::modes::read_route(&r, p, modes);
             admit(route, loaded, &r, p, access, auth, &mut routes, false);
         }
         r.finish(p);
@@ -327,10 +355,25 @@ fn read_route(
         Some(toml::de::DeValue::Array(_)) => r.strings(p, "upstream"),
         _ => r.string(p, "upstream").map(|u| vec![u]),
     };
+    let mut builtin_upstream = false;
     let upstream = match urls {
         Some(list) => {
             let span = r.get("upstream").map_or(r.span.clone(), |v| v.span());
-            let texts: Vec<String> = list.into_iter().map(|(u, _)| u).collect();
+            let mut texts: Vec<String> = list.into_iter().map(|(u, _)| u).collect();
+            if texts.iter().any(|t| t == BUILTIN_DEMO) {
+                if texts.len() > 1 {
+                    p.at(
+                        span.clone(),
+                        &r.key_path("upstream"),
+                        format!(
+                            "{BUILTIN_DEMO} is an upstream of its own, not one target of a list"
+                        ),
+                    );
+                }
+                // Pointed at the demo API once the server has started it.
+                builtin_upstream = true;
+                texts = vec![BUILTIN_PLACEHOLDER.to_owned()];
+            }
             match parse_upstream_list(&texts) {
                 Ok(mut up) => {
                     if let Some(n) = max_connections {
@@ -447,6 +490,8 @@ fn read_route(
         contract,
         max_body_bytes,
         limits,
+        config_mode: None,
+        builtin_upstream,
         profile: None,
     };
     Some((route, loaded))
@@ -565,10 +610,11 @@ fn read_route_auth(
     });
     let account_param = r.string(p, "account_param");
     let account_header = r.string(p, "account_header");
+    let account_tokens = matches!(&kind, Some((k, _)) if k == "account_token");
     let (enabled, api_key) = match &kind {
         None => (false, false),
         Some((k, _)) if k == "none" => (false, false),
-        Some((k, _)) if k == "bearer" => (true, false),
+        Some((k, _)) if k == "bearer" || k == "account_token" => (true, false),
         Some((k, _)) if k == "api_key" => (true, true),
         Some((k, span)) => {
             let problem = p.at(
@@ -576,11 +622,22 @@ fn read_route_auth(
                 &r.key_path("auth"),
                 format!("unknown auth `{k}`"),
             );
-            problem.suggestion = did_you_mean(k, &["bearer", "api_key", "none"]);
-            problem.expected = Some("\"bearer\", \"api_key\" or \"none\"".into());
+            problem.suggestion = did_you_mean(k, &["bearer", "api_key", "account_token", "none"]);
+            problem.expected =
+                Some("\"bearer\", \"api_key\", \"account_token\" or \"none\"".into());
             return None;
         }
     };
+    if account_tokens && let Some(list) = &scopes {
+        let at = list.first().map_or(r.span.clone(), |(_, s)| s.clone());
+        p.at(
+            at,
+            &r.key_path("scopes"),
+            "account tokens grant no scopes: a route that requires scopes takes bearer tokens"
+                .into(),
+        )
+        .expected = Some("no scopes with auth = \"account_token\", or auth = \"bearer\"".into());
+    }
     for (key, v) in [
         ("api_key_header", &key_header),
         ("api_key_query", &key_query),
@@ -652,6 +709,7 @@ fn read_route_auth(
             }
             s
         }
+        None if account_tokens => "TOK".to_owned(),
         None => "Bearer".to_owned(),
     };
     let account = match (account_param, account_header) {
@@ -693,6 +751,7 @@ fn read_route_auth(
             .unwrap_or_default(),
         account,
         api_key,
+        account_tokens,
         issuers: issuers.map_or_else(
             || vec![crate::stages::authenticate::SELF_ISSUER.to_owned()],
             |v| v.into_iter().map(|(s, _)| s).collect(),

@@ -53,6 +53,13 @@ pub async fn start(
              kind TEXT NOT NULL,
              created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
              UNIQUE (customer, serial)
+         );
+         CREATE TABLE IF NOT EXISTS settings (
+             feature TEXT NOT NULL,
+             mode TEXT NOT NULL,
+             body TEXT NOT NULL,
+             updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+             PRIMARY KEY (feature, mode)
          );",
     )
     .map_err(std::io::Error::other)?;
@@ -150,7 +157,8 @@ impl DemoApi {
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (req.method().clone(), segs.as_slice()) {
-            (m, ["v1", "customers", customer, "devices"]) => {
+            // Under `/v1`, or any prefix an example's routes give it (`/v2/mcc/...`).
+            (m, [.., "customers", customer, "devices"]) => {
                 check_customer(customer)?;
                 let customer = (*customer).to_owned();
                 if m == Method::POST {
@@ -160,7 +168,7 @@ impl DemoApi {
                     self.blocking(move |api| api.list(&customer)).await
                 }
             }
-            (m, ["v1", "customers", customer, "devices", id]) => {
+            (m, [.., "customers", customer, "devices", id]) => {
                 check_customer(customer)?;
                 let id: i64 = id.parse().map_err(|_| {
                     validation_failed(vec![field(
@@ -203,6 +211,28 @@ impl DemoApi {
                     json!({"device": id, "customer": customer, "duration_s": seconds, "result": "all checks passed"}),
                 ))
             }
+            // A feature's settings, under any prefix (`/esa/api/v2.0/config/sender_groups`):
+            // the stand-in for configuration APIs.
+            (m, [.., "config", feature]) if !feature.is_empty() => {
+                let feature = (*feature).to_owned();
+                let mode = req
+                    .uri()
+                    .query()
+                    .and_then(|q| {
+                        q.split('&')
+                            .find_map(|kv| kv.strip_prefix("mode="))
+                            .map(crate::stages::validate::decode)
+                    })
+                    .unwrap_or_else(|| "cluster".into());
+                if m == Method::PUT {
+                    let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                    self.blocking(move |api| api.put_settings(&feature, &mode, &body))
+                        .await
+                } else {
+                    self.blocking(move |api| api.settings(&feature, &mode))
+                        .await
+                }
+            }
             // Its own code, not the gateway's route_not_found: the gateway did route this.
             _ => Err(GatewayError::new(codes::UNKNOWN_PATH)
                 .param("api", "The devices API")
@@ -210,7 +240,7 @@ impl DemoApi {
                 .param("path", path.to_owned())
                 .param(
                     "hint",
-                    " It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]].",
+                    " It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]] and .../config/{feature}.",
                 )
                 .source(crate::error::ErrorSource::Upstream)),
         }
@@ -226,6 +256,57 @@ impl DemoApi {
                 Err(GatewayError::new(codes::INTERNAL_ERROR)
                     .param("stage", format!("demo API: {e}")))
             })
+    }
+
+    /// A feature's settings at a configuration level (`{}` until some are stored).
+    fn settings(&self, feature: &str, mode: &str) -> Result<Response<GatewayBody>, GatewayError> {
+        let db = self.db.lock().map_err(db_error)?;
+        let row: Option<(String, String)> = db
+            .query_row(
+                "SELECT body, updated_at FROM settings WHERE feature = ?1 AND mode = ?2",
+                params![feature, mode],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_error)?;
+        let (settings, updated_at) = match row {
+            Some((body, at)) => (
+                serde_json::from_str(&body).unwrap_or(Value::Null),
+                Value::from(at),
+            ),
+            None => (json!({}), Value::Null),
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "data": { "feature": feature, "mode": mode, "settings": settings, "updated_at": updated_at } }),
+        ))
+    }
+
+    /// Replaces a feature's settings at a configuration level (any JSON object).
+    fn put_settings(
+        &self,
+        feature: &str,
+        mode: &str,
+        body: &Value,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        if !body.is_object() {
+            return Err(validation_failed(vec![field(
+                "body",
+                "",
+                "type",
+                "must be a JSON object of settings".into(),
+            )]));
+        }
+        {
+            let db = self.db.lock().map_err(db_error)?;
+            db.execute(
+                "INSERT INTO settings (feature, mode, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (feature, mode) DO UPDATE SET body = excluded.body, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+                params![feature, mode, body.to_string()],
+            )
+            .map_err(db_error)?;
+        }
+        self.settings(feature, mode)
     }
 
     fn list(&self, customer: &str) -> Result<Response<GatewayBody>, GatewayError> {

@@ -96,6 +96,8 @@ pub(crate) struct State {
     started_with: Vec<(&'static str, String)>,
     /// Whether --listen / --admin-listen were given (they win over the file).
     flags: (bool, bool),
+    /// Where the built-in demo API serves, when a route's upstream is `builtin:demo`.
+    builtin_demo: Option<SocketAddr>,
 }
 
 impl State {
@@ -155,6 +157,26 @@ impl State {
             );
         }
         self.overrides.apply(&mut config);
+        if config.uses_builtin_demo() {
+            match self.builtin_demo {
+                Some(addr) => config.point_builtin_demo(addr),
+                None => {
+                    let report = ConfigReport {
+                        file: path.display().to_string(),
+                        problems: vec![crate::config::ConfigProblem {
+                            line: 0,
+                            column: 0,
+                            key: "routes.upstream".into(),
+                            message: "a route now uses the built-in demo API (builtin:demo), which starts with the gateway: restart to apply".into(),
+                            expected: None,
+                            suggestion: None,
+                        }],
+                    };
+                    self.config_rejected(&report);
+                    return Err(report);
+                }
+            }
+        }
         let tls = match &config.server.tls {
             Some(files) => Some(
                 crate::http::tls::server_config(files)
@@ -404,6 +426,25 @@ impl Server {
                     config.server.data_dir.display()
                 ))
             })?;
+        // The built-in demo API, for routes whose upstream is `builtin:demo`: on a loopback
+        // port of its own, its data in the data directory.
+        let builtin_demo = if config.uses_builtin_demo() {
+            let renderer = crate::stages::respond::Renderer::new(
+                config.catalog.clone(),
+                &config.server.public_base_url,
+            );
+            let addr = crate::demo::start(
+                &config.server.data_dir,
+                renderer,
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .await?;
+            config.point_builtin_demo(addr);
+            tracing::info!(target: "candor::config", %addr, "built-in demo API serving the builtin:demo routes");
+            Some(addr)
+        } else {
+            None
+        };
         let quotas = crate::limits::quota::Quotas::load(&identity)
             .map_err(|e| std::io::Error::other(format!("cannot read quota usage: {e}")))?;
         let rate_limits = Arc::new(crate::limits::rate::Registry::default());
@@ -454,6 +495,7 @@ impl Server {
             admin_conns: Connections::new("admin"),
             started_with,
             flags,
+            builtin_demo,
         });
         let reloads = Reloads {
             #[cfg(unix)]

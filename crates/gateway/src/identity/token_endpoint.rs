@@ -310,12 +310,12 @@ pub(crate) async fn serve(
         }
     }
 
-    let lifetime = match param("validity") {
+    let lifetime = match param(&policy.validity.name) {
         None => client.token_lifetime,
         Some(v) => {
             let spec = validity_spec(client.token_lifetime);
-            match spec.parse(v) {
-                Ok(d) => d.as_secs() as i64,
+            match policy.validity.read(v, client.token_lifetime) {
+                Ok(secs) => secs,
                 Err(reason) => {
                     let shown: String = v.chars().take(40).collect();
                     return Err(oauth(
@@ -325,9 +325,10 @@ pub(crate) async fn serve(
                             .param("min", crate::duration::text(spec.min))
                             .param("max", crate::duration::text(spec.max))
                             .extension("min_seconds", spec.min.as_secs().into())
-                            .extension("max_seconds", spec.max.as_secs().into()),
+                            .extension("max_seconds", spec.max.as_secs().into())
+                            .extension("parameter", policy.validity.name.clone().into()),
                         "invalid_request",
-                        &format!("validity {reason}"),
+                        &format!("{} {reason}", policy.validity.name),
                     ));
                 }
             }
@@ -400,6 +401,67 @@ pub(crate) async fn serve(
         },
     });
     Ok(resp)
+}
+
+/// How the token endpoint's validity parameter is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ValidityFormat {
+    /// A duration such as `90s` or `5m`; a bare number is minutes.
+    #[default]
+    Duration,
+    /// A 32-bit signed integer of minutes, as APIs typed `$int32` take it.
+    Int32Minutes,
+}
+
+/// `[auth] validity_param` and `validity_format`: the parameter asking for a token shorter
+/// than the client's lifetime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidityParam {
+    /// Its name in the form (default `validity`).
+    pub name: String,
+    /// How its value is written.
+    pub format: ValidityFormat,
+}
+
+impl Default for ValidityParam {
+    fn default() -> Self {
+        ValidityParam {
+            name: "validity".into(),
+            format: ValidityFormat::Duration,
+        }
+    }
+}
+
+impl ValidityParam {
+    /// The lifetime asked for, within 1 s and the client's `lifetime`.
+    fn read(&self, typed: &str, lifetime: i64) -> Result<i64, String> {
+        let spec = validity_spec(lifetime);
+        match self.format {
+            ValidityFormat::Duration => spec.parse(typed).map(|d| d.as_secs() as i64),
+            ValidityFormat::Int32Minutes => {
+                let shown: String = typed.chars().take(40).collect();
+                let digits = typed.strip_prefix(['-', '+']).unwrap_or(typed);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "`{}` is not an integer; {} is an int32 number of minutes",
+                        shown.escape_default(),
+                        self.name
+                    ));
+                }
+                let Ok(minutes) = typed.parse::<i32>() else {
+                    return Err(format!(
+                        "`{shown}` is outside the int32 range; {} is an int32 number of minutes",
+                        self.name
+                    ));
+                };
+                if minutes < 1 {
+                    return Err(format!("`{shown}` minutes is too short: at least 1"));
+                }
+                spec.check(std::time::Duration::from_secs(minutes as u64 * 60), typed)
+                    .map(|d| d.as_secs() as i64)
+            }
+        }
+    }
 }
 
 /// A token was issued (a response extension, for the `auth.succeeded` event).

@@ -95,6 +95,7 @@ pub(crate) struct Pipeline {
     trusted_proxies: Vec<IpNet>,
     services: Arc<Services>,
     tokens: TokenPolicy,
+    config_modes: Arc<crate::stages::config_mode::ModeSettings>,
 }
 
 /// What outlives configuration reloads: the identity store and the counters.
@@ -143,7 +144,8 @@ impl Pipeline {
                 config.auth.audience.clone(),
                 config.auth.leeway.as_secs() as i64,
                 config.auth.issuers.clone(),
-            ),
+            )
+            .with_validity(config.auth.validity.clone()),
             generation,
             limits: config.limits,
             timeouts: config.timeouts,
@@ -154,6 +156,7 @@ impl Pipeline {
             profiled,
             log_requests: config.log.requests,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            config_modes: config.config_modes.clone(),
         }
     }
 
@@ -173,6 +176,24 @@ impl Pipeline {
             .routes()
             .iter()
             .filter_map(|r| Some((r.config.name.as_str(), r.config.upstream.as_ref()?)))
+    }
+
+    /// `[config_modes]` of this generation.
+    pub(crate) fn config_modes(&self) -> &crate::stages::config_mode::ModeSettings {
+        &self.config_modes
+    }
+
+    /// The features this generation's routes configure, sorted, each once.
+    pub(crate) fn features(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .routes
+            .routes()
+            .iter()
+            .filter_map(|r| Some(r.config.config_mode.as_ref()?.feature.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The listener's error profile (for answers before a request is parsed).

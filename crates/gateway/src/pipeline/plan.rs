@@ -40,6 +40,8 @@ pub(crate) enum Stage {
     Limit(Option<http::StatusCode>),
     /// The route's request contract.
     Validate(std::sync::Arc<validate::Contract>),
+    /// The configuration mode the request names against its feature's overrides.
+    ConfigMode(crate::stages::config_mode::RouteModes),
 }
 
 impl Stage {
@@ -54,6 +56,7 @@ impl Stage {
             Stage::RateLimit(_) => "rate_limit",
             Stage::Limit(_) => "limit",
             Stage::Validate(_) => "validate",
+            Stage::ConfigMode(_) => "config_mode",
         }
     }
 
@@ -89,6 +92,11 @@ impl Stage {
                 codes::API_KEY_RESTRICTION_MISSING,
                 codes::API_KEY_RESTRICTION_MISMATCH,
             ],
+            Stage::Authenticate(a) if a.account_tokens => vec![
+                codes::CREDENTIALS_MISSING,
+                codes::CREDENTIALS_MALFORMED,
+                codes::TOKEN_INVALID,
+            ],
             Stage::Authenticate(_) => vec![
                 codes::CREDENTIALS_MISSING,
                 codes::CREDENTIALS_MALFORMED,
@@ -119,6 +127,7 @@ impl Stage {
             },
             Stage::Limit(_) => vec![codes::QUOTA_EXCEEDED],
             Stage::Validate(_) => vec![codes::VALIDATION_FAILED],
+            Stage::ConfigMode(_) => vec![codes::UNSUPPORTED_FOR_MODE, codes::VALIDATION_FAILED],
         }
     }
 
@@ -139,6 +148,7 @@ impl Stage {
             Stage::RateLimit(r) => limit::run_rate(r, &p.services.quotas, ctx),
             Stage::Limit(status) => limit::run(&p.services.quotas, *status, ctx),
             Stage::Validate(c) => validate::run(c, ctx),
+            Stage::ConfigMode(m) => crate::stages::config_mode::run(m, &p.services.identity, ctx),
         }
     }
 }
@@ -217,6 +227,11 @@ impl Plan {
             // limit refuses gets its quota count back.
             stages.push(Stage::Limit(route.limits.quota_status));
             stages.extend(rate(true));
+        }
+        // The mode after the credentials (who asks comes first) and before the contract:
+        // in a mode where the feature is not configured, the operation does not exist.
+        if let Some(m) = &route.config_mode {
+            stages.push(Stage::ConfigMode(m.clone()));
         }
         if let Some(c) = &route.contract {
             stages.push(Stage::Validate(c.clone()));
@@ -300,6 +315,8 @@ fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
         max_body_bytes: None,
         profile: None,
         limits: Default::default(),
+        config_mode: None,
+        builtin_upstream: false,
     })
 }
 

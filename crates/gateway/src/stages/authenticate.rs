@@ -29,6 +29,9 @@ pub struct AuthConfig {
     pub account: Option<AccountSource>,
     /// Set when the route takes API keys instead of bearer tokens.
     pub api_key: Option<ApiKeySource>,
+    /// Set when the route takes account tokens (a primary and a backup token per account,
+    /// e.g. `Authorization: TOK: <token>`) instead of bearer tokens.
+    pub account_tokens: bool,
     /// Issuers whose tokens the route accepts: `self` (this gateway) and/or the `issuer`
     /// of configured external issuers.
     pub issuers: Vec<String>,
@@ -90,6 +93,8 @@ pub(crate) struct TokenPolicy {
     pub leeway: i64,
     /// External issuers, by `iss`.
     pub external: Vec<crate::identity::issuers::ExternalIssuer>,
+    /// The token endpoint's validity parameter.
+    pub validity: crate::identity::token_endpoint::ValidityParam,
     cache: Mutex<HashMap<[u8; 32], Claims>>,
 }
 
@@ -108,8 +113,18 @@ impl TokenPolicy {
             audience,
             leeway,
             external,
+            validity: Default::default(),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same policy, the token endpoint reading its validity parameter as `validity` says.
+    pub(crate) fn with_validity(
+        mut self,
+        validity: crate::identity::token_endpoint::ValidityParam,
+    ) -> Self {
+        self.validity = validity;
+        self
     }
 
     fn verify(
@@ -565,7 +580,15 @@ pub(crate) fn read_credentials<'h>(
             format!("it is in quotes; send `Authorization: {scheme} <token>` without quotes"),
         ));
     }
-    let Some((word, credentials)) = value.split_once(' ') else {
+    // `TOK:abc` and `TOK: abc`: a custom scheme word may end in a colon, with or without a
+    // space (Bearer keeps RFC 6750's `Bearer <token>`).
+    let colon = (!scheme.eq_ignore_ascii_case("bearer"))
+        .then_some(value)
+        .and_then(|v| v.get(..scheme.len() + 1))
+        .filter(|w| w[..scheme.len()].eq_ignore_ascii_case(scheme) && w.ends_with(':'))
+        .map(|w| (w, value[w.len()..].trim_start()))
+        .filter(|(_, rest)| !rest.is_empty());
+    let Some((word, credentials)) = colon.or_else(|| value.split_once(' ')) else {
         if value.eq_ignore_ascii_case(scheme)
             || value.eq_ignore_ascii_case("Bearer")
             || value.eq_ignore_ascii_case("Basic")
@@ -589,7 +612,7 @@ pub(crate) fn read_credentials<'h>(
             ),
         ));
     };
-    if !word.eq_ignore_ascii_case(scheme) {
+    if !word.trim_end_matches(':').eq_ignore_ascii_case(scheme) {
         let shown: String = word.chars().take(20).collect();
         return Err(malformed(
             scheme,
@@ -896,6 +919,34 @@ pub(crate) fn authenticate_api_key(
     })
 }
 
+/// Reads and checks an account token (`TOK: <token>`): its form as for any credential,
+/// then that it is the primary or the backup token of an account.
+pub(crate) fn authenticate_account_token(
+    headers: &HeaderMap,
+    auth: &AuthConfig,
+    snapshot: &Snapshot,
+    path: &str,
+) -> Result<Principal, GatewayError> {
+    let scheme = auth.scheme.as_str();
+    let token = read_credentials(headers, auth, path)?;
+    let digest = crate::identity::store::sha256_hex(token);
+    let Some(found) = snapshot.account_tokens.get(&digest) else {
+        let text = "it is neither the primary nor the backup token of an account (a token stops working when its slot is rotated)".to_owned();
+        // `credential`: an error profile may answer an unknown account token apart.
+        let err = GatewayError::new(codes::TOKEN_INVALID)
+            .param("reason_text", text.clone())
+            .param("credential", "account_token");
+        return Err(challenge(err, scheme, Some("invalid_token"), &text));
+    };
+    Ok(Principal {
+        client_id: format!("{}/{}", found.account_id, found.slot.as_str()),
+        account: Some(found.account_id.clone()),
+        scopes: Vec::new(),
+        jti: String::new(),
+        exp: i64::MAX,
+    })
+}
+
 fn token_error(e: TokenError, scheme: &str) -> GatewayError {
     let now = unix_now();
     match e {
@@ -990,6 +1041,9 @@ pub(crate) fn run(
                 ctx.path(),
             )
         }
+        None if auth.account_tokens => {
+            authenticate_account_token(&ctx.parts.headers, auth, &snapshot, ctx.path())
+        }
         None => authenticate(
             &ctx.parts.headers,
             ctx.parts.uri.query(),
@@ -1033,6 +1087,7 @@ mod tests {
             scopes: vec![],
             account: None,
             api_key: None,
+            account_tokens: false,
             issuers: vec![SELF_ISSUER.into()],
         }
     }

@@ -13,6 +13,7 @@
 //! | authenticate | [`authenticate`] | the credentials a route requires, each refusal precise |
 //! | authorize | [`authorize`] | scopes, the account the request names, account state |
 //! | limit | [`limit`] | the account's daily quota |
+//! | configuration mode | [`config_mode`] | the mode a request names against the feature's overrides |
 //! | validate | [`validate`] | the route's contract: parameters, headers and the JSON body, every problem at once |
 //! | forward | [`forward`] | the upstream exchange, its failures, hop-by-hop headers |
 //! | respond | [`respond`] | errors rendered from the catalog as RFC 9457 documents |
@@ -22,6 +23,7 @@
 
 pub(crate) mod authenticate;
 pub(crate) mod authorize;
+pub(crate) mod config_mode;
 pub(crate) mod forward;
 pub(crate) mod limit;
 pub(crate) mod negotiate;

@@ -59,6 +59,10 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// Its rate-limit policies and the statuses of its limit answers.
     pub(crate) limits: crate::config::RouteLimits,
+    /// The feature it configures and the configuration modes it supports, if it does.
+    pub config_mode: Option<crate::stages::config_mode::RouteModes>,
+    /// Its upstream is the built-in demo API (`upstream = "builtin:demo"`).
+    pub builtin_upstream: bool,
     /// The error profile its answers are rendered in (`None`: its host's or listener's).
     pub profile: Option<std::sync::Arc<candor_catalog::Profile>>,
 }
@@ -565,7 +569,7 @@ pub(crate) fn run<'t>(
             ctx.trail.record(
                 "route",
                 "reject",
-                Some(codes::ROUTE_NOT_FOUND),
+                Some(err.code),
                 vec![("suggestions", count.to_string())],
             );
             Err(err)

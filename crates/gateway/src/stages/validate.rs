@@ -528,7 +528,7 @@ pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 /// Percent-decodes `s` (`+` as a space); an escape that is not one is kept as it is.
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     if !s.contains(['%', '+']) {
         return s.to_owned();
     }

@@ -119,6 +119,49 @@ pub struct ApiKey {
     pub created_at: String,
 }
 
+/// One of an account's two tokens (the `TOK:` scheme).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenSlot {
+    /// The token clients normally use.
+    Primary,
+    /// The second valid token: clients move to it while the primary is rotated.
+    Backup,
+}
+
+impl TokenSlot {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSlot::Primary => "primary",
+            TokenSlot::Backup => "backup",
+        }
+    }
+
+    /// The slot named `s` (`primary` or `backup`).
+    pub fn from_word(s: &str) -> Option<TokenSlot> {
+        match s {
+            "primary" => Some(TokenSlot::Primary),
+            "backup" => Some(TokenSlot::Backup),
+            _ => None,
+        }
+    }
+
+    fn parse(s: &str) -> TokenSlot {
+        TokenSlot::from_word(s).unwrap_or(TokenSlot::Backup)
+    }
+}
+
+/// An account token as the snapshot keeps it (by the SHA-256 of the token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountToken {
+    /// Owning account.
+    pub account_id: String,
+    /// Primary or backup.
+    pub slot: TokenSlot,
+    /// RFC 3339 time it was issued.
+    pub created_at: String,
+}
+
 /// What a new API key needs (its secret is generated).
 #[derive(Clone, Debug, Default)]
 pub struct NewApiKey {
@@ -270,6 +313,15 @@ pub trait IdentityStore: Send + Sync {
     fn delete_api_key(&self, id: &str) -> Result<(), StoreError>;
     /// Replaces an API key's secret hash (rotation).
     fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError>;
+    /// Adds (`on`) or removes a configuration-mode override; whether anything changed.
+    fn set_mode_override(&self, feature: &str, mode: &str, on: bool) -> Result<bool, StoreError>;
+    /// Sets an account's token in `slot` (its SHA-256), replacing the one there.
+    fn set_account_token(
+        &self,
+        account_id: &str,
+        slot: TokenSlot,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
     /// Requests counted per account in the `period` numbered `index`.
     fn quota_usage(
         &self,

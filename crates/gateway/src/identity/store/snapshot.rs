@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub revoked: HashMap<String, String>,
     /// API keys by id.
     pub api_keys: HashMap<String, ApiKey>,
+    /// Configuration-mode overrides set through the admin API: `(feature, mode)`.
+    pub mode_overrides: std::collections::BTreeSet<(String, String)>,
+    /// Account tokens (the `TOK:` scheme) by the SHA-256 of the token.
+    pub account_tokens: HashMap<String, AccountToken>,
 }
 
 impl Snapshot {
@@ -316,6 +320,34 @@ impl Identity {
         counts: &[(String, i64, i64)],
     ) -> Result<(), StoreError> {
         self.store.save_quota_usage(period, counts)
+    }
+
+    /// Overrides `feature` for `mode` (`on`), or removes the override; whether anything
+    /// changed.
+    pub fn set_mode_override(
+        &self,
+        feature: &str,
+        mode: &str,
+        on: bool,
+    ) -> Result<bool, StoreError> {
+        let changed = self.store.set_mode_override(feature, mode, on)?;
+        self.refresh()?;
+        Ok(changed)
+    }
+
+    /// Issues a new token in `slot` of account `account_id`, replacing the one there (the
+    /// other slot's token stays valid); returns the token, shown once and never stored.
+    pub fn issue_account_token(
+        &self,
+        account_id: &str,
+        slot: TokenSlot,
+    ) -> Result<String, StoreError> {
+        let token = format!("tok_{}", random_token(40));
+        self.after_write(
+            self.store
+                .set_account_token(account_id, slot, &sha256_hex(&token)),
+        )?;
+        Ok(token)
     }
 
     /// Revokes a token id until it would have expired anyway.

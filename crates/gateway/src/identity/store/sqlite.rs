@@ -15,6 +15,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/0005_quota_per_month.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/0006_modes_and_account_tokens.sql"),
+    ),
 ];
 
 /// The SQLite implementation, one file in the data directory.
@@ -174,6 +178,24 @@ impl IdentityStore for SqliteStore {
             })? {
                 let k = k?;
                 snap.api_keys.insert(k.id.clone(), k);
+            }
+            let mut stmt = c.prepare("SELECT feature, mode FROM mode_overrides")?;
+            for o in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                snap.mode_overrides.insert(o?);
+            }
+            let mut stmt = c.prepare("SELECT account_id, slot, token_hash, created_at FROM account_tokens")?;
+            for t in stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(2)?,
+                    AccountToken {
+                        account_id: r.get(0)?,
+                        slot: TokenSlot::parse(&r.get::<_, String>(1)?),
+                        created_at: r.get(3)?,
+                    },
+                ))
+            })? {
+                let (hash, t) = t?;
+                snap.account_tokens.insert(hash, t);
             }
             let now = crate::time::unix_now();
             let mut stmt = c.prepare("SELECT jti, revoked_at FROM revocations WHERE expires_at > ?1")?;
@@ -350,6 +372,55 @@ impl IdentityStore for SqliteStore {
             "UPDATE api_keys SET secret_hash = ?2 WHERE id = ?1",
             params![id, secret_hash],
         )
+    }
+
+    fn set_mode_override(&self, feature: &str, mode: &str, on: bool) -> Result<bool, StoreError> {
+        let mut changed = false;
+        self.write(|c| {
+            let n = if on {
+                c.execute(
+                    "INSERT OR IGNORE INTO mode_overrides (feature, mode, created_at) VALUES (?1, ?2, ?3)",
+                    params![feature, mode, now_rfc3339()],
+                )?
+            } else {
+                c.execute(
+                    "DELETE FROM mode_overrides WHERE feature = ?1 AND mode = ?2",
+                    params![feature, mode],
+                )?
+            };
+            changed = n > 0;
+            Ok(())
+        })?;
+        Ok(changed)
+    }
+
+    fn set_account_token(
+        &self,
+        account_id: &str,
+        slot: TokenSlot,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            let known: Option<String> = c
+                .query_row(
+                    "SELECT id FROM accounts WHERE id = ?1",
+                    params![account_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Err(StoreError::NotFound {
+                    resource: "Account",
+                    id: account_id.to_owned(),
+                });
+            }
+            c.execute(
+                "INSERT INTO account_tokens (account_id, slot, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account_id, slot) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+                params![account_id, slot.as_str(), token_hash, now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
