@@ -25,7 +25,7 @@ pub mod page;
 mod problem;
 mod template;
 
-pub use entry::{Entry, Retry};
+pub use entry::{Entry, HeaderDoc, Retry, Stage};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
 pub use template::Template;
