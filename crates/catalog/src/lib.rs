@@ -6,7 +6,9 @@
 //! - [`Catalog`] — the validated set of [`Entry`]s, built-in plus operator overrides.
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
-//! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
+//! - [`page`] — an entry as JSON, and HTML escaping.
+//! - [`site`] — the troubleshooting site: an index and one page per code (HTML), as the
+//!   gateway serves it under `/errors/` and `candor docs build` writes it.
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -23,6 +25,7 @@ mod entry;
 mod load;
 pub mod page;
 mod problem;
+pub mod site;
 mod template;
 
 pub use entry::{Entry, HeaderDoc, Retry, Stage};
