@@ -144,6 +144,15 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// The troubleshooting site (the pages the gateway serves under /errors/) as files.
+    Docs {
+        #[command(subcommand)]
+        command: DocsCommand,
+        /// Include the operator catalog named by this configuration, and take the base of
+        /// the `type` URLs from its server.public_base_url.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Whether `candor serve` supervises a worker, is one, or runs alone.
@@ -185,6 +194,7 @@ fn main() -> ExitCode {
         Command::Check { config, running } => check(&config, running.as_deref()),
         Command::Openapi { config, spec } => openapi(config.as_deref(), spec.as_deref()),
         Command::Catalog { command, config } => catalog(command, config.as_deref()),
+        Command::Docs { command, config } => docs(command, config.as_deref()),
         Command::Blocks { command, admin } => blocks(command, &admin),
         Command::Explain {
             request_id,

@@ -301,9 +301,9 @@ pub fn entry_page(catalog: &Catalog, entry: &Entry, base_url: &str, links: Links
     }
     let _ = write!(
         html,
-        "<h2>Example response</h2>\n<p>In the default profile (RFC 9457 problem details), with example values; \
-the detail is the catalog's message <code>{message}</code>. Quote the <code>request_id</code> when you ask for help.</p>\n\
-<pre><code>{example}</code></pre>\n",
+        "<h2>Example response</h2>\n<p>In the default profile (RFC 9457 problem details), with example values. \
+Quote the <code>request_id</code> when you ask for help.</p>\n\
+<pre><code>{example}</code></pre>\n<p class=\"muted\">The detail comes from the message <code>{message}</code></p>\n",
         message = e(entry.message.source()),
         example = e(&example_response(catalog, entry, base_url)),
     );

@@ -35,6 +35,7 @@ const ENDPOINTS: &[&str] = &[
     "/metrics",
     "/upstreams",
     "/catalog",
+    "/errors/",
     "/errors/{code}",
     "/accounts",
     "/clients",
@@ -186,6 +187,12 @@ async fn route(
             return Ok(json_response(
                 StatusCode::OK,
                 json!({ "routes": routes, "targets": state.forwarder().targets.report() }),
+            ));
+        }
+        "/catalog" if pages::wants_html(req.headers()) => {
+            return Ok(pages::catalog_index(
+                pipeline.renderer().catalog(),
+                req.headers(),
             ));
         }
         "/catalog" => {

@@ -1,0 +1,76 @@
+//! `candor docs build OUT`: the troubleshooting site the gateway serves under `/errors/`,
+//! written as static files (to publish on a documentation host).
+
+use candor_catalog::{Catalog, site};
+use candor_gateway::Config;
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where example answers point their `type` URLs when no configuration names a
+/// `server.public_base_url`: the demo's listener.
+const DEMO_BASE_URL: &str = "http://127.0.0.1:8080";
+
+#[derive(Subcommand)]
+pub(crate) enum DocsCommand {
+    /// Write the troubleshooting site to OUT: index.html (every code by pipeline stage and
+    /// by status, with a search), one CODE.html per code, site.css, search.js and
+    /// search-index.json. Open OUT/index.html in a browser, or publish the folder.
+    Build {
+        /// The folder to write (created if missing; the site's files in it are replaced).
+        out: PathBuf,
+        /// The base of the `type` URLs in the example answers (default: the configuration's
+        /// server.public_base_url, else the demo's http://127.0.0.1:8080).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
+    let (catalog, configured_base) = match config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => (c.catalog.clone(), Some(c.server.public_base_url.clone())),
+            Err(report) => {
+                print!("{report}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (Arc::new(Catalog::builtin().clone()), None),
+    };
+    match command {
+        DocsCommand::Build { out, base_url } => {
+            let base = base_url
+                .or(configured_base)
+                .unwrap_or_else(|| DEMO_BASE_URL.to_owned());
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                eprintln!("candor docs build: --base-url `{base}` is not an http(s) URL");
+                return ExitCode::FAILURE;
+            }
+            build(&catalog, base.trim_end_matches('/'), &out)
+        }
+    }
+}
+
+fn build(catalog: &Catalog, base: &str, out: &Path) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!("candor docs build: cannot create {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    let files = site::files(catalog, base);
+    for (name, text) in &files {
+        let path = out.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("candor docs build: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "wrote {} files ({} error codes) to {}; open {}",
+        files.len(),
+        catalog.entries().len(),
+        out.display(),
+        out.join("index.html").display()
+    );
+    ExitCode::SUCCESS
+}
