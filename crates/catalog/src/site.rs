@@ -28,6 +28,10 @@ pub const SEARCH_JS: &str = include_str!("site/search.js");
 pub const STYLE_FILE: &str = "site.css";
 /// The script's file name, next to the pages.
 pub const SCRIPT_FILE: &str = "search.js";
+/// The site's icon (SVG).
+pub const FAVICON_SVG: &str = include_str!("site/favicon.svg");
+/// The icon's file name, next to the pages.
+pub const FAVICON_FILE: &str = "favicon.svg";
 /// The search index's file name (the same JSON the index page embeds), for programs.
 pub const INDEX_FILE: &str = "search-index.json";
 /// The Content-Security-Policy the pages are served with: their own stylesheet and script,
@@ -81,6 +85,7 @@ pub fn files(catalog: &Catalog, base_url: &str) -> Vec<(String, String)> {
         ("index.html".to_owned(), index_page(catalog, Links::Files)),
         (STYLE_FILE.to_owned(), STYLE_CSS.to_owned()),
         (SCRIPT_FILE.to_owned(), SEARCH_JS.to_owned()),
+        (FAVICON_FILE.to_owned(), FAVICON_SVG.to_owned()),
         (INDEX_FILE.to_owned(), search_index(catalog, Links::Files)),
     ];
     for e in catalog.entries() {
@@ -113,6 +118,26 @@ pub fn search_index(catalog: &Catalog, links: Links) -> String {
     Value::from(list).to_string()
 }
 
+/// Catalog prose as HTML: escaped, with `backticked` spans as code.
+fn prose(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len() % 2 == 0 {
+        // An unpaired backtick: keep the text as it is.
+        return escape_html(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&escape_html(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&escape_html(part));
+        }
+    }
+    out
+}
+
 /// JSON text made safe inside a `<script>` data block: no `<`, `>` or `&` that could end
 /// the element (JSON strings accept their `\u` escapes).
 fn script_safe(json: &str) -> String {
@@ -127,10 +152,12 @@ fn head(title: &str, description: &str, links: Links) -> String {
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
 <meta name=\"color-scheme\" content=\"light dark\">\n\
 <meta name=\"description\" content=\"{description}\">\n\
-<title>{title}</title>\n<link rel=\"stylesheet\" href=\"{style}\">\n</head>\n",
+<title>{title}</title>\n<link rel=\"stylesheet\" href=\"{style}\">\n\
+<link rel=\"icon\" type=\"image/svg+xml\" href=\"{icon}\">\n</head>\n",
         title = escape_html(title),
         description = escape_html(description),
         style = escape_html(&links.asset(STYLE_FILE)),
+        icon = escape_html(&links.asset(FAVICON_FILE)),
     )
 }
 
@@ -275,11 +302,11 @@ pub fn entry_page(catalog: &Catalog, entry: &Entry, base_url: &str, links: Links
         kind = e(&entry.kind),
         stage = e(stage_title),
         retry = entry.retry.as_str(),
-        explanation = e(&entry.explanation),
+        explanation = prose(&entry.explanation),
     );
     html.push_str("<h2>What to check</h2>\n<ol>\n");
     for step in &entry.checklist {
-        let _ = writeln!(html, "<li>{}</li>", e(step));
+        let _ = writeln!(html, "<li>{}</li>", prose(step));
     }
     html.push_str("</ol>\n<h2>Retrying</h2>\n");
     let _ = writeln!(
@@ -486,6 +513,12 @@ config = ["routes.<x>"]
     }
 
     #[test]
+    fn prose_codes_backticks_and_escapes() {
+        assert_eq!(prose("a `x<y` b"), "a <code>x&lt;y</code> b");
+        assert_eq!(prose("one ` tick <"), "one ` tick &lt;");
+    }
+
+    #[test]
     fn an_entry_page_has_every_part() {
         let c = Catalog::builtin();
         let e = c.get(codes::RATE_LIMITED).unwrap();
@@ -577,7 +610,7 @@ config = ["routes.<x>"]
             );
         }
         let files = files(c, "http://x");
-        assert_eq!(files.len(), 4 + c.entries().len());
+        assert_eq!(files.len(), 5 + c.entries().len());
         assert!(files.iter().any(|(n, _)| n == "route_not_found.html"));
         let index = &files.iter().find(|(n, _)| n == "index.html").unwrap().1;
         assert!(index.contains("<a href=\"route_not_found.html\">"));

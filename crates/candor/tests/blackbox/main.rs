@@ -31,6 +31,9 @@
 //! - [`supervisor`]: the worker process restarted on the same sockets when it dies, the
 //!   crash-loop back-off, signals forwarded, `--no-supervisor`.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
+//! - [`docs_site`]: the troubleshooting site in a real headless Chromium ([`browser`], a
+//!   minimal DevTools-protocol client): no console errors, no broken link, search,
+//!   screenshots, one h1, a labelled search box, contrast; `candor docs build`.
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`metrics`]: `/metrics` after requests that passed, missed and were rate limited;
 //!   `traceparent` to the upstream; the trace id in problem bodies.
@@ -44,6 +47,7 @@
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
 
+mod browser;
 mod harness;
 
 mod admin;
@@ -56,6 +60,7 @@ mod caps;
 mod catalog;
 mod catalog_coverage;
 mod demo;
+mod docs_site;
 mod events;
 mod forward;
 mod framing;

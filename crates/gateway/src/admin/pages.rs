@@ -139,6 +139,7 @@ pub(crate) fn serve(
     let asset = match name {
         site::STYLE_FILE => Some(("text/css; charset=utf-8", site::STYLE_CSS.to_owned())),
         site::SCRIPT_FILE => Some(("text/javascript; charset=utf-8", site::SEARCH_JS.to_owned())),
+        site::FAVICON_FILE => Some(("image/svg+xml", site::FAVICON_SVG.to_owned())),
         site::INDEX_FILE => Some((
             "application/json",
             site::search_index(catalog, Links::Served),
