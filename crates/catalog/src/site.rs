@@ -121,7 +121,7 @@ pub fn search_index(catalog: &Catalog, links: Links) -> String {
 /// Catalog prose as HTML: escaped, with `backticked` spans as code.
 fn prose(text: &str) -> String {
     let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         // An unpaired backtick: keep the text as it is.
         return escape_html(text);
     }
