@@ -7,6 +7,7 @@
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as JSON, and HTML escaping.
+//! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`site`] — the troubleshooting site: an index and one page per code (HTML), as the
 //!   gateway serves it under `/errors/` and `candor docs build` writes it.
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
@@ -25,12 +26,14 @@ mod entry;
 mod load;
 pub mod page;
 mod problem;
+pub mod profile;
 pub mod site;
 mod template;
 
 pub use entry::{Entry, HeaderDoc, Retry, Stage};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
+pub use profile::Profile;
 pub use template::Template;
 
 /// The built-in catalog's source text (TOML), embedded at build time.

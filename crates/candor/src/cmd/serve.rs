@@ -128,7 +128,22 @@ pub(crate) fn serve(
     rt.block_on(async move {
         let bound = passed.public.is_some();
         let (config, path, demo) = match loaded {
-            Some(c) => (c, config_path, None),
+            Some(c) => {
+                // The built-in demo API an example configuration forwards to.
+                if let Some(at) = c.demo_api {
+                    let renderer = candor_gateway::Renderer::new(
+                        c.catalog.clone(),
+                        &c.server.public_base_url,
+                    );
+                    if let Err(e) = demo::start(&c.server.data_dir, renderer, at).await {
+                        eprintln!(
+                            "candor: cannot serve the demo API on {at} ([demo_api] listen): {e}"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                }
+                (c, config_path, None)
+            }
             None => match start_demo(&data_dir, &overrides, bound).await {
                 Ok(d) => (d.config, Some(d.path), Some((d.client, d.kept))),
                 Err(DemoStart::Config(report, path)) => {

@@ -6,9 +6,8 @@
 
 use std::collections::BTreeSet;
 
-/// Codes raised by stages that are not built yet: resource conflicts and operations a mode
-/// does not support.
-const OWNED_BY_LATER_WORK: &[&str] = &["conflict", "unsupported_for_mode"];
+/// Codes raised by stages that are not built yet: operations a mode does not support.
+const OWNED_BY_LATER_WORK: &[&str] = &["unsupported_for_mode"];
 
 #[test]
 fn every_catalog_code_is_produced_by_a_test() {

@@ -538,7 +538,7 @@ fn the_apis_own_errors_are_told_apart_from_the_gateways() {
     assert_eq!(b["source"], "upstream", "{b}");
     assert_eq!(
         b["detail"],
-        "The devices API has no GET /v1/labs/x. It serves /v1/customers/{customer}/devices[/{id}]."
+        "The devices API has no GET /v1/labs/x. It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]]."
     );
     // The gateway's own 404 carries no source, and another code.
     let own = assert_problem(&gw.get("/v1/lab/x"), "route_not_found");

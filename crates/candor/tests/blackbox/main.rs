@@ -46,6 +46,9 @@
 //! - [`subscriptions`]: event subscriptions: webhooks in block and drop mode, signatures,
 //!   syslog over UDP and TCP, filters.
 //! - [`alerts`]: alerts by webhook and e-mail, deduplicated.
+//! - [`seeds`]: the seed documents and the examples that reproduce them; [`profiles_pelion`]:
+//!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked;
+//!   [`profiles_ixon`]: `examples/ixon.toml` against seed 004.
 
 mod browser;
 mod harness;
@@ -73,9 +76,12 @@ mod newcomer;
 mod openapi;
 mod parse;
 mod policy;
+mod profiles_ixon;
+mod profiles_pelion;
 mod protocols;
 mod rate_limits;
 mod route;
+mod seeds;
 mod shared_limits;
 mod subscriptions;
 mod supervisor;

@@ -18,6 +18,8 @@
 //! | `[access]` | `access.rs` | the policy stage's `AccessPolicy` |
 //! | `[[routes]]` | `routes.rs` | the route stage's `RouteConfig` (with the authenticate and policy stages' parts) |
 //! | `[routes.validate]` | `contract.rs` | the validate stage's `Contract` |
+//! | `[server] profile`, `[profiles]` | `profiles.rs` | the renderer's `Profiles`: which error profile answers where |
+//! | `[demo_api]` | `demo_api.rs` | where `candor serve` serves the built-in demo API |
 //! | `[[openapi]]` | `openapi.rs` | routes derived from an OpenAPI document (then read as `[[routes]]` are) |
 //!
 //! `reader.rs` walks TOML tables recording problems with their spans; `report.rs` is what
@@ -28,10 +30,12 @@ mod alerts;
 mod auth;
 mod contract;
 mod debug;
+mod demo_api;
 mod events;
 mod limits;
 mod log;
 pub(crate) mod openapi;
+mod profiles;
 mod rate_limits;
 mod reader;
 mod report;
@@ -93,6 +97,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The catalog: built-in entries plus the operator's file, if named.
     pub catalog: Arc<Catalog>,
+    /// Where `candor serve` serves the built-in demo API (`[demo_api] listen`), if anywhere.
+    pub demo_api: Option<std::net::SocketAddr>,
+    /// The error profiles: built-in and the operator's, and which answers where.
+    pub profiles: Arc<crate::stages::respond::Profiles>,
     /// What loaded but should be known: parts of OpenAPI documents the gateway does not
     /// check, when an `[[openapi]]` entry says `unsupported = "warn"`. `candor check`
     /// prints them; the server logs them when it loads the file.
@@ -101,7 +109,7 @@ pub struct Config {
 
 const TOP: &[&str] = &[
     "server", "limits", "timeouts", "log", "events", "alerts", "debug", "auth", "access", "routes",
-    "openapi",
+    "openapi", "profiles", "demo_api",
 ];
 
 impl Config {
@@ -175,6 +183,10 @@ impl Config {
             ),
             ("server.workers", s.workers.to_string()),
             ("server.data_dir", s.data_dir.display().to_string()),
+            (
+                "demo_api.listen",
+                self.demo_api.map_or("(none)".into(), |a| a.to_string()),
+            ),
             ("events.enabled", self.events.enabled.to_string()),
             (
                 "events.dir",
@@ -211,7 +223,17 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
     let alerts = alerts::read(top, p, dir);
     let debug = debug::read(top, p);
     let access = access::read_section(top, p);
-    let routes = routes::read(top, p, &access, &auth, dir, limits.max_body_bytes);
+    let profiles = profiles::read(top, p, dir, &catalog);
+    let demo_api = demo_api::read(top, p);
+    let routes = routes::read(
+        top,
+        p,
+        &access,
+        &auth,
+        dir,
+        limits.max_body_bytes,
+        (&profiles, &catalog),
+    );
     subscriptions::check_routes(p, &events.subscriptions, &routes);
     if p.list.len() > before {
         return None;
@@ -229,6 +251,8 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         access,
         routes,
         catalog,
+        profiles: Arc::new(profiles),
+        demo_api,
         notices: Vec::new(),
     })
 }

@@ -62,6 +62,7 @@ pub(super) const ROUTE: &[&str] = &[
     "upstream_client_key",
     "rate_limit_status",
     "quota_status",
+    "profile",
 ];
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
@@ -182,11 +183,14 @@ pub(super) fn read(
     auth: &AuthSettings,
     dir: &std::path::Path,
     max_body_bytes: u64,
+    profiles: (&crate::stages::respond::Profiles, &candor_catalog::Catalog),
 ) -> Vec<RouteConfig> {
     // Every route whose path could be read, with whether it loaded without a problem.
     let mut routes: Vec<(RouteConfig, bool)> = Vec::new();
     for (index, r) in top.tables(p, "routes", ROUTE).into_iter().enumerate() {
-        if let Some((route, loaded)) = read_route(&r, p, index, dir, max_body_bytes, None) {
+        if let Some((route, loaded)) = read_route(&r, p, index, dir, max_body_bytes, None)
+            .map(|(route, loaded)| with_profile(route, loaded, &r, p, profiles))
+        {
             admit(route, loaded, &r, p, access, auth, &mut routes, false);
         }
         r.finish(p);
@@ -215,6 +219,7 @@ pub(super) fn read(
             named.push(d.name.clone());
             if let Some((route, loaded)) =
                 read_route(&r, p, routes.len(), dir, max_body_bytes, Some(d))
+                    .map(|(route, loaded)| with_profile(route, loaded, &r, p, profiles))
             {
                 admit(route, loaded, &r, p, access, auth, &mut routes, true);
             }
@@ -230,6 +235,23 @@ pub(super) fn read(
         .into_iter()
         .filter_map(|(route, loaded)| loaded.then_some(route))
         .collect()
+}
+
+/// The route with its `profile`, checked: a profile that exists and answers every code.
+fn with_profile(
+    mut route: RouteConfig,
+    loaded: bool,
+    r: &TableReader<'_, '_>,
+    p: &mut Problems<'_>,
+    (profiles, catalog): (&crate::stages::respond::Profiles, &candor_catalog::Catalog),
+) -> (RouteConfig, bool) {
+    let Some((name, span)) = r.string(p, "profile") else {
+        return (route, loaded);
+    };
+    let before = p.list.len();
+    route.profile =
+        super::profiles::resolve(profiles, p, catalog, &name, span, &r.key_path("profile"));
+    (route, loaded && p.list.len() == before)
 }
 
 /// One route, and whether it loaded without a problem; `None` only when its path could
@@ -425,6 +447,7 @@ fn read_route(
         contract,
         max_body_bytes,
         limits,
+        profile: None,
     };
     Some((route, loaded))
 }

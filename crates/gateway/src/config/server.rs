@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SERVER: &[&str] = &[
+pub(super) const SERVER: &[&str] = &[
     "listen",
     "admin_listen",
     "workers",
@@ -20,6 +20,7 @@ const SERVER: &[&str] = &[
     "tls",
     "data_dir",
     "admin_token_file",
+    "profile",
 ];
 const TLS: &[&str] = &["cert", "key"];
 

@@ -173,9 +173,35 @@ impl DemoApi {
                 let customer = (*customer).to_owned();
                 if m == Method::DELETE {
                     self.blocking(move |api| api.delete(&customer, id)).await
+                } else if m == Method::PUT {
+                    let body = crate::http::json_body::read_json(req, MAX_BODY).await?;
+                    self.blocking(move |api| api.replace(&customer, id, &body))
+                        .await
                 } else {
                     self.blocking(move |api| api.get(&customer, id)).await
                 }
+            }
+            // A diagnostics session on the device: it takes `duration` seconds (1 to 300,
+            // default 5), which is what a gateway's upstream timeout is shown with.
+            (Method::GET, ["v1", "customers", customer, "devices", id, "diagnostics"]) => {
+                check_customer(customer)?;
+                let seconds = diagnostics_duration(req.uri().query())?;
+                let id: i64 = id.parse().map_err(|_| {
+                    validation_failed(vec![field(
+                        "path",
+                        "device",
+                        "type",
+                        format!("must be a whole number; the path has `{id}`"),
+                    )])
+                })?;
+                let customer = (*customer).to_owned();
+                let (c, i) = (customer.clone(), id);
+                self.clone().blocking(move |api| api.get(&c, i)).await?;
+                tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({"device": id, "customer": customer, "duration_s": seconds, "result": "all checks passed"}),
+                ))
             }
             // Its own code, not the gateway's route_not_found: the gateway did route this.
             _ => Err(GatewayError::new(codes::UNKNOWN_PATH)
@@ -184,7 +210,7 @@ impl DemoApi {
                 .param("path", path.to_owned())
                 .param(
                     "hint",
-                    " It serves /v1/customers/{customer}/devices[/{id}].",
+                    " It serves /v1/customers/{customer}/devices[/{id}[/diagnostics]].",
                 )
                 .source(crate::error::ErrorSource::Upstream)),
         }
@@ -248,6 +274,57 @@ impl DemoApi {
         Ok(resp)
     }
 
+    /// Replaces a device's name and kind; its serial is its identity and cannot change
+    /// (`conflict`: the device's current state forbids it).
+    fn replace(
+        &self,
+        customer: &str,
+        id: i64,
+        body: &Value,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let (name, serial, kind) = validate_device(body)?;
+        let db = self.db.lock().map_err(db_error)?;
+        let current: Option<String> = db
+            .query_row(
+                "SELECT serial FROM devices WHERE customer = ?1 AND id = ?2",
+                params![customer, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        let Some(current) = current else {
+            return Err(not_found(customer, id));
+        };
+        if current != serial {
+            return Err(GatewayError::new(codes::CONFLICT)
+                .param(
+                    "reason_text",
+                    format!(
+                        "Device {id} has serial {current}; a device's serial cannot change (create a new device for serial {serial})"
+                    ),
+                )
+                .field(field(
+                    "body",
+                    "serial",
+                    "conflict",
+                    format!("is `{current}` for device {id} and cannot change"),
+                )));
+        }
+        db.execute(
+            "UPDATE devices SET name = ?1, kind = ?2 WHERE customer = ?3 AND id = ?4",
+            params![name, kind, customer, id],
+        )
+        .map_err(db_error)?;
+        let device = db
+            .query_row(
+                "SELECT id, customer, name, serial, kind, created_at FROM devices WHERE id = ?1",
+                params![id],
+                device_json,
+            )
+            .map_err(db_error)?;
+        Ok(json_response(StatusCode::OK, &device))
+    }
+
     fn create(&self, customer: &str, body: &Value) -> Result<Response<GatewayBody>, GatewayError> {
         let (name, serial, kind) = validate_device(body)?;
         let db = self.db.lock().map_err(db_error)?;
@@ -303,6 +380,26 @@ fn not_found(customer: &str, id: i64) -> GatewayError {
             "hint",
             format!(" GET /v1/customers/{customer}/devices lists the devices that do."),
         )
+}
+
+/// The `duration` query parameter of a diagnostics session: whole seconds, 1 to 300.
+fn diagnostics_duration(query: Option<&str>) -> Result<u64, GatewayError> {
+    let Some(raw) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("duration="))
+    else {
+        return Ok(5);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=300).contains(&n) => Ok(n),
+        _ => Err(validation_failed(vec![field(
+            "query",
+            "duration",
+            "range",
+            format!("must be whole seconds from 1 to 300; it is `{raw}`"),
+        )])),
+    }
 }
 
 fn check_customer(customer: &str) -> Result<(), GatewayError> {

@@ -876,9 +876,14 @@ async fn connection_closed(
 fn refusal(state: &State, r: &guard::Rejection, peer: SocketAddr) -> Response<GatewayBody> {
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let mut resp = pipeline
-        .renderer()
-        .render(&r.error, &r.target, &request_id, None);
+    // Before a request is parsed only the listener's profile is known.
+    let mut resp = pipeline.renderer().render_in(
+        &r.error,
+        pipeline.listener_profile(),
+        &r.target,
+        &request_id,
+        None,
+    );
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     log_refusal(
@@ -993,9 +998,12 @@ async fn answer_and_close(state: &State, mut stream: TcpStream, err: &GatewayErr
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let request_id = crate::http::request_id::new_ulid();
     let pipeline = state.current();
-    let (status, body) = pipeline
-        .renderer()
-        .problem_json(err, target, &request_id, None);
+    let profile = pipeline.listener_profile();
+    let (status, body, content_type) =
+        pipeline
+            .renderer()
+            .body_in(err, profile, target, &request_id, None);
+    let rid_name = crate::stages::respond::request_id_header(profile);
     log_refusal(state, &request_id, status.as_u16(), err, peer, target);
     let mut extra = String::new();
     for (name, value) in &err.headers {
@@ -1004,10 +1012,10 @@ async fn answer_and_close(state: &State, mut stream: TcpStream, err: &GatewayErr
         }
     }
     let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncache-control: no-store\r\n{rid_name}: {request_id}\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
-        crate::stages::respond::PROBLEM_JSON,
+        content_type,
         body.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;

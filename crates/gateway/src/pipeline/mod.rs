@@ -86,6 +86,11 @@ pub(crate) struct Pipeline {
     /// Each route's plan, by the route's index in the table.
     plans: Vec<Plan>,
     renderer: Renderer,
+    /// The error profiles and which answers where.
+    profiles: Arc<crate::stages::respond::Profiles>,
+    /// Whether any profile but problem details is chosen anywhere (else errors skip the
+    /// choice).
+    profiled: bool,
     log_requests: bool,
     trusted_proxies: Vec<IpNet>,
     services: Arc<Services>,
@@ -115,6 +120,9 @@ impl Pipeline {
     /// Compiles `config`.
     pub(crate) fn new(config: &Config, generation: u64, services: Arc<Services>) -> Self {
         let (entries, plans) = plan::compile(config, &services.rate_limits);
+        let profiled = config.profiles.listener.is_some()
+            || !config.profiles.hosts.is_empty()
+            || config.routes.iter().any(|r| r.profile.is_some());
         services.failures.configure(
             config.auth.max_failed_attempts,
             config.auth.max_failed_attempts_per_address,
@@ -139,6 +147,8 @@ impl Pipeline {
             routes: RouteTable::new(entries),
             plans,
             renderer: Renderer::new(config.catalog.clone(), &config.server.public_base_url),
+            profiles: config.profiles.clone(),
+            profiled,
             log_requests: config.log.requests,
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
@@ -160,6 +170,11 @@ impl Pipeline {
             .routes()
             .iter()
             .filter_map(|r| Some((r.config.name.as_str(), r.config.upstream.as_ref()?)))
+    }
+
+    /// The listener's error profile (for answers before a request is parsed).
+    pub(crate) fn listener_profile(&self) -> Option<&candor_catalog::Profile> {
+        self.profiles.listener().map(|p| &**p)
     }
 
     /// The renderer of this generation.
@@ -202,16 +217,43 @@ impl Pipeline {
                 seen.client = Some(ctx.client_ip());
             }
             let fields = ctx.rate_limit_fields.then_some(ctx.rate_limits);
-            (result, fields)
+            let profile = if self.profiled {
+                let host = ctx
+                    .parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| ctx.parts.uri.host());
+                self.profiles
+                    .pick(ctx.route.and_then(|r| r.config.profile.as_ref()), host)
+                    .filter(|p| !p.is_problem())
+            } else {
+                None
+            };
+            (result, fields, profile)
         })
         .catch_unwind()
         .await;
-        let (outcome, rate_fields) = match outcome {
-            Ok((result, fields)) => (Ok(result), fields),
-            Err(panic) => (Err(panic), None),
+        let (outcome, rate_fields, profile) = match outcome {
+            Ok((result, fields, profile)) => (Ok(result), fields, profile),
+            Err(panic) => (
+                Err(panic),
+                None,
+                self.profiles
+                    .listener()
+                    .filter(|p| !p.is_problem())
+                    .cloned(),
+            ),
         };
+        let profile = profile.as_deref();
         let (mut resp, error) = match outcome {
-            Ok(Ok(resp)) => (resp, None),
+            Ok(Ok(resp)) => match profile {
+                // An upstream's problem details, said again in the request's profile.
+                Some(p) if resp.status().as_u16() >= 400 => {
+                    self.upstream_in_profile(resp, p, uri.path(), &rid.text, &trace)
+                }
+                _ => (resp, None),
+            },
             Ok(Err(err)) => {
                 trail.record(
                     "respond",
@@ -223,9 +265,9 @@ impl Pipeline {
                         .collect(),
                 );
                 let trace_id = trace.trace_id_hex();
-                let resp = self
-                    .renderer
-                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                let resp =
+                    self.renderer
+                        .render_in(&err, profile, uri.path(), &rid.text, Some(&trace_id));
                 (resp, Some(err))
             }
             Err(panic) => {
@@ -246,13 +288,17 @@ impl Pipeline {
                     vec![("panic", what)],
                 );
                 let trace_id = trace.trace_id_hex();
-                let resp = self
-                    .renderer
-                    .render(&err, uri.path(), &rid.text, Some(&trace_id));
+                let resp =
+                    self.renderer
+                        .render_in(&err, profile, uri.path(), &rid.text, Some(&trace_id));
                 (resp, Some(err))
             }
         };
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), rid.header);
+        let rid_name = match profile {
+            Some(p) if error.is_some() => crate::stages::respond::request_id_header(Some(p)),
+            _ => X_REQUEST_ID.clone(),
+        };
+        resp.headers_mut().insert(rid_name, rid.header);
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
             crate::stages::limit::add_fields(resp.headers_mut(), &states);
         }
@@ -278,6 +324,45 @@ impl Pipeline {
         let status = resp.status().as_u16();
         crate::metrics::request(route_metrics, status, code, started.elapsed(), measured.1);
         resp
+    }
+
+    /// `resp`, an upstream's error answer, in `profile`: when the upstream answered with
+    /// problem details of a catalog code (the built-in demo API does), the same error in the
+    /// profile's envelope and words; any other answer unchanged. The log still tells it for
+    /// the upstream's (`source: upstream`).
+    fn upstream_in_profile(
+        &self,
+        resp: Response<GatewayBody>,
+        profile: &candor_catalog::Profile,
+        path: &str,
+        request_id: &str,
+        trace: &crate::http::trace::TraceContext,
+    ) -> (Response<GatewayBody>, Option<GatewayError>) {
+        let Some(marker) = resp
+            .extensions()
+            .get::<crate::stages::forward::UpstreamProblem>()
+            .filter(|u| u.0.is_some())
+            .cloned()
+        else {
+            return (resp, None);
+        };
+        let GatewayBody::Full(Some(bytes)) = resp.body() else {
+            return (resp, None);
+        };
+        match self.renderer.upstream_problem_in(
+            resp.status(),
+            bytes,
+            profile,
+            path,
+            request_id,
+            Some(&trace.trace_id_hex()),
+        ) {
+            Some((_, mut again)) => {
+                again.extensions_mut().insert(marker);
+                (again, None)
+            }
+            None => (resp, None),
+        }
     }
 
     /// The request's log line (as configured) and its events: `request.completed` or

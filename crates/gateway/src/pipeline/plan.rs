@@ -298,6 +298,7 @@ fn builtin(name: &str, path: &str, methods: &[Method]) -> Option<RouteConfig> {
         negotiation: Negotiation::default(),
         contract: None,
         max_body_bytes: None,
+        profile: None,
         limits: Default::default(),
     })
 }

@@ -59,6 +59,8 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// Its rate-limit policies and the statuses of its limit answers.
     pub(crate) limits: crate::config::RouteLimits,
+    /// The error profile its answers are rendered in (`None`: its host's or listener's).
+    pub profile: Option<std::sync::Arc<candor_catalog::Profile>>,
 }
 
 /// A compiled path pattern: literal segments, `{param}` segments and a final `{*rest}`.
