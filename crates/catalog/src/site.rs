@@ -11,12 +11,13 @@
 //! use candor_catalog::{Catalog, site::{self, Links}};
 //! let catalog = Catalog::builtin();
 //! let entry = catalog.get("rate_limited").unwrap();
-//! let page = site::entry_page(catalog, entry, "https://api.example.com", Links::Served);
+//! let page = site::entry_page(catalog, entry, "https://api.example.com", Links::Served, &[]);
 //! assert!(page.contains("Retry-After"));
 //! ```
 
 use crate::page::escape_html;
-use crate::{Catalog, Entry, Problem, Retry};
+use crate::profile::ErrorFacts;
+use crate::{Catalog, Entry, Problem, Profile, Retry};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -79,8 +80,9 @@ impl Links {
 }
 
 /// The files of the static site, `(file name, contents)`: `index.html`, one `{code}.html`
-/// per entry, the stylesheet, the script and the search index.
-pub fn files(catalog: &Catalog, base_url: &str) -> Vec<(String, String)> {
+/// per entry (with an example answer in each of `profiles`, the default one when empty),
+/// the stylesheet, the script, the icon and the search index.
+pub fn files(catalog: &Catalog, base_url: &str, profiles: &[&Profile]) -> Vec<(String, String)> {
     let mut out = vec![
         ("index.html".to_owned(), index_page(catalog, Links::Files)),
         (STYLE_FILE.to_owned(), STYLE_CSS.to_owned()),
@@ -91,7 +93,7 @@ pub fn files(catalog: &Catalog, base_url: &str) -> Vec<(String, String)> {
     for e in catalog.entries() {
         out.push((
             format!("{}.html", e.code),
-            entry_page(catalog, e, base_url, Links::Files),
+            entry_page(catalog, e, base_url, Links::Files, profiles),
         ));
     }
     out
@@ -229,10 +231,16 @@ pub fn retry_guidance(retry: Retry) -> &'static str {
 const EXAMPLE_REQUEST_ID: &str = "01JHKZ7Q8W3X5V2N4M6P0R9T1S";
 const EXAMPLE_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// An example answer for `entry`, as the gateway sends it in the default profile (RFC 9457
-/// `application/problem+json`): the status line, the headers and the body, which the real
-/// renderer ([`Problem`]) makes from the entry's message and its example values.
-pub fn example_response(catalog: &Catalog, entry: &Entry, base_url: &str) -> String {
+/// An example answer for `entry` in `profile` (`None`: the default, RFC 9457
+/// `application/problem+json`), as the gateway sends it: the status line, the headers and
+/// the body, which the real renderers ([`Problem`], [`Profile::render`]) make from the
+/// entry's message and its example values, with the profile's header conventions.
+pub fn example_response(
+    catalog: &Catalog,
+    entry: &Entry,
+    base_url: &str,
+    profile: Option<&Profile>,
+) -> String {
     let params: Vec<(&str, &str)> = entry
         .example
         .iter()
@@ -249,27 +257,84 @@ pub fn example_response(catalog: &Catalog, entry: &Entry, base_url: &str) -> Str
     let instance = value("path")
         .filter(|p| p.starts_with('/'))
         .unwrap_or("/v1/devices");
-    let body = Problem::new(entry, base_url, &detail, instance, EXAMPLE_REQUEST_ID)
-        .trace_id(Some(EXAMPLE_TRACE_ID))
-        .to_json();
+    let profile = profile.filter(|p| !p.is_problem());
+    let (status, body, content_type, id_header) = match profile {
+        None => (
+            entry.status,
+            Problem::new(entry, base_url, &detail, instance, EXAMPLE_REQUEST_ID)
+                .trace_id(Some(EXAMPLE_TRACE_ID))
+                .to_json(),
+            "application/problem+json",
+            "x-request-id".to_owned(),
+        ),
+        Some(p) => {
+            let out = p.render(&ErrorFacts {
+                entry,
+                params: &params,
+                detail: &detail,
+                status: entry.status,
+                fields: &[],
+                instance,
+                request_id: EXAMPLE_REQUEST_ID,
+                trace_id: Some(EXAMPLE_TRACE_ID),
+                base_url,
+                retry: entry.retry,
+            });
+            (
+                out.status,
+                out.body,
+                p.content_type.as_str(),
+                p.headers
+                    .request_id
+                    .as_deref()
+                    .unwrap_or("x-request-id")
+                    .to_ascii_lowercase(),
+            )
+        }
+    };
     let body = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or(body);
     let mut out = format!(
-        "HTTP/1.1 {} {}\ncontent-type: application/problem+json\ncache-control: no-store\nx-request-id: {EXAMPLE_REQUEST_ID}\n",
-        entry.status,
-        reason_phrase(entry.status)
+        "HTTP/1.1 {status} {}\ncontent-type: {content_type}\ncache-control: no-store\n{id_header}: {EXAMPLE_REQUEST_ID}\n",
+        reason_phrase(status)
     );
+    let mut challenged = false;
     for h in &entry.headers {
-        let example = match (h.to_ascii_lowercase().as_str(), value("retry_after")) {
+        let lower = h.to_ascii_lowercase();
+        // A profile's conventions, as the gateway applies them: its own challenge on a
+        // 401, and Retry-After only where the profile sends it.
+        if let Some(p) = profile {
+            if lower == "www-authenticate"
+                && (p.headers.www_authenticate.is_some() || status != 401)
+            {
+                continue;
+            }
+            if lower == "retry-after" && !p.headers.retry_after {
+                continue;
+            }
+        }
+        challenged |= lower == "www-authenticate";
+        let example = match (lower.as_str(), value("retry_after")) {
             ("retry-after", Some(v)) => v.to_owned(),
             _ => catalog
                 .header(h)
                 .map(|d| d.example.clone())
                 .unwrap_or_default(),
         };
-        let _ = writeln!(out, "{}: {example}", h.to_ascii_lowercase());
+        let _ = writeln!(out, "{lower}: {example}");
+    }
+    if let Some(p) = profile
+        && status == 401
+        && !challenged
+    {
+        let challenge = p
+            .headers
+            .www_authenticate
+            .as_deref()
+            .unwrap_or("Bearer realm=\"candor\"");
+        let _ = writeln!(out, "www-authenticate: {challenge}");
     }
     out.push('\n');
     out.push_str(&body);
@@ -278,8 +343,15 @@ pub fn example_response(catalog: &Catalog, entry: &Entry, base_url: &str) -> Str
 }
 
 /// One code's page: what it means, what to check, retrying, its headers, an example
-/// answer, related codes and the configuration that makes it appear.
-pub fn entry_page(catalog: &Catalog, entry: &Entry, base_url: &str, links: Links) -> String {
+/// answer in each of `profiles` (the profiles in use; the default one when empty), related
+/// codes and the configuration that makes it appear.
+pub fn entry_page(
+    catalog: &Catalog,
+    entry: &Entry,
+    base_url: &str,
+    links: Links,
+    profiles: &[&Profile],
+) -> String {
     let e = escape_html;
     let stage = catalog.stage(&entry.stage);
     let stage_title = stage.map_or(entry.stage.as_str(), |s| s.title.as_str());
@@ -326,14 +398,45 @@ pub fn entry_page(catalog: &Catalog, entry: &Entry, base_url: &str, links: Links
         }
         html.push_str("</dl>\n<p class=\"muted\">Besides those of every error answer: <code>Content-Type: application/problem+json</code>, <code>Cache-Control: no-store</code> and <code>X-Request-Id</code>.</p>\n");
     }
-    let _ = write!(
-        html,
-        "<h2>Example response</h2>\n<p>In the default profile (RFC 9457 problem details), with example values. \
-Quote the <code>request_id</code> when you ask for help.</p>\n\
-<pre><code>{example}</code></pre>\n<p class=\"muted\">The detail comes from the message <code>{message}</code></p>\n",
-        message = e(entry.message.source()),
-        example = e(&example_response(catalog, entry, base_url)),
-    );
+    let shown: Vec<Option<&Profile>> = if profiles.is_empty() {
+        vec![None]
+    } else {
+        profiles.iter().map(|p| Some(*p)).collect()
+    };
+    let only_default = shown.len() == 1 && shown[0].is_none_or(Profile::is_problem);
+    if only_default {
+        html.push_str("<h2>Example response</h2>\n<p>In the default profile (RFC 9457 problem details), with example values. \
+Quote the request id when you ask for help.</p>\n");
+    } else if shown.len() == 1 {
+        html.push_str("<h2>Example response</h2>\n<p>In the error profile this gateway answers in, with example values. \
+Quote the request id when you ask for help.</p>\n");
+    } else {
+        html.push_str("<h2>Example responses</h2>\n<p>One per error profile this gateway answers in, with example values. \
+Quote the request id when you ask for help.</p>\n");
+    }
+    for profile in shown {
+        let problem = profile.is_none_or(Profile::is_problem);
+        if let Some(p) = profile.filter(|_| !only_default) {
+            let _ = writeln!(
+                html,
+                "<h3>{} <span class=\"muted\">(profile <code>{}</code>)</span></h3>",
+                e(&p.title),
+                e(&p.name)
+            );
+        }
+        let _ = writeln!(
+            html,
+            "<pre><code>{}</code></pre>",
+            e(&example_response(catalog, entry, base_url, profile))
+        );
+        if problem {
+            let _ = writeln!(
+                html,
+                "<p class=\"muted\">The detail comes from the catalog's message <code>{}</code></p>",
+                e(entry.message.source())
+            );
+        }
+    }
     html.push_str("<h2>Configuration that makes it appear</h2>\n");
     if entry.config.is_empty() {
         html.push_str(
@@ -483,7 +586,7 @@ config = ["routes.<x>"]
     fn every_value_is_escaped() {
         let c = hostile();
         let entry = c.get(codes::ROUTE_NOT_FOUND).unwrap();
-        let page = entry_page(&c, entry, "http://h", Links::Served);
+        let page = entry_page(&c, entry, "http://h", Links::Served, &[]);
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(!page.contains("<b>bold"), "{page}");
@@ -522,7 +625,7 @@ config = ["routes.<x>"]
     fn an_entry_page_has_every_part() {
         let c = Catalog::builtin();
         let e = c.get(codes::RATE_LIMITED).unwrap();
-        let page = entry_page(c, e, "https://api.example.com", Links::Served);
+        let page = entry_page(c, e, "https://api.example.com", Links::Served, &[]);
         assert_eq!(page.matches("<h1").count(), 1);
         for part in [
             "<h2>What to check</h2>",
@@ -549,7 +652,7 @@ config = ["routes.<x>"]
                 "{r}"
             );
         }
-        let files = entry_page(c, e, "https://api.example.com", Links::Files);
+        let files = entry_page(c, e, "https://api.example.com", Links::Files, &[]);
         assert!(files.contains("<a href=\"index.html\">All error codes</a>"));
         for r in &e.related {
             assert!(files.contains(&format!("<a href=\"{r}.html\">")), "{r}");
@@ -560,7 +663,7 @@ config = ["routes.<x>"]
     fn the_example_is_the_real_renderer_s_body() {
         let c = Catalog::builtin();
         for e in c.entries() {
-            let example = example_response(c, e, "http://x");
+            let example = example_response(c, e, "http://x", None);
             let (head, body) = example.split_once("\n\n").unwrap();
             assert!(
                 head.starts_with(&format!("HTTP/1.1 {} ", e.status)),
@@ -587,6 +690,41 @@ config = ["routes.<x>"]
     }
 
     #[test]
+    fn one_example_per_profile_in_use() {
+        let c = Catalog::builtin();
+        let e = c.get(codes::TOKEN_EXPIRED).unwrap();
+        let problem = Profile::builtin(crate::profile::DEFAULT).unwrap();
+        let pelion = Profile::builtin("pelion").unwrap();
+        let page = entry_page(c, e, "http://x", Links::Served, &[problem, pelion]);
+        assert!(page.contains("<h2>Example responses</h2>"), "{page}");
+        assert_eq!(page.matches("<pre><code>HTTP/1.1 ").count(), 2);
+        assert!(page.contains("(profile <code>pelion</code>)"));
+        assert!(page.contains("(profile <code>problem</code>)"));
+        // The profile's own renderer and header conventions.
+        let example = example_response(c, e, "http://x", Some(pelion));
+        let (head, body) = example.split_once("\n\n").unwrap();
+        let expected = pelion.render(&ErrorFacts::new(e, "", "/v1/devices", EXAMPLE_REQUEST_ID));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {} ", expected.status)),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-type: {}", pelion.content_type)),
+            "{head}"
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_ne!(
+            v.get("code").and_then(Value::as_str),
+            Some("token_expired"),
+            "{body}"
+        );
+        // Only the default: said so, one example.
+        let page = entry_page(c, e, "http://x", Links::Served, &[problem]);
+        assert!(page.contains("In the default profile"));
+        assert!(!page.contains("(profile <code>"));
+    }
+
+    #[test]
     fn the_index_groups_by_stage_and_status_and_links_every_code() {
         let c = Catalog::builtin();
         let index = index_page(c, Links::Served);
@@ -609,7 +747,7 @@ config = ["routes.<x>"]
                 e.code
             );
         }
-        let files = files(c, "http://x");
+        let files = files(c, "http://x", &[]);
         assert_eq!(files.len(), 5 + c.entries().len());
         assert!(files.iter().any(|(n, _)| n == "route_not_found.html"));
         let index = &files.iter().find(|(n, _)| n == "index.html").unwrap().1;

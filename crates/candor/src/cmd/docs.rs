@@ -1,7 +1,7 @@
 //! `candor docs build OUT`: the troubleshooting site the gateway serves under `/errors/`,
 //! written as static files (to publish on a documentation host).
 
-use candor_catalog::{Catalog, site};
+use candor_catalog::{Catalog, Profile, site};
 use candor_gateway::Config;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,8 @@ const DEMO_BASE_URL: &str = "http://127.0.0.1:8080";
 #[derive(Subcommand)]
 pub(crate) enum DocsCommand {
     /// Write the troubleshooting site to OUT: index.html (every code by pipeline stage and
-    /// by status, with a search), one CODE.html per code, site.css, search.js and
+    /// by status, with a search), one CODE.html per code (with an example answer in each
+    /// error profile the configuration uses), site.css, search.js, favicon.svg and
     /// search-index.json. Open OUT/index.html in a browser, or publish the folder.
     Build {
         /// The folder to write (created if missing; the site's files in it are replaced).
@@ -28,15 +29,19 @@ pub(crate) enum DocsCommand {
 }
 
 pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
-    let (catalog, configured_base) = match config {
+    let (catalog, configured_base, profiles) = match config {
         Some(p) => match Config::load(p) {
-            Ok(c) => (c.catalog.clone(), Some(c.server.public_base_url.clone())),
+            Ok(c) => (
+                c.catalog.clone(),
+                Some(c.server.public_base_url.clone()),
+                c.profiles_in_use(),
+            ),
             Err(report) => {
                 print!("{report}");
                 return ExitCode::FAILURE;
             }
         },
-        None => (Arc::new(Catalog::builtin().clone()), None),
+        None => (Arc::new(Catalog::builtin().clone()), None, Vec::new()),
     };
     match command {
         DocsCommand::Build { out, base_url } => {
@@ -47,17 +52,18 @@ pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
                 eprintln!("candor docs build: --base-url `{base}` is not an http(s) URL");
                 return ExitCode::FAILURE;
             }
-            build(&catalog, base.trim_end_matches('/'), &out)
+            let profiles: Vec<&Profile> = profiles.iter().map(|p| &**p).collect();
+            build(&catalog, base.trim_end_matches('/'), &profiles, &out)
         }
     }
 }
 
-fn build(catalog: &Catalog, base: &str, out: &Path) -> ExitCode {
+fn build(catalog: &Catalog, base: &str, profiles: &[&Profile], out: &Path) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(out) {
         eprintln!("candor docs build: cannot create {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    let files = site::files(catalog, base);
+    let files = site::files(catalog, base, profiles);
     for (name, text) in &files {
         let path = out.join(name);
         if let Err(e) = std::fs::write(&path, text) {

@@ -356,6 +356,26 @@ fn docs_build_writes_a_browsable_site() {
     let index2 = std::fs::read_to_string(out2.join("index.html")).unwrap();
     assert!(index2.contains("<a href=\"plan_expired.html\">"));
 
+    // A page shows an example answer in each error profile the configuration uses.
+    let pelion =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pelion.toml");
+    let out3 = dir.join("site3");
+    let (code, _, stderr) = candor(&[
+        "docs",
+        "build",
+        out3.to_str().unwrap(),
+        "--config",
+        pelion.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let page3 = std::fs::read_to_string(out3.join("token_expired.html")).unwrap();
+    assert!(page3.contains("(profile <code>pelion</code>)"), "{page3}");
+    assert!(
+        page3.contains("&quot;object&quot;: &quot;error&quot;"),
+        "{page3}"
+    );
+    assert!(!page3.contains("In the default profile"), "{page3}");
+
     let (code, _, stderr) = candor(&[
         "docs",
         "build",

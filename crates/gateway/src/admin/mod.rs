@@ -209,7 +209,12 @@ async fn route(
             if !read_only {
                 return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
             }
-            return pages::serve(pipeline.renderer(), p, req.headers());
+            return pages::serve(
+                pipeline.renderer(),
+                pipeline.profiles_in_use(),
+                p,
+                req.headers(),
+            );
         }
         _ => {}
     }

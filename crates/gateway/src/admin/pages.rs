@@ -1,20 +1,22 @@
 //! The gateway's own troubleshooting pages: every `type` URL in an error body resolves to
 //! `/errors/{code}`, as HTML for browsers and as JSON for programs. The index is at
 //! `/errors/` (JSON at `/errors`), with the site's stylesheet, script and search index next
-//! to the pages. The HTML comes from [`candor_catalog::site`].
+//! to the pages; a code's page shows an example answer in each error profile in use. The
+//! HTML comes from [`candor_catalog::site`].
 
 use crate::config::{ERRORS_PREFIX, did_you_mean};
 use crate::error::GatewayError;
 use crate::http::body::GatewayBody;
 use crate::stages::respond::Renderer;
 use candor_catalog::site::{self, Links};
-use candor_catalog::{Catalog, codes, page};
+use candor_catalog::{Catalog, Profile, codes, page};
 use http::header::{
     ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
     REFERRER_POLICY, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -98,6 +100,7 @@ pub(crate) fn catalog_index(catalog: &Catalog, request: &HeaderMap) -> Response<
 /// Serves `/errors` and `/errors/` (the index), `/errors/{code}` and the site's assets.
 pub(crate) fn serve(
     renderer: &Renderer,
+    profiles: &[Arc<Profile>],
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Response<GatewayBody>, GatewayError> {
@@ -153,7 +156,13 @@ pub(crate) fn serve(
         Some(entry) if html => Ok(page_response(
             headers,
             HTML,
-            site::entry_page(catalog, entry, renderer.base_url(), Links::Served),
+            site::entry_page(
+                catalog,
+                entry,
+                renderer.base_url(),
+                Links::Served,
+                &profiles.iter().map(|p| &**p).collect::<Vec<_>>(),
+            ),
             true,
         )),
         Some(entry) => Ok(page_response(
