@@ -144,12 +144,13 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
-    /// The troubleshooting site (the pages the gateway serves under /errors/) as files.
+    /// Documentation generated from the catalog: `docs build OUT` writes the
+    /// troubleshooting site (the pages the gateway serves under /errors/) as files; `docs
+    /// page --profile NAME` prints the troubleshooting page of an error profile.
     Docs {
         #[command(subcommand)]
         command: DocsCommand,
-        /// Include the operator catalog named by this configuration, and take the base of
-        /// the `type` URLs from its server.public_base_url.
+        /// Use the catalog, the profiles and server.public_base_url of this configuration.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },

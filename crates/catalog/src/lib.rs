@@ -8,6 +8,7 @@
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as JSON, and HTML escaping.
 //! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
+//! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
 //! - [`site`] — the troubleshooting site: an index and one page per code (HTML), as the
 //!   gateway serves it under `/errors/` and `candor docs build` writes it.
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
@@ -27,6 +28,7 @@ mod load;
 pub mod page;
 mod problem;
 pub mod profile;
+pub mod profile_page;
 pub mod site;
 mod template;
 

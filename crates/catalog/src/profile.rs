@@ -365,6 +365,21 @@ impl Profile {
         Profile::builtins().iter().find(|p| p.name == name)
     }
 
+    /// How field errors are worded: (where, reason, message template), in order; the first
+    /// that fits a field error words it (else its catalog detail stands).
+    pub fn field_messages(&self) -> Vec<(Option<&str>, Option<&str>, &str)> {
+        self.field_messages
+            .iter()
+            .map(|m| {
+                (
+                    m.location.as_deref(),
+                    m.reason.as_deref(),
+                    m.message.source(),
+                )
+            })
+            .collect()
+    }
+
     /// Whether this is the default RFC 9457 rendering (rendered by [`crate::Problem`]).
     pub fn is_problem(&self) -> bool {
         self.envelope.is_none()

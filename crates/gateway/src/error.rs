@@ -44,9 +44,6 @@ pub struct GatewayError {
     pub status: Option<StatusCode>,
     /// Retry class to use instead of the entry's.
     pub retry: Option<Retry>,
-    /// The message as already written (an upstream's problem `detail`), instead of the
-    /// entry's template rendered with `params`.
-    pub detail: Option<String>,
     /// Where it came from.
     pub source: ErrorSource,
     /// The client stopped or broke its message (a timeout waiting for it, a body cut short).
@@ -64,7 +61,6 @@ impl GatewayError {
             headers: Vec::new(),
             status: None,
             retry: None,
-            detail: None,
             source: ErrorSource::Downstream,
             client_stopped: false,
         }
@@ -128,12 +124,6 @@ impl GatewayError {
     /// Overrides the retry class.
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = Some(retry);
-        self
-    }
-
-    /// Sets the message as already written (see [`GatewayError::detail`]).
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
         self
     }
 

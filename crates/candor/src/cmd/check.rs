@@ -79,6 +79,13 @@ fn report(
             shared.describe()
         )?;
     }
+    // Which error profile answers where (problem details when none is named).
+    if let Some(p) = c.profiles.listener() {
+        writeln!(out, "  errors in profile {} (the listener's)", p.name)?;
+    }
+    for (host, p) in c.profiles.hosts() {
+        writeln!(out, "  errors in profile {} for host {host}", p.name)?;
+    }
     // Each route's plan: what its requests pass, in order.
     for plan in c.route_plans() {
         let methods = if plan.methods.is_empty() {
@@ -87,9 +94,17 @@ fn report(
             plan.methods.join(",")
         };
         let host = plan.host.map_or(String::new(), |h| format!("{h} "));
+        let profile = c
+            .routes
+            .iter()
+            .find(|r| r.name == plan.name)
+            .and_then(|r| r.profile.as_ref())
+            .map_or(String::new(), |p| {
+                format!("  (errors in profile {})", p.name)
+            });
         writeln!(
             out,
-            "  {:<24} {:<10} {host}{}  {}",
+            "  {:<24} {:<10} {host}{}  {}{profile}",
             plan.name,
             methods,
             plan.path,

@@ -1,5 +1,6 @@
 //! `candor docs build OUT`: the troubleshooting site the gateway serves under `/errors/`,
-//! written as static files (to publish on a documentation host).
+//! written as static files (to publish on a documentation host); `candor docs page` (in
+//! `docs_page.rs`): an error profile's page.
 
 use candor_catalog::{Catalog, Profile, site};
 use candor_gateway::Config;
@@ -26,9 +27,30 @@ pub(crate) enum DocsCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
+    /// Print the troubleshooting page of an error profile: its error table (status, code,
+    /// type, message, description, troubleshooting) in the profile's words, the envelope by
+    /// example and its header conventions, as Markdown (or HTML with --html).
+    Page {
+        /// The profile: problem, asyncos, edgio, pelion, knox, ixon, or one of the
+        /// configuration's [profiles] files.
+        #[arg(long)]
+        profile: String,
+        /// Print a standalone HTML page instead of Markdown.
+        #[arg(long)]
+        html: bool,
+    },
 }
 
 pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
+    match command {
+        DocsCommand::Page { profile, html } => super::docs_page::docs_page(profile, html, config),
+        DocsCommand::Build { out, base_url } => build_site(&out, base_url, config),
+    }
+}
+
+/// `docs build`: the catalog, the profiles in use and the base URL from `config` (or the
+/// built-in catalog, problem details and the demo's base URL), written to `out`.
+fn build_site(out: &Path, base_url: Option<String>, config: Option<&Path>) -> ExitCode {
     let (catalog, configured_base, profiles) = match config {
         Some(p) => match Config::load(p) {
             Ok(c) => (
@@ -43,19 +65,15 @@ pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
         },
         None => (Arc::new(Catalog::builtin().clone()), None, Vec::new()),
     };
-    match command {
-        DocsCommand::Build { out, base_url } => {
-            let base = base_url
-                .or(configured_base)
-                .unwrap_or_else(|| DEMO_BASE_URL.to_owned());
-            if !(base.starts_with("http://") || base.starts_with("https://")) {
-                eprintln!("candor docs build: --base-url `{base}` is not an http(s) URL");
-                return ExitCode::FAILURE;
-            }
-            let profiles: Vec<&Profile> = profiles.iter().map(|p| &**p).collect();
-            build(&catalog, base.trim_end_matches('/'), &profiles, &out)
-        }
+    let base = base_url
+        .or(configured_base)
+        .unwrap_or_else(|| DEMO_BASE_URL.to_owned());
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        eprintln!("candor docs build: --base-url `{base}` is not an http(s) URL");
+        return ExitCode::FAILURE;
     }
+    let profiles: Vec<&Profile> = profiles.iter().map(|p| &**p).collect();
+    build(&catalog, base.trim_end_matches('/'), &profiles, out)
 }
 
 fn build(catalog: &Catalog, base: &str, profiles: &[&Profile], out: &Path) -> ExitCode {

@@ -7,6 +7,7 @@ mod catalog;
 mod check;
 mod clients;
 mod docs;
+mod docs_page;
 mod explain;
 mod logging;
 mod openapi;

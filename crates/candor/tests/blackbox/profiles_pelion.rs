@@ -366,6 +366,16 @@ profile = "knox"
 "#
     );
     let gw = Gateway::start(&config);
+    // `candor check` says which profile answers where.
+    let plan = crate::harness::cli(&gw, &["check"]);
+    for line in [
+        "  errors in profile pelion (the listener's)",
+        "  errors in profile ixon for host ixon.example",
+        "(errors in profile problem)",
+        "(errors in profile knox)",
+    ] {
+        assert!(plan.contains(line), "{line} not in\n{plan}");
+    }
     // The route's own profile wins: problem details here, the demo API's conflict as is.
     let r = gw.request("GET", "/v1/customers/acme/devices/7", &[], b"");
     assert_problem(&r, "resource_not_found");
@@ -463,4 +473,36 @@ fn candor_check_reports_a_bad_profile_precisely() {
     ] {
         assert!(out.contains(needle), "{needle} not in\n{out}");
     }
+}
+
+#[test]
+fn candor_docs_page_prints_a_profiles_troubleshooting_page() {
+    let (code, md, _) = crate::harness::candor(&["docs", "page", "--profile", "pelion"]);
+    assert_eq!(code, 0);
+    assert!(md.starts_with("# Pelion Device Management API: troubleshooting errors"));
+    assert!(
+        md.contains("| 403 | invalid_request | Trying to access using HTTP instead of HTTPS. |"),
+        "{md}"
+    );
+    let (code, html, _) = crate::harness::candor(&["docs", "page", "--profile", "ixon", "--html"]);
+    assert_eq!(code, 0);
+    assert!(html.contains("<td>2FA is required</td>"), "{html}");
+    let (code, _, err) = crate::harness::candor(&["docs", "page", "--profile", "pelian"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`pelian` is not a profile (did you mean `pelion`?)"),
+        "{err}"
+    );
+    // An operator's own profile, named by the configuration.
+    let dir = temp_dir("docs-page");
+    std::fs::write(
+        dir.join("acme.toml"),
+        "name = \"acme\"\ntitle = \"Acme API\"\nenvelope = '{\"error\": \"{message}\"}'\n\
+         [[error]]\ncatalog = [\"route_not_found\"]\nstatus = 404\nmessage = \"No such endpoint.\"\n[fallback]\n",
+    )
+    .unwrap();
+    let file = dir.join("candor.toml");
+    std::fs::write(&file, "[profiles]\nfiles = [\"acme.toml\"]\n").unwrap();
+    let md = cli_at(&file, &["docs", "page", "--profile", "acme"]);
+    assert!(md.contains("| 404 | No such endpoint. |"), "{md}");
 }

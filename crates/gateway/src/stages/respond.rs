@@ -46,6 +46,11 @@ impl Profiles {
         &self.all
     }
 
+    /// The hosts with a profile of their own.
+    pub fn hosts(&self) -> &[(String, Arc<Profile>)] {
+        &self.hosts
+    }
+
     /// The listener's profile, if one is set.
     pub fn listener(&self) -> Option<&Arc<Profile>> {
         self.listener.as_ref()
@@ -79,6 +84,9 @@ impl Profiles {
 
 /// `X-Request-Id`
 pub(crate) static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The parameter that carries an upstream problem's `detail`, as it wrote it.
+const UPSTREAM_DETAIL: &str = "upstream_detail";
 
 /// The header a response of `profile` carries its request id in (`X-Request-Id` unless
 /// the profile names another).
@@ -203,8 +211,9 @@ impl Renderer {
             .expect("internal_error is a built-in code");
         let mut params: Vec<(&str, &str)> =
             err.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let detail = match &err.detail {
-            Some(d) => d.clone(),
+        // An upstream's problem arrives with its message already written.
+        let detail = match params.iter().find(|(k, _)| *k == UPSTREAM_DETAIL) {
+            Some((_, d)) => (*d).to_owned(),
             None => entry.message.render(&params),
         };
         // String extensions (`reason`...) choose a profile's rows too.
@@ -301,7 +310,7 @@ impl Renderer {
             .status(status)
             .source(ErrorSource::Upstream);
         if let Some(d) = v.get("detail").and_then(|d| d.as_str()) {
-            err = err.detail(d);
+            err = err.param(UPSTREAM_DETAIL, d);
         }
         for e in v
             .get("errors")
@@ -350,5 +359,99 @@ impl Renderer {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::RETRY_AFTER;
+
+    fn renderer() -> Renderer {
+        Renderer::new(Arc::new(Catalog::builtin().clone()), "http://h")
+    }
+
+    fn body(resp: Response<GatewayBody>) -> String {
+        match resp.into_body() {
+            GatewayBody::Full(Some(b)) => String::from_utf8(b.to_vec()).unwrap(),
+            _ => panic!("a full body"),
+        }
+    }
+
+    fn err() -> GatewayError {
+        GatewayError::new(codes::RATE_LIMITED)
+            .param("policy", "burst")
+            .header(RETRY_AFTER, "7")
+    }
+
+    #[test]
+    fn no_profile_and_the_problem_profile_are_problem_details_unchanged() {
+        let r = renderer();
+        let direct = r.render(&err(), "/x", "01J", None);
+        let problem = Profile::builtin("problem").unwrap();
+        for resp in [
+            r.render_in(&err(), None, "/x", "01J", None),
+            r.render_in(&err(), Some(problem), "/x", "01J", None),
+        ] {
+            assert_eq!(resp.status(), direct.status());
+            assert_eq!(resp.headers(), direct.headers());
+        }
+        let direct = body(r.render(&err(), "/x", "01J", None));
+        assert_eq!(
+            body(r.render_in(&err(), Some(problem), "/x", "01J", None)),
+            direct
+        );
+    }
+
+    #[test]
+    fn a_profile_sets_its_media_type_headers_and_status() {
+        let r = renderer();
+        let pelion = Profile::builtin("pelion").unwrap();
+        let resp = r.render_in(&err(), Some(pelion), "/x", "01J", None);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()[RETRY_AFTER], "7");
+        assert_eq!(resp.headers()[&X_REQUEST_ID], "01J");
+        let b: serde_json::Value = serde_json::from_str(&body(resp)).unwrap();
+        assert_eq!(b["type"], "rate_limit_exceeded");
+        // A 401 gets the profile's challenge; a status the profile changes drops the
+        // gateway's.
+        let e = GatewayError::new(codes::CREDENTIALS_MISSING)
+            .header(WWW_AUTHENTICATE, "Bearer realm=\"candor\"");
+        let resp = r.render_in(&e, Some(pelion), "/x", "01J", None);
+        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "Bearer realm=\"pelion\"");
+        let edgio = Profile::builtin("edgio").unwrap();
+        let e = GatewayError::new(codes::CREDENTIALS_MALFORMED)
+            .header(WWW_AUTHENTICATE, "Bearer error=\"invalid_request\"");
+        let resp = r.render_in(&e, Some(edgio), "/x", "01J", None);
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert!(!resp.headers().contains_key(WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn the_most_specific_profile_wins() {
+        let all: Vec<Arc<Profile>> = Profile::builtins().iter().cloned().map(Arc::new).collect();
+        let mut set = Profiles::new(all);
+        assert!(
+            set.pick(None, Some("a.example")).is_none(),
+            "problem details by default"
+        );
+        set.listener = set.get("pelion");
+        set.hosts
+            .push(("a.example".into(), set.get("ixon").unwrap()));
+        let name = |p: Option<Arc<Profile>>| p.map(|p| p.name.clone());
+        assert_eq!(
+            name(set.pick(None, Some("b.example"))).as_deref(),
+            Some("pelion")
+        );
+        assert_eq!(
+            name(set.pick(None, Some("A.Example:8080"))).as_deref(),
+            Some("ixon")
+        );
+        let knox = set.get("knox");
+        assert_eq!(
+            name(set.pick(knox.as_ref(), Some("a.example"))).as_deref(),
+            Some("knox")
+        );
     }
 }

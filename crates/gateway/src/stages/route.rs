@@ -625,11 +625,17 @@ fn not_found(method: &Method, path: &str, suggestions: Vec<Suggestion>) -> Gatew
             })
         })
         .collect();
-    GatewayError::new(codes::ROUTE_NOT_FOUND)
+    let err = GatewayError::new(codes::ROUTE_NOT_FOUND)
         .param("method", method.to_string())
         .param("path", path.to_owned())
-        .param("hint", hint)
-        .extension("suggestions", list.into())
+        .param("hint", hint);
+    // What the best suggestion says is wrong (an error profile may answer a path in the
+    // wrong letter case in words of its own).
+    let err = match suggestions.first() {
+        Some(s) => err.param("suggestion_reason", s.reason.as_str()),
+        None => err,
+    };
+    err.extension("suggestions", list.into())
 }
 
 /// Splits a normalised path into segments and whether it ends with '/'.
