@@ -267,6 +267,17 @@ fn docs_site_in_a_real_browser() {
     std::fs::write(dir.join("index.png"), shot).unwrap();
     b.page_call(
         &page,
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    );
+    std::fs::write(dir.join("index-dark.png"), b.screenshot(&page)).unwrap();
+    b.page_call(
+        &page,
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [] }),
+    );
+    b.page_call(
+        &page,
         "Emulation.setDeviceMetricsOverride",
         json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
     );
