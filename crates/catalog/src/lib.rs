@@ -7,6 +7,7 @@
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
 //! - [`page`] — an entry as JSON, and HTML escaping.
+//! - [`RetryRules`] — each code's retry class and back-off guidance, as data for clients.
 //! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
 //! - [`site`] — the troubleshooting site: an index and one page per code (HTML), as the
@@ -29,6 +30,7 @@ pub mod page;
 mod problem;
 pub mod profile;
 pub mod profile_page;
+mod retry_rules;
 pub mod site;
 mod template;
 
@@ -36,6 +38,7 @@ pub use entry::{Entry, HeaderDoc, Retry, Stage};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
 pub use profile::Profile;
+pub use retry_rules::{Backoff, CLASSES, Jitter, RetryRule, RetryRules, StatusRule};
 pub use template::Template;
 
 /// The built-in catalog's source text (TOML), embedded at build time.

@@ -33,7 +33,7 @@
 //! | limit | `stages::limit` | the account's daily quota (rate limits to come) |
 //! | validate | `stages::validate` | the request against the route's contract: parameters, headers, the JSON body |
 //! | forward | `stages::forward` | the upstream exchange, its failures, hop-by-hop headers |
-//! | respond | `stages::respond` | errors rendered from the catalog as RFC 9457 documents |
+//! | respond | `stages::respond` | errors rendered from the catalog: RFC 9457 documents, or in the error profile chosen for the request |
 //!
 //! [`GatewayError`] is the one error type: its catalog code, source and retry class.
 //!
@@ -79,7 +79,7 @@ pub use identity::store::{
 };
 pub use identity::totp::code_at as totp_code_at;
 pub use pipeline::plan::RoutePlan;
-pub use stages::respond::Renderer;
+pub use stages::respond::{Profiles, Renderer};
 pub use stages::validate::BodyCheck;
 pub use supervised::{RESTARTED_ENV, RestartCause};
 pub use time::{rfc3339, rfc3339_millis, unix_now};

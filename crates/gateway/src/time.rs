@@ -49,22 +49,50 @@ pub(crate) fn month_start(index: i64) -> i64 {
 
 /// `2026-11-22T10:00:05Z` for Unix seconds `t`.
 pub fn rfc3339(t: i64) -> String {
-    let (y, m, d) = civil(t.div_euclid(86_400));
-    let secs = t.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let mut out = Vec::with_capacity(20);
+    write_rfc3339(&mut out, t.saturating_mul(1000), false);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `2026-11-22T10:00:05.123Z` for `t` (milliseconds since the Unix epoch).
 pub fn rfc3339_millis(t: i64) -> String {
-    let mut s = rfc3339(t.div_euclid(1000));
-    s.truncate(s.len() - 1);
-    s.push_str(&format!(".{:03}Z", t.rem_euclid(1000)));
-    s
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, t, true);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the RFC 3339 text of `ms` (milliseconds since the Unix epoch) to `out`, with the
+/// milliseconds when `millis`: digits written directly (the event log writes one per
+/// event). Years outside 0..=9999 are clamped to them.
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ms: i64, millis: bool) {
+    fn digits(out: &mut Vec<u8>, v: i64, width: usize) {
+        let mut buf = [b'0'; 4];
+        let mut v = v;
+        for slot in buf[..width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&buf[..width]);
+    }
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    digits(out, y.clamp(0, 9999), 4);
+    out.push(b'-');
+    digits(out, m, 2);
+    out.push(b'-');
+    digits(out, d, 2);
+    out.push(b'T');
+    digits(out, s / 3600, 2);
+    out.push(b':');
+    digits(out, s % 3600 / 60, 2);
+    out.push(b':');
+    digits(out, s % 60, 2);
+    if millis {
+        out.push(b'.');
+        digits(out, ms.rem_euclid(1000), 3);
+    }
+    out.push(b'Z');
 }
 
 /// Milliseconds since the Unix epoch.
@@ -107,6 +135,13 @@ mod tests {
     fn formats() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_860_005), "2026-11-28T10:00:05Z");
+        assert_eq!(
+            rfc3339_millis(1_795_860_005_007),
+            "2026-11-28T10:00:05.007Z"
+        );
+        assert_eq!(rfc3339_millis(951_782_400_999), "2000-02-29T00:00:00.999Z");
+        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(
             rfc3339_millis(1_795_860_005_042),

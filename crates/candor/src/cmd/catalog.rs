@@ -1,6 +1,6 @@
-//! `candor catalog list|show`: the error catalog.
+//! `candor catalog list|show|export`: the error catalog.
 
-use candor_catalog::{Catalog, Entry, codes};
+use candor_catalog::{Catalog, Entry, RetryRules, codes};
 use candor_gateway::Config;
 use candor_gateway::did_you_mean;
 use clap::Subcommand;
@@ -15,6 +15,14 @@ pub(crate) enum CatalogCommand {
     Show {
         /// The code, e.g. route_not_found.
         code: String,
+    },
+    /// Print the catalog as JSON data: every entry, or with --retry-rules each code's
+    /// status, retry class and back-off guidance (what candor-client retries by).
+    Export {
+        /// Only the retry rules: per code its status, retry class and back-off guidance,
+        /// per class the guidance, and the status fallbacks for answers without a code.
+        #[arg(long)]
+        retry_rules: bool,
     },
 }
 
@@ -47,6 +55,22 @@ pub(crate) fn catalog(command: CatalogCommand, config: Option<&Path>) -> ExitCod
                     e.title
                 );
             }
+            ExitCode::SUCCESS
+        }
+        CatalogCommand::Export { retry_rules: true } => {
+            println!("{}", RetryRules::from_catalog(&catalog).to_json());
+            ExitCode::SUCCESS
+        }
+        CatalogCommand::Export { retry_rules: false } => {
+            let entries: Vec<serde_json::Value> = catalog
+                .entries()
+                .iter()
+                .map(candor_catalog::page::entry_json)
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&entries).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         CatalogCommand::Show { code } => match catalog.get(&code) {

@@ -741,6 +741,10 @@ pub(crate) enum Behaviour {
     ProblemStall(u16),
     /// Answers this status with a whole problem-details body, `code` "its_own_code".
     Problem(u16),
+    /// Answers the first `n` requests (counted over all connections) with this status,
+    /// `Retry-After: 1` and a text body "failing KEY" (the request's Idempotency-Key), then
+    /// echoes as [`Behaviour::Echo`] does.
+    FailFirst(usize, u16),
 }
 
 /// An upstream on a loopback port, serving in a thread.
@@ -965,10 +969,26 @@ fn serve_upstream(mut conn: TcpStream, behaviour: Behaviour, log: &Received, clo
                 );
             }
         }
-        Behaviour::Echo | Behaviour::Slow(_) => {
+        Behaviour::Echo | Behaviour::Slow(_) | Behaviour::FailFirst(..) => {
             while let Some((line, headers, body)) = read_request(&mut conn, log) {
                 if let Behaviour::Slow(d) = behaviour {
                     std::thread::sleep(d);
+                }
+                if let Behaviour::FailFirst(n, status) = behaviour
+                    && log.lock().unwrap().len() <= n
+                {
+                    // The body names the request's Idempotency-Key, if any.
+                    let key = headers
+                        .iter()
+                        .find(|(k, _)| k == "idempotency-key")
+                        .map_or("", |(_, v)| v.as_str());
+                    let text = format!("failing {key}");
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status} Failing\r\nContent-Type: text/plain\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    continue;
                 }
                 let mut parts = line.split_whitespace();
                 let method = parts.next().unwrap_or("").to_owned();

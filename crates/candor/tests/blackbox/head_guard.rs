@@ -200,3 +200,42 @@ fn bad_heads_later_on_a_keep_alive_connection_are_answered_through_the_catalog()
     assert_eq!(gw.get("/v1/customers/a/devices").status, 200);
     assert!(up.hits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 }
+
+/// The attack probe's bytes: a target between the URI parser's own limit (65,534 bytes)
+/// and the head's bound was answered 400 `invalid_url_encoding`; a 100 kB one was judged
+/// only at the head's bound ("more than 81920"); the admin listener took any length. Now
+/// every listener answers `uri_too_long` with the configured limit.
+#[test]
+fn targets_over_the_limit_are_uri_too_long_on_every_listener() {
+    let (gw, up) = gateway();
+    for len in [65_535, 70_000, 82_000] {
+        let mut req = format!("GET /v1/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(len));
+        let r = gw.send(req.as_bytes());
+        let b = assert_problem(&r, "uri_too_long");
+        assert_eq!(r.status, 414, "{len}");
+        assert_eq!(b["limit"], 512);
+        req.clear();
+    }
+    // Sent without its end: refused once the target is surely too long.
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    use std::io::Write;
+    s.write_all(format!("GET /{}", "a".repeat(100_000)).as_bytes())
+        .unwrap_or(());
+    let b = assert_problem(&read_response(&mut s), "uri_too_long");
+    assert_eq!(
+        b["detail"],
+        "The request target is more than 512 bytes long; this gateway accepts at most 512 bytes."
+    );
+    let admin = gw.admin.expect("the admin listener");
+    let r = send_raw(
+        admin,
+        format!(
+            "GET /stats?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(2000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 414, "{}", r.text());
+    assert_problem(&r, "uri_too_long");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

@@ -49,6 +49,8 @@
 //! - [`seeds`]: the seed documents and the examples that reproduce them; [`profiles_pelion`]:
 //!   `examples/pelion.toml` against seed 002, and how a profile is chosen and checked;
 //!   [`profiles_ixon`]: `examples/ixon.toml` against seed 004.
+//! - [`client`]: candor-client against the gateway: errors decoded, retries by retry class,
+//!   `Retry-After`, the retry budget, tokens refreshed and re-acquired.
 
 mod browser;
 mod harness;
@@ -62,6 +64,7 @@ mod body_faults;
 mod caps;
 mod catalog;
 mod catalog_coverage;
+mod client;
 mod demo;
 mod docs_site;
 mod events;

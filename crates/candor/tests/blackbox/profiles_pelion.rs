@@ -386,9 +386,13 @@ profile = "knox"
         r.json(),
         serde_json::json!({"type":"Error","data":[{"message":"No route matches GET /nowhere."}],"moreAfter":null,"status":"error"})
     );
-    // Else the listener's.
+    // Else the listener's, also for a request the head guard refuses before it is parsed.
     let r = gw.get("/nowhere");
     assert_eq!(r.json()["type"], "unrecognized_request");
+    let r = gw.send(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let b = pelion_error(&r);
+    assert_eq!(b["type"], "bad_request");
     // A route's profile answers the upstream's problems in its words too.
     let r = gw.get("/knox/v1/nothing");
     assert_eq!(r.status, 404, "{}", r.text());
@@ -505,4 +509,25 @@ fn candor_docs_page_prints_a_profiles_troubleshooting_page() {
     std::fs::write(&file, "[profiles]\nfiles = [\"acme.toml\"]\n").unwrap();
     let md = cli_at(&file, &["docs", "page", "--profile", "acme"]);
     assert!(md.contains("| 404 | No such endpoint. |"), "{md}");
+}
+
+#[test]
+fn plain_http_to_a_tls_listener_is_answered_in_the_listeners_profile() {
+    use crate::harness::fixture;
+    let config = format!(
+        "[server]\nprofile = \"pelion\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[[routes]]\nname = \"t\"\npath = \"/t\"\nupstream = \"http://127.0.0.1:9\"\n",
+        fixture("server.pem").display(),
+        fixture("server.key").display(),
+    );
+    let gw = Gateway::start(&config);
+    // Answered before any HTTP parser runs: Pelion's invalid_request, in its envelope.
+    let r = gw.send(b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 403);
+    let b = pelion_error(&r);
+    assert_eq!(b["type"], "invalid_request");
+    assert_eq!(
+        b["message"],
+        "Trying to access using HTTP instead of HTTPS."
+    );
+    assert_eq!(r.header("connection"), Some("close"));
 }

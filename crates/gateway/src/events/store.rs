@@ -32,7 +32,47 @@ CREATE TABLE IF NOT EXISTS events (
     offset INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_request ON events(request_id) WHERE request_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS batches (
+    file INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    min_arrival INTEGER NOT NULL,
+    max_arrival INTEGER NOT NULL,
+    time INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_arrival ON batches(min_arrival);
 ";
+
+/// A served request's `request.completed` (the bulk of the log: one per request) gets no
+/// row of its own when its id is a ULID the gateway made: the id tells when the request
+/// arrived, and the batch it was written in has one row in `batches` saying which arrivals
+/// it holds and where its lines are. Events of requests slower than this are indexed one by
+/// one (a batch row covers at most this span of arrivals before its own time).
+const FOUND_BY_TIME_SPAN_MS: i64 = 3_600_000;
+
+/// The most bytes of batches read to list recent served requests (`/events`).
+const MAX_SCAN_BYTES: u64 = 64 << 20;
+
+/// The arrival time by which the store finds `ev` without a row of its own, if it can be
+/// found so (see [`FOUND_BY_TIME_SPAN_MS`]).
+fn found_by_arrival(ev: &Event, written_ms: i64) -> Option<i64> {
+    let arrived = ev.arrived_ms?;
+    (ev.kind == super::kinds::REQUEST_COMPLETED
+        && ev.severity == Severity::Info
+        && ev.code.is_none()
+        && ev.request_id.is_some()
+        && (0..FOUND_BY_TIME_SPAN_MS).contains(&(written_ms - arrived)))
+    .then_some(arrived)
+}
+
+/// One write's events that have no rows: where their lines are and their arrivals.
+struct BatchRow {
+    first: u64,
+    end: u64,
+    min_arrival: i64,
+    max_arrival: i64,
+    time: i64,
+}
 
 /// The index file's name in the log's folder.
 pub(crate) const INDEX: &str = "index.sqlite";
@@ -94,21 +134,27 @@ impl Store {
                 .map_err(|e| format!("cannot start a new file: {e}"))?;
         }
         let mut rows = Vec::with_capacity(batch.len());
+        let mut by_arrival: Option<BatchRow> = None;
+        let first = self.file_len;
         let mut failed = None;
         for (i, ev) in batch.iter().enumerate() {
             // Ids and times ascend even when the clock steps back.
             let ms = crate::time::unix_millis(ev.time).max(self.last_ms);
             self.last_ms = ms;
-            let id = format!("ev_{}", crate::http::request_id::new_ulid());
+            let mut id = *b"ev_..........................";
+            if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
+                crate::http::request_id::write_ulid(ulid, ms as u64);
+            }
+            // Crockford base32 and `ev_`: always text.
+            let id = std::str::from_utf8(&id).unwrap_or("ev_");
             self.line.clear();
-            if let Err(e) = serde_json::to_writer(
-                &mut self.line,
-                &Line {
-                    id: &id,
-                    time_ms: ms,
-                    event: ev,
-                },
-            ) {
+            if let Err(e) = (Line {
+                id,
+                time_ms: ms,
+                event: ev,
+            })
+            .write(&mut self.line)
+            {
                 failed = Some(e.to_string());
                 continue;
             }
@@ -119,7 +165,20 @@ impl Store {
             if failed.is_none() {
                 match self.file.write_all(&self.line) {
                     Ok(()) => {
-                        rows.push((i, ms, self.file_len));
+                        match found_by_arrival(ev, ms) {
+                            Some(a) => {
+                                let b = by_arrival.get_or_insert(BatchRow {
+                                    first,
+                                    end: 0,
+                                    min_arrival: a,
+                                    max_arrival: a,
+                                    time: ms,
+                                });
+                                b.min_arrival = b.min_arrival.min(a);
+                                b.max_arrival = b.max_arrival.max(a);
+                            }
+                            None => rows.push((i, ms, self.file_len)),
+                        }
                         self.file_len += self.line.len() as u64;
                     }
                     Err(e) => failed = Some(e.to_string()),
@@ -136,7 +195,10 @@ impl Store {
             }
         }
         self.file.flush().map_err(|e| e.to_string())?;
-        if let Err(e) = self.index(batch, &rows) {
+        if let Some(b) = &mut by_arrival {
+            b.end = self.file_len;
+        }
+        if let Err(e) = self.index(batch, &rows, by_arrival.as_ref()) {
             failed.get_or_insert(format!("index: {e}"));
         }
         if self.last_retention.elapsed() >= Duration::from_secs(3600) {
@@ -145,7 +207,12 @@ impl Store {
         failed.map_or(Ok(()), Err)
     }
 
-    fn index(&mut self, batch: &[Event], rows: &[(usize, i64, u64)]) -> rusqlite::Result<()> {
+    fn index(
+        &mut self,
+        batch: &[Event],
+        rows: &[(usize, i64, u64)],
+        by_arrival: Option<&BatchRow>,
+    ) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -162,6 +229,19 @@ impl Store {
                     ev.code.as_deref(),
                     self.file_id,
                     offset as i64
+                ])?;
+            }
+            if let Some(b) = by_arrival {
+                tx.prepare_cached(
+                    "INSERT INTO batches (file, first, end, min_arrival, max_arrival, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    self.file_id,
+                    b.first as i64,
+                    b.end as i64,
+                    b.min_arrival,
+                    b.max_arrival,
+                    b.time
                 ])?;
             }
         }
@@ -203,6 +283,7 @@ impl Store {
                 }
             }
             let _ = self.db.execute("DELETE FROM events WHERE file = ?1", [id]);
+            let _ = self.db.execute("DELETE FROM batches WHERE file = ?1", [id]);
             let _ = self.db.execute("DELETE FROM files WHERE id = ?1", [id]);
             tracing::info!(target: "candor::events", file = %name, "expired event file deleted (events.keep_for)");
         }
@@ -304,18 +385,49 @@ impl EventReader {
     /// The events of request `id`, in order: the newest [`MAX_PER_REQUEST`] (a client may
     /// send one id with many requests).
     pub fn by_request(&self, id: &str) -> Result<Vec<serde_json::Value>, String> {
-        let mut events = self.lines(
-            "SELECT f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE e.request_id = ?1 ORDER BY e.rowid DESC LIMIT ?2",
+        let mut found = self.positions(
+            "SELECT e.file, f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE e.request_id = ?1 ORDER BY e.rowid DESC LIMIT ?2",
             &[&id as &dyn rusqlite::ToSql, &(MAX_PER_REQUEST as i64)],
         )?;
+        found.extend(self.served_by_arrival(id)?);
+        let mut events = self.lines(newest(found, MAX_PER_REQUEST))?;
         events.reverse();
         Ok(events)
     }
 
+    /// The lines of the served requests written without rows of their own that carry
+    /// request id `id` (a ULID the gateway made: its time says which batches to read).
+    fn served_by_arrival(&self, id: &str) -> Result<Vec<Position>, String> {
+        let Some(t) = crate::http::request_id::ulid_millis(id) else {
+            return Ok(Vec::new());
+        };
+        let t = t as i64;
+        let batches = self.batches(
+            "SELECT b.file, f.name, b.first, b.end FROM batches b JOIN files f ON f.id = b.file WHERE b.min_arrival <= ?1 AND b.min_arrival > ?2 AND b.max_arrival >= ?1 ORDER BY b.rowid",
+            &[&t as &dyn rusqlite::ToSql, &(t - FOUND_BY_TIME_SPAN_MS)],
+        )?;
+        let needle = format!("\"request_id\":\"{id}\"");
+        let mut found = Vec::new();
+        for b in batches {
+            self.scan(&b, &mut |offset, line| {
+                if line.contains(&needle) {
+                    found.push(Position {
+                        file: b.file,
+                        name: b.name.clone(),
+                        offset,
+                    });
+                }
+                true
+            });
+        }
+        Ok(found)
+    }
+
     /// The newest events that pass `f`, newest first.
     pub fn recent(&self, f: &EventFilter) -> Result<Vec<serde_json::Value>, String> {
+        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
         let mut sql = String::from(
-            "SELECT f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE 1",
+            "SELECT e.file, f.name, e.offset FROM events e JOIN files f ON f.id = e.file WHERE 1",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         match f.kind.as_deref() {
@@ -348,40 +460,165 @@ impl EventReader {
             }
         }
         sql.push_str(" ORDER BY e.rowid DESC LIMIT ?");
-        args.push(Box::new(f.limit.unwrap_or(100).clamp(1, 1000) as i64));
+        args.push(Box::new(limit as i64));
         let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
-        self.lines(&sql, &refs)
+        let mut found = self.positions(&sql, &refs)?;
+        found.extend(self.served_recent(f, limit)?);
+        self.lines(newest(found, limit))
+    }
+
+    /// The newest `limit` served requests written without rows of their own that pass
+    /// `f`, reading batches back from the newest (at most [`MAX_SCAN_BYTES`] of them).
+    fn served_recent(&self, f: &EventFilter, limit: usize) -> Result<Vec<Position>, String> {
+        let kind_passes = match f.kind.as_deref() {
+            None | Some("*") => true,
+            Some(k) if k.ends_with(".*") => {
+                super::kinds::REQUEST_COMPLETED.starts_with(&k[..k.len() - 1])
+            }
+            Some(k) => k == super::kinds::REQUEST_COMPLETED,
+        };
+        if !kind_passes || f.code.is_some() || f.severity.is_some_and(|s| s > Severity::Info) {
+            return Ok(Vec::new());
+        }
+        if let Some(id) = &f.request_id {
+            let mut found = self.served_by_arrival(id)?;
+            if let Some(route) = &f.route {
+                let needle = format!("\"route\":{}", serde_json::Value::from(route.as_str()));
+                found.retain(|p| self.line_at(p).is_some_and(|l| l.contains(&needle)));
+            }
+            return Ok(found);
+        }
+        let route = f
+            .route
+            .as_ref()
+            .map(|r| format!("\"route\":{}", serde_json::Value::from(r.as_str())));
+        let batches = self.batches(
+            "SELECT b.file, f.name, b.first, b.end FROM batches b JOIN files f ON f.id = b.file ORDER BY b.rowid DESC",
+            &[],
+        )?;
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        for b in batches {
+            if found.len() >= limit || scanned >= MAX_SCAN_BYTES {
+                break;
+            }
+            scanned += b.end.saturating_sub(b.first);
+            let mut here = Vec::new();
+            self.scan(&b, &mut |offset, line| {
+                let served = line.contains("\"type\":\"request.completed\",\"severity\":\"info\"")
+                    && !line.contains("\"code\":");
+                if served && route.as_ref().is_none_or(|r| line.contains(r.as_str())) {
+                    here.push(Position {
+                        file: b.file,
+                        name: b.name.clone(),
+                        offset,
+                    });
+                }
+                true
+            });
+            found.extend(here.into_iter().rev());
+        }
+        Ok(found)
     }
 
     /// The time (ms since the epoch) of the oldest event kept, if any.
     pub fn oldest(&self) -> Option<i64> {
         self.db
-            .query_row("SELECT time FROM events ORDER BY rowid LIMIT 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT MIN(t) FROM (SELECT (SELECT time FROM events ORDER BY rowid LIMIT 1) AS t UNION ALL SELECT (SELECT time FROM batches ORDER BY rowid LIMIT 1))",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .ok()
             .flatten()
+            .flatten()
     }
 
-    fn lines(
-        &self,
-        sql: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<serde_json::Value>, String> {
-        let rows: Vec<(String, i64)> = self
-            .db
+    fn positions(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Position>, String> {
+        self.db
             .prepare(sql)
-            .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(|e| format!("cannot read the event index: {e}"))?;
+            .and_then(|mut s| {
+                s.query_map(args, |r| {
+                    Ok(Position {
+                        file: r.get(0)?,
+                        name: r.get(1)?,
+                        offset: r.get(2)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| format!("cannot read the event index: {e}"))
+    }
+
+    fn batches(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Batch>, String> {
+        self.db
+            .prepare(sql)
+            .and_then(|mut s| {
+                s.query_map(args, |r| {
+                    Ok(Batch {
+                        file: r.get(0)?,
+                        name: r.get(1)?,
+                        first: r.get::<_, i64>(2)?.max(0) as u64,
+                        end: r.get::<_, i64>(3)?.max(0) as u64,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| format!("cannot read the event index: {e}"))
+    }
+
+    /// Calls `each` with the offset and text of every line of batch `b`, until it answers
+    /// false. A file that is gone or unreadable gives nothing (retention may delete it
+    /// between the query and the read).
+    fn scan(&self, b: &Batch, each: &mut dyn FnMut(i64, &str) -> bool) {
+        if !is_log_file_name(&b.name) {
+            return;
+        }
+        let Ok(mut file) = File::open(self.dir.join(&b.name)) else {
+            return;
+        };
+        let len = b.end.saturating_sub(b.first).min(MAX_SCAN_BYTES);
+        let mut bytes = Vec::with_capacity(len as usize);
+        if file.seek(SeekFrom::Start(b.first)).is_err()
+            || file.take(len).read_to_end(&mut bytes).is_err()
+        {
+            return;
+        }
+        let mut at = 0;
+        for line in bytes.split(|&c| c == b'\n') {
+            let offset = (b.first + at) as i64;
+            at += line.len() as u64 + 1;
+            if let Ok(text) = std::str::from_utf8(line)
+                && !text.is_empty()
+                && !each(offset, text)
+            {
+                break;
+            }
+        }
+    }
+
+    /// The text of the line at `p`, if it can be read.
+    fn line_at(&self, p: &Position) -> Option<String> {
+        if !is_log_file_name(&p.name) {
+            return None;
+        }
+        let mut reader = BufReader::new(File::open(self.dir.join(&p.name)).ok()?);
+        reader.seek(SeekFrom::Start(p.offset as u64)).ok()?;
+        let mut text = String::new();
+        reader.take(4 << 20).read_line(&mut text).ok()?;
+        Some(text)
+    }
+
+    fn lines(&self, rows: Vec<Position>) -> Result<Vec<serde_json::Value>, String> {
         let mut open: Option<(String, BufReader<File>)> = None;
         let mut out = Vec::with_capacity(rows.len());
         let mut text = String::new();
         let mut unreadable: Option<String> = None;
         let found = rows.len();
-        for (name, offset) in rows {
+        for Position { name, offset, .. } in rows {
             // The index names files in the log's own folder, nothing else.
-            if name.contains(['/', '\\']) || name.starts_with('.') {
+            if !is_log_file_name(&name) {
                 unreadable
                     .get_or_insert(format!("the index names {name:?}, not a file of the log"));
                 continue;
@@ -429,6 +666,37 @@ impl EventReader {
             _ => Ok(out),
         }
     }
+}
+
+/// Where one event's line is.
+#[derive(Debug)]
+struct Position {
+    file: i64,
+    name: String,
+    offset: i64,
+}
+
+/// One batch row: the file and the bytes of its lines.
+#[derive(Debug)]
+struct Batch {
+    file: i64,
+    name: String,
+    first: u64,
+    end: u64,
+}
+
+/// The newest `limit` of `found`, newest first in the order written (file, then offset),
+/// each once.
+fn newest(mut found: Vec<Position>, limit: usize) -> Vec<Position> {
+    found.sort_by_key(|p| std::cmp::Reverse((p.file, p.offset)));
+    found.dedup_by(|a, b| a.file == b.file && a.offset == b.offset);
+    found.truncate(limit);
+    found
+}
+
+/// Whether the index's `name` is a file in the log's own folder (nothing else is read).
+fn is_log_file_name(name: &str) -> bool {
+    !name.contains(['/', '\\']) && !name.starts_with('.')
 }
 
 #[cfg(test)]
@@ -518,6 +786,119 @@ mod tests {
             5
         );
         assert!(r.oldest().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A served request with an id the gateway made: no row of its own, found by the id's
+    /// time; other events of the same request keep their rows; both listed in order.
+    #[test]
+    fn served_requests_are_found_by_the_time_in_their_ids() {
+        let dir = temp_dir("by-arrival");
+        let mut store = Store::open(&dir, &EventsConfig::default()).unwrap();
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        for i in 0..50 {
+            let rid = crate::http::request_id::RequestId::new();
+            let auth = Event::new(kinds::AUTH_SUCCEEDED, Severity::Info)
+                .request(&rid.text)
+                .route("r");
+            let mut done = Event::new(kinds::REQUEST_COMPLETED, Severity::Info)
+                .request(&rid.text)
+                .route(if i % 2 == 0 { "even" } else { "odd" });
+            done.arrived_ms = rid.made_at_ms.map(|m| m as i64);
+            batch.push(auth);
+            batch.push(done);
+            ids.push(rid.text);
+            if i % 10 == 9 {
+                store.write(&batch, None).unwrap();
+                batch.clear();
+            }
+        }
+        // A client's own id, and a served request whose answer is an upstream's problem,
+        // are indexed one by one.
+        let mut own = Event::new(kinds::REQUEST_COMPLETED, Severity::Info).request("client-id");
+        own.arrived_ms = None;
+        let mut problem = Event::new(kinds::REQUEST_COMPLETED, Severity::Info)
+            .request(&ids[0])
+            .code("upstream_said_no");
+        problem.arrived_ms = crate::http::request_id::ulid_millis(&ids[0]).map(|m| m as i64);
+        store.write(&[own, problem], None).unwrap();
+        store.finish();
+
+        let rows: i64 = store
+            .db
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 52, "50 auth.succeeded + the two indexed one by one");
+        let batches: i64 = store
+            .db
+            .query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(batches, 5);
+
+        let r = EventReader::open(&dir).unwrap();
+        let told = r.by_request(&ids[7]).unwrap();
+        let kinds: Vec<&str> = told.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["auth.succeeded", "request.completed"]);
+        assert_eq!(told[1]["route"], "odd");
+        let first = r.by_request(&ids[0]).unwrap();
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[2]["code"], "upstream_said_no");
+        assert_eq!(r.by_request("client-id").unwrap().len(), 1);
+        assert!(
+            r.by_request(&crate::http::request_id::new_ulid())
+                .unwrap()
+                .is_empty()
+        );
+
+        // Recent lists merge rows and batches, newest first.
+        let recent = r
+            .recent(&EventFilter {
+                limit: Some(5),
+                ..Default::default()
+            })
+            .unwrap();
+        let kinds: Vec<&str> = recent.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds[..2], ["request.completed", "request.completed"]);
+        assert_eq!(recent[0]["code"], "upstream_said_no");
+        assert_eq!(recent[1]["request_id"], "client-id");
+        assert_eq!(recent[2]["request_id"], ids[49].as_str());
+        assert_eq!(recent[2]["type"], "request.completed");
+        assert_eq!(recent[3]["request_id"], ids[49].as_str());
+        assert_eq!(recent[3]["type"], "auth.succeeded");
+        let odd = r
+            .recent(&EventFilter {
+                kind: Some("request.*".into()),
+                route: Some("odd".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(odd.len(), 25);
+        assert_eq!(odd[0]["request_id"], ids[49].as_str());
+        let by_id = r
+            .recent(&EventFilter {
+                request_id: Some(ids[3].clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_id.len(), 2);
+        for f in [
+            EventFilter {
+                severity: Some(Severity::Notice),
+                ..Default::default()
+            },
+            EventFilter {
+                kind: Some("auth.*".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                r.recent(&f)
+                    .unwrap()
+                    .iter()
+                    .all(|e| e["type"] != "request.completed" || e.get("code").is_some())
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,8 +9,10 @@ use candor_catalog::codes;
 /// Checks an HTTP/1.x request line before the HTTP parser sees it, so that a raw space or
 /// control character in the target, or a line that is not HTTP at all, is answered through
 /// the catalog (the parser would answer a bare 400). Returns `None` when the line is fine or
-/// not complete in `buf`; the target, when known, comes with the error.
-pub(crate) fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
+/// not complete in `buf`; the target, when known, comes with the error. A target longer than
+/// `max_uri` bytes is `uri_too_long`, whatever else is wrong with it (the same answer on every
+/// listener, and before the URI parser, which takes at most 65,534 bytes).
+pub(crate) fn check_request_line(buf: &[u8], max_uri: usize) -> Option<(GatewayError, String)> {
     let end = buf.iter().position(|&b| b == b'\n')?;
     let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
     if line.is_empty() || line.starts_with(b"PRI * HTTP/2.0") {
@@ -29,6 +31,10 @@ pub(crate) fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
         return malformed("there is no protocol version after the request target".into());
     };
     let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
+    if target.len() > max_uri {
+        let err = crate::stages::transport::uri_too_long(target.len().to_string(), max_uri);
+        return Some((err, path_of(&target[..max_uri])));
+    }
     if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
         let v = escaped(version, 16);
         return malformed(format!("`{v}` is not HTTP/1.0 or HTTP/1.1"));
@@ -66,8 +72,25 @@ pub(crate) fn check_request_line(buf: &[u8]) -> Option<(GatewayError, String)> {
 /// `malformed_request` for the first bytes of a request line that is not complete yet, when
 /// they cannot start an HTTP/1 request (only the first 64 bytes are looked at): a client
 /// speaking another protocol may otherwise wait forever for an answer.
-pub(crate) fn check_request_start(start: &[u8]) -> Option<(GatewayError, String)> {
-    let start = &start[..start.len().min(64)];
+/// A target already longer than `max_uri` bytes is `uri_too_long` at once, without waiting
+/// for the rest of the line.
+pub(crate) fn check_request_start(
+    line_so_far: &[u8],
+    max_uri: usize,
+) -> Option<(GatewayError, String)> {
+    let start = &line_so_far[..line_so_far.len().min(64)];
+    if let Some(sp1) = start.iter().position(|&b| b == b' ')
+        && start[..sp1].iter().all(is_tchar)
+    {
+        // The target so far, less the room a ` HTTP/1.1\r` that may follow takes.
+        let seen = line_so_far.len() - sp1 - 1;
+        if seen > max_uri + 10 {
+            let err =
+                crate::stages::transport::uri_too_long(format!("more than {max_uri}"), max_uri);
+            let target = &line_so_far[sp1 + 1..];
+            return Some((err, path_of(&target[..max_uri])));
+        }
+    }
     let method = start.split(|&b| b == b' ').next().unwrap_or_default();
     if method.iter().all(is_tchar) {
         return None;
@@ -218,7 +241,7 @@ mod tests {
     use super::*;
 
     fn code(line: &[u8]) -> Option<&'static str> {
-        check_request_line(line).map(|(e, _)| e.code)
+        check_request_line(line, 8192).map(|(e, _)| e.code)
     }
 
     #[test]
@@ -244,7 +267,7 @@ mod tests {
         let header = |h: &[u8]| {
             let mut req = b"GET /a HTTP/1.1\r\nHost: x\r\n".to_vec();
             req.extend_from_slice(h);
-            check_request_line(&req).map(|(e, t)| {
+            check_request_line(&req, 8192).map(|(e, t)| {
                 assert_eq!(t, "/a");
                 let get = |k| e.params.iter().find(|(n, _)| *n == k).unwrap().1.clone();
                 (e.code, get("line"), get("field"), get("reason"))
@@ -273,7 +296,7 @@ mod tests {
         }
         // The query of the target is not repeated in `instance`.
         let (_, target) =
-            check_request_line(b"GET /a?key=s3cret HTTP/1.1\r\nBad Line\r\n\r\n").unwrap();
+            check_request_line(b"GET /a?key=s3cret HTTP/1.1\r\nBad Line\r\n\r\n", 8192).unwrap();
         assert_eq!(target, "/a");
         assert!(reason.contains("a space"), "{reason}");
         assert!(
@@ -306,7 +329,7 @@ mod tests {
         );
         assert_eq!(plain_http_path(b"\x16\x03\x01"), None);
         assert_eq!(plain_http_path(b"SSH-2.0-OpenSSH"), None);
-        let (e, target) = check_request_line(b"GET /a/b c HTTP/1.1\r\n").unwrap();
+        let (e, target) = check_request_line(b"GET /a/b c HTTP/1.1\r\n", 8192).unwrap();
         assert_eq!(target, "/a/b c");
         assert!(e.params.contains(&("position", "4".to_owned())));
     }

@@ -479,7 +479,10 @@ impl Scanner {
                     match head_end(rest, *scanned) {
                         Ok(end) => {
                             let head = &rest[..end];
-                            let framing = match crate::http::grammar::check_request_line(head) {
+                            let framing = match crate::http::grammar::check_request_line(
+                                head,
+                                self.limits.max_uri_bytes,
+                            ) {
                                 Some(refusal) => Err(Box::new(refusal)),
                                 None => framing_after(head, self.heads == 0, &self.limits),
                             };
@@ -511,11 +514,15 @@ impl Scanner {
                                             *line = Line::Checked;
                                             crate::http::grammar::check_request_line(
                                                 &rest[..searched + p + 1],
+                                                self.limits.max_uri_bytes,
                                             )
                                         }
                                         None => {
                                             *line = Line::Open(rest.len());
-                                            crate::http::grammar::check_request_start(rest)
+                                            crate::http::grammar::check_request_start(
+                                                rest,
+                                                self.limits.max_uri_bytes,
+                                            )
                                         }
                                     };
                                 if refusal.is_some() {
@@ -562,8 +569,8 @@ impl Scanner {
 
 /// The answer to a head the client stopped sending (it closed its side): what is wrong
 /// with its complete lines, or `malformed_request` for the missing end.
-fn incomplete_head(head: &[u8]) -> Refusal {
-    if let Some(refusal) = crate::http::grammar::check_request_line(head) {
+fn incomplete_head(head: &[u8], max_uri: usize) -> Refusal {
+    if let Some(refusal) = crate::http::grammar::check_request_line(head, max_uri) {
         return refusal;
     }
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -1023,7 +1030,10 @@ impl<S: AsyncRead + Unpin> HeadGuard<S> {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                 if collecting {
-                    let refusal = incomplete_head(&self.held[self.ready..]);
+                    let refusal = incomplete_head(
+                        &self.held[self.ready..],
+                        self.scanner.limits.max_uri_bytes,
+                    );
                     self.refuse(refusal);
                 } else {
                     self.closed = true;
@@ -1399,6 +1409,42 @@ mod tests {
         assert_eq!(run(b"GET /a HTTP/1.1\r\nHost: x\r\n", 3).2, None);
         let long = [b'a'; MAX_HEAD_BYTES + 10];
         assert_eq!(run(&long, 1 << 16).2, Some(codes::URI_TOO_LONG));
+    }
+
+    /// The attack probe's bytes: targets between the URI parser's own limit (65,534 bytes)
+    /// and the head's bound were `invalid_url_encoding`; a 100 kB one was judged only at the
+    /// head's bound. Every target over `max_uri_bytes` is `uri_too_long`, complete or not.
+    #[test]
+    fn a_target_over_the_limit_is_uri_too_long_whatever_its_length() {
+        for len in [8193, 65_534, 65_535, 70_000, 82_000] {
+            let mut req = b"GET /".to_vec();
+            req.extend(std::iter::repeat_n(b'a', len - 1));
+            req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(run(&req, 1 << 20).2, Some(codes::URI_TOO_LONG), "{len}");
+        }
+        // Still arriving: refused once the target is surely too long, long before the
+        // head's bound.
+        let mut req = b"GET /".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 100_000));
+        let (_, _, code) = run(&req[..8192 + 16], 4096);
+        assert_eq!(code, Some(codes::URI_TOO_LONG));
+        let mut s = Scanner {
+            framing: NEW_HEAD,
+            heads: 0,
+            limits: Limits::default(),
+            max_head: MAX_HEAD_BYTES,
+            lines: Vec::new(),
+        };
+        let (_, refusal) = s.scan(&req[..20_000]);
+        let (err, target) = refusal.unwrap();
+        assert!(
+            err.params
+                .iter()
+                .any(|(k, v)| *k == "length" && v == "more than 8192"),
+            "{:?}",
+            err.params
+        );
+        assert_eq!(target.len(), 8192);
     }
 
     #[tokio::test]

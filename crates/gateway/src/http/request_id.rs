@@ -21,15 +21,37 @@ pub(crate) fn new_ulid() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let mut out = [0u8; 26];
+    write_ulid(&mut out, millis);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes a new ULID of time `millis` (since the Unix epoch) into `out`.
+pub(crate) fn write_ulid(out: &mut [u8; 26], millis: u64) {
     let value: u128 = (u128::from(millis & ((1 << 48) - 1)) << 80)
         | (u128::from(fastrand::u64(..)) << 16)
         | u128::from(fastrand::u16(..));
-    let mut out = [0u8; 26];
     for (i, slot) in out.iter_mut().enumerate() {
         let shift = 5 * (25 - i);
         *slot = CROCKFORD[((value >> shift) & 31) as usize];
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The time (milliseconds since the Unix epoch) in ULID `id`, if it is one: 26 characters
+/// of Crockford base32, the first ten of which are the time.
+pub(crate) fn ulid_millis(id: &str) -> Option<u64> {
+    let b = id.as_bytes();
+    if b.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for &c in b {
+        let c = c.to_ascii_uppercase();
+        let digit = CROCKFORD.iter().position(|&d| d == c)?;
+        value = (value << 5) | digit as u128;
+    }
+    // 130 bits of text for 128 of value: the first character is at most `7`.
+    (b[0] <= b'7').then_some((value >> 80) as u64)
 }
 
 /// The id of one request, as text (for the envelope and the log) and as a header value,
@@ -40,6 +62,9 @@ pub(crate) struct RequestId {
     pub(crate) text: String,
     /// The id as an `X-Request-Id` value.
     pub(crate) header: HeaderValue,
+    /// When the gateway made the id (a ULID of the request's arrival): its time, in
+    /// milliseconds since the Unix epoch. `None` for an id the client sent.
+    pub(crate) made_at_ms: Option<u64>,
 }
 
 impl RequestId {
@@ -49,6 +74,7 @@ impl RequestId {
             Some(v) if is_well_formed(v.as_bytes()) => RequestId {
                 text: String::from_utf8_lossy(v.as_bytes()).into_owned(),
                 header: v.clone(),
+                made_at_ms: None,
             },
             _ => RequestId::new(),
         }
@@ -56,11 +82,20 @@ impl RequestId {
 
     /// A new id.
     pub(crate) fn new() -> RequestId {
-        let text = new_ulid();
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut ulid = [0u8; 26];
+        write_ulid(&mut ulid, millis);
+        let text = String::from_utf8_lossy(&ulid).into_owned();
         // A ULID is Crockford base32: always a valid header value.
         let header = HeaderValue::from_str(&text)
             .unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
-        RequestId { text, header }
+        RequestId {
+            text,
+            header,
+            made_at_ms: Some(millis),
+        }
     }
 }
 
@@ -74,6 +109,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_ulid();
         assert_eq!(a.len(), 26);
+        let id = RequestId::new();
+        assert_eq!(ulid_millis(&id.text), id.made_at_ms);
+        assert_eq!(ulid_millis(&id.text.to_lowercase()), id.made_at_ms);
+        // The ULID specification's example time.
+        assert_eq!(
+            ulid_millis("01ARYZ6S41TSV4RRFFQ69G5FAV"),
+            Some(1_469_918_176_385)
+        );
+        assert_eq!(ulid_millis("81ARZ3NDEKTSV4RRFFQ69G5FAV"), None);
+        assert_eq!(ulid_millis("01ARZ3NDEKTSV4RRFFQ69G5FAU"), None);
+        assert_eq!(ulid_millis("short"), None);
         assert!(a < b);
         assert!(is_well_formed(a.as_bytes()));
     }

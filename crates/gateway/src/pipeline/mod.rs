@@ -301,6 +301,7 @@ impl Pipeline {
                 (resp, Some(err))
             }
         };
+        let rid_made_at = rid.made_at_ms;
         let rid_name = match profile {
             Some(p) if error.is_some() => crate::stages::respond::request_id_header(Some(p)),
             _ => X_REQUEST_ID.clone(),
@@ -317,6 +318,7 @@ impl Pipeline {
         }
         self.record(
             &rid.text,
+            rid_made_at,
             &method,
             &uri,
             &resp,
@@ -379,6 +381,7 @@ impl Pipeline {
     async fn record(
         &self,
         rid: &str,
+        rid_made_at: Option<u64>,
         method: &http::Method,
         uri: &http::Uri,
         resp: &Response<GatewayBody>,
@@ -479,6 +482,7 @@ impl Pipeline {
         };
         let mut ev = about(kind, severity);
         ev.code = code;
+        ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
         ev.facts = Facts::Request(Box::new(RequestFacts {
             method: method.to_string(),
             path: crate::events::kept_path(uri.path()).into_owned(),

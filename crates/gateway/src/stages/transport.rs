@@ -40,14 +40,19 @@ impl Default for Limits {
     }
 }
 
+/// `uri_too_long`: a target of `length` bytes (a number, or "more than N") against `limit`.
+pub(crate) fn uri_too_long(length: String, limit: usize) -> GatewayError {
+    GatewayError::new(codes::URI_TOO_LONG)
+        .param("length", length)
+        .param("limit", limit.to_string())
+        .extension("limit", limit.into())
+}
+
 /// Checks the limits that can be checked before reading the body.
 pub(crate) fn check_limits(limits: &Limits, parts: &Parts) -> Result<(), GatewayError> {
     let target_len = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     if target_len > limits.max_uri_bytes {
-        return Err(GatewayError::new(codes::URI_TOO_LONG)
-            .param("length", target_len.to_string())
-            .param("limit", limits.max_uri_bytes.to_string())
-            .extension("limit", limits.max_uri_bytes.into()));
+        return Err(uri_too_long(target_len.to_string(), limits.max_uri_bytes));
     }
     let mut total = 0usize;
     let mut largest: (&str, usize) = ("", 0);

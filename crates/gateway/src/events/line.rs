@@ -1,0 +1,246 @@
+//! An event's JSON line, written by hand into the writer's buffer: the log writes one per
+//! request, so the common parts (ids, times, numbers, names that need no escaping) are
+//! copied as they are, and only text that may hold a quote, a backslash or a control
+//! character goes through serde_json's escaping. The output is the same JSON as the
+//! [`Line`] serializer's (a test holds them together).
+
+use super::{Event, Facts, Line, RequestFacts};
+use crate::pipeline::trail::Trail;
+use std::io::Write as _;
+
+impl Line<'_> {
+    /// Appends the line (without its newline) to `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let e: &Event = self.event;
+        out.extend_from_slice(b"{\"id\":");
+        string(out, self.id);
+        out.extend_from_slice(b",\"time\":\"");
+        crate::time::write_rfc3339(out, self.time_ms, true);
+        out.extend_from_slice(b"\",\"type\":");
+        string(out, e.kind);
+        out.extend_from_slice(b",\"severity\":\"");
+        out.extend_from_slice(e.severity.as_str().as_bytes());
+        out.push(b'"');
+        for (name, value) in [
+            ("request_id", e.request_id.as_deref()),
+            ("trace_id", e.trace_id.as_deref()),
+            ("route", e.route.as_deref()),
+            ("code", e.code.as_deref()),
+        ] {
+            if let Some(v) = value {
+                key(out, name);
+                string(out, v);
+            }
+        }
+        key(out, "facts");
+        match &e.facts {
+            Facts::Map(m) => serde_json::to_writer(&mut *out, m)?,
+            Facts::Request(r) => request(out, r),
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+fn request(out: &mut Vec<u8>, r: &RequestFacts) {
+    out.extend_from_slice(b"{\"method\":");
+    string(out, &r.method);
+    key(out, "path");
+    string(out, &r.path);
+    key(out, "client");
+    out.push(b'"');
+    match r.client {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                number(out, u64::from(octet));
+            }
+        }
+        // An address's text never needs escaping.
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out.push(b'"');
+    key(out, "status");
+    number(out, u64::from(r.status));
+    for (name, value) in [("source", r.source), ("ended_by", r.ended_by)] {
+        if !value.is_empty() {
+            key(out, name);
+            string(out, value);
+        }
+    }
+    key(out, "duration_us");
+    number(out, r.duration_us);
+    if let Some(us) = r.upstream_us {
+        key(out, "upstream_us");
+        number(out, us);
+    }
+    key(out, "config_generation");
+    number(out, r.config_generation);
+    if let Some(d) = &r.docs {
+        key(out, "docs");
+        string(out, d);
+    }
+    key(out, "trail");
+    trail(out, &r.trail);
+    out.push(b'}');
+}
+
+fn trail(out: &mut Vec<u8>, t: &Trail) {
+    out.push(b'[');
+    for (i, ev) in t.events().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"stage\":");
+        string(out, ev.stage);
+        key(out, "outcome");
+        string(out, ev.outcome);
+        if let Some(c) = ev.code {
+            key(out, "code");
+            string(out, c);
+        }
+        if !ev.facts.is_empty() {
+            key(out, "facts");
+            out.push(b'{');
+            let mut first = true;
+            for (j, (k, v)) in ev.facts.iter().enumerate() {
+                // A name given twice keeps its last value, as the serializer does.
+                if ev.facts[j + 1..].iter().any(|(later, _)| later == k) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                string(out, k);
+                out.push(b':');
+                string(out, v);
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// `,"name":` (names are the log's own: plain ASCII).
+#[inline]
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A JSON string: copied when nothing in it needs escaping, else escaped by serde_json.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Event, Facts, Line, RequestFacts, Severity, kinds};
+    use crate::pipeline::trail::Trail;
+
+    fn both(ev: &Event) -> (String, String) {
+        let line = Line {
+            id: "ev_01KBXYZ",
+            time_ms: 1_795_860_005_042,
+            event: ev,
+        };
+        let mut hand = Vec::new();
+        line.write(&mut hand).unwrap();
+        (
+            String::from_utf8(hand).unwrap(),
+            serde_json::to_string(&line).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_hand_written_line_is_the_serializers() {
+        let mut trail = Trail::default();
+        trail.record("route", "match", None, vec![("route", "plain".into())]);
+        trail.record(
+            "forward",
+            "response",
+            Some("upstream_error"),
+            vec![
+                ("status", "502".into()),
+                ("note", "a \"quoted\"\n\\ é \u{7f}".into()),
+                ("status", "503".into()),
+            ],
+        );
+        trail.pass("respond");
+        let mut ev = Event::new(kinds::REQUEST_REJECTED, Severity::Error).request("r-1");
+        ev.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        ev.route = Some("ro\"ute".into());
+        ev.code = Some("upstream_error".into());
+        ev.facts = Facts::Request(Box::new(RequestFacts {
+            method: "GET".into(),
+            path: "/a b/\u{1}é".into(),
+            client: "2001:db8::1".parse().unwrap(),
+            status: 502,
+            source: "upstream",
+            ended_by: "upstream",
+            duration_us: 18_446_744_073_709_551_615,
+            upstream_us: Some(0),
+            config_generation: 7,
+            docs: Some("http://x/errors/upstream_error".into()),
+            trail,
+        }));
+        let (hand, serde) = both(&ev);
+        assert_eq!(hand, serde);
+
+        // Optional members left out the same way.
+        let mut ev = Event::new(kinds::REQUEST_COMPLETED, Severity::Info);
+        ev.facts = Facts::Request(Box::new(RequestFacts {
+            method: "POST".into(),
+            path: "/".into(),
+            client: "10.0.255.7".parse().unwrap(),
+            status: 200,
+            source: "",
+            ended_by: "",
+            duration_us: 0,
+            upstream_us: None,
+            config_generation: 1,
+            docs: None,
+            trail: Trail::default(),
+        }));
+        let (hand, serde) = both(&ev);
+        assert_eq!(hand, serde);
+
+        let ev = Event::new(kinds::CONFIG_APPLIED, Severity::Notice)
+            .fact("generation", 2)
+            .fact("file", "c:\\x\t\"y\"")
+            .code("x\"y");
+        let (hand, serde) = both(&ev);
+        assert_eq!(hand, serde);
+    }
+}
