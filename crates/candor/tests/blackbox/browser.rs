@@ -264,9 +264,21 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Asks the browser to close (it stops its helper processes, which a kill would leave
+    /// writing into the profile), kills it if it has not exited after a while, and then
+    /// removes the profile directory.
     fn drop(&mut self) {
-        let _ = self.ws.close(None);
+        let close = json!({ "id": self.next_id, "method": "Browser.close" });
+        let _ = self.ws.send(Message::text(close.to_string()));
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A helper that outlived the browser by a moment may have written after it.
+        let _ = std::fs::remove_dir_all(&*self._profile);
     }
 }
