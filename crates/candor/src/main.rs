@@ -144,12 +144,13 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
-    /// Documentation generated from the catalog: `docs page --profile NAME` prints the
-    /// troubleshooting page of an error profile.
+    /// Documentation generated from the catalog: `docs build OUT` writes the
+    /// troubleshooting site (the pages the gateway serves under /errors/) as files; `docs
+    /// page --profile NAME` prints the troubleshooting page of an error profile.
     Docs {
         #[command(subcommand)]
         command: DocsCommand,
-        /// Use the catalog and the operator profiles named by this configuration.
+        /// Use the catalog, the profiles and server.public_base_url of this configuration.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },

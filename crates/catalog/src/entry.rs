@@ -62,4 +62,35 @@ pub struct Entry {
     pub retry: Retry,
     /// Other codes worth reading.
     pub related: Vec<String>,
+    /// The pipeline stage that raises it: the name of one of [`crate::Catalog::stages`].
+    pub stage: String,
+    /// The response headers that come with it (`Retry-After`, `WWW-Authenticate`...), each
+    /// described in [`crate::Catalog::headers`].
+    pub headers: Vec<String>,
+    /// The configuration options that make it appear (`routes.scopes`...).
+    pub config: Vec<String>,
+    /// Placeholder values for the example response of its troubleshooting page.
+    pub example: Vec<(String, String)>,
+}
+
+/// A stage of the request pipeline: the docs group the codes by these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// The name entries refer to (`authenticate`).
+    pub name: String,
+    /// The heading (`Authenticate`).
+    pub title: String,
+    /// What happens in this stage, in a sentence.
+    pub about: String,
+}
+
+/// A response header an entry may carry, as documented on the troubleshooting pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderDoc {
+    /// The header's name (`Retry-After`).
+    pub name: String,
+    /// What it tells the client.
+    pub about: String,
+    /// An example value, shown in example responses.
+    pub example: String,
 }

@@ -6,10 +6,12 @@
 //! - [`Catalog`] — the validated set of [`Entry`]s, built-in plus operator overrides.
 //! - [`Template`] — a message template compiled once at load (`{name}` placeholders).
 //! - [`Problem`] — one rendered error: RFC 9457 `application/problem+json`.
-//! - [`page`] — an entry as a troubleshooting page (HTML) or as JSON.
+//! - [`page`] — an entry as JSON, and HTML escaping.
 //! - [`RetryRules`] — each code's retry class and back-off guidance, as data for clients.
 //! - [`profile`] — the same errors in another API's envelope and words ([`Profile`]).
 //! - [`profile_page`] — a profile's troubleshooting page (Markdown or HTML).
+//! - [`site`] — the troubleshooting site: an index and one page per code (HTML), as the
+//!   gateway serves it under `/errors/` and `candor docs build` writes it.
 //! - [`codes`] — the built-in codes as constants, so raising code cannot misspell one.
 //!
 //! ```
@@ -29,9 +31,10 @@ mod problem;
 pub mod profile;
 pub mod profile_page;
 mod retry_rules;
+pub mod site;
 mod template;
 
-pub use entry::{Entry, Retry};
+pub use entry::{Entry, HeaderDoc, Retry, Stage};
 pub use load::{Catalog, CatalogProblem};
 pub use problem::{FieldError, Problem};
 pub use profile::Profile;

@@ -1,8 +1,8 @@
 //! Loading and validating the catalog: built-in entries plus an operator's file.
 
-use crate::{BUILTIN_SOURCE, Entry, Retry, Template};
+use crate::{BUILTIN_SOURCE, Entry, HeaderDoc, Retry, Stage, Template};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -11,7 +11,12 @@ use std::sync::OnceLock;
 pub struct Catalog {
     entries: Vec<Entry>,
     index: HashMap<String, usize>,
+    stages: Vec<Stage>,
+    headers: Vec<HeaderDoc>,
 }
+
+/// The stage of an operator's new entry that names none.
+const CUSTOM_STAGE: &str = "custom";
 
 /// One problem found while loading a catalog. Loading reports all of them at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +46,25 @@ impl fmt::Display for CatalogProblem {
 struct RawFile {
     #[serde(default)]
     error: Vec<RawEntry>,
+    #[serde(default)]
+    stage: Vec<RawStage>,
+    #[serde(default)]
+    header: BTreeMap<String, RawHeader>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: String,
+    title: String,
+    about: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    about: String,
+    example: String,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +80,10 @@ struct RawEntry {
     checklist: Option<Vec<String>>,
     retry: Option<String>,
     related: Option<Vec<String>>,
+    stage: Option<String>,
+    headers: Option<Vec<String>>,
+    config: Option<Vec<String>>,
+    example: Option<BTreeMap<String, String>>,
 }
 
 impl Catalog {
@@ -78,12 +106,15 @@ impl Catalog {
         let mut catalog = Catalog {
             entries: Vec::new(),
             index: HashMap::new(),
+            stages: Vec::new(),
+            headers: Vec::new(),
         };
         catalog.merge("built-in", BUILTIN_SOURCE, false, &mut problems);
         if let Some((name, text)) = operator {
             catalog.merge(name, text, true, &mut problems);
         }
         catalog.check_related(&mut problems);
+        catalog.check_docs(&mut problems);
         if problems.is_empty() {
             Ok(catalog)
         } else {
@@ -105,6 +136,40 @@ impl Catalog {
                 return;
             }
         };
+        for st in raw.stage {
+            if self.stages.iter().any(|s| s.name == st.name) {
+                out.push(problem(
+                    &format!("stage {}", st.name),
+                    Some("name"),
+                    "defined twice".into(),
+                ));
+                continue;
+            }
+            self.stages.push(Stage {
+                name: st.name,
+                title: st.title,
+                about: st.about,
+            });
+        }
+        for (name, h) in raw.header {
+            if self
+                .headers
+                .iter()
+                .any(|d| d.name.eq_ignore_ascii_case(&name))
+            {
+                out.push(problem(
+                    &format!("header {name}"),
+                    None,
+                    "defined twice".into(),
+                ));
+                continue;
+            }
+            self.headers.push(HeaderDoc {
+                name,
+                about: h.about,
+                example: h.example,
+            });
+        }
         let mut seen_here: Vec<String> = Vec::new();
         for (i, raw) in raw.error.into_iter().enumerate() {
             let Some(code) = raw.code.clone() else {
@@ -165,6 +230,56 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// What the docs say of each entry: its stage and headers are defined. (Example values
+    /// a reworded message no longer uses are harmless: the page renders the message.)
+    fn check_docs(&self, out: &mut Vec<CatalogProblem>) {
+        let mut problem = |e: &Entry, field: &'static str, reason: String| {
+            out.push(CatalogProblem {
+                source: "catalog".into(),
+                entry: e.code.clone(),
+                field: Some(field),
+                reason,
+            })
+        };
+        for e in &self.entries {
+            if self.stage(&e.stage).is_none() {
+                let known: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
+                problem(
+                    e,
+                    "stage",
+                    format!("`{}` is not one of {}", e.stage, known.join(", ")),
+                );
+            }
+            for h in &e.headers {
+                if self.header(h).is_none() {
+                    problem(e, "headers", format!("`{h}` is not a documented header"));
+                }
+            }
+        }
+    }
+
+    /// The pipeline stages, in request order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The documented response headers.
+    pub fn headers(&self) -> &[HeaderDoc] {
+        &self.headers
+    }
+
+    /// The documentation of header `name` (any letter case).
+    pub fn header(&self, name: &str) -> Option<&HeaderDoc> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
     }
 
     /// The entry for `code`.
@@ -283,6 +398,22 @@ fn build(
             .related
             .or(base.map(|b| b.related.clone()))
             .unwrap_or_default(),
+        stage: raw
+            .stage
+            .or(base.map(|b| b.stage.clone()))
+            .unwrap_or_else(|| CUSTOM_STAGE.to_owned()),
+        headers: raw
+            .headers
+            .or(base.map(|b| b.headers.clone()))
+            .unwrap_or_default(),
+        config: raw
+            .config
+            .or(base.map(|b| b.config.clone()))
+            .unwrap_or_default(),
+        example: match raw.example {
+            Some(map) => map.into_iter().collect(),
+            None => base.map(|b| b.example.clone()).unwrap_or_default(),
+        },
     })
 }
 
@@ -300,7 +431,44 @@ mod tests {
         assert_eq!(c.entries().len(), codes::ALL.len());
         for e in c.entries() {
             assert!(!e.checklist.is_empty(), "{}", e.code);
+            assert_ne!(
+                e.stage, CUSTOM_STAGE,
+                "{}: built-in codes name their stage",
+                e.code
+            );
+            for p in e.message.placeholders() {
+                assert!(
+                    e.example.iter().any(|(k, _)| k == p),
+                    "{}: no example value for {{{p}}}",
+                    e.code
+                );
+            }
+            for (k, _) in &e.example {
+                assert!(
+                    e.message.placeholders().contains(&k.as_str()),
+                    "{}: example names {{{k}}}, which the message does not use",
+                    e.code
+                );
+            }
         }
+    }
+
+    #[test]
+    fn docs_fields_are_checked() {
+        let src = "[[error]]\ncode = \"route_not_found\"\nstage = \"nowhere\"\nheaders = [\"X-Nope\"]\n\n[[error]]\ncode = \"my_error\"\nstatus = 418\ntype = \"t\"\ntitle = \"t\"\nmessage = \"m\"\nexplanation = \"e\"\nchecklist = [\"a\"]\nretry = \"never\"\n";
+        let problems = Catalog::load(Some(("ops.toml", src))).unwrap_err();
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains("`nowhere` is not one of transport, route"),
+            "{all}"
+        );
+        assert!(all.contains("`X-Nope` is not a documented header"), "{all}");
+        assert_eq!(problems.len(), 2, "{all}");
+        // A new entry without a stage is the operator's own.
+        let c = Catalog::load(Some(("ops.toml", src.split("\n\n").nth(1).unwrap()))).unwrap();
+        assert_eq!(c.get("my_error").unwrap().stage, CUSTOM_STAGE);
+        assert_eq!(c.header("retry-after").unwrap().name, "Retry-After");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! An entry as a troubleshooting page: HTML for people, JSON for programs.
+//! An entry as JSON for programs, and HTML escaping; the pages for people are in
+//! [`crate::site`].
 
 use crate::Entry;
 use serde_json::json;
@@ -31,41 +32,10 @@ pub fn entry_json(entry: &Entry) -> serde_json::Value {
         "checklist": entry.checklist,
         "retry": entry.retry.as_str(),
         "related": entry.related,
+        "stage": entry.stage,
+        "headers": entry.headers,
+        "config": entry.config,
     })
-}
-
-/// The entry as a standalone HTML page; related codes link to their own pages under
-/// `base_url/errors/`.
-pub fn entry_html(entry: &Entry, base_url: &str) -> String {
-    let base = base_url.trim_end_matches('/');
-    let mut steps = String::new();
-    for s in &entry.checklist {
-        steps.push_str(&format!("<li>{}</li>\n", escape_html(s)));
-    }
-    let mut related = String::new();
-    for r in &entry.related {
-        related.push_str(&format!(
-            "<li><a href=\"{base}/errors/{r}\"><code>{r}</code></a></li>\n",
-            base = escape_html(base),
-            r = escape_html(r)
-        ));
-    }
-    let related = if related.is_empty() {
-        String::new()
-    } else {
-        format!("<h2>Related</h2>\n<ul>\n{related}</ul>\n")
-    };
-    format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{code} — {title}</title></head>\n<body>\n\
-<h1><code>{code}</code> — {title}</h1>\n<p>HTTP status {status}, type <code>{kind}</code>, retry: <code>{retry}</code></p>\n\
-<p>{explanation}</p>\n<h2>What to check</h2>\n<ol>\n{steps}</ol>\n{related}</body>\n</html>\n",
-        code = escape_html(&entry.code),
-        title = escape_html(&entry.title),
-        status = entry.status,
-        kind = escape_html(&entry.kind),
-        retry = entry.retry.as_str(),
-        explanation = escape_html(&entry.explanation),
-    )
 }
 
 #[cfg(test)]
@@ -74,11 +44,12 @@ mod tests {
     use crate::{Catalog, codes};
 
     #[test]
-    fn html_page_has_checklist_and_escapes() {
-        let e = Catalog::builtin().get(codes::ROUTE_NOT_FOUND).unwrap();
-        let html = entry_html(e, "http://h/");
-        assert!(html.contains("<ol>\n<li>Compare the path"));
-        assert!(html.contains("href=\"http://h/errors/method_not_allowed\""));
+    fn json_has_the_docs_fields_and_html_escapes() {
+        let e = Catalog::builtin().get(codes::METHOD_NOT_ALLOWED).unwrap();
+        let v = entry_json(e);
+        assert_eq!(v["stage"], "route");
+        assert_eq!(v["headers"], serde_json::json!(["Allow"]));
+        assert_eq!(v["config"], serde_json::json!(["routes.methods"]));
         assert_eq!(
             escape_html("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"

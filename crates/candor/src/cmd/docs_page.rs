@@ -4,28 +4,12 @@
 
 use candor_catalog::{Catalog, Profile, profile_page};
 use candor_gateway::{Config, did_you_mean};
-use clap::Subcommand;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-#[derive(Subcommand)]
-pub(crate) enum DocsCommand {
-    /// Print the troubleshooting page of an error profile: its error table (status, code,
-    /// type, message, description, troubleshooting) in the profile's words, the envelope by
-    /// example and its header conventions, as Markdown (or HTML with --html).
-    Page {
-        /// The profile: problem, asyncos, edgio, pelion, knox, ixon, or one of the
-        /// configuration's [profiles] files.
-        #[arg(long)]
-        profile: String,
-        /// Print a standalone HTML page instead of Markdown.
-        #[arg(long)]
-        html: bool,
-    },
-}
-
-pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
+/// `candor docs page --profile NAME [--html]`.
+pub(crate) fn docs_page(profile: String, html: bool, config: Option<&Path>) -> ExitCode {
     let (catalog, profiles): (Arc<Catalog>, Vec<Arc<Profile>>) = match config {
         Some(p) => match Config::load(p) {
             Ok(c) => (c.catalog.clone(), c.profiles.all().to_vec()),
@@ -42,8 +26,8 @@ pub(crate) fn docs(command: DocsCommand, config: Option<&Path>) -> ExitCode {
                 .collect(),
         ),
     };
-    match command {
-        DocsCommand::Page { profile, html } => {
+    {
+        {
             let Some(found) = profiles.iter().find(|p| p.name == profile) else {
                 let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
                 eprintln!(

@@ -655,6 +655,22 @@ pub(crate) fn assert_problem(resp: &Response, code: &str) -> Value {
     }
     assert!(!detail.is_empty());
     assert!(body["instance"].is_string());
+    // The headers the catalog says come with this code (its troubleshooting page lists
+    // them): every answer of the code carries them.
+    for h in &entry.headers {
+        assert!(
+            resp.header(h).is_some(),
+            "{code} without {h}, which the catalog says comes with it: {body}"
+        );
+    }
+    // And the other way round (RateLimit fields excepted: a limited route may send them
+    // on every answer).
+    for h in ["retry-after", "www-authenticate", "allow"] {
+        assert!(
+            resp.header(h).is_none() || entry.headers.iter().any(|d| d.eq_ignore_ascii_case(h)),
+            "{code} carries {h}, which the catalog does not list for it: {body}"
+        );
+    }
     if resp.status == 401 {
         assert!(
             resp.header("www-authenticate").is_some(),

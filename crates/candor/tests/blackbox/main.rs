@@ -33,6 +33,9 @@
 //! - [`supervisor`]: the worker process restarted on the same sockets when it dies, the
 //!   crash-loop back-off, signals forwarded, `--no-supervisor`.
 //! - [`catalog`]: `candor catalog`, operator catalogs, the `/errors/{code}` pages.
+//! - [`docs_site`]: the troubleshooting site in a real headless Chromium ([`browser`], a
+//!   minimal DevTools-protocol client): no console errors, no broken link, search,
+//!   screenshots, one h1, a labelled search box, contrast; `candor docs build`.
 //! - [`admin`]: the admin listener and its administration API.
 //! - [`metrics`]: `/metrics` after requests that passed, missed and were rate limited;
 //!   `traceparent` to the upstream; the trace id in problem bodies.
@@ -54,6 +57,7 @@
 //! - [`client`]: candor-client against the gateway: errors decoded, retries by retry class,
 //!   `Retry-After`, the retry budget, tokens refreshed and re-acquired.
 
+mod browser;
 mod harness;
 
 mod admin;
@@ -68,6 +72,7 @@ mod catalog_coverage;
 mod client;
 mod config_modes;
 mod demo;
+mod docs_site;
 mod events;
 mod examples;
 mod forward;

@@ -36,6 +36,7 @@ const ENDPOINTS: &[&str] = &[
     "/metrics",
     "/upstreams",
     "/catalog",
+    "/errors/",
     "/errors/{code}",
     "/accounts",
     "/clients",
@@ -202,6 +203,12 @@ async fn route(
                 json!({ "routes": routes, "targets": state.forwarder().targets.report() }),
             ));
         }
+        "/catalog" if pages::wants_html(req.headers()) => {
+            return Ok(pages::catalog_index(
+                pipeline.renderer().catalog(),
+                req.headers(),
+            ));
+        }
         "/catalog" => {
             let entries: Vec<Value> = pipeline
                 .renderer()
@@ -216,7 +223,12 @@ async fn route(
             if !read_only {
                 return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
             }
-            return pages::serve(pipeline.renderer(), p, req.headers());
+            return pages::serve(
+                pipeline.renderer(),
+                pipeline.profiles_in_use(),
+                p,
+                req.headers(),
+            );
         }
         _ => {}
     }

@@ -1,29 +1,81 @@
 //! The gateway's own troubleshooting pages: every `type` URL in an error body resolves to
-//! `/errors/{code}`, as HTML for browsers and as JSON for programs.
+//! `/errors/{code}`, as HTML for browsers and as JSON for programs. The index is at
+//! `/errors/` (JSON at `/errors`), with the site's stylesheet, script and search index next
+//! to the pages; a code's page shows an example answer in each error profile in use. The
+//! HTML comes from [`candor_catalog::site`].
 
 use crate::config::{ERRORS_PREFIX, did_you_mean};
 use crate::error::GatewayError;
 use crate::http::body::GatewayBody;
 use crate::stages::respond::Renderer;
-use candor_catalog::{codes, page};
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Response};
+use candor_catalog::site::{self, Links};
+use candor_catalog::{Catalog, Profile, codes, page};
+use http::header::{
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
+    REFERRER_POLICY, VARY, X_CONTENT_TYPE_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-fn wants_html(headers: &HeaderMap) -> bool {
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Whether the client asks for HTML (a browser) rather than JSON.
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"))
 }
 
-fn page_response(content_type: &'static str, body: String) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::full(body));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp.headers_mut().insert(
+/// A page or asset: cached for 5 minutes (the catalog can be reloaded), revalidated by
+/// ETag; HTML with a Content-Security-Policy that allows the site's own files only. `vary`
+/// when the same URL answers HTML or JSON by Accept.
+fn page_response(
+    request: &HeaderMap,
+    content_type: &'static str,
+    body: String,
+    vary: bool,
+) -> Response<GatewayBody> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    let fresh = request
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        });
+    let mut resp = if fresh {
+        let mut r = Response::new(GatewayBody::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        Response::new(GatewayBody::full(body))
+    };
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
     );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if vary {
+        h.insert(VARY, HeaderValue::from_static("Accept"));
+    }
+    if content_type == HTML {
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(site::CONTENT_SECURITY_POLICY),
+        );
+        h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
     resp
 }
 
@@ -35,58 +87,100 @@ pub(crate) fn is_docs_path(path: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-/// Serves `/errors` (the index) and `/errors/{code}`.
+/// The index as HTML with links from one level above `/errors/` (the admin `/catalog`).
+pub(crate) fn catalog_index(catalog: &Catalog, request: &HeaderMap) -> Response<GatewayBody> {
+    page_response(
+        request,
+        HTML,
+        site::index_page(catalog, Links::Parent),
+        true,
+    )
+}
+
+/// Serves `/errors` and `/errors/` (the index), `/errors/{code}` and the site's assets.
 pub(crate) fn serve(
     renderer: &Renderer,
+    profiles: &[Arc<Profile>],
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let catalog = renderer.catalog();
-    let code = path
-        .strip_prefix(ERRORS_PREFIX)
-        .unwrap_or("")
-        .trim_matches('/');
-    if code.is_empty() {
-        if wants_html(headers) {
-            let mut items = String::new();
-            for e in catalog.entries() {
-                items.push_str(&format!(
-                    "<li><a href=\"{ERRORS_PREFIX}/{code}\"><code>{code}</code></a> — {status} {title}</li>\n",
-                    code = page::escape_html(&e.code),
-                    status = e.status,
-                    title = page::escape_html(&e.title)
-                ));
-            }
-            let html = format!(
-                "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Error codes</title></head>\n<body>\n<h1>Error codes</h1>\n<ul>\n{items}</ul>\n</body>\n</html>\n"
-            );
-            return Ok(page_response("text/html; charset=utf-8", html));
+    let rest = path.strip_prefix(ERRORS_PREFIX).unwrap_or("");
+    let html = wants_html(headers);
+    match rest {
+        "" | "/" if !html => {
+            let list: Vec<serde_json::Value> =
+                catalog.entries().iter().map(page::entry_json).collect();
+            return Ok(page_response(
+                headers,
+                "application/json",
+                serde_json::Value::from(list).to_string(),
+                true,
+            ));
         }
-        let list: Vec<serde_json::Value> = catalog.entries().iter().map(page::entry_json).collect();
-        return Ok(page_response(
-            "application/json",
-            serde_json::Value::from(list).to_string(),
-        ));
+        // The pages link relatively: the index is the folder `/errors/`.
+        "" => {
+            let mut resp = Response::new(GatewayBody::empty());
+            *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            resp.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("errors/"));
+            resp.headers_mut()
+                .insert(VARY, HeaderValue::from_static("Accept"));
+            return Ok(resp);
+        }
+        "/" => {
+            return Ok(page_response(
+                headers,
+                HTML,
+                site::index_page(catalog, Links::Served),
+                true,
+            ));
+        }
+        _ => {}
     }
-    match catalog.get(code) {
-        Some(entry) if wants_html(headers) => Ok(page_response(
-            "text/html; charset=utf-8",
-            page::entry_html(entry, renderer.base_url()),
+    let name = &rest[1..];
+    let asset = match name {
+        site::STYLE_FILE => Some(("text/css; charset=utf-8", site::STYLE_CSS.to_owned())),
+        site::SCRIPT_FILE => Some(("text/javascript; charset=utf-8", site::SEARCH_JS.to_owned())),
+        site::FAVICON_FILE => Some(("image/svg+xml", site::FAVICON_SVG.to_owned())),
+        site::INDEX_FILE => Some((
+            "application/json",
+            site::search_index(catalog, Links::Served),
+        )),
+        _ => None,
+    };
+    if let Some((content_type, body)) = asset {
+        return Ok(page_response(headers, content_type, body, false));
+    }
+    match catalog.get(name) {
+        Some(entry) if html => Ok(page_response(
+            headers,
+            HTML,
+            site::entry_page(
+                catalog,
+                entry,
+                renderer.base_url(),
+                Links::Served,
+                &profiles.iter().map(|p| &**p).collect::<Vec<_>>(),
+            ),
+            true,
         )),
         Some(entry) => Ok(page_response(
+            headers,
             "application/json",
             page::entry_json(entry).to_string(),
+            true,
         )),
         None => {
             let all: Vec<&str> = catalog.entries().iter().map(|e| e.code.as_str()).collect();
-            let suggestion = did_you_mean(code, &all);
+            let suggestion = did_you_mean(name, &all);
             let hint = match &suggestion {
                 Some(s) => format!(" Did you mean {s}?"),
-                None => format!(" {ERRORS_PREFIX} lists every code."),
+                None => format!(" {ERRORS_PREFIX}/ lists every code."),
             };
             let mut err = GatewayError::new(codes::RESOURCE_NOT_FOUND)
                 .param("resource", "Error code")
-                .param("id", code.to_owned())
+                .param("id", name.to_owned())
                 .param("scope", " in the catalog")
                 .param("hint", hint);
             if let Some(s) = suggestion {

@@ -134,6 +134,25 @@ const TOP: &[&str] = &[
 ];
 
 impl Config {
+    /// The error profiles answers are rendered in somewhere: the listener's (problem
+    /// details when none is set), the hosts' and the routes', each once, in that order.
+    /// The troubleshooting pages show an example answer in each.
+    pub fn profiles_in_use(&self) -> Vec<Arc<candor_catalog::Profile>> {
+        let mut out: Vec<Arc<candor_catalog::Profile>> = Vec::new();
+        let listener = self.profiles.listener().cloned().or_else(|| {
+            candor_catalog::Profile::builtin(candor_catalog::profile::DEFAULT)
+                .map(|p| Arc::new(p.clone()))
+        });
+        let hosts = self.profiles.hosts.iter().map(|(_, p)| p.clone());
+        let routes = self.routes.iter().filter_map(|r| r.profile.clone());
+        for p in listener.into_iter().chain(hosts).chain(routes) {
+            if !out.iter().any(|o| o.name == p.name) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// Reads and validates the file at `path`; files it names are resolved against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigReport> {
         let name = path.display().to_string();

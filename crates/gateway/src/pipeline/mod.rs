@@ -86,6 +86,8 @@ pub(crate) struct Pipeline {
     /// Each route's plan, by the route's index in the table.
     plans: Vec<Plan>,
     renderer: Renderer,
+    /// The error profiles answers are rendered in (the troubleshooting pages show each).
+    profiles_in_use: Vec<Arc<candor_catalog::Profile>>,
     /// The error profiles and which answers where.
     profiles: Arc<crate::stages::respond::Profiles>,
     /// Whether any profile but problem details is chosen anywhere (else errors skip the
@@ -152,6 +154,7 @@ impl Pipeline {
             routes: RouteTable::new(entries),
             plans,
             renderer: Renderer::new(config.catalog.clone(), &config.server.public_base_url),
+            profiles_in_use: config.profiles_in_use(),
             profiles: config.profiles.clone(),
             profiled,
             log_requests: config.log.requests,
@@ -202,6 +205,10 @@ impl Pipeline {
     }
 
     /// The renderer of this generation.
+    pub(crate) fn profiles_in_use(&self) -> &[Arc<candor_catalog::Profile>] {
+        &self.profiles_in_use
+    }
+
     pub(crate) fn renderer(&self) -> &Renderer {
         &self.renderer
     }
@@ -602,7 +609,12 @@ impl Pipeline {
                 }
                 result
             }
-            Endpoint::ErrorPages => pages::serve(&self.renderer, ctx.path(), &ctx.parts.headers),
+            Endpoint::ErrorPages => pages::serve(
+                &self.renderer,
+                &self.profiles_in_use,
+                ctx.path(),
+                &ctx.parts.headers,
+            ),
             Endpoint::Token => {
                 let s = &self.services;
                 let (parts, body) = ctx.take_request()?;
