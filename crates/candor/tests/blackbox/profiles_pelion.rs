@@ -363,6 +363,13 @@ name = "knox"
 path = "/knox/{{*rest}}"
 upstream = "http://{demo}"
 profile = "knox"
+
+[[routes]]
+name = "read_only"
+path = "/ro/items"
+methods = ["GET"]
+upstream = "http://{demo}"
+profile = "problem"
 "#
     );
     let gw = Gateway::start(&config);
@@ -400,6 +407,11 @@ profile = "knox"
         r.json(),
         serde_json::json!({"code": 4040000, "message": "RESOURCE_NOT_FOUND", "description": "Resource not found.", "fields": []})
     );
+    // A method the path does not take: answered in the profile of the route whose path it
+    // is (it was the listener's).
+    let r = gw.request("POST", "/ro/items", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_problem(&r, "method_not_allowed");
 }
 
 #[test]

@@ -532,10 +532,13 @@ impl RouteTable {
 /// The route stage: finds the route for the request, or refuses it with
 /// `method_not_allowed` (naming every method the path accepts) or `route_not_found` (with
 /// what the caller probably meant).
+///
+/// A 405 comes with the route whose path matched: its error profile answers, and the request
+/// is counted under it.
 pub(crate) fn run<'t>(
     table: &'t RouteTable,
     ctx: &mut RequestCtx<'_>,
-) -> Result<&'t Route, GatewayError> {
+) -> Result<&'t Route, (GatewayError, Option<&'t Route>)> {
     let found = table.lookup(ctx.host().as_deref(), ctx.path(), &ctx.parts.method);
     match found {
         Ok(route) if route.builtin => {
@@ -561,7 +564,7 @@ pub(crate) fn run<'t>(
                 Some(codes::METHOD_NOT_ALLOWED),
                 vec![("route", route.config.name.clone())],
             );
-            Err(err)
+            Err((err, Some(route)))
         }
         Err(RouteMiss::NotFound(suggestions)) => {
             let count = suggestions.len();
@@ -572,7 +575,7 @@ pub(crate) fn run<'t>(
                 Some(err.code),
                 vec![("suggestions", count.to_string())],
             );
-            Err(err)
+            Err((err, None))
         }
     }
 }
