@@ -1,12 +1,12 @@
 //! The troubleshooting page generated for each seed profile carries every row of the
-//! seed's own table (the seed documents are in `<repo>/../shared/seeds`; without them this
+//! seed's own table (the seed documents are kept in `<repo>/docs/seeds`; without them this
 //! test fails, it does not skip).
 
 use candor_catalog::{Catalog, Profile, profile_page};
 use std::path::PathBuf;
 
 fn seed(number: &str) -> String {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seeds");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/seeds");
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the seed documents are not in {}: {e}", dir.display()));
     for entry in entries {

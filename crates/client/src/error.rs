@@ -519,7 +519,7 @@ mod tests {
         );
     }
 
-    // The bodies below are copied from the seed documents in ../shared/seeds/.
+    // The bodies below are copied from the seed documents in docs/seeds/.
 
     #[test]
     fn asyncos_envelopes_from_seed_000() {

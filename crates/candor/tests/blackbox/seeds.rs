@@ -1,4 +1,4 @@
-//! What the profile examples' tests share: the seed documents (`<repo>/../shared/seeds`,
+//! What the profile examples' tests share: the seed documents (`<repo>/docs/seeds`,
 //! which must be there: a missing seed fails the test, it never skips), the example
 //! configurations (`<repo>/examples/NAME.toml`, run on free ports), and the rows of each
 //! seed's table the tests cover.
@@ -11,9 +11,9 @@ pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The text of seed `number` (`"002"`): the file `NNN_*.txt` in `<repo>/../shared/seeds`.
+/// The text of seed `number` (`"002"`): the file `NNN_*.txt` in `<repo>/docs/seeds`.
 pub(crate) fn seed(number: &str) -> String {
-    let dir = repo().join("../shared/seeds");
+    let dir = repo().join("docs/seeds");
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
             "the seed documents are not in {}: {e}; the acceptance tests check the examples against them",

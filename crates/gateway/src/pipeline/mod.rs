@@ -559,13 +559,7 @@ impl Pipeline {
     ) -> Result<Response<GatewayBody>, GatewayError> {
         transport::run(&self.limits, ctx)?;
         parse::run(ctx)?;
-        let route = match route::run(&self.routes, ctx) {
-            Ok(route) => route,
-            Err((err, path_route)) => {
-                ctx.route = path_route;
-                return Err(err);
-            }
-        };
+        let route = route::run(&self.routes, ctx)?;
         ctx.route = Some(route);
         let plan = &self.plans[route.index];
         for stage in &plan.stages {

@@ -533,12 +533,12 @@ impl RouteTable {
 /// `method_not_allowed` (naming every method the path accepts) or `route_not_found` (with
 /// what the caller probably meant).
 ///
-/// A 405 comes with the route whose path matched: its error profile answers, and the request
-/// is counted under it.
+/// On a 405 the route whose path matched becomes the request's route: its error profile
+/// answers, and the request is counted under it.
 pub(crate) fn run<'t>(
     table: &'t RouteTable,
-    ctx: &mut RequestCtx<'_>,
-) -> Result<&'t Route, (GatewayError, Option<&'t Route>)> {
+    ctx: &mut RequestCtx<'t>,
+) -> Result<&'t Route, GatewayError> {
     let found = table.lookup(ctx.host().as_deref(), ctx.path(), &ctx.parts.method);
     match found {
         Ok(route) if route.builtin => {
@@ -564,7 +564,8 @@ pub(crate) fn run<'t>(
                 Some(codes::METHOD_NOT_ALLOWED),
                 vec![("route", route.config.name.clone())],
             );
-            Err((err, Some(route)))
+            ctx.route = Some(route);
+            Err(err)
         }
         Err(RouteMiss::NotFound(suggestions)) => {
             let count = suggestions.len();
@@ -575,7 +576,7 @@ pub(crate) fn run<'t>(
                 Some(err.code),
                 vec![("suggestions", count.to_string())],
             );
-            Err((err, None))
+            Err(err)
         }
     }
 }
