@@ -1340,6 +1340,22 @@ impl Redis {
         assert!(ok.success());
     }
 
+    /// The seconds `key` has left (`TTL`: -2 when there is no such key).
+    pub(crate) fn ttl(&self, key: &str) -> i64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("*2\r\n$3\r\nTTL\r\n${}\r\n", key.len()).as_bytes())
+            .unwrap();
+        s.write_all(key.as_bytes()).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("TTL answered {line:?}"))
+    }
+
     /// How many times Redis ran a script (EVALSHA, EVAL, SCRIPT LOAD): the gateways'
     /// round trips.
     pub(crate) fn script_calls(&self) -> u64 {

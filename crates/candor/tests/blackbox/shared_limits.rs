@@ -384,3 +384,102 @@ fn batched_mode_with_two_policies_never_admits_past_the_limit() {
     assert!(accepted <= 20, "{accepted} accepted against a limit of 20");
     assert!(accepted >= 20 - 2 * 9, "{accepted}");
 }
+
+/// A JWT-bearer assertion used at one gateway is refused at another sharing the store: the
+/// replay cache is in Redis (`SET NX` until the assertion expires), not only in each
+/// process. Both gateways share one identity store (one data directory).
+#[test]
+fn an_assertion_used_at_one_gateway_is_refused_at_another() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let mut redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let shared = temp_dir("shared-identity");
+    let text = |events: &str| {
+        format!(
+            "[server]\ndata_dir = \"{data}\"\n[events]\ndir = \"{events}\"\n{}",
+            config(&up.url(), &redis.url(), 1000, ""),
+            data = shared.join("data").display(),
+            events = shared.join(events).display(),
+        )
+    };
+    let mut out = String::new();
+    let a = Gateway::start_after(&text("events-a"), |path| {
+        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
+        out = cli_at(path, &["clients", "add", "--account", "acme"]);
+    });
+    let b = Gateway::start(&text("events-b"));
+    let client_id = value_of(&out, "client_id:");
+
+    let rng = ring::rand::SystemRandom::new();
+    let key =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": B64.encode(key.public_key().as_ref())},
+    ]});
+    let file = shared.join("client.jwks.json");
+    std::fs::write(&file, jwks.to_string()).unwrap();
+    cli(
+        &a,
+        &[
+            "clients",
+            "set-keys",
+            &client_id,
+            "--jwks",
+            file.to_str().unwrap(),
+        ],
+    );
+    // Both gateways pick the keys up from the store within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let now = candor_gateway::unix_now();
+    let signed = |gw: &Gateway, jti: &str| {
+        let claims = serde_json::json!({
+            "iss": client_id, "sub": client_id,
+            "aud": format!("http://{}/oauth/token", gw.addr),
+            "exp": now + 120, "iat": now, "jti": jti,
+        });
+        crate::token_endpoint::assertion("EdDSA", "ed-1", &claims, &|m| {
+            key.sign(m).as_ref().to_vec()
+        })
+    };
+    let grant = |gw: &Gateway, assertion: &str| {
+        gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion),
+            ])
+            .as_bytes(),
+        )
+    };
+    // Each gateway's issuer is its own address, so each assertion names the one it is for;
+    // the replay key is the issuer (the client) and the jti.
+    let r = grant(&a, &signed(&a, "once-1"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = grant(&b, &signed(&b, "once-1"));
+    let body = assert_problem(&r, "assertion_replayed");
+    assert_eq!(
+        body["detail"],
+        "An assertion with jti once-1 was already used; each assertion may be used once."
+    );
+    // A fresh jti is fine at either.
+    let r = grant(&b, &signed(&b, "once-2"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = grant(&a, &signed(&a, "once-2"));
+    assert_problem(&r, "assertion_replayed");
+    // The key lives in Redis until the assertion expires (plus the leeway).
+    let ttl = redis.ttl(&format!("candor:jti:{client_id}\u{0}once-1"));
+    assert!(ttl > 100 && ttl <= 120 + 300, "{ttl}");
+
+    // With Redis gone each gateway still refuses what it has seen itself, and takes new
+    // assertions (the store's outage is logged; nothing waits on it).
+    redis.kill();
+    let r = grant(&b, &signed(&b, "once-3"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = grant(&b, &signed(&b, "once-3"));
+    assert_problem(&r, "assertion_replayed");
+}

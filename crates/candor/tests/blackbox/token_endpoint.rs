@@ -311,7 +311,12 @@ fn keys_rotate_without_breaking_issued_tokens() {
 }
 
 /// Signs an assertion with `sign`, for `alg` and `kid`.
-fn assertion(alg: &str, kid: &str, claims: &Value, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+pub(crate) fn assertion(
+    alg: &str,
+    kid: &str,
+    claims: &Value,
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> String {
     let input = format!(
         "{}.{}",
         B64.encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string()),

@@ -7,6 +7,7 @@ use crate::http::body::GatewayBody;
 use crate::identity::jwt::{self, Claims};
 use crate::identity::store::{AccountStatus, Identity, verify_secret};
 use crate::limits::attempts::{Block, BlockKind, FailedAttempts, ReplayCache};
+use crate::limits::shared::SharedStore;
 use crate::stages::authenticate::TokenPolicy;
 use crate::time::unix_now;
 use base64::Engine;
@@ -143,12 +144,31 @@ pub(crate) fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
     resp
 }
 
+/// Whether `used` is the first use of its assertion at any gateway sharing `store`
+/// (`[limits.shared]`). While the store is unreachable each gateway relies on its own
+/// replay cache (already checked), as rate limits do with `on_failure = "open"`; the
+/// store logs the outage and the recovery.
+async fn first_use_shared(store: &SharedStore, used: &UsedAssertion) -> bool {
+    let key = format!("candor:jti:{}", used.key);
+    store.first_use(&key, used.until).await.unwrap_or(true)
+}
+
+/// Where the JWT-bearer assertion ids already used are kept: this gateway's cache, and the
+/// store shared with other gateways when there is one.
+#[derive(Clone, Copy)]
+pub(crate) struct Replays<'a> {
+    /// This gateway's.
+    pub(crate) local: &'a ReplayCache,
+    /// `[limits.shared]`'s.
+    pub(crate) shared: Option<&'a SharedStore>,
+}
+
 /// Serves `POST /oauth/token` (the route stage has refused other methods).
 pub(crate) async fn serve(
     identity: &Identity,
     policy: &TokenPolicy,
     failures: &FailedAttempts,
-    replay: &ReplayCache,
+    replay: Replays<'_>,
     parts: http::request::Parts,
     body: Incoming,
     peer: IpAddr,
@@ -235,9 +255,16 @@ pub(crate) async fn serve(
                 &token_url,
                 policy.leeway,
                 now,
-                replay,
+                replay.local,
             ) {
-                Ok(c) => c,
+                Ok((c, used)) => {
+                    if let Some(store) = replay.shared
+                        && !first_use_shared(store, &used).await
+                    {
+                        return Err(replayed(&used.jti));
+                    }
+                    c
+                }
                 Err(failure) => {
                     let (err, client_id) = *failure;
                     if err.code == codes::INVALID_GRANT {
@@ -704,7 +731,7 @@ fn verify_assertion(
     leeway: i64,
     now: i64,
     replay: &ReplayCache,
-) -> Result<crate::identity::store::Client, AssertionFailure> {
+) -> Result<(crate::identity::store::Client, UsedAssertion), AssertionFailure> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     let fail = |text: String| -> AssertionFailure { Box::new((invalid_grant(text), None)) };
     if assertion.len() > jwt::MAX_TOKEN_BYTES {
@@ -823,16 +850,35 @@ fn verify_assertion(
             "it has no jti (or one over 256 characters); each assertion needs a unique id".into(),
         ));
     };
-    if !replay.first_use(format!("{iss}\u{0}{jti}"), exp + leeway, now) {
-        let shown_jti: String = jti.chars().take(64).collect();
-        let err = oauth(
-            GatewayError::new(codes::ASSERTION_REPLAYED).param("jti", shown_jti),
-            "invalid_grant",
-            "the assertion was already used",
-        );
-        return Err(Box::new((err, Some(iss.clone()))));
+    let used = UsedAssertion {
+        key: format!("{iss}\u{0}{jti}"),
+        until: exp + leeway,
+        jti,
+    };
+    if !replay.first_use(used.key.clone(), used.until, now) {
+        return Err(Box::new((replayed(&used.jti), Some(iss.clone()))));
     }
-    Ok(client.clone())
+    Ok((client.clone(), used))
+}
+
+/// A JWT-bearer assertion this gateway accepted: its issuer and id, and until when a
+/// replay could be presented.
+struct UsedAssertion {
+    /// `iss`, NUL, `jti`.
+    key: String,
+    /// The assertion's `exp` plus the leeway (Unix seconds).
+    until: i64,
+    jti: String,
+}
+
+/// `assertion_replayed` for `jti`.
+fn replayed(jti: &str) -> GatewayError {
+    let shown_jti: String = jti.chars().take(64).collect();
+    oauth(
+        GatewayError::new(codes::ASSERTION_REPLAYED).param("jti", shown_jti),
+        "invalid_grant",
+        "the assertion was already used",
+    )
 }
 
 /// argon2id of a random string nobody knows, for checking unknown client ids in the same

@@ -482,6 +482,35 @@ impl SharedStore {
         }
     }
 
+    /// Records `key` in Redis until `exp` (Unix seconds) unless it is there already: true
+    /// for the first use of `key` by any gateway sharing the store (one `SET NX EXAT`).
+    /// Used for the JWT-bearer assertion ids, so that an assertion used at one gateway is
+    /// refused at every other.
+    pub(crate) async fn first_use(&self, key: &str, exp: i64) -> Result<bool, Unavailable> {
+        if let Some(u) = self.still_down() {
+            return Err(u);
+        }
+        let mut conn = self.connection()?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(1).arg("NX").arg("EXAT").arg(exp.max(1));
+        let answer = tokio::time::timeout(
+            self.config.timeout,
+            cmd.query_async::<Option<String>>(&mut conn),
+        )
+        .await;
+        match answer {
+            Ok(Ok(set)) => {
+                self.recovered();
+                Ok(set.is_some())
+            }
+            Ok(Err(e)) => Err(self.failed(cause_of(&e, self.config.timeout))),
+            Err(_) => Err(self.failed(format!(
+                "did not answer within {} (limits.shared.timeout)",
+                crate::duration::text(self.config.timeout)
+            ))),
+        }
+    }
+
     /// Seconds until the next try, for `Retry-After`.
     pub(crate) fn retry_after(&self) -> u64 {
         let next = self.next_try.load(Ordering::Relaxed);

@@ -97,6 +97,9 @@ pub(crate) struct Pipeline {
     trusted_proxies: Vec<IpNet>,
     services: Arc<Services>,
     tokens: TokenPolicy,
+    /// The store shared with other gateways (`[limits.shared]`): rate limits, and the
+    /// JWT-bearer assertion ids already used.
+    shared: Option<Arc<crate::limits::shared::SharedStore>>,
     config_modes: Arc<crate::stages::config_mode::ModeSettings>,
 }
 
@@ -135,7 +138,12 @@ impl Pipeline {
             config.auth.failed_attempts_window,
             &services.rate_limits,
         );
+        let shared = config
+            .shared_limits
+            .as_ref()
+            .map(|c| services.rate_limits.shared_store(c));
         Pipeline {
+            shared,
             services,
             tokens: TokenPolicy::new(
                 config
@@ -623,7 +631,10 @@ impl Pipeline {
                     &s.identity,
                     &self.tokens,
                     &s.failures,
-                    &s.replay,
+                    token_endpoint::Replays {
+                        local: &s.replay,
+                        shared: self.shared.as_deref(),
+                    },
                     parts,
                     body,
                     peer,
