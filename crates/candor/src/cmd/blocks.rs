@@ -303,7 +303,20 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
             }
         }
     }
+    print_shared(&body["shared"]);
     ExitCode::SUCCESS
+}
+
+/// What lifting did in the store shared by the gateways (`[limits.shared]`), if there is one.
+fn print_shared(shared: &serde_json::Value) {
+    if let Some(n) = shared["keys_deleted"].as_u64() {
+        println!(
+            "In the shared store (Redis): {n} count{} deleted, so the block is lifted at every gateway.",
+            if n == 1 { "" } else { "s" }
+        );
+    } else if let Some(e) = shared["error"].as_str() {
+        println!("Not lifted in the shared store: {}.", shown(e));
+    }
 }
 
 #[cfg(test)]

@@ -483,3 +483,82 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
     let r = grant(&b, &signed(&b, "once-3"));
     assert_problem(&r, "assertion_replayed");
 }
+
+/// Failed client authentications at the token endpoint are counted in Redis too: a client id
+/// cannot multiply its guesses by spreading them over the gateways, and a block lifted at
+/// one gateway is lifted at all of them.
+#[test]
+fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let shared = temp_dir("shared-attempts");
+    let text = |events: &str| {
+        format!(
+            "[server]\ndata_dir = \"{data}\"\n[events]\ndir = \"{events}\"\n[auth]\nmax_failed_attempts = 3\n{}",
+            config(&up.url(), &redis.url(), 1000, ""),
+            data = shared.join("data").display(),
+            events = shared.join(events).display(),
+        )
+    };
+    let mut out = String::new();
+    let a = Gateway::start_after(&text("events-a"), |path| {
+        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
+        out = cli_at(path, &["clients", "add", "--account", "acme"]);
+    });
+    let b = Gateway::start(&text("events-b"));
+    let client_id = value_of(&out, "client_id:");
+    let secret = value_of(&out, "client_secret:");
+    let ask = |gw: &Gateway, secret: &str| {
+        gw.request(
+            "POST",
+            "/oauth/token",
+            &[FORM],
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client_id),
+                ("client_secret", secret),
+            ])
+            .as_bytes(),
+        )
+    };
+    // Two wrong secrets at one gateway, one at the other: three failures of the client id
+    // from this address, the limit, although neither gateway saw three.
+    assert_problem(&ask(&a, "wrong-1"), "invalid_client");
+    assert_problem(&ask(&a, "wrong-2"), "invalid_client");
+    assert_problem(&ask(&b, "wrong-3"), "invalid_client");
+    for gw in [&a, &b] {
+        let r = ask(gw, &secret);
+        let body = assert_problem(&r, "too_many_failed_attempts");
+        assert_eq!(r.status, 429);
+        assert_eq!(body["blocked"]["failures"], 3, "{body}");
+        let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=100).contains(&wait), "{wait}");
+    }
+    // Lifted at B (which holds only one of the failures): lifted at A too.
+    let r = admin_call(&b, "DELETE", &format!("/blocks/client/{client_id}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["shared"]["keys_deleted"], 1, "{}", r.text());
+    for gw in [&a, &b] {
+        let r = ask(gw, &secret);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A success forgets the client's failures everywhere: two more wrong secrets (one at
+    // each) are not a block.
+    assert_problem(&ask(&a, "wrong-4"), "invalid_client");
+    assert_problem(&ask(&b, "wrong-5"), "invalid_client");
+    assert_eq!(ask(&a, &secret).status, 200);
+
+    // DELETE /blocks lifts every shared block too. (B still counts its own wrong-5: a
+    // success forgets the client's failures at the gateway it succeeded at and in Redis.)
+    assert_problem(&ask(&a, "wrong-6"), "invalid_client");
+    assert_problem(&ask(&a, "wrong-7"), "invalid_client");
+    assert_problem(&ask(&b, "wrong-8"), "invalid_client");
+    assert_problem(&ask(&a, &secret), "too_many_failed_attempts");
+    let admin = a.admin.unwrap().to_string();
+    let out = cli(&a, &["blocks", "clear", "--all", "--admin", &admin]);
+    assert!(
+        out.contains("In the shared store (Redis): 2 counts deleted, so the block is lifted at every gateway."),
+        "{out}"
+    );
+    assert_eq!(ask(&b, &secret).status, 200);
+}

@@ -543,11 +543,14 @@ async fn route(
             Method::GET | Method::HEAD => Ok(list_blocks(pipeline)),
             Method::DELETE => {
                 let cleared = pipeline.failures().clear_all();
-                tracing::info!(target: "candor::admin", blocks = cleared, "every failed-attempt block lifted");
-                Ok(json_response(
-                    StatusCode::OK,
-                    json!({ "cleared": "all", "blocks_lifted": cleared }),
-                ))
+                let mut body = json!({ "cleared": "all", "blocks_lifted": cleared });
+                if let Some(store) = pipeline.shared_store() {
+                    body["shared"] = shared_cleared(
+                        crate::limits::attempts::FailedAttempts::clear_all_shared(store).await,
+                    );
+                }
+                tracing::info!(target: "candor::admin", blocks = cleared, shared = %body["shared"], "every failed-attempt block lifted");
+                Ok(json_response(StatusCode::OK, body))
             }
             _ => Err(method_not_allowed(
                 path,
@@ -567,7 +570,7 @@ async fn route(
             if method != Method::DELETE {
                 return Err(method_not_allowed(path, &method, &["DELETE"]));
             }
-            clear_block(pipeline, kind, key)
+            clear_block(pipeline, kind, key).await
         }
         (Some("tokens"), Some("revoke"), None, 2) => {
             if method != Method::POST {
@@ -1191,7 +1194,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `DELETE /blocks/{client|address}/{key}`: forgets that key's failures.
-fn clear_block(
+async fn clear_block(
     pipeline: &Pipeline,
     kind: &str,
     key: &str,
@@ -1213,7 +1216,18 @@ fn clear_block(
             ));
     };
     let shown: String = key.chars().take(64).collect();
-    match pipeline.failures().clear(k, &key) {
+    let shared = match pipeline.shared_store() {
+        Some(store) => {
+            Some(crate::limits::attempts::FailedAttempts::clear_shared(store, k, &key).await)
+        }
+        None => None,
+    };
+    let local = match (pipeline.failures().clear(k, &key), &shared) {
+        // Counted only at other gateways: lifted there.
+        (Ok(None), Some(Ok(n))) if *n > 0 => Ok(Some(true)),
+        (other, _) => other,
+    };
+    match local {
         Err(()) => Err(validation(vec![FieldError {
             location: "path".into(),
             pointer: String::new(),
@@ -1232,11 +1246,23 @@ fn clear_block(
                 " It has no failed attempts counted now (blocks also end by themselves); GET /blocks lists the current ones.",
             )),
         Ok(Some(was_blocked)) => {
-            tracing::info!(target: "candor::admin", kind = k.as_str(), key = ?shown, was_blocked, "failed-attempt block lifted");
-            Ok(json_response(
-                StatusCode::OK,
-                json!({ "cleared": { "kind": k.as_str(), "key": key }, "was_blocked": was_blocked }),
-            ))
+            let mut body = json!({ "cleared": { "kind": k.as_str(), "key": key }, "was_blocked": was_blocked });
+            if let Some(r) = shared {
+                body["shared"] = shared_cleared(r);
+            }
+            tracing::info!(target: "candor::admin", kind = k.as_str(), key = ?shown, was_blocked, shared = %body["shared"], "failed-attempt block lifted");
+            Ok(json_response(StatusCode::OK, body))
+        }
+    }
+}
+
+/// What lifting blocks did in the store shared with other gateways: the keys deleted, or
+/// why the store could not be reached (the blocks there then end by themselves).
+fn shared_cleared(r: Result<usize, crate::limits::shared::Unavailable>) -> serde_json::Value {
+    match r {
+        Ok(n) => json!({ "keys_deleted": n }),
+        Err(u) => {
+            json!({ "error": format!("the shared store {}; blocks counted there end by themselves", u.cause) })
         }
     }
 }

@@ -153,22 +153,56 @@ async fn first_use_shared(store: &SharedStore, used: &UsedAssertion) -> bool {
     store.first_use(&key, used.until).await.unwrap_or(true)
 }
 
-/// Where the JWT-bearer assertion ids already used are kept: this gateway's cache, and the
-/// store shared with other gateways when there is one.
+/// What the token endpoint keeps of earlier attempts: failed attempts and the JWT-bearer
+/// assertion ids already used, this gateway's and, with `[limits.shared]`, every gateway's.
 #[derive(Clone, Copy)]
-pub(crate) struct Replays<'a> {
-    /// This gateway's.
-    pub(crate) local: &'a ReplayCache,
-    /// `[limits.shared]`'s.
+pub(crate) struct Guards<'a> {
+    /// This gateway's failed attempts.
+    pub(crate) failures: &'a FailedAttempts,
+    /// This gateway's used assertion ids.
+    pub(crate) replay: &'a ReplayCache,
+    /// `[limits.shared]`'s store.
     pub(crate) shared: Option<&'a SharedStore>,
+}
+
+impl Guards<'_> {
+    /// Whether an attempt with `client` from `peer` is refused now, here or at any gateway
+    /// sharing the store: the block that ends last.
+    async fn check(&self, client: Option<&str>, peer: IpAddr) -> Option<Block> {
+        let local = self.failures.check(client, peer);
+        let shared = match self.shared {
+            Some(s) => self.failures.check_shared(s, client, peer).await,
+            None => None,
+        };
+        match (local, shared) {
+            (Some(l), Some(s)) if s.retry_after > l.retry_after => Some(s),
+            (Some(l), _) => Some(l),
+            (None, s) => s,
+        }
+    }
+
+    /// Counts a failure here and in the shared store.
+    async fn fail(&self, client: Option<&str>, peer: IpAddr) {
+        self.failures.fail(client, peer);
+        if let Some(s) = self.shared {
+            self.failures.fail_shared(s, client, peer).await;
+        }
+    }
+
+    /// Forgets `client`'s failures from `peer` here and in the shared store.
+    async fn succeed(&self, client: &str, peer: IpAddr) {
+        self.failures.succeed(client, peer);
+        if let Some(s) = self.shared {
+            self.failures.succeed_shared(s, client, peer).await;
+        }
+    }
 }
 
 /// Serves `POST /oauth/token` (the route stage has refused other methods).
 pub(crate) async fn serve(
     identity: &Identity,
     policy: &TokenPolicy,
-    failures: &FailedAttempts,
-    replay: Replays<'_>,
+    guards: Guards<'_>,
     parts: http::request::Parts,
     body: Incoming,
     peer: IpAddr,
@@ -233,11 +267,11 @@ pub(crate) async fn serve(
     let now = unix_now();
     let client = match grant_type {
         GRANT_CLIENT_CREDENTIALS => {
-            authenticate_client(identity, failures, &parts, &form, peer).await?
+            authenticate_client(identity, guards, &parts, &form, peer).await?
         }
         GRANT_JWT_BEARER => {
-            if let Some(block) = failures.check(None, peer) {
-                return Err(too_many(&block, failures));
+            if let Some(block) = guards.check(None, peer).await {
+                return Err(too_many(&block, guards.failures));
             }
             let token_url = format!("{}{TOKEN_PATH}", policy.issuer.trim_end_matches('/'));
             let assertion = param("assertion").unwrap_or("");
@@ -255,10 +289,10 @@ pub(crate) async fn serve(
                 &token_url,
                 policy.leeway,
                 now,
-                replay.local,
+                guards.replay,
             ) {
                 Ok((c, used)) => {
-                    if let Some(store) = replay.shared
+                    if let Some(store) = guards.shared
                         && !first_use_shared(store, &used).await
                     {
                         return Err(replayed(&used.jti));
@@ -268,7 +302,7 @@ pub(crate) async fn serve(
                 Err(failure) => {
                     let (err, client_id) = *failure;
                     if err.code == codes::INVALID_GRANT {
-                        failures.fail(client_id.as_deref(), peer);
+                        guards.fail(client_id.as_deref(), peer).await;
                     }
                     return Err(err);
                 }
@@ -305,7 +339,7 @@ pub(crate) async fn serve(
                 ));
             }
             Some(code) if !crate::identity::totp::verify(secret, code, now) => {
-                failures.fail(Some(&client.client_id), peer);
+                guards.fail(Some(&client.client_id), peer).await;
                 return Err(oauth(
                     GatewayError::new(codes::SECOND_FACTOR_INVALID)
                         .param("client_id", client.client_id.clone()),
@@ -316,7 +350,7 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
-    failures.succeed(&client.client_id, peer);
+    guards.succeed(&client.client_id, peer).await;
 
     match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
         Some(AccountStatus::Active) => {}
@@ -597,7 +631,7 @@ fn too_many(block: &Block, failures: &FailedAttempts) -> GatewayError {
 /// Client authentication for the client-credentials grant: HTTP Basic or body parameters.
 async fn authenticate_client(
     identity: &Identity,
-    failures: &FailedAttempts,
+    guards: Guards<'_>,
     parts: &http::request::Parts,
     form: &[(String, String)],
     peer: IpAddr,
@@ -666,8 +700,8 @@ async fn authenticate_client(
     };
 
     // A blocked client id or address is refused before any secret is checked.
-    if let Some(block) = failures.check(Some(&client_id), peer) {
-        return Err(too_many(&block, failures));
+    if let Some(block) = guards.check(Some(&client_id), peer).await {
+        return Err(too_many(&block, guards.failures));
     }
 
     let snapshot = identity.snapshot();
@@ -685,7 +719,7 @@ async fn authenticate_client(
     .await
     .unwrap_or(false);
     let Some(client) = client.filter(|_| ok) else {
-        failures.fail(Some(&client_id), peer);
+        guards.fail(Some(&client_id), peer).await;
         let shown: String = client_id.chars().take(64).collect();
         let mut err = GatewayError::new(codes::INVALID_CLIENT).param("client_id", shown);
         if used_basic {

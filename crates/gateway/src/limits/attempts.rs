@@ -3,6 +3,7 @@
 //! assertion ids already used (`assertion_replayed`).
 
 use super::rate::{KeyBy, Limiter, PolicyConfig, Registry, address_key};
+use super::shared::{Ask, SharedStore, ask_for, outcome_leased, push_hex};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -473,6 +474,154 @@ impl FailedAttempts {
     }
 }
 
+/// Failed attempts shared by the gateways (`[limits.shared]`): each failure is counted in
+/// Redis as well as in this gateway's own limiters (GCRA, the same arithmetic), and an
+/// attempt is refused when either says so, so a client or address cannot multiply its
+/// tries by spreading them over the gateways. While Redis is unreachable the own limiters
+/// go on alone. Keys are readable, `candor:fa:a:LIMIT:WINDOW:ADDRESS` and
+/// `candor:fa:c:LIMIT:WINDOW:HEX(CLIENT):ADDRESS` (a changed limit starts afresh, as
+/// locally), so that a block can be lifted by client or address at every gateway.
+impl FailedAttempts {
+    fn shared_asks(&self, client: Option<&str>, peer: IpAddr) -> Vec<(Ask, Name, BlockKind)> {
+        let limits = self.limits.load();
+        let address = address_name(peer);
+        let mut out = Vec::with_capacity(2);
+        let p = &limits.per_address.policy;
+        out.push((
+            ask_for(
+                format!("candor:fa:a:{}:{}:{address}", p.limit, p.window.as_secs()),
+                p,
+            ),
+            Name {
+                key: address.clone(),
+                address: None,
+            },
+            BlockKind::Address,
+        ));
+        if let Some(c) = client {
+            let p = &limits.per_client.policy;
+            out.push((
+                ask_for(
+                    format!(
+                        "candor:fa:c:{}:{}:{}:{address}",
+                        p.limit,
+                        p.window.as_secs(),
+                        shared_client(c)
+                    ),
+                    p,
+                ),
+                Name {
+                    key: client_name(c),
+                    address: Some(address),
+                },
+                BlockKind::Client,
+            ));
+        }
+        out
+    }
+
+    /// [`FailedAttempts::check`] in the shared store: the block that ends last, if any
+    /// (none while the store is unreachable).
+    pub(crate) async fn check_shared(
+        &self,
+        store: &SharedStore,
+        client: Option<&str>,
+        peer: IpAddr,
+    ) -> Option<Block> {
+        let keys = self.shared_asks(client, peer);
+        let asks: Vec<Ask> = keys.iter().map(|k| k.0.clone()).collect();
+        let (_, answers) = store.take(&asks, 0).await.ok()?;
+        let limits = self.limits.load();
+        let mut found: Option<Block> = None;
+        for ((_, name, kind), a) in keys.into_iter().zip(answers) {
+            let policy = &limits.limiter(kind).policy;
+            let o = outcome_leased(policy, false, a.owed, a.wait, 0);
+            let Some(wait) = o.blocked else { continue };
+            let b = Block {
+                kind,
+                key: name.key,
+                address: name.address,
+                failures: policy.limit.saturating_sub(o.state.remaining),
+                limit: policy.limit,
+                retry_after: wait.max(1) as i64,
+            };
+            // The block that ends last; the address on a tie (it comes first).
+            if found.as_ref().is_none_or(|f| b.retry_after > f.retry_after) {
+                found = Some(b);
+            }
+        }
+        found
+    }
+
+    /// Counts a failure in the shared store too (see [`FailedAttempts::fail`]).
+    pub(crate) async fn fail_shared(
+        &self,
+        store: &SharedStore,
+        client: Option<&str>,
+        peer: IpAddr,
+    ) {
+        let asks: Vec<Ask> = self
+            .shared_asks(client, peer)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        let _ = store.take(&asks, 1).await;
+    }
+
+    /// Forgets `client`'s failures from `peer` in the shared store too.
+    pub(crate) async fn succeed_shared(&self, store: &SharedStore, client: &str, peer: IpAddr) {
+        let limits = self.limits.load();
+        let p = &limits.per_client.policy;
+        let _ = store
+            .delete_matching(&format!(
+                "candor:fa:c:{}:{}:{}:{}",
+                p.limit,
+                p.window.as_secs(),
+                shared_client(client),
+                address_name(peer)
+            ))
+            .await;
+    }
+
+    /// Lifts `key`'s blocks (a client id, or an address) in the shared store, at every
+    /// limit: how many keys there were.
+    pub(crate) async fn clear_shared(
+        store: &SharedStore,
+        kind: BlockKind,
+        key: &str,
+    ) -> Result<usize, super::shared::Unavailable> {
+        let pattern = match kind {
+            BlockKind::Client => format!("candor:fa:c:*:*:{}:*", shared_client(key)),
+            BlockKind::Address => match key.trim_end_matches("/64").parse::<IpAddr>() {
+                Ok(ip) => format!("candor:fa:a:*:*:{}", address_name(ip)),
+                Err(_) => return Ok(0),
+            },
+        };
+        store.delete_matching(&pattern).await
+    }
+
+    /// Lifts every block in the shared store: how many keys there were.
+    pub(crate) async fn clear_all_shared(
+        store: &SharedStore,
+    ) -> Result<usize, super::shared::Unavailable> {
+        store.delete_matching("candor:fa:*").await
+    }
+}
+
+/// A client id in a shared key: its bytes in hex (no glob or separator character can
+/// appear), or for an id over 128 bytes `h` and a hash of it.
+fn shared_client(c: &str) -> String {
+    let mut out = String::with_capacity(2 * c.len().min(128) + 1);
+    if c.len() <= 128 {
+        push_hex(&mut out, c.as_bytes());
+    } else {
+        out.push('h');
+        let d = ring::digest::digest(&ring::digest::SHA256, c.as_bytes());
+        push_hex(&mut out, &d.as_ref()[..16]);
+    }
+    out
+}
+
 /// An address as it is counted: IPv4 whole, IPv6 as its /64.
 pub(crate) fn address_name(peer: IpAddr) -> String {
     match peer {
@@ -519,6 +668,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn shared_keys_name_a_client_in_hex_and_a_long_one_by_its_hash() {
+        assert_eq!(shared_client("cl_a*:"), "636c5f612a3a");
+        let long = "x".repeat(129);
+        let k = shared_client(&long);
+        assert!(k.starts_with('h') && k.len() == 33, "{k}");
+        assert_ne!(k, shared_client(&"x".repeat(130)));
     }
 
     #[test]

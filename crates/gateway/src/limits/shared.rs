@@ -173,7 +173,7 @@ struct Lease {
 }
 
 /// One policy's part of a check: its Redis key and its arithmetic.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Ask {
     key: String,
     /// The emission interval, µs (at least 1).
@@ -240,16 +240,32 @@ impl PolicyKeys {
         let digest = h.finish();
         let mut name = String::with_capacity(10 + 32);
         name.push_str("candor:rl:");
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in &digest.as_ref()[..16] {
-            name.push(char::from(HEX[usize::from(b >> 4)]));
-            name.push(char::from(HEX[usize::from(b & 15)]));
-        }
+        push_hex(&mut name, &digest.as_ref()[..16]);
         Ask {
             key: name,
             t: self.t,
             burst: self.burst,
         }
+    }
+}
+
+/// The part of a check for Redis key `key`, counted as `policy` counts (used by the
+/// token endpoint's failed attempts, whose keys are readable so that a block can be lifted
+/// everywhere by client or address).
+pub(crate) fn ask_for(key: String, policy: &PolicyConfig) -> Ask {
+    Ask {
+        key,
+        t: emission_interval(policy),
+        burst: policy.burst.max(1),
+    }
+}
+
+/// Appends `bytes` to `out` in lowercase hex.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
 }
 
@@ -509,6 +525,66 @@ impl SharedStore {
                 crate::duration::text(self.config.timeout)
             ))),
         }
+    }
+
+    /// Takes `want` cells of every key of `asks` (0: reads them), all or none, in one
+    /// script call: whether they were taken, and each key's [`Answer`].
+    pub(crate) async fn take(
+        &self,
+        asks: &[Ask],
+        want: u32,
+    ) -> Result<(bool, Vec<Answer>), Unavailable> {
+        self.ask_redis(asks, &vec![want; asks.len()], false).await
+    }
+
+    /// Deletes every key matching `pattern` (a `SCAN MATCH` glob): how many there were.
+    pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<usize, Unavailable> {
+        if let Some(u) = self.still_down() {
+            return Err(u);
+        }
+        let mut conn = self.connection()?;
+        let t = self.config.timeout;
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) =
+                match tokio::time::timeout(t, scan.query_async(&mut conn)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return Err(self.failed(cause_of(&e, t))),
+                    Err(_) => {
+                        return Err(self.failed(format!(
+                            "did not answer within {} (limits.shared.timeout)",
+                            crate::duration::text(t)
+                        )));
+                    }
+                };
+            if !keys.is_empty() {
+                let mut del = redis::cmd("DEL");
+                del.arg(&keys);
+                match tokio::time::timeout(t, del.query_async::<usize>(&mut conn)).await {
+                    Ok(Ok(n)) => deleted += n,
+                    Ok(Err(e)) => return Err(self.failed(cause_of(&e, t))),
+                    Err(_) => {
+                        return Err(self.failed(format!(
+                            "did not answer within {} (limits.shared.timeout)",
+                            crate::duration::text(t)
+                        )));
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.recovered();
+        Ok(deleted)
     }
 
     /// Seconds until the next try, for `Retry-After`.

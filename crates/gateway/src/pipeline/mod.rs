@@ -176,6 +176,11 @@ impl Pipeline {
         &self.services.failures
     }
 
+    /// The store shared with other gateways (`[limits.shared]`), if any.
+    pub(crate) fn shared_store(&self) -> Option<&crate::limits::shared::SharedStore> {
+        self.shared.as_deref()
+    }
+
     /// The external issuers of this generation.
     pub(crate) fn external_issuers(&self) -> &[ExternalIssuer] {
         &self.tokens.external
@@ -630,9 +635,9 @@ impl Pipeline {
                 token_endpoint::serve(
                     &s.identity,
                     &self.tokens,
-                    &s.failures,
-                    token_endpoint::Replays {
-                        local: &s.replay,
+                    token_endpoint::Guards {
+                        failures: &s.failures,
+                        replay: &s.replay,
                         shared: self.shared.as_deref(),
                     },
                     parts,
