@@ -385,20 +385,14 @@ fn batched_mode_with_two_policies_never_admits_past_the_limit() {
     assert!(accepted >= 20 - 2 * 9, "{accepted}");
 }
 
-/// A JWT-bearer assertion used at one gateway is refused at another sharing the store: the
-/// replay cache is in Redis (`SET NX` until the assertion expires), not only in each
-/// process. Both gateways share one identity store (one data directory).
-#[test]
-fn an_assertion_used_at_one_gateway_is_refused_at_another() {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-    let mut redis = Redis::start();
-    let up = Upstream::start(Behaviour::Echo);
+/// Two gateways sharing `redis` and one identity store (one data directory, each with its
+/// own event log), with `extra` in their configuration, and a client of account acme:
+/// the directory, the gateways, and the `clients add` output.
+fn two_gateways(redis: &Redis, up: &Upstream, extra: &str) -> (TempDir, Gateway, Gateway, String) {
     let shared = temp_dir("shared-identity");
     let text = |events: &str| {
         format!(
-            "[server]\ndata_dir = \"{data}\"\n[events]\ndir = \"{events}\"\n{}",
+            "[server]\ndata_dir = \"{data}\"\n[events]\ndir = \"{events}\"\n{extra}\n{}",
             config(&up.url(), &redis.url(), 1000, ""),
             data = shared.join("data").display(),
             events = shared.join(events).display(),
@@ -410,6 +404,20 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
         out = cli_at(path, &["clients", "add", "--account", "acme"]);
     });
     let b = Gateway::start(&text("events-b"));
+    (shared, a, b, out)
+}
+
+/// A JWT-bearer assertion used at one gateway is refused at another sharing the store: the
+/// replay cache is in Redis (`SET NX` until the assertion expires), not only in each
+/// process. Both gateways share one identity store (one data directory).
+#[test]
+fn an_assertion_used_at_one_gateway_is_refused_at_another() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let mut redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let (shared, a, b, out) = two_gateways(&redis, &up, "");
     let client_id = value_of(&out, "client_id:");
 
     let rng = ring::rand::SystemRandom::new();
@@ -491,21 +499,7 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
 fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
     let redis = Redis::start();
     let up = Upstream::start(Behaviour::Echo);
-    let shared = temp_dir("shared-attempts");
-    let text = |events: &str| {
-        format!(
-            "[server]\ndata_dir = \"{data}\"\n[events]\ndir = \"{events}\"\n[auth]\nmax_failed_attempts = 3\n{}",
-            config(&up.url(), &redis.url(), 1000, ""),
-            data = shared.join("data").display(),
-            events = shared.join(events).display(),
-        )
-    };
-    let mut out = String::new();
-    let a = Gateway::start_after(&text("events-a"), |path| {
-        cli_at(path, &["accounts", "add", "--id", "acme", "--name", "Acme"]);
-        out = cli_at(path, &["clients", "add", "--account", "acme"]);
-    });
-    let b = Gateway::start(&text("events-b"));
+    let (_shared, a, b, out) = two_gateways(&redis, &up, "[auth]\nmax_failed_attempts = 3");
     let client_id = value_of(&out, "client_id:");
     let secret = value_of(&out, "client_secret:");
     let ask = |gw: &Gateway, secret: &str| {
