@@ -573,7 +573,7 @@ impl FailedAttempts {
         let limits = self.limits.load();
         let p = &limits.per_client.policy;
         let _ = store
-            .delete_matching(&format!(
+            .delete(&format!(
                 "candor:fa:c:{}:{}:{}:{}",
                 p.limit,
                 p.window.as_secs(),

@@ -503,28 +503,12 @@ impl SharedStore {
     /// Used for the JWT-bearer assertion ids, so that an assertion used at one gateway is
     /// refused at every other.
     pub(crate) async fn first_use(&self, key: &str, exp: i64) -> Result<bool, Unavailable> {
-        if let Some(u) = self.still_down() {
-            return Err(u);
-        }
-        let mut conn = self.connection()?;
+        let mut conn = self.live_connection()?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(1).arg("NX").arg("EXAT").arg(exp.max(1));
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            cmd.query_async::<Option<String>>(&mut conn),
-        )
-        .await;
-        match answer {
-            Ok(Ok(set)) => {
-                self.recovered();
-                Ok(set.is_some())
-            }
-            Ok(Err(e)) => Err(self.failed(cause_of(&e, self.config.timeout))),
-            Err(_) => Err(self.failed(format!(
-                "did not answer within {} (limits.shared.timeout)",
-                crate::duration::text(self.config.timeout)
-            ))),
-        }
+        let set: Option<String> = self.query(&mut conn, &cmd).await?;
+        self.recovered();
+        Ok(set.is_some())
     }
 
     /// Takes `want` cells of every key of `asks` (0: reads them), all or none, in one
@@ -537,13 +521,44 @@ impl SharedStore {
         self.ask_redis(asks, &vec![want; asks.len()], false).await
     }
 
-    /// Deletes every key matching `pattern` (a `SCAN MATCH` glob): how many there were.
-    pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<usize, Unavailable> {
+    /// The connection, unless the store is down and not due for another try.
+    fn live_connection(&self) -> Result<ConnectionManager, Unavailable> {
         if let Some(u) = self.still_down() {
             return Err(u);
         }
-        let mut conn = self.connection()?;
+        self.connection()
+    }
+
+    /// Runs `cmd` within the store's timeout; a failure marks the store down.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Unavailable> {
         let t = self.config.timeout;
+        match tokio::time::timeout(t, cmd.query_async::<T>(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.failed(cause_of(&e, t))),
+            Err(_) => Err(self.failed(format!(
+                "did not answer within {} (limits.shared.timeout)",
+                crate::duration::text(t)
+            ))),
+        }
+    }
+
+    /// Deletes `key`: whether it was there.
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, Unavailable> {
+        let mut conn = self.live_connection()?;
+        let mut del = redis::cmd("DEL");
+        del.arg(key);
+        let n: usize = self.query(&mut conn, &del).await?;
+        self.recovered();
+        Ok(n > 0)
+    }
+
+    /// Deletes every key matching `pattern` (a `SCAN MATCH` glob): how many there were.
+    pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<usize, Unavailable> {
+        let mut conn = self.live_connection()?;
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
@@ -553,30 +568,11 @@ impl SharedStore {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<String>) =
-                match tokio::time::timeout(t, scan.query_async(&mut conn)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => return Err(self.failed(cause_of(&e, t))),
-                    Err(_) => {
-                        return Err(self.failed(format!(
-                            "did not answer within {} (limits.shared.timeout)",
-                            crate::duration::text(t)
-                        )));
-                    }
-                };
+            let (next, keys): (u64, Vec<String>) = self.query(&mut conn, &scan).await?;
             if !keys.is_empty() {
                 let mut del = redis::cmd("DEL");
                 del.arg(&keys);
-                match tokio::time::timeout(t, del.query_async::<usize>(&mut conn)).await {
-                    Ok(Ok(n)) => deleted += n,
-                    Ok(Err(e)) => return Err(self.failed(cause_of(&e, t))),
-                    Err(_) => {
-                        return Err(self.failed(format!(
-                            "did not answer within {} (limits.shared.timeout)",
-                            crate::duration::text(t)
-                        )));
-                    }
-                }
+                deleted += self.query::<usize>(&mut conn, &del).await?;
             }
             if next == 0 {
                 break;
@@ -623,10 +619,7 @@ impl SharedStore {
         wants: &[u32],
         batched: bool,
     ) -> Result<(bool, Vec<Answer>), Unavailable> {
-        if let Some(u) = self.still_down() {
-            return Err(u);
-        }
-        let mut conn = self.connection()?;
+        let mut conn = self.live_connection()?;
         let mut call = self.script.prepare_invoke();
         for (a, want) in asks.iter().zip(wants) {
             call.key(&a.key).arg(a.t).arg(a.burst).arg(*want);
