@@ -299,7 +299,9 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
                     "Lifted the block of {what} {key}{from}: its failures are forgotten and its next attempt is checked as usual."
                 );
             } else {
-                println!("{what} {key} was not blocked{from}; its counted failures are forgotten.");
+                println!(
+                    "{what} {key} was not blocked at this gateway{from}; its counted failures are forgotten."
+                );
             }
         }
     }
@@ -311,11 +313,11 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
 fn print_shared(shared: &serde_json::Value) {
     if let Some(n) = shared["keys_deleted"].as_u64() {
         println!(
-            "In the shared store (Redis): {n} count{} deleted, so the block is lifted at every gateway.",
+            "In the shared store (Redis): {n} count{} deleted, so it is lifted at every gateway.",
             if n == 1 { "" } else { "s" }
         );
     } else if let Some(e) = shared["error"].as_str() {
-        println!("Not lifted in the shared store: {}.", shown(e));
+        println!("Not lifted in the shared store (Redis): {}.", shown(e));
     }
 }
 

@@ -407,6 +407,34 @@ fn two_gateways(redis: &Redis, up: &Upstream, extra: &str) -> (TempDir, Gateway,
     (shared, a, b, out)
 }
 
+/// `POST /oauth/token` at `gw` with a JWT-bearer assertion for `client_id` signed by `sign`
+/// with key `kid`, carrying `jti`.
+fn jwt_bearer(
+    gw: &Gateway,
+    client_id: &str,
+    kid: &str,
+    jti: &str,
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> Response {
+    let now = candor_gateway::unix_now();
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id,
+        "aud": format!("http://{}/oauth/token", gw.addr),
+        "exp": now + 120, "iat": now, "jti": jti,
+    });
+    let assertion = crate::token_endpoint::assertion("EdDSA", kid, &claims, sign);
+    gw.request(
+        "POST",
+        "/oauth/token",
+        &[FORM],
+        form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ])
+        .as_bytes(),
+    )
+}
+
 /// A JWT-bearer assertion used at one gateway is refused at another sharing the store: the
 /// replay cache is in Redis (`SET NX` until the assertion expires), not only in each
 /// process. Both gateways share one identity store (one data directory).
@@ -441,43 +469,22 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
     // Both gateways pick the keys up from the store within a second.
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
-    let now = candor_gateway::unix_now();
-    let signed = |gw: &Gateway, jti: &str| {
-        let claims = serde_json::json!({
-            "iss": client_id, "sub": client_id,
-            "aud": format!("http://{}/oauth/token", gw.addr),
-            "exp": now + 120, "iat": now, "jti": jti,
-        });
-        crate::token_endpoint::assertion("EdDSA", "ed-1", &claims, &|m| {
-            key.sign(m).as_ref().to_vec()
-        })
-    };
-    let grant = |gw: &Gateway, assertion: &str| {
-        gw.request(
-            "POST",
-            "/oauth/token",
-            &[FORM],
-            form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", assertion),
-            ])
-            .as_bytes(),
-        )
-    };
+    let sign = |m: &[u8]| key.sign(m).as_ref().to_vec();
+    let grant = |gw: &Gateway, jti: &str| jwt_bearer(gw, &client_id, "ed-1", jti, &sign);
     // Each gateway's issuer is its own address, so each assertion names the one it is for;
     // the replay key is the issuer (the client) and the jti.
-    let r = grant(&a, &signed(&a, "once-1"));
+    let r = grant(&a, "once-1");
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = grant(&b, &signed(&b, "once-1"));
+    let r = grant(&b, "once-1");
     let body = assert_problem(&r, "assertion_replayed");
     assert_eq!(
         body["detail"],
         "An assertion with jti once-1 was already used; each assertion may be used once."
     );
     // A fresh jti is fine at either.
-    let r = grant(&b, &signed(&b, "once-2"));
+    let r = grant(&b, "once-2");
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = grant(&a, &signed(&a, "once-2"));
+    let r = grant(&a, "once-2");
     assert_problem(&r, "assertion_replayed");
     // The key lives in Redis until the assertion expires (plus the leeway).
     let ttl = redis.ttl(&format!("candor:jti:{client_id}\u{0}once-1"));
@@ -486,9 +493,9 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
     // With Redis gone each gateway still refuses what it has seen itself, and takes new
     // assertions (the store's outage is logged; nothing waits on it).
     redis.kill();
-    let r = grant(&b, &signed(&b, "once-3"));
+    let r = grant(&b, "once-3");
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = grant(&b, &signed(&b, "once-3"));
+    let r = grant(&b, "once-3");
     assert_problem(&r, "assertion_replayed");
 }
 
@@ -551,8 +558,35 @@ fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
     let admin = a.admin.unwrap().to_string();
     let out = cli(&a, &["blocks", "clear", "--all", "--admin", &admin]);
     assert!(
-        out.contains("In the shared store (Redis): 2 counts deleted, so the block is lifted at every gateway."),
+        out.contains(
+            "In the shared store (Redis): 2 counts deleted, so it is lifted at every gateway."
+        ),
         "{out}"
     );
     assert_eq!(ask(&b, &secret).status, 200);
+}
+
+/// The shared address count goes on counting when the client id's count is full: JWT-bearer
+/// assertions naming one client id, refused (the client has no keys), sent to two gateways
+/// in turn. Neither gateway sees the per-address limit of 5, Redis does.
+#[test]
+fn the_shared_address_count_goes_on_past_a_full_client_count() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let (_shared, a, b, out) = two_gateways(
+        &redis,
+        &up,
+        "[auth]\nmax_failed_attempts = 3\nmax_failed_attempts_per_address = 5",
+    );
+    let client_id = value_of(&out, "client_id:");
+    let bad = |gw: &Gateway, jti: &str| jwt_bearer(gw, &client_id, "none", jti, &|_| vec![0; 64]);
+    for (i, gw) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        assert_problem(&bad(gw, &format!("j-{i}")), "invalid_grant");
+    }
+    // Three failures at A, two at B: the address's fifth was counted in Redis although the
+    // client id's count was full after the third.
+    let r = bad(&b, "j-5");
+    let body = assert_problem(&r, "too_many_failed_attempts");
+    assert_eq!(body["blocked"]["kind"], "address", "{body}");
+    assert_eq!(body["blocked"]["failures"], 5, "{body}");
 }

@@ -1223,8 +1223,10 @@ async fn clear_block(
         None => None,
     };
     let local = match (pipeline.failures().clear(k, &key), &shared) {
-        // Counted only at other gateways: lifted there.
-        (Ok(None), Some(Ok(n))) if *n > 0 => Ok(Some(true)),
+        // Counted only in the shared store: lifted there (`shared` says how many counts).
+        (Ok(None), Some(Ok(n))) if *n > 0 => Ok(Some(false)),
+        // Not counted here, and the shared store could not be asked: say so, not 404.
+        (Ok(None), Some(Err(_))) => Ok(Some(false)),
         (other, _) => other,
     };
     match local {

@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Path of the token endpoint.
 pub(crate) const TOKEN_PATH: &str = "/oauth/token";
@@ -150,7 +151,10 @@ pub(crate) fn serve_jwks(identity: &Identity) -> Response<GatewayBody> {
 /// store logs the outage and the recovery.
 async fn first_use_shared(store: &SharedStore, used: &UsedAssertion) -> bool {
     let key = format!("candor:jti:{}", used.key);
-    store.first_use(&key, used.until).await.unwrap_or(true)
+    // Kept for the assertion's remaining life by this gateway's clock (Redis's may differ),
+    // and a minute more for the gateways' clocks to differ.
+    let ttl = (used.until - unix_now()).max(0) + 60;
+    store.first_use(&key, ttl).await.unwrap_or(true)
 }
 
 /// What the token endpoint keeps of earlier attempts: failed attempts and the JWT-bearer
@@ -162,22 +166,19 @@ pub(crate) struct Guards<'a> {
     /// This gateway's used assertion ids.
     pub(crate) replay: &'a ReplayCache,
     /// `[limits.shared]`'s store.
-    pub(crate) shared: Option<&'a SharedStore>,
+    pub(crate) shared: Option<&'a Arc<SharedStore>>,
 }
 
 impl Guards<'_> {
     /// Whether an attempt with `client` from `peer` is refused now, here or at any gateway
-    /// sharing the store: the block that ends last.
+    /// sharing the store (asked only when this gateway does not refuse it already).
     async fn check(&self, client: Option<&str>, peer: IpAddr) -> Option<Block> {
-        let local = self.failures.check(client, peer);
-        let shared = match self.shared {
+        if let Some(b) = self.failures.check(client, peer) {
+            return Some(b);
+        }
+        match self.shared {
             Some(s) => self.failures.check_shared(s, client, peer).await,
             None => None,
-        };
-        match (local, shared) {
-            (Some(l), Some(s)) if s.retry_after > l.retry_after => Some(s),
-            (Some(l), _) => Some(l),
-            (None, s) => s,
         }
     }
 
@@ -189,11 +190,15 @@ impl Guards<'_> {
         }
     }
 
-    /// Forgets `client`'s failures from `peer` here and in the shared store.
-    async fn succeed(&self, client: &str, peer: IpAddr) {
+    /// Forgets `client`'s failures from `peer` here and in the shared store (there in the
+    /// background: the token is not held back for it).
+    fn succeed(&self, client: &str, peer: IpAddr) {
         self.failures.succeed(client, peer);
         if let Some(s) = self.shared {
-            self.failures.succeed_shared(s, client, peer).await;
+            let (store, key) = (s.clone(), self.failures.shared_client_key(client, peer));
+            tokio::spawn(async move {
+                let _ = store.delete(&key).await;
+            });
         }
     }
 }
@@ -350,7 +355,7 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
-    guards.succeed(&client.client_id, peer).await;
+    guards.succeed(&client.client_id, peer);
 
     match snapshot.accounts.get(&client.account_id).map(|a| a.status) {
         Some(AccountStatus::Active) => {}

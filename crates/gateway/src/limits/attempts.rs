@@ -478,18 +478,24 @@ impl FailedAttempts {
 /// Redis as well as in this gateway's own limiters (GCRA, the same arithmetic), and an
 /// attempt is refused when either says so, so a client or address cannot multiply its
 /// tries by spreading them over the gateways. While Redis is unreachable the own limiters
-/// go on alone. Keys are readable, `candor:fa:a:LIMIT:WINDOW:ADDRESS` and
-/// `candor:fa:c:LIMIT:WINDOW:HEX(CLIENT):ADDRESS` (a changed limit starts afresh, as
-/// locally), so that a block can be lifted by client or address at every gateway.
+/// go on alone. Keys begin with what they count, in hex (no `:` or glob character inside):
+/// `candor:fa:a:HEX(ADDRESS):LIMIT:WINDOW` and `candor:fa:c:HEX(CLIENT):HEX(ADDRESS):LIMIT:WINDOW`
+/// (a changed limit starts afresh, as locally), so that a block can be lifted by client or
+/// address at every gateway with a pattern that matches no other key.
 impl FailedAttempts {
     fn shared_asks(&self, client: Option<&str>, peer: IpAddr) -> Vec<(Ask, Name, BlockKind)> {
         let limits = self.limits.load();
         let address = address_name(peer);
+        let hex_address = shared_part(&address);
         let mut out = Vec::with_capacity(2);
         let p = &limits.per_address.policy;
         out.push((
             ask_for(
-                format!("candor:fa:a:{}:{}:{address}", p.limit, p.window.as_secs()),
+                format!(
+                    "candor:fa:a:{hex_address}:{}:{}",
+                    p.limit,
+                    p.window.as_secs()
+                ),
                 p,
             ),
             Name {
@@ -499,17 +505,8 @@ impl FailedAttempts {
             BlockKind::Address,
         ));
         if let Some(c) = client {
-            let p = &limits.per_client.policy;
             out.push((
-                ask_for(
-                    format!(
-                        "candor:fa:c:{}:{}:{}:{address}",
-                        p.limit,
-                        p.window.as_secs(),
-                        shared_client(c)
-                    ),
-                    p,
-                ),
+                ask_for(self.shared_client_key(c, peer), &limits.per_client.policy),
                 Name {
                     key: client_name(c),
                     address: Some(address),
@@ -518,6 +515,19 @@ impl FailedAttempts {
             ));
         }
         out
+    }
+
+    /// The shared key of `client`'s failures from `peer`.
+    pub(crate) fn shared_client_key(&self, client: &str, peer: IpAddr) -> String {
+        let limits = self.limits.load();
+        let p = &limits.per_client.policy;
+        format!(
+            "candor:fa:c:{}:{}:{}:{}",
+            shared_part(client),
+            shared_part(&address_name(peer)),
+            p.limit,
+            p.window.as_secs()
+        )
     }
 
     /// [`FailedAttempts::check`] in the shared store: the block that ends last, if any
@@ -553,47 +563,33 @@ impl FailedAttempts {
         found
     }
 
-    /// Counts a failure in the shared store too (see [`FailedAttempts::fail`]).
+    /// Counts a failure in the shared store too (see [`FailedAttempts::fail`]): each key on
+    /// its own, as locally (a client id whose count is full must not stop its address's
+    /// from counting).
     pub(crate) async fn fail_shared(
         &self,
         store: &SharedStore,
         client: Option<&str>,
         peer: IpAddr,
     ) {
-        let asks: Vec<Ask> = self
-            .shared_asks(client, peer)
-            .into_iter()
-            .map(|k| k.0)
-            .collect();
-        let _ = store.take(&asks, 1).await;
-    }
-
-    /// Forgets `client`'s failures from `peer` in the shared store too.
-    pub(crate) async fn succeed_shared(&self, store: &SharedStore, client: &str, peer: IpAddr) {
-        let limits = self.limits.load();
-        let p = &limits.per_client.policy;
-        let _ = store
-            .delete(&format!(
-                "candor:fa:c:{}:{}:{}:{}",
-                p.limit,
-                p.window.as_secs(),
-                shared_client(client),
-                address_name(peer)
-            ))
-            .await;
+        for (ask, _, _) in self.shared_asks(client, peer) {
+            if store.take(std::slice::from_ref(&ask), 1).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Lifts `key`'s blocks (a client id, or an address) in the shared store, at every
-    /// limit: how many keys there were.
+    /// limit: how many keys there were. `Ok(0)` for an address that is none.
     pub(crate) async fn clear_shared(
         store: &SharedStore,
         kind: BlockKind,
         key: &str,
     ) -> Result<usize, super::shared::Unavailable> {
         let pattern = match kind {
-            BlockKind::Client => format!("candor:fa:c:*:*:{}:*", shared_client(key)),
+            BlockKind::Client => format!("candor:fa:c:{}:*", shared_part(key)),
             BlockKind::Address => match key.trim_end_matches("/64").parse::<IpAddr>() {
-                Ok(ip) => format!("candor:fa:a:*:*:{}", address_name(ip)),
+                Ok(ip) => format!("candor:fa:a:{}:*", shared_part(&address_name(ip))),
                 Err(_) => return Ok(0),
             },
         };
@@ -608,9 +604,9 @@ impl FailedAttempts {
     }
 }
 
-/// A client id in a shared key: its bytes in hex (no glob or separator character can
-/// appear), or for an id over 128 bytes `h` and a hash of it.
-fn shared_client(c: &str) -> String {
+/// A client id or an address in a shared key: its bytes in hex (no glob or separator
+/// character can appear), or for one over 128 bytes `h` and a hash of it.
+fn shared_part(c: &str) -> String {
     let mut out = String::with_capacity(2 * c.len().min(128) + 1);
     if c.len() <= 128 {
         push_hex(&mut out, c.as_bytes());
@@ -672,11 +668,11 @@ mod tests {
 
     #[test]
     fn shared_keys_name_a_client_in_hex_and_a_long_one_by_its_hash() {
-        assert_eq!(shared_client("cl_a*:"), "636c5f612a3a");
+        assert_eq!(shared_part("cl_a*:"), "636c5f612a3a");
         let long = "x".repeat(129);
-        let k = shared_client(&long);
+        let k = shared_part(&long);
         assert!(k.starts_with('h') && k.len() == 33, "{k}");
-        assert_ne!(k, shared_client(&"x".repeat(130)));
+        assert_ne!(k, shared_part(&"x".repeat(130)));
     }
 
     #[test]

@@ -498,14 +498,14 @@ impl SharedStore {
         }
     }
 
-    /// Records `key` in Redis until `exp` (Unix seconds) unless it is there already: true
-    /// for the first use of `key` by any gateway sharing the store (one `SET NX EXAT`).
+    /// Records `key` in Redis for `ttl` seconds unless it is there already: true for the
+    /// first use of `key` by any gateway sharing the store (one `SET NX EX`).
     /// Used for the JWT-bearer assertion ids, so that an assertion used at one gateway is
     /// refused at every other.
-    pub(crate) async fn first_use(&self, key: &str, exp: i64) -> Result<bool, Unavailable> {
+    pub(crate) async fn first_use(&self, key: &str, ttl: i64) -> Result<bool, Unavailable> {
         let mut conn = self.live_connection()?;
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(1).arg("NX").arg("EXAT").arg(exp.max(1));
+        cmd.arg(key).arg(1).arg("NX").arg("EX").arg(ttl.max(1));
         let set: Option<String> = self.query(&mut conn, &cmd).await?;
         self.recovered();
         Ok(set.is_some())

@@ -638,7 +638,7 @@ impl Pipeline {
                     token_endpoint::Guards {
                         failures: &s.failures,
                         replay: &s.replay,
-                        shared: self.shared.as_deref(),
+                        shared: self.shared.as_ref(),
                     },
                     parts,
                     body,
