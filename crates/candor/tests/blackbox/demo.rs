@@ -285,7 +285,7 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         "{reports}"
     );
 
-    // The tour's loop: each operation limits each client to a burst of 30 per 10 s; every
+    // The tour's loop: each operation limits each client to a burst of 30 per minute; every
     // answer carries the RateLimit fields, and past the burst 429 says when to come back.
     let tour = gw.gw.printed("for i in $(seq 100)");
     assert!(tour.contains("uniq -c"), "{tour}");
@@ -294,7 +294,7 @@ fn demo_serves_the_devices_api_through_the_gateway() {
         let r = gw.get("/v1/customers/acme/devices");
         assert_eq!(
             r.header("ratelimit-policy"),
-            Some("\"burst\";q=30;w=10, \"daily\";q=10000;w=86400"),
+            Some("\"burst\";q=30;w=60, \"daily\";q=10000;w=86400"),
             "{}",
             r.status
         );

@@ -795,13 +795,13 @@ upstream = "http://{api}"
 timeout = "10s"
 unknown_query = "refuse"
 
-# Each operation limits each client: a burst of 30 requests, then 3 a second (30 per
-# 10 s), and 10,000 a day. Every answer carries the RateLimit-Policy and RateLimit fields;
+# Each operation limits each client: a burst of 30 requests, then one every 2 s (30 per
+# minute), and 10,000 a day. Every answer carries the RateLimit-Policy and RateLimit fields;
 # past the burst, 429 rate_limited says which policy and when the next request is accepted.
 [[openapi.rate_limits]]
 name = "burst"
 limit = 30
-window = "10s"
+window = "1m"
 [[openapi.rate_limits]]
 name = "daily"
 limit = 10000
