@@ -17,6 +17,7 @@ use candor_catalog::{FieldError, codes};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -233,7 +234,7 @@ pub(crate) struct Pending {
 impl Pending {
     /// Checks the body (`None`: there is none) and answers `validation_failed` with every
     /// problem, the parameters' and the body's.
-    pub(crate) fn finish(self, body: Option<&Value>) -> Result<(), GatewayError> {
+    pub(crate) fn finish(self, body: Option<&Json>) -> Result<(), GatewayError> {
         let Pending {
             contract,
             mut found,
@@ -555,19 +556,31 @@ pub(crate) fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A JSON body as the contract reads it ([`parse_json`]).
+#[derive(Debug)]
+pub(crate) struct Json {
+    /// The body.
+    value: Value,
+    /// Whether a member of an object in it is a blank string (noted while parsing, so that a
+    /// body without one is not walked again to find out).
+    blank: bool,
+}
+
 /// A JSON body as the contract checks it: as `serde_json` reads a `Value` (nested at most
 /// 128 deep, numbers within f64, no lone surrogates), and an object repeating a key is an
 /// error (the upstream might read the other one than was checked).
-pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Json, serde_json::Error> {
     use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
-    struct Checked;
-    impl<'de> DeserializeSeed<'de> for Checked {
+    /// The visitor, with where it notes a blank member.
+    #[derive(Clone, Copy)]
+    struct Checked<'b>(&'b Cell<bool>);
+    impl<'de> DeserializeSeed<'de> for Checked<'_> {
         type Value = Value;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(Checked)
+            d.deserialize_any(self)
         }
     }
-    impl<'de> Visitor<'de> for Checked {
+    impl<'de> Visitor<'de> for Checked<'_> {
         type Value = Value;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON value")
@@ -595,7 +608,7 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut out = Vec::new();
-            while let Some(v) = seq.next_element_seed(Checked)? {
+            while let Some(v) = seq.next_element_seed(self)? {
                 out.push(v);
             }
             Ok(Value::Array(out))
@@ -606,7 +619,11 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
                 // One lookup for the check and the insert.
                 match out.entry(k) {
                     serde_json::map::Entry::Vacant(slot) => {
-                        slot.insert(map.next_value_seed(Checked)?);
+                        let v = map.next_value_seed(self)?;
+                        if is_blank(&v) {
+                            self.0.set(true);
+                        }
+                        slot.insert(v);
                     }
                     serde_json::map::Entry::Occupied(taken) => {
                         return Err(A::Error::custom(format!(
@@ -619,10 +636,14 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
             Ok(Value::Object(out))
         }
     }
+    let blank = Cell::new(false);
     let mut d = serde_json::Deserializer::from_slice(body);
-    let v = Checked.deserialize(&mut d)?;
+    let value = Checked(&blank).deserialize(&mut d)?;
     d.end()?;
-    Ok(v)
+    Ok(Json {
+        value,
+        blank: blank.get(),
+    })
 }
 
 /// How many problems of a body are described at most; the rest are counted.
@@ -658,15 +679,16 @@ fn nodes(v: &Value, limit: usize) -> usize {
 fn body_problems(
     contract: &Contract,
     schema: &Schema,
-    body: &Value,
+    body: &Json,
     found: &mut Vec<Found>,
     more: &mut usize,
 ) {
+    let (blank, body) = (body.blank, &body.value);
     // Blank strings count as missing: checked on a copy without them, so that `required`
     // names them; the problem then says blank.
     let mut blanks = Vec::new();
     let stripped;
-    let checked = if contract.blank_is_missing && has_blank(body) {
+    let checked = if contract.blank_is_missing && blank {
         let mut copy = body.clone();
         strip_blanks(&mut copy, &mut String::new(), &mut blanks);
         stripped = copy;
@@ -797,14 +819,6 @@ fn position(order: &HashMap<String, usize>, ptr: &str) -> usize {
             Some((parent, _)) => p = parent,
             None => return 0,
         }
-    }
-}
-
-fn has_blank(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.values().any(|x| is_blank(x) || has_blank(x)),
-        Value::Array(a) => a.iter().any(has_blank),
-        _ => false,
     }
 }
 
@@ -1209,13 +1223,34 @@ mod tests {
         }
     }
 
+    /// `v` as a request's body is read (written out, then parsed as the gateway parses).
+    fn json(v: Value) -> Json {
+        parse_json(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn blank_members_are_noted_while_parsing() {
+        for (body, blank) in [
+            (r#"{"a": " "}"#, true),
+            (r#"{"a": {"b": ""}}"#, true),
+            (r#"{"a": [1, {"b": "\t\n"}]}"#, true),
+            (r#"{"a": "x", "b": 0, "c": null}"#, false),
+            // Only an object's members: a blank array item or a blank body is a value.
+            (r#"[" "]"#, false),
+            (r#"{"a": [" "]}"#, false),
+            (r#"" ""#, false),
+        ] {
+            assert_eq!(parse_json(body.as_bytes()).unwrap().blank, blank, "{body}");
+        }
+    }
+
     fn problems(schema: Value, body: Value) -> Vec<FieldError> {
         let c = Arc::new(contract(schema));
         let p = Pending {
             contract: c,
             found: Vec::new(),
         };
-        match p.finish(Some(&body)) {
+        match p.finish(Some(&json(body))) {
             Ok(()) => Vec::new(),
             Err(e) => e.fields,
         }
@@ -1331,9 +1366,9 @@ mod tests {
             found: Vec::new(),
         };
         let e = p
-            .finish(Some(
-                &json!({"password": 123456, "api_token": 1, "port": 0}),
-            ))
+            .finish(Some(&json(
+                json!({"password": 123456, "api_token": 1, "port": 0}),
+            )))
             .unwrap_err();
         // Missing fields first (where their object starts), then in document order.
         let got: Vec<(&str, &str)> = e
@@ -1370,7 +1405,7 @@ mod tests {
                 contract: c.clone(),
                 found: Vec::new(),
             };
-            p.finish(Some(&Value::Array(vec![json!(1); n])))
+            p.finish(Some(&json(Value::Array(vec![json!(1); n]))))
                 .unwrap_err()
         };
         // 9,000 wrong items: the first 20 listed, 1,000 described, every one counted.
