@@ -175,31 +175,84 @@ fn print_list(v: &Value) {
             );
         }
     };
+    // With [limits.shared]: where each block is counted, and what the shared store said.
+    let shared = v.get("shared");
+    let shared_note = || {
+        let Some(s) = shared else { return };
+        if let Some(e) = s["error"].as_str() {
+            let mut e = shown(e);
+            if let Some(first) = e.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            println!("{e}.");
+        } else if s["more"] == true {
+            println!(
+                "The shared store (Redis) holds more failed-attempt counts than were read ({} of each kind); `candor blocks clear --all` lifts them all.",
+                v["max_listed"]
+            );
+        }
+    };
     if rows.is_empty() {
+        let here = if shared.is_some_and(|s| s.get("error").is_none()) {
+            " at any gateway sharing this one's store"
+        } else {
+            ""
+        };
         println!(
-            "No blocks: the token endpoint refuses no client id or address now (limits: {limits_text})."
+            "No blocks: the token endpoint refuses no client id or address{here} now (limits: {limits_text})."
         );
+        shared_note();
         incomplete();
         return;
     }
+    let counted = |b: &Value| {
+        let c: Vec<&str> = b["counted_in"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match c.as_slice() {
+            ["shared"] => "shared",
+            ["local", "shared"] => "here+shared",
+            _ => "here",
+        }
+    };
+    let column = |text: &str| {
+        if shared.is_some() {
+            format!(" {text:<12}")
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{:<8} {:<40} {:<24} {:>9} {:>12}  UNTIL",
-        "KIND", "KEY", "FROM ADDRESS", "FAILURES", "BLOCKED FOR"
+        "{:<8} {:<40} {:<24} {:>9} {:>12}{}  UNTIL",
+        "KIND",
+        "KEY",
+        "FROM ADDRESS",
+        "FAILURES",
+        "BLOCKED FOR",
+        column("COUNTED")
     );
     for b in &rows {
         println!(
-            "{:<8} {:<40} {:<24} {:>9} {:>12}  {}",
+            "{:<8} {:<40} {:<24} {:>9} {:>12}{}  {}",
             field(b, "kind"),
             field(b, "key"),
             field(b, "address"),
             format!("{}/{}", b["failures"], b["limit"]),
             words(b["retry_after"].as_i64().unwrap_or(0)),
+            column(counted(b)),
             field(b, "blocked_until"),
         );
     }
     println!(
         "Limits: {limits_text}; a client_id is counted from each address apart. Each blocked key may try again when its time is up. Lift a block now with `candor blocks clear client ID` (from every address), `candor blocks clear address IP`, or `candor blocks clear --all`."
     );
+    if shared.is_some() {
+        println!(
+            "COUNTED: here (this gateway's own count), shared (the count in Redis of every gateway sharing [limits.shared]), or here+shared; a block in either refuses the attempt at this gateway, and a lift here lifts it in both."
+        );
+    }
+    shared_note();
     incomplete();
 }
 

@@ -504,7 +504,7 @@ fn an_assertion_used_at_one_gateway_is_refused_at_another() {
 /// one gateway is lifted at all of them.
 #[test]
 fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
-    let redis = Redis::start();
+    let mut redis = Redis::start();
     let up = Upstream::start(Behaviour::Echo);
     let (_shared, a, b, out) = two_gateways(&redis, &up, "[auth]\nmax_failed_attempts = 3");
     let client_id = value_of(&out, "client_id:");
@@ -535,6 +535,42 @@ fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
         let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=100).contains(&wait), "{wait}");
     }
+    // Each gateway lists the block, counted in the shared store only: neither saw three.
+    for gw in [&a, &b] {
+        let r = admin_call(gw, "GET", "/blocks", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["shared"]["listed"], 1, "{body}");
+        assert_eq!(body["shared"]["more"], false, "{body}");
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{body}");
+        assert_eq!(rows[0]["kind"], "client", "{body}");
+        assert_eq!(rows[0]["key"], client_id.as_str(), "{body}");
+        assert_eq!(rows[0]["address"], "127.0.0.1", "{body}");
+        assert_eq!(rows[0]["failures"], 3, "{body}");
+        assert_eq!(
+            rows[0]["counted_in"],
+            serde_json::json!(["shared"]),
+            "{body}"
+        );
+        let retry = rows[0]["retry_after"].as_i64().unwrap();
+        assert!((1..=100).contains(&retry), "{body}");
+    }
+    let out = cli(
+        &b,
+        &["blocks", "list", "--admin", &b.admin.unwrap().to_string()],
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("client"))
+        .unwrap_or_else(|| panic!("no client row in\n{out}"));
+    for column in [client_id.as_str(), "127.0.0.1", "3/3", "shared"] {
+        assert!(row.contains(column), "{column} not in {row}\n{out}");
+    }
+    assert!(
+        out.contains("COUNTED: here (this gateway's own count), shared"),
+        "{out}"
+    );
     // Lifted at B (which holds only one of the failures): lifted at A too.
     let r = admin_call(&b, "DELETE", &format!("/blocks/client/{client_id}"), None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -551,10 +587,17 @@ fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
 
     // DELETE /blocks lifts every shared block too. (B still counts its own wrong-5: a
     // success forgets the client's failures at the gateway it succeeded at and in Redis.)
+    // Three failures at A: blocked by A's own count and by the shared one.
     assert_problem(&ask(&a, "wrong-6"), "invalid_client");
     assert_problem(&ask(&a, "wrong-7"), "invalid_client");
-    assert_problem(&ask(&b, "wrong-8"), "invalid_client");
+    assert_problem(&ask(&a, "wrong-8"), "invalid_client");
     assert_problem(&ask(&a, &secret), "too_many_failed_attempts");
+    let body = admin_call(&a, "GET", "/blocks", None).json();
+    assert_eq!(
+        body["data"][0]["counted_in"],
+        serde_json::json!(["local", "shared"]),
+        "{body}"
+    );
     let admin = a.admin.unwrap().to_string();
     let out = cli(&a, &["blocks", "clear", "--all", "--admin", &admin]);
     assert!(
@@ -564,6 +607,25 @@ fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
         "{out}"
     );
     assert_eq!(ask(&b, &secret).status, 200);
+
+    // With Redis gone, the list says the shared blocks could not be read.
+    redis.kill();
+    let body = admin_call(&a, "GET", "/blocks", None).json();
+    let error = body["shared"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("the shared store ")
+            && error.ends_with("blocks counted only there (by other gateways) are not listed"),
+        "{body}"
+    );
+    let out = cli(&a, &["blocks", "list", "--admin", &admin]);
+    assert!(
+        out.contains("No blocks: the token endpoint refuses no client id or address now"),
+        "{out}"
+    );
+    assert!(
+        out.contains("The shared store ") && out.contains("are not listed."),
+        "{out}"
+    );
 }
 
 /// The shared address count goes on counting when the client id's count is full: JWT-bearer

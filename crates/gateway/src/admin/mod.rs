@@ -540,7 +540,7 @@ async fn route(
             Ok(json_response(StatusCode::OK, json!({ "kid": kid })))
         }
         (Some("blocks"), None, _, 1) => match method {
-            Method::GET | Method::HEAD => Ok(list_blocks(pipeline)),
+            Method::GET | Method::HEAD => Ok(list_blocks(pipeline).await),
             Method::DELETE => {
                 let cleared = pipeline.failures().clear_all();
                 let mut body = json!({ "cleared": "all", "blocks_lifted": cleared });
@@ -1137,15 +1137,46 @@ fn duration_field(
 }
 
 /// `GET /blocks`: every client id (with the address it is blocked from) and address the
-/// token endpoint refuses now, and how many recent failures could not be listed.
-fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
+/// token endpoint refuses now, and how many recent failures could not be listed. With
+/// `[limits.shared]`, the blocks counted in the shared store by every gateway too: each
+/// row says where it is counted (`counted_in`: `local`, `shared`), and `shared` says how
+/// many were read or why they could not be.
+async fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
+    use crate::limits::attempts::Block;
     let f = pipeline.failures();
     let now = crate::time::unix_now();
     let (per_client, per_address) = f.limits();
-    let data: Vec<Value> = f
-        .list()
+    let mut rows: Vec<(Block, Vec<&str>)> =
+        f.list().into_iter().map(|b| (b, vec!["local"])).collect();
+    let mut shared = Value::Null;
+    if let Some(store) = pipeline.shared_store() {
+        shared = match f.list_shared(store).await {
+            Ok((blocks, more)) => {
+                let listed = blocks.len();
+                for b in blocks {
+                    let same = rows.iter_mut().find(|(l, _)| {
+                        (l.kind, &l.key, &l.address) == (b.kind, &b.key, &b.address)
+                    });
+                    match same {
+                        Some((l, counted)) => {
+                            l.failures = l.failures.max(b.failures);
+                            l.retry_after = l.retry_after.max(b.retry_after);
+                            counted.push("shared");
+                        }
+                        None => rows.push((b, vec!["shared"])),
+                    }
+                }
+                json!({ "listed": listed, "more": more })
+            }
+            Err(u) => json!({
+                "error": format!("the shared store {}; blocks counted only there (by other gateways) are not listed", u.cause)
+            }),
+        };
+    }
+    rows.sort_by(|(a, _), (b, _)| a.listing_order(b));
+    let data: Vec<Value> = rows
         .iter()
-        .map(|b| {
+        .map(|(b, counted)| {
             json!({
                 "kind": b.kind.as_str(),
                 "key": b.key,
@@ -1154,22 +1185,24 @@ fn list_blocks(pipeline: &Pipeline) -> Response<GatewayBody> {
                 "limit": b.limit,
                 "retry_after": b.retry_after,
                 "blocked_until": crate::time::rfc3339(now + b.retry_after),
+                "counted_in": counted,
             })
         })
         .collect();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "data": data,
-            "unlisted_failures": f.unlisted(),
-            "max_listed": crate::limits::attempts::MAX_NAMES,
-            "limits": {
-                "per_client": per_client,
-                "per_address": per_address,
-                "window": f.window().as_secs(),
-            },
-        }),
-    )
+    let mut body = json!({
+        "data": data,
+        "unlisted_failures": f.unlisted(),
+        "max_listed": crate::limits::attempts::MAX_NAMES,
+        "limits": {
+            "per_client": per_client,
+            "per_address": per_address,
+            "window": f.window().as_secs(),
+        },
+    });
+    if !shared.is_null() {
+        body["shared"] = shared;
+    }
+    json_response(StatusCode::OK, body)
 }
 
 /// Decodes `%XX` escapes of a path segment (invalid ones are kept as they are).

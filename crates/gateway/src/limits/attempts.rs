@@ -73,6 +73,16 @@ pub(crate) struct Block {
 }
 
 impl Block {
+    /// The order blocks are listed in: addresses first, then client ids, each by key (and
+    /// address).
+    pub(crate) fn listing_order(&self, other: &Block) -> std::cmp::Ordering {
+        (other.kind == BlockKind::Address, &self.key, &self.address).cmp(&(
+            self.kind == BlockKind::Address,
+            &other.key,
+            &other.address,
+        ))
+    }
+
     /// The key as the CLI and the admin API's path take it: the client id, or the address
     /// without its `/64`.
     pub(crate) fn argument(&self) -> &str {
@@ -387,13 +397,7 @@ impl FailedAttempts {
             .iter()
             .filter_map(|((kind, key), name)| self.block_of(*kind, key, name))
             .collect();
-        out.sort_by(|a, b| {
-            (b.kind == BlockKind::Address, &a.key, &a.address).cmp(&(
-                a.kind == BlockKind::Address,
-                &b.key,
-                &b.address,
-            ))
-        });
+        out.sort_by(Block::listing_order);
         out
     }
 
@@ -544,16 +548,8 @@ impl FailedAttempts {
         let limits = self.limits.load();
         let mut found: Option<Block> = None;
         for ((_, name, kind), a) in keys.into_iter().zip(answers) {
-            let policy = &limits.limiter(kind).policy;
-            let o = outcome_leased(policy, false, a.owed, a.wait, 0);
-            let Some(wait) = o.blocked else { continue };
-            let b = Block {
-                kind,
-                key: name.key,
-                address: name.address,
-                failures: policy.limit.saturating_sub(o.state.remaining),
-                limit: policy.limit,
-                retry_after: wait.max(1) as i64,
+            let Some(b) = shared_block(&limits.limiter(kind).policy, kind, name, &a) else {
+                continue;
             };
             // The block that ends last; the address on a tie (it comes first).
             if found.as_ref().is_none_or(|f| b.retry_after > f.retry_after) {
@@ -596,6 +592,45 @@ impl FailedAttempts {
         store.delete_matching(&pattern).await
     }
 
+    /// The blocks counted in the shared store at the current limits, by every gateway (as
+    /// [`FailedAttempts::list`] lists this gateway's): at most [`MAX_NAMES`] keys of each
+    /// kind are read, and whether there were more. A client id of over 128 bytes is kept
+    /// there by its hash, and listed so.
+    pub(crate) async fn list_shared(
+        &self,
+        store: &SharedStore,
+    ) -> Result<(Vec<Block>, bool), super::shared::Unavailable> {
+        /// Keys read per script call.
+        const READ: usize = 200;
+        let limits = self.limits.load();
+        let mut out = Vec::new();
+        let mut more = false;
+        for kind in [BlockKind::Address, BlockKind::Client] {
+            let policy = &limits.limiter(kind).policy;
+            let tag = match kind {
+                BlockKind::Address => 'a',
+                BlockKind::Client => 'c',
+            };
+            let pattern = format!(
+                "candor:fa:{tag}:*:{}:{}",
+                policy.limit,
+                policy.window.as_secs()
+            );
+            let (keys, over) = store.keys_matching(&pattern, MAX_NAMES).await?;
+            more |= over;
+            for chunk in keys.chunks(READ) {
+                let asks: Vec<Ask> = chunk.iter().map(|k| ask_for(k.clone(), policy)).collect();
+                let (_, answers) = store.take(&asks, 0).await?;
+                for (key, a) in chunk.iter().zip(answers) {
+                    out.extend(
+                        shared_name(kind, key).and_then(|n| shared_block(policy, kind, n, &a)),
+                    );
+                }
+            }
+        }
+        Ok((out, more))
+    }
+
     /// Lifts every block in the shared store: how many keys there were.
     pub(crate) async fn clear_all_shared(
         store: &SharedStore,
@@ -616,6 +651,57 @@ fn shared_part(c: &str) -> String {
         push_hex(&mut out, &d.as_ref()[..16]);
     }
     out
+}
+
+/// The block that the shared count `a` of `name` is under `policy`, if it is one.
+fn shared_block(
+    policy: &PolicyConfig,
+    kind: BlockKind,
+    name: Name,
+    a: &super::shared::Answer,
+) -> Option<Block> {
+    let o = outcome_leased(policy, false, a.owed, a.wait, 0);
+    let wait = o.blocked?;
+    Some(Block {
+        kind,
+        key: name.key,
+        address: name.address,
+        failures: policy.limit.saturating_sub(o.state.remaining),
+        limit: policy.limit,
+        retry_after: wait.max(1) as i64,
+    })
+}
+
+/// The name a shared key counts (see [`FailedAttempts::shared_asks`]): the address, or the
+/// client id and its address; `None` for a key of another shape.
+fn shared_name(kind: BlockKind, key: &str) -> Option<Name> {
+    let parts: Vec<&str> = key.strip_prefix("candor:fa:")?.split(':').collect();
+    match (kind, parts.as_slice()) {
+        (BlockKind::Address, ["a", address, _, _]) => Some(Name {
+            key: from_shared_part(address)?,
+            address: None,
+        }),
+        (BlockKind::Client, ["c", client, address, _, _]) => Some(Name {
+            key: match client.strip_prefix('h') {
+                Some(hash) => format!("(a client id of over 128 bytes, hashed h{hash})"),
+                None => client_name(&from_shared_part(client)?),
+            },
+            address: Some(from_shared_part(address)?),
+        }),
+        _ => None,
+    }
+}
+
+/// The text [`shared_part`] wrote in hex (not one it hashed).
+fn from_shared_part(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// An address as it is counted: IPv4 whole, IPv6 as its /64.
@@ -673,6 +759,38 @@ mod tests {
         let k = shared_part(&long);
         assert!(k.starts_with('h') && k.len() == 33, "{k}");
         assert_ne!(k, shared_part(&"x".repeat(130)));
+    }
+
+    #[test]
+    fn a_shared_key_is_read_back_as_the_names_it_counts() {
+        let f = FailedAttempts::new(3, 20, Duration::from_secs(60), &Registry::default());
+        let key = f.shared_client_key("cl_a*:é", ip("2001:db8::7"));
+        let n = shared_name(BlockKind::Client, &key).unwrap();
+        assert_eq!(
+            (n.key.as_str(), n.address.as_deref()),
+            ("cl_a*:é", Some("2001:db8::/64"))
+        );
+        let key = f.shared_client_key(&"x".repeat(129), ip("127.0.0.1"));
+        let n = shared_name(BlockKind::Client, &key).unwrap();
+        assert!(
+            n.key
+                .starts_with("(a client id of over 128 bytes, hashed h"),
+            "{}",
+            n.key
+        );
+        let key = format!("candor:fa:a:{}:20:60", shared_part("10.0.0.1"));
+        let n = shared_name(BlockKind::Address, &key).unwrap();
+        assert_eq!((n.key.as_str(), n.address), ("10.0.0.1", None));
+        // Keys of another shape, or with broken hex, are not named.
+        for bad in [
+            "candor:fa:a:3:3:60",
+            "candor:fa:a:zz:3:60",
+            "candor:fa:c:61:3:60",
+            "candor:rl:x",
+        ] {
+            assert!(shared_name(BlockKind::Address, bad).is_none(), "{bad}");
+            assert!(shared_name(BlockKind::Client, bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

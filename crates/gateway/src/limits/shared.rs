@@ -152,6 +152,10 @@ end
 return out
 "#;
 
+/// How long a scan of the shared store's keyspace (to list or lift failed-attempt blocks)
+/// may take in all; each of its commands is bounded by `limits.shared.timeout`.
+pub(crate) const SCAN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// After a failure, how long until a request tries Redis again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -556,19 +560,48 @@ impl SharedStore {
         Ok(n > 0)
     }
 
+    /// One page of a `SCAN MATCH pattern` from `cursor`: the next cursor (0: the end) and
+    /// the keys; `Err` too once `deadline` has passed, saying what was `done` by then.
+    async fn scan_page(
+        &self,
+        conn: &mut ConnectionManager,
+        cursor: u64,
+        pattern: &str,
+        deadline: Instant,
+        done: impl FnOnce() -> String,
+    ) -> Result<(u64, Vec<String>), Unavailable> {
+        if Instant::now() >= deadline {
+            // Not an outage: the store answers, the keyspace is large. Nothing is marked down.
+            return Err(Unavailable {
+                cause: format!(
+                    "was still being scanned after {} ({}); run the command again for the rest",
+                    crate::duration::text(SCAN_DEADLINE),
+                    done()
+                ),
+            });
+        }
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        self.query(conn, &scan).await
+    }
+
     /// Deletes every key matching `pattern` (a `SCAN MATCH` glob): how many there were.
+    /// The whole scan is bounded by [`SCAN_DEADLINE`], each command by the store's timeout.
     pub(crate) async fn delete_matching(&self, pattern: &str) -> Result<usize, Unavailable> {
         let mut conn = self.live_connection()?;
+        let deadline = Instant::now() + SCAN_DEADLINE;
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.query(&mut conn, &scan).await?;
+            let (next, keys) = self
+                .scan_page(&mut conn, cursor, pattern, deadline, || {
+                    format!("{deleted} counts were deleted")
+                })
+                .await?;
             if !keys.is_empty() {
                 let mut del = redis::cmd("DEL");
                 del.arg(&keys);
@@ -581,6 +614,45 @@ impl SharedStore {
         }
         self.recovered();
         Ok(deleted)
+    }
+
+    /// The keys matching `pattern` (a `SCAN MATCH` glob), at most `max` of them: the keys,
+    /// and whether there were more. Bounded by [`SCAN_DEADLINE`] as
+    /// [`SharedStore::delete_matching`] is.
+    pub(crate) async fn keys_matching(
+        &self,
+        pattern: &str,
+        max: usize,
+    ) -> Result<(Vec<String>, bool), Unavailable> {
+        let mut conn = self.live_connection()?;
+        let deadline = Instant::now() + SCAN_DEADLINE;
+        let mut cursor: u64 = 0;
+        let mut found: Vec<String> = Vec::new();
+        let more = loop {
+            let (next, keys) = self
+                .scan_page(&mut conn, cursor, pattern, deadline, || {
+                    format!("{} keys were read", found.len())
+                })
+                .await?;
+            found.extend(keys);
+            if found.len() > max {
+                // SCAN may return a key twice (the keyspace changed meanwhile).
+                found.sort_unstable();
+                found.dedup();
+                if found.len() > max {
+                    break true;
+                }
+            }
+            if next == 0 {
+                break false;
+            }
+            cursor = next;
+        };
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(max);
+        self.recovered();
+        Ok((found, more))
     }
 
     /// Seconds until the next try, for `Retry-After`.
