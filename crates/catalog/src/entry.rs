@@ -71,6 +71,9 @@ pub struct Entry {
     pub config: Vec<String>,
     /// Placeholder values for the example response of its troubleshooting page.
     pub example: Vec<(String, String)>,
+    /// The `errors[]` items of that example response, for a code that lists field
+    /// problems (`validation_failed`); empty for the others.
+    pub example_errors: Vec<crate::FieldError>,
 }
 
 /// A stage of the request pipeline: the docs group the codes by these.

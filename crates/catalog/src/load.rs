@@ -84,6 +84,7 @@ struct RawEntry {
     headers: Option<Vec<String>>,
     config: Option<Vec<String>>,
     example: Option<BTreeMap<String, String>>,
+    example_errors: Option<Vec<crate::FieldError>>,
 }
 
 impl Catalog {
@@ -414,6 +415,10 @@ fn build(
             Some(map) => map.into_iter().collect(),
             None => base.map(|b| b.example.clone()).unwrap_or_default(),
         },
+        example_errors: raw
+            .example_errors
+            .or(base.map(|b| b.example_errors.clone()))
+            .unwrap_or_default(),
     })
 }
 

@@ -1,12 +1,13 @@
 //! RFC 9457 problem details, rendered from a catalog entry.
 
 use crate::Entry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One field problem, reported in `errors[]`. All of a request's problems are listed,
 /// not only the first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldError {
     /// Where the field is: `body`, `query`, `path` or `header`.
     #[serde(rename = "in")]
@@ -14,7 +15,7 @@ pub struct FieldError {
     /// JSON pointer into the body (`#/email`). Only body problems have one: a problem of
     /// a path, query or header parameter is named by `name` alone (a pointer set on one is
     /// not rendered).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub pointer: String,
     /// The field's name.
     pub name: String,

@@ -263,6 +263,7 @@ pub fn example_response(
             entry.status,
             Problem::new(entry, base_url, &detail, instance, EXAMPLE_REQUEST_ID)
                 .trace_id(Some(EXAMPLE_TRACE_ID))
+                .errors(entry.example_errors.clone())
                 .to_json(),
             "application/problem+json",
             "x-request-id".to_owned(),
@@ -273,7 +274,7 @@ pub fn example_response(
                 params: &params,
                 detail: &detail,
                 status: entry.status,
-                fields: &[],
+                fields: &entry.example_errors,
                 instance,
                 request_id: EXAMPLE_REQUEST_ID,
                 trace_id: Some(EXAMPLE_TRACE_ID),
@@ -680,6 +681,12 @@ config = ["routes.<x>"]
             let v: Value = serde_json::from_str(body).unwrap();
             assert_eq!(v["code"], e.code.as_str());
             assert_eq!(v["type"], format!("http://x/errors/{}", e.code));
+            assert_eq!(
+                v["errors"],
+                serde_json::to_value(&e.example_errors).unwrap(),
+                "{}",
+                e.code
+            );
             let detail = v["detail"].as_str().unwrap();
             assert!(
                 !detail.contains('{'),
@@ -687,6 +694,28 @@ config = ["routes.<x>"]
                 e.code
             );
         }
+    }
+
+    /// The example of the code that lists field problems lists some, as many as it says,
+    /// in the default format and through a profile that shows fields.
+    #[test]
+    fn the_validation_example_lists_its_field_problems() {
+        let c = Catalog::builtin();
+        let e = c.get(codes::VALIDATION_FAILED).unwrap();
+        let example = example_response(c, e, "http://x", None);
+        let v: Value = serde_json::from_str(example.split_once("\n\n").unwrap().1).unwrap();
+        let errors = v["errors"].as_array().unwrap();
+        let count = e.example.iter().find(|(k, _)| k == "count").unwrap();
+        assert_eq!(errors.len().to_string(), count.1);
+        assert_eq!(errors[0]["in"], "query");
+        assert_eq!(errors[1]["pointer"], "#/email");
+        assert_eq!(
+            v["detail"],
+            "The request has 2 problems: limit must be at most 100; got 500; email is required"
+        );
+        let pelion = Profile::builtin("pelion").unwrap();
+        let example = example_response(c, e, "http://x", Some(pelion));
+        assert!(example.contains("\"name\": \"email\""), "{example}");
     }
 
     #[test]
