@@ -203,43 +203,28 @@ fn an_h2_client_that_never_acknowledges_goaway_is_dropped() {
     assert_eq!(gw.stats()["connections"]["closed"]["idle"], 1);
 }
 
-#[test]
-fn a_client_still_sending_when_closed_for_resets_gets_the_goaway() {
-    // The finding (attack probe): a client that kept sending (streams opened and reset
-    // every 3 ms) when the reset budget closed it got the end of the stream cut off by a
-    // reset, the GOAWAY with it: the gateway closed with the client's bytes unread.
-    let up = Upstream::start(Behaviour::Hang);
-    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), "timeout = \"30s\""));
-    let mut s = TcpStream::connect(gw.addr).unwrap();
-    s.set_nodelay(true).unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .unwrap();
-    let mut reader = s.try_clone().unwrap();
-    let got = std::thread::spawn(move || read_to_close(&mut reader));
-    // HEADERS (END_STREAM | END_HEADERS): GET http://x/hang, literal fields, no Huffman.
+/// The client's bytes of the reset flood below: the preface and SETTINGS, then for each
+/// stream a HEADERS frame (END_STREAM | END_HEADERS: GET http://x/hang, literal fields, no
+/// Huffman) and, 3 ms later, its RST_STREAM with eight PINGs on top, so that the client is
+/// still sending when the gateway closes.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+fn flood_frames(i: u32) -> (Vec<u8>, Vec<u8>) {
     let block = b"\x82\x86\x44\x05/hang\x41\x01x";
-    for i in 0..400u32 {
-        let id = (2 * i + 1).to_be_bytes();
-        let mut headers = vec![0, 0, block.len() as u8, 0x1, 0x5];
-        headers.extend_from_slice(&id);
-        headers.extend_from_slice(block);
-        if s.write_all(&headers).is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(3));
-        let mut rst = vec![0, 0, 4, 0x3, 0];
-        rst.extend_from_slice(&id);
-        rst.extend_from_slice(&8u32.to_be_bytes());
-        // And PINGs on top: the client is still sending when the gateway closes.
-        for _ in 0..8 {
-            rst.extend_from_slice(&[0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
-        }
-        if s.write_all(&rst).is_err() {
-            break;
-        }
+    let id = (2 * i + 1).to_be_bytes();
+    let mut headers = vec![0, 0, block.len() as u8, 0x1, 0x5];
+    headers.extend_from_slice(&id);
+    headers.extend_from_slice(block);
+    let mut rst = vec![0, 0, 4, 0x3, 0];
+    rst.extend_from_slice(&id);
+    rst.extend_from_slice(&8u32.to_be_bytes());
+    for _ in 0..8 {
+        rst.extend_from_slice(&[0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
     }
-    let bytes = got.join().unwrap();
-    // Find a GOAWAY frame (type 7) with ENHANCE_YOUR_CALM among the frames received.
+    (headers, rst)
+}
+
+/// The error code of the last GOAWAY frame (type 7) among the HTTP/2 frames in `bytes`.
+fn goaway_code(bytes: &[u8]) -> Option<u32> {
     let mut at = 0;
     let mut code = None;
     while at + 9 <= bytes.len() {
@@ -253,11 +238,92 @@ fn a_client_still_sending_when_closed_for_resets_gets_the_goaway() {
         }
         at += 9 + len;
     }
+    code
+}
+
+#[test]
+fn a_client_still_sending_when_closed_for_resets_gets_the_goaway() {
+    // The finding (attack probe): a client that kept sending (streams opened and reset
+    // every 3 ms) when the reset budget closed it got the end of the stream cut off by a
+    // reset, the GOAWAY with it: the gateway closed with the client's bytes unread.
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), "timeout = \"30s\""));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(PREFACE).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let got = std::thread::spawn(move || read_to_close(&mut reader));
+    for i in 0..400u32 {
+        let (headers, rst) = flood_frames(i);
+        if s.write_all(&headers).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+        if s.write_all(&rst).is_err() {
+            break;
+        }
+    }
+    let bytes = got.join().unwrap();
     assert_eq!(
-        code,
+        goaway_code(&bytes),
         Some(0xb),
         "{} bytes, no GOAWAY ENHANCE_YOUR_CALM",
         bytes.len()
     );
     assert!(gw.eventually(|g| g.stats()["connections"]["open"]["main"] == 0));
+}
+
+#[tokio::test]
+async fn over_tls_a_client_still_sending_when_closed_for_resets_gets_the_goaway() {
+    // The same flood in h2 over TLS (ALPN): the GOAWAY ENHANCE_YOUR_CALM arrives through
+    // the TLS stream too, before the gateway's close_notify, however much the client is
+    // still sending.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start(Behaviour::Hang);
+    let gw = Gateway::start(&format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        fixture("server.pem").display(),
+        fixture("server.key").display(),
+        one_route("/{*rest}", &up.url(), "timeout = \"30s\"")
+    ));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = crate::protocols::client_tls(&[b"h2"])
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    // Whatever arrives until the end, kept however the stream ends.
+    let got = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let _ = rd.read_to_end(&mut bytes).await;
+        bytes
+    });
+    wr.write_all(PREFACE).await.unwrap();
+    for i in 0..400u32 {
+        let (headers, rst) = flood_frames(i);
+        if wr.write_all(&headers).await.is_err() || wr.flush().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        if wr.write_all(&rst).await.is_err() || wr.flush().await.is_err() {
+            break;
+        }
+        if got.is_finished() {
+            break;
+        }
+    }
+    let bytes = tokio::time::timeout(Duration::from_secs(20), got)
+        .await
+        .expect("the gateway kept the connection open")
+        .unwrap();
+    assert_eq!(
+        goaway_code(&bytes),
+        Some(0xb),
+        "{} bytes, no GOAWAY ENHANCE_YOUR_CALM",
+        bytes.len()
+    );
+    assert!(gw.eventually(|g| g.stats()["connections"]["closed"]["resets"] == 1));
 }

@@ -6,6 +6,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
 
+/// `[server.tls]` with the fixtures' certificate, and one route `/t` to `up`.
 fn tls_config_text(up: &Upstream) -> String {
     format!(
         "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
@@ -15,7 +16,8 @@ fn tls_config_text(up: &Upstream) -> String {
     )
 }
 
-fn client_tls(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+/// A TLS client trusting the fixtures' CA, offering `alpn`.
+pub(crate) fn client_tls(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(fixture("ca.pem")).unwrap();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
