@@ -226,10 +226,16 @@ pub(crate) struct Alerts {
 }
 
 impl Consumer for Alerts {
-    fn take(&self, batch: &[Written]) {
+    fn take(&self, batch: &[Written<'_>]) {
         for w in batch {
             self.look(w);
         }
+    }
+
+    /// Every rule but the error rate reads the event's facts; the error rate needs only a
+    /// request's route and severity (and requests are the bulk of the log).
+    fn reads_lines(&self, kind: &str) -> bool {
+        !matches!(kind, kinds::REQUEST_COMPLETED | kinds::REQUEST_REJECTED)
     }
 }
 
@@ -327,7 +333,7 @@ impl Alerts {
                 let upstream = facts
                     .get("upstream")
                     .and_then(Value::as_str)
-                    .or(w.route.as_deref())
+                    .or(w.route)
                     .unwrap_or("")
                     .to_owned();
                 self.raise(Alert {
@@ -834,16 +840,16 @@ mod tests {
         (alerts, rx)
     }
 
-    fn written(
+    fn written<'a>(
         kind: &'static str,
         severity: Severity,
-        route: Option<&str>,
+        route: Option<&'a str>,
         facts: Value,
-    ) -> Written {
+    ) -> Written<'a> {
         Written {
             kind,
             severity,
-            route: route.map(str::to_owned),
+            route,
             code: None,
             line: Arc::from(json!({ "id": "ev", "type": kind, "facts": facts }).to_string()),
         }

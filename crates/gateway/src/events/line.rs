@@ -44,7 +44,7 @@ impl Line<'_> {
 
 fn request(out: &mut Vec<u8>, r: &RequestFacts) {
     out.extend_from_slice(b"{\"method\":");
-    string(out, &r.method);
+    string(out, r.method.as_ref().map_or("", http::Method::as_str));
     key(out, "path");
     string(out, &r.path);
     key(out, "client");
@@ -203,7 +203,7 @@ mod tests {
         ev.route = Some("ro\"ute".into());
         ev.code = Some("upstream_error".into());
         ev.facts = Facts::Request(Box::new(RequestFacts {
-            method: "GET".into(),
+            method: Some(http::Method::GET),
             path: "/a b/\u{1}é".into(),
             client: "2001:db8::1".parse().unwrap(),
             status: 502,
@@ -221,7 +221,7 @@ mod tests {
         // Optional members left out the same way.
         let mut ev = Event::new(kinds::REQUEST_COMPLETED, Severity::Info);
         ev.facts = Facts::Request(Box::new(RequestFacts {
-            method: "POST".into(),
+            method: Some(http::Method::POST),
             path: "/".into(),
             client: "10.0.255.7".parse().unwrap(),
             status: 200,

@@ -195,8 +195,10 @@ pub(crate) enum Facts {
 /// What a request's event tells: the request, the answer, the timings and the trail.
 #[derive(Debug, Serialize)]
 pub(crate) struct RequestFacts {
-    /// The method.
-    pub(crate) method: String,
+    /// The method (none for a request the head guard refused before reading one: written
+    /// as ""). Kept as `http::Method`: a standard one is copied without an allocation.
+    #[serde(serialize_with = "method_text")]
+    pub(crate) method: Option<http::Method>,
     /// The path (never the query, which may hold a credential).
     pub(crate) path: String,
     /// The client's address.
@@ -221,6 +223,10 @@ pub(crate) struct RequestFacts {
     pub(crate) docs: Option<String>,
     /// Each stage's decision, in order.
     pub(crate) trail: Trail,
+}
+
+fn method_text<S: serde::Serializer>(m: &Option<http::Method>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_ref().map_or("", http::Method::as_str))
 }
 
 /// A path as an event keeps it: at most [`MAX_PATH`] bytes, then how long it was (a refused
@@ -298,19 +304,20 @@ pub(crate) fn emit_to_process_log(ev: Event) {
     }
 }
 
-/// An event as the writer wrote it: its index fields and its line (without the newline),
-/// for consumers.
+/// An event as the writer wrote it: its index fields (borrowed from the batch) and its line
+/// (without the newline), for consumers.
 #[derive(Clone, Debug)]
-pub(crate) struct Written {
+pub(crate) struct Written<'a> {
     /// The type.
     pub(crate) kind: &'static str,
     /// The severity.
     pub(crate) severity: Severity,
     /// The route, if any.
-    pub(crate) route: Option<String>,
+    pub(crate) route: Option<&'a str>,
     /// The code, if any.
-    pub(crate) code: Option<String>,
-    /// The JSON line.
+    pub(crate) code: Option<&'a str>,
+    /// The JSON line; empty when no consumer reads the lines of this type
+    /// ([`Consumer::reads_lines`]), so that it is not copied for nobody.
     pub(crate) line: Arc<str>,
 }
 
@@ -318,7 +325,13 @@ pub(crate) struct Written {
 /// writer's thread: a consumer that waits holds the log back (its sink's `block` mode).
 pub(crate) trait Consumer: Send + Sync + std::fmt::Debug {
     /// Takes a batch, in order.
-    fn take(&self, batch: &[Written]);
+    fn take(&self, batch: &[Written<'_>]);
+
+    /// Whether it reads the lines of events of type `kind` (by default, of every type).
+    fn reads_lines(&self, kind: &str) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 // Events travel by value: a box would cost an allocation per request.
@@ -524,7 +537,6 @@ fn write_loop(
     const BATCH: usize = 4096;
     const FLUSH_EVERY: Duration = Duration::from_millis(25);
     let mut batch = Vec::with_capacity(BATCH);
-    let mut written = Vec::with_capacity(BATCH);
     let mut closing = None;
     let mut last_error: Option<Instant> = None;
     while closing.is_none() {
@@ -550,7 +562,10 @@ fn write_loop(
         }
         let full = batch.len() >= BATCH;
         let consumers = consumers.load();
-        let want = (!consumers.is_empty()).then_some(&mut written);
+        // Borrows from the batch: handed to the consumers before the batch is cleared.
+        let mut written = Vec::new();
+        let reads_lines = |kind: &str| consumers.iter().any(|c| c.reads_lines(kind));
+        let want = (!consumers.is_empty()).then_some((&mut written, &reads_lines as _));
         let result = store.write(&batch, want);
         if result.is_ok() {
             stats
@@ -565,7 +580,6 @@ fn write_loop(
                 tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
             }
         }
-        batch.clear();
         if !written.is_empty() {
             for c in consumers.iter() {
                 // A consumer that panics loses this batch, not the log.
@@ -575,8 +589,9 @@ fn write_loop(
                     tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
                 }
             }
-            written.clear();
         }
+        drop(written);
+        batch.clear();
         if closing.is_none() && !full {
             std::thread::sleep(FLUSH_EVERY.saturating_sub(began.elapsed()));
         }

@@ -93,6 +93,10 @@ pub(crate) struct Store {
     line: Vec<u8>,
 }
 
+/// Where [`Store::write`] puts what it wrote for the consumers, and which types' lines they
+/// read.
+pub(crate) type ForConsumers<'w, 'b> = (&'w mut Vec<Written<'b>>, &'w dyn Fn(&str) -> bool);
+
 impl Store {
     /// Opens (creating) the folder and its index, starts a new file and applies retention.
     pub(crate) fn open(dir: &Path, config: &EventsConfig) -> Result<Store, String> {
@@ -122,12 +126,13 @@ impl Store {
 
     /// Appends and indexes `batch` (the lines are flushed before the index commits, so an
     /// index row never points past the file's end), filling `written` for the consumers
-    /// when there are any.
-    pub(crate) fn write(
+    /// when there are any, with the lines of the types the predicate says they read.
+    pub(crate) fn write<'b>(
         &mut self,
-        batch: &[Event],
-        mut written: Option<&mut Vec<Written>>,
+        batch: &'b [Event],
+        mut written: Option<ForConsumers<'_, 'b>>,
     ) -> Result<(), String> {
+        let unread: Arc<str> = Arc::from("");
         if self.file_len >= self.max_file_bytes || self.file_started.elapsed() >= self.rotate_every
         {
             self.rotate()
@@ -158,9 +163,13 @@ impl Store {
                 failed = Some(e.to_string());
                 continue;
             }
-            let line: Option<Arc<str>> = written
-                .is_some()
-                .then(|| String::from_utf8_lossy(&self.line).into());
+            let line: Option<Arc<str>> = written.as_ref().map(|(_, reads)| {
+                if reads(ev.kind) {
+                    String::from_utf8_lossy(&self.line).into()
+                } else {
+                    unread.clone()
+                }
+            });
             self.line.push(b'\n');
             if failed.is_none() {
                 match self.file.write_all(&self.line) {
@@ -184,12 +193,12 @@ impl Store {
                     Err(e) => failed = Some(e.to_string()),
                 }
             }
-            if let (Some(w), Some(line)) = (written.as_deref_mut(), line) {
+            if let (Some((w, _)), Some(line)) = (written.as_mut(), line) {
                 w.push(Written {
                     kind: ev.kind,
                     severity: ev.severity,
-                    route: ev.route.clone(),
-                    code: ev.code.as_deref().map(str::to_owned),
+                    route: ev.route.as_deref(),
+                    code: ev.code.as_deref(),
                     line,
                 });
             }
@@ -735,21 +744,45 @@ mod tests {
             ..EventsConfig::default()
         };
         let mut store = Store::open(&dir, &config).unwrap();
-        let mut written = Vec::new();
+        // The consumers read no request's line here: those are not copied for them.
+        let reads = |kind: &str| kind != kinds::REQUEST_REJECTED;
+        let mut handed = 0;
         for i in 0..600 {
             let ev = Event::new(kinds::REQUEST_REJECTED, Severity::Notice)
                 .request(&format!("r{}", i % 300))
                 .route("devices")
                 .code("route_not_found")
                 .fact("padding", "x".repeat(200));
+            let mut written = Vec::new();
             store
-                .write(std::slice::from_ref(&ev), Some(&mut written))
+                .write(std::slice::from_ref(&ev), Some((&mut written, &reads)))
                 .unwrap();
+            let w = &written[0];
+            assert_eq!(
+                (w.kind, w.route, w.code, &*w.line),
+                (
+                    kinds::REQUEST_REJECTED,
+                    Some("devices"),
+                    Some("route_not_found"),
+                    ""
+                )
+            );
+            handed += written.len();
         }
         let ev = Event::new(kinds::CONFIG_APPLIED, Severity::Info).fact("generation", 2);
-        store.write(&[ev], Some(&mut written)).unwrap();
+        let mut written = Vec::new();
+        store
+            .write(std::slice::from_ref(&ev), Some((&mut written, &reads)))
+            .unwrap();
+        handed += written.len();
+        assert!(
+            written[0].line.contains("\"generation\":2"),
+            "{}",
+            written[0].line
+        );
+        drop(written);
         store.finish();
-        assert_eq!(written.len(), 601);
+        assert_eq!(handed, 601);
         let files = jsonl_files(&dir);
         assert!(
             files > 1,
@@ -907,9 +940,8 @@ mod tests {
         let dir = temp_dir("retention");
         let config = EventsConfig::default();
         let mut store = Store::open(&dir, &config).unwrap();
-        let mut written = Vec::new();
         let ev = Event::new(kinds::API_STARTED, Severity::Info).request("old");
-        store.write(&[ev], Some(&mut written)).unwrap();
+        store.write(&[ev], None).unwrap();
         store.rotate().unwrap();
         // The first file ended two days ago.
         let two_days_ago = crate::time::unix_millis(SystemTime::now()) - 2 * 86_400_000;

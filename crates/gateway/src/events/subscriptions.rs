@@ -370,8 +370,9 @@ impl Filter {
             && (self.any_type
                 || self.exact.iter().any(|t| t == w.kind)
                 || self.prefixes.iter().any(|p| w.kind.starts_with(p.as_str())))
-            && (self.routes.is_empty() || w.route.as_ref().is_some_and(|r| self.routes.contains(r)))
-            && (self.codes.is_empty() || w.code.as_ref().is_some_and(|c| self.codes.contains(c)))
+            && (self.routes.is_empty()
+                || w.route.is_some_and(|r| self.routes.iter().any(|x| x == r)))
+            && (self.codes.is_empty() || w.code.is_some_and(|c| self.codes.iter().any(|x| x == c)))
     }
 }
 
@@ -382,7 +383,7 @@ pub(crate) struct Subscriptions {
 }
 
 impl Consumer for Subscriptions {
-    fn take(&self, batch: &[Written]) {
+    fn take(&self, batch: &[Written<'_>]) {
         for w in batch {
             for (filter, sink) in &self.subs {
                 if filter.passes(w) {
@@ -519,17 +520,17 @@ pub(crate) async fn flush(log: &Arc<EventLog>, wait: Duration) {
 mod tests {
     use super::*;
 
-    fn written(
+    fn written<'a>(
         kind: &'static str,
         severity: Severity,
-        route: Option<&str>,
-        code: Option<&str>,
-    ) -> Written {
+        route: Option<&'a str>,
+        code: Option<&'a str>,
+    ) -> Written<'a> {
         Written {
             kind,
             severity,
-            route: route.map(str::to_owned),
-            code: code.map(str::to_owned),
+            route,
+            code,
             line: Arc::from("{}"),
         }
     }

@@ -990,7 +990,7 @@ fn log_refusal(
     .request(request_id)
     .code(err.code);
     ev.facts = Facts::Request(Box::new(RequestFacts {
-        method: String::new(),
+        method: None,
         path: crate::events::kept_path(target.split('?').next().unwrap_or("")).into_owned(),
         client: peer.ip(),
         status,

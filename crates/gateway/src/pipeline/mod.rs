@@ -549,7 +549,7 @@ impl Pipeline {
         ev.code = code;
         ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
         ev.facts = Facts::Request(Box::new(RequestFacts {
-            method: method.to_string(),
+            method: Some(method.clone()),
             path: crate::events::kept_path(uri.path()).into_owned(),
             client,
             status,
