@@ -255,9 +255,29 @@ pub fn markdown(profile: &Profile, catalog: &Catalog) -> String {
 
 /// The page as a standalone HTML document.
 pub fn html(profile: &Profile, catalog: &Catalog) -> String {
-    let e = escape_html;
     let mut s = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{t}: troubleshooting errors</title></head>\n<body>\n<h1>{t}: troubleshooting errors</h1>\n",
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{}: troubleshooting errors</title></head>\n<body>\n",
+        escape_html(&profile.title)
+    );
+    s.push_str(&html_body(profile, catalog, &|_| None));
+    s.push_str("</body>\n</html>\n");
+    s
+}
+
+/// The page's content in HTML, from its `<h1>` on; `code_link` gives the link of a catalog
+/// code's page, if it has one (the troubleshooting site's pages link each code).
+pub fn html_body(
+    profile: &Profile,
+    catalog: &Catalog,
+    code_link: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let e = escape_html;
+    let code = |c: &str| match code_link(c) {
+        Some(href) => format!("<a href=\"{}\"><code>{}</code></a>", e(&href), e(c)),
+        None => format!("<code>{}</code>", e(c)),
+    };
+    let mut s = format!(
+        "<h1>{t}: troubleshooting errors</h1>\n",
         t = e(&profile.title)
     );
     if !profile.description.is_empty() {
@@ -288,11 +308,7 @@ pub fn html(profile: &Profile, catalog: &Catalog) -> String {
                 s.push_str(&format!("<li>{}</li>", e(c)));
             }
             s.push_str("</ul></td><td>");
-            let codes: Vec<String> = r
-                .catalog
-                .iter()
-                .map(|c| format!("<code>{}</code>", e(c)))
-                .collect();
+            let codes: Vec<String> = r.catalog.iter().map(|c| code(c)).collect();
             s.push_str(&codes.join(", "));
             s.push_str("</td></tr>\n");
         }
@@ -320,9 +336,9 @@ pub fn html(profile: &Profile, catalog: &Catalog) -> String {
         s.push_str("<table>\n<tr><th>Status</th><th>candor code</th><th>Title</th><th>What to check</th></tr>\n");
         for entry in others {
             s.push_str(&format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><ul>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><ul>",
                 entry.status,
-                e(&entry.code),
+                code(&entry.code),
                 e(&entry.title)
             ));
             for c in &entry.checklist {
@@ -332,7 +348,6 @@ pub fn html(profile: &Profile, catalog: &Catalog) -> String {
         }
         s.push_str("</table>\n");
     }
-    s.push_str("</body>\n</html>\n");
     s
 }
 

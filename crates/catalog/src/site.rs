@@ -61,6 +61,16 @@ impl Links {
         }
     }
 
+    /// The relative link to the page of error profile `name` (the error format of an API
+    /// that answers in it), beside the codes' pages.
+    pub fn profile(self, name: &str) -> String {
+        match self {
+            Links::Served => format!("profile-{name}"),
+            Links::Files => format!("profile-{name}.html"),
+            Links::Parent => format!("errors/profile-{name}"),
+        }
+    }
+
     /// The relative link to the index from any page of the site.
     pub fn index(self) -> &'static str {
         match self {
@@ -81,10 +91,14 @@ impl Links {
 
 /// The files of the static site, `(file name, contents)`: `index.html`, one `{code}.html`
 /// per entry (with an example answer in each of `profiles`, the default one when empty),
-/// the stylesheet, the script, the icon and the search index.
+/// one `profile-{name}.html` per profile of `profiles` other than the default, the
+/// stylesheet, the script, the icon and the search index.
 pub fn files(catalog: &Catalog, base_url: &str, profiles: &[&Profile]) -> Vec<(String, String)> {
     let mut out = vec![
-        ("index.html".to_owned(), index_page(catalog, Links::Files)),
+        (
+            "index.html".to_owned(),
+            index_page_with_profiles(catalog, Links::Files, profiles),
+        ),
         (STYLE_FILE.to_owned(), STYLE_CSS.to_owned()),
         (SCRIPT_FILE.to_owned(), SEARCH_JS.to_owned()),
         (FAVICON_FILE.to_owned(), FAVICON_SVG.to_owned()),
@@ -96,7 +110,36 @@ pub fn files(catalog: &Catalog, base_url: &str, profiles: &[&Profile]) -> Vec<(S
             entry_page(catalog, e, base_url, Links::Files, profiles),
         ));
     }
+    for p in profiles.iter().filter(|p| !p.is_problem()) {
+        out.push((
+            Links::Files.profile(&p.name),
+            profile_page(catalog, p, Links::Files),
+        ));
+    }
     out
+}
+
+/// The page of error profile `profile` in the site: its error format, header conventions and
+/// table of errors ([`crate::profile_page`]), each catalog code linked to its page.
+pub fn profile_page(catalog: &Catalog, profile: &Profile, links: Links) -> String {
+    let title = format!("{}: troubleshooting errors", profile.title);
+    let mut html = head(
+        &title,
+        &format!(
+            "The errors of {} as its clients see them, and what to do about each.",
+            profile.title
+        ),
+        links,
+    );
+    let _ = write!(
+        html,
+        "<body>\n<main>\n<nav aria-label=\"Breadcrumb\"><a href=\"{}\">All error codes</a></nav>\n{}</main>\n{FOOTER}</body>\n</html>\n",
+        escape_html(links.index()),
+        crate::profile_page::html_body(profile, catalog, &|code| {
+            catalog.get(code).map(|_| links.code(code))
+        }),
+    );
+    html
 }
 
 /// The search index: one object per code (code, title, status, stage, retry, explanation,
@@ -492,11 +535,27 @@ fn code_row(entry: &Entry, links: Links) -> String {
     )
 }
 
+/// Appends `<li><a href="{href}">{label}</a>{after}</li>`: `label` and `after` are HTML.
+fn link_item(html: &mut String, href: &str, label: &str, after: &str) {
+    let _ = writeln!(
+        html,
+        "<li><a href=\"{}\">{label}</a>{after}</li>",
+        escape_html(href)
+    );
+}
+
 const TABLE_HEAD: &str = "<table>\n<thead><tr><th scope=\"col\">Code</th><th scope=\"col\">Status</th><th scope=\"col\">Title</th><th scope=\"col\" class=\"hide-narrow\">Retry</th></tr></thead>\n<tbody>\n";
 
 /// The index: a search box, then every code by pipeline stage and by status.
 pub fn index_page(catalog: &Catalog, links: Links) -> String {
+    index_page_with_profiles(catalog, links, &[])
+}
+
+/// [`index_page`], with a section linking the page of each of `profiles` other than the
+/// default (the error formats the API answers in).
+pub fn index_page_with_profiles(catalog: &Catalog, links: Links, profiles: &[&Profile]) -> String {
     let e = escape_html;
+    let formats: Vec<&&Profile> = profiles.iter().filter(|p| !p.is_problem()).collect();
     let mut html = head(
         "Error codes",
         "Every error this API's gateway can answer, what it means and what to do about it.",
@@ -509,8 +568,23 @@ Each answer's <code>type</code> URL leads to its code's page; the <code>code</co
 <section class=\"search\" role=\"search\">\n<label for=\"search\">Search error codes</label>\n\
 <input id=\"search\" type=\"search\" autocomplete=\"off\" spellcheck=\"false\" placeholder=\"a word of the title, a code or a status\" aria-describedby=\"search-status\">\n\
 <p id=\"search-status\" class=\"muted\" aria-live=\"polite\"></p>\n<ul id=\"search-results\"></ul>\n</section>\n\
-<nav class=\"toc\" aria-label=\"Contents\"><ul><li><a href=\"#by-stage\">By pipeline stage</a></li><li><a href=\"#by-status\">By status</a></li></ul></nav>\n\
-<h2 id=\"by-stage\">By pipeline stage</h2>\n<p class=\"muted\">In the order a request meets them.</p>\n"
+<nav class=\"toc\" aria-label=\"Contents\"><ul>{formats_toc}<li><a href=\"#by-stage\">By pipeline stage</a></li><li><a href=\"#by-status\">By status</a></li></ul></nav>\n",
+        formats_toc = if formats.is_empty() {
+            ""
+        } else {
+            "<li><a href=\"#formats\">Error formats</a></li>"
+        },
+    );
+    if !formats.is_empty() {
+        html.push_str("<h2 id=\"formats\">Error formats</h2>\n<p>This API answers some of its errors in a format of its own. Each format's page shows its answers as clients see them, with the code each one stands for.</p>\n<ul>\n");
+        for p in &formats {
+            let after = format!(" (profile <code>{}</code>)", e(&p.name));
+            link_item(&mut html, &links.profile(&p.name), &e(&p.title), &after);
+        }
+        html.push_str("</ul>\n");
+    }
+    html.push_str(
+        "<h2 id=\"by-stage\">By pipeline stage</h2>\n<p class=\"muted\">In the order a request meets them.</p>\n",
     );
     for stage in catalog.stages() {
         let entries: Vec<&Entry> = catalog
@@ -544,12 +618,12 @@ Each answer's <code>type</code> URL leads to its code's page; the <code>code</co
             reason = reason_phrase(status)
         );
         for x in catalog.entries().iter().filter(|x| x.status == status) {
-            let _ = writeln!(
-                html,
-                "<li><a href=\"{}\"><code>{}</code></a> — {}</li>",
-                e(&links.code(&x.code)),
-                e(&x.code),
-                e(&x.title)
+            let label = format!("<code>{}</code>", e(&x.code));
+            link_item(
+                &mut html,
+                &links.code(&x.code),
+                &label,
+                &format!(" — {}", e(&x.title)),
             );
         }
         html.push_str("</ul>\n");
@@ -694,6 +768,28 @@ config = ["routes.<x>"]
                 e.code
             );
         }
+    }
+
+    #[test]
+    fn profiles_in_use_get_pages_linked_from_the_index() {
+        let c = Catalog::builtin();
+        let problem = Profile::builtin(crate::profile::DEFAULT).unwrap();
+        let ixon = Profile::builtin("ixon").unwrap();
+        // The default format has no page of its own: its pages are the codes'.
+        assert!(!index_page_with_profiles(c, Links::Served, &[problem]).contains("Error formats"));
+        let files = files(c, "http://x", &[problem, ixon]);
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"profile-ixon.html"), "{names:?}");
+        assert!(!names.contains(&"profile-problem.html"), "{names:?}");
+        let index = &files[0].1;
+        assert!(index.contains("<li><a href=\"#formats\">Error formats</a></li>"));
+        assert!(index.contains("<a href=\"profile-ixon.html\">"), "{index}");
+        let page = profile_page(c, ixon, Links::Parent);
+        assert!(page.contains("<link rel=\"stylesheet\" href=\"errors/site.css\">"));
+        assert!(page.contains("<a href=\"errors/\">All error codes</a>"));
+        assert!(page.contains("<td>2FA is required</td>"), "{page}");
+        assert!(page.contains("<a href=\"errors/"), "{page}");
+        assert_eq!(Links::Served.profile("ixon"), "profile-ixon");
     }
 
     /// The example of the code that lists field problems lists some, as many as it says,

@@ -386,6 +386,19 @@ fn docs_build_writes_a_browsable_site() {
         "{page3}"
     );
     assert!(!page3.contains("In the default profile"), "{page3}");
+    // And the profile's own page, linked from the index, its codes linked to theirs.
+    let index3 = std::fs::read_to_string(out3.join("index.html")).unwrap();
+    assert!(
+        index3.contains("<a href=\"profile-pelion.html\">Pelion Device Management API</a>"),
+        "{index3}"
+    );
+    let profile3 = std::fs::read_to_string(out3.join("profile-pelion.html")).unwrap();
+    assert!(
+        profile3.contains("<h1>Pelion Device Management API: troubleshooting errors</h1>")
+            && profile3.contains("<a href=\"token_expired.html\"><code>token_expired</code></a>")
+            && profile3.contains("<link rel=\"stylesheet\" href=\"site.css\">"),
+        "{profile3}"
+    );
 
     let (code, _, stderr) = candor(&[
         "docs",
@@ -466,4 +479,58 @@ fn docs_pages_headers_and_misses() {
         &request(admin, "GET", "/errors/nope_nope", &html, b""),
         "resource_not_found",
     );
+}
+
+/// A profile in use has its page in the served site (Markdown for programs); a profile not
+/// in use is a catalog miss that names the ones in use.
+#[test]
+fn a_profile_in_use_has_its_page_in_the_served_site() {
+    let up = Upstream::start(Behaviour::Echo);
+    // Pelion on one route: the site itself answers in the default format.
+    let gw = Gateway::start(&one_route("/v1/{*rest}", &up.url(), "profile = \"pelion\""));
+    let html = [("Accept", "text/html")];
+    let index = gw.request("GET", "/errors/", &html, b"");
+    assert_eq!(index.status, 200);
+    assert!(
+        index
+            .text()
+            .contains("<a href=\"profile-pelion\">Pelion Device Management API</a>"),
+        "{}",
+        index.text()
+    );
+    let r = gw.request("GET", "/errors/profile-pelion", &html, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let page = r.text();
+    assert!(
+        page.contains("<a href=\"token_expired\"><code>token_expired</code></a>")
+            && page.contains("<a href=\"./\">All error codes</a>"),
+        "{page}"
+    );
+    let md = gw.request("GET", "/errors/profile-pelion", &[], b"");
+    assert_eq!(md.status, 200);
+    assert_eq!(
+        md.header("content-type"),
+        Some("text/markdown; charset=utf-8")
+    );
+    assert!(
+        md.text()
+            .starts_with("# Pelion Device Management API: troubleshooting errors")
+    );
+    // Not in use here (ixon), or misspelt.
+    for (name, hint) in [
+        ("ixon", "The profiles in use: pelion."),
+        ("pelian", "Did you mean /errors/profile-pelion?"),
+    ] {
+        let r = gw.request("GET", &format!("/errors/profile-{name}"), &[], b"");
+        let body = assert_problem(&r, "resource_not_found");
+        assert_eq!(r.status, 404);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!(
+                "Error profile {name} does not exist among the profiles in use here."
+            )) && detail.ends_with(hint),
+            "{detail}"
+        );
+    }
 }

@@ -132,7 +132,11 @@ pub(crate) fn serve(
             return Ok(page_response(
                 headers,
                 HTML,
-                site::index_page(catalog, Links::Served),
+                site::index_page_with_profiles(
+                    catalog,
+                    Links::Served,
+                    &profiles.iter().map(|p| &**p).collect::<Vec<_>>(),
+                ),
                 true,
             ));
         }
@@ -151,6 +155,41 @@ pub(crate) fn serve(
     };
     if let Some((content_type, body)) = asset {
         return Ok(page_response(headers, content_type, body, false));
+    }
+    // An error profile's page (as Markdown for programs): only the profiles in use.
+    if let Some(wanted) = name.strip_prefix("profile-") {
+        let in_use: Vec<&Profile> = profiles
+            .iter()
+            .map(|p| &**p)
+            .filter(|p| !p.is_problem())
+            .collect();
+        return match in_use.iter().find(|p| p.name == wanted) {
+            Some(p) if html => Ok(page_response(
+                headers,
+                HTML,
+                site::profile_page(catalog, p, Links::Served),
+                true,
+            )),
+            Some(p) => Ok(page_response(
+                headers,
+                "text/markdown; charset=utf-8",
+                candor_catalog::profile_page::markdown(p, catalog),
+                true,
+            )),
+            None => {
+                let names: Vec<&str> = in_use.iter().map(|p| p.name.as_str()).collect();
+                let hint = match (did_you_mean(wanted, &names), names.is_empty()) {
+                    (Some(s), _) => format!(" Did you mean {ERRORS_PREFIX}/profile-{s}?"),
+                    (None, true) => " No route or listener answers in an error profile of its own: the default format's pages are the codes' pages.".to_owned(),
+                    (None, false) => format!(" The profiles in use: {}.", names.join(", ")),
+                };
+                Err(GatewayError::new(codes::RESOURCE_NOT_FOUND)
+                    .param("resource", "Error profile")
+                    .param("id", wanted.chars().take(64).collect::<String>())
+                    .param("scope", " among the profiles in use here")
+                    .param("hint", hint))
+            }
+        };
     }
     match catalog.get(name) {
         Some(entry) if html => Ok(page_response(
