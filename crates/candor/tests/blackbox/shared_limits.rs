@@ -652,3 +652,49 @@ fn the_shared_address_count_goes_on_past_a_full_client_count() {
     assert_eq!(body["blocked"]["kind"], "address", "{body}");
     assert_eq!(body["blocked"]["failures"], 5, "{body}");
 }
+
+/// The list of shared blocks is bounded: 10,001 addresses blocked in Redis (as other
+/// gateways would have left them) list 10,000, and the list says there were more.
+#[test]
+fn the_list_of_shared_blocks_is_bounded_and_says_so() {
+    let redis = Redis::start();
+    let up = Upstream::start(Behaviour::Echo);
+    let (_shared, a, _b, _) = two_gateways(
+        &redis,
+        &up,
+        "[auth]\nmax_failed_attempts_per_address = 30\nfailed_attempts_window = \"5m\"",
+    );
+    // Each address's count full for ten minutes: 10.0.X.Y, at these limits (30 per address
+    // within 5 min).
+    redis.eval(
+        "local t = redis.call('TIME') \
+         local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) \
+         for i = 1, tonumber(ARGV[1]) do \
+           local a = '10.0.' .. math.floor(i / 256) .. '.' .. (i % 256) \
+           local h = a:gsub('.', function(c) return string.format('%02x', c:byte()) end) \
+           redis.call('SET', 'candor:fa:a:' .. h .. ':30:300', string.format('%.0f', now + 600000000), 'PX', 600000) \
+         end \
+         return 1",
+        &["10001"],
+    );
+    let body = admin_call(&a, "GET", "/blocks", None).json();
+    assert_eq!(body["shared"]["listed"], 10_000, "{}", body["shared"]);
+    assert_eq!(body["shared"]["more"], true);
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 10_000);
+    assert!(
+        rows.iter()
+            .all(|r| r["kind"] == "address" && r["counted_in"] == serde_json::json!(["shared"])),
+        "{}",
+        rows[0]
+    );
+    let out = cli(
+        &a,
+        &["blocks", "list", "--admin", &a.admin.unwrap().to_string()],
+    );
+    assert!(
+        out.contains("The shared store (Redis) holds more failed-attempt counts than were read (10000 of each kind)"),
+        "{}",
+        out.lines().last().unwrap_or_default()
+    );
+}
