@@ -436,9 +436,13 @@ fn display(v: &DeValue<'_>) -> String {
 }
 
 /// The closest of `candidates` to `word` by edit distance, if it is close enough to be a typo.
+/// A candidate whose length is too far from the word's to be within reach is not measured
+/// (a client's 5 MB unknown field name costs a count of its characters, not a distance).
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
+    let chars = word.chars().count();
     candidates
         .iter()
+        .filter(|c| chars.abs_diff(c.chars().count()) <= 2.max(c.len() / 3))
         .map(|c| (edit_distance(word, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
@@ -448,6 +452,20 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_far_longer_than_every_candidate_is_not_measured() {
+        // The attack probe's finding: a 5 MB unknown body member took seconds of CPU,
+        // measured against every known field name.
+        assert_eq!(
+            did_you_mean(&"k".repeat(5_000_000), &["name", "kind"]),
+            None
+        );
+        assert_eq!(
+            did_you_mean("knd", &["name", "kind"]).as_deref(),
+            Some("kind")
+        );
+    }
 
     #[test]
     fn typos_are_suggested() {

@@ -684,19 +684,24 @@ fn body_problems(
     more: &mut usize,
 ) {
     let (blank, body) = (body.blank, &body.value);
-    // Blank strings count as missing: checked on a copy without them, so that `required`
-    // names them; the problem then says blank.
-    let mut blanks = Vec::new();
-    let stripped;
-    let checked = if contract.blank_is_missing && blank {
+    // Blank strings count as missing where a member is required: found on a copy without
+    // them (where `required` names them), and said to be blank. Everything else is checked
+    // on the body as sent, blank members included: the upstream gets those too.
+    let mut blank_required: Vec<String> = Vec::new();
+    if contract.blank_is_missing && blank {
+        let mut blanks = Vec::new();
         let mut copy = body.clone();
         strip_blanks(&mut copy, &mut String::new(), &mut blanks);
-        stripped = copy;
-        &stripped
-    } else {
-        body
-    };
-    if schema.validator.is_valid(checked) {
+        for e in schema.validator.iter_errors(&copy).take(DESCRIBED) {
+            for (ptr, reason, _) in describe(&e, schema, false, &HashMap::new()) {
+                if reason == "required" && blanks.contains(&ptr) && !blank_required.contains(&ptr) {
+                    blank_required.push(ptr);
+                }
+            }
+        }
+    }
+    let checked = body;
+    if blank_required.is_empty() && schema.validator.is_valid(checked) {
         return;
     }
     // Bounded whatever the body: every problem of a body of at most ALL_PROBLEMS_NODES
@@ -709,26 +714,36 @@ fn body_problems(
     } else {
         HashMap::new()
     };
+    let push = |found: &mut Vec<Found>, ptr: &str, reason: String, detail: String| {
+        let name = match ptr.rsplit_once('/') {
+            Some((_, last)) if !ptr.is_empty() => clip(&unescape(last)),
+            _ => "(body)".into(),
+        };
+        found.push(Found {
+            order: (3, position(&order, ptr)),
+            field: FieldError {
+                location: "body".into(),
+                pointer: format!("#{}", clip_pointer(ptr)),
+                name,
+                reason,
+                detail,
+            },
+        });
+    };
+    // A blank required member is one problem, "blank", whatever else its value breaks.
+    for ptr in &blank_required {
+        push(
+            found,
+            ptr,
+            "blank".into(),
+            "is blank; a value is required".into(),
+        );
+    }
     let describe_one = |e: &ValidationError<'_>, found: &mut Vec<Found>| {
-        for (ptr, mut reason, mut detail) in describe(e, schema, false, &order) {
-            if reason == "required" && blanks.contains(&ptr) {
-                reason = "blank".into();
-                detail = "is blank; a value is required".into();
+        for (ptr, reason, detail) in describe(e, schema, false, &order) {
+            if !blank_required.contains(&ptr) {
+                push(found, &ptr, reason, detail);
             }
-            let name = match ptr.rsplit_once('/') {
-                Some((_, last)) if !ptr.is_empty() => clip(&unescape(last)),
-                _ => "(body)".into(),
-            };
-            found.push(Found {
-                order: (3, position(&order, &ptr)),
-                field: FieldError {
-                    location: "body".into(),
-                    pointer: format!("#{}", clip_pointer(&ptr)),
-                    name,
-                    reason,
-                    detail,
-                },
-            });
         }
     };
     if !all {
@@ -1271,6 +1286,38 @@ mod tests {
                 "password": {"type": "string", "minLength": 12}
             }
         })
+    }
+
+    #[test]
+    fn blank_members_that_are_not_required_are_checked_as_sent() {
+        // The attack probe's finding: blank optional or unknown members were dropped before
+        // the check but forwarded, so a blank "port" (an integer) or an unknown blank member
+        // passed an `additionalProperties: false` schema.
+        let body: Value = serde_json::from_str(
+            r#"{"name": "Boiler", "serial": "ABC-1234", "owner": "a@b.co", "port": " ",
+                "kind": "", "is_admin": "\t", "tags": ["a", " "]}"#,
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = problems(device_schema(), body)
+            .into_iter()
+            .map(|f| (f.pointer, f.reason))
+            .collect();
+        let got: Vec<(&str, &str)> = got.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("#/port", "type"),
+                ("#/kind", "enum"),
+                ("#/is_admin", "unknown")
+            ]
+        );
+        // A blank required member is one problem, blank, not also its pattern's.
+        let body = json!({"name": "Boiler", "serial": " ", "owner": "a@b.co"});
+        let got: Vec<(String, String)> = problems(device_schema(), body)
+            .into_iter()
+            .map(|f| (f.pointer, f.reason))
+            .collect();
+        assert_eq!(got, [("#/serial".to_owned(), "blank".to_owned())]);
     }
 
     #[test]
