@@ -323,12 +323,18 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
             shown(body["detail"].as_str().unwrap_or("(no detail)"))
         ));
     }
+    let command_was_list = matches!(command, BlockCommand::List);
     match command {
         BlockCommand::List => print_list(&body),
         BlockCommand::Clear { all: true, .. } => {
             let n = body["blocks_lifted"].as_u64().unwrap_or(0);
+            let which = if body["shared"]["error"].is_string() {
+                "this gateway's"
+            } else {
+                "every"
+            };
             println!(
-                "Lifted {n} block{}; every failed-attempt count is forgotten.",
+                "Lifted {n} block{}; {which} failed-attempt count is forgotten.",
                 if n == 1 { "" } else { "s" }
             );
         }
@@ -358,7 +364,14 @@ pub(crate) fn blocks(command: BlockCommand, args: &AdminArgs) -> ExitCode {
             }
         }
     }
-    print_shared(&body["shared"]);
+    // (A list says what the shared store said itself.)
+    if !command_was_list {
+        print_shared(&body["shared"]);
+    }
+    // A lift the shared store did not take is not done: a script may retry it.
+    if !command_was_list && body["shared"]["error"].is_string() {
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 

@@ -626,6 +626,20 @@ fn failed_attempts_are_counted_across_gateways_and_lifted_everywhere() {
         out.contains("The shared store ") && out.contains("are not listed."),
         "{out}"
     );
+    assert!(!out.contains("Not lifted"), "a list lifts nothing: {out}");
+    // A lift the shared store did not take says so, and fails (a script may retry it).
+    let done = std::process::Command::new(BIN)
+        .args(["blocks", "clear", "--all", "--admin", &admin, "--config"])
+        .arg(&a.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(!done.status.success(), "{said}");
+    assert!(
+        said.contains("this gateway's failed-attempt count is forgotten")
+            && said.contains("Not lifted in the shared store (Redis): the shared store "),
+        "{said}"
+    );
 }
 
 /// The shared address count goes on counting when the client id's count is full: JWT-bearer

@@ -678,23 +678,41 @@ fn shared_name(kind: BlockKind, key: &str) -> Option<Name> {
     let parts: Vec<&str> = key.strip_prefix("candor:fa:")?.split(':').collect();
     match (kind, parts.as_slice()) {
         (BlockKind::Address, ["a", address, _, _]) => Some(Name {
-            key: from_shared_part(address)?,
+            key: shared_address(address)?,
             address: None,
         }),
         (BlockKind::Client, ["c", client, address, _, _]) => Some(Name {
             key: match client.strip_prefix('h') {
-                Some(hash) => format!("(a client id of over 128 bytes, hashed h{hash})"),
+                Some(hash) if hash.len() == 32 && is_hex(hash) => {
+                    format!("(a client id of over 128 bytes, hashed h{hash})")
+                }
+                Some(_) => return None,
                 None => client_name(&from_shared_part(client)?),
             },
-            address: Some(from_shared_part(address)?),
+            address: Some(shared_address(address)?),
         }),
         _ => None,
     }
 }
 
+/// An address part of a shared key: the address [`address_name`] wrote, or `None` for
+/// anything else (a key not of the gateway's making).
+fn shared_address(hex: &str) -> Option<String> {
+    let a = from_shared_part(hex)?;
+    a.strip_suffix("/64")
+        .unwrap_or(&a)
+        .parse::<IpAddr>()
+        .is_ok()
+        .then_some(a)
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The text [`shared_part`] wrote in hex (not one it hashed).
 fn from_shared_part(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
+    if !hex.len().is_multiple_of(2) || !is_hex(hex) {
         return None;
     }
     let bytes = (0..hex.len())
@@ -782,11 +800,20 @@ mod tests {
         let n = shared_name(BlockKind::Address, &key).unwrap();
         assert_eq!((n.key.as_str(), n.address), ("10.0.0.1", None));
         // Keys of another shape, or with broken hex, are not named.
+        // (And, from the attack probe: `+` taken for a hex digit, a hash part that is not
+        // hex, an address part that is no address.)
+        let not_an_address = shared_part("\u{1b}]0;title\u{7}evil");
+        let client_plus = format!("candor:fa:c:+a+b:{}:5:300", shared_part("10.0.0.1"));
+        let bad_hash = format!("candor:fa:c:h\u{1b}[2J:{}:5:300", shared_part("10.0.0.1"));
+        let bad_address = format!("candor:fa:a:{not_an_address}:50:300");
         for bad in [
             "candor:fa:a:3:3:60",
             "candor:fa:a:zz:3:60",
             "candor:fa:c:61:3:60",
             "candor:rl:x",
+            &client_plus,
+            &bad_hash,
+            &bad_address,
         ] {
             assert!(shared_name(BlockKind::Address, bad).is_none(), "{bad}");
             assert!(shared_name(BlockKind::Client, bad).is_none(), "{bad}");
