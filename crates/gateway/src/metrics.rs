@@ -133,8 +133,7 @@ pub(crate) struct RouteMetrics {
 
 impl RouteMetrics {
     /// The route's name.
-    #[cfg(feature = "otlp")]
-    pub(crate) fn route(&self) -> &str {
+    pub(crate) fn route(&self) -> &Arc<str> {
         &self.route
     }
 

@@ -21,12 +21,19 @@ impl Line<'_> {
         out.extend_from_slice(b",\"severity\":\"");
         out.extend_from_slice(e.severity.as_str().as_bytes());
         out.push(b'"');
-        for (name, value) in [
-            ("request_id", e.request_id.as_deref()),
-            ("trace_id", e.trace_id.as_deref()),
-            ("route", e.route.as_deref()),
-            ("code", e.code.as_deref()),
-        ] {
+        if let Some(r) = &e.request_id {
+            key(out, "request_id");
+            string(out, r);
+        }
+        if let Some(t) = &e.trace_id {
+            key(out, "trace_id");
+            let mut hex = [0u8; 32];
+            crate::http::trace::hex_into(t, &mut hex);
+            out.push(b'"');
+            out.extend_from_slice(&hex);
+            out.push(b'"');
+        }
+        for (name, value) in [("route", e.route.as_deref()), ("code", e.code.as_deref())] {
             if let Some(v) = value {
                 key(out, name);
                 string(out, v);
@@ -199,7 +206,10 @@ mod tests {
         );
         trail.pass("respond");
         let mut ev = Event::new(kinds::REQUEST_REJECTED, Severity::Error).request("r-1");
-        ev.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        ev.trace_id = Some([
+            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+            0x47, 0x36,
+        ]);
         ev.route = Some("ro\"ute".into());
         ev.code = Some("upstream_error".into());
         ev.facts = Facts::Request(Box::new(RequestFacts {

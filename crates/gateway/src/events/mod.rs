@@ -2,16 +2,18 @@
 //! and its configuration), each with an id, a time, a type, a severity, the request id where
 //! there is one, and facts — never a secret.
 //!
-//! A request never waits on disk: [`EventLog::send`] puts the event in a bounded queue and a
-//! writer thread appends it to a JSON-lines file ([`store`]), indexes it in SQLite (request
-//! id, time, type, code), then hands the batch to the consumers (subscriptions, alerts). A
-//! full queue makes the sender wait for room: nothing is lost, and the waits are counted.
+//! A request never waits on disk: [`EventLog::send`] makes the event its JSON line and puts
+//! it in a bounded queue ([`queue`]); a writer thread takes the queued lines at once,
+//! appends them to a JSON-lines file ([`store`]), indexes them in SQLite (request id, time,
+//! type, code), then hands the batch to the consumers (subscriptions, alerts). A full
+//! queue makes the sender wait for room: nothing is lost, and the waits are counted.
 //!
 //! [`story`] reads the log back: the events of one request, told for `candor explain`
 //! and the admin API's `/requests/{id}`.
 
 pub(crate) mod alerts;
 mod line;
+pub(crate) mod queue;
 pub(crate) mod sinks;
 pub(crate) mod store;
 pub mod story;
@@ -25,7 +27,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
 
 pub use store::{EventFilter, EventReader};
 
@@ -169,10 +170,10 @@ pub(crate) struct Event {
     pub(crate) severity: Severity,
     /// The request it is about.
     pub(crate) request_id: Option<String>,
-    /// The W3C trace it belongs to.
-    pub(crate) trace_id: Option<String>,
+    /// The W3C trace it belongs to (written as its 32 hex digits).
+    pub(crate) trace_id: Option<[u8; 16]>,
     /// The route it is about.
-    pub(crate) route: Option<String>,
+    pub(crate) route: Option<Arc<str>>,
     /// The catalog code (or an upstream's problem code), for errors.
     pub(crate) code: Option<Cow<'static, str>>,
     /// What else is known.
@@ -248,8 +249,13 @@ pub(crate) const MAX_PATH: usize = 2048;
 impl Event {
     /// An event of `kind` now, with no facts yet.
     pub(crate) fn new(kind: &'static str, severity: Severity) -> Self {
+        Self::at(SystemTime::now(), kind, severity)
+    }
+
+    /// An event of `kind` that happened at `time`, with no facts yet.
+    pub(crate) fn at(time: SystemTime, kind: &'static str, severity: Severity) -> Self {
         Event {
-            time: SystemTime::now(),
+            time,
             kind,
             severity,
             request_id: None,
@@ -283,7 +289,7 @@ impl Event {
 
     /// Sets the route.
     pub(crate) fn route(mut self, name: &str) -> Self {
-        self.route = Some(name.to_owned());
+        self.route = Some(name.into());
         self
     }
 }
@@ -334,14 +340,6 @@ pub(crate) trait Consumer: Send + Sync + std::fmt::Debug {
     }
 }
 
-// Events travel by value: a box would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Event(Event),
-    /// Write what came before, then answer and stop.
-    Close(std::sync::mpsc::Sender<()>),
-}
-
 /// The longest a request waits for room in a full event queue.
 const MAX_SEND_WAIT: Duration = Duration::from_secs(5);
 
@@ -364,22 +362,13 @@ pub(crate) struct LogStats {
 /// The API event log of one gateway process.
 #[derive(Debug)]
 pub(crate) struct EventLog {
-    tx: Option<mpsc::Sender<Msg>>,
+    queue: Option<Arc<queue::Queue>>,
     dir: Option<std::path::PathBuf>,
     consumers: Arc<arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stats: Arc<LogStats>,
     /// How long a send waits for room ([`MAX_SEND_WAIT`]).
     send_wait: Duration,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Msg::Event(e) => e.fmt(f),
-            Msg::Close(_) => f.write_str("Close"),
-        }
-    }
 }
 
 impl LogStats {
@@ -402,7 +391,7 @@ impl EventLog {
     /// A log that records nothing (`[events] enabled = false`).
     pub(crate) fn off() -> Arc<Self> {
         Arc::new(EventLog {
-            tx: None,
+            queue: None,
             dir: None,
             consumers: Default::default(),
             writer: Mutex::new(None),
@@ -426,19 +415,20 @@ impl EventLog {
                 dir.display()
             )
         })?;
-        let (tx, rx) = mpsc::channel(config.queue);
+        let queue = Arc::new(queue::Queue::new(config.queue));
         let consumers: Arc<arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>> = Default::default();
         let stats: Arc<LogStats> = Default::default();
         let writer = {
             let consumers = consumers.clone();
             let stats = stats.clone();
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name("candor-events".into())
-                .spawn(move || write_loop(rx, store, &consumers, &stats))
+                .spawn(move || write_loop(&queue, store, &consumers, &stats))
                 .map_err(|e| format!("cannot start the event writer: {e}"))?
         };
         Ok(Arc::new(EventLog {
-            tx: Some(tx),
+            queue: Some(queue),
             dir: Some(dir),
             consumers,
             writer: Mutex::new(Some(writer)),
@@ -450,7 +440,7 @@ impl EventLog {
     /// Whether events are recorded (callers skip building them when not).
     #[inline]
     pub(crate) fn on(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
     /// The folder of the log, when it is on.
@@ -466,33 +456,72 @@ impl EventLog {
     /// Records `ev` without waiting: for the few places that cannot wait. When the queue is
     /// full the event is lost, and counted.
     pub(crate) fn emit(&self, ev: Event) {
-        let Some(tx) = &self.tx else { return };
+        let Some(queue) = &self.queue else { return };
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        if tx.try_send(Msg::Event(ev)).is_err() {
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        if let Err(refused) = queue.push(ev) {
+            self.refused(&refused);
+        }
+    }
+
+    /// Counts an event the queue did not take as lost.
+    fn refused(&self, refused: &queue::Refused) {
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        if let queue::Refused::Unwritable(e) = refused {
+            tracing::error!(target: "candor::events", error = %e, "an event could not be made into its line; it is lost");
         }
     }
 
     /// Records `ev`, waiting for room when the queue is full (the wait is counted; past
     /// [`MAX_SEND_WAIT`] the event is lost, and counted). Never waits on disk itself.
     pub(crate) async fn send(&self, ev: Event) {
-        let Some(tx) = &self.tx else { return };
-        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        let ev = match tx.try_send(Msg::Event(ev)) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(ev)) => ev,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+        if let Err(ev) = self.try_send(ev) {
+            self.send_waiting(ev).await;
+        }
+    }
+
+    /// Records `ev` if the queue has room; else gives it back, for [`EventLog::send_waiting`]
+    /// (a request's last event is sent so: only a full queue builds a waiting future).
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    pub(crate) fn try_send(&self, ev: Event) -> Result<(), Event> {
+        let Some(queue) = &self.queue else {
+            return Ok(());
         };
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        match queue.push(ev) {
+            Ok(()) => Ok(()),
+            Err(queue::Refused::Full(ev)) => Err(ev),
+            Err(refused) => {
+                self.refused(&refused);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for room for `ev`, which [`EventLog::try_send`] gave back (already counted as
+    /// emitted).
+    pub(crate) async fn send_waiting(&self, mut ev: Event) {
+        let Some(queue) = &self.queue else { return };
         let started = Instant::now();
         // Bounded back-pressure: a writer stuck on its disk (a hung mount) does not hold
         // requests forever; past MAX_SEND_WAIT the event is lost, and counted.
-        match tokio::time::timeout(self.send_wait, tx.send(ev)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
+        let deadline = tokio::time::Instant::from_std(started + self.send_wait);
+        loop {
+            let room = queue.room.notified();
+            tokio::pin!(room);
+            // Listening before the second try: room made between the two is not missed.
+            room.as_mut().enable();
+            ev = match queue.push(ev) {
+                Ok(()) => break,
+                Err(queue::Refused::Full(ev)) => ev,
+                Err(refused) => {
+                    self.refused(&refused);
+                    break;
+                }
+            };
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
                 self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                break;
             }
         }
         self.stats.waited.fetch_add(1, Ordering::Relaxed);
@@ -503,14 +532,9 @@ impl EventLog {
 
     /// Writes everything sent so far and stops the writer, waiting at most `wait`.
     pub(crate) async fn close(&self, wait: Duration) {
-        let Some(tx) = &self.tx else { return };
+        let Some(queue) = &self.queue else { return };
         let (done, finished) = std::sync::mpsc::channel();
-        if tokio::time::timeout(wait, tx.send(Msg::Close(done)))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        queue.close(Some(done));
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let _ = tokio::task::spawn_blocking(move || {
             if finished.recv_timeout(wait).is_ok()
@@ -523,82 +547,78 @@ impl EventLog {
     }
 }
 
+impl Drop for EventLog {
+    /// A log dropped without [`EventLog::close`] still writes what was queued.
+    fn drop(&mut self) {
+        if let Some(queue) = &self.queue {
+            queue.close(None);
+        }
+    }
+}
+
 /// The writer: batches of events appended and indexed, then handed to the consumers.
 fn write_loop(
-    mut rx: mpsc::Receiver<Msg>,
+    queue: &queue::Queue,
     mut store: store::Store,
     consumers: &arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>,
     stats: &LogStats,
 ) {
-    // Up to this many events per write; after a write that was not full, the writer sleeps
-    // out the rest of FLUSH_EVERY, so that under load senders wake nobody and each write,
-    // transaction and flush carries many events (an event reaches the file within
-    // FLUSH_EVERY, or at once when the log was idle).
-    const BATCH: usize = 4096;
+    // After a write of a queue that was not full, the writer sleeps out the rest of
+    // FLUSH_EVERY, so that under load senders wake nobody and each write, transaction and
+    // flush carries many events (an event reaches the file within FLUSH_EVERY, or at once
+    // when the log was idle).
     const FLUSH_EVERY: Duration = Duration::from_millis(25);
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut closing = None;
+    let mut spare = queue::Batch::default();
     let mut last_error: Option<Instant> = None;
-    while closing.is_none() {
-        let Some(first) = rx.blocking_recv() else {
-            break;
-        };
+    loop {
+        let (batch, closing, done) = queue.take(spare);
         let began = Instant::now();
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e) => batch.push(e),
-                Msg::Close(done) => {
-                    closing = Some(done);
-                    break;
+        if !batch.is_empty() {
+            let consumers = consumers.load();
+            // Borrows from the batch: handed to the consumers before the batch is cleared.
+            let mut written = Vec::new();
+            let reads_lines = |kind: &str| consumers.iter().any(|c| c.reads_lines(kind));
+            let want = (!consumers.is_empty()).then_some((&mut written, &reads_lines as _));
+            match store.write(&batch, want) {
+                Ok(()) => {
+                    stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    // A full disk fails every batch: told at most once a minute.
+                    if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        last_error = Some(Instant::now());
+                        tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
+                    }
                 }
             }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let full = batch.len() >= BATCH;
-        let consumers = consumers.load();
-        // Borrows from the batch: handed to the consumers before the batch is cleared.
-        let mut written = Vec::new();
-        let reads_lines = |kind: &str| consumers.iter().any(|c| c.reads_lines(kind));
-        let want = (!consumers.is_empty()).then_some((&mut written, &reads_lines as _));
-        let result = store.write(&batch, want);
-        if result.is_ok() {
-            stats
-                .written
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        if let Err(e) = result {
-            let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
-            // A full disk fails every batch: told at most once a minute.
-            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                last_error = Some(Instant::now());
-                tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
-            }
-        }
-        if !written.is_empty() {
-            for c in consumers.iter() {
-                // A consumer that panics loses this batch, not the log.
-                let taken =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.take(&written)));
-                if taken.is_err() {
-                    tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
+            if !written.is_empty() {
+                for c in consumers.iter() {
+                    // A consumer that panics loses this batch, not the log.
+                    let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        c.take(&written)
+                    }));
+                    if taken.is_err() {
+                        tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
+                    }
                 }
             }
         }
-        drop(written);
-        batch.clear();
-        if closing.is_none() && !full {
+        let full = batch.len() >= queue.cap;
+        spare = batch;
+        spare.clear();
+        if closing {
+            store.finish();
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            return;
+        }
+        if !full {
             std::thread::sleep(FLUSH_EVERY.saturating_sub(began.elapsed()));
         }
-    }
-    store.finish();
-    if let Some(done) = closing {
-        let _ = done.send(());
     }
 }
 
@@ -621,10 +641,12 @@ impl Serialize for Line<'_> {
             m.serialize_entry("request_id", r)?;
         }
         if let Some(t) = &e.trace_id {
-            m.serialize_entry("trace_id", t)?;
+            let mut hex = [0u8; 32];
+            crate::http::trace::hex_into(t, &mut hex);
+            m.serialize_entry("trace_id", std::str::from_utf8(&hex).unwrap_or(""))?;
         }
         if let Some(r) = &e.route {
-            m.serialize_entry("route", r)?;
+            m.serialize_entry("route", &**r)?;
         }
         if let Some(c) = &e.code {
             m.serialize_entry("code", c)?;
@@ -653,9 +675,8 @@ mod tests {
     #[test]
     fn a_send_to_a_stuck_writer_waits_a_bounded_time_then_counts_the_event_lost() {
         // A queue of one that nobody reads: the writer is stuck.
-        let (tx, _rx) = mpsc::channel(1);
         let log = EventLog {
-            tx: Some(tx),
+            queue: Some(Arc::new(queue::Queue::new(1))),
             dir: None,
             consumers: Default::default(),
             writer: Mutex::new(None),

@@ -3,7 +3,9 @@
 //! older than `keep_for` deleted; and `index.sqlite` beside them, holding for each event its
 //! time, type, severity, request id, route, code, and where its line is.
 
-use super::{Event, Line, Severity, Written};
+#[cfg(test)]
+use super::Event;
+use super::{Severity, Written};
 use crate::config::EventsConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
@@ -43,27 +45,10 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_by_arrival ON batches(min_arrival);
 ";
 
-/// A served request's `request.completed` (the bulk of the log: one per request) gets no
-/// row of its own when its id is a ULID the gateway made: the id tells when the request
-/// arrived, and the batch it was written in has one row in `batches` saying which arrivals
-/// it holds and where its lines are. Events of requests slower than this are indexed one by
-/// one (a batch row covers at most this span of arrivals before its own time).
-const FOUND_BY_TIME_SPAN_MS: i64 = 3_600_000;
+use super::queue::{self, FOUND_BY_TIME_SPAN_MS};
 
 /// The most bytes of batches read to list recent served requests (`/events`).
 const MAX_SCAN_BYTES: u64 = 64 << 20;
-
-/// The arrival time by which the store finds `ev` without a row of its own, if it can be
-/// found so (see [`FOUND_BY_TIME_SPAN_MS`]).
-fn found_by_arrival(ev: &Event, written_ms: i64) -> Option<i64> {
-    let arrived = ev.arrived_ms?;
-    (ev.kind == super::kinds::REQUEST_COMPLETED
-        && ev.severity == Severity::Info
-        && ev.code.is_none()
-        && ev.request_id.is_some()
-        && (0..FOUND_BY_TIME_SPAN_MS).contains(&(written_ms - arrived)))
-    .then_some(arrived)
-}
 
 /// One write's events that have no rows: where their lines are and their arrivals.
 struct BatchRow {
@@ -89,8 +74,11 @@ pub(crate) struct Store {
     rotate_every: Duration,
     keep_for: Duration,
     last_retention: Instant,
+    /// For tests' batches only: the senders' queue keeps the time of the last event.
+    #[cfg(test)]
     last_ms: i64,
-    line: Vec<u8>,
+    /// A write failed part way: the next batch starts a new file.
+    torn: bool,
 }
 
 /// Where [`Store::write`] puts what it wrote for the consumers, and which types' lines they
@@ -117,8 +105,9 @@ impl Store {
             rotate_every: config.rotate_every,
             keep_for: config.keep_for,
             last_retention: Instant::now(),
+            #[cfg(test)]
             last_ms: 0,
-            line: Vec::with_capacity(1024),
+            torn: false,
         };
         store.retention();
         Ok(store)
@@ -126,89 +115,67 @@ impl Store {
 
     /// Appends and indexes `batch` (the lines are flushed before the index commits, so an
     /// index row never points past the file's end), filling `written` for the consumers
-    /// when there are any, with the lines of the types the predicate says they read.
+    /// when there are any, with the lines of the types the predicate says they read. The
+    /// consumers get the batch even when the disk refuses it.
     pub(crate) fn write<'b>(
         &mut self,
-        batch: &'b [Event],
-        mut written: Option<ForConsumers<'_, 'b>>,
+        batch: &'b queue::Batch,
+        written: Option<ForConsumers<'_, 'b>>,
     ) -> Result<(), String> {
-        let unread: Arc<str> = Arc::from("");
-        if self.file_len >= self.max_file_bytes || self.file_started.elapsed() >= self.rotate_every
+        if let Some((w, reads)) = written {
+            let unread: Arc<str> = Arc::from("");
+            w.extend(batch.lines().map(|(e, line)| Written {
+                kind: e.kind,
+                severity: e.severity,
+                route: e.route.as_deref(),
+                code: e.code.as_deref(),
+                line: if reads(e.kind) {
+                    String::from_utf8_lossy(line).into()
+                } else {
+                    unread.clone()
+                },
+            }));
+        }
+        if self.torn
+            || self.file_len >= self.max_file_bytes
+            || self.file_started.elapsed() >= self.rotate_every
         {
             self.rotate()
                 .map_err(|e| format!("cannot start a new file: {e}"))?;
         }
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut by_arrival: Option<BatchRow> = None;
         let first = self.file_len;
+        if let Err(e) = self
+            .file
+            .write_all(&batch.bytes)
+            .and_then(|()| self.file.flush())
+        {
+            // How much of the batch reached the file is not known: the next batch starts
+            // a new file, and none of this one is indexed.
+            self.torn = true;
+            return Err(e.to_string());
+        }
+        self.file_len += batch.bytes.len() as u64;
+        let mut by_arrival: Option<BatchRow> = None;
+        let mut rows = Vec::new();
+        for e in &batch.entries {
+            match e.by_arrival {
+                Some(a) => {
+                    let b = by_arrival.get_or_insert(BatchRow {
+                        first,
+                        end: self.file_len,
+                        min_arrival: a,
+                        max_arrival: a,
+                        time: e.ms,
+                    });
+                    b.min_arrival = b.min_arrival.min(a);
+                    b.max_arrival = b.max_arrival.max(a);
+                }
+                None => rows.push(e),
+            }
+        }
         let mut failed = None;
-        for (i, ev) in batch.iter().enumerate() {
-            // Ids and times ascend even when the clock steps back.
-            let ms = crate::time::unix_millis(ev.time).max(self.last_ms);
-            self.last_ms = ms;
-            let mut id = *b"ev_..........................";
-            if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
-                crate::http::request_id::write_ulid(ulid, ms as u64);
-            }
-            // Crockford base32 and `ev_`: always text.
-            let id = std::str::from_utf8(&id).unwrap_or("ev_");
-            self.line.clear();
-            if let Err(e) = (Line {
-                id,
-                time_ms: ms,
-                event: ev,
-            })
-            .write(&mut self.line)
-            {
-                failed = Some(e.to_string());
-                continue;
-            }
-            let line: Option<Arc<str>> = written.as_ref().map(|(_, reads)| {
-                if reads(ev.kind) {
-                    String::from_utf8_lossy(&self.line).into()
-                } else {
-                    unread.clone()
-                }
-            });
-            self.line.push(b'\n');
-            if failed.is_none() {
-                match self.file.write_all(&self.line) {
-                    Ok(()) => {
-                        match found_by_arrival(ev, ms) {
-                            Some(a) => {
-                                let b = by_arrival.get_or_insert(BatchRow {
-                                    first,
-                                    end: 0,
-                                    min_arrival: a,
-                                    max_arrival: a,
-                                    time: ms,
-                                });
-                                b.min_arrival = b.min_arrival.min(a);
-                                b.max_arrival = b.max_arrival.max(a);
-                            }
-                            None => rows.push((i, ms, self.file_len)),
-                        }
-                        self.file_len += self.line.len() as u64;
-                    }
-                    Err(e) => failed = Some(e.to_string()),
-                }
-            }
-            if let (Some((w, _)), Some(line)) = (written.as_mut(), line) {
-                w.push(Written {
-                    kind: ev.kind,
-                    severity: ev.severity,
-                    route: ev.route.as_deref(),
-                    code: ev.code.as_deref(),
-                    line,
-                });
-            }
-        }
-        self.file.flush().map_err(|e| e.to_string())?;
-        if let Some(b) = &mut by_arrival {
-            b.end = self.file_len;
-        }
-        if let Err(e) = self.index(batch, &rows, by_arrival.as_ref()) {
-            failed.get_or_insert(format!("index: {e}"));
+        if let Err(e) = self.index(first, &rows, by_arrival.as_ref()) {
+            failed = Some(format!("index: {e}"));
         }
         if self.last_retention.elapsed() >= Duration::from_secs(3600) {
             self.retention();
@@ -216,10 +183,22 @@ impl Store {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Writes `events` as one batch (tests; the log's senders build batches as they send).
+    #[cfg(test)]
+    pub(crate) fn write_events(&mut self, events: Vec<Event>) -> Result<(), String> {
+        let mut batch = queue::Batch::default();
+        for ev in events {
+            let ms = crate::time::unix_millis(ev.time).max(self.last_ms);
+            self.last_ms = ms;
+            batch.push(ev, ms).map_err(|e| e.to_string())?;
+        }
+        self.write(&batch, None)
+    }
+
     fn index(
         &mut self,
-        batch: &[Event],
-        rows: &[(usize, i64, u64)],
+        first: u64,
+        rows: &[&queue::Entry],
         by_arrival: Option<&BatchRow>,
     ) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
@@ -227,17 +206,16 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (time, type, severity, request_id, route, code, file, offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for &(i, ms, offset) in rows {
-                let ev = &batch[i];
+            for e in rows {
                 insert.execute(params![
-                    ms,
-                    ev.kind,
-                    ev.severity.rank(),
-                    ev.request_id,
-                    ev.route,
-                    ev.code.as_deref(),
+                    e.ms,
+                    e.kind,
+                    e.severity.rank(),
+                    e.request_id,
+                    e.route,
+                    e.code.as_deref(),
                     self.file_id,
-                    offset as i64
+                    (first + e.start as u64) as i64
                 ])?;
             }
             if let Some(b) = by_arrival {
@@ -264,6 +242,7 @@ impl Store {
         self.file_id = id;
         self.file_len = 0;
         self.file_started = Instant::now();
+        self.torn = false;
         self.retention();
         Ok(())
     }
@@ -713,6 +692,13 @@ mod tests {
     use super::*;
     use crate::events::{Event, kinds};
 
+    fn one(ev: Event) -> queue::Batch {
+        let mut b = queue::Batch::default();
+        let ms = crate::time::unix_millis(ev.time);
+        b.push(ev, ms).unwrap();
+        b
+    }
+
     fn jsonl_files(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .unwrap()
@@ -754,9 +740,8 @@ mod tests {
                 .code("route_not_found")
                 .fact("padding", "x".repeat(200));
             let mut written = Vec::new();
-            store
-                .write(std::slice::from_ref(&ev), Some((&mut written, &reads)))
-                .unwrap();
+            let batch = one(ev);
+            store.write(&batch, Some((&mut written, &reads))).unwrap();
             let w = &written[0];
             assert_eq!(
                 (w.kind, w.route, w.code, &*w.line),
@@ -771,9 +756,8 @@ mod tests {
         }
         let ev = Event::new(kinds::CONFIG_APPLIED, Severity::Info).fact("generation", 2);
         let mut written = Vec::new();
-        store
-            .write(std::slice::from_ref(&ev), Some((&mut written, &reads)))
-            .unwrap();
+        let batch = one(ev);
+        store.write(&batch, Some((&mut written, &reads))).unwrap();
         handed += written.len();
         assert!(
             written[0].line.contains("\"generation\":2"),
@@ -843,8 +827,7 @@ mod tests {
             batch.push(done);
             ids.push(rid.text);
             if i % 10 == 9 {
-                store.write(&batch, None).unwrap();
-                batch.clear();
+                store.write_events(std::mem::take(&mut batch)).unwrap();
             }
         }
         // A client's own id, and a served request whose answer is an upstream's problem,
@@ -855,7 +838,7 @@ mod tests {
             .request(&ids[0])
             .code("upstream_said_no");
         problem.arrived_ms = crate::http::request_id::ulid_millis(&ids[0]).map(|m| m as i64);
-        store.write(&[own, problem], None).unwrap();
+        store.write_events(vec![own, problem]).unwrap();
         store.finish();
 
         let rows: i64 = store
@@ -941,7 +924,7 @@ mod tests {
         let config = EventsConfig::default();
         let mut store = Store::open(&dir, &config).unwrap();
         let ev = Event::new(kinds::API_STARTED, Severity::Info).request("old");
-        store.write(&[ev], None).unwrap();
+        store.write_events(vec![ev]).unwrap();
         store.rotate().unwrap();
         // The first file ended two days ago.
         let two_days_ago = crate::time::unix_millis(SystemTime::now()) - 2 * 86_400_000;

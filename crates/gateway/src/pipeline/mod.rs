@@ -39,7 +39,7 @@ use hyper::body::Incoming;
 use plan::{Endpoint, Plan};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 use trail::Trail;
 
 /// The codes that mean a client failed to authenticate (`auth.failed`).
@@ -65,8 +65,8 @@ const AUTH_FAILURES: &[&str] = &[
 /// What the request's events need from its context once the stages are done.
 #[derive(Default)]
 struct Seen {
-    route: Option<String>,
-    trace_id: Option<String>,
+    route: Option<Arc<str>>,
+    trace_id: Option<[u8; 16]>,
     upstream_us: Option<u64>,
     principal: Option<(String, Option<String>)>,
     client: Option<std::net::IpAddr>,
@@ -256,7 +256,7 @@ impl Pipeline {
             let result = self.run(forwarder, &mut ctx).await;
             measured = (ctx.route.map(|r| r.index), ctx.upstream_time);
             if events {
-                seen.route = ctx.route.map(|r| r.config.name.clone());
+                seen.route = ctx.route.map(|r| self.plans[r.index].metrics.route().clone());
                 seen.principal = ctx.principal.take().map(|p| (p.client_id, p.account));
                 seen.client = Some(ctx.client_ip());
             }
@@ -347,10 +347,11 @@ impl Pipeline {
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
             crate::stages::limit::add_fields(resp.headers_mut(), &states);
         }
-        let duration_us = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        let duration_us = elapsed.as_micros() as u64;
         seen.client.get_or_insert(peer.ip());
         if events {
-            seen.trace_id = Some(trace.trace_id_hex());
+            seen.trace_id = Some(trace.trace_id);
             seen.upstream_us = measured.1.map(|d| d.as_micros() as u64);
         }
         self.record(
@@ -370,7 +371,7 @@ impl Pipeline {
         let status = resp.status().as_u16();
         #[cfg(feature = "otlp")]
         if self.services.traces.on() {
-            let route = route_metrics.map_or("unrouted", |m| m.route());
+            let route = route_metrics.map_or("unrouted", |m| &**m.route());
             let end = std::time::SystemTime::now();
             let mut attributes = vec![
                 ("http.request.method", method.to_string()),
@@ -396,7 +397,7 @@ impl Pipeline {
                 attributes,
             });
         }
-        crate::metrics::request(route_metrics, status, code, started.elapsed(), measured.1);
+        crate::metrics::request(route_metrics, status, code, elapsed, measured.1);
         resp
     }
 
@@ -488,10 +489,17 @@ impl Pipeline {
             return;
         }
         let client = seen.client.expect("set by handle");
+        // The request's events happened as its answer went: its arrival (in the id the
+        // gateway made) and the time it took tell when, without reading the clock again.
+        let time = rid_made_at.map_or_else(SystemTime::now, |ms| {
+            SystemTime::UNIX_EPOCH
+                + Duration::from_millis(ms)
+                + Duration::from_micros(duration_us)
+        });
         let about = |kind, severity| {
-            let mut ev = Event::new(kind, severity).request(rid);
+            let mut ev = Event::at(time, kind, severity).request(rid);
             ev.route = seen.route.clone();
-            ev.trace_id = seen.trace_id.clone();
+            ev.trace_id = seen.trace_id;
             ev
         };
         if let Some((client_id, account)) = &seen.principal {
@@ -545,7 +553,9 @@ impl Pipeline {
             400.. if error.is_some() => Severity::Notice,
             _ => Severity::Info,
         };
-        let mut ev = about(kind, severity);
+        let mut ev = Event::at(time, kind, severity).request(rid);
+        ev.route = seen.route;
+        ev.trace_id = seen.trace_id;
         ev.code = code;
         ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
         ev.facts = Facts::Request(Box::new(RequestFacts {
@@ -561,7 +571,9 @@ impl Pipeline {
             docs: error.map(|e| format!("{}/errors/{}", self.renderer.base_url(), e.code)),
             trail,
         }));
-        log.send(ev).await;
+        if let Err(ev) = log.try_send(ev) {
+            log.send_waiting(ev).await;
+        }
     }
 
     /// The stages, in order: a fixed start, the route's plan, its endpoint.

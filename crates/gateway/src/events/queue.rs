@@ -1,0 +1,292 @@
+//! The queue between the senders (requests, the supervisor, the configuration) and the
+//! writer. An event becomes its JSON line when it is sent, on the sender's thread, appended
+//! to one shared buffer; the writer takes the whole buffer at once and appends it to the
+//! file in one write. Nothing of an event but its index fields crosses to the writer's
+//! thread: no per-event message, allocation freed on another thread, or second copy.
+
+use super::{Event, Line, Severity, kinds};
+use std::borrow::Cow;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// A served request's `request.completed` (the bulk of the log: one per request) gets no
+/// index row of its own when its id is a ULID the gateway made: the id tells when the
+/// request arrived, and the batch it was written in has one row saying which arrivals it
+/// holds and where its lines are. Events of requests slower than this are indexed one by
+/// one (a batch row covers at most this span of arrivals before its own time).
+pub(crate) const FOUND_BY_TIME_SPAN_MS: i64 = 3_600_000;
+
+/// The arrival time by which the store finds `ev`, written at `written_ms`, without a row
+/// of its own, if it can be found so (see [`FOUND_BY_TIME_SPAN_MS`]).
+fn found_by_arrival(ev: &Event, written_ms: i64) -> Option<i64> {
+    let arrived = ev.arrived_ms?;
+    (ev.kind == kinds::REQUEST_COMPLETED
+        && ev.severity == Severity::Info
+        && ev.code.is_none()
+        && ev.request_id.is_some()
+        && (0..FOUND_BY_TIME_SPAN_MS).contains(&(written_ms - arrived)))
+    .then_some(arrived)
+}
+
+/// What the store needs of one event besides its line.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// Its type.
+    pub(crate) kind: &'static str,
+    /// Its severity.
+    pub(crate) severity: Severity,
+    /// Its time (ms since the Unix epoch), as its line says.
+    pub(crate) ms: i64,
+    /// For an event found by its request's arrival (no index row): that arrival.
+    pub(crate) by_arrival: Option<i64>,
+    /// Its request id, for an event that gets an index row.
+    pub(crate) request_id: Option<String>,
+    /// Its route.
+    pub(crate) route: Option<Arc<str>>,
+    /// Its code.
+    pub(crate) code: Option<Cow<'static, str>>,
+    /// Where its line starts in the batch's bytes.
+    pub(crate) start: usize,
+}
+
+/// Events as lines, in the order they were sent.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// The lines, each ended by a newline.
+    pub(crate) bytes: Vec<u8>,
+    /// The events' index fields, in order.
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl Batch {
+    /// Appends `ev` as written at `ms` (ms since the Unix epoch), with a new event id.
+    pub(crate) fn push(&mut self, ev: Event, ms: i64) -> Result<(), serde_json::Error> {
+        let start = self.bytes.len();
+        let mut id = *b"ev_..........................";
+        if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
+            crate::http::request_id::write_ulid(ulid, ms as u64);
+        }
+        // Crockford base32 and `ev_`: always text.
+        let id = std::str::from_utf8(&id).unwrap_or("ev_");
+        let line = Line {
+            id,
+            time_ms: ms,
+            event: &ev,
+        };
+        if let Err(e) = line.write(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        self.bytes.push(b'\n');
+        let by_arrival = found_by_arrival(&ev, ms);
+        self.entries.push(Entry {
+            kind: ev.kind,
+            severity: ev.severity,
+            ms,
+            by_arrival,
+            // Only a row needs it: otherwise it is freed here, by its sender's thread.
+            request_id: if by_arrival.is_none() {
+                ev.request_id
+            } else {
+                None
+            },
+            route: ev.route,
+            code: ev.code,
+            start,
+        });
+        Ok(())
+    }
+
+    /// The number of events.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it has none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each event's entry and line (without its newline).
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (&Entry, &[u8])> {
+        self.entries.iter().enumerate().map(|(i, e)| {
+            let end = self
+                .entries
+                .get(i + 1)
+                .map_or(self.bytes.len(), |next| next.start);
+            (e, &self.bytes[e.start..end - 1])
+        })
+    }
+
+    /// Empties it, keeping its room unless a burst made that large.
+    pub(crate) fn clear(&mut self) {
+        const KEEP_BYTES: usize = 8 << 20;
+        if self.bytes.capacity() > KEEP_BYTES {
+            *self = Batch::default();
+        } else {
+            self.bytes.clear();
+            self.entries.clear();
+        }
+    }
+}
+
+/// Why [`Queue::push`] did not take an event.
+// The event comes back by value: a box would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Refused {
+    /// The queue holds its most events: the event is given back, to wait or be lost.
+    Full(Event),
+    /// The log is closing.
+    Closed,
+    /// Its line could not be made.
+    Unwritable(serde_json::Error),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    batch: Batch,
+    /// The time of the last event queued: times (and ids) ascend even when the clock steps
+    /// back.
+    last_ms: i64,
+    /// The writer waits for the first event.
+    writer_waiting: bool,
+    /// Closing: nothing more is taken; `done` (if any) hears when the rest is written.
+    closing: bool,
+    done: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// The bounded queue of events, shared by the senders and the writer.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    /// Wakes the writer when an event arrives while it waits.
+    arrived: Condvar,
+    /// Wakes senders waiting for room.
+    pub(crate) room: tokio::sync::Notify,
+    /// The most events it holds.
+    pub(crate) cap: usize,
+}
+
+impl Queue {
+    /// A queue of at most `cap` events.
+    pub(crate) fn new(cap: usize) -> Queue {
+        Queue {
+            state: Mutex::default(),
+            arrived: Condvar::new(),
+            room: tokio::sync::Notify::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A sender that panicked while holding it left at worst a line without its entry
+        // (past the last entry's end: the writer's slices never reach it).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `ev` as its line, or says why not.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push(&self, ev: Event) -> Result<(), Refused> {
+        let mut s = self.lock();
+        if s.closing {
+            return Err(Refused::Closed);
+        }
+        if s.batch.len() >= self.cap {
+            return Err(Refused::Full(ev));
+        }
+        let ms = crate::time::unix_millis(ev.time).max(s.last_ms);
+        s.last_ms = ms;
+        s.batch.push(ev, ms).map_err(Refused::Unwritable)?;
+        if s.writer_waiting {
+            s.writer_waiting = false;
+            self.arrived.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The writer's: waits for events (or for the close), then takes every queued event,
+    /// leaving `spare` (empty) for the next ones; says whether the log is closing, and
+    /// whom to tell when the rest is written.
+    pub(crate) fn take(
+        &self,
+        spare: Batch,
+    ) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
+        let mut s = self.lock();
+        while s.batch.is_empty() && !s.closing {
+            s.writer_waiting = true;
+            s = self
+                .arrived
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        s.writer_waiting = false;
+        let batch = std::mem::replace(&mut s.batch, spare);
+        let closing = s.closing;
+        let done = s.done.take();
+        drop(s);
+        self.room.notify_waiters();
+        (batch, closing, done)
+    }
+
+    /// Stops taking events; the writer writes what is queued, then tells `done`.
+    pub(crate) fn close(&self, done: Option<std::sync::mpsc::Sender<()>>) {
+        let mut s = self.lock();
+        s.closing = true;
+        if done.is_some() {
+            s.done = done;
+        }
+        self.arrived.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_each_line_with_its_entry() {
+        let mut b = Batch::default();
+        b.push(
+            Event::new(kinds::API_STARTED, Severity::Info).route("a"),
+            1_000,
+        )
+        .unwrap();
+        b.push(
+            Event::new(kinds::CONFIG_REJECTED, Severity::Warning).code("config_invalid"),
+            1_001,
+        )
+        .unwrap();
+        let lines: Vec<(&str, serde_json::Value)> = b
+            .lines()
+            .map(|(e, l)| (e.kind, serde_json::from_slice(l).unwrap()))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].0, kinds::API_STARTED);
+        assert_eq!(lines[0].1["route"], "a");
+        assert_eq!(lines[1].1["code"], "config_invalid");
+        assert_eq!(b.bytes.iter().filter(|&&c| c == b'\n').count(), 2);
+        b.clear();
+        assert!(b.is_empty() && b.bytes.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_event_back_and_a_closed_one_refuses() {
+        let q = Queue::new(1);
+        q.push(Event::new(kinds::API_STARTED, Severity::Info))
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            q.push(Event::new(kinds::API_STOPPED, Severity::Info)),
+            Err(Refused::Full(e)) if e.kind == kinds::API_STOPPED
+        ));
+        let (taken, closing, _) = q.take(Batch::default());
+        assert_eq!(taken.len(), 1);
+        assert!(!closing);
+        q.close(None);
+        assert!(matches!(
+            q.push(Event::new(kinds::API_STOPPED, Severity::Info)),
+            Err(Refused::Closed)
+        ));
+        let (taken, closing, _) = q.take(Batch::default());
+        assert!(taken.is_empty() && closing);
+    }
+}
