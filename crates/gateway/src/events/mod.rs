@@ -159,9 +159,10 @@ pub mod kinds {
     ];
 }
 
-/// One event, as emitted (its id is given when it is written).
+/// One event, as emitted (its id is given when it is written). It may borrow from its
+/// sender (a request's id and facts): it becomes its line before the send returns.
 #[derive(Debug)]
-pub(crate) struct Event {
+pub(crate) struct Event<'a> {
     /// When it happened.
     pub(crate) time: SystemTime,
     /// Its type, one of [`kinds`].
@@ -169,7 +170,7 @@ pub(crate) struct Event {
     /// How much it matters.
     pub(crate) severity: Severity,
     /// The request it is about.
-    pub(crate) request_id: Option<String>,
+    pub(crate) request_id: Option<Cow<'a, str>>,
     /// The W3C trace it belongs to (written as its 32 hex digits).
     pub(crate) trace_id: Option<[u8; 16]>,
     /// The route it is about.
@@ -177,7 +178,7 @@ pub(crate) struct Event {
     /// The catalog code (or an upstream's problem code), for errors.
     pub(crate) code: Option<Cow<'static, str>>,
     /// What else is known.
-    pub(crate) facts: Facts,
+    pub(crate) facts: Facts<'a>,
     /// For a request's event: its arrival (ms since the Unix epoch), when its id is a ULID
     /// the gateway made then, so that the id tells the time. The store finds a served
     /// request's `request.completed` by that time instead of indexing it.
@@ -186,22 +187,22 @@ pub(crate) struct Event {
 
 /// An event's facts.
 #[derive(Debug)]
-pub(crate) enum Facts {
+pub(crate) enum Facts<'a> {
     /// Named values.
     Map(serde_json::Map<String, serde_json::Value>),
     /// A request's story.
-    Request(Box<RequestFacts>),
+    Request(&'a RequestFacts<'a>),
 }
 
 /// What a request's event tells: the request, the answer, the timings and the trail.
 #[derive(Debug, Serialize)]
-pub(crate) struct RequestFacts {
+pub(crate) struct RequestFacts<'a> {
     /// The method (none for a request the head guard refused before reading one: written
     /// as ""). Kept as `http::Method`: a standard one is copied without an allocation.
     #[serde(serialize_with = "method_text")]
     pub(crate) method: Option<http::Method>,
     /// The path (never the query, which may hold a credential).
-    pub(crate) path: String,
+    pub(crate) path: Cow<'a, str>,
     /// The client's address.
     pub(crate) client: IpAddr,
     /// The status sent.
@@ -246,7 +247,7 @@ pub(crate) fn kept_path(path: &str) -> Cow<'_, str> {
 /// The longest path an event keeps whole.
 pub(crate) const MAX_PATH: usize = 2048;
 
-impl Event {
+impl<'a> Event<'a> {
     /// An event of `kind` now, with no facts yet.
     pub(crate) fn new(kind: &'static str, severity: Severity) -> Self {
         Self::at(SystemTime::now(), kind, severity)
@@ -282,8 +283,8 @@ impl Event {
     }
 
     /// Sets the request id.
-    pub(crate) fn request(mut self, id: &str) -> Self {
-        self.request_id = Some(id.to_owned());
+    pub(crate) fn request(mut self, id: &'a str) -> Self {
+        self.request_id = Some(Cow::Borrowed(id));
         self
     }
 
@@ -304,7 +305,7 @@ pub(crate) fn set_process_log(log: &Arc<EventLog>) {
 }
 
 /// Records `ev` in the process's event log, if there is one (without waiting).
-pub(crate) fn emit_to_process_log(ev: Event) {
+pub(crate) fn emit_to_process_log(ev: Event<'_>) {
     if let Some(log) = PROCESS_LOG.get().and_then(std::sync::Weak::upgrade) {
         log.emit(ev);
     }
@@ -455,7 +456,7 @@ impl EventLog {
 
     /// Records `ev` without waiting: for the few places that cannot wait. When the queue is
     /// full the event is lost, and counted.
-    pub(crate) fn emit(&self, ev: Event) {
+    pub(crate) fn emit(&self, ev: Event<'_>) {
         let Some(queue) = &self.queue else { return };
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
         if let Err(refused) = queue.push(ev) {
@@ -464,7 +465,7 @@ impl EventLog {
     }
 
     /// Counts an event the queue did not take as lost.
-    fn refused(&self, refused: &queue::Refused) {
+    fn refused(&self, refused: &queue::Refused<'_>) {
         self.stats.lost.fetch_add(1, Ordering::Relaxed);
         if let queue::Refused::Unwritable(e) = refused {
             tracing::error!(target: "candor::events", error = %e, "an event could not be made into its line; it is lost");
@@ -473,7 +474,7 @@ impl EventLog {
 
     /// Records `ev`, waiting for room when the queue is full (the wait is counted; past
     /// [`MAX_SEND_WAIT`] the event is lost, and counted). Never waits on disk itself.
-    pub(crate) async fn send(&self, ev: Event) {
+    pub(crate) async fn send(&self, ev: Event<'_>) {
         if let Err(ev) = self.try_send(ev) {
             self.send_waiting(ev).await;
         }
@@ -483,7 +484,7 @@ impl EventLog {
     /// (a request's last event is sent so: only a full queue builds a waiting future).
     #[allow(clippy::result_large_err)]
     #[inline]
-    pub(crate) fn try_send(&self, ev: Event) -> Result<(), Event> {
+    pub(crate) fn try_send<'e>(&self, ev: Event<'e>) -> Result<(), Event<'e>> {
         let Some(queue) = &self.queue else {
             return Ok(());
         };
@@ -500,7 +501,7 @@ impl EventLog {
 
     /// Waits for room for `ev`, which [`EventLog::try_send`] gave back (already counted as
     /// emitted).
-    pub(crate) async fn send_waiting(&self, mut ev: Event) {
+    pub(crate) async fn send_waiting(&self, mut ev: Event<'_>) {
         let Some(queue) = &self.queue else { return };
         let started = Instant::now();
         // Bounded back-pressure: a writer stuck on its disk (a hung mount) does not hold
@@ -626,7 +627,7 @@ fn write_loop(
 pub(crate) struct Line<'a> {
     pub(crate) id: &'a str,
     pub(crate) time_ms: i64,
-    pub(crate) event: &'a Event,
+    pub(crate) event: &'a Event<'a>,
 }
 
 impl Serialize for Line<'_> {

@@ -17,7 +17,7 @@ pub(crate) const FOUND_BY_TIME_SPAN_MS: i64 = 3_600_000;
 
 /// The arrival time by which the store finds `ev`, written at `written_ms`, without a row
 /// of its own, if it can be found so (see [`FOUND_BY_TIME_SPAN_MS`]).
-fn found_by_arrival(ev: &Event, written_ms: i64) -> Option<i64> {
+fn found_by_arrival(ev: &Event<'_>, written_ms: i64) -> Option<i64> {
     let arrived = ev.arrived_ms?;
     (ev.kind == kinds::REQUEST_COMPLETED
         && ev.severity == Severity::Info
@@ -59,7 +59,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Appends `ev` as written at `ms` (ms since the Unix epoch), with a new event id.
-    pub(crate) fn push(&mut self, ev: Event, ms: i64) -> Result<(), serde_json::Error> {
+    pub(crate) fn push(&mut self, ev: Event<'_>, ms: i64) -> Result<(), serde_json::Error> {
         let start = self.bytes.len();
         let mut id = *b"ev_..........................";
         if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
@@ -85,7 +85,7 @@ impl Batch {
             by_arrival,
             // Only a row needs it: otherwise it is freed here, by its sender's thread.
             request_id: if by_arrival.is_none() {
-                ev.request_id
+                ev.request_id.map(Cow::into_owned)
             } else {
                 None
             },
@@ -132,9 +132,9 @@ impl Batch {
 /// Why [`Queue::push`] did not take an event.
 // The event comes back by value: a box would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Refused {
+pub(crate) enum Refused<'a> {
     /// The queue holds its most events: the event is given back, to wait or be lost.
-    Full(Event),
+    Full(Event<'a>),
     /// The log is closing.
     Closed,
     /// Its line could not be made.
@@ -185,7 +185,7 @@ impl Queue {
 
     /// Queues `ev` as its line, or says why not.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn push(&self, ev: Event) -> Result<(), Refused> {
+    pub(crate) fn push<'a>(&self, ev: Event<'a>) -> Result<(), Refused<'a>> {
         let mut s = self.lock();
         if s.closing {
             return Err(Refused::Closed);

@@ -734,8 +734,9 @@ mod tests {
         let reads = |kind: &str| kind != kinds::REQUEST_REJECTED;
         let mut handed = 0;
         for i in 0..600 {
+            let id = format!("r{}", i % 300);
             let ev = Event::new(kinds::REQUEST_REJECTED, Severity::Notice)
-                .request(&format!("r{}", i % 300))
+                .request(&id)
                 .route("devices")
                 .code("route_not_found")
                 .fact("padding", "x".repeat(200));
@@ -816,12 +817,11 @@ mod tests {
         let mut batch = Vec::new();
         for i in 0..50 {
             let rid = crate::http::request_id::RequestId::new();
-            let auth = Event::new(kinds::AUTH_SUCCEEDED, Severity::Info)
-                .request(&rid.text)
-                .route("r");
+            let mut auth = Event::new(kinds::AUTH_SUCCEEDED, Severity::Info).route("r");
+            auth.request_id = Some(rid.text.clone().into());
             let mut done = Event::new(kinds::REQUEST_COMPLETED, Severity::Info)
-                .request(&rid.text)
                 .route(if i % 2 == 0 { "even" } else { "odd" });
+            done.request_id = Some(rid.text.clone().into());
             done.arrived_ms = rid.made_at_ms.map(|m| m as i64);
             batch.push(auth);
             batch.push(done);

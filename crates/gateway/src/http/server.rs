@@ -989,9 +989,9 @@ fn log_refusal(
     )
     .request(request_id)
     .code(err.code);
-    ev.facts = Facts::Request(Box::new(RequestFacts {
+    let facts = RequestFacts {
         method: None,
-        path: crate::events::kept_path(target.split('?').next().unwrap_or("")).into_owned(),
+        path: crate::events::kept_path(target.split('?').next().unwrap_or("")),
         client: peer.ip(),
         status,
         source: err.source.as_str(),
@@ -1005,7 +1005,8 @@ fn log_refusal(
             err.code
         )),
         trail,
-    }));
+    };
+    ev.facts = Facts::Request(&facts);
     events.emit(ev);
 }
 

@@ -553,14 +553,9 @@ impl Pipeline {
             400.. if error.is_some() => Severity::Notice,
             _ => Severity::Info,
         };
-        let mut ev = Event::at(time, kind, severity).request(rid);
-        ev.route = seen.route;
-        ev.trace_id = seen.trace_id;
-        ev.code = code;
-        ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
-        ev.facts = Facts::Request(Box::new(RequestFacts {
+        let facts = RequestFacts {
             method: Some(method.clone()),
-            path: crate::events::kept_path(uri.path()).into_owned(),
+            path: crate::events::kept_path(uri.path()),
             client,
             status,
             source,
@@ -570,7 +565,13 @@ impl Pipeline {
             config_generation: self.generation,
             docs: error.map(|e| format!("{}/errors/{}", self.renderer.base_url(), e.code)),
             trail,
-        }));
+        };
+        let mut ev = Event::at(time, kind, severity).request(rid);
+        ev.route = seen.route;
+        ev.trace_id = seen.trace_id;
+        ev.code = code;
+        ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
+        ev.facts = Facts::Request(&facts);
         if let Err(ev) = log.try_send(ev) {
             log.send_waiting(ev).await;
         }
