@@ -236,8 +236,10 @@ mkdir -p "$WORK/batched"
 sed -e "s/127.0.0.1:$CANDOR_REDIS_PORT/127.0.0.1:$CANDOR_BATCHED_PORT/" \
   -e 's/^mode = "exact"/mode = "batched"\nlease = 100/' "$WORK/redis/candor.toml" > "$WORK/batched/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/batched/candor.toml" >/dev/null & CANDOR_BATCHED_PID=$!; PIDS+=($CANDOR_BATCHED_PID)
+# (The same routes as candor's, in the same order: only the event log differs.)
 mkdir -p "$WORK/noev"
-sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$CANDOR_NOEV_PORT/" "$WORK/candor-base.toml" > "$WORK/noev/candor.toml"
+cp "$WORK/device.schema.json" "$WORK/noev/"
+sed -e "s/127.0.0.1:$CANDOR_PORT/127.0.0.1:$CANDOR_NOEV_PORT/" "$WORK/candor.toml" > "$WORK/noev/candor.toml"
 printf '\n[events]\nenabled = false\n' >> "$WORK/noev/candor.toml"
 CANDOR_LOG=warn taskset -c "$PROXY_CPU" "$CANDOR" serve --config "$WORK/noev/candor.toml" >/dev/null & CANDOR_NOEV_PID=$!; PIDS+=($CANDOR_NOEV_PID)
 TARGETS="direct nginx haproxy candor candor-noev candor-jwt candor-post candor-valid candor-rl candor-429 candor-rl-redis candor-rl-batched"

@@ -598,9 +598,8 @@ fn write_loop(
             if !written.is_empty() {
                 for c in consumers.iter() {
                     // A consumer that panics loses this batch, not the log.
-                    let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        c.take(&written)
-                    }));
+                    let taken =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.take(&written)));
                     if taken.is_err() {
                         tracing::error!(target: "candor::events", consumer = ?c, events = written.len(), "an event consumer panicked; it gets the next batch");
                     }

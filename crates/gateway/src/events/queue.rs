@@ -206,17 +206,11 @@ impl Queue {
     /// The writer's: waits for events (or for the close), then takes every queued event,
     /// leaving `spare` (empty) for the next ones; says whether the log is closing, and
     /// whom to tell when the rest is written.
-    pub(crate) fn take(
-        &self,
-        spare: Batch,
-    ) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
+    pub(crate) fn take(&self, spare: Batch) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
         let mut s = self.lock();
         while s.batch.is_empty() && !s.closing {
             s.writer_waiting = true;
-            s = self
-                .arrived
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            s = self.arrived.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
         s.writer_waiting = false;
         let batch = std::mem::replace(&mut s.batch, spare);

@@ -256,7 +256,9 @@ impl Pipeline {
             let result = self.run(forwarder, &mut ctx).await;
             measured = (ctx.route.map(|r| r.index), ctx.upstream_time);
             if events {
-                seen.route = ctx.route.map(|r| self.plans[r.index].metrics.route().clone());
+                seen.route = ctx
+                    .route
+                    .map(|r| self.plans[r.index].metrics.route().clone());
                 seen.principal = ctx.principal.take().map(|p| (p.client_id, p.account));
                 seen.client = Some(ctx.client_ip());
             }
@@ -492,9 +494,7 @@ impl Pipeline {
         // The request's events happened as its answer went: its arrival (in the id the
         // gateway made) and the time it took tell when, without reading the clock again.
         let time = rid_made_at.map_or_else(SystemTime::now, |ms| {
-            SystemTime::UNIX_EPOCH
-                + Duration::from_millis(ms)
-                + Duration::from_micros(duration_us)
+            SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + Duration::from_micros(duration_us)
         });
         let about = |kind, severity| {
             let mut ev = Event::at(time, kind, severity).request(rid);

@@ -297,9 +297,14 @@ static LARGE_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 /// body is checked off the async workers, a few at a time.
 async fn check_json(contract: Pending, bytes: Bytes) -> Result<(), GatewayError> {
     let large = bytes.len() > BLOCKING_BODY;
-    let run = move || match crate::stages::validate::parse_json(&bytes) {
-        Ok(v) => contract.finish(Some(&v)),
-        Err(e) => Err(crate::stages::negotiate::json_malformed(&bytes, &e)),
+    let run = move || {
+        if contract.accepts_at_once(&bytes) {
+            return Ok(());
+        }
+        match crate::stages::validate::parse_json(&bytes) {
+            Ok(v) => contract.finish(Some(&v)),
+            Err(e) => Err(crate::stages::negotiate::json_malformed(&bytes, &e)),
+        }
     };
     if !large {
         return run();

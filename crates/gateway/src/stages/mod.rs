@@ -25,6 +25,7 @@ pub(crate) mod authenticate;
 pub(crate) mod authorize;
 pub(crate) mod config_mode;
 pub(crate) mod forward;
+pub(crate) mod json_tree;
 pub(crate) mod limit;
 pub(crate) mod negotiate;
 pub(crate) mod parse;

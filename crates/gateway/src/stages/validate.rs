@@ -59,6 +59,9 @@ impl In {
 /// A compiled JSON Schema, with its source (for the property names a did-you-mean offers).
 pub(crate) struct Schema {
     validator: Validator,
+    /// The same schema over a body read as a [`json_tree`](super::json_tree): the quick
+    /// yes for a valid body.
+    quick: Validator<super::json_tree::Tree>,
     root: Value,
 }
 
@@ -82,7 +85,15 @@ impl Schema {
                     format!("{e} (at #{at})")
                 }
             })?;
-        Ok(Schema { validator, root })
+        let quick = jsonschema::options_for::<super::json_tree::Tree>()
+            .should_validate_formats(true)
+            .build(&root)
+            .map_err(|e| e.to_string())?;
+        Ok(Schema {
+            validator,
+            quick,
+            root,
+        })
     }
 
     /// The schema's source.
@@ -265,6 +276,25 @@ impl Pending {
 }
 
 impl Pending {
+    /// Whether `body` is a JSON body this contract accepts with nothing to say, found the
+    /// quick way ([`json_tree`](super::json_tree)). `false` is no verdict: the full way
+    /// ([`parse_json`], then [`Pending::finish`]) decides, and describes what is wrong.
+    pub(crate) fn accepts_at_once(&self, body: &[u8]) -> bool {
+        let Some(rule) = &self.contract.body else {
+            return false;
+        };
+        if !self.found.is_empty() {
+            return false;
+        }
+        // A blank member the contract may count as missing: the full way finds out.
+        match super::json_tree::read(body) {
+            Some(b) if !(b.blank && self.contract.blank_is_missing) => {
+                rule.schema.quick.is_valid(&b.root)
+            }
+            _ => false,
+        }
+    }
+
     /// Answers `validation_failed` with the parameters' problems, for a body the schema does
     /// not check (one in another media type the route also accepts, such as XML).
     pub(crate) fn finish_unchecked_body(self) -> Result<(), GatewayError> {
@@ -302,11 +332,14 @@ impl BodyCheck {
     /// The `errors[]` items a request with this body would get (none: it is valid), or
     /// `None` when the body is not JSON at all (`malformed_body`).
     pub fn problems(&self, body: &[u8]) -> Option<Vec<FieldError>> {
-        let v = parse_json(body).ok()?;
         let pending = Pending {
             contract: self.0.clone(),
             found: Vec::new(),
         };
+        if pending.accepts_at_once(body) {
+            return Some(Vec::new());
+        }
+        let v = parse_json(body).ok()?;
         Some(
             pending
                 .finish(Some(&v))
