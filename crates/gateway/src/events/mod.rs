@@ -456,16 +456,16 @@ impl EventLog {
 
     /// Records `ev` without waiting: for the few places that cannot wait. When the queue is
     /// full the event is lost, and counted.
-    pub(crate) fn emit(&self, ev: Event<'_>) {
+    pub(crate) fn emit(&self, mut ev: Event<'_>) {
         let Some(queue) = &self.queue else { return };
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        if let Err(refused) = queue.push(ev) {
+        if let Err(refused) = queue.push(&mut ev) {
             self.refused(&refused);
         }
     }
 
     /// Counts an event the queue did not take as lost.
-    fn refused(&self, refused: &queue::Refused<'_>) {
+    fn refused(&self, refused: &queue::Refused) {
         self.stats.lost.fetch_add(1, Ordering::Relaxed);
         if let queue::Refused::Unwritable(e) = refused {
             tracing::error!(target: "candor::events", error = %e, "an event could not be made into its line; it is lost");
@@ -474,27 +474,27 @@ impl EventLog {
 
     /// Records `ev`, waiting for room when the queue is full (the wait is counted; past
     /// [`MAX_SEND_WAIT`] the event is lost, and counted). Never waits on disk itself.
-    pub(crate) async fn send(&self, ev: Event<'_>) {
-        if let Err(ev) = self.try_send(ev) {
+    pub(crate) async fn send(&self, mut ev: Event<'_>) {
+        if !self.try_send(&mut ev) {
             self.send_waiting(ev).await;
         }
     }
 
-    /// Records `ev` if the queue has room; else gives it back, for [`EventLog::send_waiting`]
-    /// (a request's last event is sent so: only a full queue builds a waiting future).
-    #[allow(clippy::result_large_err)]
+    /// Records `ev` if the queue has room (`true`: taken, or lost and counted); `false`
+    /// when the queue is full, for [`EventLog::send_waiting`] (a request's last event is
+    /// sent so: only a full queue builds a waiting future, and the event is not moved).
     #[inline]
-    pub(crate) fn try_send<'e>(&self, ev: Event<'e>) -> Result<(), Event<'e>> {
+    pub(crate) fn try_send(&self, ev: &mut Event<'_>) -> bool {
         let Some(queue) = &self.queue else {
-            return Ok(());
+            return true;
         };
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
         match queue.push(ev) {
-            Ok(()) => Ok(()),
-            Err(queue::Refused::Full(ev)) => Err(ev),
+            Ok(()) => true,
+            Err(queue::Refused::Full) => false,
             Err(refused) => {
                 self.refused(&refused);
-                Ok(())
+                true
             }
         }
     }
@@ -512,14 +512,14 @@ impl EventLog {
             tokio::pin!(room);
             // Listening before the second try: room made between the two is not missed.
             room.as_mut().enable();
-            ev = match queue.push(ev) {
+            match queue.push(&mut ev) {
                 Ok(()) => break,
-                Err(queue::Refused::Full(ev)) => ev,
+                Err(queue::Refused::Full) => {}
                 Err(refused) => {
                     self.refused(&refused);
                     break;
                 }
-            };
+            }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 self.stats.lost.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -564,15 +564,16 @@ fn write_loop(
     consumers: &arc_swap::ArcSwap<Vec<Arc<dyn Consumer>>>,
     stats: &LogStats,
 ) {
-    // After a write of a queue that was not full, the writer sleeps out the rest of
-    // FLUSH_EVERY, so that under load senders wake nobody and each write, transaction and
-    // flush carries many events (an event reaches the file within FLUSH_EVERY, or at once
-    // when the log was idle).
+    // After a write, the writer lingers for the rest of FLUSH_EVERY unless a batch worth
+    // writing comes first, so that under load each write, transaction and flush carries
+    // many events (an event reaches the file within FLUSH_EVERY, or at once when the log
+    // was idle).
     const FLUSH_EVERY: Duration = Duration::from_millis(25);
     let mut spare = queue::Batch::default();
     let mut last_error: Option<Instant> = None;
+    let mut linger = None;
     loop {
-        let (batch, closing, done) = queue.take(spare);
+        let (batch, closing, done) = queue.take(spare, linger);
         let began = Instant::now();
         if !batch.is_empty() {
             let consumers = consumers.load();
@@ -606,7 +607,6 @@ fn write_loop(
                 }
             }
         }
-        let full = batch.len() >= queue.cap;
         spare = batch;
         spare.clear();
         if closing {
@@ -616,9 +616,7 @@ fn write_loop(
             }
             return;
         }
-        if !full {
-            std::thread::sleep(FLUSH_EVERY.saturating_sub(began.elapsed()));
-        }
+        linger = Some(began + FLUSH_EVERY);
     }
 }
 

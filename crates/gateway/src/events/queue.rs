@@ -7,6 +7,7 @@
 use super::{Event, Line, Severity, kinds};
 use std::borrow::Cow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 /// A served request's `request.completed` (the bulk of the log: one per request) gets no
 /// index row of its own when its id is a ULID the gateway made: the id tells when the
@@ -59,7 +60,8 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Appends `ev` as written at `ms` (ms since the Unix epoch), with a new event id.
-    pub(crate) fn push(&mut self, ev: Event<'_>, ms: i64) -> Result<(), serde_json::Error> {
+    /// Takes from `ev` what the store keeps (by reference: an event is not copied again).
+    pub(crate) fn push(&mut self, ev: &mut Event<'_>, ms: i64) -> Result<(), serde_json::Error> {
         let start = self.bytes.len();
         let mut id = *b"ev_..........................";
         if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
@@ -70,14 +72,14 @@ impl Batch {
         let line = Line {
             id,
             time_ms: ms,
-            event: &ev,
+            event: ev,
         };
         if let Err(e) = line.write(&mut self.bytes) {
             self.bytes.truncate(start);
             return Err(e);
         }
         self.bytes.push(b'\n');
-        let by_arrival = found_by_arrival(&ev, ms);
+        let by_arrival = found_by_arrival(ev, ms);
         self.entries.push(Entry {
             kind: ev.kind,
             severity: ev.severity,
@@ -85,12 +87,12 @@ impl Batch {
             by_arrival,
             // Only a row needs it: otherwise it is freed here, by its sender's thread.
             request_id: if by_arrival.is_none() {
-                ev.request_id.map(Cow::into_owned)
+                ev.request_id.take().map(Cow::into_owned)
             } else {
                 None
             },
-            route: ev.route,
-            code: ev.code,
+            route: ev.route.take(),
+            code: ev.code.take(),
             start,
         });
         Ok(())
@@ -130,16 +132,33 @@ impl Batch {
 }
 
 /// Why [`Queue::push`] did not take an event.
-// The event comes back by value: a box would cost an allocation per event.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Refused<'a> {
-    /// The queue holds its most events: the event is given back, to wait or be lost.
-    Full(Event<'a>),
+pub(crate) enum Refused {
+    /// The queue holds its most events: the event is left with its sender, to wait or be
+    /// lost.
+    Full,
     /// The log is closing.
     Closed,
     /// Its line could not be made.
     Unwritable(serde_json::Error),
 }
+
+/// What the writer waits for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// It is writing.
+    #[default]
+    No,
+    /// The log was idle: any event.
+    Any,
+    /// It lingers after a write, so that the next carries many events: a batch worth
+    /// writing at once ([`WRITE_BYTES`] of lines, or a full queue).
+    Enough,
+}
+
+/// The lines that make a batch worth writing before the writer's linger is out: small
+/// enough that the buffer being filled stays in the sender's cache, large enough that a
+/// write (and its index transaction) carries hundreds of events.
+const WRITE_BYTES: usize = 128 << 10;
 
 #[derive(Debug, Default)]
 struct State {
@@ -147,8 +166,8 @@ struct State {
     /// The time of the last event queued: times (and ids) ascend even when the clock steps
     /// back.
     last_ms: i64,
-    /// The writer waits for the first event.
-    writer_waiting: bool,
+    /// What the writer waits for, if it waits.
+    writer: Waiting,
     /// Closing: nothing more is taken; `done` (if any) hears when the rest is written.
     closing: bool,
     done: Option<std::sync::mpsc::Sender<()>>,
@@ -184,20 +203,24 @@ impl Queue {
     }
 
     /// Queues `ev` as its line, or says why not.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn push<'a>(&self, ev: Event<'a>) -> Result<(), Refused<'a>> {
+    pub(crate) fn push(&self, ev: &mut Event<'_>) -> Result<(), Refused> {
         let mut s = self.lock();
         if s.closing {
             return Err(Refused::Closed);
         }
         if s.batch.len() >= self.cap {
-            return Err(Refused::Full(ev));
+            return Err(Refused::Full);
         }
         let ms = crate::time::unix_millis(ev.time).max(s.last_ms);
         s.last_ms = ms;
         s.batch.push(ev, ms).map_err(Refused::Unwritable)?;
-        if s.writer_waiting {
-            s.writer_waiting = false;
+        let wake = match s.writer {
+            Waiting::No => false,
+            Waiting::Any => true,
+            Waiting::Enough => s.batch.bytes.len() >= WRITE_BYTES || s.batch.len() >= self.cap,
+        };
+        if wake {
+            s.writer = Waiting::No;
             self.arrived.notify_one();
         }
         Ok(())
@@ -205,14 +228,40 @@ impl Queue {
 
     /// The writer's: waits for events (or for the close), then takes every queued event,
     /// leaving `spare` (empty) for the next ones; says whether the log is closing, and
-    /// whom to tell when the rest is written.
-    pub(crate) fn take(&self, spare: Batch) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
+    /// whom to tell when the rest is written. With `linger`, it waits until then for more
+    /// events unless a batch worth writing (or a full queue) comes first.
+    pub(crate) fn take(
+        &self,
+        spare: Batch,
+        mut linger: Option<Instant>,
+    ) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
         let mut s = self.lock();
-        while s.batch.is_empty() && !s.closing {
-            s.writer_waiting = true;
-            s = self.arrived.wait(s).unwrap_or_else(PoisonError::into_inner);
+        while !s.closing {
+            match linger {
+                Some(until) => {
+                    if s.batch.bytes.len() >= WRITE_BYTES || s.batch.len() >= self.cap {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= until {
+                        linger = None;
+                        continue;
+                    }
+                    s.writer = Waiting::Enough;
+                    s = self
+                        .arrived
+                        .wait_timeout(s, until - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                None if !s.batch.is_empty() => break,
+                None => {
+                    s.writer = Waiting::Any;
+                    s = self.arrived.wait(s).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
         }
-        s.writer_waiting = false;
+        s.writer = Waiting::No;
         let batch = std::mem::replace(&mut s.batch, spare);
         let closing = s.closing;
         let done = s.done.take();
@@ -240,12 +289,12 @@ mod tests {
     fn a_batch_keeps_each_line_with_its_entry() {
         let mut b = Batch::default();
         b.push(
-            Event::new(kinds::API_STARTED, Severity::Info).route("a"),
+            &mut Event::new(kinds::API_STARTED, Severity::Info).route("a"),
             1_000,
         )
         .unwrap();
         b.push(
-            Event::new(kinds::CONFIG_REJECTED, Severity::Warning).code("config_invalid"),
+            &mut Event::new(kinds::CONFIG_REJECTED, Severity::Warning).code("config_invalid"),
             1_001,
         )
         .unwrap();
@@ -265,22 +314,22 @@ mod tests {
     #[test]
     fn a_full_queue_gives_the_event_back_and_a_closed_one_refuses() {
         let q = Queue::new(1);
-        q.push(Event::new(kinds::API_STARTED, Severity::Info))
+        q.push(&mut Event::new(kinds::API_STARTED, Severity::Info))
             .ok()
             .unwrap();
         assert!(matches!(
-            q.push(Event::new(kinds::API_STOPPED, Severity::Info)),
-            Err(Refused::Full(e)) if e.kind == kinds::API_STOPPED
+            q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
+            Err(Refused::Full)
         ));
-        let (taken, closing, _) = q.take(Batch::default());
+        let (taken, closing, _) = q.take(Batch::default(), None);
         assert_eq!(taken.len(), 1);
         assert!(!closing);
         q.close(None);
         assert!(matches!(
-            q.push(Event::new(kinds::API_STOPPED, Severity::Info)),
+            q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
             Err(Refused::Closed)
         ));
-        let (taken, closing, _) = q.take(Batch::default());
+        let (taken, closing, _) = q.take(Batch::default(), None);
         assert!(taken.is_empty() && closing);
     }
 }

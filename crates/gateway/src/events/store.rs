@@ -187,10 +187,10 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn write_events(&mut self, events: Vec<Event>) -> Result<(), String> {
         let mut batch = queue::Batch::default();
-        for ev in events {
+        for mut ev in events {
             let ms = crate::time::unix_millis(ev.time).max(self.last_ms);
             self.last_ms = ms;
-            batch.push(ev, ms).map_err(|e| e.to_string())?;
+            batch.push(&mut ev, ms).map_err(|e| e.to_string())?;
         }
         self.write(&batch, None)
     }
@@ -692,10 +692,10 @@ mod tests {
     use super::*;
     use crate::events::{Event, kinds};
 
-    fn one(ev: Event) -> queue::Batch {
+    fn one(mut ev: Event) -> queue::Batch {
         let mut b = queue::Batch::default();
         let ms = crate::time::unix_millis(ev.time);
-        b.push(ev, ms).unwrap();
+        b.push(&mut ev, ms).unwrap();
         b
     }
 

@@ -572,7 +572,7 @@ impl Pipeline {
         ev.code = code;
         ev.arrived_ms = rid_made_at.map(|ms| ms as i64);
         ev.facts = Facts::Request(&facts);
-        if let Err(ev) = log.try_send(ev) {
+        if !log.try_send(&mut ev) {
             log.send_waiting(ev).await;
         }
     }
