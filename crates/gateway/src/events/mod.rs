@@ -425,7 +425,12 @@ impl EventLog {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name("candor-events".into())
-                .spawn(move || write_loop(&queue, store, &consumers, &stats))
+                .spawn(move || {
+                    // A writer that dies (a panic outside the consumers) closes the queue,
+                    // so that senders are not held waiting for room that never comes.
+                    let _stopped = Stopped(&queue);
+                    write_loop(&queue, store, &consumers, &stats)
+                })
                 .map_err(|e| format!("cannot start the event writer: {e}"))?
         };
         Ok(Arc::new(EventLog {
@@ -554,6 +559,18 @@ impl Drop for EventLog {
         if let Some(queue) = &self.queue {
             queue.close(None);
         }
+    }
+}
+
+/// Closes the queue when the writer stops, however it stops.
+struct Stopped<'q>(&'q queue::Queue);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(target: "candor::events", "the event writer stopped on a panic; events from now on are lost, and counted");
+        }
+        self.0.close(None);
     }
 }
 
@@ -695,6 +712,23 @@ mod tests {
         assert_eq!(get(&log.stats.emitted), 2);
         assert_eq!(get(&log.stats.waited), 1);
         assert_eq!(get(&log.stats.lost), 1);
+    }
+
+    #[test]
+    fn a_writer_that_dies_closes_the_queue() {
+        let q = Arc::new(queue::Queue::new(4));
+        let writer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let _stopped = Stopped(&q);
+                panic!("the writer's store failed");
+            })
+        };
+        assert!(writer.join().is_err());
+        assert!(matches!(
+            q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
+            Err(queue::Refused::Closed)
+        ));
     }
 
     #[test]

@@ -74,11 +74,18 @@ impl Batch {
             time_ms: ms,
             event: ev,
         };
-        if let Err(e) = line.write(&mut self.bytes) {
-            self.bytes.truncate(start);
+        // A line cut off (an error, or a panic while it is written) is taken back whole:
+        // the next line must not run into it.
+        let undo = Unwound {
+            bytes: &mut self.bytes,
+            start,
+        };
+        if let Err(e) = line.write(undo.bytes) {
+            undo.bytes.truncate(start);
             return Err(e);
         }
-        self.bytes.push(b'\n');
+        undo.bytes.push(b'\n');
+        drop(undo);
         let by_arrival = found_by_arrival(ev, ms);
         self.entries.push(Entry {
             kind: ev.kind,
@@ -127,6 +134,20 @@ impl Batch {
         } else {
             self.bytes.clear();
             self.entries.clear();
+        }
+    }
+}
+
+/// Takes back a line being written when its writing panics.
+struct Unwound<'v> {
+    bytes: &'v mut Vec<u8>,
+    start: usize,
+}
+
+impl Drop for Unwound<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.bytes.truncate(self.start);
         }
     }
 }
@@ -197,8 +218,8 @@ impl Queue {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A sender that panicked while holding it left at worst a line without its entry
-        // (past the last entry's end: the writer's slices never reach it).
+        // A sender that panicked while holding it took its part-written line back
+        // ([`Unwound`]) and added no entry: the batch is whole.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -278,6 +299,9 @@ impl Queue {
             s.done = done;
         }
         self.arrived.notify_one();
+        drop(s);
+        // Senders waiting for room try again, and hear that the log is closing.
+        self.room.notify_waiters();
     }
 }
 
@@ -331,5 +355,51 @@ mod tests {
         ));
         let (taken, closing, _) = q.take(Batch::default(), None);
         assert!(taken.is_empty() && closing);
+    }
+
+    #[test]
+    fn a_line_cut_off_by_a_panic_is_taken_back() {
+        let mut b = Batch::default();
+        b.push(&mut Event::new(kinds::API_STARTED, Severity::Info), 1_000)
+            .unwrap();
+        let whole = b.bytes.len();
+        let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _undo = Unwound {
+                bytes: &mut b.bytes,
+                start: whole,
+            };
+            // A line half written when its writing panics.
+            _undo.bytes.extend_from_slice(b"{\"id\":\"ev_");
+            panic!("while writing");
+        }));
+        assert!(cut.is_err());
+        assert_eq!(b.bytes.len(), whole);
+        assert_eq!(b.lines().count(), 1);
+    }
+
+    #[test]
+    fn closing_wakes_the_senders_waiting_for_room() {
+        let q = Arc::new(Queue::new(1));
+        q.push(&mut Event::new(kinds::API_STARTED, Severity::Info))
+            .ok()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let room = q.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            q.close(None);
+            // Woken at once, not at a deadline.
+            tokio::time::timeout(std::time::Duration::from_secs(5), room)
+                .await
+                .unwrap();
+        });
+        assert!(matches!(
+            q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
+            Err(Refused::Closed)
+        ));
     }
 }

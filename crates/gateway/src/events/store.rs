@@ -236,9 +236,16 @@ impl Store {
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file.flush()?;
+        if !self.torn {
+            self.file.flush()?;
+        }
         let (file, id) = new_file(&self.dir, &self.db, Some(self.file_id))?;
-        self.file = file;
+        let old = std::mem::replace(&mut self.file, file);
+        if self.torn {
+            // What a failed write left in the buffer is not the index's: dropped, not
+            // flushed into the old file (a BufWriter flushes when dropped).
+            let _ = old.into_parts();
+        }
         self.file_id = id;
         self.file_len = 0;
         self.file_started = Instant::now();
