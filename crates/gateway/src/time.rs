@@ -95,6 +95,37 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ms: i64, millis: bool) {
     out.push(b'Z');
 }
 
+/// The RFC 3339 text of one second (`2026-12-07T18:12:30`), kept so that the many times
+/// written within a second (the event log's lines) write only their milliseconds.
+#[derive(Debug, Default)]
+pub(crate) struct SecondText {
+    secs: Option<i64>,
+    text: [u8; 19],
+}
+
+impl SecondText {
+    /// Appends `ms` (ms since the Unix epoch) as [`write_rfc3339`] does with milliseconds.
+    pub(crate) fn write_millis(&mut self, out: &mut Vec<u8>, ms: i64) {
+        let secs = ms.div_euclid(1000);
+        if self.secs != Some(secs) {
+            let mut whole = Vec::with_capacity(20);
+            write_rfc3339(&mut whole, secs * 1000, false);
+            // Years are clamped to four digits: always `YYYY-MM-DDThh:mm:ss` and `Z`.
+            self.text.copy_from_slice(&whole[..19]);
+            self.secs = Some(secs);
+        }
+        out.extend_from_slice(&self.text);
+        let m = ms.rem_euclid(1000) as u16;
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (m / 100) as u8,
+            b'0' + (m / 10 % 10) as u8,
+            b'0' + (m % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_millis(t: std::time::SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -130,6 +161,32 @@ pub(crate) fn human_seconds(s: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_second_writes_what_write_rfc3339_writes() {
+        let mut kept = SecondText::default();
+        for ms in [
+            0,
+            999,
+            1_000,
+            1_795_860_005_042,
+            1_795_860_005_999,
+            1_795_860_006_000,
+            1_795_860_005_001,
+            -1,
+            253_402_300_799_999,
+            400_000_000_000_000,
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            kept.write_millis(&mut a, ms);
+            write_rfc3339(&mut b, ms, true);
+            assert_eq!(
+                String::from_utf8(a).unwrap(),
+                String::from_utf8(b).unwrap(),
+                "{ms}"
+            );
+        }
+    }
 
     #[test]
     fn formats() {

@@ -6,19 +6,26 @@
 
 use super::{Event, Facts, Line, RequestFacts};
 use crate::pipeline::trail::Trail;
+use crate::time::SecondText;
 use std::io::Write as _;
 
 impl Line<'_> {
-    /// Appends the line (without its newline) to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    /// Appends the line (without its newline) to `out`; `second` keeps the text of the
+    /// last second written.
+    pub(crate) fn write(
+        &self,
+        out: &mut Vec<u8>,
+        second: &mut SecondText,
+    ) -> Result<(), serde_json::Error> {
         let e: &Event<'_> = self.event;
-        out.extend_from_slice(b"{\"id\":");
-        string(out, self.id);
-        out.extend_from_slice(b",\"time\":\"");
-        crate::time::write_rfc3339(out, self.time_ms, true);
-        out.extend_from_slice(b"\",\"type\":");
-        name(out, e.kind);
-        out.extend_from_slice(b",\"severity\":\"");
+        // The log's own text (`ev_` and a ULID, a type, a severity) is copied as it is.
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(b"\",\"time\":\"");
+        second.write_millis(out, self.time_ms);
+        out.extend_from_slice(b"\",\"type\":\"");
+        raw(out, e.kind);
+        out.extend_from_slice(b"\",\"severity\":\"");
         out.extend_from_slice(e.severity.as_str().as_bytes());
         out.push(b'"');
         if let Some(r) = &e.request_id {
@@ -50,23 +57,23 @@ impl Line<'_> {
 }
 
 fn request(out: &mut Vec<u8>, r: &RequestFacts<'_>) {
-    out.extend_from_slice(b"{\"method\":");
     // A method is a token: no character of it needs escaping.
-    name(out, r.method.as_ref().map_or("", http::Method::as_str));
-    key(out, "path");
+    out.extend_from_slice(b"{\"method\":\"");
+    raw(out, r.method.as_ref().map_or("", http::Method::as_str));
+    out.extend_from_slice(b"\",\"path\":");
     string(out, &r.path);
-    key(out, "client");
-    out.push(b'"');
+    // An address's text never needs escaping.
+    out.extend_from_slice(b",\"client\":\"");
     match r.client {
         std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                number(out, u64::from(octet));
+            let [a, b, c, d] = v4.octets();
+            let mut text = itoa::Buffer::new();
+            out.extend_from_slice(text.format(a).as_bytes());
+            for octet in [b, c, d] {
+                out.push(b'.');
+                out.extend_from_slice(text.format(octet).as_bytes());
             }
         }
-        // An address's text never needs escaping.
         v6 => {
             let _ = write!(out, "{v6}");
         }
@@ -103,13 +110,15 @@ fn trail(out: &mut Vec<u8>, t: &Trail) {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"stage\":");
-        name(out, ev.stage);
-        key(out, "outcome");
-        name(out, ev.outcome);
+        out.extend_from_slice(b"{\"stage\":\"");
+        raw(out, ev.stage);
+        out.extend_from_slice(b"\",\"outcome\":\"");
+        raw(out, ev.outcome);
+        out.push(b'"');
         if let Some(c) = ev.code {
-            key(out, "code");
-            name(out, c);
+            out.extend_from_slice(b",\"code\":\"");
+            raw(out, c);
+            out.push(b'"');
         }
         if !ev.facts.is_empty() {
             key(out, "facts");
@@ -144,24 +153,57 @@ fn key(out: &mut Vec<u8>, name: &str) {
 }
 
 /// A name of the gateway's own (a type, a stage, an outcome, a catalog code, a fact's
-/// name, a method): plain ASCII, never escaped. Checked in debug builds.
+/// name, a method), between quotes: plain ASCII, never escaped.
 #[inline]
 fn name(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(
-        s.bytes()
-            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f),
-        "{s:?}"
-    );
     out.push(b'"');
+    raw(out, s);
+    out.push(b'"');
+}
+
+/// The text of a name of the gateway's own, copied as it is. Checked in debug builds.
+#[inline]
+fn raw(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(s.bytes().all(plain_byte), "{s:?}");
     out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
+}
+
+/// Whether `b` is copied into a JSON string as it is (printable ASCII but `"` and `\`).
+#[inline]
+fn plain_byte(b: u8) -> bool {
+    b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f
+}
+
+/// Whether every byte of `s` is [`plain_byte`], read eight at a time.
+fn plain(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// A high bit in each byte of `x` that is zero (exact as a whole: a borrow only
+    /// starts at a zero byte).
+    fn zero(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(c);
+        let x = u64::from_le_bytes(eight);
+        // With no high bit set, a byte below 0x20 is the only one whose subtraction
+        // borrows.
+        let control = x.wrapping_sub(ONES * 0x20) & HIGH;
+        let odd = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | zero(x ^ (ONES * 0x7f));
+        if (x & HIGH) | control | odd != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| plain_byte(b))
 }
 
 /// A JSON string: copied when nothing in it needs escaping, else escaped by serde_json.
 fn string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
-    {
+    if plain(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -172,18 +214,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 fn number(out: &mut Vec<u8>, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
@@ -198,11 +229,46 @@ mod tests {
             event: ev,
         };
         let mut hand = Vec::new();
-        line.write(&mut hand).unwrap();
+        line.write(&mut hand, &mut crate::time::SecondText::default())
+            .unwrap();
         (
             String::from_utf8(hand).unwrap(),
             serde_json::to_string(&line).unwrap(),
         )
+    }
+
+    #[test]
+    fn eight_at_a_time_says_what_one_at_a_time_says() {
+        // Every byte value at every position of a chunk and of the remainder.
+        for len in [1, 7, 8, 9, 16, 17] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    assert_eq!(
+                        super::plain(&s),
+                        s.iter().all(|&c| super::plain_byte(c)),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
+        assert!(super::plain(b""));
+        assert!(super::plain(b"/v1/devices/01M98VA4AH99T4JNBYYVZTNK5A?x=1"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_is_exact(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            proptest::prop_assert_eq!(super::plain(&s), s.iter().all(|&c| super::plain_byte(c)));
+        }
+
+        #[test]
+        fn the_borrowed_bytes_near_a_control_are_exact(
+            s in proptest::collection::vec(0x1eu8..0x24, 0..24)
+        ) {
+            proptest::prop_assert_eq!(super::plain(&s), s.iter().all(|&c| super::plain_byte(c)));
+        }
     }
 
     #[test]

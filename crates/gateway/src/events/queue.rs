@@ -56,6 +56,8 @@ pub(crate) struct Batch {
     pub(crate) bytes: Vec<u8>,
     /// The events' index fields, in order.
     pub(crate) entries: Vec<Entry>,
+    /// The text of the second of the last line's time.
+    second: crate::time::SecondText,
 }
 
 impl Batch {
@@ -80,7 +82,7 @@ impl Batch {
             bytes: &mut self.bytes,
             start,
         };
-        if let Err(e) = line.write(undo.bytes) {
+        if let Err(e) = line.write(undo.bytes, &mut self.second) {
             undo.bytes.truncate(start);
             return Err(e);
         }

@@ -28,12 +28,17 @@ pub(crate) fn new_ulid() -> String {
 
 /// Writes a new ULID of time `millis` (since the Unix epoch) into `out`.
 pub(crate) fn write_ulid(out: &mut [u8; 26], millis: u64) {
-    let value: u128 = (u128::from(millis & ((1 << 48) - 1)) << 80)
-        | (u128::from(fastrand::u64(..)) << 16)
-        | u128::from(fastrand::u16(..));
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 5 * (25 - i);
-        *slot = CROCKFORD[((value >> shift) & 31) as usize];
+    let (time, random) = out.split_at_mut(10);
+    // 48 bits of time in ten digits (the first holds three bits).
+    let millis = millis & ((1 << 48) - 1);
+    for (i, slot) in time.iter_mut().enumerate() {
+        *slot = CROCKFORD[((millis >> (5 * (9 - i))) & 31) as usize];
+    }
+    // 80 random bits in sixteen digits: twelve from one draw (60 bits), four from another.
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    for (i, slot) in random.iter_mut().enumerate() {
+        let (bits, at) = if i < 12 { (a, i) } else { (b, i - 12) };
+        *slot = CROCKFORD[((bits >> (5 * at)) & 31) as usize];
     }
 }
 
