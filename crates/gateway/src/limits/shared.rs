@@ -363,6 +363,9 @@ pub(crate) struct SharedStore {
     outage: Mutex<(String, Option<Instant>)>,
     /// Batched mode: this gateway's leases, by Redis key.
     leases: Mutex<std::collections::HashMap<String, Lease>>,
+    /// Milliseconds since `epoch` when a refused command was last logged (at most one
+    /// line a minute: a key of another type is refused on every request that counts in it).
+    refusal_logged: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -387,6 +390,7 @@ impl SharedStore {
             next_try: AtomicU64::new(0),
             outage: Mutex::new((String::new(), None)),
             leases: Mutex::default(),
+            refusal_logged: AtomicU64::new(0),
         }
     }
 
@@ -487,6 +491,33 @@ impl SharedStore {
         Unavailable { cause }
     }
 
+    /// The store answered, refusing one command (see [`answered`]): not an outage, so
+    /// nothing is marked down and other keys are counted as before. Logged at most once a
+    /// minute, with the `keys` the command used (hashes: they name no client).
+    fn refused(&self, e: &redis::RedisError, keys: &[&str]) -> Unavailable {
+        let cause = match e.code() {
+            Some("WRONGTYPE") => {
+                "answered WRONGTYPE: a key candor counts in holds another type of value (does something else write keys under candor:?)"
+            }
+            _ => {
+                "answered with a value candor cannot read (does something else write keys under candor:?)"
+            }
+        };
+        let now = self.millis().max(1);
+        let last = self.refusal_logged.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 60_000)
+            && self
+                .refusal_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(target: "candor::limits", redis = %self.config.shown_url(), error = %e, keys = %keys.join(" "), "the shared rate-limit store {cause}; it is not marked down (logged at most once a minute)");
+        }
+        Unavailable {
+            cause: cause.to_owned(),
+        }
+    }
+
     fn recovered(&self) {
         if self.down.swap(false, Ordering::Relaxed) {
             let since = self.outage.lock().ok().and_then(|mut o| o.1.take());
@@ -542,6 +573,7 @@ impl SharedStore {
         let t = self.config.timeout;
         match tokio::time::timeout(t, cmd.query_async::<T>(conn)).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if answered(&e) => Err(self.refused(&e, &[])),
             Ok(Err(e)) => Err(self.failed(cause_of(&e, t))),
             Err(_) => Err(self.failed(format!(
                 "did not answer within {} (limits.shared.timeout)",
@@ -569,7 +601,7 @@ impl SharedStore {
         pattern: &str,
         deadline: Instant,
         done: impl FnOnce() -> String,
-    ) -> Result<(u64, Vec<String>), Unavailable> {
+    ) -> Result<(u64, Vec<Vec<u8>>), Unavailable> {
         if Instant::now() >= deadline {
             // Not an outage: the store answers, the keyspace is large. Nothing is marked down.
             return Err(Unavailable {
@@ -580,6 +612,8 @@ impl SharedStore {
                 ),
             });
         }
+        // Keys are read as bytes: one that is not UTF-8 (written by something else) matches
+        // a pattern as well as candor's own do.
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor)
             .arg("MATCH")
@@ -634,7 +668,8 @@ impl SharedStore {
                     format!("{} keys were read", found.len())
                 })
                 .await?;
-            found.extend(keys);
+            // Candor's keys are text; another's that is not is none of its counts.
+            found.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
             if found.len() > max {
                 // SCAN may return a key twice (the keyspace changed meanwhile).
                 found.sort_unstable();
@@ -703,6 +738,10 @@ impl SharedStore {
         .await;
         let values = match answer {
             Ok(Ok(v)) => v,
+            Ok(Err(e)) if answered(&e) => {
+                let keys: Vec<&str> = asks.iter().map(|a| a.key.as_str()).collect();
+                return Err(self.refused(&e, &keys));
+            }
             Ok(Err(e)) => return Err(self.failed(cause_of(&e, self.config.timeout))),
             Err(_) => {
                 return Err(self.failed(format!(
@@ -853,6 +892,14 @@ impl SharedStore {
 }
 
 /// A Redis error in words that name no address.
+/// Whether `e` is the store's answer to one command rather than a sign that the store
+/// cannot be used: a key holding another type of value (`WRONGTYPE`), or a reply of a
+/// type candor does not read. An outage is marked down and sends every route to its
+/// `on_failure`; this refuses only the requests counted in that key.
+fn answered(e: &redis::RedisError) -> bool {
+    e.code() == Some("WRONGTYPE") || matches!(e.kind(), redis::ErrorKind::UnexpectedReturnType)
+}
+
 fn cause_of(e: &redis::RedisError, timeout: Duration) -> String {
     if e.is_timeout() {
         format!(
@@ -1079,6 +1126,55 @@ mod tests {
             .unwrap();
         let (counted, a) = store.check(&[keys.ask(b'i', b"c")]).await.unwrap();
         assert!(counted && a[0].owed > 0);
+    }
+
+    #[tokio::test]
+    async fn keys_others_wrote_are_refused_one_by_one_not_taken_for_an_outage() {
+        let server = Server::start();
+        let store = SharedStore::new(SharedConfig {
+            redis: format!("redis://127.0.0.1:{}", server.1),
+            mode: SharedMode::Exact,
+            on_failure: OnFailure::Closed,
+            timeout: Duration::from_secs(5),
+        });
+        let client = redis::Client::open(store.config.redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let burst = policy(3, 30, 3);
+        let keys = PolicyKeys::new("r", &burst);
+
+        // Something else made one client's count a hash.
+        let taken = keys.ask(b'i', b"a").key;
+        let _: () = redis::cmd("HSET")
+            .arg(&taken)
+            .arg("x")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let refused = store.check(&[keys.ask(b'i', b"a")]).await.unwrap_err();
+        assert!(refused.cause.contains("WRONGTYPE"), "{}", refused.cause);
+        assert!(!store.down.load(Ordering::Relaxed), "not an outage");
+        // Every other key is counted as before, with no wait for a retry interval.
+        let (counted, _) = store.check(&[keys.ask(b'i', b"b")]).await.unwrap();
+        assert!(counted);
+
+        // A key under candor's prefix that is not UTF-8: listed as none of candor's,
+        // deleted with the rest, and the store stays up.
+        for key in [&b"candor:fa:a:\xff\xfe"[..], b"candor:fa:a:6869:5:60"] {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let (found, more) = store.keys_matching("candor:fa:*", 10).await.unwrap();
+        assert_eq!(
+            (found, more),
+            (vec!["candor:fa:a:6869:5:60".to_owned()], false)
+        );
+        assert_eq!(store.delete_matching("candor:fa:*").await.unwrap(), 2);
+        assert!(!store.down.load(Ordering::Relaxed));
     }
 
     #[test]
