@@ -170,6 +170,48 @@ fn explain_finds_the_demo_log_with_no_flag() {
 }
 
 #[test]
+fn a_limit_refusing_a_flood_is_told_once_a_second_with_the_refusals_it_stands_for() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "{}\n[[routes]]\nname = \"limited\"\npath = \"/limited\"\nupstream = \"{}\"\n\n[[routes.rate_limits]]\nname = \"one\"\nlimit = 1\nwindow = \"1m\"\nkey = \"address\"\n",
+        one_route("/v1/devices", &up.url(), ""),
+        up.url()
+    );
+    let gw = Gateway::start(&config);
+    assert_eq!(gw.get("/limited").status, 200);
+    for _ in 0..5 {
+        assert_problem(&gw.get("/limited"), "rate_limited");
+    }
+    // A second on, one more refusal tells of those not told yet.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_problem(&gw.get("/limited"), "rate_limited");
+    let mut told = Vec::new();
+    gw.eventually(|g| {
+        let all = events_in(&log_dir(g));
+        let rejected = all
+            .iter()
+            .filter(|e| e["type"] == "request.rejected" && e["code"] == "rate_limited")
+            .count();
+        told = all
+            .into_iter()
+            .filter(|e| e["type"] == "limit.exceeded")
+            .collect();
+        rejected == 6
+            && told
+                .iter()
+                .map(|e| e["facts"]["refused"].as_u64().unwrap())
+                .sum::<u64>()
+                == 6
+    });
+    // Every refused request has its own request.rejected; the limit is told with counts
+    // (the first refusal at once, the rest a second later), not once per request.
+    assert!(told.len() <= 3, "{told:#?}");
+    assert_eq!(told[0]["facts"]["refused"], 1);
+    assert_eq!(told[0]["facts"]["policy"], "one");
+    assert_eq!(told[0]["route"], "limited");
+}
+
+#[test]
 fn the_event_log_lists_what_happened_with_filters() {
     let up = Upstream::start(Behaviour::Echo);
     let dead = Upstream::refused();

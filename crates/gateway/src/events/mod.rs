@@ -18,6 +18,7 @@ pub(crate) mod sinks;
 pub(crate) mod store;
 pub mod story;
 pub(crate) mod subscriptions;
+pub(crate) mod told;
 
 use crate::pipeline::trail::Trail;
 use serde::Serialize;
@@ -370,6 +371,8 @@ pub(crate) struct EventLog {
     pub(crate) stats: Arc<LogStats>,
     /// How long a send waits for room ([`MAX_SEND_WAIT`]).
     send_wait: Duration,
+    /// Which limits' refusals were told when ([`told`]).
+    pub(crate) told: told::Told,
 }
 
 impl LogStats {
@@ -398,6 +401,7 @@ impl EventLog {
             writer: Mutex::new(None),
             stats: Default::default(),
             send_wait: MAX_SEND_WAIT,
+            told: Default::default(),
         })
     }
 
@@ -440,6 +444,7 @@ impl EventLog {
             writer: Mutex::new(Some(writer)),
             stats,
             send_wait: MAX_SEND_WAIT,
+            told: Default::default(),
         }))
     }
 
@@ -697,6 +702,7 @@ mod tests {
             writer: Mutex::new(None),
             stats: Default::default(),
             send_wait: Duration::from_millis(50),
+            told: Default::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()

@@ -531,12 +531,42 @@ impl Pipeline {
             } else {
                 None
             };
-            if let Some((kind, severity)) = also {
+            // A limit refusing a flood is told once a second per route, policy and
+            // subject, with the number of refusals the event stands for.
+            let told = match also {
+                Some((kinds::AUTH_FAILED, _)) | None => Some(None),
+                Some((kind, _)) => {
+                    let param = |name| {
+                        e.params
+                            .iter()
+                            .find(|(k, _)| *k == name)
+                            .map_or("", |(_, v)| v.as_str())
+                    };
+                    // A rate limit's policy and subject; a quota's period and account.
+                    let (limit, subject) = if kind == kinds::LIMIT_EXCEEDED {
+                        (param("policy"), param("subject"))
+                    } else {
+                        (param("period"), param("account"))
+                    };
+                    log.told
+                        .tell(
+                            seen.route.as_deref().unwrap_or(""),
+                            limit,
+                            subject,
+                            std::time::Instant::now(),
+                        )
+                        .map(Some)
+                }
+            };
+            if let (Some((kind, severity)), Some(refused)) = (also, told) {
                 let mut ev = about(kind, severity)
                     .code(e.code)
                     .fact("client", client.to_string());
                 for (k, v) in &e.params {
                     ev = ev.fact(k, v.as_str());
+                }
+                if let Some(n) = refused {
+                    ev = ev.fact("refused", n);
                 }
                 log.send(ev).await;
             }
