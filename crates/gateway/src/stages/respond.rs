@@ -160,7 +160,7 @@ impl Renderer {
         let mut problem = Problem::new(entry, &self.base_url, &detail, instance, request_id)
             .trace_id(trace_id)
             .status(status.as_u16())
-            .errors(err.fields.clone());
+            .errors_of(std::borrow::Cow::Borrowed(&err.fields));
         if let Some(r) = err.retry {
             problem = problem.retry(r);
         }
@@ -168,7 +168,7 @@ impl Renderer {
             problem = problem.extension("source", "upstream".into());
         }
         for (k, v) in &err.extensions {
-            problem = problem.extension(k, v.clone());
+            problem = problem.extension_ref(k, v);
         }
         (status, problem.to_json())
     }
