@@ -30,6 +30,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// A header named as the `close` connection option (reserved, RFC 9110 §7.6.1).
+static CLOSE: HeaderName = HeaderName::from_static("close");
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The longest a request waits for one of its upstream's connections to come free (half
@@ -78,32 +80,10 @@ fn end_to_end(n: &HeaderName) -> bool {
 }
 
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names (standard names compare as
-    // enum tags) spares a hashed lookup per hop-by-hop name on the common path.
-    let hop_by_hop = |n: &HeaderName| {
-        n == header::CONNECTION
-            || n == header::TE
-            || n == header::TRAILER
-            || n == header::TRANSFER_ENCODING
-            || n == header::UPGRADE
-            || n == KEEP_ALIVE
-            || n == PROXY_CONNECTION
-    };
-    if !headers.keys().any(hop_by_hop) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| !end_to_end(n))
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in [
+    // Most messages carry none of them, or only `Connection: keep-alive`: one pass over the
+    // names (standard names compare as enum tags) says which are there, and only those are
+    // looked up and removed.
+    const HOP_BY_HOP: [&HeaderName; 7] = [
         &header::CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -111,8 +91,43 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
-    ] {
-        headers.remove(n);
+    ];
+    let mut present = 0u8;
+    for n in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == n) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // The options `Connection` lists: `keep-alive` and `close` are the common ones, and
+        // are known names (no header name is made for them).
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|n| {
+                if n.eq_ignore_ascii_case("close") {
+                    Some(CLOSE.clone())
+                } else {
+                    HeaderName::from_bytes(n.as_bytes()).ok()
+                }
+            })
+            .filter(|n| !end_to_end(n))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for (i, n) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(n);
+        }
     }
 }
 
@@ -474,19 +489,18 @@ async fn forward<'r>(
         // A retry replaces the answer held back for it.
         drop(previous.take());
         let outstanding = Targets::start(&pick);
-        let sent = upstream_wait(
-            fwd.pool.send(
-                Dest {
-                    authority: &pick.target.authority,
-                    tls: up.tls.as_ref(),
-                },
-                r,
-                caps,
-            ),
-            route.timeout,
-            &watch,
-        )
-        .await;
+        // Pinned here, waited on by reference: the send is kept once in this future's state,
+        // not again in the wait's.
+        let send = fwd.pool.send(
+            Dest {
+                authority: &pick.target.authority,
+                tls: up.tls.as_ref(),
+            },
+            r,
+            caps,
+        );
+        tokio::pin!(send);
+        let sent = upstream_wait(send, route.timeout, &watch).await;
         drop(outstanding);
         if watch.fault().is_some() {
             break (sent, pick.target);
@@ -736,13 +750,13 @@ pub(crate) struct UpstreamProblem(pub(crate) Option<String>);
 /// a client sending slowly, and while the body waits for the client the body's own idle
 /// timeout is what runs. `Err` when the time ran out.
 async fn upstream_wait<F: Future>(
-    send: F,
+    mut send: std::pin::Pin<&mut F>,
     timeout: Duration,
     watch: &BodyWatch,
 ) -> Result<F::Output, ()> {
     let started = Instant::now();
     let sleep = tokio::time::sleep(timeout);
-    tokio::pin!(send, sleep);
+    tokio::pin!(sleep);
     loop {
         tokio::select! {
             biased;
@@ -979,6 +993,31 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+
+        // Options in any case, over several Connection fields; a header named `Close` goes
+        // with `close`; the fields a message must keep stay even when listed.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" CLOSE , X-Other, Content-Type"),
+        );
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "content-type"]);
+
+        // Only `Connection: keep-alive`, as most upstream answers carry.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::ACCEPT]);
     }
 
     #[test]

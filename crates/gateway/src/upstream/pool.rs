@@ -138,10 +138,33 @@ impl Drop for Queued {
 
 /// Where pooled connections go: an address, and the TLS settings they were made with (0:
 /// plain TCP).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Key {
     authority: Authority,
     tls: u64,
+}
+
+impl std::hash::Hash for Key {
+    /// As `Authority`'s own (case-insensitive, as its equality is), but in one write
+    /// rather than one a byte: every request looks its upstream up twice.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let text = self.authority.as_str().as_bytes();
+        let mut lower = [0u8; 64];
+        match lower.get_mut(..text.len()) {
+            Some(lower) => {
+                for (l, b) in lower.iter_mut().zip(text) {
+                    *l = b.to_ascii_lowercase();
+                }
+                state.write(lower);
+            }
+            None => {
+                for b in text {
+                    state.write_u8(b.to_ascii_lowercase());
+                }
+            }
+        }
+        state.write_u64(self.tls);
+    }
 }
 
 /// Where a request is sent: an address, over TLS when `tls` says how.
@@ -216,7 +239,9 @@ impl Pool {
             }
             if gate.try_open(caps.max_connections) {
                 drop(queued);
-                let mut sender = match connect(dest, gate, caps.connect_timeout).await {
+                // Boxed: a new connection is the rare path, and its future would otherwise
+                // be room in every request's.
+                let mut sender = match Box::pin(connect(dest, gate, caps.connect_timeout)).await {
                     Ok(s) => s,
                     Err(error) => {
                         return Err(Failed {
@@ -294,7 +319,11 @@ impl Pool {
         let Ok(mut lists) = self.idle.lock() else {
             return (None, Arc::default());
         };
-        let entry = lists.entry(authority.clone()).or_default();
+        // Looked up before an entry is made: no copy of the key on the common path.
+        let entry = match lists.get_mut(authority) {
+            Some(entry) => entry,
+            None => lists.entry(authority.clone()).or_default(),
+        };
         let open = entry.gate.open.load(Ordering::Acquire);
         if open.saturating_sub(entry.idle.len()) >= max_busy {
             return (None, entry.gate.clone());
@@ -336,7 +365,10 @@ impl Pool {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let entry = idle.entry(authority.clone()).or_default();
+        let entry = match idle.get_mut(authority) {
+            Some(entry) => entry,
+            None => idle.entry(authority.clone()).or_default(),
+        };
         if entry.idle.len() < MAX_IDLE_PER_UPSTREAM {
             entry.idle.push(Idle {
                 sender,
@@ -738,5 +770,33 @@ impl Drop for PooledBody {
                 "the client went away before the response's end",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn keys_equal_in_any_case_hash_alike() {
+        let key = |a: &str, tls| Key {
+            authority: Authority::try_from(a).unwrap(),
+            tls,
+        };
+        let hasher = std::collections::hash_map::RandomState::new();
+        let (a, b) = (key("Example.COM:8080", 0), key("example.com:8080", 0));
+        assert_eq!(a, b);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
+        assert_ne!(
+            hasher.hash_one(&a),
+            hasher.hash_one(key("example.com:8080", 7))
+        );
+        // Past the 64 bytes hashed at once, too.
+        let long = "a-very-long-upstream-host-name.that-goes-on.and-on.example.internal:8443";
+        assert_eq!(
+            hasher.hash_one(key(long, 0)),
+            hasher.hash_one(key(&long.to_ascii_uppercase(), 0))
+        );
     }
 }
