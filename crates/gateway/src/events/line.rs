@@ -7,7 +7,6 @@
 use super::{Event, Facts, Line, RequestFacts};
 use crate::pipeline::trail::Trail;
 use crate::time::SecondText;
-use std::io::Write as _;
 
 impl Line<'_> {
     /// Appends the line (without its newline) to `out`; `second` keeps the text of the
@@ -64,20 +63,7 @@ fn request(out: &mut Vec<u8>, r: &RequestFacts<'_>) {
     string(out, &r.path);
     // An address's text never needs escaping.
     out.extend_from_slice(b",\"client\":\"");
-    match r.client {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            let mut text = itoa::Buffer::new();
-            out.extend_from_slice(text.format(a).as_bytes());
-            for octet in [b, c, d] {
-                out.push(b'.');
-                out.extend_from_slice(text.format(octet).as_bytes());
-            }
-        }
-        v6 => {
-            let _ = write!(out, "{v6}");
-        }
-    }
+    crate::http::address::push_ip(out, r.client);
     out.push(b'"');
     key(out, "status");
     number(out, u64::from(r.status));

@@ -71,6 +71,26 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// Appends `ip` as text (an IPv4 address's octets in decimal without the formatting
+/// machinery: every proxied request writes its client's address).
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            let mut text = itoa::Buffer::new();
+            out.extend_from_slice(text.format(a).as_bytes());
+            for octet in [b, c, d] {
+                out.push(b'.');
+                out.extend_from_slice(text.format(octet).as_bytes());
+            }
+        }
+        v6 => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
 /// untrusted address in X-Forwarded-For.
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
@@ -105,6 +125,23 @@ pub(crate) fn is_https(tls: bool, peer: IpAddr, headers: &HeaderMap, trusted: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "::1",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
     use http::HeaderValue;
 
     #[test]

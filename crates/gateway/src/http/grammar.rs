@@ -113,8 +113,37 @@ pub(crate) fn malformed_request(reason: String, line: &[u8]) -> (GatewayError, S
 
 /// Whether `b` may appear in an HTTP token (RFC 9110 §5.6.2): methods and field names.
 pub(crate) fn is_tchar(b: &u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
+    TCHAR[usize::from(*b)]
 }
+
+/// [`is_tchar`] for each byte value.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    table
+};
 
 /// At most `max` bytes of `bytes`, as text with control characters escaped.
 pub(crate) fn escaped(bytes: &[u8], max: usize) -> String {
@@ -164,7 +193,7 @@ pub(crate) fn plain_http_path(buf: &[u8]) -> Option<String> {
 fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
     let mut rest = buf;
     let mut number = 0usize;
-    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+    while let Some(end) = memchr::memchr(b'\n', rest) {
         let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
         rest = &rest[end + 1..];
         if line.is_empty() {
@@ -239,6 +268,14 @@ fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_table_is_rfc_9110s_tchar() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(&b), tchar, "{b:#x}");
+        }
+    }
 
     fn code(line: &[u8]) -> Option<&'static str> {
         check_request_line(line, 8192).map(|(e, _)| e.code)

@@ -611,7 +611,7 @@ fn head_timed_out(head: &[u8], waited: Duration) -> Refusal {
 /// it), or, when it is not complete, the offset to resume searching from.
 fn head_end(data: &[u8], from: usize) -> Result<usize, usize> {
     let mut i = from;
-    while let Some(p) = data[i..].iter().position(|&b| b == b'\n') {
+    while let Some(p) = memchr::memchr(b'\n', &data[i..]) {
         let nl = i + p;
         match data.get(nl + 1) {
             Some(b'\n') => return Ok(nl + 2),

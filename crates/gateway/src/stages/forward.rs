@@ -140,12 +140,13 @@ fn set_forwarded(
         .trusted_proxies
         .iter()
         .any(|n| n.contains(down.peer.ip()));
-    let peer = down.peer.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trusted => format!("{prior}, {peer}"),
-        _ => peer,
-    };
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    let mut xff = Vec::with_capacity(48);
+    if trusted && let Some(prior) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        xff.extend_from_slice(prior.as_bytes());
+        xff.extend_from_slice(b", ");
+    }
+    crate::http::address::push_ip(&mut xff, down.peer.ip());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -235,10 +236,14 @@ pub(crate) async fn run(
         );
     }
     let mut facts = Vec::with_capacity(2);
-    facts.push(("upstream_ms", started.elapsed().as_millis().to_string()));
+    let mut text = itoa::Buffer::new();
+    facts.push((
+        "upstream_ms",
+        text.format(started.elapsed().as_millis()).to_owned(),
+    ));
     match &resp {
         Ok(r) => {
-            facts.push(("status", r.status().as_u16().to_string()));
+            facts.push(("status", text.format(r.status().as_u16()).to_owned()));
             if let Some(UpstreamProblem(Some(code))) = r.extensions().get() {
                 facts.push(("upstream_code", code.clone()));
             }
