@@ -39,22 +39,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { # a loopback port nothing listens on now
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-UP_PORT=${UP_PORT:-$(free_port)}
-NGINX_PORT=${NGINX_PORT:-$(free_port)}
-HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
-CANDOR_PORT=${CANDOR_PORT:-$(free_port)}
+# Nine free loopback ports, bound at the same time so that none is handed out twice (one
+# at a time, the kernel may give the same port again once it is closed).
+read -r P1 P2 P3 P4 P5 P6 P7 P8 P9 < <(python3 -c '
+import socket
+held = [socket.socket() for _ in range(9)]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in held])')
+UP_PORT=${UP_PORT:-$P1}
+NGINX_PORT=${NGINX_PORT:-$P2}
+HAPROXY_PORT=${HAPROXY_PORT:-$P3}
+CANDOR_PORT=${CANDOR_PORT:-$P4}
 BASELINE=${BASELINE:-}
-BASELINE_PORT=${BASELINE_PORT:-$(free_port)}
+BASELINE_PORT=${BASELINE_PORT:-$P5}
 # A second candor whose rate-limited route shares its limit through Redis (exact mode), and
 # the redis-server it uses (on the load core: the proxy core measures candor alone).
-REDIS_PORT=${REDIS_PORT:-$(free_port)}
-CANDOR_REDIS_PORT=${CANDOR_REDIS_PORT:-$(free_port)}
-CANDOR_BATCHED_PORT=${CANDOR_BATCHED_PORT:-$(free_port)}
+REDIS_PORT=${REDIS_PORT:-$P6}
+CANDOR_REDIS_PORT=${CANDOR_REDIS_PORT:-$P7}
+CANDOR_BATCHED_PORT=${CANDOR_BATCHED_PORT:-$P8}
 # A candor with the plain route and the API event log off: the event log's cost.
-CANDOR_NOEV_PORT=${CANDOR_NOEV_PORT:-$(free_port)}
+CANDOR_NOEV_PORT=${CANDOR_NOEV_PORT:-$P9}
+ALL_PORTS="$UP_PORT $NGINX_PORT $HAPROXY_PORT $CANDOR_PORT $BASELINE_PORT $REDIS_PORT $CANDOR_REDIS_PORT $CANDOR_BATCHED_PORT $CANDOR_NOEV_PORT"
+if [ "$(echo "$ALL_PORTS" | tr ' ' '\n' | sort | uniq -d)" ]; then
+  echo "two targets were given the same port: $ALL_PORTS"; exit 1
+fi
 for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT" "$REDIS_PORT" "$CANDOR_REDIS_PORT" "$CANDOR_BATCHED_PORT" "$CANDOR_NOEV_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
 done

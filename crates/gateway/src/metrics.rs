@@ -194,15 +194,16 @@ pub(crate) fn request(
     }
 }
 
-/// Counts a request refused by `policy` of `route`.
-pub(crate) fn rate_limited(route: &str, policy: &str) {
+/// The counter of requests refused by `policy` of `route`, made once (with the route's plan)
+/// so that a refusal only increments it.
+pub(crate) fn rate_limited(route: &str, policy: &str) -> Counter {
     RECORDED
         .rate_limited
         .get_or_create(&PolicyLabels {
             route: route.to_owned(),
             policy: policy.to_owned(),
         })
-        .inc();
+        .clone()
 }
 
 /// What is read at scrape time from the running gateway.

@@ -209,6 +209,10 @@ impl Plan {
             });
             (!chosen.is_empty()).then(|| {
                 Stage::RateLimit(limit::RateStage {
+                    refused: chosen
+                        .iter()
+                        .map(|l| crate::metrics::rate_limited(&route.name, &l.policy.name))
+                        .collect(),
                     limiters: chosen,
                     headers: l.headers,
                     status: l.rate_status,

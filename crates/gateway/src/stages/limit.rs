@@ -23,6 +23,8 @@ pub(crate) struct RateStage {
     /// The policies' limiters, shortest window first: a request refused by a short window
     /// is not counted against a longer one.
     pub(crate) limiters: Vec<Arc<Limiter>>,
+    /// Each policy's count of refused requests (`/metrics`), in the order of `limiters`.
+    pub(crate) refused: Vec<prometheus_client::metrics::counter::Counter>,
     /// Whether answers that passed carry the RateLimit fields.
     pub(crate) headers: bool,
     /// The status of the refusal, if not 429.
@@ -165,7 +167,7 @@ fn refusal_error(
     states: Vec<PolicyState>,
     blocked: &[(usize, u64)],
 ) -> GatewayError {
-    let mut p = &stage.limiters[first].policy;
+    let mut chosen = first;
     let mut wait = 0;
     let mut violated = Vec::new();
     for &(j, w) in blocked {
@@ -173,9 +175,10 @@ fn refusal_error(
         violated.push(policy.name.clone());
         if w > wait || violated.len() == 1 {
             wait = w.max(1);
-            p = policy;
+            chosen = j;
         }
     }
+    let p = &stage.limiters[chosen].policy;
     let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
     let mut e = GatewayError::new(codes::RATE_LIMITED)
         .param("policy", p.name.clone())
@@ -201,7 +204,9 @@ fn refusal_error(
         Some(codes::RATE_LIMITED),
         vec![("policy", p.name.clone())],
     );
-    crate::metrics::rate_limited(ctx.route.map_or("", |r| &r.config.name), &p.name);
+    if let Some(refused) = stage.refused.get(chosen) {
+        refused.inc();
+    }
     refund_quota(quotas, ctx);
     e
 }
