@@ -256,7 +256,10 @@ def main():
         procs.append(subprocess.Popen(["taskset", "-c", "1", NGINX, "-c", f"{work}/upstream.conf"]))
         wait_up(up)
         commands = {
-            "candor": ["taskset", "-c", "0", CANDOR, "serve", "--config", f"{work}/candor.toml"],
+            # The serving process itself (under the supervisor, the pid would be the
+            # supervisor's, which holds no connection).
+            "candor": ["taskset", "-c", "0", CANDOR, "serve", "--no-supervisor", "--config",
+                       f"{work}/candor.toml"],
             "haproxy": ["taskset", "-c", "0", HAPROXY, "-f", f"{work}/haproxy.cfg", "-db"],
             "nginx": ["taskset", "-c", "0", NGINX, "-c", f"{work}/nginx.conf"],
         }

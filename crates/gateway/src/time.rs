@@ -109,7 +109,7 @@ impl SecondText {
         let secs = ms.div_euclid(1000);
         if self.secs != Some(secs) {
             let mut whole = Vec::with_capacity(20);
-            write_rfc3339(&mut whole, secs * 1000, false);
+            write_rfc3339(&mut whole, ms, false);
             // Years are clamped to four digits: always `YYYY-MM-DDThh:mm:ss` and `Z`.
             self.text.copy_from_slice(&whole[..19]);
             self.secs = Some(secs);
@@ -176,6 +176,8 @@ mod tests {
             -1,
             253_402_300_799_999,
             400_000_000_000_000,
+            i64::MIN,
+            i64::MAX,
         ] {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             kept.write_millis(&mut a, ms);

@@ -212,6 +212,33 @@ fn a_limit_refusing_a_flood_is_told_once_a_second_with_the_refusals_it_stands_fo
 }
 
 #[test]
+fn each_count_a_limit_keeps_is_told_apart() {
+    // A limit per value of a header: the subject's words are the same for every value, and
+    // each value's refusals are still told as its own.
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "{}\n[[routes]]\nname = \"tenants\"\npath = \"/t\"\nupstream = \"{}\"\n\n[[routes.rate_limits]]\nname = \"per-tenant\"\nlimit = 1\nwindow = \"1m\"\nkey = \"header:X-Tenant\"\n",
+        one_route("/v1/devices", &up.url(), ""),
+        up.url()
+    );
+    let gw = Gateway::start(&config);
+    for tenant in ["a", "b"] {
+        let h = [("X-Tenant", tenant)];
+        assert_eq!(gw.request("GET", "/t", &h, b"").status, 200);
+        assert_problem(&gw.request("GET", "/t", &h, b""), "rate_limited");
+    }
+    let mut told = Vec::new();
+    gw.eventually(|g| {
+        told = events_in(&log_dir(g))
+            .into_iter()
+            .filter(|e| e["type"] == "limit.exceeded")
+            .collect();
+        told.len() == 2
+    });
+    assert!(told.iter().all(|e| e["facts"]["refused"] == 1), "{told:#?}");
+}
+
+#[test]
 fn the_event_log_lists_what_happened_with_filters() {
     let up = Upstream::start(Behaviour::Echo);
     let dead = Upstream::refused();

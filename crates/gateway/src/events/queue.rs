@@ -128,14 +128,19 @@ impl Batch {
         })
     }
 
-    /// Empties it, keeping its room unless a burst made that large.
+    /// Empties it, keeping its room for the batches of steady traffic; the room a burst
+    /// made (a flood of connections, each with its events) is given back, so that memory
+    /// returns to where it was once the burst is over.
     pub(crate) fn clear(&mut self) {
-        const KEEP_BYTES: usize = 8 << 20;
+        const KEEP_BYTES: usize = 4 * WRITE_BYTES;
+        const KEEP_ENTRIES: usize = 4096;
+        self.bytes.clear();
+        self.entries.clear();
         if self.bytes.capacity() > KEEP_BYTES {
-            *self = Batch::default();
-        } else {
-            self.bytes.clear();
-            self.entries.clear();
+            self.bytes = Vec::new();
+        }
+        if self.entries.capacity() > KEEP_ENTRIES {
+            self.entries = Vec::new();
         }
     }
 }

@@ -492,17 +492,13 @@ impl SharedStore {
     }
 
     /// The store answered, refusing one command (see [`answered`]): not an outage, so
-    /// nothing is marked down and other keys are counted as before. Logged at most once a
-    /// minute, with the `keys` the command used (hashes: they name no client).
+    /// nothing is marked down (a store marked down is up again) and other keys are counted
+    /// as before. Logged at most once a minute, with the `keys` the command used (a rate
+    /// limit's are hashes; a failed-attempt count's name its client or address, as the
+    /// log's other lines do).
     fn refused(&self, e: &redis::RedisError, keys: &[&str]) -> Unavailable {
-        let cause = match e.code() {
-            Some("WRONGTYPE") => {
-                "answered WRONGTYPE: a key candor counts in holds another type of value (does something else write keys under candor:?)"
-            }
-            _ => {
-                "answered with a value candor cannot read (does something else write keys under candor:?)"
-            }
-        };
+        self.recovered();
+        let cause = "answered WRONGTYPE: a key candor counts in holds another type of value (does something else write keys under candor:?)";
         let now = self.millis().max(1);
         let last = self.refusal_logged.load(Ordering::Relaxed);
         if (last == 0 || now.saturating_sub(last) >= 60_000)
@@ -893,11 +889,12 @@ impl SharedStore {
 
 /// A Redis error in words that name no address.
 /// Whether `e` is the store's answer to one command rather than a sign that the store
-/// cannot be used: a key holding another type of value (`WRONGTYPE`), or a reply of a
-/// type candor does not read. An outage is marked down and sends every route to its
-/// `on_failure`; this refuses only the requests counted in that key.
+/// cannot be used: a key holding another type of value (`WRONGTYPE`, which only a server
+/// that answers can say). An outage is marked down and sends every route to its
+/// `on_failure`; this refuses only the requests counted in that key. (A reply candor cannot
+/// parse is not one of these: it cannot be told from a broken connection.)
 fn answered(e: &redis::RedisError) -> bool {
-    e.code() == Some("WRONGTYPE") || matches!(e.kind(), redis::ErrorKind::UnexpectedReturnType)
+    e.code() == Some("WRONGTYPE")
 }
 
 fn cause_of(e: &redis::RedisError, timeout: Duration) -> String {

@@ -68,6 +68,9 @@ pub(crate) struct RequestCtx<'a> {
     pub(crate) rate_limits: Vec<crate::limits::rate::PolicyState>,
     /// Whether the answer carries the RateLimit fields of `rate_limits`.
     pub(crate) rate_limit_fields: bool,
+    /// For a request a limit refused: the limit and the count that refused it
+    /// ([`crate::events::told::identity`]), by which a flood is told once a second.
+    pub(crate) limited: Option<u64>,
     /// Whether the request was counted against its account's quotas (and is given back if
     /// a rate limit then refuses it or the upstream cannot be reached).
     pub(crate) quota_counted: bool,
@@ -106,6 +109,7 @@ impl<'a> RequestCtx<'a> {
             validation: None,
             rate_limits: Vec::new(),
             rate_limit_fields: false,
+            limited: None,
             quota_counted: false,
             upstream_reached: false,
             trace,

@@ -70,6 +70,8 @@ struct Seen {
     upstream_us: Option<u64>,
     principal: Option<(String, Option<String>)>,
     client: Option<std::net::IpAddr>,
+    /// The limit and count that refused the request ([`RequestCtx::limited`]).
+    limited: Option<u64>,
 }
 
 /// One configuration generation, compiled: what a request is served with from start to end,
@@ -261,6 +263,7 @@ impl Pipeline {
                     .map(|r| self.plans[r.index].metrics.route().clone());
                 seen.principal = ctx.principal.take().map(|p| (p.client_id, p.account));
                 seen.client = Some(ctx.client_ip());
+                seen.limited = ctx.limited;
             }
             let fields = ctx.rate_limit_fields.then_some(ctx.rate_limits);
             let profile = if self.profiled {
@@ -531,32 +534,14 @@ impl Pipeline {
             } else {
                 None
             };
-            // A limit refusing a flood is told once a second per route, policy and
-            // subject, with the number of refusals the event stands for.
-            let told = match also {
-                Some((kinds::AUTH_FAILED, _)) | None => Some(None),
-                Some((kind, _)) => {
-                    let param = |name| {
-                        e.params
-                            .iter()
-                            .find(|(k, _)| *k == name)
-                            .map_or("", |(_, v)| v.as_str())
-                    };
-                    // A rate limit's policy and subject; a quota's period and account.
-                    let (limit, subject) = if kind == kinds::LIMIT_EXCEEDED {
-                        (param("policy"), param("subject"))
-                    } else {
-                        (param("period"), param("account"))
-                    };
-                    log.told
-                        .tell(
-                            seen.route.as_deref().unwrap_or(""),
-                            limit,
-                            subject,
-                            std::time::Instant::now(),
-                        )
-                        .map(Some)
+            // A limit refusing a flood is told once a second per limit and count (the
+            // route, the policy and the limiter's key; the quota and the account), with the
+            // number of refusals the event stands for.
+            let told = match (also, seen.limited) {
+                (Some((kind, _)), Some(what)) if kind != kinds::AUTH_FAILED => {
+                    log.told.tell(what, std::time::Instant::now()).map(Some)
                 }
+                _ => Some(None),
             };
             if let (Some((kind, severity)), Some(refused)) = (also, told) {
                 let mut ev = about(kind, severity)

@@ -179,6 +179,12 @@ fn refusal_error(
         }
     }
     let p = &stage.limiters[chosen].policy;
+    // What the limiter counts together (its key, an IPv6 address's /64) is told together.
+    let identity = {
+        let (tag, key) = key_bytes(&p.key, ctx);
+        let route = ctx.route.map_or("", |r| r.config.name.as_str());
+        crate::events::told::identity(&[route.as_bytes(), p.name.as_bytes(), &[tag], &key])
+    };
     let retry_at = crate::time::rfc3339(crate::time::unix_now() + wait as i64);
     let mut e = GatewayError::new(codes::RATE_LIMITED)
         .param("policy", p.name.clone())
@@ -195,6 +201,7 @@ fn refusal_error(
         .extension("window", p.window.as_secs().into())
         .extension("retry_after", wait.into())
         .extension("retry_at", retry_at.into());
+    ctx.limited = Some(identity);
     if let Some(s) = stage.status {
         e = e.status(s);
     }
@@ -340,6 +347,18 @@ pub(crate) fn run(
             if let Some(s) = status {
                 e = e.status(s);
             }
+            // A quota is told once a second per account and period.
+            let param = |name| {
+                e.params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map_or("", |(_, v)| v.as_str())
+            };
+            ctx.limited = Some(crate::events::told::identity(&[
+                b"quota",
+                param("period").as_bytes(),
+                param("account").as_bytes(),
+            ]));
             ctx.trail
                 .record("limit", "reject", Some(e.code), Vec::new());
             Err(e)
