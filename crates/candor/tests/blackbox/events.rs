@@ -169,14 +169,20 @@ fn explain_finds_the_demo_log_with_no_flag() {
     );
 }
 
+/// A config with `/v1/devices` and route `name` at `path`, both to `up`, the latter with
+/// one rate-limit policy `policy` of one request a minute per `key`.
+fn limited_route(up: &Upstream, name: &str, path: &str, policy: &str, key: &str) -> String {
+    format!(
+        "{}\n[[routes]]\nname = \"{name}\"\npath = \"{path}\"\nupstream = \"{}\"\n\n[[routes.rate_limits]]\nname = \"{policy}\"\nlimit = 1\nwindow = \"1m\"\nkey = \"{key}\"\n",
+        one_route("/v1/devices", &up.url(), ""),
+        up.url()
+    )
+}
+
 #[test]
 fn a_limit_refusing_a_flood_is_told_once_a_second_with_the_refusals_it_stands_for() {
     let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "{}\n[[routes]]\nname = \"limited\"\npath = \"/limited\"\nupstream = \"{}\"\n\n[[routes.rate_limits]]\nname = \"one\"\nlimit = 1\nwindow = \"1m\"\nkey = \"address\"\n",
-        one_route("/v1/devices", &up.url(), ""),
-        up.url()
-    );
+    let config = limited_route(&up, "limited", "/limited", "one", "address");
     let gw = Gateway::start(&config);
     assert_eq!(gw.get("/limited").status, 200);
     for _ in 0..5 {
@@ -216,11 +222,7 @@ fn each_count_a_limit_keeps_is_told_apart() {
     // A limit per value of a header: the subject's words are the same for every value, and
     // each value's refusals are still told as its own.
     let up = Upstream::start(Behaviour::Echo);
-    let config = format!(
-        "{}\n[[routes]]\nname = \"tenants\"\npath = \"/t\"\nupstream = \"{}\"\n\n[[routes.rate_limits]]\nname = \"per-tenant\"\nlimit = 1\nwindow = \"1m\"\nkey = \"header:X-Tenant\"\n",
-        one_route("/v1/devices", &up.url(), ""),
-        up.url()
-    );
+    let config = limited_route(&up, "tenants", "/t", "per-tenant", "header:X-Tenant");
     let gw = Gateway::start(&config);
     for tenant in ["a", "b"] {
         let h = [("X-Tenant", tenant)];

@@ -1020,6 +1020,16 @@ mod tests {
             }
             Server(child, port, dir)
         }
+
+        /// A store in exact mode on this server, refusing while it is down.
+        fn exact_store(&self) -> SharedStore {
+            SharedStore::new(SharedConfig {
+                redis: format!("redis://127.0.0.1:{}", self.1),
+                mode: SharedMode::Exact,
+                on_failure: OnFailure::Closed,
+                timeout: Duration::from_secs(5),
+            })
+        }
     }
 
     impl Drop for Server {
@@ -1033,12 +1043,7 @@ mod tests {
     #[tokio::test]
     async fn the_script_on_a_real_redis_matches_the_local_limiter() {
         let server = Server::start();
-        let store = SharedStore::new(SharedConfig {
-            redis: format!("redis://127.0.0.1:{}", server.1),
-            mode: SharedMode::Exact,
-            on_failure: OnFailure::Closed,
-            timeout: Duration::from_secs(5),
-        });
+        let store = server.exact_store();
         let burst = policy(3, 30, 3);
         let keys = PolicyKeys::new("r", &burst);
         let local = Limiter::new(burst.clone(), 10);
@@ -1128,12 +1133,7 @@ mod tests {
     #[tokio::test]
     async fn keys_others_wrote_are_refused_one_by_one_not_taken_for_an_outage() {
         let server = Server::start();
-        let store = SharedStore::new(SharedConfig {
-            redis: format!("redis://127.0.0.1:{}", server.1),
-            mode: SharedMode::Exact,
-            on_failure: OnFailure::Closed,
-            timeout: Duration::from_secs(5),
-        });
+        let store = server.exact_store();
         let client = redis::Client::open(store.config.redis.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let burst = policy(3, 30, 3);
