@@ -94,6 +94,23 @@ fn malformed_header_lines_name_the_line_and_field_never_the_value() {
 }
 
 #[test]
+fn a_header_name_longer_than_any_can_be_is_answered_through_the_catalog() {
+    // Found by an attack probe: with the default limits, a 70,000-byte name was refused by
+    // the parser itself, with a bare 431 and no body.
+    let up = Upstream::start(Behaviour::Echo);
+    let gw = Gateway::start(&one_route("/{*rest}", &up.url(), ""));
+    let mut head = b"GET /t_longname HTTP/1.1\r\nHost: a\r\n".to_vec();
+    head.extend(std::iter::repeat_n(b'X', 70_000));
+    head.extend_from_slice(b": b\r\n\r\n");
+    let b = assert_problem(&gw.send(&head), "malformed_header");
+    assert!(
+        b["detail"].as_str().unwrap().contains("70000 bytes long"),
+        "{b}"
+    );
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[test]
 fn bad_heads_later_on_a_keep_alive_connection_are_answered_through_the_catalog() {
     use std::io::{Read, Write};
     let (gw, up) = gateway();

@@ -233,6 +233,18 @@ fn check_header_lines(buf: &[u8]) -> Option<GatewayError> {
         if name.is_empty() {
             return fail("\"\"".into(), "the field name is empty".into());
         }
+        // The longest name a header can have (the `http` crate's); past it the parser would
+        // refuse the head itself, with a bare 431.
+        const MAX_NAME: usize = (1 << 16) - 1;
+        if name.len() > MAX_NAME {
+            return fail(
+                shown(&name[..40]),
+                format!(
+                    "the field name is {} bytes long; a field name is at most {MAX_NAME} bytes",
+                    name.len()
+                ),
+            );
+        }
         if name.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
             return fail(
                 shown(name.trim_ascii_end()),
