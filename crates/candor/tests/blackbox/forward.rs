@@ -170,6 +170,23 @@ fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop() {
     assert!(r.header("keep-alive").is_none());
     assert_eq!(r.header("x-upstream"), Some("echo"));
 
+    // A client's own word for its address, in the fields an upstream may read instead of
+    // X-Forwarded-For, does not reach the upstream (the attack probe's bytes: they used to
+    // arrive untouched).
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nForwarded: for=10.0.0.1;proto=https\r\n\
+          Forwarded: for=10.0.0.2\r\nX-Real-IP: 10.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200);
+    let h = &r.json()["headers"];
+    assert!(h.get("forwarded").is_none(), "{h}");
+    assert!(h.get("x-real-ip").is_none(), "{h}");
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
+
     // Loopback trusted: incoming X-Forwarded-* are kept and extended.
     let gw = Gateway::start(&format!(
         "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}",
@@ -181,12 +198,17 @@ fn forwarding_sets_forwarded_headers_and_drops_hop_by_hop() {
         &[
             ("X-Forwarded-For", "203.0.113.7"),
             ("X-Forwarded-Proto", "https"),
+            ("Forwarded", "for=203.0.113.7"),
+            ("X-Real-IP", "203.0.113.7"),
         ],
         b"",
     );
     let h = &r.json()["headers"];
     assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"][0], "https");
+    // A trusted proxy's are its own to pass on.
+    assert_eq!(h["forwarded"][0], "for=203.0.113.7");
+    assert_eq!(h["x-real-ip"][0], "203.0.113.7");
 }
 
 #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// A header named as the `close` connection option (reserved, RFC 9110 §7.6.1).
@@ -131,6 +132,12 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Says where the request came from: `X-Forwarded-For` (extended when the peer is a
+/// trusted proxy, else replaced by the peer's address), `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (a trusted proxy's kept). The other fields by which a client can claim
+/// an address, `Forwarded` (RFC 7239) and `X-Real-IP`, are kept only from a trusted proxy:
+/// from anyone else they are the client's word about itself, and an upstream that reads
+/// them would take it for the gateway's.
 fn set_forwarded(
     headers: &mut HeaderMap,
     down: &Downstream<'_>,
@@ -140,6 +147,10 @@ fn set_forwarded(
         .trusted_proxies
         .iter()
         .any(|n| n.contains(down.peer.ip()));
+    if !trusted {
+        headers.remove(header::FORWARDED);
+        headers.remove(&X_REAL_IP);
+    }
     let mut xff = Vec::with_capacity(48);
     if trusted && let Some(prior) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         xff.extend_from_slice(prior.as_bytes());
@@ -1030,6 +1041,9 @@ mod tests {
         let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.append("forwarded", HeaderValue::from_static("for=1.2.3.4"));
+        h.append("forwarded", HeaderValue::from_static("for=5.6.7.8"));
+        h.insert("x-real-ip", HeaderValue::from_static("1.2.3.4"));
         let down = Downstream {
             peer: "192.0.2.9:5000".parse().unwrap(),
             tls: false,
@@ -1043,10 +1057,13 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert!(!h.contains_key("forwarded") && !h.contains_key("x-real-ip"));
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("forwarded", HeaderValue::from_static("for=1.2.3.4"));
+        h.insert("x-real-ip", HeaderValue::from_static("1.2.3.4"));
         let down = Downstream {
             peer: "10.1.1.1:5000".parse().unwrap(),
             tls: false,
@@ -1055,5 +1072,7 @@ mod tests {
         set_forwarded(&mut h, &down, None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=1.2.3.4");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
     }
 }
