@@ -1066,7 +1066,9 @@ fn describe(
                     .collect::<Vec<_>>()
                     .join(" or "),
             };
-            let got = if secret {
+            // `null` is its own type's only value: named once ("got null", not "got null
+            // null").
+            let got = if secret || v.is_null() {
                 format!(", got {}", type_name(v))
             } else {
                 format!(", got {} {}", type_name(v), shown(v))
@@ -1351,6 +1353,18 @@ mod tests {
             .map(|f| (f.pointer, f.reason))
             .collect();
         assert_eq!(got, [("#/serial".to_owned(), "blank".to_owned())]);
+    }
+
+    #[test]
+    fn a_null_is_named_once() {
+        let got: Vec<(String, String)> = problems(device_schema(), Value::Null)
+            .into_iter()
+            .map(|f| (f.pointer, f.detail))
+            .collect();
+        assert_eq!(
+            got,
+            [("#".to_owned(), "expected object, got null".to_owned())]
+        );
     }
 
     #[test]
