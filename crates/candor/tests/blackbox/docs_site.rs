@@ -479,6 +479,15 @@ fn docs_pages_headers_and_misses() {
         &request(admin, "GET", "/errors/nope_nope", &html, b""),
         "resource_not_found",
     );
+    // Both listeners read a page's path decoded: an escaped letter or a dot segment names
+    // the same page.
+    for path in ["/errors/rate%5Flimited", "/%65rrors/x/../rate_limited"] {
+        for (name, addr) in [("main", gw.addr), ("admin", admin)] {
+            let r = request(addr, "GET", path, &[], b"");
+            assert_eq!(r.status, 200, "{name} {path}: {}", r.text());
+            assert_eq!(r.json()["code"], "rate_limited", "{name} {path}");
+        }
+    }
 }
 
 /// A profile in use has its page in the served site (Markdown for programs); a profile not

@@ -219,18 +219,22 @@ async fn route(
                 .collect();
             return Ok(json_response(StatusCode::OK, Value::from(entries)));
         }
-        p if pages::is_docs_path(p) => {
-            if !read_only {
-                return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
-            }
-            return pages::serve(
-                pipeline.renderer(),
-                pipeline.profiles_in_use(),
-                p,
-                req.headers(),
-            );
-        }
         _ => {}
+    }
+    // The error pages read their path as the main listener's do: percent-decoded, dot
+    // segments resolved (`/errors/rate%5Flimited` is `/errors/rate_limited` on both).
+    if let Ok(target) = crate::stages::parse::parse_path(path)
+        && pages::is_docs_path(&target.path)
+    {
+        if !read_only {
+            return Err(method_not_allowed(path, &method, &["GET", "HEAD"]));
+        }
+        return pages::serve(
+            pipeline.renderer(),
+            pipeline.profiles_in_use(),
+            &target.path,
+            req.headers(),
+        );
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let known = matches!(
