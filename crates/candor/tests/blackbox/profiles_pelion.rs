@@ -543,3 +543,33 @@ fn plain_http_to_a_tls_listener_is_answered_in_the_listeners_profile() {
     );
     assert_eq!(r.header("connection"), Some("close"));
 }
+
+/// A profile that names its own request id header: an error carries the id there alone;
+/// a forwarded answer carries it in X-Request-Id and, unless the upstream set its own, in
+/// the profile's header too.
+#[test]
+fn a_profiles_request_id_header_is_on_every_answer() {
+    let up = crate::harness::Upstream::start(crate::harness::Behaviour::Echo);
+    let config = format!(
+        "[server]\nprofile = \"acme\"\n\n[profiles]\nfiles = [\"acme.toml\"]\n\n{}",
+        crate::harness::one_route("/v1/{*rest}", &up.url(), "")
+    );
+    let gw = Gateway::start_after(&config, |file| {
+        std::fs::write(
+            file.with_file_name("acme.toml"),
+            "name = \"acme\"\nenvelope = '{\"error\": \"{message}\", \"id\": \"{request_id}\"}'\n\
+             [headers]\nrequest_id = \"X-Acme-Request\"\n[fallback]\n",
+        )
+        .unwrap();
+    });
+    let ok = gw.get("/v1/x");
+    assert_eq!(ok.status, 200);
+    let rid = ok.header("x-request-id").expect("X-Request-Id").to_owned();
+    assert_eq!(ok.header("x-acme-request"), Some(rid.as_str()));
+
+    let miss = gw.get("/nowhere");
+    assert_eq!(miss.status, 404);
+    let id = miss.header("x-acme-request").expect("the profile's header");
+    assert_eq!(miss.json()["id"], id);
+    assert!(miss.header("x-request-id").is_none());
+}

@@ -344,9 +344,19 @@ impl Pipeline {
             }
         };
         let rid_made_at = rid.made_at_ms;
+        // The id is in the header the route's profile names: an error carries it there
+        // alone (as the API the profile speaks for would); any other answer in X-Request-Id,
+        // and also in the profile's header unless the upstream's answer has its own there.
         let rid_name = match profile {
             Some(p) if error.is_some() => crate::stages::respond::request_id_header(Some(p)),
-            _ => X_REQUEST_ID.clone(),
+            Some(p) => {
+                let named = crate::stages::respond::request_id_header(Some(p));
+                if named != X_REQUEST_ID && !resp.headers().contains_key(&named) {
+                    resp.headers_mut().insert(named, rid.header.clone());
+                }
+                X_REQUEST_ID.clone()
+            }
+            None => X_REQUEST_ID.clone(),
         };
         resp.headers_mut().insert(rid_name, rid.header);
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
