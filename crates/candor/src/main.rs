@@ -33,7 +33,8 @@ enum Command {
     /// Run the gateway. Without --config it runs the embedded demo: the gateway on
     /// 127.0.0.1:8080 in front of a small devices API kept in ./candor-data/.
     Serve {
-        /// Configuration file (TOML). Reloaded on SIGHUP and whenever the file changes.
+        /// Configuration file (TOML). Reloaded on SIGHUP and whenever it, or a file it names
+        /// (profiles, schemas, the TLS certificate, ...), changes.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Address to listen on, overriding the file's server.listen.

@@ -573,3 +573,48 @@ fn a_profiles_request_id_header_is_on_every_answer() {
     assert_eq!(miss.json()["id"], id);
     assert!(miss.header("x-request-id").is_none());
 }
+
+/// Editing a profile file the configuration names reloads the configuration, as editing
+/// the configuration itself does; a broken edit is refused (the running profile stays) and
+/// its fix is picked up.
+#[test]
+fn editing_a_named_profile_file_reloads() {
+    let profile = |message: &str| {
+        format!(
+            "name = \"acme\"\nenvelope = '{{\"error\": \"{{message}}\"}}'\n\
+             [[error]]\ncatalog = [\"route_not_found\"]\nstatus = 404\nmessage = \"{message}\"\n[fallback]\n"
+        )
+    };
+    let gw = Gateway::start_after(
+        "[server]\nprofile = \"acme\"\n\n[profiles]\nfiles = [\"acme.toml\"]\n",
+        |file| std::fs::write(file.with_file_name("acme.toml"), profile("No such thing.")).unwrap(),
+    );
+    let said = |g: &Gateway| {
+        g.get("/nowhere").json()["error"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(said(&gw).as_deref(), Some("No such thing."));
+    let file = gw.dir.join("acme.toml");
+    // (A later modification time than the first write's, on any file system.)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, profile("Nothing here.")).unwrap();
+    assert!(gw.eventually(|g| said(g).as_deref() == Some("Nothing here.")));
+
+    // A broken edit: refused, named in the log, the running profile kept.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(
+        &file,
+        "name = \"acme\"\nenvelope = '{\"error\": \"{mesage}\"}'\n",
+    )
+    .unwrap();
+    assert!(gw.eventually(|g| {
+        g.log()
+            .contains("`{mesage}` is not a value the envelope can name")
+    }));
+    assert_eq!(said(&gw).as_deref(), Some("Nothing here."));
+    // Its fix is picked up.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, profile("Fixed.")).unwrap();
+    assert!(gw.eventually(|g| said(g).as_deref() == Some("Fixed.")));
+}

@@ -39,6 +39,7 @@ pub(super) fn read(
             let source = match b.get_ref() {
                 toml::de::DeValue::String(file) => {
                     let path = dir.join(file.as_ref());
+                    p.reads(&path);
                     std::fs::read_to_string(&path)
                         .map_err(|e| format!("cannot read the schema file {}: {e}", path.display()))
                         .and_then(|text| {

@@ -70,7 +70,7 @@ pub use traces::{OtlpConfig, TracesConfig};
 
 use candor_catalog::Catalog;
 use reader::{Problems, TableReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::de::DeTable;
 
@@ -113,6 +113,9 @@ pub struct Config {
     /// check, when an `[[openapi]]` entry says `unsupported = "warn"`. `candor check`
     /// prints them; the server logs them when it loads the file.
     pub notices: Vec<ConfigProblem>,
+    /// The other files it names that loading it read: a change to one of them reloads the
+    /// configuration, as a change to the file itself does.
+    pub files: Vec<PathBuf>,
 }
 
 const TOP: &[&str] = &[
@@ -168,6 +171,7 @@ impl Config {
                     expected: None,
                     suggestion: None,
                 }],
+                files: Vec::new(),
             }),
         }
     }
@@ -193,11 +197,13 @@ impl Config {
         match config {
             Some(Some(mut c)) if problems.is_empty() => {
                 c.notices = p.notices;
+                c.files = p.files;
                 Ok(c)
             }
             _ => Err(ConfigReport {
                 file: file.to_owned(),
                 problems,
+                files: p.files,
             }),
         }
     }
@@ -309,6 +315,7 @@ fn read_config(top: &TableReader<'_, '_>, p: &mut Problems<'_>, dir: &Path) -> O
         profiles: Arc::new(profiles),
         demo_api,
         notices: Vec::new(),
+        files: Vec::new(),
     })
 }
 

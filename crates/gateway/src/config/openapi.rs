@@ -132,6 +132,7 @@ pub(super) fn read(
     let base_override = t.string(p, "base_path");
     let key = t.key_path("document");
     let path = dir.join(&file);
+    p.reads(&path);
     let doc = match load(&path) {
         Ok(doc) => doc,
         Err(e) => {

@@ -29,7 +29,7 @@ pub(super) fn read(
     if let Some(s) = &section {
         for (file, span) in s.strings(p, "files").unwrap_or_default() {
             let path = dir.join(&file);
-            let text = match std::fs::read_to_string(&path) {
+            let text = match p.read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
                     p.at(

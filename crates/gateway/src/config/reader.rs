@@ -14,6 +14,10 @@ pub(crate) struct Problems<'s> {
     /// What the configuration does not stop on but an operator should know (an OpenAPI
     /// document's parts the gateway does not check, when told to warn of them).
     pub(crate) notices: Vec<ConfigProblem>,
+    /// The other files the configuration names that loading it read (or tried to):
+    /// schemas, OpenAPI documents, profiles, the catalog, secrets, the TLS certificate and
+    /// key. A change to one reloads the configuration, as a change to the file itself does.
+    pub(crate) files: Vec<std::path::PathBuf>,
 }
 
 impl<'s> Problems<'s> {
@@ -22,6 +26,20 @@ impl<'s> Problems<'s> {
             src,
             list: Vec::new(),
             notices: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Reads the file at `path`, noting it (see [`Problems::files`]).
+    pub(crate) fn read_to_string(&mut self, path: &std::path::Path) -> std::io::Result<String> {
+        self.reads(path);
+        std::fs::read_to_string(path)
+    }
+
+    /// Notes that loading reads `path` (see [`Problems::files`]).
+    pub(crate) fn reads(&mut self, path: &std::path::Path) {
+        if !self.files.iter().any(|f| f == path) {
+            self.files.push(path.to_owned());
         }
     }
 

@@ -52,6 +52,9 @@ pub struct ConfigReport {
     pub file: String,
     /// The problems, in file order.
     pub problems: Vec<ConfigProblem>,
+    /// The other files the configuration names that loading it read (or tried to), as
+    /// [`Config::files`](super::Config::files): the gateway watches them for a fix.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl fmt::Display for ConfigReport {

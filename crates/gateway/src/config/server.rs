@@ -93,6 +93,8 @@ pub(super) fn read(
             cert: dir.join(cert?.0),
             key: dir.join(key?.0),
         };
+        p.reads(&files.cert);
+        p.reads(&files.key);
         if let Err((which, e)) = crate::http::tls::server_config_blaming(&files) {
             let at = t.get(which).map_or(t.span.clone(), |v| v.span());
             p.at(at, &t.key_path(which), e);
@@ -154,7 +156,7 @@ pub(super) fn read(
         .and_then(|s| s.string(p, "catalog").map(|(f, span)| (dir.join(f), span)));
     let catalog = match &catalog_file {
         None => Arc::new(Catalog::builtin().clone()),
-        Some((path, span)) => match std::fs::read_to_string(path) {
+        Some((path, span)) => match p.read_to_string(path) {
             Err(e) => {
                 p.at(
                     span.clone(),

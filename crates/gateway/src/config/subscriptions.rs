@@ -745,6 +745,7 @@ pub(super) fn read_secret(
         },
         (None, Some((f, span))) => {
             let path = dir.join(&f);
+            p.reads(&path);
             match std::fs::read(&path) {
                 Ok(mut v) => {
                     while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {

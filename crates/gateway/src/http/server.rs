@@ -18,8 +18,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -98,6 +98,10 @@ pub(crate) struct State {
     flags: (bool, bool),
     /// Where the built-in demo API serves, when a route's upstream is `builtin:demo`.
     builtin_demo: Option<SocketAddr>,
+    /// The other files the configuration names (schemas, profiles, the catalog, the TLS
+    /// certificate and key, ...), watched with the file itself: those the running
+    /// configuration read, and those a rejected change named (so that fixing one reloads).
+    named_files: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl State {
@@ -126,6 +130,7 @@ impl State {
         let mut config = Config::load(path).inspect_err(|report| {
             tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
             self.config_rejected(report);
+            self.watch_also(&report.files);
         })?;
         config.log_notices(path);
         // Each setting a reload cannot apply and the file now says otherwise: named, with
@@ -161,8 +166,10 @@ impl State {
             match self.builtin_demo {
                 Some(addr) => config.point_builtin_demo(addr),
                 None => {
+                    self.watch_also(&config.files);
                     let report = ConfigReport {
                         file: path.display().to_string(),
+                        files: config.files,
                         problems: vec![crate::config::ConfigProblem {
                             line: 0,
                             column: 0,
@@ -182,6 +189,7 @@ impl State {
                 crate::http::tls::server_config(files)
                     .map_err(|e| ConfigReport {
                         file: path.display().to_string(),
+                        files: config.files.clone(),
                         problems: vec![crate::config::ConfigProblem {
                             line: 0,
                             column: 0,
@@ -191,11 +199,18 @@ impl State {
                             suggestion: None,
                         }],
                     })
-                    .inspect_err(|report| self.config_rejected(report))?,
+                    .inspect_err(|report| {
+                        self.config_rejected(report);
+                        self.watch_also(&report.files);
+                    })?,
             ),
             None => None,
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self
+            .named_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = config.files.clone();
         self.tls.store(Arc::new(tls));
         self.drain_timeout
             .store(Arc::new(config.server.drain_timeout));
@@ -496,6 +511,7 @@ impl Server {
             started_with,
             flags,
             builtin_demo,
+            named_files: std::sync::Mutex::new(config.files.clone()),
         });
         let reloads = Reloads {
             #[cfg(unix)]
@@ -1104,23 +1120,72 @@ impl State {
     }
 }
 
+impl State {
+    /// Adds `files` to those watched (a rejected change's, kept with the running ones).
+    fn watch_also(&self, files: &[PathBuf]) {
+        let mut named = self
+            .named_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for f in files {
+            if !named.contains(f) {
+                named.push(f.clone());
+            }
+        }
+    }
+
+    /// The configuration file, then the other files it names.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let named = self
+            .named_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.config_path
+            .iter()
+            .chain(named.iter())
+            .cloned()
+            .collect()
+    }
+}
+
 fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reloads when the file's modification time or size changes (checked twice a second),
-/// compared from `loaded`, the fingerprint when the server was bound.
+/// Reloads when the modification time or size of the file, or of a file it names (a
+/// profile, a schema, the TLS certificate, ...), changes; checked twice a second. The
+/// file's own change is compared from `loaded`, its fingerprint when the server was bound;
+/// a named file's from when it was first watched. A file that is missing for a moment (an
+/// editor replacing it) is not a change: it is compared again once it is back.
 async fn watch_config(state: Arc<State>, loaded: Option<(SystemTime, u64)>) {
     let Some(path) = state.config_path.clone() else {
         return;
     };
-    let mut last = loaded;
+    let mut last: std::collections::HashMap<PathBuf, Option<(SystemTime, u64)>> =
+        std::collections::HashMap::from([(path, loaded)]);
+    for f in state.watched_files() {
+        last.entry(f.clone()).or_insert_with(|| fingerprint(&f));
+    }
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = fingerprint(&path);
-        if now != last && now.is_some() {
-            last = now;
+        let mut changed = None;
+        for f in state.watched_files() {
+            let now = fingerprint(&f);
+            match last.get(&f) {
+                Some(before) if *before == now || now.is_none() => {}
+                // Newly named (by the reload that just ran): watched from now on.
+                None => {
+                    last.insert(f, now);
+                }
+                Some(_) => {
+                    last.insert(f.clone(), now);
+                    changed.get_or_insert(f);
+                }
+            }
+        }
+        if let Some(f) = changed {
+            tracing::info!(target: "candor::config", file = %f.display(), "changed: reloading configuration");
             let _ = state.reload();
         }
     }
