@@ -489,3 +489,42 @@ fn signals_and_edits_right_after_start_are_not_lost() {
     let status = gw.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// The files a configuration names are watched with it: a TLS certificate rewritten in
+/// place (a rotation) reloads the configuration; a file a rejected change named, missing
+/// then, is watched too, so that creating it applies the change.
+#[test]
+fn a_change_to_a_named_file_reloads() {
+    let config = format!(
+        "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n{}",
+        one_route("/aaaa", "http://127.0.0.1:9", "")
+    );
+    let gw = Gateway::start_after(&config, |file| {
+        for f in ["server.pem", "server.key"] {
+            std::fs::copy(fixture(f), file.with_file_name(f)).unwrap();
+        }
+    });
+    let generation = |g: &Gateway| g.admin_get("/health")["config_generation"].as_u64();
+    assert_eq!(generation(&gw), Some(1));
+    // (A later modification time than the copy's, on any file system.)
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::copy(fixture("server.pem"), gw.dir.join("server.pem")).unwrap();
+    assert!(gw.eventually(|g| generation(g) == Some(2)), "{}", gw.log());
+    assert!(gw.log().contains("server.pem"), "{}", gw.log());
+
+    // A change naming a profile file that is not there yet: refused.
+    std::fs::write(
+        &gw.config,
+        format!("[profiles]\nfiles = [\"late.toml\"]\n\n{config}"),
+    )
+    .unwrap();
+    assert!(gw.eventually(|g| g.log().contains("late.toml")));
+    assert_eq!(generation(&gw), Some(2));
+    // The file appears: the change applies.
+    std::fs::write(
+        gw.dir.join("late.toml"),
+        "name = \"late\"\nenvelope = '{\"error\": \"{message}\"}'\n[fallback]\n",
+    )
+    .unwrap();
+    assert!(gw.eventually(|g| generation(g) == Some(3)), "{}", gw.log());
+}

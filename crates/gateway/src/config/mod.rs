@@ -56,6 +56,7 @@ pub(crate) use limits::Limits;
 pub(crate) use log::LogConfig;
 pub(crate) use rate_limits::RouteLimits;
 pub use reader::did_you_mean;
+pub(crate) use reader::{NamedFile, fingerprint};
 pub use report::{ConfigProblem, ConfigReport};
 #[cfg(test)]
 pub(crate) use routes::parse_upstream_list;
@@ -70,7 +71,7 @@ pub use traces::{OtlpConfig, TracesConfig};
 
 use candor_catalog::Catalog;
 use reader::{Problems, TableReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use toml::de::DeTable;
 
@@ -115,7 +116,7 @@ pub struct Config {
     pub notices: Vec<ConfigProblem>,
     /// The other files it names that loading it read: a change to one of them reloads the
     /// configuration, as a change to the file itself does.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<NamedFile>,
 }
 
 const TOP: &[&str] = &[

@@ -8,6 +8,32 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// Collects problems with their position in the source text.
+/// A file a configuration names, and its fingerprint (modification time and size) taken
+/// before loading read it: a change made after it was read is seen, however soon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NamedFile {
+    /// Where it is.
+    pub(crate) path: std::path::PathBuf,
+    /// Its modification time and size, or `None` when it could not be read then.
+    pub(crate) seen: Option<(std::time::SystemTime, u64)>,
+}
+
+impl NamedFile {
+    /// `path` with its fingerprint now.
+    pub(crate) fn now(path: &std::path::Path) -> NamedFile {
+        NamedFile {
+            path: path.to_owned(),
+            seen: fingerprint(path),
+        }
+    }
+}
+
+/// A file's modification time and size, if it can be read.
+pub(crate) fn fingerprint(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 pub(crate) struct Problems<'s> {
     src: &'s str,
     pub(crate) list: Vec<ConfigProblem>,
@@ -15,9 +41,9 @@ pub(crate) struct Problems<'s> {
     /// document's parts the gateway does not check, when told to warn of them).
     pub(crate) notices: Vec<ConfigProblem>,
     /// The other files the configuration names that loading it read (or tried to):
-    /// schemas, OpenAPI documents, profiles, the catalog, secrets, the TLS certificate and
-    /// key. A change to one reloads the configuration, as a change to the file itself does.
-    pub(crate) files: Vec<std::path::PathBuf>,
+    /// schemas, OpenAPI documents, profiles, the catalog, secrets, TLS certificates and
+    /// keys. A change to one reloads the configuration, as a change to the file itself does.
+    pub(crate) files: Vec<NamedFile>,
 }
 
 impl<'s> Problems<'s> {
@@ -36,10 +62,10 @@ impl<'s> Problems<'s> {
         std::fs::read_to_string(path)
     }
 
-    /// Notes that loading reads `path` (see [`Problems::files`]).
+    /// Notes that loading reads `path` (see [`Problems::files`]), as it is before it is read.
     pub(crate) fn reads(&mut self, path: &std::path::Path) {
-        if !self.files.iter().any(|f| f == path) {
-            self.files.push(path.to_owned());
+        if !self.files.iter().any(|f| f.path == path) {
+            self.files.push(NamedFile::now(path));
         }
     }
 

@@ -54,7 +54,7 @@ pub struct ConfigReport {
     pub problems: Vec<ConfigProblem>,
     /// The other files the configuration names that loading it read (or tried to), as
     /// [`Config::files`](super::Config::files): the gateway watches them for a fix.
-    pub files: Vec<std::path::PathBuf>,
+    pub(crate) files: Vec<super::NamedFile>,
 }
 
 impl fmt::Display for ConfigReport {

@@ -145,7 +145,11 @@ fn tls(r: &TableReader<'_, '_>, p: &mut Problems<'_>, up: &mut Upstream, dir: &s
         }
         return;
     }
-    let file = |p: &mut Problems<'_>, k: &str| r.string(p, k).map(|(f, _)| dir.join(f));
+    let file = |p: &mut Problems<'_>, k: &str| {
+        let path = r.string(p, k).map(|(f, _)| dir.join(f))?;
+        p.reads(&path);
+        Some(path)
+    };
     let settings = crate::upstream::tls::TlsSettings {
         ca_file: file(p, "upstream_ca_file"),
         server_name: r.string(p, "upstream_sni").map(|(n, _)| n),

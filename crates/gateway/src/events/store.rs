@@ -376,6 +376,8 @@ impl EventReader {
         )
         .map_err(|e| format!("cannot open {}: {e}", index.display()))?;
         let _ = db.busy_timeout(Duration::from_secs(5));
+        // A lookup reads a few pages: the writer's small cache (see SCHEMA) does.
+        let _ = db.execute_batch("PRAGMA cache_size = -256;");
         Ok(EventReader {
             dir: dir.to_owned(),
             db,

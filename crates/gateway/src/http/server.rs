@@ -2,7 +2,7 @@
 //! knowledge), configuration reload, and graceful shutdown.
 
 use crate::admin;
-use crate::config::{Config, ConfigReport};
+use crate::config::{Config, ConfigReport, fingerprint};
 use crate::error::GatewayError;
 use crate::http::body::{ClientBody, GatewayBody};
 use crate::http::connections::{self, Builders, Connections};
@@ -101,7 +101,10 @@ pub(crate) struct State {
     /// The other files the configuration names (schemas, profiles, the catalog, the TLS
     /// certificate and key, ...), watched with the file itself: those the running
     /// configuration read, and those a rejected change named (so that fixing one reloads).
-    named_files: std::sync::Mutex<Vec<PathBuf>>,
+    named_files: std::sync::Mutex<Vec<crate::config::NamedFile>>,
+    /// Held through a reload: a reload from SIGHUP and one from a file's change are applied
+    /// one after the other, never mixed.
+    reloading: std::sync::Mutex<()>,
 }
 
 impl State {
@@ -127,6 +130,10 @@ impl State {
         let Some(path) = &self.config_path else {
             return Ok(self.generation.load(Ordering::Relaxed));
         };
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut config = Config::load(path).inspect_err(|report| {
             tracing::error!(target: "candor::config", report = %report, "configuration rejected; the running configuration stays");
             self.config_rejected(report);
@@ -512,6 +519,7 @@ impl Server {
             flags,
             builtin_demo,
             named_files: std::sync::Mutex::new(config.files.clone()),
+            reloading: std::sync::Mutex::new(()),
         });
         let reloads = Reloads {
             #[cfg(unix)]
@@ -1122,71 +1130,65 @@ impl State {
 
 impl State {
     /// Adds `files` to those watched (a rejected change's, kept with the running ones).
-    fn watch_also(&self, files: &[PathBuf]) {
+    fn watch_also(&self, files: &[crate::config::NamedFile]) {
         let mut named = self
             .named_files
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for f in files {
-            if !named.contains(f) {
+            if !named.iter().any(|n| n.path == f.path) {
                 named.push(f.clone());
             }
         }
     }
 
-    /// The configuration file, then the other files it names.
-    fn watched_files(&self) -> Vec<PathBuf> {
-        let named = self
-            .named_files
+    /// The other files the configuration names, each with its fingerprint from before it
+    /// was read.
+    fn named_files(&self) -> Vec<crate::config::NamedFile> {
+        self.named_files
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.config_path
-            .iter()
-            .chain(named.iter())
-            .cloned()
-            .collect()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
-fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
 /// Reloads when the modification time or size of the file, or of a file it names (a
-/// profile, a schema, the TLS certificate, ...), changes; checked twice a second. The
-/// file's own change is compared from `loaded`, its fingerprint when the server was bound;
-/// a named file's from when it was first watched. A file that is missing for a moment (an
-/// editor replacing it) is not a change: it is compared again once it is back.
+/// profile, a schema, a TLS certificate, ...), changes; checked twice a second. The file's
+/// own change is compared from `loaded`, its fingerprint when the server was bound; a named
+/// file's from its fingerprint before the load that named it read it. A file that is
+/// missing for a moment (an editor replacing it) is not a change: it is compared again
+/// once it is back. A change is applied once the files have been still for one check, so
+/// that a certificate and its key written one after the other are loaded together.
 async fn watch_config(state: Arc<State>, loaded: Option<(SystemTime, u64)>) {
     let Some(path) = state.config_path.clone() else {
         return;
     };
     let mut last: std::collections::HashMap<PathBuf, Option<(SystemTime, u64)>> =
-        std::collections::HashMap::from([(path, loaded)]);
-    for f in state.watched_files() {
-        last.entry(f.clone()).or_insert_with(|| fingerprint(&f));
-    }
+        std::collections::HashMap::from([(path.clone(), loaded)]);
+    let mut pending: Option<PathBuf> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let named = state.named_files();
+        // Files no longer named are forgotten (named again later, they start afresh).
+        last.retain(|p, _| *p == path || named.iter().any(|n| n.path == *p));
         let mut changed = None;
-        for f in state.watched_files() {
-            let now = fingerprint(&f);
-            match last.get(&f) {
-                Some(before) if *before == now || now.is_none() => {}
-                // Newly named (by the reload that just ran): watched from now on.
-                None => {
-                    last.insert(f, now);
-                }
-                Some(_) => {
-                    last.insert(f.clone(), now);
-                    changed.get_or_insert(f);
-                }
+        let files = std::iter::once((&path, loaded)).chain(named.iter().map(|n| (&n.path, n.seen)));
+        for (f, seen_when_read) in files {
+            let now = fingerprint(f);
+            let before = last.entry(f.clone()).or_insert(seen_when_read);
+            if now.is_some() && *before != now {
+                *before = now;
+                changed.get_or_insert_with(|| f.clone());
             }
         }
-        if let Some(f) = changed {
-            tracing::info!(target: "candor::config", file = %f.display(), "changed: reloading configuration");
-            let _ = state.reload();
+        match (changed, pending.take()) {
+            // Still changing: wait until it is still.
+            (Some(f), _) => pending = Some(f),
+            (None, Some(f)) => {
+                tracing::info!(target: "candor::config", file = %f.display(), "changed: reloading configuration");
+                let _ = state.reload();
+            }
+            (None, None) => {}
         }
     }
 }

@@ -349,13 +349,20 @@ impl Pipeline {
         // and also in the profile's header unless the upstream's answer has its own there.
         let rid_name = match profile {
             Some(p) if error.is_some() => crate::stages::respond::request_id_header(Some(p)),
-            Some(p) => {
+            // (Only a profile naming another header costs a name made here.)
+            Some(p)
+                if p.headers
+                    .request_id
+                    .as_deref()
+                    .is_some_and(|n| !n.eq_ignore_ascii_case(X_REQUEST_ID.as_str())) =>
+            {
                 let named = crate::stages::respond::request_id_header(Some(p));
-                if named != X_REQUEST_ID && !resp.headers().contains_key(&named) {
+                if !resp.headers().contains_key(&named) {
                     resp.headers_mut().insert(named, rid.header.clone());
                 }
                 X_REQUEST_ID.clone()
             }
+            Some(_) => X_REQUEST_ID.clone(),
             None => X_REQUEST_ID.clone(),
         };
         resp.headers_mut().insert(rid_name, rid.header);

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// A header named as the `close` connection option (reserved, RFC 9110 §7.6.1).
@@ -132,12 +131,31 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The fields besides `X-Forwarded-*` by which a proxy tells an upstream the client's
+/// address: from a client they are its own word about itself.
+const CLIENT_CLAIMS: [&str; 6] = [
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+];
+
+/// Whether a client (not a trusted proxy) sending `name` claims to say where a request
+/// came from: `Forwarded` (RFC 7239), any `X-Forwarded-*`, or one of [`CLIENT_CLAIMS`].
+fn claims_origin(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    *name == header::FORWARDED || n.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&n)
+}
+
 /// Says where the request came from: `X-Forwarded-For` (extended when the peer is a
 /// trusted proxy, else replaced by the peer's address), `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (a trusted proxy's kept). The other fields by which a client can claim
-/// an address, `Forwarded` (RFC 7239) and `X-Real-IP`, are kept only from a trusted proxy:
-/// from anyone else they are the client's word about itself, and an upstream that reads
-/// them would take it for the gateway's.
+/// `X-Forwarded-Host` (a trusted proxy's kept). Every other field by which a client can
+/// claim where a request came from (`Forwarded`, the other `X-Forwarded-*`, `X-Real-IP`
+/// and the like: [`claims_origin`]) is kept only from a trusted proxy: from anyone else it
+/// is the client's word about itself, and an upstream that reads it would take it for the
+/// gateway's.
 fn set_forwarded(
     headers: &mut HeaderMap,
     down: &Downstream<'_>,
@@ -147,9 +165,16 @@ fn set_forwarded(
         .trusted_proxies
         .iter()
         .any(|n| n.contains(down.peer.ip()));
-    if !trusted {
-        headers.remove(header::FORWARDED);
-        headers.remove(&X_REAL_IP);
+    // One pass over the names finds them; most requests carry none.
+    if !trusted && headers.keys().any(claims_origin) {
+        let claimed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| claims_origin(n))
+            .cloned()
+            .collect();
+        for n in claimed {
+            headers.remove(n);
+        }
     }
     let mut xff = Vec::with_capacity(48);
     if trusted && let Some(prior) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -1044,6 +1069,10 @@ mod tests {
         h.append("forwarded", HeaderValue::from_static("for=1.2.3.4"));
         h.append("forwarded", HeaderValue::from_static("for=5.6.7.8"));
         h.insert("x-real-ip", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-forwarded-port", HeaderValue::from_static("443"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("true-client-ip", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let down = Downstream {
             peer: "192.0.2.9:5000".parse().unwrap(),
             tls: false,
@@ -1057,7 +1086,19 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
-        assert!(!h.contains_key("forwarded") && !h.contains_key("x-real-ip"));
+        for gone in [
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-port",
+            "true-client-ip",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        // Without a host to say, a client's X-Forwarded-Host is not passed on either.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        set_forwarded(&mut h, &down, None);
+        assert!(!h.contains_key("x-forwarded-host"));
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
