@@ -343,6 +343,58 @@ fn err(profile: &str, at: impl Into<String>, reason: impl Into<String>) -> Profi
     }
 }
 
+/// Why `name` cannot carry a request id, if it cannot: a field that frames or describes
+/// the message, or one the gateway or HTTP gives another meaning (the request id would
+/// replace it on every answer).
+fn reserved_header(name: &str) -> Option<&'static str> {
+    const HOP_BY_HOP: [&str; 7] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    const MEANT: [&str; 22] = [
+        "host",
+        "date",
+        "server",
+        "location",
+        "vary",
+        "cache-control",
+        "expires",
+        "etag",
+        "last-modified",
+        "age",
+        "set-cookie",
+        "cookie",
+        "authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+        "retry-after",
+        "ratelimit",
+        "ratelimit-policy",
+        "traceparent",
+        "tracestate",
+        "accept-ranges",
+        "strict-transport-security",
+    ];
+    let n = name.to_ascii_lowercase();
+    if HOP_BY_HOP.contains(&n.as_str()) {
+        Some("is a hop-by-hop field (it frames the connection)")
+    } else if n.starts_with("content-") {
+        Some("describes the message's body")
+    } else if MEANT.contains(&n.as_str())
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-candor-")
+    {
+        Some("already means something in an answer")
+    } else {
+        None
+    }
+}
+
 impl Profile {
     /// Every built-in profile, compiled (the crate's tests prove they compile).
     pub fn builtins() -> &'static [Profile] {
@@ -523,17 +575,26 @@ impl Profile {
                 index.entry(c.clone()).or_default().push(i);
             }
         }
-        if let Some(h) = &raw.headers.request_id
-            && (h.is_empty()
+        if let Some(h) = &raw.headers.request_id {
+            if h.is_empty()
                 || !h
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            problems.push(err(
-                &name,
-                "headers.request_id",
-                format!("`{h}` is not a header name"),
-            ));
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                problems.push(err(
+                    &name,
+                    "headers.request_id",
+                    format!("`{h}` is not a header name"),
+                ));
+            } else if let Some(why) = reserved_header(h) {
+                problems.push(err(
+                    &name,
+                    "headers.request_id",
+                    format!(
+                        "`{h}` {why}: name a header of the profile's own, such as X-Acme-Request-Id"
+                    ),
+                ));
+            }
         }
         if let Some(v) = &raw.headers.www_authenticate
             && (v.is_empty() || v.bytes().any(|b| b < 0x20 || b == 0x7f))
@@ -1265,6 +1326,43 @@ mod tests {
             v["data"],
             serde_json::json!([{"message":"2FA is required"}])
         );
+    }
+
+    #[test]
+    fn a_request_id_header_may_not_be_one_that_means_something_else() {
+        // Found by the attack probe: `Content-Length` here made every error's length the
+        // request id; `Transfer-Encoding` emptied every proxied answer.
+        let with = |h: &str| {
+            Profile::load(
+                "x.toml",
+                &format!(
+                    "name = \"x\"\nenvelope = '{{\"a\":\"{{message}}\"}}'\n[headers]\nrequest_id = \"{h}\"\n"
+                ),
+            )
+        };
+        for h in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Host",
+            "Set-Cookie",
+            "Content-Type",
+            "Date",
+            "Upgrade",
+            "Trailer",
+            "Keep-Alive",
+            "traceparent",
+            "X-Forwarded-For",
+        ] {
+            let e = with(h).unwrap_err();
+            assert!(
+                e[0].to_string().contains("headers.request_id") && e[0].to_string().contains(h),
+                "{h}: {e:?}"
+            );
+        }
+        for h in ["X-Request-Id", "X-Acme-Request", "Request-Id", "x_trace"] {
+            assert!(with(h).is_ok(), "{h}");
+        }
     }
 
     #[test]
