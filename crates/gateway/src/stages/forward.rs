@@ -145,14 +145,30 @@ const CLIENT_CLAIMS: [&str; 6] = [
 
 /// Whether a client (not a trusted proxy) sending `name` claims to say where a request
 /// came from: `Forwarded` (RFC 7239), any `X-Forwarded-*`, or one of [`CLIENT_CLAIMS`].
+/// (A name spelt with `_` for `-` counts as the same name: CGI, PHP-FPM, WSGI and many
+/// frameworks read `X_Real_IP` as `X-Real-IP`, found by the attack probe.)
 fn claims_origin(name: &HeaderName) -> bool {
-    let n = name.as_str();
+    let n = name.as_str().as_bytes();
     // Looked at on every request: most names are told apart by their first letter.
-    match n.as_bytes().first() {
-        Some(b'x') => n.starts_with("x-forwarded-") || CLIENT_CLAIMS[..3].contains(&n),
-        Some(b't' | b'c' | b'f') => *name == header::FORWARDED || CLIENT_CLAIMS.contains(&n),
+    let is = |claim: &str| same_name(n, claim.as_bytes());
+    match n.first() {
+        Some(b'x') => {
+            n.len() > 12 && same_name(&n[..12], b"x-forwarded-")
+                || CLIENT_CLAIMS[..3].iter().any(|c| is(c))
+        }
+        Some(b't' | b'c' | b'f') => {
+            *name == header::FORWARDED || CLIENT_CLAIMS.iter().any(|c| is(c))
+        }
         _ => false,
     }
+}
+
+/// Whether header name `n` (lower case) is `claim`, reading `_` as `-`.
+fn same_name(n: &[u8], claim: &[u8]) -> bool {
+    n.len() == claim.len()
+        && n.iter()
+            .zip(claim)
+            .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// Says where the request came from: `X-Forwarded-For` (extended when the peer is a
@@ -1082,13 +1098,24 @@ mod tests {
         ] {
             assert!(claims_origin(&HeaderName::from_static(n)), "{n}");
         }
+        // Spelt with `_` (read as `-` by CGI and WSGI): the same claims.
+        for n in [
+            "x_forwarded_for",
+            "x_real_ip",
+            "true_client_ip",
+            "x-forwarded_host",
+        ] {
+            assert!(claims_origin(&HeaderName::from_static(n)), "{n}");
+        }
         for n in [
             "host",
             "x-request-id",
             "traceparent",
             "content-type",
             "x-forwarded",
+            "x-forwarded-",
             "from",
+            "x_request_id",
         ] {
             assert!(!claims_origin(&HeaderName::from_static(n)), "{n}");
         }
