@@ -528,3 +528,41 @@ fn a_change_to_a_named_file_reloads() {
     .unwrap();
     assert!(gw.eventually(|g| generation(g) == Some(3)), "{}", gw.log());
 }
+
+/// The attack probe's steps: a route's schema file replaced by a FIFO. The reload is
+/// refused at once, naming why; the gateway keeps answering (it used to wait forever for a
+/// writer, on a worker thread, and a second reload stopped every answer).
+#[test]
+fn a_named_file_replaced_by_a_fifo_is_refused_and_serving_goes_on() {
+    let up = Upstream::start(Behaviour::Echo);
+    let config = format!(
+        "{}\n[routes.validate]\nbody = \"s.json\"\n",
+        one_route("/v", &up.url(), "")
+    );
+    let gw = Gateway::start_after(&config, |file| {
+        std::fs::write(file.with_file_name("s.json"), r#"{"type": "object"}"#).unwrap();
+    });
+    let schema = gw.dir.join("s.json");
+    std::fs::remove_file(&schema).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&schema)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        gw.eventually(|g| g.log().contains("not a regular file")),
+        "{}",
+        gw.log()
+    );
+    gw.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let r = gw.request("POST", "/v", &[("Content-Type", "application/json")], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.admin_get("/health")["config_generation"], 1);
+    // `candor check` says the same, at once.
+    let (code, out, _) = candor(&["check", "--config", gw.config.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(out.contains("not a regular file"), "{out}");
+}

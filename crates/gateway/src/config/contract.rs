@@ -40,7 +40,7 @@ pub(super) fn read(
                 toml::de::DeValue::String(file) => {
                     let path = dir.join(file.as_ref());
                     p.reads(&path);
-                    std::fs::read_to_string(&path)
+                    super::read_file_to_string(&path)
                         .map_err(|e| format!("cannot read the schema file {}: {e}", path.display()))
                         .and_then(|text| {
                             serde_json::from_str::<Value>(&text).map_err(|e| {

@@ -56,7 +56,7 @@ pub(crate) use limits::Limits;
 pub(crate) use log::LogConfig;
 pub(crate) use rate_limits::RouteLimits;
 pub use reader::did_you_mean;
-pub(crate) use reader::{NamedFile, fingerprint};
+pub(crate) use reader::{NamedFile, fingerprint, read_file, read_file_to_string};
 pub use report::{ConfigProblem, ConfigReport};
 #[cfg(test)]
 pub(crate) use routes::parse_upstream_list;
@@ -160,7 +160,7 @@ impl Config {
     /// Reads and validates the file at `path`; files it names are resolved against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigReport> {
         let name = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        match read_file_to_string(path) {
             Ok(text) => Config::parse(&name, &text, path.parent().unwrap_or(Path::new("."))),
             Err(e) => Err(ConfigReport {
                 file: name,

@@ -181,7 +181,7 @@ pub(super) fn read(
 /// The document at `path` as JSON: a `.json` file is read as JSON, anything else as YAML;
 /// an error when it is neither or no OpenAPI 3.0 or 3.1 document.
 pub(crate) fn load(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path)
+    let text = super::read_file_to_string(path)
         .map_err(|e| format!("cannot read the OpenAPI document {}: {e}", path.display()))?;
     let json = path
         .extension()

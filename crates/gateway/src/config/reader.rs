@@ -28,6 +28,69 @@ impl NamedFile {
     }
 }
 
+/// The most bytes of a file a configuration names (or of the configuration itself).
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads the regular file at `path` whole. Anything else (a FIFO, a device, a folder) is
+/// refused at once, never waited on (a FIFO put where a profile was made a reload wait
+/// forever for a writer, holding a worker thread: found by the attack probe), and so is a
+/// file over 64 MiB.
+pub(crate) fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO does not wait for a writer (reads of a regular file
+        // are not affected).
+        open.custom_flags(0o4000);
+    }
+    #[cfg(not(target_os = "linux"))]
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let f = open.open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a FIFO, a socket or a device)"
+        };
+        return Err(Error::new(ErrorKind::InvalidInput, format!("it is {what}")));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "it is {} bytes, over the {} MiB a named file may be",
+                meta.len(),
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it grew past 64 MiB while read",
+        ));
+    }
+    Ok(out)
+}
+
+/// [`read_file`] as UTF-8 text.
+pub(crate) fn read_file_to_string(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_file(path)?).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// A file's modification time and size, if it can be read.
 pub(crate) fn fingerprint(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -59,7 +122,7 @@ impl<'s> Problems<'s> {
     /// Reads the file at `path`, noting it (see [`Problems::files`]).
     pub(crate) fn read_to_string(&mut self, path: &std::path::Path) -> std::io::Result<String> {
         self.reads(path);
-        std::fs::read_to_string(path)
+        read_file_to_string(path)
     }
 
     /// Notes that loading reads `path` (see [`Problems::files`]), as it is before it is read.
@@ -495,6 +558,35 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_named_file_that_is_not_a_regular_file_is_refused_at_once() {
+        let dir = crate::identity::store::ScratchDir::new("read-file");
+        let fifo = dir.0.join("profile.toml");
+        // A FIFO with no writer: opening it for reading would wait for one forever.
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = read_file(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_file_to_string(&dir.0).unwrap_err();
+        assert!(e.to_string().contains("a folder"), "{e}");
+        let file = dir.0.join("ok.toml");
+        std::fs::write(&file, "name = \"x\"").unwrap();
+        assert_eq!(read_file_to_string(&file).unwrap(), "name = \"x\"");
+        let big = dir.0.join("big.json");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        let e = read_file(&big).unwrap_err();
+        assert!(e.to_string().contains("over the 64 MiB"), "{e}");
+    }
+
     use super::*;
 
     #[test]

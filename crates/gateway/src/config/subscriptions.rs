@@ -746,7 +746,7 @@ pub(super) fn read_secret(
         (None, Some((f, span))) => {
             let path = dir.join(&f);
             p.reads(&path);
-            match std::fs::read(&path) {
+            match super::read_file(&path) {
                 Ok(mut v) => {
                     while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         v.pop();

@@ -13,13 +13,13 @@ pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig
 pub(crate) fn server_config_blaming(
     files: &TlsFiles,
 ) -> Result<Arc<rustls::ServerConfig>, (&'static str, String)> {
-    let cert_pem = std::fs::read(&files.cert).map_err(|e| {
+    let cert_pem = crate::config::read_file(&files.cert).map_err(|e| {
         (
             "cert",
             format!("cannot read certificate {}: {e}", files.cert.display()),
         )
     })?;
-    let key_pem = std::fs::read(&files.key).map_err(|e| {
+    let key_pem = crate::config::read_file(&files.key).map_err(|e| {
         (
             "key",
             format!("cannot read private key {}: {e}", files.key.display()),

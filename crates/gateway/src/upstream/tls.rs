@@ -45,7 +45,8 @@ pub(crate) struct TlsSettings {
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    crate::config::read_file(path)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
 }
 
 /// Builds the client configuration, or says precisely what is wrong with the files.
