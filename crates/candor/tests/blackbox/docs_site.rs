@@ -488,6 +488,12 @@ fn docs_pages_headers_and_misses() {
             assert_eq!(r.json()["code"], "rate_limited", "{name} {path}");
         }
     }
+    // And a page's path with a bad escape is the same error on both.
+    for (name, addr) in [("main", gw.addr), ("admin", admin)] {
+        let r = request(addr, "GET", "/errors/rate%zzlimited", &[], b"");
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        assert_problem(&r, "invalid_url_encoding");
+    }
 }
 
 /// A profile in use has its page in the served site (Markdown for programs); a profile not

@@ -223,7 +223,15 @@ async fn route(
     }
     // The error pages read their path as the main listener's do: percent-decoded, dot
     // segments resolved (`/errors/rate%5Flimited` is `/errors/rate_limited` on both).
-    if let Ok(target) = crate::stages::parse::parse_path(path)
+    let target = match crate::stages::parse::parse_path(path) {
+        Ok(target) => Some(target),
+        // A page's path with a bad escape is answered as on the main listener.
+        Err(e) if pages::is_docs_path(path) => {
+            return Err(crate::stages::parse::encoding_error(e));
+        }
+        Err(_) => None,
+    };
+    if let Some(target) = target
         && pages::is_docs_path(&target.path)
     {
         if !read_only {

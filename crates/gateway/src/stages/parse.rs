@@ -225,14 +225,19 @@ pub(crate) fn run(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
                 Some(codes::INVALID_URL_ENCODING),
                 vec![("reason", e.reason.to_owned())],
             );
-            Err(GatewayError::new(codes::INVALID_URL_ENCODING)
-                .param("reason", e.reason)
-                .param("position", e.position.to_string())
-                .param("bytes", e.bytes.clone())
-                .extension("position", e.position.into())
-                .extension("bytes", e.bytes.into()))
+            Err(encoding_error(e))
         }
     }
+}
+
+/// The catalog's answer to a target with a bad escape or character.
+pub(crate) fn encoding_error(e: EncodingError) -> GatewayError {
+    GatewayError::new(codes::INVALID_URL_ENCODING)
+        .param("reason", e.reason)
+        .param("position", e.position.to_string())
+        .param("bytes", e.bytes.clone())
+        .extension("position", e.position.into())
+        .extension("bytes", e.bytes.into())
 }
 
 #[cfg(test)]
