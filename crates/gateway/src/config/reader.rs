@@ -75,7 +75,7 @@ pub(crate) fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     if out.len() as u64 > MAX_FILE_BYTES {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "it grew past 64 MiB while read",
+            format!("it grew past {} MiB while read", MAX_FILE_BYTES >> 20),
         ));
     }
     Ok(out)

@@ -362,8 +362,7 @@ impl Pipeline {
                 }
                 X_REQUEST_ID.clone()
             }
-            Some(_) => X_REQUEST_ID.clone(),
-            None => X_REQUEST_ID.clone(),
+            _ => X_REQUEST_ID.clone(),
         };
         resp.headers_mut().insert(rid_name, rid.header);
         if let Some(states) = rate_fields.filter(|s| !s.is_empty()) {
