@@ -17,9 +17,10 @@ impl Line<'_> {
         second: &mut SecondText,
     ) -> Result<(), serde_json::Error> {
         let e: &Event<'_> = self.event;
-        // The log's own text (`ev_` and a ULID, a type, a severity) is copied as it is.
+        // The log's own text (`ev_` and a ULID, a type, a severity) is copied as it is;
+        // each member's name comes with its punctuation in one piece.
         out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(self.id.as_bytes());
+        raw_bytes(out, self.id);
         out.extend_from_slice(b"\",\"time\":\"");
         second.write_millis(out, self.time_ms);
         out.extend_from_slice(b"\",\"type\":\"");
@@ -28,26 +29,26 @@ impl Line<'_> {
         out.extend_from_slice(e.severity.as_str().as_bytes());
         out.push(b'"');
         if let Some(r) = &e.request_id {
-            key(out, "request_id");
-            string(out, r);
+            member(out, b",\"request_id\":\"", r);
         }
         if let Some(t) = &e.trace_id {
-            key(out, "trace_id");
+            out.extend_from_slice(b",\"trace_id\":\"");
             let mut hex = [0u8; 32];
             crate::http::trace::hex_into(t, &mut hex);
-            out.push(b'"');
             out.extend_from_slice(&hex);
             out.push(b'"');
         }
-        for (name, value) in [("route", e.route.as_deref()), ("code", e.code.as_deref())] {
-            if let Some(v) = value {
-                key(out, name);
-                string(out, v);
-            }
+        if let Some(r) = &e.route {
+            member(out, b",\"route\":\"", r);
         }
-        key(out, "facts");
+        if let Some(c) = &e.code {
+            member(out, b",\"code\":\"", c);
+        }
         match &e.facts {
-            Facts::Map(m) => serde_json::to_writer(&mut *out, m)?,
+            Facts::Map(m) => {
+                out.extend_from_slice(b",\"facts\":");
+                serde_json::to_writer(&mut *out, m)?;
+            }
             Facts::Request(r) => request(out, r),
         }
         out.push(b'}');
@@ -57,35 +58,33 @@ impl Line<'_> {
 
 fn request(out: &mut Vec<u8>, r: &RequestFacts<'_>) {
     // A method is a token: no character of it needs escaping.
-    out.extend_from_slice(b"{\"method\":\"");
+    out.extend_from_slice(b",\"facts\":{\"method\":\"");
     raw(out, r.method.as_ref().map_or("", http::Method::as_str));
-    out.extend_from_slice(b"\",\"path\":");
-    string(out, &r.path);
+    out.push(b'"');
+    member(out, b",\"path\":\"", &r.path);
     // An address's text never needs escaping.
     out.extend_from_slice(b",\"client\":\"");
     crate::http::address::push_ip(out, r.client);
-    out.push(b'"');
-    key(out, "status");
+    out.extend_from_slice(b"\",\"status\":");
     number(out, u64::from(r.status));
-    for (name, value) in [("source", r.source), ("ended_by", r.ended_by)] {
-        if !value.is_empty() {
-            key(out, name);
-            string(out, value);
-        }
+    if !r.source.is_empty() {
+        member(out, b",\"source\":\"", r.source);
     }
-    key(out, "duration_us");
+    if !r.ended_by.is_empty() {
+        member(out, b",\"ended_by\":\"", r.ended_by);
+    }
+    out.extend_from_slice(b",\"duration_us\":");
     number(out, r.duration_us);
     if let Some(us) = r.upstream_us {
-        key(out, "upstream_us");
+        out.extend_from_slice(b",\"upstream_us\":");
         number(out, us);
     }
-    key(out, "config_generation");
+    out.extend_from_slice(b",\"config_generation\":");
     number(out, r.config_generation);
     if let Some(d) = &r.docs {
-        key(out, "docs");
-        string(out, d);
+        member(out, b",\"docs\":\"", d);
     }
-    key(out, "trail");
+    out.extend_from_slice(b",\"trail\":");
     trail(out, &r.trail);
     out.push(b'}');
 }
@@ -93,10 +92,11 @@ fn request(out: &mut Vec<u8>, r: &RequestFacts<'_>) {
 fn trail(out: &mut Vec<u8>, t: &Trail) {
     out.push(b'[');
     for (i, ev) in t.events().iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"stage\":\"");
+        out.extend_from_slice(if i > 0 {
+            b",{\"stage\":\""
+        } else {
+            b"{\"stage\":\""
+        });
         raw(out, ev.stage);
         out.extend_from_slice(b"\",\"outcome\":\"");
         raw(out, ev.outcome);
@@ -107,21 +107,18 @@ fn trail(out: &mut Vec<u8>, t: &Trail) {
             out.push(b'"');
         }
         if !ev.facts.is_empty() {
-            key(out, "facts");
-            out.push(b'{');
+            out.extend_from_slice(b",\"facts\":{");
             let mut first = true;
             for (j, (k, v)) in ev.facts.iter().enumerate() {
                 // A name given twice keeps its last value, as the serializer does.
                 if ev.facts[j + 1..].iter().any(|(later, _)| later == k) {
                     continue;
                 }
-                if !first {
-                    out.push(b',');
-                }
+                out.extend_from_slice(if first { b"\"" } else { b",\"" });
                 first = false;
-                name(out, k);
-                out.push(b':');
-                string(out, v);
+                // A fact's name is the gateway's own.
+                raw(out, k);
+                member(out, b"\":\"", v);
             }
             out.push(b'}');
         }
@@ -130,28 +127,33 @@ fn trail(out: &mut Vec<u8>, t: &Trail) {
     out.push(b']');
 }
 
-/// `,"name":` (names are the log's own: plain ASCII).
-#[inline]
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
-/// A name of the gateway's own (a type, a stage, an outcome, a catalog code, a fact's
-/// name, a method), between quotes: plain ASCII, never escaped.
-#[inline]
-fn name(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    raw(out, s);
-    out.push(b'"');
+/// `lead` (a member's name and punctuation, ending with the string's opening quote),
+/// then `s` as a JSON string: copied when nothing in it needs escaping, else escaped by
+/// serde_json. Inlined so that each `lead` is copied as the constant it is.
+#[inline(always)]
+fn member(out: &mut Vec<u8>, lead: &[u8], s: &str) {
+    if plain(s.as_bytes()) {
+        out.extend_from_slice(lead);
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(&lead[..lead.len() - 1]);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// The text of a name of the gateway's own, copied as it is. Checked in debug builds.
 #[inline]
 fn raw(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(s.bytes().all(plain_byte), "{s:?}");
-    out.extend_from_slice(s.as_bytes());
+    raw_bytes(out, s.as_bytes());
+}
+
+/// [`raw`], of bytes.
+#[inline]
+fn raw_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    debug_assert!(s.iter().copied().all(plain_byte), "{s:?}");
+    out.extend_from_slice(s);
 }
 
 /// Whether `b` is copied into a JSON string as it is (printable ASCII but `"` and `\`).
@@ -160,8 +162,26 @@ fn plain_byte(b: u8) -> bool {
     b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f
 }
 
-/// Whether every byte of `s` is [`plain_byte`], read eight at a time.
+/// Whether every byte of `s` is [`plain_byte`], read eight at a time; a string of eight
+/// bytes or more ends with its last eight, read again where they overlap the whole eights
+/// before them.
 fn plain(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        if !plain_eight(c) {
+            return false;
+        }
+    }
+    match s.len() {
+        n if n % 8 == 0 => true,
+        n if n > 8 => plain_eight(&s[n - 8..]),
+        _ => chunks.remainder().iter().all(|&b| plain_byte(b)),
+    }
+}
+
+/// Whether each of the eight bytes of `c` is [`plain_byte`].
+#[inline]
+fn plain_eight(c: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     /// A high bit in each byte of `x` that is zero (exact as a whole: a borrow only
@@ -169,34 +189,15 @@ fn plain(s: &[u8]) -> bool {
     fn zero(x: u64) -> u64 {
         x.wrapping_sub(ONES) & !x & HIGH
     }
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(c);
-        let x = u64::from_le_bytes(eight);
-        // With no high bit set, a byte below 0x20 is the only one whose subtraction
-        // borrows.
-        let control = x.wrapping_sub(ONES * 0x20) & HIGH;
-        let odd = zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')))
-            | zero(x ^ (ONES * 0x7f));
-        if (x & HIGH) | control | odd != 0 {
-            return false;
-        }
-    }
-    chunks.remainder().iter().all(|&b| plain_byte(b))
-}
-
-/// A JSON string: copied when nothing in it needs escaping, else escaped by serde_json.
-fn string(out: &mut Vec<u8>, s: &str) {
-    if plain(s.as_bytes()) {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(c);
+    let x = u64::from_le_bytes(eight);
+    // With no high bit set, a byte below 0x20 is the only one whose subtraction borrows.
+    let control = x.wrapping_sub(ONES * 0x20) & HIGH;
+    let odd = zero(x ^ (ONES * u64::from(b'"')))
+        | zero(x ^ (ONES * u64::from(b'\\')))
+        | zero(x ^ (ONES * 0x7f));
+    (x & HIGH) | control | odd == 0
 }
 
 fn number(out: &mut Vec<u8>, n: u64) {
@@ -210,7 +211,7 @@ mod tests {
 
     fn both(ev: &Event) -> (String, String) {
         let line = Line {
-            id: "ev_01KBXYZ",
+            id: b"ev_01KBXYZ",
             time_ms: 1_795_860_005_042,
             event: ev,
         };
@@ -226,7 +227,7 @@ mod tests {
     #[test]
     fn eight_at_a_time_says_what_one_at_a_time_says() {
         // Every byte value at every position of a chunk and of the remainder.
-        for len in [1, 7, 8, 9, 16, 17] {
+        for len in [1, 7, 8, 9, 15, 16, 17, 23, 26] {
             for at in 0..len {
                 for b in 0..=255u8 {
                     let mut s = vec![b'a'; len];

@@ -644,7 +644,8 @@ fn write_loop(
 
 /// An event's line: `{"id","time","type","severity","request_id","trace_id","route","code","facts"}`.
 pub(crate) struct Line<'a> {
-    pub(crate) id: &'a str,
+    /// The event's id: `ev_` and a ULID (ASCII).
+    pub(crate) id: &'a [u8],
     pub(crate) time_ms: i64,
     pub(crate) event: &'a Event<'a>,
 }
@@ -653,7 +654,7 @@ impl Serialize for Line<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.event;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", self.id)?;
+        m.serialize_entry("id", std::str::from_utf8(self.id).unwrap_or(""))?;
         m.serialize_entry("time", &crate::time::rfc3339_millis(self.time_ms))?;
         m.serialize_entry("type", e.kind)?;
         m.serialize_entry("severity", &e.severity)?;
@@ -743,7 +744,7 @@ mod tests {
             .fact("generation", 2)
             .code("x\"y");
         let line = serde_json::to_string(&Line {
-            id: "ev1",
+            id: b"ev1",
             time_ms: 1_795_860_005_042,
             event: &ev,
         })

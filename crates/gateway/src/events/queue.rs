@@ -69,10 +69,8 @@ impl Batch {
         if let Ok(ulid) = <&mut [u8; 26]>::try_from(&mut id[3..]) {
             crate::http::request_id::write_ulid(ulid, ms as u64);
         }
-        // Crockford base32 and `ev_`: always text.
-        let id = std::str::from_utf8(&id).unwrap_or("ev_");
         let line = Line {
-            id,
+            id: &id,
             time_ms: ms,
             event: ev,
         };

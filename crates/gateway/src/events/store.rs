@@ -9,7 +9,7 @@ use super::{Severity, Written};
 use crate::config::EventsConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -71,7 +71,8 @@ pub(crate) const INDEX: &str = "index.sqlite";
 pub(crate) struct Store {
     dir: PathBuf,
     db: Connection,
-    file: BufWriter<File>,
+    /// The current file, appended a batch at a time (one write each: no buffer of its own).
+    file: File,
     file_id: i64,
     file_len: u64,
     file_started: Instant,
@@ -149,11 +150,7 @@ impl Store {
                 .map_err(|e| format!("cannot start a new file: {e}"))?;
         }
         let first = self.file_len;
-        if let Err(e) = self
-            .file
-            .write_all(&batch.bytes)
-            .and_then(|()| self.file.flush())
-        {
+        if let Err(e) = self.file.write_all(&batch.bytes) {
             // How much of the batch reached the file is not known: the next batch starts
             // a new file, and none of this one is indexed.
             self.torn = true;
@@ -241,16 +238,8 @@ impl Store {
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
-        if !self.torn {
-            self.file.flush()?;
-        }
         let (file, id) = new_file(&self.dir, &self.db, Some(self.file_id))?;
-        let old = std::mem::replace(&mut self.file, file);
-        if self.torn {
-            // What a failed write left in the buffer is not the index's: dropped, not
-            // flushed into the old file (a BufWriter flushes when dropped).
-            let _ = old.into_parts();
-        }
+        self.file = file;
         self.file_id = id;
         self.file_len = 0;
         self.file_started = Instant::now();
@@ -289,9 +278,8 @@ impl Store {
         }
     }
 
-    /// Flushes the file and marks its end.
+    /// Marks the file's end.
     pub(crate) fn finish(&mut self) {
-        let _ = self.file.flush();
         let _ = self.db.execute(
             "UPDATE files SET ended = ?1 WHERE id = ?2",
             params![crate::time::unix_millis(SystemTime::now()), self.file_id],
@@ -300,11 +288,7 @@ impl Store {
 }
 
 /// Starts a new file (closing `previous` in the index).
-fn new_file(
-    dir: &Path,
-    db: &Connection,
-    previous: Option<i64>,
-) -> std::io::Result<(BufWriter<File>, i64)> {
+fn new_file(dir: &Path, db: &Connection, previous: Option<i64>) -> std::io::Result<(File, i64)> {
     let now = crate::time::unix_millis(SystemTime::now());
     if let Some(p) = previous {
         let _ = db.execute("UPDATE files SET ended = ?1 WHERE id = ?2", params![now, p]);
@@ -327,10 +311,7 @@ fn new_file(
         params![name, now],
     )
     .map_err(std::io::Error::other)?;
-    Ok((
-        BufWriter::with_capacity(64 << 10, file),
-        db.last_insert_rowid(),
-    ))
+    Ok((file, db.last_insert_rowid()))
 }
 
 /// The most events told for one request id.
