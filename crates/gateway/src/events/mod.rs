@@ -589,14 +589,32 @@ fn write_loop(
     // After a write, the writer lingers for the rest of FLUSH_EVERY unless a batch worth
     // writing comes first, so that under load each write, transaction and flush carries
     // many events (an event reaches the file within FLUSH_EVERY, or at once when the log
-    // was idle).
+    // was idle). The index commits every store::INDEX_EVERY under load, and as soon as the
+    // log goes quiet.
     const FLUSH_EVERY: Duration = Duration::from_millis(25);
     let mut spare = queue::Batch::default();
     let mut last_error: Option<Instant> = None;
+    let mut failed = |e: String, events: usize| {
+        let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        // A full disk fails every batch: told at most once a minute.
+        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            last_error = Some(Instant::now());
+            tracing::error!(target: "candor::events", error = %e, events, failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
+        }
+    };
     let mut linger = None;
     loop {
-        let (batch, closing, done) = queue.take(spare, linger);
+        let (batch, closing, done) = queue.take(spare, linger, store.has_pending());
         let began = Instant::now();
+        if batch.is_empty() && !closing {
+            // The log went quiet with rows waiting for the index.
+            if let Err(e) = store.commit_index() {
+                failed(e, 0);
+            }
+            spare = batch;
+            linger = None;
+            continue;
+        }
         if !batch.is_empty() {
             let consumers = consumers.load();
             // Borrows from the batch: handed to the consumers before the batch is cleared.
@@ -609,14 +627,7 @@ fn write_loop(
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                    // A full disk fails every batch: told at most once a minute.
-                    if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                        last_error = Some(Instant::now());
-                        tracing::error!(target: "candor::events", error = %e, events = batch.len(), failed_writes_so_far = errors, "cannot write to the event log; the events go on to the subscriptions");
-                    }
-                }
+                Err(e) => failed(e, batch.len()),
             }
             if !written.is_empty() {
                 for c in consumers.iter() {

@@ -255,11 +255,14 @@ impl Queue {
     /// The writer's: waits for events (or for the close), then takes every queued event,
     /// leaving `spare` (empty) for the next ones; says whether the log is closing, and
     /// whom to tell when the rest is written. With `linger`, it waits until then for more
-    /// events unless a batch worth writing (or a full queue) comes first.
+    /// events unless a batch worth writing (or a full queue) comes first; with `quiet`, a
+    /// linger that ends with no event queued returns an empty batch (the log went quiet:
+    /// the writer has something to finish) rather than waiting on.
     pub(crate) fn take(
         &self,
         spare: Batch,
         mut linger: Option<Instant>,
+        quiet: bool,
     ) -> (Batch, bool, Option<std::sync::mpsc::Sender<()>>) {
         let mut s = self.lock();
         while !s.closing {
@@ -270,6 +273,9 @@ impl Queue {
                     }
                     let now = Instant::now();
                     if now >= until {
+                        if quiet && s.batch.is_empty() {
+                            break;
+                        }
                         linger = None;
                         continue;
                     }
@@ -350,7 +356,7 @@ mod tests {
             q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
             Err(Refused::Full)
         ));
-        let (taken, closing, _) = q.take(Batch::default(), None);
+        let (taken, closing, _) = q.take(Batch::default(), None, false);
         assert_eq!(taken.len(), 1);
         assert!(!closing);
         q.close(None);
@@ -358,8 +364,34 @@ mod tests {
             q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info)),
             Err(Refused::Closed)
         ));
-        let (taken, closing, _) = q.take(Batch::default(), None);
+        let (taken, closing, _) = q.take(Batch::default(), None, false);
         assert!(taken.is_empty() && closing);
+    }
+
+    #[test]
+    fn a_quiet_linger_returns_empty_only_when_asked() {
+        let q = Queue::new(8);
+        let soon = || Some(Instant::now() + std::time::Duration::from_millis(5));
+        // Asked: the linger ends with nothing queued, and the writer gets an empty batch.
+        let (taken, closing, _) = q.take(Batch::default(), soon(), true);
+        assert!(taken.is_empty() && !closing);
+        // An event queued during the linger is taken when it ends.
+        q.push(&mut Event::new(kinds::API_STARTED, Severity::Info))
+            .ok()
+            .unwrap();
+        let (taken, _, _) = q.take(Batch::default(), soon(), true);
+        assert_eq!(taken.len(), 1);
+        // Not asked: the writer waits on past the linger for the next event.
+        let q = std::sync::Arc::new(Queue::new(8));
+        let writer = std::thread::spawn({
+            let q = q.clone();
+            move || q.take(Batch::default(), soon(), false).0.len()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        q.push(&mut Event::new(kinds::API_STOPPED, Severity::Info))
+            .ok()
+            .unwrap();
+        assert_eq!(writer.join().unwrap(), 1);
     }
 
     #[test]

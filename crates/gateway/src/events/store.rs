@@ -55,13 +55,44 @@ use super::queue::{self, FOUND_BY_TIME_SPAN_MS};
 /// The most bytes of batches read to list recent served requests (`/events`).
 const MAX_SCAN_BYTES: u64 = 64 << 20;
 
+/// Under load, index rows wait and commit together at most this long after the first of
+/// them was written (each commit of the index costs the gateway more than the rows in it).
+/// When the log goes quiet they commit at once.
+pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(250);
+
+/// The most index rows that wait for a commit.
+const MAX_PENDING_ROWS: usize = 4096;
+
 /// One write's events that have no rows: where their lines are and their arrivals.
 struct BatchRow {
+    file: i64,
     first: u64,
     end: u64,
     min_arrival: i64,
     max_arrival: i64,
     time: i64,
+}
+
+/// An event's index row, waiting for the next commit.
+struct Row {
+    ms: i64,
+    kind: &'static str,
+    severity: Severity,
+    request_id: Option<String>,
+    route: Option<Arc<str>>,
+    code: Option<std::borrow::Cow<'static, str>>,
+    file: i64,
+    offset: i64,
+}
+
+/// What the index is yet to be told: rows of events written to their file since the last
+/// commit.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<Row>,
+    batches: Vec<BatchRow>,
+    /// When the first of them was written.
+    since: Option<Instant>,
 }
 
 /// The index file's name in the log's folder.
@@ -85,6 +116,8 @@ pub(crate) struct Store {
     last_ms: i64,
     /// A write failed part way: the next batch starts a new file.
     torn: bool,
+    /// Rows written to the files, not yet to the index.
+    pending: Pending,
 }
 
 /// Where [`Store::write`] puts what it wrote for the consumers, and which types' lines they
@@ -114,15 +147,17 @@ impl Store {
             #[cfg(test)]
             last_ms: 0,
             torn: false,
+            pending: Pending::default(),
         };
         store.retention();
         Ok(store)
     }
 
-    /// Appends and indexes `batch` (the lines are flushed before the index commits, so an
-    /// index row never points past the file's end), filling `written` for the consumers
-    /// when there are any, with the lines of the types the predicate says they read. The
-    /// consumers get the batch even when the disk refuses it.
+    /// Appends `batch` to the file and its rows to those waiting for the index, committing
+    /// them when they are due ([`INDEX_EVERY`], or [`MAX_PENDING_ROWS`]); filling `written`
+    /// for the consumers when there are any, with the lines of the types the predicate
+    /// says they read. The consumers get the batch even when the disk refuses it. A row
+    /// is committed only after its line was written, so none points past a file's end.
     pub(crate) fn write<'b>(
         &mut self,
         batch: &'b queue::Batch,
@@ -158,11 +193,11 @@ impl Store {
         }
         self.file_len += batch.bytes.len() as u64;
         let mut by_arrival: Option<BatchRow> = None;
-        let mut rows = Vec::new();
         for e in &batch.entries {
             match e.by_arrival {
                 Some(a) => {
                     let b = by_arrival.get_or_insert(BatchRow {
+                        file: self.file_id,
                         first,
                         end: self.file_len,
                         min_arrival: a,
@@ -172,17 +207,45 @@ impl Store {
                     b.min_arrival = b.min_arrival.min(a);
                     b.max_arrival = b.max_arrival.max(a);
                 }
-                None => rows.push(e),
+                None => self.pending.rows.push(Row {
+                    ms: e.ms,
+                    kind: e.kind,
+                    severity: e.severity,
+                    request_id: e.request_id.clone(),
+                    route: e.route.clone(),
+                    code: e.code.clone(),
+                    file: self.file_id,
+                    offset: (first + e.start as u64) as i64,
+                }),
             }
         }
-        let mut failed = None;
-        if let Err(e) = self.index(first, &rows, by_arrival.as_ref()) {
-            failed = Some(format!("index: {e}"));
+        self.pending.batches.extend(by_arrival);
+        let pending = &mut self.pending;
+        if pending.since.is_none() && !(pending.rows.is_empty() && pending.batches.is_empty()) {
+            pending.since = Some(Instant::now());
         }
+        let due = pending.rows.len() >= MAX_PENDING_ROWS
+            || pending.since.is_some_and(|t| t.elapsed() >= INDEX_EVERY);
+        let failed = if due { self.commit_index().err() } else { None };
         if self.last_retention.elapsed() >= Duration::from_secs(3600) {
             self.retention();
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Whether rows wait for the index.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.since.is_some()
+    }
+
+    /// Commits the rows waiting for the index (they are dropped when the commit fails, as
+    /// a batch's rows were).
+    pub(crate) fn commit_index(&mut self) -> Result<(), String> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.since.is_none() {
+            return Ok(());
+        }
+        self.index(&pending).map_err(|e| format!("index: {e}"))
     }
 
     /// Writes `events` as one batch (tests; the log's senders build batches as they send).
@@ -194,38 +257,36 @@ impl Store {
             self.last_ms = ms;
             batch.push(&mut ev, ms).map_err(|e| e.to_string())?;
         }
-        self.write(&batch, None)
+        self.write(&batch, None)?;
+        self.commit_index()
     }
 
-    fn index(
-        &mut self,
-        first: u64,
-        rows: &[&queue::Entry],
-        by_arrival: Option<&BatchRow>,
-    ) -> rusqlite::Result<()> {
+    fn index(&mut self, pending: &Pending) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
-        {
+        if !pending.rows.is_empty() {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (time, type, severity, request_id, route, code, file, offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for e in rows {
+            for r in &pending.rows {
                 insert.execute(params![
-                    e.ms,
-                    e.kind,
-                    e.severity.rank(),
-                    e.request_id,
-                    e.route,
-                    e.code.as_deref(),
-                    self.file_id,
-                    (first + e.start as u64) as i64
+                    r.ms,
+                    r.kind,
+                    r.severity.rank(),
+                    r.request_id,
+                    r.route,
+                    r.code.as_deref(),
+                    r.file,
+                    r.offset
                 ])?;
             }
-            if let Some(b) = by_arrival {
-                tx.prepare_cached(
-                    "INSERT INTO batches (file, first, end, min_arrival, max_arrival, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    self.file_id,
+        }
+        if !pending.batches.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO batches (file, first, end, min_arrival, max_arrival, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for b in &pending.batches {
+                insert.execute(params![
+                    b.file,
                     b.first as i64,
                     b.end as i64,
                     b.min_arrival,
@@ -278,8 +339,11 @@ impl Store {
         }
     }
 
-    /// Marks the file's end.
+    /// Commits what waits for the index and marks the file's end.
     pub(crate) fn finish(&mut self) {
+        if let Err(e) = self.commit_index() {
+            tracing::error!(target: "candor::events", error = %e, "cannot write the last events to the event index");
+        }
         let _ = self.db.execute(
             "UPDATE files SET ended = ?1 WHERE id = ?2",
             params![crate::time::unix_millis(SystemTime::now()), self.file_id],
@@ -799,6 +863,49 @@ mod tests {
             5
         );
         assert!(r.oldest().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rows_wait_for_the_index_until_due_or_told() {
+        let dir = temp_dir("pending");
+        let mut store = Store::open(&dir, &EventsConfig::default()).unwrap();
+        fn rejected(id: &str) -> Event<'_> {
+            Event::new(kinds::REQUEST_REJECTED, Severity::Notice)
+                .request(id)
+                .code("route_not_found")
+        }
+        store.write(&one(rejected("early")), None).unwrap();
+        assert!(store.has_pending());
+        // In the file, not yet in the index.
+        let r = EventReader::open(&dir).unwrap();
+        assert!(r.by_request("early").unwrap().is_empty());
+        // Told (the log went quiet): committed.
+        store.commit_index().unwrap();
+        assert!(!store.has_pending());
+        assert_eq!(r.by_request("early").unwrap().len(), 1);
+        // Due by age: the write that comes after INDEX_EVERY commits what waits.
+        store.write(&one(rejected("aged")), None).unwrap();
+        std::thread::sleep(INDEX_EVERY);
+        store.write(&one(rejected("later")), None).unwrap();
+        assert!(!store.has_pending());
+        assert_eq!(r.by_request("aged").unwrap().len(), 1);
+        assert_eq!(r.by_request("later").unwrap().len(), 1);
+        // Due by number: MAX_PENDING_ROWS rows commit at once.
+        let mut batch = queue::Batch::default();
+        let ids: Vec<String> = (0..MAX_PENDING_ROWS).map(|i| format!("n{i}")).collect();
+        for id in &ids {
+            let mut ev = rejected(id);
+            let ms = crate::time::unix_millis(ev.time);
+            batch.push(&mut ev, ms).unwrap();
+        }
+        store.write(&batch, None).unwrap();
+        assert!(!store.has_pending());
+        assert_eq!(r.by_request("n4095").unwrap().len(), 1);
+        // What waits at the end is committed by finish.
+        store.write(&one(rejected("last")), None).unwrap();
+        store.finish();
+        assert_eq!(r.by_request("last").unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
