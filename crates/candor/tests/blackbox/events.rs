@@ -285,7 +285,12 @@ fn the_event_log_lists_what_happened_with_filters() {
     assert_eq!(f["after_response"], true, "{f}");
     assert_eq!(f["listener"], "main");
 
-    // The admin API's /events, filtered.
+    // The admin API's /events, filtered (its index rows follow the lines by a linger).
+    assert!(gw.eventually(|gw| {
+        admin(gw, "/events?type=request.*&code=rate_limited").json()["events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    }));
     let r = admin(&gw, "/events?type=request.*&code=rate_limited");
     assert_eq!(r.status, 200, "{}", r.text());
     let listed = r.json();

@@ -4,8 +4,9 @@
 //!
 //! A request never waits on disk: [`EventLog::send`] makes the event its JSON line and puts
 //! it in a bounded queue ([`queue`]); a writer thread takes the queued lines at once,
-//! appends them to a JSON-lines file ([`store`]), indexes them in SQLite (request id, time,
-//! type, code), then hands the batch to the consumers (subscriptions, alerts). A full
+//! appends them to a JSON-lines file ([`store`]), hands the batch to the consumers
+//! (subscriptions, alerts), and indexes the lines in SQLite (request id, time, type, code):
+//! under load a few times a second, at once when the log goes quiet. A full
 //! queue makes the sender wait for room: nothing is lost, and the waits are counted.
 //!
 //! [`story`] reads the log back: the events of one request, told for `candor explain`
