@@ -18,6 +18,7 @@ ROUNDS=${1:-10}
 SECS=${2:-5}
 
 . bench/install.sh
+. bench/upstream.sh
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -z "${BIN_A:-}" ] || [ -z "${BIN_B:-}" ]; then
   cargo build --release --locked -q
@@ -40,30 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r UP_PORT PORT_A PORT_B < <(python3 -c '
-import socket
-held = [socket.socket() for _ in range(3)]
-for s in held:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in held])')
+read -r UP_PORT PORT_A PORT_B < <(free_ports 3)
 
-head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location / { root $WORK; try_files /1k.txt =404; default_type text/plain; }
-  }
-}
-CONF
+write_upstream
 taskset -c 1 "$NGINX" -c "$WORK/upstream.conf" & PIDS+=($!)
 
 for side in a b; do

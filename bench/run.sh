@@ -22,6 +22,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 . bench/install.sh
+. bench/upstream.sh
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 # Debian starts the packaged services on install; stop them so only ours run.
@@ -39,14 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Nine free loopback ports, bound at the same time so that none is handed out twice (one
-# at a time, the kernel may give the same port again once it is closed).
-read -r P1 P2 P3 P4 P5 P6 P7 P8 P9 < <(python3 -c '
-import socket
-held = [socket.socket() for _ in range(9)]
-for s in held:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in held])')
+read -r P1 P2 P3 P4 P5 P6 P7 P8 P9 < <(free_ports 9)
 UP_PORT=${UP_PORT:-$P1}
 NGINX_PORT=${NGINX_PORT:-$P2}
 HAPROXY_PORT=${HAPROXY_PORT:-$P3}
@@ -68,28 +62,7 @@ for p in "$UP_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$CANDOR_PORT" "$BASELINE_PORT
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use"; exit 1; fi
 done
 
-head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
-ONE_K=$(cat "$WORK/1k.txt")
-
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP_PORT reuseport;
-    location / { root $WORK; try_files /1k.txt =404; default_type text/plain; }
-    # POSTed bodies (read and discarded), answered with the same 1 KiB.
-    location /post/ { default_type text/plain; return 200 "$ONE_K"; }
-    location /validate/ { default_type text/plain; return 200 "$ONE_K"; }
-  }
-}
-CONF
+write_upstream
 
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes 1;
