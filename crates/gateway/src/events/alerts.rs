@@ -478,7 +478,7 @@ impl Alerts {
         let Some(path) = self.cert.lock().ok().and_then(|c| c.clone()) else {
             return;
         };
-        let not_after = match std::fs::read(&path)
+        let not_after = match crate::config::read_file(&path)
             .ok()
             .and_then(|pem| first_certificate_not_after(&pem))
         {
@@ -693,8 +693,8 @@ async fn send_email(c: &EmailConfig, r: &Raised, repeat_every: Duration) -> Resu
         let mut params = TlsParameters::builder(c.host.clone());
         // The system's CAs, or the configured file's only.
         if let Some(ca) = &c.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            let pem = crate::config::read_file(ca)
+                .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
             params = params
                 .certificate_store(CertificateStore::None)
                 .add_root_certificate(

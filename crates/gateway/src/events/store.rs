@@ -935,6 +935,11 @@ mod tests {
         store.write(&one(rejected("last")), None).unwrap();
         store.finish();
         assert_eq!(r.by_request("last").unwrap().len(), 1);
+        // And by a store dropped without finish (a writer that stopped on a panic).
+        store.write(&one(rejected("dropped")), None).unwrap();
+        assert!(store.has_pending());
+        drop(store);
+        assert_eq!(r.by_request("dropped").unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

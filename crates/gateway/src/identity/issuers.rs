@@ -123,7 +123,7 @@ async fn fetch(issuer: &ExternalIssuer) -> Result<String, String> {
         JwksSource::File(path) => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
-                std::fs::read_to_string(&path)
+                crate::config::read_file_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))
             })
             .await
@@ -198,7 +198,7 @@ where
 
 fn client_tls(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let path = ca_file.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
-    let pem = std::fs::read(path)
+    let pem = crate::config::read_file(path)
         .map_err(|e| format!("cannot read CA certificates {}: {e}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
